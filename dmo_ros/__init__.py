@@ -1,0 +1,1 @@
+"""dmo_ros: vision policies learned in a diffusion world model, deployed over ROS 2."""

@@ -1,0 +1,10 @@
+"""ros2 launch dmo_ros collect.launch.py — the graph defined in config/graphs/collect.yaml.
+
+Without ros2 launch (pip-only machines) the same graph starts with: dmo-launch collect
+"""
+
+from dmo_ros.nodes.launch_actions import graph_launch_description
+
+
+def generate_launch_description():
+    return graph_launch_description("collect")

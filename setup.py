@@ -1,0 +1,49 @@
+"""The dmo_ros ament_python package (also installable with pip on machines without ROS)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dmo_ros"
+HERE = Path(__file__).parent
+
+
+def share_files(folder: str, pattern: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing folder/**/pattern under share/dmo_ros, keeping sub-folders."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob(pattern)):
+        relative = path.relative_to(HERE)
+        groups.setdefault(f"share/{PACKAGE}/{relative.parent}", []).append(str(relative))
+    return sorted(groups.items())
+
+
+# Executables run by `ros2 run dmo_ros <name>` and named by the graphs in config/graphs.
+NODE_EXECUTABLES = [
+    "test_pattern = dmo_ros.nodes.test_pattern:main",
+    "topic_monitor = dmo_ros.nodes.topic_monitor:main",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *share_files("launch", "*.launch.py"),
+        *share_files("config", "*.yaml"),
+    ],
+    install_requires=["setuptools", "numpy", "pyyaml"],
+    zip_safe=True,
+    maintainer="dmo_ros maintainers",
+    maintainer_email="dmo-ros@example.org",
+    description="Vision policies learned in a diffusion world model from rosbag2 recordings (DMO-SAPO).",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    entry_points={
+        "console_scripts": [
+            *NODE_EXECUTABLES,
+            "dmo-launch = dmo_ros.graphs.runner:main",
+        ],
+    },
+)

@@ -1,0 +1,74 @@
+"""Shared fixtures: an isolated ROS 2 environment for tests that start real nodes."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def ros_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for node processes: a private DDS domain, logs in tmp, traffic on this machine."""
+    env = dict(os.environ)
+    env.update(
+        ROS_DOMAIN_ID=str(random.randint(1, 100)),
+        ROS_HOME=str(tmp_path / "ros_home"),
+        ROS_LOG_DIR=str(tmp_path / "ros_log"),
+        FASTDDS_BUILTIN_TRANSPORTS="SHM",
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        PYTHONUNBUFFERED="1",
+        RCUTILS_COLORIZED_OUTPUT="0",
+    )
+    env.pop("DMO_ROS_CONFIG_DIR", None)
+    return env
+
+
+def run_command(args: list[str], env: dict[str, str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run a command to completion, output captured as text (stderr folded into stdout)."""
+    return subprocess.run(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+    )
+
+
+class LiveRun:
+    """A runner process whose output is collected line by line while it runs."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "dmo-launch"), *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in self.lines) < count:
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
+            if self.process.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"runner exited ({self.process.returncode}) before {text!r}:\n{self.output}")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 30.0) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
