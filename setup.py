@@ -21,6 +21,10 @@ def share_files(folder: str, pattern: str) -> list[tuple[str, list[str]]]:
 NODE_EXECUTABLES = [
     "test_pattern = dmo_ros.nodes.test_pattern:main",
     "topic_monitor = dmo_ros.nodes.topic_monitor:main",
+    "pusht_standin = dmo_ros.nodes.pusht_standin:main",
+    "go2_standin = dmo_ros.nodes.go2_standin:main",
+    "teleop = dmo_ros.nodes.teleop:main",
+    "recorder = dmo_ros.nodes.recorder:main",
 ]
 
 setup(

@@ -138,11 +138,21 @@ def test_an_unknown_launch_argument_is_rejected_clearly(ros_env):
     assert "unknown launch argument 'colour' for graph 'smoke'; it takes: duration, image_qos" in result.stdout
 
 
-def test_a_missing_executable_is_named_before_anything_starts(ros_env):
-    result = run_command([str(BIN / "dmo-launch"), "collect", "robot:=go2"], ros_env)
+def test_a_missing_executable_is_named_before_anything_starts(tmp_path, ros_env):
+    graph = {
+        "description": "one installed node, one that is not",
+        "nodes": [
+            {"name": "pattern", "executable": "test_pattern"},
+            {"name": "planner", "executable": "no_such_planner"},
+        ],
+    }
+    path = tmp_path / "graph.yaml"
+    path.write_text(yaml.safe_dump(graph))
+    result = run_command([str(BIN / "dmo-launch"), str(path)], ros_env)
     assert result.returncode == 2
-    for node in ("go2_standin", "teleop", "recorder"):
-        assert f"node '{node}' needs executable '{node}' of package 'dmo_ros', which is not installed" in result.stdout
+    assert ("node 'planner' needs executable 'no_such_planner' of package 'dmo_ros', which is not installed "
+            "(installed dmo_ros executables: ") in result.stdout
+    assert "node 'pattern'" not in result.stdout
     assert "started" not in result.stdout
 
 
