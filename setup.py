@@ -48,6 +48,7 @@ setup(
         "console_scripts": [
             *NODE_EXECUTABLES,
             "dmo-launch = dmo_ros.graphs.runner:main",
+            "dmo-play-stats = dmo_ros.teleop.scripted:main",
         ],
     },
 )

@@ -24,6 +24,9 @@ PACKAGE = "dmo_ros"
 CONFIG_DIR_VARIABLE = "DMO_ROS_CONFIG_DIR"
 """Environment variable naming a config folder to use instead of the installed one."""
 
+AUTO = "auto"
+"""The default of an argument whose default depends on another argument."""
+
 _ARGUMENT_REFERENCE = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 _GRAPH_KEYS = {"description", "arguments", "nodes"}
 _ARGUMENT_KEYS = {"default", "description", "choices"}
@@ -49,6 +52,10 @@ class LaunchArgument:
     """What the argument changes, shown by ``dmo-launch GRAPH --show-args``."""
     choices: tuple[str, ...] = ()
     """Allowed values (as strings); empty means any value of the argument's type."""
+    depends_on: str = ""
+    """For a default that depends on another argument: that argument's name (the default is ``auto``)."""
+    default_by: dict[str, Any] = field(default_factory=dict)
+    """With ``depends_on``: the default for each value of that argument."""
 
     def parse(self, value: Any) -> Any:
         """Convert a command-line string (or a YAML value) to the argument's type, or raise GraphError."""
@@ -196,6 +203,8 @@ def parse_graph(raw: Any, name: str, source: Path) -> GraphSpec:
             raise GraphError(f"{arg_where} needs a 'default' and a 'description'")
         choices = tuple(as_text(c) for c in arg_raw.get("choices") or ())
         argument = LaunchArgument(arg_name, arg_raw["default"], str(arg_raw["description"]), choices)
+        if isinstance(arg_raw["default"], dict):
+            argument = _dependent_default(argument, arguments, arg_where)
         argument.parse(argument.default)  # a default outside its own choices is a mistake too
         arguments.append(argument)
     graph_arguments = {a.name for a in arguments}
@@ -249,20 +258,27 @@ def parse_launch_arguments(graph: GraphSpec, tokens: list[str]) -> dict[str, Any
     return values
 
 
-def resolve_graph(graph: GraphSpec, values: dict[str, Any]) -> list[ResolvedNode]:
-    """The nodes to start for these argument values, with every ``$(arg …)`` substituted.
+def resolve_arguments(graph: GraphSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """Every argument's effective typed value: given values (strings or typed), else defaults.
 
-    ``values`` may hold strings (as a launch context gives them) or typed values; unknown
-    names are rejected.
+    An ``auto`` default that depends on another argument takes that argument's entry.
+    Unknown names are rejected.
     """
     typed = {}
     for argument in graph.arguments:
-        value = values.get(argument.name, argument.default)
-        typed[argument.name] = argument.parse(value)
+        value = argument.parse(values.get(argument.name, argument.default))
+        if argument.depends_on and value == AUTO:
+            value = argument.default_by[as_text(typed[argument.depends_on])]
+        typed[argument.name] = value
     for name in values:
         if name not in typed:
             raise GraphError(graph.unknown_argument_message(name))
+    return typed
 
+
+def resolve_graph(graph: GraphSpec, values: dict[str, Any]) -> list[ResolvedNode]:
+    """The nodes to start for these argument values, with every ``$(arg …)`` substituted."""
+    typed = resolve_arguments(graph, values)
     resolved = []
     for node in graph.nodes:
         if any(as_text(typed[arg]) not in allowed for arg, allowed in node.when.items()):
@@ -281,6 +297,22 @@ def resolve_graph(graph: GraphSpec, values: dict[str, Any]) -> list[ResolvedNode
             )
         )
     return resolved
+
+
+def _dependent_default(argument: LaunchArgument, earlier: list[LaunchArgument], where: str) -> LaunchArgument:
+    """``default: {robot: {pusht: A, go2: B}}``: the default follows an earlier argument with choices."""
+    (depends_on, table), *rest = argument.default.items()
+    owner = next((a for a in earlier if a.name == depends_on), None)
+    if rest or owner is None or not owner.choices or not isinstance(table, dict):
+        raise GraphError(
+            f"{where}: a default that depends on another argument is written "
+            "{OTHER: {VALUE: DEFAULT, ...}} with OTHER an earlier argument that has choices"
+        )
+    default_by = {as_text(k): v for k, v in table.items()}
+    missing = [c for c in owner.choices if c not in default_by]
+    if missing:
+        raise GraphError(f"{where}: no default for {depends_on}={', '.join(missing)}")
+    return LaunchArgument(argument.name, AUTO, argument.description, argument.choices, depends_on, default_by)
 
 
 def _substitute(value: Any, values: dict[str, Any]) -> Any:

@@ -38,6 +38,7 @@ from dmo_ros.graphs.definition import (
     available_graphs,
     load_graph,
     parse_launch_arguments,
+    resolve_arguments,
     resolve_graph,
 )
 
@@ -261,6 +262,9 @@ def describe_arguments(graph: GraphSpec) -> str:
     lines = [f"graph '{graph.name}' ({graph.source}):", f"  {graph.description}", "arguments:"]
     for argument in graph.arguments:
         choices = f" (one of: {', '.join(argument.choices)})" if argument.choices else ""
+        if argument.depends_on:
+            by = ", ".join(f"{argument.depends_on} {k}: {v}" for k, v in argument.default_by.items())
+            choices += f" (auto: {by})"
         lines.append(f"  {argument.name}:={argument.default}{choices}\n      {argument.description}")
     return "\n".join(lines)
 
@@ -302,8 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{RUNNER}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if options.dry_run:
-        print(yaml.safe_dump({"graph": graph.name, "arguments": values, "nodes": [_node_summary(n) for n in nodes]},
-                             sort_keys=False), end="")
+        plan = {
+            "graph": graph.name,
+            "arguments": resolve_arguments(graph, values),
+            "nodes": [_node_summary(n) for n in nodes],
+        }
+        print(yaml.safe_dump(plan, sort_keys=False), end="")
         return 0
     if not nodes:
         print(f"{RUNNER}: error: graph '{graph.name}' has no node to start with these arguments", file=sys.stderr)

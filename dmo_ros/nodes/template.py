@@ -57,6 +57,8 @@ QOS_PROFILES: dict[str, QoSProfile] = {
 
 def param(default: Any, description: str) -> Any:
     """A node parameter field: its default and the description shown by ``ros2 param describe``."""
+    if isinstance(default, list):  # a fresh list per instance (dataclasses forbid shared mutable defaults)
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"description": description})
     return dataclasses.field(default=default, metadata={"description": description})
 
 
@@ -79,16 +81,19 @@ class DmoNode(Node):
         """Declare every field of a parameters dataclass and return their values."""
         values = {}
         for field in dataclasses.fields(parameters_type):
+            default = field.default_factory() if field.default is dataclasses.MISSING else field.default
             descriptor = ParameterDescriptor(description=field.metadata.get("description", ""))
             try:
-                value = self.declare_parameter(field.name, field.default, descriptor).value
+                value = self.declare_parameter(field.name, default, descriptor).value
             except InvalidParameterTypeException as error:
                 raise ValueError(f"parameter '{field.name}': {error}") from None
-            if isinstance(field.default, float) and isinstance(value, int):
+            if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
-            if type(value) is not type(field.default):
+            if isinstance(default, list) and not isinstance(value, (str, bytes)):
+                value = list(value)  # array parameters may arrive as array.array
+            if type(value) is not type(default):
                 raise ValueError(
-                    f"parameter '{field.name}' must be {type(field.default).__name__}, "
+                    f"parameter '{field.name}' must be {type(default).__name__}, "
                     f"got {value!r} ({type(value).__name__})"
                 )
             values[field.name] = value

@@ -115,3 +115,35 @@ def test_config_dir_override_is_read_at_call_time(tmp_path, monkeypatch):
     monkeypatch.setenv("DMO_ROS_CONFIG_DIR", str(tmp_path))
     assert available_graphs() == ["mine"]
     assert load_graph("mine").argument("rate").default == 5.0
+
+
+def test_a_default_can_depend_on_another_argument():
+    raw = yaml.safe_load(yaml.safe_dump(GRAPH))
+    raw["arguments"]["action_topic"] = {
+        "default": {"robot": {"pusht": "/servo_node/delta_twist_cmds", "go2": "/cmd_vel"}},
+        "description": "per-robot standard topic",
+    }
+    raw["nodes"][1]["remappings"]["action"] = "$(arg action_topic)"
+    graph = parse(raw)
+    assert graph.argument("action_topic").default == "auto"
+    worker = {n.name: n for n in resolve_graph(graph, {"robot": "go2"})}["worker"]
+    assert ("action", "/cmd_vel") in worker.remappings
+    worker = {n.name: n for n in resolve_graph(graph, {})}["worker"]
+    assert ("action", "/servo_node/delta_twist_cmds") in worker.remappings
+    chosen = resolve_graph(graph, parse_launch_arguments(graph, ["robot:=go2", "action_topic:=/my/cmd"]))
+    assert ("action", "/my/cmd") in chosen[0].remappings
+
+
+@pytest.mark.parametrize(
+    ("default", "message"),
+    [
+        ({"robot": {"pusht": "/a"}}, "no default for robot=go2"),
+        ({"rate": {"5.0": "/a"}}, "an earlier argument that has choices"),
+        ({"nope": {"x": "/a"}}, "an earlier argument that has choices"),
+    ],
+)
+def test_a_dependent_default_must_cover_the_other_arguments_choices(default, message):
+    raw = yaml.safe_load(yaml.safe_dump(GRAPH))
+    raw["arguments"]["action_topic"] = {"default": default, "description": "d"}
+    with pytest.raises(GraphError, match=message):
+        parse(raw)

@@ -1,0 +1,143 @@
+"""pusht_standin: the Push-T stand-in for the table-top arm (gym-pusht behind the arm's topics).
+
+Plays the real arm with its fixed camera over the table:
+
+- subscribes ``action`` (geometry_msgs/TwistStamped, the MoveIt Servo convention):
+  ``twist.linear.x/y`` in m/s in the table plane; each control step (``control_rate_hz``,
+  5 Hz) moves the end effector by the latest twist x the control period. A command older
+  than ``command_timeout`` s means zero motion: the arm holds still, as a real servo does.
+  An out-of-range command is clamped to ``max_speed_m_s``, never an error.
+- publishes ``camera/image`` (sensor_msgs/Image, rgb8) at ``image_rate_hz``, QoS from
+  ``image_qos``;
+- publishes ``standin_state`` (dmo_msgs/StandinState, ground truth for evaluation only)
+  every control step;
+- resets on ``reset`` (std_msgs/Header: the operator's reset event), and after
+  ``max_episode_steps`` control steps when that is > 0.
+
+The simulation itself is ``dmo_ros.sims.pusht`` (no ROS).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from dmo_msgs.msg import StandinState
+from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
+from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+
+@dataclass
+class PushTStandinParameters:
+    seed: int = param(0, "Base seed; episode e starts from a seed derived from (seed, e).")
+    width: int = param(96, "Camera image width in pixels.")
+    height: int = param(96, "Camera image height in pixels.")
+    image_rate_hz: float = param(10.0, "Camera frames per second.")
+    control_rate_hz: float = param(5.0, "Control steps per second (the period must be a multiple of 0.1 s).")
+    image_qos: str = param("sensor_data", f"QoS of the image topic: {', '.join(QOS_PROFILES)}.")
+    command_timeout: float = param(0.5, "Seconds after which the last action command is stale: zero motion.")
+    arena_size_m: float = param(0.5, "Metres spanned by the 512-unit Push-T arena.")
+    max_speed_m_s: float = param(0.25, "End-effector speed limit in m/s; faster commands are scaled down.")
+    max_episode_steps: int = param(0, "Reset after this many control steps; 0: only on the reset topic.")
+    frame_id: str = param("camera", "frame_id of the camera images.")
+
+
+class PushTStandin(DmoNode):
+    def __init__(self) -> None:
+        super().__init__("pusht_standin")
+        self.parameters = p = self.declare(PushTStandinParameters)
+        if p.image_rate_hz <= 0 or p.control_rate_hz <= 0 or p.command_timeout <= 0:
+            raise ValueError("image_rate_hz, control_rate_hz and command_timeout must be positive")
+        image_qos = qos_profile(p.image_qos)
+        self.control_period = 1.0 / p.control_rate_hz
+        self.sim = PushTSim(
+            PushTConfig(
+                seed=p.seed,
+                width=p.width,
+                height=p.height,
+                arena_size_m=p.arena_size_m,
+                max_speed_m_s=p.max_speed_m_s,
+                control_period_s=self.control_period,
+                max_episode_steps=p.max_episode_steps,
+            )
+        )
+        self.velocity = np.zeros(2)
+        self.command_time = -float("inf")  # monotonic time of the latest command
+        self.frames_sent = 0
+        self.image_publisher = self.create_publisher(Image, "camera/image", image_qos)
+        self.state_publisher = self.create_publisher(StandinState, "standin_state", qos_profile("reliable"))
+        self.create_subscription(TwistStamped, "action", self.on_action, qos_profile("reliable"))
+        self.create_subscription(Header, "reset", self.on_reset, qos_profile("reliable"))
+        self.create_timer(self.control_period, self.control_step)
+        self.create_timer(1.0 / p.image_rate_hz, self.publish_image)
+        self.publish_state()
+        self.get_logger().info(
+            f"Push-T stand-in: control at {p.control_rate_hz} Hz, {p.width}x{p.height} rgb8 images at "
+            f"{p.image_rate_hz} Hz ({p.image_qos}); episode 0 (seed {p.seed})"
+        )
+
+    def on_action(self, message: TwistStamped) -> None:
+        self.velocity = np.array([message.twist.linear.x, message.twist.linear.y], dtype=np.float64)
+        self.command_time = time.monotonic()
+
+    def on_reset(self, _message: Header) -> None:
+        self.reset("reset requested")
+
+    def reset(self, reason: str) -> None:
+        self.sim.reset()
+        self.velocity = np.zeros(2)
+        self.command_time = -float("inf")
+        self.get_logger().info(f"{reason}: episode {self.sim.episode}")
+        self.publish_state()
+
+    def control_step(self) -> None:
+        fresh = time.monotonic() - self.command_time <= self.parameters.command_timeout
+        self.sim.step(self.velocity * self.control_period if fresh else np.zeros(2))
+        self.publish_state()
+        if self.sim.done():
+            self.reset(f"episode {self.sim.episode} reached {self.parameters.max_episode_steps} steps")
+
+    def publish_state(self) -> None:
+        state = self.sim.state()
+        message = StandinState(
+            episode=state.episode,
+            step=state.step,
+            agent=state.agent.tolist(),
+            object=state.block.tolist(),
+            goal=state.goal.tolist(),
+            progress=float(state.coverage),
+            success=bool(state.success),
+            object_in_view=True,
+        )
+        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.frame_id = "arena"
+        self.state_publisher.publish(message)
+
+    def publish_image(self) -> None:
+        p = self.parameters
+        pixels = self.sim.render()
+        message = Image(height=p.height, width=p.width, encoding="rgb8", is_bigendian=0, step=p.width * 3)
+        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.frame_id = p.frame_id
+        message.data = pixels.tobytes()
+        self.image_publisher.publish(message)
+        self.frames_sent += 1
+
+    def on_shutdown(self) -> None:
+        self.get_logger().info(
+            f"sent {self.frames_sent} images; episode {self.sim.episode}, step {self.sim.step_count}"
+        )
+        self.sim.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PushTStandin, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

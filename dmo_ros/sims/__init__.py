@@ -1,0 +1,1 @@
+"""Simulated stand-ins for the robots: plain Python (numpy, MuJoCo, pymunk), no ROS."""

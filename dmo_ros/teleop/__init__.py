@@ -1,0 +1,1 @@
+"""The operator side of data collection: scripted play/demonstrations and gamepad teleop."""

@@ -1,0 +1,200 @@
+"""The scripted operator: plays with the robot, sometimes demonstrates the task, resets.
+
+It plays the human at the stand-in's controls, who can see the scene: it reads the
+stand-in's ground truth (``Observation``) and emits what a human operator's teleop emits
+(``Command``): an action, the intent label, the milestone key and reset presses.
+
+Each episode: *play* for a random number of steps (intent off; push primitives toward
+random points on the object from the robot's ``Explorer``), then with probability
+``demo_probability`` a *demonstration* (intent on; the robot's ``Expert``) until success or
+``demo_timeout_steps``, then a reset. So the recordings hold play and demonstrations, with
+intent toggling inside episodes and demos starting from varied states.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator sees of the scene (from the stand-in's evaluation topic)."""
+
+    episode: int
+    """Episode counter of the stand-in; it changes when a reset took effect."""
+    step: int
+    """Control steps since the last reset."""
+    agent: np.ndarray
+    """Robot pose: Push-T [x, y] (arena px); Go2 [x, y, yaw] (m, rad)."""
+    object: np.ndarray
+    """Object pose: Push-T block [x, y, angle]; Go2 cube [x, y, yaw]."""
+    goal: np.ndarray
+    """Goal: Push-T [x, y, angle]; Go2 [x, y, radius]."""
+    progress: float
+    """Task progress in [0, 1]."""
+    success: bool
+    """The task is achieved at this step."""
+    object_in_view: bool = True
+    """The object is in the robot camera's field of view."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the operator's teleop publishes at one control tick."""
+
+    action: np.ndarray
+    """Robot action in its units: Push-T [vx, vy] m/s; Go2 [vx, vy, yaw rate] m/s, rad/s."""
+    intent: bool
+    """The operator intends the task (a demonstration)."""
+    milestone: float = 0.0
+    """The extra reward key (1.0 on the tick it is pressed)."""
+    reset: bool = False
+    """Ask for a reset of the scene."""
+
+
+class Policy(Protocol):
+    """An expert or explorer: an action for the current observation."""
+
+    def begin(self, observation: Observation, rng: np.random.Generator) -> None: ...
+
+    def act(self, observation: Observation) -> np.ndarray: ...
+
+
+class Mode(enum.Enum):
+    PLAY = "play"
+    DEMO = "demo"
+    RESET = "reset"
+
+
+@dataclass
+class ScriptedOperatorConfig:
+    """How the scripted operator mixes play and demonstrations."""
+
+    seed: int = 0
+    """Seed of every random choice (segment lengths, demo or not, play targets)."""
+    play_steps: tuple[int, int] = (20, 60)
+    """Range of play steps at the start of each episode (control steps, inclusive)."""
+    demo_probability: float = 0.5
+    """Probability that an episode's play is followed by a demonstration."""
+    demo_timeout_steps: int = 150
+    """A demonstration that has not succeeded after this many steps is abandoned."""
+    hold_after_success_steps: int = 2
+    """Steps of zero action (intent still on) after success before the reset."""
+    reset_retry_steps: int = 10
+    """Reset is pressed again if the stand-in has not reset after this many steps."""
+
+    def __post_init__(self) -> None:
+        low, high = self.play_steps
+        if not 0 <= low <= high:
+            raise ValueError(f"play_steps must be (low, high) with 0 <= low <= high, got {self.play_steps}")
+        if not 0.0 <= self.demo_probability <= 1.0:
+            raise ValueError(f"demo_probability must be in [0, 1], got {self.demo_probability}")
+        if self.demo_timeout_steps <= 0:
+            raise ValueError("demo_timeout_steps must be positive")
+
+
+@dataclass
+class OperatorStats:
+    """Counters over a session, for the play-statistics report."""
+
+    steps: int = 0
+    intent_steps: int = 0
+    episodes: int = 0
+    demos: int = 0
+    demo_successes: int = 0
+    milestones: int = 0
+
+    @property
+    def intent_fraction(self) -> float:
+        return self.intent_steps / self.steps if self.steps else 0.0
+
+    @property
+    def demo_success_rate(self) -> float:
+        return self.demo_successes / self.demos if self.demos else 0.0
+
+
+@dataclass
+class ScriptedOperator:
+    """State machine over play → (demonstration) → reset, one tick per control step."""
+
+    explorer: Policy
+    expert: Policy
+    action_size: int
+    config: ScriptedOperatorConfig = field(default_factory=ScriptedOperatorConfig)
+    press_milestone: bool = False
+    """Press the milestone key when a demonstration first succeeds (Push Cube)."""
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.config.seed)
+        self.stats = OperatorStats()
+        self.mode = Mode.RESET
+        self.episode: int | None = None
+        self.steps_in_mode = 0
+        self.play_budget = 0
+        self.will_demo = False
+        self.succeeded_steps = 0
+
+    def zero(self) -> np.ndarray:
+        return np.zeros(self.action_size)
+
+    def act(self, observation: Observation) -> Command:
+        if observation.episode != self.episode:  # a new episode has started (a reset took effect)
+            self._start_episode(observation)
+        command = self._tick(observation)
+        self.steps_in_mode += 1
+        self.stats.steps += 1
+        self.stats.intent_steps += int(command.intent)
+        self.stats.milestones += int(command.milestone > 0)
+        return command
+
+    def _start_episode(self, observation: Observation) -> None:
+        self.episode = observation.episode
+        self.stats.episodes += 1
+        low, high = self.config.play_steps
+        self.play_budget = int(self.rng.integers(low, high + 1))
+        self.will_demo = bool(self.rng.random() < self.config.demo_probability)
+        self._enter(Mode.PLAY, observation)
+
+    def _enter(self, mode: Mode, observation: Observation) -> None:
+        self.mode = mode
+        self.steps_in_mode = 0
+        if mode is Mode.PLAY:
+            self.explorer.begin(observation, self.rng)
+        elif mode is Mode.DEMO:
+            self.stats.demos += 1
+            self.succeeded_steps = 0
+            self.expert.begin(observation, self.rng)
+
+    def _tick(self, observation: Observation) -> Command:
+        if self.mode is Mode.PLAY:
+            if self.steps_in_mode < self.play_budget:
+                return Command(self.explorer.act(observation), intent=False)
+            if self.will_demo and not observation.success:
+                self._enter(Mode.DEMO, observation)
+            else:
+                return self._reset()
+        if self.mode is Mode.DEMO:
+            if observation.success:
+                self.succeeded_steps += 1
+                if self.succeeded_steps == 1:
+                    self.stats.demo_successes += 1
+                    milestone = 1.0 if self.press_milestone else 0.0
+                    return Command(self.zero(), intent=True, milestone=milestone)
+                if self.succeeded_steps <= self.config.hold_after_success_steps:
+                    return Command(self.zero(), intent=True)
+                return self._reset()
+            if self.steps_in_mode >= self.config.demo_timeout_steps:
+                return self._reset()
+            return Command(self.expert.act(observation), intent=True)
+        # RESET: wait for the stand-in's episode counter to change; press again if it does not.
+        press = self.steps_in_mode % self.config.reset_retry_steps == 0
+        return Command(self.zero(), intent=False, reset=press)
+
+    def _reset(self) -> Command:
+        self.mode = Mode.RESET
+        self.steps_in_mode = 0
+        return Command(self.zero(), intent=False, reset=True)

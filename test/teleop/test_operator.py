@@ -1,0 +1,92 @@
+"""The scripted operator's state machine: play → demonstration → reset, and its labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
+
+
+class Constant:
+    """A policy that always returns the same action (tells play from demo in the output)."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.begun = value, 0
+
+    def begin(self, observation, rng) -> None:
+        self.begun += 1
+
+    def act(self, observation) -> np.ndarray:
+        return np.full(2, self.value)
+
+
+def observation(episode: int, success: bool = False) -> Observation:
+    return Observation(episode, 0, np.zeros(2), np.zeros(3), np.zeros(3), 0.0, success)
+
+
+def make(demo_probability: float, press_milestone: bool = False, **config) -> ScriptedOperator:
+    settings = {"play_steps": (3, 3), "demo_probability": demo_probability, "demo_timeout_steps": 4, **config}
+    return ScriptedOperator(Constant(-1.0), Constant(1.0), 2, ScriptedOperatorConfig(**settings),
+                            press_milestone=press_milestone)
+
+
+def test_play_then_demo_then_reset_with_intent_only_during_the_demo():
+    operator = make(demo_probability=1.0)
+    commands = [operator.act(observation(0)) for _ in range(9)]
+    actions = [c.action[0] for c in commands]
+    intents = [c.intent for c in commands]
+    assert actions[:3] == [-1.0] * 3 and intents[:3] == [False] * 3  # play
+    assert actions[3:7] == [1.0] * 4 and intents[3:7] == [True] * 4  # demo until the timeout
+    assert commands[7].reset and not commands[7].intent  # timeout → reset
+    assert not commands[8].reset  # waits for the stand-in; presses again only after reset_retry_steps
+    assert operator.stats.demos == 1 and operator.stats.demo_successes == 0
+
+
+def test_success_holds_still_presses_the_milestone_and_resets():
+    operator = make(demo_probability=1.0, press_milestone=True, hold_after_success_steps=2)
+    for _ in range(4):
+        operator.act(observation(0))
+    first = operator.act(observation(0, success=True))
+    assert first.milestone == 1.0 and first.intent and not first.action.any()
+    held = operator.act(observation(0, success=True))
+    assert held.milestone == 0.0 and held.intent
+    assert operator.act(observation(0, success=True)).reset
+    assert operator.stats.demo_successes == 1 and operator.stats.milestones == 1
+
+
+def test_no_milestone_key_unless_asked():
+    operator = make(demo_probability=1.0)
+    for _ in range(4):
+        operator.act(observation(0))
+    assert operator.act(observation(0, success=True)).milestone == 0.0
+
+
+def test_a_new_episode_starts_when_the_stand_in_has_reset():
+    operator = make(demo_probability=0.0, reset_retry_steps=3)
+    commands = [operator.act(observation(0)) for _ in range(4)]
+    assert commands[3].reset
+    waiting = [operator.act(observation(0)) for _ in range(3)]
+    assert [c.reset for c in waiting] == [False, False, True]  # pressed again: the stand-in did not reset
+    after = operator.act(observation(1))
+    assert not after.reset and after.action[0] == -1.0 and operator.stats.episodes == 2
+
+
+def test_demo_probability_mixes_episodes_reproducibly():
+    def demos(seed: int) -> list[bool]:
+        operator = make(demo_probability=0.5, seed=seed, play_steps=(0, 0), demo_timeout_steps=1)
+        flags = []
+        for episode in range(40):
+            first = operator.act(observation(episode))
+            flags.append(first.intent)
+            operator.act(observation(episode))
+        return flags
+
+    assert demos(3) == demos(3)
+    assert 10 <= sum(demos(3)) <= 30
+
+
+@pytest.mark.parametrize("settings", [{"play_steps": (5, 2)}, {"demo_probability": 1.5}, {"demo_timeout_steps": 0}])
+def test_bad_settings_are_rejected(settings):
+    with pytest.raises(ValueError):
+        ScriptedOperatorConfig(**settings)
