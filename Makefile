@@ -14,12 +14,21 @@ MSGS_BUILD := $(VENV)/build/dmo_msgs
 # Keep DDS traffic on this machine (shared memory) for the demo; tests pick their own.
 DEMO_ENV := FASTDDS_BUILTIN_TRANSPORTS=SHM ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
-.PHONY: setup demo test lint clean
+DEMO_BAGS := bags/demo
+
+.PHONY: setup demo smoke test lint clean
 .DELETE_ON_ERROR:
 
 setup: $(STAMPS)/dmo_ros
 
+# The main job, as far as it goes today: record 20 s of play data on the Push-T stand-in,
+# then read the recording back and print what it holds.
 demo: setup
+	$(DEMO_ENV) $(BIN)/dmo-launch collect robot:=pusht duration:=20 output:=$(DEMO_BAGS)
+	$(BIN)/dmo-bag-info "$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"
+
+# Two-node check of the ROS 2 setup.
+smoke: setup
 	$(DEMO_ENV) $(BIN)/dmo-launch smoke duration:=5
 
 test: setup

@@ -36,6 +36,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         *share_files("launch", "*.launch.py"),
         *share_files("config", "*.yaml"),
+        *share_files("config", "*.xml"),
     ],
     install_requires=["setuptools", "numpy", "pyyaml"],
     zip_safe=True,
@@ -49,6 +50,7 @@ setup(
             *NODE_EXECUTABLES,
             "dmo-launch = dmo_ros.graphs.runner:main",
             "dmo-play-stats = dmo_ros.teleop.scripted:main",
+            "dmo-bag-info = dmo_ros.recording.summary:main",
         ],
     },
 )

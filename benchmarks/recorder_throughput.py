@@ -34,26 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 # image is fragmented and most frames are lost (measured: ~70 % of 640x480 @ 30 Hz, with
 # the recorder at 7 % CPU, i.e. lost in transport, not in the recorder). A camera
 # deployment on one machine gives the transport room for whole frames; so does this run.
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_large</transport_id>
-        <type>SHM</type>
-        <segment_size>33554432</segment_size>
-        <maxMessageSize>4194304</maxMessageSize>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="large_shm" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>shm_large</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+LARGE_SHM_PROFILE = REPO / "config" / "fastdds" / "large_shm.xml"
 BIN = Path(sys.executable).parent
 TOPICS = ("/camera/image", "/action", "/intent")
 
@@ -152,9 +133,7 @@ def benchmark(args: argparse.Namespace) -> int:
     )
     env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     if args.transport == "large-shm":
-        profile = workdir / "large_shm.xml"
-        profile.write_text(LARGE_SHM_PROFILE)
-        env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(profile), RMW_FASTRTPS_USE_QOS_FROM_XML="0")
+        env.update(FASTDDS_DEFAULT_PROFILES_FILE=str(LARGE_SHM_PROFILE), RMW_FASTRTPS_USE_QOS_FROM_XML="0")
     else:
         env["FASTDDS_BUILTIN_TRANSPORTS"] = args.transport
     recorder_log: list[str] = []

@@ -51,7 +51,7 @@ def test_install_tree_has_what_ros2_run_and_launch_need(workspace):
     install = workspace / "install" / "dmo_ros"
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "dmo_ros").is_file()
     assert (install / "share" / "dmo_ros" / "package.xml").is_file()
-    for source in [*(REPO / "launch").glob("*.launch.py"), *(REPO / "config").rglob("*.yaml")]:
+    for source in [*(REPO / "launch").glob("*.launch.py"), *(p for p in (REPO / "config").rglob("*") if p.is_file())]:
         relative = source.relative_to(REPO)
         assert (install / "share" / "dmo_ros" / relative).read_text() == source.read_text(), relative
     for executable in ("test_pattern", "topic_monitor"):

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
 from dmo_ros.nodes.template import DmoNode, param, run_node
@@ -43,6 +42,9 @@ EVALUATION_ONLY_TYPES = {"dmo_msgs/msg/StandinState"}
 
 @dataclass
 class RecorderParameters:
+    topics: list[str] = param(
+        DEFAULT_TOPICS, "Topics to record (absolute names); each is subscribed once it appears on the graph."
+    )
     output: str = param("bags", "Folder that receives the recording; each session is a new timestamped sub-folder.")
     storage: str = param("mcap", f"rosbag2 storage format: {', '.join(STORAGES)}.")
     duration: float = param(0.0, "Seconds to record, then exit 0; 0 records until stopped (SIGINT/SIGTERM).")
@@ -86,8 +88,10 @@ def message_class(msgtype: str) -> Any:
 class Recorder(DmoNode):
     def __init__(self) -> None:
         super().__init__("recorder")
-        self.topics = self.declare_topics()
         self.parameters = p = self.declare(RecorderParameters)
+        if not p.topics or not all(p.topics):
+            raise ValueError("parameter 'topics' must name at least one topic")
+        self.topics = [t if t.startswith("/") else f"/{t}" for t in dict.fromkeys(p.topics)]
         if p.storage not in STORAGES:
             raise ValueError(f"unknown storage '{p.storage}'; choose one of {', '.join(STORAGES)}")
         if p.duration < 0 or p.split_duration < 0 or p.split_size_mb < 0 or p.topic_timeout < 0 or p.report_period < 0:
@@ -123,21 +127,6 @@ class Recorder(DmoNode):
             f"{p.split_duration:g} s splits) for {f'{p.duration:g} s' if p.duration else 'ever'}"
         )
         self.discover()
-
-    def declare_topics(self) -> list[str]:
-        """The ``topics`` string list (declared apart: a dataclass field cannot default to a list)."""
-        descriptor = ParameterDescriptor(
-            description="Topics to record (absolute names); each is subscribed once it appears on the graph.",
-            type=ParameterType.PARAMETER_STRING_ARRAY,
-        )
-        try:
-            value = self.declare_parameter("topics", DEFAULT_TOPICS, descriptor).value
-        except Exception as error:  # a wrong type from the command line
-            raise ValueError(f"parameter 'topics' must be a list of strings: {error}") from None
-        topics = [str(t) for t in value or []]
-        if not topics or not all(topics):
-            raise ValueError("parameter 'topics' must name at least one topic")
-        return [t if t.startswith("/") else f"/{t}" for t in dict.fromkeys(topics)]
 
     # -- discovery ---------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ holding a sequence of **splits**, each a complete, independent rosbag2 bag folde
 (``metadata.yaml`` + one storage file, MCAP or SQLite3)::
 
     20250101-120000/
-        session.yaml            the manifest: splits in order, per-topic counts, stamps
+        session.yaml            the manifest: per-topic counts, stamps, closed or not
+        splits.jsonl            the finished splits in order, one JSON line each (append-only)
         split_00000/            a finished bag: metadata.yaml + split_00000.mcap
         split_00001/
         .partial/split_00002/   the split being written (incomplete until it is closed)
@@ -25,9 +26,11 @@ holding a sequence of **splits**, each a complete, independent rosbag2 bag folde
   also closes when no further message arrives. After ``kill -9`` only the split in
   ``.partial/`` is lost: at most ``split_duration`` (+ one poll period) of data.
 - Periods without messages create no (empty) splits: a split opens at its first message.
-- ``session.yaml`` is rewritten after every closed split by writing a temporary file and
-  renaming it over the old one, so it is always a consistent, complete description of the
-  finished splits (``closed: false`` until the session is closed properly).
+- Each closed split is appended to ``splits.jsonl`` (one JSON line; a crash can cut only
+  the last line, which readers skip), and ``session.yaml`` — totals only, constant size —
+  is rewritten by writing a temporary file and renaming it over the old one, so it is
+  always consistent (``closed: false`` until the session is closed properly). Neither
+  grows in cost as a long session accumulates splits.
 - Why not one growing bag: an MCAP or SQLite3 file cut by ``kill -9`` lacks its summary
   (and rosbag2's ``metadata.yaml`` is only written on close), so a reader refuses it and
   the whole session would need a repair step. Small finished bags need none.
@@ -40,6 +43,7 @@ the connections of every topic known when it was opened, with the same types.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -57,6 +61,7 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 SUPPORTED_IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 MANIFEST = "session.yaml"
+SPLIT_LOG = "splits.jsonl"
 PARTIAL = ".partial"
 BAG_VERSION = 9  # rosbag2 metadata version of Jazzy/Kilted
 
@@ -308,8 +313,19 @@ class SplitBagSession:
         self.splits.append(info)
         for topic, count in split.counts.items():
             self.counts[topic] = self.counts.get(topic, 0) + count
+        self._log_split(info)
         self._write_manifest()
         return info
+
+    def _log_split(self, info: SplitInfo) -> None:
+        """Append the split to the split log: O(1) per split however long the session runs."""
+        entry = {"path": info.path, "messages": info.messages, "bytes": info.bytes,
+                 "start_ns": info.start_ns, "end_ns": info.end_ns, "counts": info.counts}
+        with open(self.folder / SPLIT_LOG, "a") as log:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            if self.fsync:
+                os.fsync(log.fileno())
 
     def close(self) -> None:
         """Close the open split and mark the session complete in the manifest."""
@@ -369,17 +385,6 @@ class SplitBagSession:
             "end_ns": max((s.end_ns for s in self.splits), default=None),
             "message_count": sum(self.counts.values()),
             "topics": {t: {"type": m, "count": self.counts.get(t, 0)} for t, m in self.topics.items()},
-            "splits": [
-                {
-                    "path": s.path,
-                    "messages": s.messages,
-                    "bytes": s.bytes,
-                    "start_ns": s.start_ns,
-                    "end_ns": s.end_ns,
-                    "counts": s.counts,
-                }
-                for s in self.splits
-            ],
         }
 
     def _write_manifest(self) -> None:
@@ -390,7 +395,21 @@ class SplitBagSession:
 
 
 def read_manifest(session: Path | str) -> dict[str, Any]:
-    return yaml.safe_load((Path(session) / MANIFEST).read_text())
+    """The session's manifest with its ``splits`` list (from the append-only split log).
+
+    A crash can leave the log's last line half written: it is skipped.
+    """
+    session = Path(session)
+    manifest = yaml.safe_load((session / MANIFEST).read_text())
+    splits = []
+    log = session / SPLIT_LOG
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            splits.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    manifest["splits"] = splits
+    return manifest
 
 
 def session_splits(session: Path | str) -> list[Path]:

@@ -222,7 +222,7 @@ class PushCubeSim:
         self.steps = 0
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.episode])
         half = self.config.arena_size / 2
-        robot_margin, cube_margin = 0.5, 0.3
+        robot_margin, cube_margin = 0.5, 0.7  # a cube closer to a wall cannot be pushed off it
         for _ in range(1000):
             robot = np.array([*rng.uniform(-half + robot_margin, half - robot_margin, 2), rng.uniform(-np.pi, np.pi)])
             distance, bearing = rng.uniform(0.6, 1.6), rng.uniform(-np.radians(60), np.radians(60))

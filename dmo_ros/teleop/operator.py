@@ -107,6 +107,8 @@ class OperatorStats:
     demos: int = 0
     demo_successes: int = 0
     milestones: int = 0
+    demo_best_progress: list[float] = field(default_factory=list)
+    """Best task progress reached in each demonstration (Push-T: coverage)."""
 
     @property
     def intent_fraction(self) -> float:
@@ -166,6 +168,7 @@ class ScriptedOperator:
             self.explorer.begin(observation, self.rng)
         elif mode is Mode.DEMO:
             self.stats.demos += 1
+            self.stats.demo_best_progress.append(observation.progress)
             self.succeeded_steps = 0
             self.expert.begin(observation, self.rng)
 
@@ -179,6 +182,7 @@ class ScriptedOperator:
                 return self._reset()
         if self.mode is Mode.DEMO:
             if observation.success:
+                self.stats.demo_best_progress[-1] = max(self.stats.demo_best_progress[-1], observation.progress)
                 self.succeeded_steps += 1
                 if self.succeeded_steps == 1:
                     self.stats.demo_successes += 1
@@ -189,6 +193,7 @@ class ScriptedOperator:
                 return self._reset()
             if self.steps_in_mode >= self.config.demo_timeout_steps:
                 return self._reset()
+            self.stats.demo_best_progress[-1] = max(self.stats.demo_best_progress[-1], observation.progress)
             return Command(self.expert.act(observation), intent=True)
         # RESET: wait for the stand-in's episode counter to change; press again if it does not.
         press = self.steps_in_mode % self.config.reset_retry_steps == 0

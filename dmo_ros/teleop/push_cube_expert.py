@@ -30,6 +30,10 @@ class PushCubeGeometry:
     """Largest linear speed the operator commands."""
     max_yaw_rate: float = 1.0
     """Largest yaw rate the operator commands (rad/s)."""
+    arena_half_m: float = 2.0
+    """Half the side of the walled arena (the stand-in's arena_size / 2)."""
+    wall_margin_m: float = 0.6
+    """Play does not push the cube to within this distance of a wall (it could not be pushed back)."""
 
 
 def _wrap(angle: float) -> float:
@@ -49,20 +53,43 @@ def _body_command(robot: np.ndarray, world_velocity: np.ndarray, heading: float,
     return np.array([vx, vy, yaw_rate])
 
 
-def _walk_to(robot: np.ndarray, target: np.ndarray, cube: np.ndarray, geometry: PushCubeGeometry) -> np.ndarray:
-    """World velocity toward target that goes around the cube rather than through it."""
-    to_target = target - robot[:2]
-    t = np.clip(np.dot(cube - robot[:2], to_target) / max(np.dot(to_target, to_target), 1e-9), 0.0, 1.0)
-    if np.linalg.norm(robot[:2] + t * to_target - cube) >= geometry.collision_m:
-        return 1.5 * to_target
-    clearance = geometry.clearance_m
-    radial = robot[:2] - cube
-    distance = max(float(np.linalg.norm(radial)), 1e-6)
-    outward = radial / distance
-    tangent = np.array([-outward[1], outward[0]])
-    if np.dot(tangent, to_target) < 0:
-        tangent = -tangent
-    return 0.5 * tangent + outward * (clearance + 0.1 - distance)
+def _reachable(point: np.ndarray, geometry: PushCubeGeometry) -> np.ndarray:
+    """The nearest point the robot's centre can reach (its body keeps clear of the walls)."""
+    limit = geometry.arena_half_m - 0.35
+    return np.clip(point, -limit, limit)
+
+
+class Walker:
+    """Walks the robot to a point, around the cube rather than through it.
+
+    The side it goes around on is kept until the straight path is clear, so it does not
+    flip between the two ways around from one step to the next.
+    """
+
+    def __init__(self, geometry: PushCubeGeometry) -> None:
+        self.geometry = geometry
+        self.side = 0  # +1 / -1 while going around the cube, 0 on a straight path
+
+    def velocity(self, robot: np.ndarray, target: np.ndarray, cube: np.ndarray) -> np.ndarray:
+        """World velocity toward ``target``."""
+        g = self.geometry
+        to_target = target - robot[:2]
+        t = np.clip(np.dot(cube - robot[:2], to_target) / max(np.dot(to_target, to_target), 1e-9), 0.0, 1.0)
+        if np.linalg.norm(robot[:2] + t * to_target - cube) >= g.collision_m:
+            self.side = 0
+            return 1.5 * to_target
+        radial = robot[:2] - cube
+        distance = max(float(np.linalg.norm(radial)), 1e-6)
+        outward = radial / distance
+        left = np.array([-outward[1], outward[0]])
+        if self.side == 0:  # choose: clear of the walls first, then the shorter way round
+            options = []
+            for side in (1, -1):
+                ahead = robot[:2] + 0.5 * side * left
+                blocked = float(np.linalg.norm(_reachable(ahead, g) - ahead)) > 1e-9
+                options.append((blocked, -float(np.dot(side * left, to_target)), side))
+            self.side = min(options)[2]
+        return 0.5 * self.side * left + outward * (g.clearance_m + 0.1 - distance)
 
 
 class PushCubeExpert:
@@ -70,10 +97,12 @@ class PushCubeExpert:
 
     def __init__(self, geometry: PushCubeGeometry | None = None) -> None:
         self.geometry = geometry or PushCubeGeometry()
+        self.walker = Walker(self.geometry)
         self._pushing = False
 
     def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
         self._pushing = False
+        self.walker.side = 0
 
     def act(self, observation: Observation) -> np.ndarray:
         g = self.geometry
@@ -81,7 +110,7 @@ class PushCubeExpert:
         to_goal = goal - cube
         direction = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
         heading = float(np.arctan2(direction[1], direction[0]))
-        behind = cube - direction * g.standoff_m
+        behind = _reachable(cube - direction * g.standoff_m, g)
         # Where the cube sits relative to the robot: ahead distance and sideways offset.
         c, s = np.cos(robot[2]), np.sin(robot[2])
         relative = cube - robot[:2]
@@ -90,10 +119,11 @@ class PushCubeExpert:
         if self._pushing and not aligned:
             self._pushing = False
         if not self._pushing:
-            if np.linalg.norm(robot[:2] - behind) < 0.08 and abs(_wrap(heading - robot[2])) < 0.2:
+            at_behind = np.linalg.norm(robot[:2] - behind) < 0.08 and abs(_wrap(heading - robot[2])) < 0.2
+            if at_behind or aligned:
                 self._pushing = True
             else:
-                return _body_command(robot, _walk_to(robot, behind, cube, g), heading, g)
+                return _body_command(robot, self.walker.velocity(robot, behind, cube), heading, g)
         # Push: forward along the goal direction, slide sideways to keep the cube centred.
         push_speed = min(g.max_speed_m_s, 0.3 + 0.5 * float(np.linalg.norm(to_goal)))
         target_line = cube - direction * g.standoff_m  # where the robot should be
@@ -107,32 +137,48 @@ class PushCubeExplorer:
 
     def __init__(self, geometry: PushCubeGeometry | None = None) -> None:
         self.geometry = geometry or PushCubeGeometry()
+        self.walker = Walker(self.geometry)
         self.rng = np.random.default_rng(0)
-        self._left = 0
+        self._left = self._approach_left = 0
 
     def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
         self.rng = rng
         self._left = 0
 
     def _new_primitive(self, observation: Observation) -> None:
-        self._wander = bool(self.rng.random() < 0.25)
-        self._angle = float(self.rng.uniform(-np.pi, np.pi))  # push direction (world) or wander heading
+        self._wander = bool(self.rng.random() < 0.2)
+        self._angle = self._push_angle(observation.object[:2])  # push direction (world) or wander heading
         self._offset = float(self.rng.uniform(-0.1, 0.1))  # hit point, sideways from the cube's centre
-        self._left = int(self.rng.integers(8, 20))
+        self._left = int(self.rng.integers(5, 12))  # wander steps, or push steps once in contact
+        self._approach_left = 30  # give up on a push primitive that cannot get behind the cube
         self._pushing = False
+
+    def _push_angle(self, cube: np.ndarray) -> float:
+        """A random push direction that does not drive the cube into a wall."""
+        g = self.geometry
+        limit = g.arena_half_m - g.wall_margin_m
+        for _ in range(20):
+            angle = float(self.rng.uniform(-np.pi, np.pi))
+            if np.all(np.abs(cube + 0.6 * np.array([np.cos(angle), np.sin(angle)])) < limit):
+                break
+        else:  # cornered: push toward the middle of the arena
+            angle = float(np.arctan2(-cube[1], -cube[0]))
+        return angle
 
     def act(self, observation: Observation) -> np.ndarray:
         g = self.geometry
-        if self._left <= 0:
+        if self._left <= 0 or self._approach_left <= 0:
             self._new_primitive(observation)
-        self._left -= 1
         robot, cube = observation.agent, observation.object[:2]
         if self._wander:  # walk and turn freely: the cube drifts out of view
+            self._left -= 1
             return np.array([0.3 * np.cos(self._angle), 0.2 * np.sin(self._angle), 0.8 * np.sign(self._angle)])
         direction = np.array([np.cos(self._angle), np.sin(self._angle)])
         side = np.array([-direction[1], direction[0]])
-        behind = cube - direction * g.standoff_m + side * self._offset
+        behind = _reachable(cube - direction * g.standoff_m + side * self._offset, g)
         if not self._pushing and np.linalg.norm(robot[:2] - behind) > 0.1:
-            return _body_command(robot, _walk_to(robot, behind, cube, g), self._angle, g)
+            self._approach_left -= 1
+            return _body_command(robot, self.walker.velocity(robot, behind, cube), self._angle, g)
         self._pushing = True
+        self._left -= 1
         return _body_command(robot, direction * 0.35, self._angle, g)

@@ -16,6 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
 from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer
 from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits
@@ -49,6 +51,7 @@ class PlayStatistics:
     demos: int
     demo_successes: int
     demo_success_rate: float
+    demo_mean_best_progress: float
     milestones: int
     seconds: float
 
@@ -121,6 +124,7 @@ def play_statistics(robot: str, episodes: int, seed: int = 0, demo_probability: 
         demos=stats.demos,
         demo_successes=stats.demo_successes,
         demo_success_rate=stats.demo_success_rate,
+        demo_mean_best_progress=float(np.mean(stats.demo_best_progress)) if stats.demos else 0.0,
         milestones=stats.milestones,
         seconds=time.monotonic() - started,
     )
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f"  play: {s.play_steps} steps, in contact with the object {s.play_contact_fraction:.1%}\n"
               f"  intent on: {s.intent_fraction:.1%} of steps\n"
               f"  demonstrations: {s.demo_successes}/{s.demos} succeeded ({s.demo_success_rate:.1%}), "
-              f"milestone presses {s.milestones}")
+              f"mean best progress {s.demo_mean_best_progress:.2f}, milestone presses {s.milestones}")
     return 0
 
 
