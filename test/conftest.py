@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -40,14 +41,11 @@ def run_command(args: list[str], env: dict[str, str], timeout: float = 60.0) -> 
     )
 
 
-class LiveRun:
-    """A runner process whose output is collected line by line while it runs."""
+class LiveProcess:
+    """A process whose output (stderr folded in) is collected line by line while it runs."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "dmo-launch"), *args], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -61,8 +59,14 @@ class LiveRun:
         while sum(text in line for line in self.lines) < count:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
             if self.process.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"runner exited ({self.process.returncode}) before {text!r}:\n{self.output}")
+                raise AssertionError(f"exited ({self.process.returncode}) before {text!r}:\n{self.output}")
             time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Send ``sig`` (if still running) and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.finish(timeout)
 
     def finish(self, timeout: float = 30.0) -> int:
         code = self.process.wait(timeout=timeout)
@@ -72,3 +76,10 @@ class LiveRun:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+
+class LiveRun(LiveProcess):
+    """``dmo-launch ARGS`` as a LiveProcess."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        super().__init__([str(BIN / "dmo-launch"), *args], env)

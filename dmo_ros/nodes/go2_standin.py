@@ -27,6 +27,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dmo_msgs.msg import StandinState
+from dmo_ros.nodes.image_conversion import rgb8_image
 from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
 from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
 
@@ -138,11 +139,7 @@ class Go2Standin(DmoNode):
     def publish_image(self) -> None:
         p = self.parameters
         pixels = self.sim.render()
-        message = Image(height=p.height, width=p.width, encoding="rgb8", is_bigendian=0, step=p.width * 3)
-        message.header.stamp = self.get_clock().now().to_msg()
-        message.header.frame_id = p.frame_id
-        message.data = pixels.tobytes()
-        self.image_publisher.publish(message)
+        self.image_publisher.publish(rgb8_image(pixels, self.get_clock().now().to_msg(), p.frame_id))
         self.frames_sent += 1
 
     def on_shutdown(self) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from dmo_msgs.msg import Intent
+from dmo_ros.nodes.image_conversion import rgb8_image
 from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
 
 
@@ -49,11 +50,7 @@ class TestPattern(DmoNode):
         pixels = np.zeros((p.height, p.width, 3), np.uint8)
         column = self.frames_sent % p.width
         pixels[:, column] = (255, 255, 255)
-        message = Image(height=p.height, width=p.width, encoding="rgb8", is_bigendian=0, step=p.width * 3)
-        message.header.stamp = self.get_clock().now().to_msg()
-        message.header.frame_id = p.frame_id
-        message.data = pixels.tobytes()
-        self.image_publisher.publish(message)
+        self.image_publisher.publish(rgb8_image(pixels, self.get_clock().now().to_msg(), p.frame_id))
         self.frames_sent += 1
 
     def publish_intent(self) -> None:

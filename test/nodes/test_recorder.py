@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import itertools
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from rosbags.rosbag2 import Reader
 
-from conftest import BIN, REPO, run_command
+from conftest import BIN, REPO, LiveProcess, run_command
 from dmo_ros.recording import TypeRegistry, read_manifest, read_session, session_splits
 from dmo_ros.recording.bag_writer import PARTIAL
 
@@ -57,39 +55,6 @@ while True:
 """
 
 
-class Process:
-    """A process whose output (stderr folded in) is collected line by line while it runs."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(args, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-
-    def _collect(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, count: int = 1, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(text in line for line in self.lines) < count:
-            if self.process.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"exited ({self.process.returncode}) before {text!r}:\n{self.output}")
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
-            time.sleep(0.01)
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
 def recorder(tmp_path: Path, **parameters) -> list[str]:
     args = [str(BIN / "recorder"), "--ros-args", "-p", f"output:={tmp_path / 'bags'}"]
     for name, value in parameters.items():
@@ -109,7 +74,7 @@ def decoder():
 
 
 def test_records_the_test_pattern(ros_env, tmp_path):
-    talker = Process(TEST_PATTERN, ros_env)
+    talker = LiveProcess(TEST_PATTERN, ros_env)
     try:
         result = run_command(recorder(tmp_path, duration=3.0, topic_timeout=1.0, report_period=1.0), ros_env)
     finally:
@@ -156,8 +121,8 @@ def test_records_the_test_pattern(ros_env, tmp_path):
 
 def test_sigint_closes_the_open_split_and_loses_nothing(ros_env, tmp_path):
     # 30 s splits: everything recorded is in the open split, which only a proper close keeps.
-    rec = Process(recorder(tmp_path, topics="[/intent]", split_duration=30.0), ros_env)
-    talker = Process([sys.executable, "-c", NUMBERED_INTENTS], ros_env)
+    rec = LiveProcess(recorder(tmp_path, topics="[/intent]", split_duration=30.0), ros_env)
+    talker = LiveProcess([sys.executable, "-c", NUMBERED_INTENTS], ros_env)
     try:
         rec.wait_for("subscribed to '/intent'")
         talker.wait_for("sent 50")
@@ -184,8 +149,8 @@ def test_sigint_closes_the_open_split_and_loses_nothing(ros_env, tmp_path):
 
 
 def test_kill_9_loses_at_most_one_split(ros_env, tmp_path):
-    talker = Process(TEST_PATTERN + ["-p", "intent_rate_hz:=20.0"], ros_env)
-    rec = Process(recorder(tmp_path, topics="[/camera/image,/intent]"), ros_env)
+    talker = LiveProcess(TEST_PATTERN + ["-p", "intent_rate_hz:=20.0"], ros_env)
+    rec = LiveProcess(recorder(tmp_path, topics="[/camera/image,/intent]"), ros_env)
     try:
         rec.wait_for("subscribed to '/intent'")
         rec.wait_for("subscribed to '/camera/image'")
@@ -213,7 +178,7 @@ def test_kill_9_loses_at_most_one_split(ros_env, tmp_path):
 
 
 def test_a_topic_that_never_appears_is_named_and_the_others_recorded(ros_env, tmp_path):
-    talker = Process(TEST_PATTERN, ros_env)
+    talker = LiveProcess(TEST_PATTERN, ros_env)
     try:
         result = run_command(
             recorder(tmp_path, topics="[/intent,/not_there]", duration=2.0, topic_timeout=1.0), ros_env
@@ -229,7 +194,7 @@ def test_a_topic_that_never_appears_is_named_and_the_others_recorded(ros_env, tm
 
 
 def test_an_unusual_image_encoding_is_a_warning_and_still_recorded(ros_env, tmp_path):
-    camera = Process([sys.executable, "-c", WEIRD_IMAGES], ros_env)
+    camera = LiveProcess([sys.executable, "-c", WEIRD_IMAGES], ros_env)
     try:
         result = run_command(recorder(tmp_path, topics="[/weird/image]", duration=2.0), ros_env)
     finally:
