@@ -1,0 +1,1 @@
+"""Bags to training datasets: the format, the converter, the loaders, exports."""
