@@ -51,6 +51,8 @@ setup(
             "dmo-launch = dmo_ros.graphs.runner:main",
             "dmo-play-stats = dmo_ros.teleop.scripted:main",
             "dmo-bag-info = dmo_ros.recording.summary:main",
+            "dmo-convert = dmo_ros.dataset.convert:main",
+            "dmo-export-lerobot = dmo_ros.dataset.lerobot_export:main",
         ],
     },
 )

@@ -114,6 +114,12 @@ class NpyAppender:
         self.file.write(np.ascontiguousarray(value).tobytes())
         self.count += 1
 
+    def truncate(self, count: int) -> None:
+        """Drop the items after the first ``count`` (rolling back a failed input)."""
+        self.file.truncate(_NPY_HEADER_BYTES + count * self.dtype.itemsize * int(np.prod(self.item_shape)))
+        self.file.seek(0, 2)
+        self.count = count
+
     def close(self) -> None:
         self._write_header()
         self.file.close()
@@ -147,6 +153,10 @@ class DatasetWriter:
                   "timestamps": timestamp_ns, "frame_timestamps": frame_timestamp_ns, "episode_index": episode}
         for name, value in values.items():
             self.arrays[name].append(value)
+
+    def truncate(self, count: int) -> None:
+        for appender in self.arrays.values():
+            appender.truncate(count)
 
     def finish(self, meta: dict[str, Any]) -> Path:
         """Close the arrays, write ``meta.json`` last, and move the dataset into place."""

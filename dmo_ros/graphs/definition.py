@@ -11,18 +11,14 @@ Plain Python: no rclpy, no launch.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-PACKAGE = "dmo_ros"
-CONFIG_DIR_VARIABLE = "DMO_ROS_CONFIG_DIR"
-"""Environment variable naming a config folder to use instead of the installed one."""
+from dmo_ros.resources import PACKAGE, config_dir
 
 AUTO = "auto"
 """The default of an argument whose default depends on another argument."""
@@ -146,26 +142,6 @@ def coerce(value: Any, like: Any, what: str) -> Any:
             return float(parsed)
         raise GraphError(f"{what} expects a number; got '{value}'")
     return str(value)
-
-
-def config_dir() -> Path:
-    """The folder holding ``graphs/``: $DMO_ROS_CONFIG_DIR, the source checkout, or the install."""
-    override = os.environ.get(CONFIG_DIR_VARIABLE)
-    if override:
-        return Path(override)
-    checkout = Path(__file__).resolve().parents[2] / "config"
-    if (checkout / "graphs").is_dir():
-        return checkout
-    return share_dir() / "config"
-
-
-def share_dir() -> Path:
-    """The installed share/dmo_ros folder (ament index first, then this Python's prefix)."""
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        candidate = Path(prefix) / "share" / PACKAGE
-        if prefix and candidate.is_dir():
-            return candidate
-    return Path(sys.prefix) / "share" / PACKAGE
 
 
 def available_graphs() -> list[str]:

@@ -129,6 +129,18 @@ class TypeRegistry:
         if types:
             self.typestore.register(types)
 
+    def ensure_from_connection(self, connection: Any) -> None:
+        """A bag connection's type: from the definition stored in the bag (MCAP schemas,
+        rosbag2 v9 metadata), else from .msg files like ``ensure``."""
+        if self.known(connection.msgtype):
+            return
+        definition = getattr(connection, "msgdef", None)
+        text = getattr(definition, "data", "") if definition is not None else ""
+        if text and getattr(getattr(definition, "format", None), "name", "MSG") == "MSG":
+            self.typestore.register(get_types_from_msg(text, connection.msgtype))
+        else:
+            self.ensure(connection.msgtype)
+
     def register_msg_text(self, msgtype: str, text: str) -> None:
         self.typestore.register(get_types_from_msg(text, normalize_type(msgtype)))
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rosbags.rosbag2 import Reader, ReaderError
-from rosbags.typesys import get_types_from_msg
 
 from dmo_ros.recording.bag_writer import TypeRegistry, session_splits
 
@@ -74,18 +73,6 @@ def bag_folders(path: Path) -> list[Path]:
     return splits
 
 
-def _register_from_bag(registry: TypeRegistry, connection: Any) -> None:
-    """Use the message definition stored in the bag (MCAP schemas); else look for .msg files."""
-    if registry.known(connection.msgtype):
-        return
-    definition = getattr(connection, "msgdef", None)
-    text = getattr(definition, "data", "") if definition is not None else ""
-    if text and getattr(getattr(definition, "format", None), "name", "MSG") == "MSG":
-        registry.typestore.register(get_types_from_msg(text, connection.msgtype))
-    else:
-        registry.ensure(connection.msgtype)
-
-
 def _stamp_ns(message: Any) -> int | None:
     header = getattr(message, "header", None)
     return None if header is None else header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
@@ -103,7 +90,7 @@ def summarize(path: Path | str) -> SessionSummary:
         total_bytes += sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
         with Reader(bag) as reader:
             for connection in reader.connections:
-                _register_from_bag(registry, connection)
+                registry.ensure_from_connection(connection)
                 topics.setdefault(connection.topic, TopicSummary(connection.topic, connection.msgtype))
             for connection, timestamp, data in reader.messages():
                 summary = topics[connection.topic]

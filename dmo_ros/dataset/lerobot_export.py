@@ -1,0 +1,418 @@
+"""Export a dmo_ros dataset to the LeRobotDataset layout, codebase version v2.1.
+
+The output is a folder that LeRobot's ``LeRobotDataset(repo_id, root=OUT)`` reads (v2.1 layout, as
+written by LeRobot's ``lerobot/common/datasets/lerobot_dataset.py`` and ``utils.py``)::
+
+    meta/info.json                 codebase_version "v2.1", totals, fps, splits, data_path, features
+    meta/episodes.jsonl            {"episode_index", "tasks": [task, ...], "length"} per episode
+    meta/tasks.jsonl               {"task_index", "task"} per task
+    meta/episodes_stats.jsonl      {"episode_index", "stats": {feature: {min, max, mean, std, count}}}
+    meta/dmo_ros.json              ours, not LeRobot's: provenance, task mapping, our train/val split
+    data/chunk-000/episode_000000.parquet       one file per episode (1000 episodes per chunk)
+    images/observation.images.camera/episode_000000/frame_000000.png   (optional, see below)
+
+Columns of each parquet file, in this order (``info.json`` declares each as a feature with its
+``dtype`` / ``shape`` / ``names``):
+
+    observation.images.camera  image    struct<bytes: binary, path: string>, the PNG of the frame
+    action                     float32  fixed-size list of A, the robot's units (names from meta.json)
+    intent                     bool     (1,) operator intent (ours, an extra feature)
+    milestone                  float32  (1,) milestone key value (ours, an extra feature)
+    timestamp                  float32  (1,) frame_index / fps (LeRobot's grid; real stamps stay in our dataset)
+    frame_index                int64    (1,) index within the episode
+    episode_index              int64    (1,)
+    index                      int64    (1,) index over the whole dataset
+    task_index                 int64    (1,) from intent: see below
+
+No ``observation.state`` (we record no proprioception) and no ``next.done``: LeRobot v2.1's
+default features are only timestamp / frame_index / episode_index / index / task_index.
+
+Frames. LeRobot stores a camera either as ``dtype: "video"`` (MP4 files under ``video_path``;
+encoding needs ffmpeg / PyAV, which this project does not depend on) or as ``dtype: "image"``.
+We use ``"image"``. For image features LeRobot v2.1 embeds each frame's encoded bytes in the
+parquet file (``datasets.Image`` → struct ``{bytes, path}``; ``embed_images`` before
+``to_parquet``) and its loader reads them from there, so that is where the frames are. The same
+PNGs are also written, by default, under LeRobot's image path ``DEFAULT_IMAGE_PATH`` =
+``images/{image_key}/episode_{episode_index:06d}/frame_{frame_index:06d}.png`` (LeRobot uses that
+folder while recording and leaves it out of uploads); pass ``image_files=False`` to skip them.
+PNG is lossless: every file decodes to exactly the source RGB frame.
+
+Tasks. LeRobot gives every frame a ``task_index`` into ``tasks.jsonl``. Ours come from the intent
+flag, fixed: task 0 = ``task_by_intent[False]`` (default "play": intent off), task 1 =
+``task_by_intent[True]`` (the demonstration: intent on). Both tasks are always listed (when the
+two strings are equal there is one task, index 0). An episode's ``tasks`` are the tasks of its
+frames, in task-index order.
+
+Splits. LeRobot's ``splits`` is ``{"train": "0:N"}`` (episode ranges as "start:end" strings).
+Our train/val split is a seeded shuffle of episodes, not a range, so ``info.json`` carries
+LeRobot's convention and ``meta/dmo_ros.json`` lists our ``train`` / ``val`` episode indices.
+
+Statistics. As LeRobot v2.1's ``compute_episode_stats``: for every non-image feature, min / max /
+mean / std over the episode's frames (axis 0; shape (1,) for scalars, (A,) for the action) and
+``count`` = [frames]. ``intent`` is counted as 0 / 1 floats (LeRobot would write booleans for
+min / max). For the image: per-channel stats over LeRobot's sample of the episode's frames
+(``sample_indices``: all frames below 100, then ~length**0.75), frames larger than 300 px
+downsampled by striding (``auto_downsample_height_width``), values divided by 255, shape
+(3, 1, 1); ``count`` = [sampled frames].
+
+Memory. The source arrays are memory-mapped; episodes are written one at a time, and frames in
+blocks of ``BLOCK`` rows (one parquet row group each), so no more than a block of frames is ever
+in memory. The output goes to ``<out>.partial`` and is renamed into place when complete.
+
+Core code: no ROS imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
+
+CODEBASE_VERSION = "v2.1"
+CHUNKS_SIZE = 1000  # LeRobot's DEFAULT_CHUNK_SIZE: episodes per data/chunk-XXX folder
+INFO_PATH = "meta/info.json"
+EPISODES_PATH = "meta/episodes.jsonl"
+TASKS_PATH = "meta/tasks.jsonl"
+EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
+SIDECAR_PATH = "meta/dmo_ros.json"
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+IMAGE_PATH = "images/{image_key}/episode_{episode_index:06d}/frame_{frame_index:06d}.png"
+IMAGE_KEY = "observation.images.camera"
+DEFAULT_TASKS: dict[bool, str] = {False: "play", True: "demonstration"}
+BLOCK = 64  # frames per parquet row group / per encoding step
+
+_IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+# -- LeRobot's statistics -----------------------------------------------------------------------
+
+def sample_indices(length: int) -> list[int]:
+    """The frames LeRobot v2.1 samples from an episode for image statistics (``sample_indices``)."""
+    min_samples, max_samples, power = 100, 10_000, 0.75
+    min_samples = min(min_samples, length)
+    count = max(min_samples, min(int(length**power), max_samples))
+    return np.round(np.linspace(0, length - 1, count)).astype(int).tolist()
+
+
+def downsample(image_chw: np.ndarray, target: int = 150, threshold: int = 300) -> np.ndarray:
+    """LeRobot's ``auto_downsample_height_width``: stride large images down to about ``target`` px."""
+    _, height, width = image_chw.shape
+    if max(width, height) < threshold:
+        return image_chw
+    factor = int(width / target) if width > height else int(height / target)
+    return image_chw[:, ::factor, ::factor]
+
+
+def feature_stats(values: np.ndarray) -> dict[str, list]:
+    """min / max / mean / std over axis 0 (kept as shape (1,) for a 1-D array) and the count."""
+    keep = values.ndim == 1
+    return {
+        "min": np.min(values, axis=0, keepdims=keep).tolist(),
+        "max": np.max(values, axis=0, keepdims=keep).tolist(),
+        "mean": np.mean(values, axis=0, keepdims=keep).tolist(),
+        "std": np.std(values, axis=0, keepdims=keep).tolist(),
+        "count": [int(len(values))],
+    }
+
+
+class ImageStats:
+    """Per-channel statistics of uint8 RGB frames, accumulated frame by frame (exact integer sums)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.pixels = 0
+        self.total = np.zeros(3, np.float64)
+        self.squares = np.zeros(3, np.float64)
+        self.low = np.full(3, 255, np.int64)
+        self.high = np.zeros(3, np.int64)
+
+    def add(self, frame_hwc: np.ndarray) -> None:
+        image = downsample(np.transpose(frame_hwc, (2, 0, 1))).reshape(3, -1).astype(np.int64)
+        self.count += 1
+        self.pixels += image.shape[1]
+        self.total += image.sum(axis=1)
+        self.squares += (image * image).sum(axis=1)
+        self.low = np.minimum(self.low, image.min(axis=1))
+        self.high = np.maximum(self.high, image.max(axis=1))
+
+    def result(self) -> dict[str, list]:
+        mean = self.total / self.pixels
+        std = np.sqrt(np.maximum(self.squares / self.pixels - mean * mean, 0.0))
+
+        def shaped(values: np.ndarray) -> list:
+            return (np.asarray(values, np.float64) / 255.0).reshape(3, 1, 1).tolist()
+
+        return {"min": shaped(self.low), "max": shaped(self.high), "mean": shaped(mean), "std": shaped(std),
+                "count": [self.count]}
+
+
+# -- schema --------------------------------------------------------------------------------------
+
+def _features(height: int, width: int, action_names: list[str]) -> dict[str, dict[str, Any]]:
+    """The ``features`` of info.json: LeRobot's ``{**features, **DEFAULT_FEATURES}``."""
+    return {
+        IMAGE_KEY: {"dtype": "image", "shape": [height, width, 3], "names": ["height", "width", "channels"]},
+        "action": {"dtype": "float32", "shape": [len(action_names)], "names": list(action_names)},
+        "intent": {"dtype": "bool", "shape": [1], "names": None},
+        "milestone": {"dtype": "float32", "shape": [1], "names": None},
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+        "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+        "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+        "index": {"dtype": "int64", "shape": [1], "names": None},
+        "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    }
+
+
+def _arrow_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
+    """The parquet schema Hugging Face ``datasets`` writes for these features, with its metadata.
+
+    LeRobot loads the files with ``datasets.load_dataset("parquet")``, which takes the feature types
+    (``Image`` in particular) from the schema's ``huggingface`` metadata when they match the columns.
+    """
+    fields, hf_features = [], {}
+    for key, feature in features.items():
+        if feature["dtype"] == "image":
+            fields.append(pa.field(key, _IMAGE_TYPE))
+            hf_features[key] = {"_type": "Image"}
+        elif feature["shape"] == [1]:
+            fields.append(pa.field(key, pa.from_numpy_dtype(np.dtype(feature["dtype"]))))
+            hf_features[key] = {"dtype": feature["dtype"], "_type": "Value"}
+        else:
+            item = pa.from_numpy_dtype(np.dtype(feature["dtype"]))
+            fields.append(pa.field(key, pa.list_(item, feature["shape"][0])))
+            hf_features[key] = {"feature": {"dtype": feature["dtype"], "_type": "Value"},
+                                "length": feature["shape"][0], "_type": "Sequence"}
+    metadata = {"huggingface": json.dumps({"info": {"features": hf_features}})}
+    return pa.schema(fields, metadata=metadata)
+
+
+def _robot_type(meta: dict[str, Any]) -> str:
+    robot = meta.get("robot")
+    if isinstance(robot, str) and robot:
+        return robot
+    if isinstance(robot, dict):
+        for key in ("type", "robot_type", "name"):
+            if isinstance(robot.get(key), str) and robot[key]:
+                return robot[key]
+    return "unknown"
+
+
+def _tasks(task_by_intent: dict[bool, str] | None) -> tuple[list[str], dict[bool, int]]:
+    """The task list and the task index of each intent value (0 = intent off, 1 = intent on)."""
+    by_intent = {**DEFAULT_TASKS, **(task_by_intent or {})}
+    off, on = str(by_intent[False]), str(by_intent[True])
+    if off == on:
+        return [off], {False: 0, True: 0}
+    return [off, on], {False: 0, True: 1}
+
+
+def _png(frame_rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+# -- export --------------------------------------------------------------------------------------
+
+def export_lerobot(dataset_folder: Path | str, output_folder: Path | str, repo_id: str = "local/dmo_ros",
+                   task_by_intent: dict[bool, str] | None = None, image_format: str = "png",
+                   image_files: bool = True) -> Path:
+    """Write the dataset at ``dataset_folder`` as a LeRobotDataset v2.1 folder ``output_folder``.
+
+    ``task_by_intent`` names the task of frames with intent off (task 0) and on (task 1); missing
+    entries default to ``DEFAULT_TASKS``. ``image_format`` must be "png" (LeRobot's image files are
+    PNG; no video). ``image_files`` also writes each PNG under ``images/`` besides embedding it in the
+    parquet files. ``repo_id`` is recorded in ``meta/dmo_ros.json`` (LeRobot's info.json has no field
+    for it; it is the name to give ``LeRobotDataset``). Returns the output folder.
+    """
+    if image_format != "png":
+        raise ValueError(f"image_format {image_format!r}: only 'png' is supported (videos need ffmpeg)")
+    source, output = Path(dataset_folder), Path(output_folder)
+    meta = read_meta(source)
+    arrays = open_arrays(source)
+    if output.exists():
+        raise DatasetError(f"{output} already exists; choose another output or remove it")
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    (partial / "meta").mkdir(parents=True)
+
+    height, width = int(arrays["frames"].shape[1]), int(arrays["frames"].shape[2])
+    action_size = int(arrays["actions"].shape[1])
+    names = list(meta.get("action", {}).get("names") or [f"a{i}" for i in range(action_size)])
+    if len(names) != action_size:
+        raise DatasetError(f"{source}: {len(names)} action names for actions of size {action_size}")
+    features = _features(height, width, names)
+    schema = _arrow_schema(features)
+    tasks, task_of_intent = _tasks(task_by_intent)
+    episodes = sorted(meta["episodes"], key=lambda e: e["start"])
+
+    try:
+        episode_lines, stats_lines, total = [], [], 0
+        for episode_index, episode in enumerate(episodes):
+            length = _write_episode(partial, arrays, episode, episode_index, total, schema, task_of_intent,
+                                    image_files, stats_lines, float(meta["rate_hz"]))
+            used = sorted({task_of_intent[bool(v)] for v in np.unique(_slice(arrays["intent"], episode))})
+            episode_lines.append({"episode_index": episode_index, "tasks": [tasks[i] for i in used],
+                                  "length": length})
+            total += length
+
+        rate = float(meta["rate_hz"])
+        info = {
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": _robot_type(meta),
+            "total_episodes": len(episodes),
+            "total_frames": total,
+            "total_tasks": len(tasks),
+            "total_videos": 0,
+            "total_chunks": (len(episodes) + CHUNKS_SIZE - 1) // CHUNKS_SIZE,
+            "chunks_size": CHUNKS_SIZE,
+            "fps": int(rate) if rate.is_integer() else rate,
+            "splits": {"train": f"0:{len(episodes)}"},
+            "data_path": DATA_PATH,
+            "video_path": None,
+            "features": features,
+        }
+        _write_json(partial / INFO_PATH, info)
+        _write_jsonl(partial / EPISODES_PATH, episode_lines)
+        _write_jsonl(partial / TASKS_PATH, [{"task_index": i, "task": task} for i, task in enumerate(tasks)])
+        _write_jsonl(partial / EPISODES_STATS_PATH, stats_lines)
+        splits: dict[str, list[int]] = {}
+        for episode_index, episode in enumerate(episodes):
+            splits.setdefault(str(episode.get("split", "train")), []).append(episode_index)
+        _write_json(partial / SIDECAR_PATH, {
+            "repo_id": repo_id,
+            "source": str(source.resolve()),
+            "source_format": {"format": meta.get("format"), "version": meta.get("version")},
+            "task_index_by_intent": {"false": task_of_intent[False], "true": task_of_intent[True]},
+            "splits": splits,
+            "source_episodes": [{"episode_index": i, "source_index": e.get("index"), "split": e.get("split"),
+                                 "source": e.get("source")} for i, e in enumerate(episodes)],
+            "action": meta.get("action", {}),
+            "image_files": image_files,
+        })
+        partial.rename(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return output
+
+
+def _slice(array: np.ndarray, episode: dict[str, Any]) -> np.ndarray:
+    return array[episode["start"]:episode["start"] + episode["length"]]
+
+
+def _write_episode(root: Path, arrays: dict[str, np.ndarray], episode: dict[str, Any], episode_index: int,
+                   first_index: int, schema: pa.Schema, task_of_intent: dict[bool, int], image_files: bool,
+                   stats_lines: list[dict[str, Any]], fps: float) -> int:
+    """One parquet file (and the PNGs) for an episode; appends its stats line. Returns its length."""
+    length = int(episode["length"])
+    start = int(episode["start"])
+    actions = np.asarray(_slice(arrays["actions"], episode), np.float32)
+    intent = np.asarray(_slice(arrays["intent"], episode), bool)
+    milestone = np.asarray(_slice(arrays["milestone"], episode), np.float32)
+    frame_index = np.arange(length, dtype=np.int64)
+    # LeRobot's convention (and its check_timestamps_sync): samples sit on the 1/fps grid.
+    # The recorded stamps stay in our dataset (timestamps.npy); the converter's samples are
+    # one control period apart up to the recording's jitter.
+    timestamp = (frame_index / fps).astype(np.float32)
+    episode_column = np.full(length, episode_index, np.int64)
+    index = np.arange(first_index, first_index + length, dtype=np.int64)
+    task_index = np.where(intent, task_of_intent[True], task_of_intent[False]).astype(np.int64)
+
+    path = root / DATA_PATH.format(episode_chunk=episode_index // CHUNKS_SIZE, episode_index=episode_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_dir = root / IMAGE_PATH.format(image_key=IMAGE_KEY, episode_index=episode_index, frame_index=0)
+    if image_files:
+        image_dir.parent.mkdir(parents=True, exist_ok=True)
+    sampled = set(sample_indices(length))
+    image_stats = ImageStats()
+    action_type = schema.field("action").type
+    with pq.ParquetWriter(path, schema) as writer:
+        for lo in range(0, length, BLOCK):
+            hi = min(lo + BLOCK, length)
+            frames = np.asarray(arrays["frames"][start + lo:start + hi])  # one block in memory
+            images = []
+            for offset, frame in enumerate(frames):
+                number = lo + offset
+                name = Path(IMAGE_PATH.format(image_key=IMAGE_KEY, episode_index=episode_index,
+                                              frame_index=number)).name
+                data = _png(frame)
+                if image_files:
+                    (image_dir.parent / name).write_bytes(data)
+                if number in sampled:
+                    image_stats.add(frame)
+                images.append({"bytes": data, "path": name})
+            columns = {
+                IMAGE_KEY: pa.array(images, type=_IMAGE_TYPE),
+                "action": pa.FixedSizeListArray.from_arrays(pa.array(actions[lo:hi].reshape(-1)),
+                                                            action_type.list_size),
+                "intent": pa.array(intent[lo:hi]),
+                "milestone": pa.array(milestone[lo:hi]),
+                "timestamp": pa.array(timestamp[lo:hi]),
+                "frame_index": pa.array(frame_index[lo:hi]),
+                "episode_index": pa.array(episode_column[lo:hi]),
+                "index": pa.array(index[lo:hi]),
+                "task_index": pa.array(task_index[lo:hi]),
+            }
+            writer.write_table(pa.table([columns[f.name] for f in schema], schema=schema))
+
+    stats = {IMAGE_KEY: image_stats.result()}
+    for key, values in (("action", actions), ("intent", intent.astype(np.float64)), ("milestone", milestone),
+                        ("timestamp", timestamp), ("frame_index", frame_index), ("episode_index", episode_column),
+                        ("index", index), ("task_index", task_index)):
+        stats[key] = feature_stats(values)
+    stats_lines.append({"episode_index": episode_index, "stats": stats})
+    return length
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=4, ensure_ascii=False))
+
+
+def _write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dmo-export-lerobot",
+        description="Export a dmo_ros dataset to the LeRobotDataset v2.1 layout (frames as PNG images).")
+    parser.add_argument("dataset", type=Path, help="dmo_ros dataset folder (with meta.json)")
+    parser.add_argument("out", type=Path, help="output folder (must not exist)")
+    parser.add_argument("--repo-id", default="local/dmo_ros", help="dataset name for LeRobotDataset (recorded)")
+    parser.add_argument("--task", default=DEFAULT_TASKS[True], help="task of frames with intent on (task 1)")
+    parser.add_argument("--play-task", default=DEFAULT_TASKS[False], help="task of frames with intent off (task 0)")
+    parser.add_argument("--no-image-files", action="store_true",
+                        help="only embed the PNGs in the parquet files, no images/ folder")
+    args = parser.parse_args(argv)
+    try:
+        out = export_lerobot(args.dataset, args.out, repo_id=args.repo_id,
+                             task_by_intent={False: args.play_task, True: args.task},
+                             image_files=not args.no_image_files)
+    except DatasetError as error:
+        print(f"dmo-export-lerobot: {error}", file=sys.stderr)
+        return 2
+    info = json.loads((out / INFO_PATH).read_text())
+    print(f"wrote {out}: {info['total_episodes']} episodes, {info['total_frames']} frames, "
+          f"{info['total_tasks']} tasks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

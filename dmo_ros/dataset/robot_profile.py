@@ -1,0 +1,98 @@
+"""Robot profiles (``config/robots/<robot>.yaml``): topics, control rate, and the action mapping.
+
+The mapping from message fields to the action vector is configuration, not code: a
+profile names the action message type and, per action component, the field path in the
+message (``twist.linear.x``), its name, unit and scale (the dataset stores value × scale).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dmo_ros.resources import config_dir
+
+_PROFILE_KEYS = {"description", "rate_hz", "topics", "action"}
+_ACTION_KEYS = {"message", "fields", "names", "units", "scale", "semantics"}
+TOPIC_ROLES = ("camera", "action", "intent", "reset")
+
+
+class ProfileError(ValueError):
+    """A robot profile that is missing or malformed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """How an action message becomes the action vector."""
+
+    message: str
+    """The action message type, e.g. geometry_msgs/msg/TwistStamped."""
+    fields: tuple[str, ...]
+    """Field path in the message for each component, e.g. twist.linear.x."""
+    names: tuple[str, ...]
+    """Name of each component."""
+    units: tuple[str, ...]
+    """Unit of each component (after scaling)."""
+    scale: tuple[float, ...]
+    """Factor applied to each field value."""
+    semantics: str
+    """What the action means physically (stored in the dataset's metadata)."""
+
+    def vector(self, message: Any) -> list[float]:
+        """The scaled action components read from a deserialized message."""
+        values = []
+        for path, factor in zip(self.fields, self.scale, strict=True):
+            value = message
+            for part in path.split("."):
+                value = getattr(value, part)
+            values.append(float(value) * factor)
+        return values
+
+
+@dataclass(frozen=True)
+class RobotProfile:
+    name: str
+    description: str
+    rate_hz: float
+    topics: dict[str, str]
+    action: ActionSpec
+
+
+def load_robot_profile(name_or_path: str | Path) -> RobotProfile:
+    """A profile by robot name (``config/robots/NAME.yaml``) or from a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = config_dir() / "robots" / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (config_dir() / "robots").glob("*.yaml"))
+            raise ProfileError(f"no robot profile '{name_or_path}' in {path.parent}; robots: {', '.join(known)}")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a robot profile is a mapping")
+    unknown = set(raw) - _PROFILE_KEYS
+    if unknown:
+        allowed = ", ".join(sorted(_PROFILE_KEYS))
+        raise ProfileError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+    action = raw.get("action") or {}
+    unknown = set(action) - _ACTION_KEYS
+    if unknown:
+        raise ProfileError(f"{path}: action: unknown key(s) {', '.join(sorted(unknown))}")
+    fields = tuple(action.get("fields") or ())
+    names = tuple(action.get("names") or fields)
+    units = tuple(action.get("units") or [""] * len(fields))
+    scale = tuple(float(s) for s in action.get("scale") or [1.0] * len(fields))
+    if not fields or not action.get("message") or not len(fields) == len(names) == len(units) == len(scale):
+        raise ProfileError(f"{path}: action needs a message and fields, with names, units and scale of the same length")
+    topics = {role: str(topic) for role, topic in (raw.get("topics") or {}).items()}
+    missing = [role for role in ("camera", "action") if not topics.get(role)]
+    if missing or set(topics) - set(TOPIC_ROLES):
+        raise ProfileError(f"{path}: topics needs camera and action (optional: intent, reset); got {sorted(topics)}")
+    rate = float(raw.get("rate_hz", 5.0))
+    if not math.isfinite(rate) or rate <= 0:
+        raise ProfileError(f"{path}: rate_hz must be positive")
+    spec = ActionSpec(str(action["message"]), fields, names, units, scale, str(action.get("semantics", "")).strip())
+    return RobotProfile(path.stem, str(raw.get("description", "")), rate, topics, spec)

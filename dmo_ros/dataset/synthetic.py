@@ -1,0 +1,134 @@
+"""Synthetic recordings for tests and benchmarks: bags written directly with rosbags.
+
+Not written by our recorder, so the converter is checked against an independent writer;
+good bags and deliberately bad ones (wrong encoding, changing size, missing topics).
+
+``write_bag`` makes a rosbag2 bag with a camera (raw Image in any encoding, or a
+CompressedImage in JPEG/PNG), actions (Twist or TwistStamped), dmo_msgs/Intent and resets,
+with stamps jittered around their nominal times. Each frame's pixels encode its index, so a
+test can tell exactly which frame a sample got: ``frame_pixels(k, w, h)`` is frame k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+
+from dmo_ros.recording.bag_writer import TypeRegistry
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+T0_NS = 1_700_000_000 * 10**9
+
+
+def typestore():
+    """ROS 2 Kilted types plus dmo_msgs/Intent (from the installed .msg file)."""
+    registry = TypeRegistry()
+    registry.ensure("dmo_msgs/msg/Intent")
+    return registry.typestore
+
+
+def frame_pixels(index: int, width: int, height: int) -> np.ndarray:
+    """Frame ``index`` as RGB: a horizontal gradient in red, the index in green (8 + 6 (index mod 40)), blue fixed."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, :, 0] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    pixels[:, :, 1] = 8 + 6 * (index % 40)
+    pixels[:, :, 2] = 200
+    return pixels
+
+
+def action_value(index: int) -> tuple[float, float, float]:
+    return (0.01 * index, -0.02 * index, 0.5 if index % 2 else -0.5)
+
+
+@dataclass
+class BagSpec:
+    """What ``write_bag`` writes; times are nominal seconds from the bag's start."""
+
+    storage: str = "mcap"
+    camera: str = "raw"  # raw | jpeg | png
+    encoding: str = "rgb8"
+    width: int = 96
+    height: int = 96
+    image_rate_hz: float = 10.0
+    action_rate_hz: float = 5.0
+    action_type: str = "geometry_msgs/msg/TwistStamped"
+    seconds: float = 4.0
+    jitter_s: float = 0.0
+    intent_on_from_s: float = 2.0
+    milestone_at_s: float | None = None
+    reset_at_s: float | None = None
+    resize_at_s: float | None = None  # from then on, images are (width // 2) x (height // 2)
+    action_gap_s: tuple[float, float] | None = None  # no actions (nor intent) in this interval
+    camera_topic: str = "/camera/image"
+    action_topic: str = "/servo_node/delta_twist_cmds"
+    seed: int = 0
+
+
+def write_bag(path: Path, spec: BagSpec) -> Path:
+    store = typestore()
+    T = store.types
+    rng = np.random.default_rng(spec.seed)
+
+    def stamp(seconds: float):
+        ns = T0_NS + int(seconds * 1e9)
+        return T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), ns
+
+    def header(seconds: float):
+        time, ns = stamp(seconds)
+        return T["std_msgs/msg/Header"](stamp=time, frame_id="camera"), ns
+
+    camera_type = "sensor_msgs/msg/Image" if spec.camera == "raw" else "sensor_msgs/msg/CompressedImage"
+    events = []  # (receive ns, topic, type, message)
+    for k in range(int(spec.seconds * spec.image_rate_hz)):
+        t = k / spec.image_rate_hz + rng.uniform(-spec.jitter_s, spec.jitter_s)
+        shrink = spec.resize_at_s is not None and t >= spec.resize_at_s
+        width, height = (spec.width // 2, spec.height // 2) if shrink else (spec.width, spec.height)
+        rgb = frame_pixels(k, width, height)
+        h, ns = header(max(t, 0.0))
+        if spec.camera == "raw":
+            channels = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, np.full_like(rgb[:, :, :1], 9)]),
+                        "mono8": rgb[:, :, 1:2], "yuv422": rgb[:, :, :2]}[spec.encoding]
+            channels = np.ascontiguousarray(channels)
+            message = T[camera_type](header=h, height=height, width=width, encoding=spec.encoding, is_bigendian=0,
+                                     step=width * channels.shape[2], data=channels.reshape(-1))
+        else:
+            ok, encoded = cv2.imencode(".jpg" if spec.camera == "jpeg" else ".png", rgb[:, :, ::-1])
+            assert ok
+            message = T[camera_type](header=h, format=spec.camera, data=encoded.reshape(-1))
+        events.append((ns + 3_000_000, spec.camera_topic, camera_type, message))
+    for k in range(int(spec.seconds * spec.action_rate_hz)):
+        t = k / spec.action_rate_hz + 0.05 + rng.uniform(-spec.jitter_s, spec.jitter_s)
+        if spec.action_gap_s is not None and spec.action_gap_s[0] <= t < spec.action_gap_s[1]:
+            continue
+        vx, vy, wz = action_value(k)
+        twist = T["geometry_msgs/msg/Twist"](
+            linear=T["geometry_msgs/msg/Vector3"](x=vx, y=vy, z=0.0),
+            angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=wz),
+        )
+        h, ns = header(t)
+        message = twist if spec.action_type == "geometry_msgs/msg/Twist" else T[spec.action_type](header=h, twist=twist)
+        events.append((ns + 1_000_000, spec.action_topic, spec.action_type, message))
+        milestone = 1.0 if spec.milestone_at_s is not None and abs(t - 0.05 - spec.milestone_at_s) < 1e-6 else 0.0
+        intent = T["dmo_msgs/msg/Intent"](header=h, active=t >= spec.intent_on_from_s, milestone=milestone)
+        events.append((ns + 1_000_000, "/intent", "dmo_msgs/msg/Intent", intent))
+    if spec.reset_at_s is not None:
+        h, ns = header(spec.reset_at_s)
+        events.append((ns, "/reset", "std_msgs/msg/Header", h))
+    events.sort(key=lambda e: e[0])
+    with Writer(path, version=9, storage_plugin=STORAGES[spec.storage]) as writer:
+        connections = {}
+        for _, topic, msgtype, _ in events:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
+        for received, topic, msgtype, message in events:
+            writer.write(connections[topic], received, store.serialize_cdr(message, msgtype))
+    return path
+
+
+def storage_file(bag: Path) -> Path:
+    [file] = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    return file

@@ -1,0 +1,176 @@
+"""dmo-convert on bags written independently with rosbags: alignment, decoding, episodes, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import BIN
+from dmo_ros.dataset import convert as convert_module
+from dmo_ros.dataset.convert import ConvertConfig, convert
+from dmo_ros.dataset.format import open_arrays, read_meta
+from dmo_ros.dataset.images import resize
+from dmo_ros.dataset.synthetic import T0_NS, BagSpec, action_value, frame_pixels, storage_file, write_bag
+
+
+def run_convert(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dmo-convert"), *args], capture_output=True, text=True, timeout=120)
+
+
+def nominal_action_index(stamp_ns: int, jitter_s: float) -> int:
+    return int(round(((stamp_ns - T0_NS) / 1e9 - 0.05) * 5.0))
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """The factory writes frame k (< 40) with green = 8 + 6k everywhere (JPEG blurs it by a level or two)."""
+    return int(round((float(np.median(frame[:, :, 1])) - 8) / 6))
+
+
+@pytest.mark.parametrize(
+    ("spec", "robot", "tolerance"),
+    [
+        (BagSpec(storage="sqlite3", encoding="bgr8", width=80, height=60, jitter_s=0.01), "pusht", 0),
+        (BagSpec(camera="png", width=120, height=90, jitter_s=0.01, action_type="geometry_msgs/msg/Twist",
+                 action_topic="/cmd_vel"), "go2", 0),
+        (BagSpec(camera="jpeg", width=80, height=60, jitter_s=0.02), "pusht", 6),
+        (BagSpec(encoding="mono8", width=64, height=64), "pusht", 0),
+    ],
+    ids=["sqlite3-bgr8-jitter", "png-twist-go2", "jpeg", "mono8"],
+)
+def test_independent_bag_converts_exactly(tmp_path, spec, robot, tolerance):
+    write_bag(tmp_path / "bag", spec)
+    dataset, reports = convert([tmp_path / "bag"], tmp_path / "ds", ConvertConfig(robot=robot, height=48, width=64))
+    assert dataset is not None and all(r.ok for r in reports), [r.error for r in reports]
+    a = open_arrays(dataset)
+    n = len(a["timestamps"])
+    assert n == int(spec.seconds * 5)  # one sample per action tick
+    assert np.all(a["frame_timestamps"] <= a["timestamps"])  # the latest frame at or before the action
+    assert np.all(a["timestamps"] - a["frame_timestamps"] <= 0.15e9)  # ... and the latest one (10 Hz images)
+    for i in range(n):
+        k = frame_index(a["frames"][i]) if spec.encoding != "mono8" else None
+        if k is not None:
+            source = frame_pixels(k, spec.width, spec.height)
+            expected = resize(source, 48, 64, "crop")
+            assert np.abs(a["frames"][i].astype(int) - expected).max() <= tolerance, i  # RGB order kept
+        j = nominal_action_index(int(a["timestamps"][i]), spec.jitter_s)
+        vx, vy, wz = action_value(j)
+        expected_action = [vx, vy] if robot == "pusht" else [vx, vy, wz]
+        np.testing.assert_allclose(a["actions"][i], expected_action, atol=1e-6)
+        assert a["intent"][i] == ((a["timestamps"][i] - T0_NS) / 1e9 >= spec.intent_on_from_s)
+    if spec.encoding == "mono8":
+        assert np.all(a["frames"][:, :, :, 0] == a["frames"][:, :, :, 2])  # grey in all three channels
+    meta = read_meta(dataset)
+    assert meta["alignment"]["skew_ms"]["max"] <= 150 and meta["robot"] == robot
+
+
+def test_episodes_end_at_resets_gaps_and_bag_boundaries(tmp_path):
+    write_bag(tmp_path / "one", BagSpec(seconds=6.0, reset_at_s=2.5))
+    write_bag(tmp_path / "two", BagSpec(seconds=6.0, action_gap_s=(2.0, 4.0)))
+    dataset, _ = convert([tmp_path / "one", tmp_path / "two"], tmp_path / "ds", ConvertConfig())
+    meta, a = read_meta(dataset), open_arrays(dataset)
+    lengths = [e["length"] for e in meta["episodes"]]
+    assert len(lengths) == 4 and sum(lengths) == len(a["timestamps"])
+    assert [e["source"].endswith(("one", "two")) for e in meta["episodes"]] == [True] * 4
+    # The reset at 2.5 s: the second episode starts with the first action after it.
+    second = meta["episodes"][1]
+    assert (a["timestamps"][second["start"]] - T0_NS) / 1e9 > 2.5
+    assert (a["timestamps"][second["start"] - 1] - T0_NS) / 1e9 < 2.5
+    for e in meta["episodes"]:  # episode_index agrees, samples contiguous and in time order
+        idx = slice(e["start"], e["start"] + e["length"])
+        assert np.all(a["episode_index"][idx] == e["index"]) and np.all(np.diff(a["timestamps"][idx]) > 0)
+    assert {e["split"] for e in meta["episodes"]} == {"train", "val"}
+
+
+def test_milestone_counts_once_and_faster_actions_are_decimated(tmp_path):
+    write_bag(tmp_path / "bag", BagSpec(action_rate_hz=20.0, milestone_at_s=1.0, seconds=4.0))
+    dataset, [report] = convert([tmp_path / "bag"], tmp_path / "ds", ConvertConfig())
+    a = open_arrays(dataset)
+    assert 18 <= len(a["timestamps"]) <= 21 and report.decimated >= 55  # 80 actions → ~20 samples at 5 Hz
+    steps = np.diff(a["timestamps"]) / 1e9
+    assert np.all((steps > 0.14) & (steps < 0.26)) and abs(steps.mean() - 0.2) < 0.01, steps
+    assert a["milestone"].sum() == 1.0  # pressed once, counted on one sample
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("truncated", lambda p: _truncate(write_bag(p, BagSpec())), "cannot read the bag"),
+        ("corrupt-sqlite", lambda p: _corrupt(write_bag(p, BagSpec(storage="sqlite3"))), "cannot read the bag"),
+        ("no-camera", lambda p: write_bag(p, BagSpec(camera_topic="/front/image_raw")),
+         "no camera topic '/camera/image'; the bag has: /front/image_raw (sensor_msgs/msg/Image)"),
+        ("yuv", lambda p: write_bag(p, BagSpec(encoding="yuv422")), "unsupported image encoding 'yuv422'"),
+        ("empty", lambda p: write_bag(p, BagSpec(seconds=0.0)), "no camera topic"),
+        ("resized", lambda p: write_bag(p, BagSpec(resize_at_s=2.0)), "mismatched image sizes within the recording"),
+    ],
+)
+def test_a_bad_bag_is_reported_and_the_good_ones_converted(tmp_path, name, make, message):
+    write_bag(tmp_path / "good", BagSpec())
+    make(tmp_path / name)
+    result = run_convert(str(tmp_path / "good"), str(tmp_path / name), "-o", str(tmp_path / "ds"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED {tmp_path / name}: " in result.stdout and message in result.stdout, result.stdout
+    meta = read_meta(tmp_path / "ds")
+    assert [s["path"] for s in meta["sources"]] == [str(tmp_path / "good")]
+    assert meta["samples"] == 20 and len(open_arrays(tmp_path / "ds")["frames"]) == 20  # nothing of the bad one
+    assert meta["failed_sources"][0]["path"] == str(tmp_path / name)
+
+
+def _truncate(bag):
+    path = storage_file(bag)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt(bag):
+    path = storage_file(bag)
+    data = bytearray(path.read_bytes())
+    data[100:4000] = b"\xff" * 3900
+    path.write_bytes(bytes(data))
+
+
+def test_nothing_converted_writes_no_dataset(tmp_path):
+    write_bag(tmp_path / "bad", BagSpec(encoding="yuv422"))
+    result = run_convert(str(tmp_path / "bad"), str(tmp_path / "nope"), "-o", str(tmp_path / "ds"))
+    assert result.returncode == 2
+    assert "no input converted" in result.stderr and "nope: does not exist" in result.stdout
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()
+
+
+def test_an_interrupted_conversion_leaves_no_dataset_that_looks_complete(tmp_path, monkeypatch):
+    write_bag(tmp_path / "bag", BagSpec())
+    calls = []
+
+    def interrupt(self, stamp, action):
+        calls.append(stamp)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert_module.Aligner, "_sample", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        convert([tmp_path / "bag"], tmp_path / "ds", ConvertConfig())
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()
+
+
+def test_existing_output_and_bad_options_are_clear_errors(tmp_path):
+    write_bag(tmp_path / "bag", BagSpec())
+    (tmp_path / "ds").mkdir()
+    result = run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "ds"))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    result = run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "x"), "--robot", "spot")
+    assert result.returncode == 2 and "no robot profile 'spot'" in result.stderr and "go2, pusht" in result.stderr
+
+
+def test_metadata_describes_the_dataset(tmp_path):
+    write_bag(tmp_path / "bag", BagSpec(width=80, height=60))
+    result = run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "ds"), "--size", "32", "40", "--aspect", "pad")
+    assert result.returncode == 0, result.stderr
+    assert "frame skew (action stamp - frame stamp): min" in result.stdout and "MB/s" in result.stdout
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
+    assert meta["format"] == "dmo_ros.dataset" and meta["version"] == 1
+    assert meta["image"] == {"height": 32, "width": 40, "aspect": "pad", "source_formats": ["80x60 rgb8"]}
+    assert meta["action"]["names"] == ["vx", "vy"] and meta["action"]["units"] == ["m/s", "m/s"]
+    assert meta["topics"]["action"] == "/servo_node/delta_twist_cmds" and meta["rate_hz"] == 5.0
+    assert open_arrays(tmp_path / "ds")["frames"].shape == (20, 32, 40, 3)
