@@ -15,6 +15,7 @@ MSGS_BUILD := $(VENV)/build/dmo_msgs
 DEMO_ENV := FASTDDS_BUILTIN_TRANSPORTS=SHM ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
 DEMO_BAGS := bags/demo
+DEMO_DATASETS := datasets/demo
 
 .PHONY: setup demo smoke test lint clean
 .DELETE_ON_ERROR:
@@ -22,10 +23,12 @@ DEMO_BAGS := bags/demo
 setup: $(STAMPS)/dmo_ros
 
 # The main job, as far as it goes today: record 20 s of play data on the Push-T stand-in,
-# then read the recording back and print what it holds.
+# print what the recording holds, and convert it into a training dataset.
 demo: setup
 	$(DEMO_ENV) $(BIN)/dmo-launch collect robot:=pusht duration:=20 output:=$(DEMO_BAGS)
-	$(BIN)/dmo-bag-info "$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"
+	@session="$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"; session="$${session%/}"; \
+	  set -x; $(BIN)/dmo-bag-info "$$session" && \
+	  $(BIN)/dmo-convert "$$session" -o "$(DEMO_DATASETS)/$$(basename "$$session")" --robot pusht
 
 # Two-node check of the ROS 2 setup.
 smoke: setup

@@ -322,8 +322,16 @@ class Converter:
 
         aligner = Aligner(self.config, self.rate_hz, emit, report)
         try:
+            available: dict[str, str] = {}  # topic → type, over all bags of the source
             for bag in source.bags:
-                self._read_bag(bag, aligner, report)
+                self._read_bag(bag, aligner, report, available)
+            listing = ", ".join(f"{t} ({m})" for t, m in available.items()) or "none"
+            for role in ("camera", "action"):  # a session's first split may lack a topic, not the session
+                if self.topics[role] not in available:
+                    raise SourceError(f"no {role} topic '{self.topics[role]}'; the bag has: {listing}")
+            if self.topics["intent"] not in available:
+                report.intent_missing = True
+                report.warnings.append(f"no intent topic '{self.topics['intent']}': intent is false throughout")
             aligner.flush(None)
             if writer.count == start_count:
                 raise SourceError("no samples: no action had a camera frame at or before it")
@@ -343,30 +351,24 @@ class Converter:
         report.seconds = time.monotonic() - started
         return report
 
-    def _read_bag(self, bag: Path, aligner: Aligner, report: SourceReport) -> None:
+    def _read_bag(self, bag: Path, aligner: Aligner, report: SourceReport, available: dict[str, str]) -> None:
         with Reader(bag) as reader:
             by_topic = {c.topic: c for c in reader.connections}
-            available = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections) or "none"
-            roles = {}
-            for role in ("camera", "action", "intent", "reset"):
-                topic = self.topics[role]
-                if topic and topic in by_topic:
-                    roles[role] = by_topic[topic]
-                elif role in ("camera", "action"):
-                    raise SourceError(f"{bag.name}: no {role} topic '{topic}'; the bag has: {available}")
-            if "intent" not in roles and not report.intent_missing:
-                report.intent_missing = True
-                report.warnings.append(f"no intent topic '{self.topics['intent']}': intent is false throughout")
-            camera, action = roles["camera"], roles["action"]
-            if camera.msgtype not in CAMERA_TYPES:
+            available.update({c.topic: c.msgtype for c in reader.connections})
+            roles = {role: by_topic[self.topics[role]] for role in ("camera", "action", "intent", "reset")
+                     if self.topics[role] in by_topic}
+            camera, action = roles.get("camera"), roles.get("action")
+            if camera is not None and camera.msgtype not in CAMERA_TYPES:
                 raise SourceError(f"camera topic '{camera.topic}' carries {camera.msgtype}, not an image type")
-            if action.msgtype != self.profile.action.message:
+            if action is not None and action.msgtype != self.profile.action.message:
                 raise SourceError(
                     f"action topic '{action.topic}' carries {action.msgtype}; the {self.profile.name} profile maps "
                     f"{self.profile.action.message}"
                 )
             if "intent" in roles and roles["intent"].msgtype != INTENT_TYPE:
                 raise SourceError(f"intent topic '{roles['intent'].topic}' carries {roles['intent'].msgtype}")
+            if not roles:
+                return
             for connection in roles.values():
                 self.registry.ensure_from_connection(connection)
             role_of = {c.id: role for role, c in roles.items()}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, default_collate
 
 from dmo_ros.dataset.format import ARRAYS, DatasetError, open_arrays, read_meta
 
@@ -225,7 +225,7 @@ class _EpisodeRuns(Dataset):
         if missing:
             raise DatasetError(f"{self.folder}: incomplete dataset, missing {', '.join(missing)}")
         if "episodes" not in self.meta:
-            raise DatasetError(f"{self.folder}: {self.meta!r:.80} has no episode list")
+            raise DatasetError(f"{self.folder}: meta.json has no \"episodes\" list")
         self._check_arrays()
         self.episodes = [ep for ep in self.meta["episodes"] if split == "all" or ep["split"] == split]
         starts, episode_of = [], []
@@ -376,17 +376,20 @@ def make_loader(dataset: Dataset, batch_size: int, seed: int, shuffle: bool = Tr
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
+    # Two generators from one seed: the sampler's draws the order of every epoch, the loader's
+    # only the workers' base seeds. Kept apart, the order cannot depend on how many workers
+    # there are or whether they persist (the loader draws a base seed per fresh iterator).
+    order = torch.Generator().manual_seed(int(seed))
+    sampler = RandomSampler(dataset, generator=order) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=collate,
         worker_init_fn=seed_worker,
-        generator=generator,
+        generator=torch.Generator().manual_seed(int(seed)),
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0 if persistent_workers is None else persistent_workers,
     )

@@ -63,6 +63,8 @@ class BagSpec:
     reset_at_s: float | None = None
     resize_at_s: float | None = None  # from then on, images are (width // 2) x (height // 2)
     action_gap_s: tuple[float, float] | None = None  # no actions (nor intent) in this interval
+    start_s: float = 0.0  # time of the bag's first message (a later split of a session starts later)
+    camera_only: bool = False  # only camera images (a session's first split, before the other topics appear)
     camera_topic: str = "/camera/image"
     action_topic: str = "/servo_node/delta_twist_cmds"
     seed: int = 0
@@ -74,7 +76,7 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
     rng = np.random.default_rng(spec.seed)
 
     def stamp(seconds: float):
-        ns = T0_NS + int(seconds * 1e9)
+        ns = T0_NS + int((seconds + spec.start_s) * 1e9)
         return T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), ns
 
     def header(seconds: float):
@@ -100,7 +102,7 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
             assert ok
             message = T[camera_type](header=h, format=spec.camera, data=encoded.reshape(-1))
         events.append((ns + 3_000_000, spec.camera_topic, camera_type, message))
-    for k in range(int(spec.seconds * spec.action_rate_hz)):
+    for k in range(0 if spec.camera_only else int(spec.seconds * spec.action_rate_hz)):
         t = k / spec.action_rate_hz + 0.05 + rng.uniform(-spec.jitter_s, spec.jitter_s)
         if spec.action_gap_s is not None and spec.action_gap_s[0] <= t < spec.action_gap_s[1]:
             continue

@@ -174,3 +174,14 @@ def test_metadata_describes_the_dataset(tmp_path):
     assert meta["action"]["names"] == ["vx", "vy"] and meta["action"]["units"] == ["m/s", "m/s"]
     assert meta["topics"]["action"] == "/servo_node/delta_twist_cmds" and meta["rate_hz"] == 5.0
     assert open_arrays(tmp_path / "ds")["frames"].shape == (20, 32, 40, 3)
+
+
+def test_a_session_whose_first_split_has_only_the_camera(tmp_path):
+    """The recorder subscribes to topics as they appear: its first split may hold the camera alone."""
+    session = tmp_path / "20261124-010000"
+    session.mkdir()
+    write_bag(session / "split_00000", BagSpec(seconds=1.0, camera_only=True))
+    write_bag(session / "split_00001", BagSpec(seconds=3.0, start_s=1.0))
+    dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
+    assert report.ok, report.error
+    assert report.samples == 15 and report.episodes == 1

@@ -1,0 +1,68 @@
+"""Dataset throughput: conversion (MB of bag/s, camera frames/s) and loading (windows/s).
+
+Writes synthetic rosbag2 bags (``dmo_ros.dataset.synthetic``) of two kinds — a real camera
+(640×480 rgb8 at 30 Hz) and a stand-in (96×96 rgb8 at 10 Hz) — with 5 Hz actions and intent,
+converts each with ``dmo-convert``'s code into 64×64 datasets, and prints the figures. Then
+runs ``benchmarks/loader_throughput.py`` for the loaders.
+
+    .venv/bin/python benchmarks/dataset_throughput.py            # defaults: 20 s and 120 s of data
+    .venv/bin/python benchmarks/dataset_throughput.py --skip-loaders
+
+The bags are freshly written, so they are read from the page cache: the figures are the
+converter's own speed, not the disk's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dmo_ros.dataset.convert import ConvertConfig, convert
+from dmo_ros.dataset.synthetic import BagSpec, write_bag
+
+GOAL_MB_S = 200.0
+
+
+def convert_once(name: str, spec: BagSpec, workdir: Path) -> None:
+    bag = write_bag(workdir / f"{name}_bag", spec)
+    size = sum(f.stat().st_size for f in bag.iterdir())
+    started = time.perf_counter()
+    dataset, [report] = convert([bag], workdir / f"{name}_ds", ConvertConfig(), log=lambda line: None)
+    seconds = time.perf_counter() - started
+    assert dataset is not None and report.ok, report.error
+    mb_s = size / 1e6 / seconds
+    print(f"{name:<28} {size / 1e6:8.1f} MB {seconds:7.2f} s {mb_s:8.0f} MB/s "
+          f"{report.camera_messages / seconds:9.0f} frames/s {report.samples / seconds:9.0f} samples/s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--camera-seconds", type=float, default=20.0, help="seconds of 640x480 @ 30 Hz data")
+    parser.add_argument("--standin-seconds", type=float, default=120.0, help="seconds of 96x96 @ 10 Hz data")
+    parser.add_argument("--skip-loaders", action="store_true", help="conversion figures only")
+    options = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="dataset_throughput_"))
+    try:
+        print(f"{'conversion (to 64x64)':<28} {'bag':>11} {'time':>9} {'rate':>13} {'camera':>16} {'output':>17}")
+        convert_once("640x480 rgb8 @ 30 Hz (mcap)",
+                     BagSpec(width=640, height=480, image_rate_hz=30.0, seconds=options.camera_seconds), workdir)
+        convert_once("96x96 rgb8 @ 10 Hz (mcap)", BagSpec(seconds=options.standin_seconds), workdir)
+        convert_once("96x96 rgb8 @ 10 Hz (sqlite3)", BagSpec(seconds=options.standin_seconds, storage="sqlite3"),
+                     workdir)
+        print(f"goal: >= {GOAL_MB_S:.0f} MB/s of bag on camera-sized data")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not options.skip_loaders:
+        print()
+        loader = Path(__file__).with_name("loader_throughput.py")
+        return subprocess.run([sys.executable, str(loader)], check=False).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

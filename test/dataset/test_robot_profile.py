@@ -1,0 +1,50 @@
+"""Robot profiles: the shipped ones load; mistakes are named; the field mapping reads messages."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from dmo_ros.dataset.robot_profile import ProfileError, load_robot_profile
+from dmo_ros.resources import config_dir
+
+
+def test_shipped_profiles():
+    pusht, go2 = load_robot_profile("pusht"), load_robot_profile("go2")
+    assert pusht.topics["action"] == "/servo_node/delta_twist_cmds" and go2.topics["action"] == "/cmd_vel"
+    assert pusht.action.names == ("vx", "vy") and go2.action.names == ("vx", "vy", "yaw_rate")
+    twist = SimpleNamespace(linear=SimpleNamespace(x=0.1, y=-0.2), angular=SimpleNamespace(z=0.3))
+    assert go2.action.vector(twist) == [0.1, -0.2, 0.3]
+    assert pusht.action.vector(SimpleNamespace(twist=twist)) == [0.1, -0.2]
+
+
+def test_scale_is_applied(tmp_path):
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    raw["action"]["scale"] = [2.0, 2.0, -1.0]
+    (tmp_path / "scaled.yaml").write_text(yaml.safe_dump(raw))
+    twist = SimpleNamespace(linear=SimpleNamespace(x=0.1, y=-0.2), angular=SimpleNamespace(z=0.3))
+    assert load_robot_profile(tmp_path / "scaled.yaml").action.vector(twist) == [0.2, -0.4, -0.3]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.update(topix={}), "unknown key\\(s\\) topix"),
+        (lambda r: r["action"].update(fields=["linear.x"]), "the same length"),
+        (lambda r: r["topics"].pop("camera"), "topics needs camera and action"),
+        (lambda r: r.update(rate_hz=0), "rate_hz must be positive"),
+    ],
+)
+def test_mistakes_are_named(tmp_path, edit, message):
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    edit(raw)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match=message):
+        load_robot_profile(tmp_path / "bad.yaml")
+
+
+def test_unknown_robot_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="no robot profile 'spot'.*robots: go2, pusht"):
+        load_robot_profile("spot")
