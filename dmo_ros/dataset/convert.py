@@ -197,6 +197,11 @@ class Aligner:
     def add_frame(self, stamp: int, message: Any, msgtype: str) -> None:
         self.report.camera_messages += 1
         self.frames.append((stamp, message, msgtype))
+        # Frames this much older than the newest can serve no action that is still to come (a
+        # later action would find them stale), so a stretch without actions holds no memory.
+        horizon = int((self.config.max_frame_age_s + 2 * self.config.reorder_window_s + 1.0) * 1e9)
+        while self.frames and self.frames[0][0] < stamp - horizon:
+            self.frames.popleft()
 
     def add_intent(self, stamp: int, message: Any) -> None:
         self.intent_serial += 1
@@ -302,10 +307,8 @@ class Converter:
         self.episodes: list[dict[str, Any]] = []
         self.skews_ns: list[int] = []
 
-    def convert(self, sources: list[Source], writer: DatasetWriter) -> list[SourceReport]:
-        return [self._convert_source(source, writer) for source in sources]
-
-    def _convert_source(self, source: Source, writer: DatasetWriter) -> SourceReport:
+    def convert_source(self, source: Source, writer: DatasetWriter) -> SourceReport:
+        """Append one source's samples to the dataset; on failure roll them back and say why."""
         report = SourceReport(str(source.path), bytes=source.bytes)
         started = time.monotonic()
         start_count, start_episodes, start_skews = writer.count, len(self.episodes), len(self.skews_ns)
@@ -450,7 +453,7 @@ def convert(inputs: list[Path], output: Path, config: ConvertConfig, log: Callab
     reports = []
     try:
         for source in sources:
-            [report] = converter.convert([source], writer)
+            report = converter.convert_source(source, writer)
             reports.append(report)
             if report.ok:
                 rate = report.bytes / 1e6 / max(report.seconds, 1e-9)

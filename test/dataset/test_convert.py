@@ -185,3 +185,22 @@ def test_a_session_whose_first_split_has_only_the_camera(tmp_path):
     dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
     assert report.ok, report.error
     assert report.samples == 15 and report.episodes == 1
+
+
+def test_a_long_stretch_without_actions_holds_no_frames_in_memory(tmp_path, monkeypatch):
+    """Only the frames a coming action could still use are kept, however long the camera runs alone."""
+    session = tmp_path / "20261124-020000"
+    session.mkdir()
+    write_bag(session / "split_00000", BagSpec(seconds=60.0, camera_only=True))
+    write_bag(session / "split_00001", BagSpec(seconds=2.0, start_s=60.0))
+    kept = []
+    original = convert_module.Aligner.add_frame
+
+    def spy(self, stamp, message, msgtype):
+        original(self, stamp, message, msgtype)
+        kept.append(len(self.frames))
+
+    monkeypatch.setattr(convert_module.Aligner, "add_frame", spy)
+    dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
+    assert report.ok and report.samples == 10, report.error
+    assert max(kept) <= 10 * 3.5 + 2  # ~ (0.5 + 2 x 0.5 + 1) s of 10 Hz frames, not 600
