@@ -18,17 +18,14 @@ topics:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import Twist
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 from dmo_msgs.msg import StandinState
-from dmo_ros.nodes.image_conversion import rgb8_image
-from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
+from dmo_ros.nodes.standin import StandinNode
+from dmo_ros.nodes.template import QOS_PROFILES, param, qos_profile, run_node
 from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
 
 
@@ -45,7 +42,9 @@ class Go2StandinParameters:
     max_episode_steps: int = param(0, "Reset after this many control steps; 0 never (only on 'reset').")
 
 
-class Go2Standin(DmoNode):
+class Go2Standin(StandinNode):
+    requested_reset_reason = "reset (reset message)"
+
     def __init__(self) -> None:
         super().__init__("go2_standin")
         self.parameters = p = self.declare(Go2StandinParameters)
@@ -53,52 +52,33 @@ class Go2Standin(DmoNode):
             raise ValueError("image size and rates must be positive")
         if p.command_timeout < 0 or p.max_episode_steps < 0:
             raise ValueError("command_timeout and max_episode_steps must be >= 0")
-        image_qos = qos_profile(p.image_qos)
+        qos_profile(p.image_qos)  # an unknown profile is an error before the simulation starts
         self.sim = PushCubeSim(
             PushCubeConfig(
                 seed=p.seed, width=p.width, height=p.height,
                 control_period=1.0 / p.control_rate_hz, max_episode_steps=p.max_episode_steps,
             )
         )
-        self.command = np.zeros(3)
-        self.command_time = -float("inf")  # monotonic time of the latest cmd_vel
-        self.frames_sent = 0
         self.resets = 0
-        self.image_publisher = self.create_publisher(Image, "camera/image", image_qos)
-        self.state_publisher = self.create_publisher(StandinState, "standin_state", qos_profile("reliable"))
-        self.create_subscription(Twist, "cmd_vel", self.on_command, qos_profile("reliable"))
-        self.create_subscription(Header, "reset", self.on_reset, qos_profile("reliable"))
-        self.create_timer(1.0 / p.control_rate_hz, self.control_step)
-        self.create_timer(1.0 / p.image_rate_hz, self.publish_image)
+        self.start(Twist, "cmd_vel", 3)
         self.get_logger().info(
             f"Push Cube stand-in (seed {p.seed}): {p.width}x{p.height} rgb8 at {p.image_rate_hz} Hz "
             f"({p.image_qos}), control at {p.control_rate_hz} Hz, command timeout {p.command_timeout} s"
         )
-        self.log_reset("start")
+        self.log_reset("reset (start)")
         self.publish_state()
 
-    # -- inputs ------------------------------------------------------------------------------
+    def command_vector(self, message: Twist) -> np.ndarray:
+        return np.array([message.linear.x, message.linear.y, message.angular.z], dtype=float)
 
-    def on_command(self, message: Twist) -> None:
-        self.command = np.array([message.linear.x, message.linear.y, message.angular.z], dtype=float)
-        self.command_time = time.monotonic()
+    def step(self, command: np.ndarray) -> None:
+        self.sim.step(command)
 
-    def on_reset(self, _message: Header) -> None:
-        self.reset("reset message")
+    def episode_over(self) -> bool:
+        return self.sim.episode_over
 
-    # -- control loop ------------------------------------------------------------------------
-
-    def current_command(self) -> np.ndarray:
-        """The latest command, or zero when it is older than ``command_timeout``."""
-        if time.monotonic() - self.command_time > self.parameters.command_timeout:
-            return np.zeros(3)
-        return self.command
-
-    def control_step(self) -> None:
-        self.sim.step(self.current_command())
-        self.publish_state()
-        if self.sim.episode_over:
-            self.reset(f"{self.parameters.max_episode_steps} steps")
+    def episode_limit_reason(self) -> str:
+        return f"reset ({self.parameters.max_episode_steps} steps)"
 
     def reset(self, reason: str) -> None:
         state = self.sim.state()
@@ -114,15 +94,13 @@ class Go2Standin(DmoNode):
     def log_reset(self, reason: str) -> None:
         state = self.sim.state()
         self.get_logger().info(
-            f"reset ({reason}): episode {state.episode}, robot {np.round(state.robot, 2).tolist()}, "
+            f"{reason}: episode {state.episode}, robot {np.round(state.robot, 2).tolist()}, "
             f"cube {np.round(state.cube, 2).tolist()}, goal {np.round(state.goal, 2).tolist()}"
         )
 
-    # -- outputs -----------------------------------------------------------------------------
-
-    def publish_state(self) -> None:
+    def state_message(self) -> StandinState:
         state = self.sim.state()
-        message = StandinState(
+        return StandinState(
             episode=state.episode,
             step=state.step,
             agent=state.robot.tolist(),
@@ -132,22 +110,10 @@ class Go2Standin(DmoNode):
             success=bool(state.success),
             object_in_view=bool(state.cube_in_view),
         )
-        message.header.stamp = self.get_clock().now().to_msg()
-        message.header.frame_id = "world"
-        self.state_publisher.publish(message)
 
-    def publish_image(self) -> None:
-        p = self.parameters
-        pixels = self.sim.render()
-        self.image_publisher.publish(rgb8_image(pixels, self.get_clock().now().to_msg(), p.frame_id))
-        self.frames_sent += 1
-
-    def on_shutdown(self) -> None:
+    def shutdown_summary(self) -> str:
         state = self.sim.state()
-        self.get_logger().info(
-            f"sent {self.frames_sent} images; episode {state.episode} at step {state.step}, {self.resets} resets"
-        )
-        self.sim.close()
+        return f"episode {state.episode} at step {state.step}, {self.resets} resets"
 
 
 def main(args: list[str] | None = None) -> int:

@@ -19,17 +19,14 @@ The simulation itself is ``dmo_ros.sims.pusht`` (no ROS).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 from dmo_msgs.msg import StandinState
-from dmo_ros.nodes.image_conversion import rgb8_image
-from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
+from dmo_ros.nodes.standin import StandinNode
+from dmo_ros.nodes.template import QOS_PROFILES, param, qos_profile, run_node
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
 
@@ -48,13 +45,15 @@ class PushTStandinParameters:
     frame_id: str = param("camera", "frame_id of the camera images.")
 
 
-class PushTStandin(DmoNode):
+class PushTStandin(StandinNode):
+    state_frame_id = "arena"
+
     def __init__(self) -> None:
         super().__init__("pusht_standin")
         self.parameters = p = self.declare(PushTStandinParameters)
         if p.image_rate_hz <= 0 or p.control_rate_hz <= 0 or p.command_timeout <= 0:
             raise ValueError("image_rate_hz, control_rate_hz and command_timeout must be positive")
-        image_qos = qos_profile(p.image_qos)
+        qos_profile(p.image_qos)  # an unknown profile is an error before the simulation starts
         self.control_period = 1.0 / p.control_rate_hz
         self.sim = PushTSim(
             PushTConfig(
@@ -67,45 +66,34 @@ class PushTStandin(DmoNode):
                 max_episode_steps=p.max_episode_steps,
             )
         )
-        self.velocity = np.zeros(2)
-        self.command_time = -float("inf")  # monotonic time of the latest command
-        self.frames_sent = 0
-        self.image_publisher = self.create_publisher(Image, "camera/image", image_qos)
-        self.state_publisher = self.create_publisher(StandinState, "standin_state", qos_profile("reliable"))
-        self.create_subscription(TwistStamped, "action", self.on_action, qos_profile("reliable"))
-        self.create_subscription(Header, "reset", self.on_reset, qos_profile("reliable"))
-        self.create_timer(self.control_period, self.control_step)
-        self.create_timer(1.0 / p.image_rate_hz, self.publish_image)
+        self.start(TwistStamped, "action", 2)
         self.publish_state()
         self.get_logger().info(
             f"Push-T stand-in: control at {p.control_rate_hz} Hz, {p.width}x{p.height} rgb8 images at "
             f"{p.image_rate_hz} Hz ({p.image_qos}); episode 0 (seed {p.seed})"
         )
 
-    def on_action(self, message: TwistStamped) -> None:
-        self.velocity = np.array([message.twist.linear.x, message.twist.linear.y], dtype=np.float64)
-        self.command_time = time.monotonic()
+    def command_vector(self, message: TwistStamped) -> np.ndarray:
+        return np.array([message.twist.linear.x, message.twist.linear.y], dtype=np.float64)
 
-    def on_reset(self, _message: Header) -> None:
-        self.reset("reset requested")
+    def step(self, command: np.ndarray) -> None:
+        self.sim.step(command * self.control_period)  # m/s held for one period → metres
+
+    def episode_over(self) -> bool:
+        return self.sim.done()
+
+    def episode_limit_reason(self) -> str:
+        return f"episode {self.sim.episode} reached {self.parameters.max_episode_steps} steps"
 
     def reset(self, reason: str) -> None:
         self.sim.reset()
-        self.velocity = np.zeros(2)
-        self.command_time = -float("inf")
+        self.forget_command()
         self.get_logger().info(f"{reason}: episode {self.sim.episode}")
         self.publish_state()
 
-    def control_step(self) -> None:
-        fresh = time.monotonic() - self.command_time <= self.parameters.command_timeout
-        self.sim.step(self.velocity * self.control_period if fresh else np.zeros(2))
-        self.publish_state()
-        if self.sim.done():
-            self.reset(f"episode {self.sim.episode} reached {self.parameters.max_episode_steps} steps")
-
-    def publish_state(self) -> None:
+    def state_message(self) -> StandinState:
         state = self.sim.state()
-        message = StandinState(
+        return StandinState(
             episode=state.episode,
             step=state.step,
             agent=state.agent.tolist(),
@@ -115,21 +103,9 @@ class PushTStandin(DmoNode):
             success=bool(state.success),
             object_in_view=True,
         )
-        message.header.stamp = self.get_clock().now().to_msg()
-        message.header.frame_id = "arena"
-        self.state_publisher.publish(message)
 
-    def publish_image(self) -> None:
-        p = self.parameters
-        pixels = self.sim.render()
-        self.image_publisher.publish(rgb8_image(pixels, self.get_clock().now().to_msg(), p.frame_id))
-        self.frames_sent += 1
-
-    def on_shutdown(self) -> None:
-        self.get_logger().info(
-            f"sent {self.frames_sent} images; episode {self.sim.episode}, step {self.sim.step_count}"
-        )
-        self.sim.close()
+    def shutdown_summary(self) -> str:
+        return f"episode {self.sim.episode}, step {self.sim.step_count}"
 
 
 def main(args: list[str] | None = None) -> int:
