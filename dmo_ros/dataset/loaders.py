@@ -190,14 +190,15 @@ def _stack(cls: type, items: Sequence[Any], **static: Any) -> Any:
     return cls(**tensors, **static)
 
 
-def collate(items: Sequence[Window] | Sequence[Clip]) -> Window | Clip:
+def collate(items: Sequence[Any]) -> Any:
     """The DataLoader ``collate_fn``: stacks :class:`Window` or :class:`Clip` items into one batch.
 
-    Items of any other type go to torch's ``default_collate``.
+    Any item class with a ``collate(items)`` classmethod (the batch dataclasses of the models)
+    stacks itself the same way; items of any other type go to torch's ``default_collate``.
     """
     if not items:
         raise ValueError("cannot collate an empty list")
-    if isinstance(items[0], (Window, Clip)):
+    if callable(getattr(type(items[0]), "collate", None)):  # Window, Clip and other batch dataclasses
         return type(items[0]).collate(items)
     return default_collate(items)
 

@@ -1,0 +1,269 @@
+"""The Bradley-Terry temporal-distance energy f(s_t | s_start, s_goal) and the goal-image reward built on it.
+
+Training (seed paper eq. 3): for frames ``s_i``, ``s_j`` between ``s_start`` and ``s_goal`` of one
+video segment with ``i < j`` (so ``s_j`` is temporally closer to the goal), minimise
+``-log sigma(f(s_j | .) - f(s_i | .))`` — the Bradley-Terry probability that the later frame is
+ranked higher. Only frames are used: no actions, no labels, no simulator state.
+
+Reward (RL time): ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale``, see
+:class:`GoalReward` and :meth:`EnergyNet.reward`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmo_ros.reward.config import RewardConfig
+from dmo_ros.reward.pairs import RankingPairs
+
+
+def to_model_images(images: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """Images in the models' convention: float32 in [-1, 1], channels first (..., 3, H, W).
+
+    Accepts uint8 (0..255, scaled) or float (taken as already in [-1, 1]), numpy or torch,
+    channels first (..., 3, H, W) or channels last (..., H, W, 3).
+    """
+    x = torch.as_tensor(images)
+    if x.dim() < 3:
+        raise ValueError(f"expected images (..., 3, H, W) or (..., H, W, 3), got shape {tuple(x.shape)}")
+    if x.shape[-3] != 3 and x.shape[-1] == 3:
+        x = x.movedim(-1, -3)
+    if x.shape[-3] != 3:
+        raise ValueError(f"expected 3 colour channels, got images of shape {tuple(x.shape)}")
+    x = x.to(device) if device is not None else x
+    if x.dtype == torch.uint8:
+        return x.float() / 127.5 - 1.0
+    if not x.is_floating_point():
+        raise ValueError(f"images must be uint8 (0..255) or float in [-1, 1], got {x.dtype}")
+    return x.float()
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each item of (B, C, H, W) translated by a random whole-pixel offset in [-pad, pad] (edges replicated).
+
+    All channels of an item move together, so stacking the frame, start and goal on channels
+    shifts them alike (DrQ-style augmentation that keeps their relative geometry).
+    """
+    if pad == 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), device=images.device, dtype=images.dtype)
+    # Sample exactly at the padded image's pixel centres: x_src = x + shift, normalised for align_corners=False.
+    xs = (torch.arange(w, device=images.device, dtype=images.dtype) + 0.5)[None, :] + shifts[:, :1]
+    ys = (torch.arange(h, device=images.device, dtype=images.dtype) + 0.5)[None, :] + shifts[:, 1:]
+    xs, ys = 2 * xs / (w + 2 * pad) - 1, 2 * ys / (h + 2 * pad) - 1
+    grid = torch.stack([xs[:, None, :].expand(b, h, w), ys[:, :, None].expand(b, h, w)], dim=-1)
+    return F.grid_sample(padded, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+
+class EnergyNet(nn.Module):
+    """f(s_t | s_start, s_goal) -> a scalar; higher = temporally closer to the goal.
+
+    Architecture — early fusion: one CNN over the channel concatenation of (s_t, s_start, s_goal)
+    (9 channels, plus two coordinate planes), stride-2 stages, adaptive average pooling to a
+    small grid (not a global pool: *where* the object is must survive), an MLP head. Why not a
+    shared encoder per image fused at the end: ranking progress needs pixel-level comparisons
+    (where the block is now against where it is in the goal and start pictures), which the first
+    convolution computes directly when the images are stacked; a late-fusion model must first
+    squeeze each image's object pose into a vector and compare those, which needs more data and
+    capacity. The cost is the same at RL time (one CNN pass per frame either way).
+
+    Reward scale: buffers ``energy_gap`` (running mean of f(s_goal|.) - f(s_start|.) over
+    training contexts) and ``energy_std`` (running std of f over training frames) are updated in
+    training-mode ``forward`` like BatchNorm statistics, so they are saved with the weights
+    (safetensors) and restored on resume. See :meth:`reward`.
+    """
+
+    def __init__(self, config: RewardConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or RewardConfig()
+        layers: list[nn.Module] = []
+        width_in = 9 + (2 if config.coord_channels else 0)
+        for width in config.channels:
+            layers += [
+                nn.Conv2d(width_in, width, 4, stride=2, padding=1),
+                nn.GroupNorm(_groups(width), width),
+                nn.SiLU(),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.GroupNorm(_groups(width), width),
+                nn.SiLU(),
+            ]
+            width_in = width
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(config.pool_size), nn.Flatten())
+        self.head = nn.Sequential(
+            nn.Linear(width_in * config.pool_size**2, config.hidden_size),
+            nn.SiLU(),
+            nn.Linear(config.hidden_size, 1),
+        )
+        self.register_buffer("energy_gap", torch.ones(()))
+        self.register_buffer("energy_std", torch.ones(()))
+        self.register_buffer("calibration_updates", torch.zeros((), dtype=torch.int64))
+
+    # -- the energy ------------------------------------------------------------------------
+
+    def energy(self, frames: torch.Tensor, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Raw f for (N, 3, H, W) float images in [-1, 1] (frames, their starts and goals) -> (N,)."""
+        x = torch.cat([frames, start, goal], dim=1)
+        if self.config.coord_channels:
+            n, _, h, w = x.shape
+            ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)[:, None].expand(h, w)
+            xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)[None, :].expand(h, w)
+            x = torch.cat([x, torch.stack([xs, ys]).expand(n, 2, h, w)], dim=1)
+        features = self.encoder(x)
+        # The head in float32 even under bf16 autocast: rankings hinge on small differences of f.
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.head(features.float()).squeeze(-1)
+
+    def reward_scale(self) -> torch.Tensor:
+        """Energy units per reward unit: the mean start-to-goal energy gap (floored by the spread of f)."""
+        return torch.maximum(self.energy_gap, self.energy_std).clamp_min(1e-6)
+
+    def reward(self, frames: torch.Tensor, start: torch.Tensor, goal: torch.Tensor,
+               start_energy: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised reward for (N, 3, H, W) float images: ``(f(o|s,g) - f(s|s,g)) / scale`` -> (N,).
+
+        Why this normalisation: subtracting the context's own f(start) removes the per-context
+        offset (the Bradley-Terry loss constrains only differences), so the reward is 0 at the
+        start; dividing by the mean start-to-goal gap over training contexts makes it about 1 at
+        the goal. Rewards are O(1) and comparable across starts and goals, with no per-episode
+        division that an unlucky (start, goal) could blow up. ``start_energy``: f(s|s,g) if known.
+        """
+        if start_energy is None:
+            start_energy = self.energy(start, start, goal)
+        return (self.energy(frames, start, goal) - start_energy) / self.reward_scale()
+
+    # -- training --------------------------------------------------------------------------
+
+    def forward(self, batch: RankingPairs) -> tuple[torch.Tensor, dict[str, float]]:
+        """Bradley-Terry loss on (earlier, later) pairs; logs include pairwise ranking accuracy."""
+        images = torch.stack([batch.start, batch.earlier, batch.later, batch.goal], dim=1)  # (B, 4, 3, H, W)
+        images = to_model_images(images)
+        b, _, c, h, w = images.shape
+        if self.training and self.config.shift_augment:
+            images = random_shift(images.reshape(b, 4 * c, h, w), self.config.shift_augment).reshape(b, 4, c, h, w)
+        start, earlier, later, goal = images.unbind(dim=1)
+        f = self.energy(torch.cat([earlier, later]), torch.cat([start, start]), torch.cat([goal, goal]))
+        f_earlier, f_later = f[:b], f[b:]
+        margin = f_later - f_earlier
+        bt_loss = F.softplus(-margin).mean()  # -log sigma(f(later) - f(earlier))
+        loss = bt_loss + self.config.energy_l2 * f.pow(2).mean()
+        if self.training:
+            self._update_calibration(start, goal, f.detach())
+        logs = {
+            "loss": loss.item(),
+            "bt_loss": bt_loss.item(),
+            "accuracy": (margin > 0).float().mean().item(),
+            "margin": margin.mean().item(),
+            "energy_gap": self.energy_gap.item(),
+            "energy_std": self.energy_std.item(),
+        }
+        return loss, logs
+
+    @torch.no_grad()
+    def _update_calibration(self, start: torch.Tensor, goal: torch.Tensor, f_frames: torch.Tensor) -> None:
+        k = min(self.config.calibration_items, start.shape[0])
+        gap = (self.energy(goal[:k], start[:k], goal[:k]) - self.energy(start[:k], start[:k], goal[:k])).mean()
+        spread = f_frames.std() if f_frames.numel() > 1 else torch.zeros_like(gap)
+        n = float(self.calibration_updates.item())
+        momentum = min(self.config.calibration_momentum, n / (n + 1.0))  # a plain running mean at first
+        self.energy_gap.mul_(momentum).add_((1.0 - momentum) * gap.float())
+        self.energy_std.mul_(momentum).add_((1.0 - momentum) * spread.float())
+        self.calibration_updates.add_(1)
+
+    @torch.no_grad()
+    def sample_images(self, batch: RankingPairs) -> dict[str, torch.Tensor]:
+        """Up to 4 items as rows start | earlier | later | goal, float in [0, 1], for TensorBoard."""
+        rows = [torch.cat([batch.start[k], batch.earlier[k], batch.later[k], batch.goal[k]], dim=-1)
+                for k in range(min(4, batch.batch_size))]
+        return {"pairs": torch.cat(rows, dim=-2).float() / 255.0}
+
+
+def _groups(width: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if width % g == 0)
+
+
+class GoalReward:
+    """The RL reward from a goal image: ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale``.
+
+    ``o_goal`` is one picture of the scene at the goal (see :mod:`dmo_ros.reward.goal_image`);
+    ``o_start`` is each episode's (or imagined rollout's) first observation. Rewards are about 0
+    at the start and about 1 at the goal (see :meth:`EnergyNet.reward`).
+
+    Batched and device-aware: images may be uint8 or float in [-1, 1], numpy or torch, channels
+    first or last, on any device (moved to the model's); rewards come back on the model's
+    device. No gradient unless ``grad=True``.
+
+        reward = GoalReward(model, load_goal_image("goal.png"))
+        reward.set_start(first_frames)        # (B, 3, H, W): one start per environment
+        r = reward(frames)                    # (B,) or, for frames (B, T, 3, H, W), (B, T)
+    """
+
+    def __init__(self, model: EnergyNet, goal: torch.Tensor | np.ndarray,
+                 start: torch.Tensor | np.ndarray | None = None, grad: bool = False) -> None:
+        self.model = model
+        self.grad = grad
+        self.goal = self._images(goal)
+        if self.goal.dim() != 3:
+            raise ValueError(f"one goal image expected, got shape {tuple(self.goal.shape)}")
+        if self.goal.min() < -1.01 or self.goal.max() > 1.01:
+            raise ValueError("a float goal image must be in [-1, 1]; pass uint8 pixels to have them scaled")
+        self._start: torch.Tensor | None = None
+        self._start_energy: torch.Tensor | None = None
+        if start is not None:
+            self.set_start(start)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = to_model_images(images, self.device)
+        size = self.model.config.image_size
+        if x.shape[-2:] != (size, size):
+            raise ValueError(f"images of {x.shape[-1]}x{x.shape[-2]} px, the reward model takes {size}x{size}; "
+                             "resize them as the dataset converter does (dmo_ros.dataset.images.resize)")
+        return x
+
+    def set_start(self, start: torch.Tensor | np.ndarray) -> None:
+        """The episodes' first observations: (3, H, W) for one, (B, 3, H, W) for one per environment."""
+        with torch.set_grad_enabled(self.grad):
+            s = self._images(start)
+            flat = s.reshape(-1, *s.shape[-3:])
+            goal = self.goal.expand_as(flat)
+            self._start, self._start_energy = s, self.model.energy(flat, flat, goal).reshape(s.shape[:-3])
+
+    def __call__(self, frames: torch.Tensor | np.ndarray,
+                 start: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """Rewards for frames (..., 3, H, W); the start's leading dims must be a prefix of the frames'."""
+        if start is not None:
+            self.set_start(start)
+        if self._start is None:
+            raise RuntimeError("GoalReward needs the episode's first observation: call set_start(o_start) first")
+        with torch.set_grad_enabled(self.grad):
+            x = self._images(frames)
+            lead, start_lead = x.shape[:-3], self._start.shape[:-3]
+            if tuple(lead[: len(start_lead)]) != tuple(start_lead):
+                raise ValueError(f"frames of leading shape {tuple(lead)} do not match the starts' {tuple(start_lead)}")
+            extra = (1,) * (len(lead) - len(start_lead))
+            start = self._start.reshape(*start_lead, *extra, *x.shape[-3:]).expand_as(x)
+            start_energy = self._start_energy.reshape(*start_lead, *extra).expand(lead)
+            flat = x.reshape(-1, *x.shape[-3:])
+            rewards = self.model.reward(flat, start.reshape(flat.shape), self.goal.expand_as(flat),
+                                        start_energy.reshape(-1))
+            return rewards.reshape(lead)
+
+
+def load_reward_model(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> EnergyNet:
+    """The trained energy of a run: config from ``config.json`` ("model"), weights from safetensors (no code runs)."""
+    from dmo_ros.training import load_model_weights, read_run_config
+
+    config = RewardConfig.from_dict(read_run_config(run_dir)["model"])
+    model = EnergyNet(config)
+    model.load_state_dict(load_model_weights(run_dir, checkpoint))
+    return model.to(device).eval()

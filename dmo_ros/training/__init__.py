@@ -1,0 +1,36 @@
+"""The training-loop contract shared by every trainer: ``forward(batch) -> (loss, logs)``.
+
+- :class:`TrainConfig` and :func:`train` — the loop (AdamW, warm-up, clipping, AMP, DDP,
+  resume, TensorBoard, progress bar), :mod:`dmo_ros.training.loop`;
+- :mod:`dmo_ros.training.checkpoint` — run folders, atomic checkpoints, safe loading;
+- :mod:`dmo_ros.training.options` — dataclass configs as command-line options;
+- :mod:`dmo_ros.training.distributed` — torchrun / DistributedDataParallel setup.
+"""
+
+from dmo_ros.training.checkpoint import (
+    CheckpointError,
+    checkpoint_dir,
+    latest_step,
+    load_model_weights,
+    read_run_config,
+)
+from dmo_ros.training.config import TrainConfig
+from dmo_ros.training.loop import TrainingError, TrainResult, seed_everything, train
+from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "add_dataclass_options",
+    "apply_options",
+    "checkpoint_dir",
+    "config_from_dict",
+    "latest_step",
+    "load_model_weights",
+    "read_run_config",
+    "seed_everything",
+    "train",
+]

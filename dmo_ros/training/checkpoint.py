@@ -1,0 +1,137 @@
+"""Run folders and checkpoints: atomic writes, a ``last`` pointer, weights that load without running code.
+
+A run folder::
+
+    RUN_DIR/config.json                      what was trained: {"model": {...}, "train": {...}, ...}
+    RUN_DIR/checkpoints/step_00001000/       one checkpoint
+        model.safetensors                    the weights (safetensors: plain tensors, no pickle)
+        trainer.pt                           optimizer, RNG states, step (torch.load(weights_only=True))
+        meta.json                            step, time, the metrics at save time
+    RUN_DIR/checkpoints/last                 text file: the name of the newest complete checkpoint
+    RUN_DIR/tensorboard/                     TensorBoard event files
+
+A checkpoint is written into ``step_N.tmp`` and renamed when complete, then ``last`` is
+replaced atomically (write + ``os.replace``); a crash at any point leaves the previous
+checkpoint and pointer intact, and a half-written folder is never pointed at. Loading uses
+safetensors for weights and ``torch.load(weights_only=True)`` for trainer state, so a
+tampered checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINTS = "checkpoints"
+LAST = "last"
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+TRAINER_STATE = "trainer.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A run folder or checkpoint that cannot be read (missing, incomplete, mismatched)."""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(tmp, path)
+
+
+def write_run_config(run_dir: Path | str, config: dict[str, Any]) -> None:
+    """Write ``config.json`` (atomically) — the config a later load rebuilds the model from."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_run_config(run_dir: Path | str) -> dict[str, Any]:
+    """The run's ``config.json``; :class:`CheckpointError` when the folder is not a run."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not a training run folder (no {CONFIG})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+
+
+def checkpoint_dir(run_dir: Path | str, checkpoint: str = LAST) -> Path:
+    """The folder of ``checkpoint`` ("last", "step_00001000" or a path); CheckpointError if absent."""
+    run_dir = Path(run_dir)
+    if checkpoint == LAST:
+        pointer = run_dir / CHECKPOINTS / LAST
+        if not pointer.is_file():
+            raise CheckpointError(f"{run_dir}: no checkpoint yet ({pointer} missing)")
+        checkpoint = pointer.read_text().strip()
+    folder = Path(checkpoint) if os.sep in checkpoint else run_dir / CHECKPOINTS / checkpoint
+    if not (folder / WEIGHTS).is_file():
+        raise CheckpointError(f"{folder}: incomplete checkpoint (no {WEIGHTS})")
+    return folder
+
+
+def latest_step(run_dir: Path | str) -> int | None:
+    """Step of the ``last`` checkpoint, or None when the run has none."""
+    try:
+        folder = checkpoint_dir(run_dir)
+    except CheckpointError:
+        return None
+    return int(json.loads((folder / "meta.json").read_text())["step"])
+
+
+def save_checkpoint(run_dir: Path | str, step: int, model_state: dict[str, torch.Tensor],
+                    trainer_state: dict[str, Any], metrics: dict[str, float], keep: int = 2) -> Path:
+    """Write checkpoint ``step`` atomically, point ``last`` at it, keep the newest ``keep`` ones."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:08d}"
+    final, tmp = root / name, root / (name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    # safetensors stores plain tensors only: detached, contiguous CPU copies.
+    save_file({key: value.detach().contiguous().cpu() for key, value in model_state.items()}, str(tmp / WEIGHTS))
+    torch.save(trainer_state, tmp / TRAINER_STATE)
+    (tmp / "meta.json").write_text(json.dumps({"step": step, "metrics": metrics}, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _write_atomic(root / LAST, name + "\n")
+    finished = sorted(path for path in root.glob("step_*") if path.is_dir() and not path.name.endswith(".tmp"))
+    for old in finished[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_model_weights(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, torch.Tensor]:
+    """The model's weights of a checkpoint (safetensors: reading them runs no code)."""
+    return load_file(str(checkpoint_dir(run_dir, checkpoint) / WEIGHTS))
+
+
+def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, Any]:
+    """Optimizer, RNG states and step of a checkpoint, loaded with ``weights_only=True``."""
+    path = checkpoint_dir(run_dir, checkpoint) / TRAINER_STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle that needs code is refused here, with the reason
+        raise CheckpointError(f"{path}: cannot be loaded safely ({error})") from error
+
+
+__all__ = [
+    "CheckpointError",
+    "checkpoint_dir",
+    "latest_step",
+    "load_model_weights",
+    "load_trainer_state",
+    "read_run_config",
+    "save_checkpoint",
+    "write_run_config",
+]

@@ -1,0 +1,85 @@
+"""Multi-process training on PyTorch's own stack: torchrun sets the environment, we read it.
+
+``torchrun --nproc-per-node N dmo-train-... `` starts N processes with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; each joins the
+process group (NCCL on CUDA, gloo on CPU) and wraps its model in DistributedDataParallel.
+A plain launch (no ``WORLD_SIZE``) is a world of one and never touches torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands among the training processes."""
+
+    rank: int = 0
+    """This process's index among all processes (0 writes checkpoints, logs, progress)."""
+    size: int = 1
+    """How many processes train together."""
+    local_rank: int = 0
+    """Index on this machine: picks the GPU."""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def resolve_device(name: str, world: World) -> torch.device:
+    """``auto`` → this process's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} requested but CUDA is not available here (use --device cpu)")
+        if device.index is None:
+            device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def init_world(device_name: str) -> tuple[World, torch.device]:
+    """Join the process group when started by torchrun; return this process's place and device."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        world = World()
+        return world, resolve_device(device_name, world)
+    world = World(rank=int(os.environ["RANK"]), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_name, world)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, device
+
+
+def barrier(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(values: dict[str, float], world: World, device: torch.device) -> dict[str, float]:
+    """Average a dict of floats over all processes (same keys everywhere)."""
+    if not world.distributed or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return {k: v / world.size for k, v in zip(keys, tensor.tolist(), strict=True)}
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+__all__ = ["World", "all_reduce_mean", "barrier", "init_world", "resolve_device", "shutdown"]

@@ -1,0 +1,126 @@
+"""Typed dataclass configs on the command line: one ``--option`` per field, its help the field's docstring.
+
+Every trainer keeps its knobs in dataclasses with a docstring under each field (the house
+style); this module turns such a class into argparse options so ``--help`` explains every
+knob, applies the options given over a preset, and builds configs from saved dicts
+strictly (an unknown key is an error that names the valid ones — never silently ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config dict or option that does not fit its dataclass (unknown key, wrong type)."""
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of dataclass ``cls`` (and its dataclass bases)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # defined interactively: no docs, options still work
+            continue
+        body = ast.parse(source).body[0].body
+        for statement, following in zip(body, body[1:], strict=False):
+            if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
+                docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _scalar_parser(kind: Any):
+    if kind is bool:
+        return _parse_bool
+    if kind in (int, float, str):
+        return kind
+    return None
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None,
+                          skip: tuple[str, ...] = ()) -> list[str]:
+    """Add ``--field-name`` for each scalar or list field of ``cls``; returns the field names added.
+
+    Options default to ``None`` (= keep the preset's value); lists take several values
+    (``--channels 32 32 64``); booleans take true/false.
+    """
+    group = parser.add_argument_group(title or cls.__name__)
+    docs, hints, added = field_docs(cls), _field_types(cls), []
+    for field in dataclasses.fields(cls):
+        if field.name in skip or field.name.startswith("_"):
+            continue
+        kind = hints[field.name]
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        nargs = None
+        if origin in (list, tuple) and args:
+            nargs, kind = "+", args[0]
+        elif origin in (typing.Union, types.UnionType):
+            non_none = [a for a in args if a is not type(None)]
+            kind = non_none[0] if len(non_none) == 1 else None
+        parse = _scalar_parser(kind)
+        if parse is None:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        metavar = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}.get(kind)
+        group.add_argument(flag, dest=field.name, type=parse, nargs=nargs, default=None, metavar=metavar,
+                           help=(docs.get(field.name, "") + " (default: from the preset)").strip())
+        added.append(field.name)
+    return added
+
+
+def apply_options(config: T, args: argparse.Namespace, names: list[str]) -> T:
+    """``config`` with every option of ``names`` that was given on the command line replaced."""
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if not given:
+        return config
+    try:
+        return dataclasses.replace(config, **given)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from error
+
+
+def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``values``; unknown keys raise :class:`ConfigError` naming the valid ones."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(values).__name__}")
+    valid = {field.name for field in dataclasses.fields(cls) if field.init}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"valid keys: {', '.join(sorted(valid))}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs"]

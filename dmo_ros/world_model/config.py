@@ -1,0 +1,184 @@
+"""Configuration of the DIAMOND-style world model (EDM denoiser + UNet) and of its sampler.
+
+Two dataclasses, JSON-able through :func:`dataclasses.asdict`:
+
+- :class:`WorldModelConfig` — the network and the training noise distribution; saved under
+  ``"model"`` in a run's ``config.json`` and read back with :meth:`WorldModelConfig.from_dict`.
+- :class:`SamplerConfig` — how frames are generated (Karras schedule, Euler / Heun); chosen at
+  use time, not stored with the weights.
+
+Presets (:meth:`WorldModelConfig.preset`): ``tiny`` (tests, seconds on a CPU), ``cpu`` (the
+laptop-class end-to-end demo), ``gpu`` (the anchor's scale: DIAMOND's Atari UNet, ~4.4 M
+parameters at 64 x 64 with 4 context frames).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass
+class WorldModelConfig:
+    action_size: int = 2
+    """A, components per action (Push-T: 2, end-effector velocity [vx, vy]; Push Cube: 3)."""
+
+    action_scale: list[float] = field(default_factory=list)
+    """Per-component divisor that makes raw actions O(1) before the action embedding (e.g. 0.25 for
+    Push-T velocities in m/s, |v| <= 0.25). The trainer fills it from the dataset's statistics;
+    empty means 1 for every component."""
+
+    image_size: int = 64
+    """Side in pixels of the square frames the model is trained on (the dataset's image size)."""
+
+    image_channels: int = 3
+    """Colour channels per frame (RGB)."""
+
+    context: int = 4
+    """L, past frames (and actions) the next frame is conditioned on (DIAMOND: 4 = 0.8 s at 5 Hz)."""
+
+    channels: list[int] = field(default_factory=lambda: [64, 64, 64, 64])
+    """UNet channels per resolution level; each level after the first halves the resolution."""
+
+    depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    """Residual blocks per level on the way down (the way up has one more, as in DIAMOND)."""
+
+    attention: list[bool] = field(default_factory=list)
+    """Self-attention after the residual blocks of each level (DIAMOND: none); empty means none."""
+
+    mid_attention: bool = True
+    """Self-attention in the two blocks at the lowest resolution (DIAMOND: yes; cheap at 8 x 8)."""
+
+    cond_channels: int = 256
+    """Size of the conditioning vector (noise level + actions) that drives every AdaGN layer."""
+
+    sigma_data: float = 0.5
+    """EDM's sigma_data: the standard deviation of the data (frames in [-1, 1])."""
+
+    sigma_loc: float = -0.4
+    """Mean of log(sigma) of the training noise levels (log-normal distribution)."""
+
+    sigma_scale: float = 1.2
+    """Standard deviation of log(sigma) of the training noise levels."""
+
+    sigma_min: float = 2e-3
+    """Training noise levels are clipped to at least this."""
+
+    sigma_max: float = 20.0
+    """Training noise levels are clipped to at most this."""
+
+    context_noise: float = 0.0
+    """Std of Gaussian noise added to the context frames during training (robustness to the model's
+    own imperfect frames in long rollouts); 0 turns it off, as in DIAMOND."""
+
+    def __post_init__(self) -> None:
+        if self.action_size < 1:
+            raise ValueError(f"action_size must be at least 1, got {self.action_size}")
+        self.action_scale = [float(s) for s in self.action_scale] or [1.0] * self.action_size
+        if len(self.action_scale) != self.action_size:
+            raise ValueError(
+                f"action_scale has {len(self.action_scale)} entries for action_size {self.action_size}; "
+                "give one scale per action component (or none for all ones)"
+            )
+        if not all(math.isfinite(s) and s > 0 for s in self.action_scale):
+            raise ValueError(f"action_scale entries must be finite and positive, got {self.action_scale}")
+        if self.image_size < 1 or self.image_channels < 1:
+            raise ValueError(f"image_size and image_channels must be positive, got {self.image_size}, "
+                             f"{self.image_channels}")
+        if self.context < 1:
+            raise ValueError(f"context must be at least 1 frame, got {self.context}")
+        self.channels = [int(c) for c in self.channels]
+        self.depths = [int(d) for d in self.depths]
+        self.attention = [bool(a) for a in self.attention] or [False] * len(self.channels)
+        if not self.channels:
+            raise ValueError("channels must name at least one level")
+        if not len(self.channels) == len(self.depths) == len(self.attention):
+            raise ValueError(
+                f"channels ({len(self.channels)}), depths ({len(self.depths)}) and attention "
+                f"({len(self.attention)}) need one entry per UNet level"
+            )
+        if min(self.channels) < 1 or min(self.depths) < 1:
+            raise ValueError(f"channels and depths must be positive, got {self.channels}, {self.depths}")
+        for c in self.channels:
+            if c % 8 and (self.mid_attention or any(self.attention)):
+                raise ValueError(f"channels must be multiples of 8 where attention is used (8 per head), got {c}")
+        if self.cond_channels < 2 or self.cond_channels % 2:
+            raise ValueError(f"cond_channels must be even (cos and sin features), got {self.cond_channels}")
+        if self.sigma_data <= 0 or self.sigma_scale <= 0:
+            raise ValueError("sigma_data and sigma_scale must be positive")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.context_noise < 0:
+            raise ValueError(f"context_noise must be >= 0, got {self.context_noise}")
+
+    @property
+    def levels(self) -> int:
+        """Resolution levels of the UNet (len(channels))."""
+        return len(self.channels)
+
+    @classmethod
+    def preset(cls, name: str, action_size: int, action_scale: list[float] | None = None,
+               **overrides: Any) -> WorldModelConfig:
+        """The ``tiny`` / ``cpu`` / ``gpu`` configuration for an action space, with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown world model preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown WorldModelConfig fields {unknown}")
+        if "channels" in overrides:  # a new level count: attention defaults to none per level again
+            overrides.setdefault("attention", [])
+        return replace(PRESETS[name], action_size=action_size, action_scale=list(action_scale or []), **overrides)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
+        """The config saved in a run's ``config.json`` (no code is run; unknown keys are an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown WorldModelConfig keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+
+PRESETS: dict[str, WorldModelConfig] = {
+    # Tests: seconds on one CPU core at 16-32 px.
+    "tiny": WorldModelConfig(channels=[16, 16], depths=[1, 1], cond_channels=32, mid_attention=False),
+    # The laptop demo: trainable in ~10 min on 2 CPU cores at 64 x 64 on a few thousand frames.
+    "cpu": WorldModelConfig(channels=[32, 32, 64], depths=[1, 1, 1], cond_channels=128),
+    # DIAMOND's Atari configuration (~4.4 M parameters).
+    "gpu": WorldModelConfig(channels=[64, 64, 64, 64], depths=[2, 2, 2, 2], cond_channels=256),
+}
+"""Size presets; action_size and action_scale are filled in by :meth:`WorldModelConfig.preset`."""
+
+
+@dataclass
+class SamplerConfig:
+    num_steps: int = 3
+    """Denoising steps per generated frame (DIAMOND: 3)."""
+
+    sigma_min: float = 2e-3
+    """Smallest noise level of the Karras schedule before the final step to 0."""
+
+    sigma_max: float = 5.0
+    """Noise level of the first step; sampling starts from sigma_max x N(0, I)."""
+
+    rho: float = 7.0
+    """Karras schedule curvature: larger spends more steps at low noise."""
+
+    order: int = 1
+    """1: Euler (DIAMOND's default); 2: Heun (a second denoiser call per step, except the last)."""
+
+    s_churn: float = 0.0
+    """EDM stochastic churn; 0 makes sampling deterministic given the initial noise."""
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be at least 1, got {self.num_steps}")
+        if not 0 < self.sigma_min <= self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.rho <= 0:
+            raise ValueError(f"rho must be positive, got {self.rho}")
+        if self.order not in (1, 2):
+            raise ValueError(f"order must be 1 (Euler) or 2 (Heun), got {self.order}")
+        if self.s_churn < 0:
+            raise ValueError(f"s_churn must be >= 0, got {self.s_churn}")

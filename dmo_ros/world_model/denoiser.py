@@ -1,0 +1,207 @@
+"""The EDM denoiser of the DIAMOND-style world model: preconditioning, training loss, loading a run.
+
+Karras et al. (2022), "Elucidating the design space of diffusion-based generative models" (EDM),
+as used by DIAMOND. With the network F (:class:`~dmo_ros.world_model.inner_model.InnerModel`)::
+
+    D(x_sigma) = c_skip(sigma) x_sigma + c_out(sigma) F(c_in(sigma) x_sigma, c_noise(sigma), context)
+
+    c_in = 1 / sqrt(sigma^2 + sigma_d^2)      c_skip = sigma_d^2 / (sigma^2 + sigma_d^2)
+    c_out = sigma sigma_d / sqrt(sigma^2 + sigma_d^2)      c_noise = ln(sigma) / 4
+
+Training draws ``ln(sigma) ~ N(loc, scale^2)`` (clipped) per sample, noises the next frame
+``x_sigma = x_0 + sigma n`` and regresses F on its own target ``(x_0 - c_skip x_sigma) / c_out``,
+which has unit variance at every noise level (EDM's loss weighting folded in).
+
+Image convention inside the model: float32 in [-1, 1] = uint8 / 127.5 - 1, channels first.
+Actions enter in the robot's units and are divided by ``config.action_scale`` here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dmo_ros.dataset.loaders import Window
+from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
+from dmo_ros.world_model.inner_model import InnerModel
+from dmo_ros.world_model.sampler import DiffusionSampler
+
+
+class Preconditioning(NamedTuple):
+    """EDM's four scalings at a noise level (each shaped like ``sigma``)."""
+
+    c_in: Tensor
+    c_skip: Tensor
+    c_out: Tensor
+    c_noise: Tensor
+
+
+def edm_preconditioning(sigma: Tensor, sigma_data: float) -> Preconditioning:
+    """c_in, c_skip, c_out, c_noise of EDM at noise level(s) ``sigma`` (> 0)."""
+    variance = sigma**2 + sigma_data**2
+    return Preconditioning(
+        c_in=variance.rsqrt(),
+        c_skip=sigma_data**2 / variance,
+        c_out=sigma * sigma_data * variance.rsqrt(),
+        c_noise=sigma.log() / 4,
+    )
+
+
+def to_model_range(frames: Tensor) -> Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1]; float input is taken as already in [-1, 1]."""
+    if frames.dtype == torch.uint8:
+        return frames.float() / 127.5 - 1
+    return frames.float()
+
+
+def to_uint8(frames: Tensor) -> Tensor:
+    """Float images in [-1, 1] -> uint8 in [0, 255] (rounded, clamped); the inverse of :func:`to_model_range`."""
+    return ((frames.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _per_sample(value: Tensor, batch: int, device: torch.device) -> Tensor:
+    """A scalar or (B,) noise level as a float (B,) tensor."""
+    value = torch.as_tensor(value, dtype=torch.float32, device=device)
+    return value.expand(batch) if value.ndim == 0 else value.reshape(batch)
+
+
+class Denoiser(nn.Module):
+    """D(x_sigma | past frames, past actions) with EDM preconditioning; trains with ``forward(window)``."""
+
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.inner_model = InnerModel(config)
+        # From the config, not the weights (persistent=False): config.json stays the one source of truth.
+        self.register_buffer("action_scale", torch.tensor(config.action_scale, dtype=torch.float32),
+                             persistent=False)
+
+    @classmethod
+    def from_config(cls, config: WorldModelConfig) -> Denoiser:
+        return cls(config)
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner_model.conv_in.weight.device
+
+    # -- the denoiser -------------------------------------------------------------------------
+
+    def _check_inputs(self, noisy: Tensor, context_frames: Tensor, context_actions: Tensor) -> None:
+        cfg = self.config
+        size, channels, length = cfg.image_size, cfg.image_channels, cfg.context
+        if noisy.ndim != 4 or tuple(noisy.shape[1:]) != (channels, size, size):
+            raise ValueError(f"next frames must be (B, {channels}, {size}, {size}), got {tuple(noisy.shape)}")
+        if tuple(context_frames.shape[1:]) != (length, channels, size, size):
+            raise ValueError(
+                f"context frames must be (B, {length}, {channels}, {size}, {size}), got {tuple(context_frames.shape)}"
+            )
+        if tuple(context_actions.shape[1:]) != (length, cfg.action_size):
+            raise ValueError(f"context actions must be (B, {length}, {cfg.action_size}), "
+                             f"got {tuple(context_actions.shape)}")
+
+    def model_output(self, noisy: Tensor, conditioning: Preconditioning, context_frames: Tensor,
+                     context_actions: Tensor) -> Tensor:
+        """F's output for noisy frames (B, C, H, W), float context in [-1, 1], raw actions."""
+        b = noisy.shape[0]
+        return self.inner_model(
+            noisy * conditioning.c_in.view(b, 1, 1, 1),
+            conditioning.c_noise.view(b),
+            context_frames / self.config.sigma_data,  # unit variance, like the scaled noisy input
+            context_actions / self.action_scale,
+        )
+
+    def denoise(self, noisy: Tensor, sigma: Tensor | float, context_frames: Tensor, context_actions: Tensor) -> Tensor:
+        """D(x_sigma): the estimate of the clean next frame (float, nominally [-1, 1]; not clamped).
+
+        Args:
+            noisy: (B, C, H, W) noisy next frame x_sigma.
+            sigma: its noise level, a scalar or (B,).
+            context_frames: (B, L, C, H, W) float in [-1, 1] (or uint8, converted).
+            context_actions: (B, L, A) raw actions; ``context_actions[:, -1]`` leads to the next frame.
+        Differentiable (no ``no_grad`` here: a caller may backpropagate through sampling).
+        """
+        context_frames = to_model_range(context_frames)
+        self._check_inputs(noisy, context_frames, context_actions)
+        b = noisy.shape[0]
+        sigma = _per_sample(sigma, b, noisy.device)
+        conditioning = edm_preconditioning(sigma, self.config.sigma_data)
+        output = self.model_output(noisy, conditioning, context_frames, context_actions.float())
+        return conditioning.c_skip.view(b, 1, 1, 1) * noisy + conditioning.c_out.view(b, 1, 1, 1) * output
+
+    # -- training -----------------------------------------------------------------------------
+
+    def sample_sigma(self, batch: int, device: torch.device | str) -> Tensor:
+        """Training noise levels: log-normal(loc, scale), clipped to [sigma_min, sigma_max]."""
+        cfg = self.config
+        log_sigma = torch.randn(batch, device=device) * cfg.sigma_scale + cfg.sigma_loc
+        return log_sigma.exp().clamp(cfg.sigma_min, cfg.sigma_max)
+
+    def _split_window(self, batch: Window) -> tuple[Tensor, Tensor, Tensor]:
+        """(context frames, context actions, target frame) of a batch of windows, frames float in [-1, 1]."""
+        length = self.config.context
+        if batch.frames.ndim != 5:
+            raise ValueError(f"expected a batch of windows, frames (B, T, C, H, W), got {tuple(batch.frames.shape)}")
+        if batch.context != length or batch.horizon < 1:
+            raise ValueError(
+                f"the world model needs windows with context={length} and horizon >= 1, "
+                f"got context={batch.context}, horizon={batch.horizon}"
+            )
+        frames = to_model_range(batch.frames[:, : length + 1])
+        return frames[:, :length], batch.actions[:, :length].float(), frames[:, length]
+
+    def forward(self, batch: Window) -> tuple[Tensor, dict[str, float]]:
+        """Denoising loss on the first future frame of each window (the training-loop contract)."""
+        context_frames, context_actions, target = self._split_window(batch)
+        self._check_inputs(target, context_frames, context_actions)
+        b = target.shape[0]
+        if self.training and self.config.context_noise > 0:
+            context_frames = context_frames + self.config.context_noise * torch.randn_like(context_frames)
+        sigma = self.sample_sigma(b, target.device)
+        noisy = target + sigma.view(b, 1, 1, 1) * torch.randn_like(target)
+        conditioning = edm_preconditioning(sigma, self.config.sigma_data)
+        output = self.model_output(noisy, conditioning, context_frames, context_actions)
+        f_target = (target - conditioning.c_skip.view(b, 1, 1, 1) * noisy) / conditioning.c_out.view(b, 1, 1, 1)
+        loss = F.mse_loss(output, f_target)
+        return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item()}
+
+    @torch.no_grad()
+    def sample_images(self, batch: Window, count: int = 4,
+                      sampler_config: SamplerConfig | None = None) -> dict[str, Tensor]:
+        """Up to ``count`` rows of [last context frame | predicted next frame | true next frame] in [0, 1]."""
+        context_frames, context_actions, target = self._split_window(batch)
+        context_frames, context_actions, target = context_frames[:count], context_actions[:count], target[:count]
+        generator = torch.Generator(device=target.device).manual_seed(0)  # the same noise at every call
+        prediction = DiffusionSampler(self, sampler_config).sample(context_frames, context_actions, generator)
+        grid = torch.cat([context_frames[:, -1], prediction, target], dim=-1)  # side by side along the width
+        return {"next_frame": ((grid + 1) / 2).clamp(0, 1)}
+
+
+# -- loading a trained world model -----------------------------------------------------------------
+
+
+def world_model_from_state(model_config: dict[str, Any], state_dict: dict[str, Tensor],
+                           device: torch.device | str = "cpu") -> Denoiser:
+    """A denoiser from a saved ``"model"`` config section and its weights (strict: every key must match)."""
+    denoiser = Denoiser(WorldModelConfig.from_dict(model_config))
+    denoiser.load_state_dict(state_dict, strict=True)
+    return denoiser.to(device).eval()
+
+
+def load_world_model(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Denoiser:
+    """The world model trained in ``run_dir``: ``config.json``'s ``"model"`` section + safetensors weights."""
+    # Imported on use: the training package pulls in TensorBoard and friends, which using a model does not need.
+    from dmo_ros.training import load_model_weights, read_run_config
+
+    run_config = read_run_config(run_dir)
+    if "model" not in run_config:
+        raise ValueError(f"{run_dir}: config.json has no \"model\" section; is this a world-model run?")
+    return world_model_from_state(run_config["model"], load_model_weights(run_dir, checkpoint), device)

@@ -1,0 +1,183 @@
+"""The network F inside the EDM denoiser: a UNet conditioned on past frames, past actions and the noise level.
+
+Structure (DIAMOND's Atari world model):
+
+- input: the scaled noisy next frame concatenated on channels with the L scaled context frames,
+  ``(1 + L) * 3`` channels, through a 3x3 convolution;
+- conditioning vector: Fourier features of ``c_noise`` plus a linear embedding of the L flattened
+  (already scaled) actions, through a two-layer MLP; it drives every residual block through
+  adaptive GroupNorm (GroupNorm without affine, then a per-channel scale and shift from the vector);
+- a UNet: per level ``depths[i]`` residual blocks then a stride-2 convolution down; two blocks at the
+  lowest resolution; on the way up nearest-neighbour upsampling, ``depths[i] + 1`` blocks each fed
+  one skip connection from the way down;
+- output: GroupNorm, SiLU, a zero-initialised 3x3 convolution to 3 channels (so an untrained F
+  outputs 0 and D starts as c_skip times the input).
+
+Only the frame/time layout is this module's business; the EDM scalings are in :mod:`.denoiser`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dmo_ros.world_model.config import WorldModelConfig
+
+GROUP_SIZE = 32
+"""Channels per GroupNorm group (at least one group)."""
+
+HEAD_DIM = 8
+"""Channels per self-attention head."""
+
+
+def _groups(channels: int) -> int:
+    return max(1, channels // GROUP_SIZE)
+
+
+def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+class FourierFeatures(nn.Module):
+    """cos/sin of random frequencies of a scalar per sample (the noise level); frequencies are a saved buffer."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(1, size // 2))
+
+    def forward(self, value: Tensor) -> Tensor:
+        phase = 2 * math.pi * value[:, None] * self.frequencies
+        return torch.cat([phase.cos(), phase.sin()], dim=-1)
+
+
+class AdaGroupNorm(nn.Module):
+    """GroupNorm whose per-channel scale and shift come from the conditioning vector."""
+
+    def __init__(self, channels: int, cond_channels: int) -> None:
+        super().__init__()
+        self.groups = _groups(channels)
+        self.to_scale_shift = nn.Linear(cond_channels, 2 * channels)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        scale, shift = self.to_scale_shift(cond)[:, :, None, None].chunk(2, dim=1)
+        return F.group_norm(x, self.groups) * (1 + scale) + shift
+
+
+class SelfAttention2d(nn.Module):
+    """Multi-head self-attention over the pixels of a feature map, residual, output zero-initialised."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.heads = max(1, channels // HEAD_DIM)
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)
+        self.out = nn.Conv2d(channels, channels, kernel_size=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        y = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c/heads)
+        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class ResBlock(nn.Module):
+    """Two AdaGN-SiLU-conv layers with a residual path (1x1 projection when channels change)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_channels: int, attention: bool) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.norm1 = AdaGroupNorm(in_channels, cond_channels)
+        self.conv1 = _conv3x3(in_channels, out_channels)
+        self.norm2 = AdaGroupNorm(out_channels, cond_channels)
+        self.conv2 = _conv3x3(out_channels, out_channels)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as (a projection of) the identity
+        self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cond)))
+        h = self.conv2(F.silu(self.norm2(h, cond)))
+        return self.attention(self.skip(x) + h)
+
+
+class UNet(nn.Module):
+    """Residual UNet over ``len(channels)`` resolution levels with one skip per block on the way down."""
+
+    def __init__(self, channels: list[int], depths: list[int], attention: list[bool], mid_attention: bool,
+                 cond_channels: int) -> None:
+        super().__init__()
+        self.down_blocks, self.up_blocks = nn.ModuleList(), nn.ModuleList()
+        self.downsamples, self.upsamples = nn.ModuleList(), nn.ModuleList()
+        for level, (c, depth, attn) in enumerate(zip(channels, depths, attention)):
+            c_prev = channels[max(0, level - 1)]  # channels of the map that enters this level
+            self.downsamples.append(
+                nn.Identity() if level == 0 else nn.Conv2d(c_prev, c_prev, kernel_size=3, stride=2, padding=1)
+            )
+            self.down_blocks.append(nn.ModuleList(
+                ResBlock(c_prev if i == 0 else c, c, cond_channels, attn) for i in range(depth)
+            ))
+            # Way up: depth blocks each take a block output (c) as skip, the last takes the level's input (c_prev).
+            self.up_blocks.append(nn.ModuleList(
+                [ResBlock(2 * c, c, cond_channels, attn) for _ in range(depth)]
+                + [ResBlock(c + c_prev, c_prev, cond_channels, attn)]
+            ))
+            self.upsamples.append(nn.Identity() if level == 0 else nn.Sequential(
+                nn.Upsample(scale_factor=2.0, mode="nearest"), _conv3x3(c_prev, c_prev)
+            ))
+        self.mid_blocks = nn.ModuleList(
+            ResBlock(channels[-1], channels[-1], cond_channels, mid_attention) for _ in range(2)
+        )
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        multiple = 2 ** (len(self.down_blocks) - 1)  # pad so every downsampling halves exactly
+        x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
+        skips: list[Tensor] = []
+        for down, blocks in zip(self.downsamples, self.down_blocks):
+            x = down(x)
+            skips.append(x)
+            for block in blocks:
+                x = block(x, cond)
+                skips.append(x)
+        for block in self.mid_blocks:
+            x = block(x, cond)
+        for up, blocks in zip(reversed(self.upsamples), reversed(self.up_blocks)):
+            for block in blocks:
+                x = block(torch.cat([x, skips.pop()], dim=1), cond)
+            x = up(x)  # to the next level up (after the last level: the identity)
+        return x[..., :height, :width]
+
+
+class InnerModel(nn.Module):
+    """F(c_in x_sigma, c_noise, context frames, context actions) for EDM preconditioning."""
+
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cond = config.cond_channels
+        self.noise_embedding = FourierFeatures(cond)
+        self.action_embedding = nn.Linear(config.context * config.action_size, cond)
+        self.cond_mlp = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
+        self.conv_in = _conv3x3((config.context + 1) * config.image_channels, config.channels[0])
+        self.unet = UNet(config.channels, config.depths, config.attention, config.mid_attention, cond)
+        self.norm_out = nn.GroupNorm(_groups(config.channels[0]), config.channels[0])
+        self.conv_out = _conv3x3(config.channels[0], config.image_channels)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, noisy: Tensor, c_noise: Tensor, context_frames: Tensor, context_actions: Tensor) -> Tensor:
+        """Args (all already scaled by the denoiser):
+            noisy: (B, C, H, W) c_in-scaled noisy next frame.
+            c_noise: (B,) noise-level input.
+            context_frames: (B, L, C, H, W) past frames.
+            context_actions: (B, L, A) past actions; the last leads to the next frame.
+        Returns (B, C, H, W), F's output.
+        """
+        cond = self.cond_mlp(self.noise_embedding(c_noise) + self.action_embedding(context_actions.flatten(1)))
+        x = self.conv_in(torch.cat([context_frames.flatten(1, 2), noisy], dim=1))
+        x = self.unet(x, cond)
+        return self.conv_out(F.silu(self.norm_out(x)))

@@ -1,0 +1,80 @@
+"""Checkpoints: atomic, pointed at only when complete, pruned, and loaded without running code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmo_ros.training.checkpoint import (
+    CheckpointError,
+    checkpoint_dir,
+    latest_step,
+    load_model_weights,
+    load_trainer_state,
+    read_run_config,
+    save_checkpoint,
+    write_run_config,
+)
+
+
+def _save(run: Path, step: int, keep: int = 2) -> Path:
+    return save_checkpoint(run, step, {"w": torch.full((2, 2), float(step))}, {"step": step, "opt": {"lr": 0.1}},
+                           {"loss": 1.0 / step}, keep=keep)
+
+
+def test_save_load_prune(tmp_path: Path) -> None:
+    for step in (10, 20, 30):
+        _save(tmp_path, step)
+    assert latest_step(tmp_path) == 30
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last", "step_00000020", "step_00000030"]
+    assert load_model_weights(tmp_path)["w"][0, 0] == 30
+    assert load_model_weights(tmp_path, "step_00000020")["w"][0, 0] == 20
+    assert load_trainer_state(tmp_path)["opt"] == {"lr": 0.1}
+
+
+def test_half_written_checkpoint_is_never_used(tmp_path: Path) -> None:
+    _save(tmp_path, 10)
+    # A crash while writing step 20: its .tmp folder exists, the pointer still names step 10.
+    (tmp_path / "checkpoints/step_00000020.tmp").mkdir()
+    assert latest_step(tmp_path) == 10
+    _save(tmp_path, 20)  # the next save replaces the stale .tmp
+    assert latest_step(tmp_path) == 20 and not (tmp_path / "checkpoints/step_00000020.tmp").exists()
+
+
+def test_missing_and_incomplete(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint yet"):
+        checkpoint_dir(tmp_path)
+    with pytest.raises(CheckpointError, match="not a training run folder"):
+        read_run_config(tmp_path)
+    assert latest_step(tmp_path) is None
+    _save(tmp_path, 5)
+    os.remove(tmp_path / "checkpoints/step_00000005/model.safetensors")
+    with pytest.raises(CheckpointError, match="incomplete checkpoint"):
+        load_model_weights(tmp_path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_trainer_state_that_would_run_code_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = _save(tmp_path, 1)
+    with open(folder / "trainer.pt", "wb") as stream:
+        pickle.dump({"step": 1, "payload": _RunsCode()}, stream)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_trainer_state(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_run_config_roundtrip(tmp_path: Path) -> None:
+    write_run_config(tmp_path, {"model": {"channels": [1, 2]}})
+    assert read_run_config(tmp_path) == {"model": {"channels": [1, 2]}}
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_run_config(tmp_path)

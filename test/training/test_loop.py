@@ -1,0 +1,97 @@
+"""The training loop on a small known problem: it learns, skips bad steps, refuses what it cannot do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from toy_training import RegressionData, Regressor  # test/training is on sys.path (pytest rootdir-less import)
+
+from dmo_ros.training import TrainConfig, TrainingError, read_run_config, seed_everything, train
+from dmo_ros.training.distributed import World
+from dmo_ros.training.loop import GlobalBatches, learning_rate
+
+
+def _config(**overrides) -> TrainConfig:
+    settings = dict(steps=200, batch_size=16, lr=0.05, warmup_steps=5, weight_decay=0.0, grad_clip=10.0,
+                    log_every=10, val_every=100, checkpoint_every=100, progress=False, device="cpu")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_learns_a_known_linear_map(tmp_path: Path) -> None:
+    seed_everything(0)
+    data = RegressionData(256)
+    model = Regressor()
+    result = train(model, data, RegressionData(64, seed=0), _config(), tmp_path / "run", {"model": {"kind": "toy"}})
+    assert result.step == 200 and result.samples == 200 * 16
+    # The weights recovered: the same W, b that generated the data.
+    assert torch.allclose(model.linear.weight.detach().T, data.weight, atol=2e-2)
+    assert torch.allclose(model.linear.bias.detach(), data.bias, atol=2e-2)
+    assert result.val_logs["loss"] < 1e-3
+    config = read_run_config(tmp_path / "run")
+    assert config["model"] == {"kind": "toy"} and config["train"]["steps"] == 200
+    meta = json.loads((tmp_path / "run/checkpoints/step_00000200/meta.json").read_text())
+    assert meta["step"] == 200 and meta["metrics"]["val/loss"] < 1e-3
+    assert list((tmp_path / "run/tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_rerun_of_a_finished_run_does_nothing(tmp_path: Path, capsys) -> None:
+    train(Regressor(), RegressionData(64), None, _config(steps=10), tmp_path, {"model": {"kind": "toy"}})
+    result = train(Regressor(), RegressionData(64), None, _config(steps=10), tmp_path, {"model": {"kind": "toy"}})
+    assert result.step == 10 and result.samples == 0
+    assert "already trained to step 10" in capsys.readouterr().out
+
+
+def test_isolated_nan_batches_are_skipped_not_learned(tmp_path: Path) -> None:
+    seed_everything(0)
+    data = RegressionData(256, nan_items=2)  # at most 2 of 16 batches per epoch hold a NaN
+    model = Regressor()
+    result = train(model, data, None, _config(steps=64), tmp_path, {"model": {"kind": "toy"}})
+    assert 1 <= result.skipped_steps <= 2 * 4
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_persistent_nan_stops_with_a_clear_error(tmp_path: Path) -> None:
+    data = RegressionData(64, nan_items=64)
+    with pytest.raises(TrainingError, match="not finite for 3 steps in a row"):
+        train(Regressor(), data, None, _config(steps=20, max_bad_steps=3), tmp_path, {"model": {"kind": "toy"}})
+
+
+def test_too_little_data_for_one_batch(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="fewer than one batch of 16"):
+        train(Regressor(), RegressionData(10), None, _config(), tmp_path, {"model": {"kind": "toy"}})
+
+
+def test_run_folder_of_another_model_is_not_resumed(tmp_path: Path) -> None:
+    train(Regressor(), RegressionData(64), None, _config(steps=4), tmp_path, {"model": {"kind": "toy", "width": 1}})
+    with pytest.raises(TrainingError, match="different model .*width"):
+        train(Regressor(), RegressionData(64), None, _config(steps=8), tmp_path,
+              {"model": {"kind": "toy", "width": 2}})
+
+
+def test_time_limit_stops_with_a_checkpoint_and_rerun_continues(tmp_path: Path) -> None:
+    first = train(Regressor(), RegressionData(64), None, _config(steps=100_000, time_limit_s=0.5), tmp_path,
+                  {"model": {"kind": "toy"}})
+    assert first.stopped_early and 0 < first.step < 100_000
+    second = train(Regressor(), RegressionData(64), None, _config(steps=first.step + 3), tmp_path,
+                   {"model": {"kind": "toy"}})
+    assert second.start_step == first.step and second.step == first.step + 3
+
+
+def test_warmup_schedule() -> None:
+    config = _config(lr=1.0, warmup_steps=4)
+    assert [learning_rate(config, s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_global_batches_split_between_processes_like_one_big_batch() -> None:
+    one = list(GlobalBatches(40, 8, World(), seed=3, epoch=2))
+    two = [list(GlobalBatches(40, 4, World(rank=r, size=2), seed=3, epoch=2)) for r in range(2)]
+    assert len(one) == 5 and all(len(b) == 4 for b in two[0])
+    assert [a + b for a, b in zip(two[0], two[1], strict=True)] == one
+    # Resuming mid-epoch continues the same sequence.
+    assert list(GlobalBatches(40, 8, World(), seed=3, epoch=2, first_batch=3)) == one[3:]
+    # Different epochs, different orders.
+    assert list(GlobalBatches(40, 8, World(), seed=3, epoch=3)) != one
