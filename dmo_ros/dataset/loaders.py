@@ -394,3 +394,36 @@ def make_loader(dataset: Dataset, batch_size: int, seed: int, shuffle: bool = Tr
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0 if persistent_workers is None else persistent_workers,
     )
+
+
+# -- several datasets ------------------------------------------------------------------------
+
+
+def find_datasets(paths: Sequence[Path | str]) -> list[Path]:
+    """Dataset folders named by ``paths``: each a dataset, or a folder whose sub-folders are datasets.
+
+    So ``datasets/demo`` (one dataset per recording session) and ``datasets/demo/<session>`` both
+    work. Raises :class:`DatasetError` naming a path that holds no dataset.
+    """
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "meta.json").is_file():
+            found.append(path)
+            continue
+        children = sorted(child for child in path.glob("*/meta.json")) if path.is_dir() else []
+        if not children:
+            raise DatasetError(f"{path}: no dataset here (no meta.json in it or in its sub-folders); "
+                               "convert recordings with dmo-convert first")
+        found.extend(child.parent for child in children)
+    for folder in found:
+        read_meta(folder)  # the format check, with its message, before any training starts
+    return found
+
+
+def action_statistics(folders: Sequence[Path | str]) -> dict[str, list[float]]:
+    """Per-component ``max_abs``, ``mean`` and ``std`` of the actions over all samples of ``folders``."""
+    actions = np.concatenate([np.asarray(open_arrays(folder)["actions"], dtype=np.float64) for folder in folders])
+    if not len(actions) or not np.isfinite(actions).all():
+        raise DatasetError(f"actions of {', '.join(map(str, folders))} are empty or hold NaN/inf")
+    return {"max_abs": np.abs(actions).max(0).tolist(), "mean": actions.mean(0).tolist(),
+            "std": actions.std(0).tolist()}

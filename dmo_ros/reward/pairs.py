@@ -115,7 +115,7 @@ class PairDataset(Dataset):
             intent = np.asarray(source.arrays["intent"]) if intent_only else None
             for ep in source.episodes:
                 first, length = int(ep["start"]), int(ep["length"])
-                runs = _true_runs(intent[first: first + length]) if intent is not None else [(0, length)]
+                runs = true_runs(intent[first: first + length]) if intent is not None else [(0, length)]
                 table += [(source_index, int(ep["index"]), first + a, b - a) for a, b in runs]
         table = [row for row in table if row[3] > self.min_span]
         self.segments = np.array(table, dtype=np.int64).reshape(-1, 4)
@@ -161,7 +161,7 @@ class PairDataset(Dataset):
                 f"{', intent only' if self.intent_only else ''}: {len(self.segments)} segments, {len(self)} items)")
 
 
-def _true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """[begin, end) of every run of True in a 1-D bool array."""
     padded = np.concatenate([[False], np.asarray(flags, dtype=bool), [False]])
     edges = np.flatnonzero(padded[1:] != padded[:-1])

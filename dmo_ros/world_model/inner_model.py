@@ -112,7 +112,7 @@ class UNet(nn.Module):
         super().__init__()
         self.down_blocks, self.up_blocks = nn.ModuleList(), nn.ModuleList()
         self.downsamples, self.upsamples = nn.ModuleList(), nn.ModuleList()
-        for level, (c, depth, attn) in enumerate(zip(channels, depths, attention)):
+        for level, (c, depth, attn) in enumerate(zip(channels, depths, attention, strict=True)):
             c_prev = channels[max(0, level - 1)]  # channels of the map that enters this level
             self.downsamples.append(
                 nn.Identity() if level == 0 else nn.Conv2d(c_prev, c_prev, kernel_size=3, stride=2, padding=1)
@@ -137,7 +137,7 @@ class UNet(nn.Module):
         multiple = 2 ** (len(self.down_blocks) - 1)  # pad so every downsampling halves exactly
         x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
         skips: list[Tensor] = []
-        for down, blocks in zip(self.downsamples, self.down_blocks):
+        for down, blocks in zip(self.downsamples, self.down_blocks, strict=True):
             x = down(x)
             skips.append(x)
             for block in blocks:
@@ -145,7 +145,7 @@ class UNet(nn.Module):
                 skips.append(x)
         for block in self.mid_blocks:
             x = block(x, cond)
-        for up, blocks in zip(reversed(self.upsamples), reversed(self.up_blocks)):
+        for up, blocks in zip(reversed(self.upsamples), reversed(self.up_blocks), strict=True):
             for block in blocks:
                 x = block(torch.cat([x, skips.pop()], dim=1), cond)
             x = up(x)  # to the next level up (after the last level: the identity)

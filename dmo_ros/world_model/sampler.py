@@ -11,6 +11,7 @@ may backpropagate through the generated frames (to the actions or the context).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Protocol
 
@@ -71,7 +72,7 @@ class DiffusionSampler:
         sigmas = self.sigmas.tolist()
         gamma = min(cfg.s_churn / cfg.num_steps, math.sqrt(2) - 1)
         x = sigmas[0] * noise()
-        for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
+        for sigma, next_sigma in itertools.pairwise(sigmas):
             sigma_hat = sigma * (1 + gamma)
             if gamma > 0:  # churn: raise the noise level a little with fresh noise
                 x = x + math.sqrt(sigma_hat**2 - sigma**2) * noise()

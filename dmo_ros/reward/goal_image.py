@@ -1,0 +1,223 @@
+"""Goal images for the goal-conditioned reward: load one (checked and converted), or make the stand-in's.
+
+The reward r(o) = f(o | o_start, o_goal) needs one picture ``o_goal`` of the scene at the goal,
+taken by the same camera that recorded the training data.
+
+On the real robot (Push-T): place the T block at the target pose by hand, move the arm to
+where it may rest at the end of the task, and save one camera frame, e.g. with ROS 2's
+image_view: ``ros2 run image_view image_saver --ros-args -r image:=/camera/image -p
+filename_format:=goal.png`` (stop it after the first frame), or take a frame of a converted
+dataset recorded in that scene: ``dmo-goal-image --from-dataset FOLDER --sample K -o goal.png``.
+
+On the stand-in, ``dmo-goal-image --robot pusht -o goal.png`` renders the simulator's goal
+picture (the block on gym-pusht's goal pose) — what the camera would see at success.
+
+:func:`load_goal_image` reads PNG/JPEG (and any other format OpenCV decodes) or ``.npy`` arrays
+and returns (H, W, 3) uint8 RGB at the model's size. Fixable differences are converted with a
+notice (logged as a warning and passed to ``notify``): another size (centre crop to the
+target aspect, then resize — the dataset converter's rule), grayscale (replicated to RGB),
+an alpha channel (dropped), a channels-first array (transposed). Anything that would need a
+guess is a :class:`GoalImageError` naming the file, the problem and the fix: 16-bit or float
+pixels, a wrong number of dimensions or channels, an empty, missing or undecodable file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dmo_ros.dataset.images import resize
+
+logger = logging.getLogger(__name__)
+
+ROBOTS = ("pusht",)
+"""Robots whose stand-in can render a goal picture (Push Cube's reward needs none)."""
+
+
+class GoalImageError(ValueError):
+    """A goal image that cannot be used as it is, with what is wrong and how to fix it."""
+
+
+def load_goal_image(path: Path | str, size: tuple[int, int] = (64, 64),
+                    notify: Callable[[str], None] | None = None) -> np.ndarray:
+    """The goal picture at ``path`` as (H, W, 3) uint8 RGB of ``size`` = (H, W); see the module doc."""
+    path = Path(path)
+    notices: list[str] = []
+    if path.suffix.lower() == ".npy":
+        pixels = _channels_last(_read_npy(path), path, notices)
+    else:
+        pixels = _read_picture(path, notices)
+    pixels = _to_rgb8(pixels, path, notices)
+    height, width = int(size[0]), int(size[1])
+    if pixels.shape[:2] != (height, width):
+        source_h, source_w = pixels.shape[:2]
+        how = "upscaled" if source_h < height or source_w < width else "resized"
+        pixels = resize(pixels, height, width, "crop")
+        notices.append(f"{how} {source_w}x{source_h} to {width}x{height} px (centre crop to the target aspect, "
+                       "then resize, as the dataset converter does)")
+    for notice in notices:
+        message = f"goal image {path}: {notice}"
+        logger.warning(message)
+        if notify is not None:
+            notify(message)
+    return np.ascontiguousarray(pixels)
+
+
+def _read_picture(path: Path, notices: list[str]) -> np.ndarray:
+    """Decoded pixels in RGB / RGBA / gray order (as stored: any dtype, 2-D or 3-D)."""
+    data = _read_bytes(path)
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise GoalImageError(f"goal image {path}: not a readable picture ({len(data)} bytes that OpenCV cannot "
+                             "decode); save it as PNG or JPEG, or as a .npy array of (H, W, 3) uint8")
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return pixels[:, :, ::-1]  # OpenCV decodes to BGR
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        return pixels[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
+    return pixels
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise GoalImageError(f"goal image {path}: no such file; take one camera picture of the scene at the goal "
+                             "(see dmo-goal-image --help)")
+    if path.is_dir():
+        raise GoalImageError(f"goal image {path}: is a folder; pass the picture file itself")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GoalImageError(f"goal image {path}: cannot be read ({error.strerror or error})") from error
+    if not data:
+        raise GoalImageError(f"goal image {path}: the file is empty (0 bytes); save the picture again")
+    return data
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    _read_bytes(path)  # existence, readability, emptiness
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise GoalImageError(f"goal image {path}: not a NumPy .npy array of pixels ({error}); save one with "
+                             "np.save(path, image) where image is (H, W, 3) uint8") from error
+
+
+def _channels_last(pixels: np.ndarray, path: Path, notices: list[str]) -> np.ndarray:
+    """A (C, H, W) array with C in 1, 3, 4 (and a last dimension that is not) becomes (H, W, C)."""
+    if pixels.ndim == 3 and pixels.shape[0] in (1, 3, 4) and pixels.shape[2] not in (1, 2, 3, 4):
+        notices.append(f"channels-first array {pixels.shape} transposed to channels-last")
+        return np.moveaxis(pixels, 0, -1)
+    return pixels
+
+
+def _to_rgb8(pixels: np.ndarray, path: Path, notices: list[str]) -> np.ndarray:
+    if pixels.size == 0:
+        raise GoalImageError(f"goal image {path}: the image is empty (shape {pixels.shape}); save the picture again")
+    if pixels.dtype != np.uint8:
+        if pixels.dtype.kind == "f":
+            fix = ("float pixels cannot be mapped to the camera's 8-bit colours without a guess; "
+                   "convert with (np.clip(image, 0, 1) * 255).round().astype(np.uint8) if it is in [0, 1]")
+        elif pixels.dtype.kind in "iu":
+            fix = (f"{pixels.dtype.itemsize * 8}-bit pixels (a depth or raw camera image?): the reward model takes "
+                   "8-bit RGB frames like the camera topic; save an 8-bit RGB picture (e.g. from /camera/image)")
+        else:
+            fix = f"{pixels.dtype} pixels are not an image; save an (H, W, 3) uint8 RGB picture"
+        raise GoalImageError(f"goal image {path}: {fix}")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 2:
+        notices.append("grayscale converted to RGB (the gray value in all three channels); "
+                       "the reward model was trained on colour frames, so prefer a colour picture")
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.ndim != 3:
+        raise GoalImageError(f"goal image {path}: {pixels.ndim}-D array of shape {pixels.shape}; one picture is "
+                             "(H, W, 3) (a stack of pictures or a single row is not)")
+    channels = pixels.shape[2]
+    if channels == 2:
+        notices.append("grayscale + alpha: alpha dropped, gray converted to RGB")
+        return np.repeat(pixels[:, :, :1], 3, axis=2)
+    if channels == 4:
+        notices.append("alpha channel dropped (RGBA to RGB; transparency is ignored, colours kept)")
+        return pixels[:, :, :3]
+    if channels != 3:
+        raise GoalImageError(f"goal image {path}: {channels} channels (shape {pixels.shape}); expected RGB, "
+                             "RGBA or grayscale")
+    return pixels
+
+
+def save_goal_image(pixels: np.ndarray, path: Path | str) -> Path:
+    """Write (H, W, 3) uint8 RGB as PNG/JPEG (by the suffix) or ``.npy``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".npy":
+        np.save(path, pixels)
+        return path
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise GoalImageError(f"goal image {path}: unknown suffix; use .png (lossless, recommended), .jpg or .npy")
+    if not cv2.imwrite(str(path), np.ascontiguousarray(pixels[:, :, ::-1])):
+        raise GoalImageError(f"goal image {path}: could not be written")
+    return path
+
+
+def standin_goal_image(robot: str = "pusht", seed: int = 0) -> np.ndarray:
+    """The stand-in camera's picture at the goal (native size): the block on its goal pose."""
+    if robot != "pusht":
+        raise ValueError(f"no goal picture for robot '{robot}'; choose one of {', '.join(ROBOTS)}")
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+    sim = PushTSim(PushTConfig(seed=seed))
+    try:
+        return sim.goal_image()
+    finally:
+        sim.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dmo-goal-image",
+        description="Save the goal picture for the goal-conditioned reward: the stand-in's rendering, or a frame "
+                    "of a dataset. On a real robot: place the T at its target pose and save one camera picture "
+                    "(e.g. ros2 run image_view image_saver --ros-args -r image:=/camera/image "
+                    "-p filename_format:=goal.png), or record it and use --from-dataset.",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write: .png (recommended), .jpg "
+                        "or .npy")
+    parser.add_argument("--robot", choices=ROBOTS, default="pusht", help="stand-in to render (default pusht)")
+    parser.add_argument("--seed", type=int, default=0, help="stand-in seed (places the arm in the picture)")
+    parser.add_argument("--from-dataset", type=Path, default=None, metavar="FOLDER",
+                        help="take the picture from this dataset folder instead of the stand-in")
+    parser.add_argument("--sample", type=int, default=-1, help="dataset sample index with --from-dataset (default: "
+                        "the last sample)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
+                        help="resize to this size (centre crop, then resize); default: keep the native size")
+    options = parser.parse_args(argv)
+    try:
+        if options.from_dataset is not None:
+            from dmo_ros.dataset.format import DatasetError, open_arrays
+
+            try:
+                frames = open_arrays(options.from_dataset)["frames"]
+            except DatasetError as error:
+                raise GoalImageError(str(error)) from error
+            if not -len(frames) <= options.sample < len(frames):
+                raise GoalImageError(f"--sample {options.sample} outside the dataset's {len(frames)} samples")
+            pixels, what = np.array(frames[options.sample]), f"sample {options.sample} of {options.from_dataset}"
+        else:
+            pixels, what = standin_goal_image(options.robot, options.seed), f"the {options.robot} stand-in's goal"
+        if options.size is not None:
+            pixels = resize(pixels, options.size[0], options.size[1], "crop")
+        save_goal_image(pixels, options.output)
+    except (GoalImageError, ValueError) as error:
+        print(f"dmo-goal-image: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {options.output}: {what}, {pixels.shape[1]}x{pixels.shape[0]} px RGB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

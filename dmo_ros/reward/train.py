@@ -1,0 +1,146 @@
+"""``dmo-train-reward``: train the Bradley-Terry temporal-distance energy on passive video.
+
+    dmo-train-reward datasets/demo --run-dir runs/reward --preset cpu
+    dmo-train-reward datasets/play datasets/demos --intent-only --preset gpu   # demonstrations only
+    torchrun --nproc-per-node 4 $(which dmo-train-reward) datasets/ --preset gpu   # multi-GPU
+
+Only the frames of the datasets are used (no actions, no intent as an input); any mix of play
+and demonstration folders works. A preset sets both the network size and pair sampling
+(:data:`~dmo_ros.reward.config.REWARD_PRESETS`) and the training schedule
+(:data:`TRAIN_PRESETS`); options given on the command line override it. Running the same
+command again resumes the run. The reward scale (``energy_gap``, ``energy_std``) is tracked
+during training as model buffers, so every checkpoint's weights carry it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.loaders import find_datasets
+from dmo_ros.reward.config import RewardConfig
+from dmo_ros.reward.energy import EnergyNet
+from dmo_ros.reward.pairs import PairDataset
+from dmo_ros.training import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    TrainingError,
+    add_dataclass_options,
+    apply_options,
+    read_run_config,
+    seed_everything,
+    train,
+)
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Tests: seconds on one CPU core (the tiny network learns a toy video in ~150 steps of 64).
+    "tiny": TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, log_every=10, val_every=50,
+                        val_batches=2, checkpoint_every=50),
+    # The laptop demo: minutes on 2 CPU cores.
+    "cpu": TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, log_every=25, val_every=500,
+                       val_batches=8, checkpoint_every=500),
+    # One GPU: larger batches of pairs, many more steps.
+    "gpu": TrainConfig(steps=30_000, batch_size=256, lr=5e-4, warmup_steps=500, log_every=50, val_every=2000,
+                       val_batches=16, checkpoint_every=2000, num_workers=4),
+}
+"""Training schedules per preset; the network sizes and pair spans are in :data:`REWARD_PRESETS`."""
+
+MODEL_OPTIONS_SKIP = ("image_size",)
+"""Model fields that come from the data, not from the command line."""
+
+KIND = "reward"
+"""``config.json`` ``kind`` of a reward run."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmo-train-reward",
+        description="Train the Bradley-Terry temporal-distance energy f(s_t | s_start, s_goal) on the frames of "
+                    "datasets (play and/or demonstrations). Re-running the same command resumes the run.",
+        epilog="Exit code: 0 trained, 1 training failed, 2 bad arguments or data.")
+    parser.add_argument("datasets", nargs="+", type=Path,
+                        help="dataset folders (from dmo-convert), or folders of them")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/reward"),
+                        help="run folder: config.json, checkpoints, tensorboard; an existing run is resumed "
+                             "(default: runs/reward)")
+    parser.add_argument("--preset", default="cpu", choices=sorted(TRAIN_PRESETS),
+                        help="network size, pair spans and training schedule (default: cpu)")
+    parser.add_argument("--intent-only", action="store_true",
+                        help="draw pairs only inside intent=1 stretches (the demonstrations), not whole episodes")
+    train_options = add_dataclass_options(parser, TrainConfig, title="training (overrides the preset)")
+    model_options = add_dataclass_options(parser, RewardConfig, title="network and pairs (overrides the preset)",
+                                          skip=MODEL_OPTIONS_SKIP)
+    parser.set_defaults(train_options=train_options, model_options=model_options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        folders = find_datasets(args.datasets)
+        train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
+        overrides = {name: getattr(args, name) for name in args.model_options if getattr(args, name) is not None}
+        saved = _saved_model_config(args.run_dir)
+        if saved is not None and not overrides:
+            model_config = saved  # re-running the command resumes the run as it was configured
+        else:
+            model_config = RewardConfig.preset(args.preset, **overrides)
+        sets = {split: PairDataset(folders, split, model_config.max_span, model_config.min_span,
+                                   seed=train_config.seed, intent_only=args.intent_only) for split in ("train", "val")}
+        height, width = sets["train"].image_shape
+        if height != width:
+            raise DatasetError(f"frames are {height}x{width}; the reward model takes square frames "
+                               "(convert with --size N N)")
+        if model_config.image_size != height:
+            if saved is not None and not overrides:
+                raise DatasetError(f"{args.run_dir} was trained on {model_config.image_size} px frames, these "
+                                   f"datasets have {height} px; train into a new --run-dir")
+            model_config = RewardConfig.from_dict({**asdict(model_config), "image_size": height})
+    except (DatasetError, ConfigError, CheckpointError, ValueError) as error:
+        print(f"dmo-train-reward: error: {error}", file=sys.stderr)
+        return 2
+    train_set, val_set = sets["train"], sets["val"]
+    if len(train_set) == 0:
+        what = "intent=1 stretch" if args.intent_only else "training episode"
+        print(f"dmo-train-reward: error: no {what} of more than {model_config.min_span} samples in "
+              f"{', '.join(map(str, folders))}; record longer episodes", file=sys.stderr)
+        return 2
+    seed_everything(train_config.seed)
+    model = EnergyNet(model_config)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"reward model: {parameters / 1e6:.2f} M parameters ({args.preset} preset), {height}x{width} frames, "
+          f"spans {model_config.min_span}..{model_config.max_span or 'episode end'}", flush=True)
+    print(f"data: {train_set}\n      {val_set}" + ("" if len(val_set) else " (no validation pairs: skipped)"),
+          flush=True)
+    run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
+                  "datasets": [str(folder) for folder in folders], "intent_only": args.intent_only}
+    try:
+        result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)
+    except TrainingError as error:
+        print(f"dmo-train-reward: error: {error}", file=sys.stderr)
+        return 1
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
+    print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.samples} pairs"
+          + (f"; val {summary}" if summary else "") + f"); reward scale {float(model.reward_scale()):.4g} energy "
+          f"units; run folder {args.run_dir}\nevaluate: dmo-reward-eval {args.run_dir} --dataset {folders[0]}",
+          flush=True)
+    return 0
+
+
+def _saved_model_config(run_dir: Path) -> RewardConfig | None:
+    try:
+        saved = read_run_config(run_dir)
+    except CheckpointError:
+        return None
+    if saved.get("kind") != KIND or "model" not in saved:
+        raise CheckpointError(f"{run_dir} holds a run that is not a reward model; choose another --run-dir")
+    return RewardConfig.from_dict(saved["model"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""How faithful are imagined rollouts? Open-loop PSNR / SSIM versus horizon on held-out windows.
+
+For each evaluation window (context L + horizon H samples of a validation episode) the world
+model starts from the L real context frames and replays the *recorded* actions open-loop for H
+steps; imagined frame ``k`` is compared with real frame ``L + k``. Errors compound with the
+horizon, so the per-step curve shows how far imagination can be trusted (the paper's Fig. 2a
+shows such rollouts). As a yardstick the report also scores "nothing moves": the last context
+frame repeated — a model that does not beat it has not learned the dynamics.
+
+Outputs in ``out_dir``: ``fidelity.json`` (per-step means and spreads, counts, settings),
+``fidelity.png`` (error versus horizon), ``rollout.gif`` (real | imagined, a few windows stacked
+vertically, upscaled with nearest neighbour), and a table on stdout.
+
+    dmo-world-model-report runs/wm --dataset datasets/pusht --horizon 20 --windows 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.world_model.config import SamplerConfig
+from dmo_ros.world_model.denoiser import Denoiser, load_world_model, to_model_range, to_uint8
+from dmo_ros.world_model.imagination import WorldModelEnv
+
+PSNR_CAP_DB = 100.0
+"""Identical images have infinite PSNR; report means count them as this many dB."""
+
+
+# -- image metrics ---------------------------------------------------------------------------------
+
+
+def _as_batch(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"images must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    if a.ndim != 4:
+        raise ValueError(f"images must be (C, H, W) or (N, C, H, W), got {tuple(a.shape)}")
+    return a.double(), b.double()
+
+
+def psnr(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio per image, dB: ``10 log10(range^2 / MSE)``; identical images give inf.
+
+    ``a``, ``b``: (N, C, H, W) or (C, H, W) in [0, data_range]. Returns (N,) float64.
+    """
+    a, b = _as_batch(a, b)
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, like: Tensor) -> Tensor:
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size)
+
+
+def ssim(a: Tensor, b: Tensor, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5) -> Tensor:
+    """Structural similarity per image (Wang et al. 2004): Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03.
+
+    Local means, variances and covariance are Gaussian-weighted over valid window positions, per
+    channel; the SSIM map is averaged over channels and positions. Images smaller than the window
+    use a window as large as the image allows. ``a``, ``b``: (N, C, H, W) or (C, H, W) in
+    [0, data_range]. Returns (N,) float64; identical images give 1.
+    """
+    a, b = _as_batch(a, b)
+    channels, height, width = a.shape[1:]
+    size = min(window_size, height, width)
+    window = _gaussian_window(size, sigma, channels, a)
+
+    def local_mean(x: Tensor) -> Tensor:
+        return F.conv2d(x, window, groups=channels)
+
+    mu_a, mu_b = local_mean(a), local_mean(b)
+    var_a = local_mean(a * a) - mu_a**2
+    var_b = local_mean(b * b) - mu_b**2
+    cov = local_mean(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return ssim_map.flatten(1).mean(1)
+
+
+# -- rollouts --------------------------------------------------------------------------------------
+
+
+def open_loop_rollout(env: WorldModelEnv, window: Window) -> tuple[Tensor, Tensor]:
+    """Replay a batch of windows' recorded actions from their real context.
+
+    Returns (imagined, real), both (B, H, 3, h, w) float in [-1, 1], H = ``window.horizon``:
+    imagined frame k follows context + actions ``window.actions[:, L - 1 : L + k]``; real is
+    ``window.future_frames``.
+    """
+    if window.horizon < 1:
+        raise ValueError("open-loop rollouts need windows with horizon >= 1")
+    window = window.to(env.device)
+    length = window.context
+    env.reset_from_windows(window)
+    imagined = env.rollout(window.actions[:, length - 1 : length - 1 + window.horizon])
+    return imagined, to_model_range(window.future_frames)
+
+
+def _unit(frames: Tensor) -> Tensor:
+    """[-1, 1] float -> [0, 1] float, through uint8 (what an image file would hold)."""
+    return to_uint8(frames).double() / 255
+
+
+def _select_windows(dataset_folder: Path, context: int, horizon: int, count: int) -> tuple[WindowDataset, list[int]]:
+    dataset = WindowDataset(dataset_folder, context=context, horizon=horizon, split="val")
+    if len(dataset) == 0:
+        print(f"{dataset_folder}: no validation windows of {context}+{horizon} samples; using training episodes "
+              "(the scores then measure fit, not generalisation)")
+        dataset = WindowDataset(dataset_folder, context=context, horizon=horizon, split="train")
+    if len(dataset) == 0:
+        raise DatasetError(f"{dataset_folder}: no episode has {context + horizon} samples; lower the horizon")
+    indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
+    return dataset, indices.tolist()
+
+
+def _upscale(frames: Tensor, factor: int) -> np.ndarray:
+    """(..., 3, h, w) float [-1, 1] -> (..., h*f, w*f, 3) uint8, nearest neighbour."""
+    image = to_uint8(frames).cpu().numpy()
+    image = np.moveaxis(image, -3, -1)
+    return image.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def write_rollout_gif(path: Path, context: Tensor, real: Tensor, imagined: Tensor, scale: int = 3,
+                      frame_ms: int = 200) -> None:
+    """An animated GIF: one row per window, [real | imagined]; the context plays first (real on both sides).
+
+    ``context`` (N, L, 3, h, w), ``real`` / ``imagined`` (N, H, 3, h, w), all float in [-1, 1].
+    """
+    length, horizon = context.shape[1], real.shape[1]
+    left = _upscale(torch.cat([context, real], dim=1), scale)  # (N, L+H, h', w', 3)
+    right = _upscale(torch.cat([context, imagined], dim=1), scale)
+    gap, header = 2, 12
+    n, steps, h, w, _ = left.shape
+    canvas = np.full((steps, header + n * (h + gap), 2 * w + gap, 3), 255, np.uint8)
+    for row in range(n):
+        top = header + row * (h + gap)
+        canvas[:, top : top + h, :w] = left[row]
+        canvas[:, top : top + h, w + gap :] = right[row]
+    images = []
+    for t in range(steps):
+        image = Image.fromarray(canvas[t])
+        label = f"context {t - length + 1}" if t < length else f"+{t - length + 1}/{horizon}"
+        draw = ImageDraw.Draw(image)
+        draw.text((2, 0), "real", fill=(0, 0, 0))
+        draw.text((w + gap + 2, 0), f"imagined {label}", fill=(0, 0, 0))
+        images.append(image)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+
+
+def _plot(path: Path, report: dict[str, Any]) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+
+    steps = report["steps"]
+    figure = Figure(figsize=(9, 3.5), layout="constrained")
+    for axis, metric, unit in zip(figure.subplots(1, 2), ("psnr", "ssim"), ("dB", ""), strict=True):
+        mean, std = np.array(report[metric]), np.array(report[f"{metric}_std"])
+        axis.plot(steps, mean, "o-", label="world model")
+        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axis.plot(steps, report["baseline_last_frame"][metric], "k--", label="last frame repeated")
+        axis.set_xlabel("open-loop step")
+        axis.set_ylabel(f"{metric.upper()} {unit}".strip())
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(f"open-loop fidelity, {report['windows']} {report['split']} windows")
+    figure.savefig(path, dpi=100)
+
+
+def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Path | str, horizon: int = 20,
+                    windows: int = 64, sampler_config: SamplerConfig | None = None,
+                    device: torch.device | str | None = None, batch_size: int = 32, seed: int = 0,
+                    gif_rollouts: int = 4) -> dict[str, Any]:
+    """Open-loop PSNR / SSIM per horizon step on up to ``windows`` evenly spread validation windows.
+
+    Writes ``fidelity.json``, ``fidelity.png`` and ``rollout.gif`` into ``out_dir``, prints a table,
+    and returns the report (the JSON's content). Falls back to training episodes when the dataset
+    has no validation window long enough (and says so in the report's ``split``).
+    """
+    if horizon < 1 or windows < 1 or batch_size < 1:
+        raise ValueError("horizon, windows and batch_size must be at least 1")
+    begin = time.perf_counter()
+    dataset_folder, out_dir = Path(dataset_folder), Path(out_dir)
+    sampler_config = sampler_config or SamplerConfig()
+    cfg = denoiser.config
+    dataset, indices = _select_windows(dataset_folder, cfg.context, horizon, windows)
+    if dataset.image_shape != (cfg.image_size, cfg.image_size) or dataset.action_size != cfg.action_size:
+        raise ValueError(f"{dataset_folder}: frames {dataset.image_shape} / {dataset.action_size} action components, "
+                         f"the model expects {cfg.image_size}x{cfg.image_size} / {cfg.action_size}")
+    denoiser.eval()
+    device = torch.device(device) if device is not None else denoiser.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    env = WorldModelEnv(denoiser, sampler_config, device=device, generator=generator)
+
+    scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "base_psnr": [], "base_ssim": []}
+    shown = set(np.linspace(0, len(indices) - 1, min(gif_rollouts, len(indices))).round().astype(int).tolist())
+    gif_parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    for first in range(0, len(indices), batch_size):
+        batch_indices = indices[first : first + batch_size]
+        window = collate([dataset[i] for i in batch_indices]).to(device)
+        imagined, real = open_loop_rollout(env, window)
+        last = to_model_range(window.context_frames[:, -1:]).expand_as(real)
+        b, h = real.shape[:2]
+        fake_u, real_u, last_u = (_unit(x).flatten(0, 1) for x in (imagined, real, last))
+        scores["psnr"].append(psnr(fake_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
+        scores["ssim"].append(ssim(fake_u, real_u).view(b, h).cpu())
+        scores["base_psnr"].append(psnr(last_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
+        scores["base_ssim"].append(ssim(last_u, real_u).view(b, h).cpu())
+        keep = [k for k in range(b) if first + k in shown]
+        if keep:
+            gif_parts.append((to_model_range(window.context_frames[keep]), real[keep], imagined[keep]))
+    table = {name: torch.cat(values) for name, values in scores.items()}  # (windows, horizon)
+
+    report = {
+        "dataset": str(dataset_folder),
+        "split": dataset.split,
+        "windows": len(indices),
+        "context": cfg.context,
+        "horizon": horizon,
+        "steps": list(range(1, horizon + 1)),
+        "counts": [len(indices)] * horizon,
+        "psnr": table["psnr"].mean(0).tolist(),
+        "psnr_std": table["psnr"].std(0, correction=0).tolist(),
+        "ssim": table["ssim"].mean(0).tolist(),
+        "ssim_std": table["ssim"].std(0, correction=0).tolist(),
+        "psnr_mean": table["psnr"].mean().item(),
+        "ssim_mean": table["ssim"].mean().item(),
+        "baseline_last_frame": {"psnr": table["base_psnr"].mean(0).tolist(),
+                                "ssim": table["base_ssim"].mean(0).tolist()},
+        "sampler": asdict(sampler_config),
+        "psnr_cap_db": PSNR_CAP_DB,
+        "seed": seed,
+        "device": str(device),
+        "seconds": time.perf_counter() - begin,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fidelity.json").write_text(json.dumps(report, indent=1))
+    _plot(out_dir / "fidelity.png", report)
+    context, real, imagined = (torch.cat(parts) for parts in zip(*gif_parts, strict=True))
+    write_rollout_gif(out_dir / "rollout.gif", context, real, imagined)
+    print(format_table(report))
+    print(f"wrote {out_dir / 'fidelity.json'}, fidelity.png, rollout.gif")
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The per-step table printed by :func:`fidelity_report`."""
+    lines = [
+        f"open-loop fidelity: {report['windows']} {report['split']} windows of {report['dataset']}, "
+        f"{report['sampler']['num_steps']} sampling steps",
+        f"{'step':>5} {'PSNR dB':>9} {'SSIM':>7} {'| last-frame PSNR':>18} {'SSIM':>7}",
+    ]
+    base = report["baseline_last_frame"]
+    for k, step in enumerate(report["steps"]):
+        lines.append(f"{step:>5} {report['psnr'][k]:>9.2f} {report['ssim'][k]:>7.4f} "
+                     f"{'| ' + format(base['psnr'][k], '.2f'):>18} {base['ssim'][k]:>7.4f}")
+    lines.append(f"{'mean':>5} {report['psnr_mean']:>9.2f} {report['ssim_mean']:>7.4f}")
+    return "\n".join(lines)
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dmo-world-model-report",
+        description="Open-loop fidelity of a trained world model: PSNR / SSIM versus horizon on validation "
+                    "windows, a plot and a real|imagined GIF.",
+    )
+    parser.add_argument("run_dir", type=Path, help="training run folder of the world model (config.json + weights)")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset folder to take the windows from")
+    parser.add_argument("--horizon", type=int, default=20, help="open-loop steps per window (default 20 = 4 s)")
+    parser.add_argument("--windows", type=int, default=64, help="windows to evaluate, evenly spread (default 64)")
+    parser.add_argument("--steps", type=int, default=3, help="denoising steps per frame (default 3, as trained for)")
+    parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="1: Euler (default), 2: Heun")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows rolled out together (default 32)")
+    parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default: last)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/fidelity)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
+    try:
+        device = _device(args.device)
+        denoiser = load_world_model(args.run_dir, device, args.checkpoint)
+        fidelity_report(denoiser, args.dataset, args.out or args.run_dir / "fidelity", horizon=args.horizon,
+                        windows=args.windows, sampler_config=SamplerConfig(num_steps=args.steps, order=args.order),
+                        device=device, batch_size=args.batch_size, seed=args.seed)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:  # DatasetError is a ValueError
+        print(f"dmo-world-model-report: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
