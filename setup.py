@@ -53,6 +53,11 @@ setup(
             "dmo-bag-info = dmo_ros.recording.summary:main",
             "dmo-convert = dmo_ros.dataset.convert:main",
             "dmo-export-lerobot = dmo_ros.dataset.lerobot_export:main",
+            "dmo-train-world-model = dmo_ros.world_model.train:main",
+            "dmo-world-model-report = dmo_ros.world_model.fidelity:main",
+            "dmo-train-reward = dmo_ros.reward.train:main",
+            "dmo-reward-eval = dmo_ros.reward.evaluate:main",
+            "dmo-goal-image = dmo_ros.reward.goal_image:main",
         ],
     },
 )

@@ -42,6 +42,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.reward.energy import EnergyNet, GoalReward
 from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
 from dmo_ros.reward.pairs import PairDataset, RankingPairs, true_runs
+from dmo_ros.training.checkpoint import CheckpointError
 
 # -- rank statistics ---------------------------------------------------------------------------
 
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         goal = None if options.goal_image is None else load_goal_image(options.goal_image, size)
         report = evaluate_reward(model, options.dataset, options.episodes, options.steps, goal, options.segments,
                                  options.pairs, options.seed)
-    except (DatasetError, GoalImageError, FileNotFoundError, KeyError, ValueError) as error:
+    except (CheckpointError, DatasetError, GoalImageError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"dmo-reward-eval: error: {error}", file=sys.stderr)
         return 2
     json_path, plot_path = write_report(report, options.out or options.run_dir / "reward_eval")

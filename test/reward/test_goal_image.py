@@ -1,0 +1,138 @@
+"""Goal images: converted with a notice when fixable, refused with a message that names the file otherwise."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmo_ros.dataset.format import write_dataset
+from dmo_ros.reward.goal_image import GoalImageError, load_goal_image, main, standin_goal_image
+
+
+def _rgb(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _load(path: Path, size=(64, 64)) -> tuple[np.ndarray, list[str]]:
+    notices: list[str] = []
+    return load_goal_image(path, size, notify=notices.append), notices
+
+
+def test_png_of_the_right_size_loads_unchanged_and_silently(tmp_path: Path) -> None:
+    pixels = _rgb(64, 64)
+    Image.fromarray(pixels).save(tmp_path / "goal.png")
+    loaded, notices = _load(tmp_path / "goal.png")
+    assert loaded.dtype == np.uint8 and loaded.shape == (64, 64, 3)
+    assert np.array_equal(loaded, pixels) and notices == []
+
+
+def test_wrong_size_is_centre_cropped_and_resized_with_a_notice(tmp_path: Path, caplog) -> None:
+    # 60 x 120: a red left quarter, a green middle half, a blue right quarter. The centre crop to a
+    # square keeps only the green middle.
+    pixels = np.zeros((60, 120, 3), np.uint8)
+    pixels[:, :30, 0] = 255
+    pixels[:, 30:90, 1] = 255
+    pixels[:, 90:, 2] = 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    with caplog.at_level(logging.WARNING, logger="dmo_ros.reward.goal_image"):
+        loaded, notices = _load(tmp_path / "wide.png", (32, 32))
+    assert loaded.shape == (32, 32, 3)
+    assert (loaded[..., 1] == 255).all() and (loaded[..., [0, 2]] == 0).all()
+    assert len(notices) == 1 and "wide.png" in notices[0] and "120x60 to 32x32" in notices[0]
+    assert "centre crop" in notices[0]
+    assert any("wide.png" in record.message for record in caplog.records)  # also logged for CLI users
+
+
+def test_jpeg_loads(tmp_path: Path) -> None:
+    pixels = np.full((64, 64, 3), (200, 30, 90), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "goal.jpg", quality=95)
+    loaded, notices = _load(tmp_path / "goal.jpg")
+    assert np.abs(loaded.astype(int) - pixels).max() <= 3 and notices == []  # RGB order, not BGR
+
+
+@pytest.mark.parametrize("mode,expected", [("L", "grayscale converted to RGB"), ("RGBA", "alpha channel dropped"),
+                                           ("LA", "alpha"), ("P", None)])
+def test_grayscale_alpha_and_palette_become_rgb(tmp_path: Path, mode: str, expected: str | None) -> None:
+    pixels = _rgb(64, 64)
+    image = Image.fromarray(pixels).convert(mode)
+    image.save(tmp_path / "goal.png")
+    loaded, notices = _load(tmp_path / "goal.png")
+    assert loaded.shape == (64, 64, 3) and loaded.dtype == np.uint8
+    reference = np.array(image.convert("RGB"))
+    assert np.array_equal(loaded, reference)
+    if expected is None:
+        assert notices == []
+    else:
+        assert len(notices) == 1 and expected in notices[0]
+
+
+def test_npy_arrays(tmp_path: Path) -> None:
+    pixels = _rgb(64, 64)
+    np.save(tmp_path / "hwc.npy", pixels)
+    assert np.array_equal(_load(tmp_path / "hwc.npy")[0], pixels)
+    np.save(tmp_path / "chw.npy", pixels.transpose(2, 0, 1).copy())
+    loaded, notices = _load(tmp_path / "chw.npy")
+    assert np.array_equal(loaded, pixels) and "channels-first" in notices[0]
+    np.save(tmp_path / "gray.npy", pixels[..., 0].copy())
+    loaded, notices = _load(tmp_path / "gray.npy")
+    assert np.array_equal(loaded, np.repeat(pixels[..., :1], 3, axis=2)) and "grayscale" in notices[0]
+
+
+@pytest.mark.parametrize("name,writer,message", [
+    ("deep.png", lambda p: cv2.imwrite(str(p), np.full((8, 8, 3), 40000, np.uint16)), "16-bit"),
+    ("deep_gray.png", lambda p: cv2.imwrite(str(p), np.full((8, 8), 40000, np.uint16)), "16-bit"),
+    ("float.tiff", lambda p: cv2.imwrite(str(p), np.full((8, 8, 3), 0.5, np.float32)), "float pixels"),
+    ("float.npy", lambda p: np.save(p, np.full((8, 8, 3), 0.5, np.float32)), "float pixels"),
+    ("int16.npy", lambda p: np.save(p, np.zeros((8, 8, 3), np.int16)), "16-bit"),
+    ("bool.npy", lambda p: np.save(p, np.zeros((8, 8, 3), bool)), "not an image"),
+    ("stack.npy", lambda p: np.save(p, np.zeros((2, 8, 8, 3), np.uint8)), "4-D array"),
+    ("row.npy", lambda p: np.save(p, np.zeros(8, np.uint8)), "1-D array"),
+    ("five.npy", lambda p: np.save(p, np.zeros((8, 8, 5), np.uint8)), "5 channels"),
+    ("nothing.npy", lambda p: np.save(p, np.zeros((0, 8, 3), np.uint8)), "empty"),
+    ("objects.npy", lambda p: np.save(p, np.array([{"a": 1}]), allow_pickle=True), "not a NumPy .npy array"),
+    ("garbage.png", lambda p: p.write_bytes(b"not a picture at all" * 10), "not a readable picture"),
+    ("empty.png", lambda p: p.write_bytes(b""), r"empty \(0 bytes\)"),
+    ("missing.png", lambda p: None, "no such file"),
+    ("folder.png", lambda p: p.mkdir(), "is a folder"),
+])
+def test_unusable_images_are_refused_with_the_file_and_the_fix(tmp_path: Path, name: str, writer, message: str) -> None:
+    path = tmp_path / name
+    writer(path)
+    with pytest.raises(GoalImageError, match=message) as error:
+        load_goal_image(path)
+    assert str(path) in str(error.value)
+
+
+def test_cli_renders_the_standin_goal(tmp_path: Path, capsys) -> None:
+    assert main(["--robot", "pusht", "-o", str(tmp_path / "goal.png")]) == 0
+    assert "goal.png" in capsys.readouterr().out
+    saved = np.array(Image.open(tmp_path / "goal.png"))
+    assert saved.shape == (96, 96, 3)  # the stand-in camera's native picture, like a real camera's
+    assert np.array_equal(saved, standin_goal_image("pusht", seed=0))
+    green = (saved[..., 1] > 200) & (saved[..., 0] < 180)
+    assert green.sum() < 0.2 * (saved[..., 0] < 200).sum()  # the block covers the green goal T
+    loaded, notices = _load(tmp_path / "goal.png")
+    assert loaded.shape == (64, 64, 3) and "96x96 to 64x64" in notices[0]
+    assert main(["-o", str(tmp_path / "small.npy"), "--size", "64", "64"]) == 0
+    assert np.load(tmp_path / "small.npy").shape == (64, 64, 3)
+
+
+def test_cli_from_dataset_and_errors(tmp_path: Path, capsys) -> None:
+    frames = np.stack([np.full((16, 16, 3), k, np.uint8) for k in range(5)])
+    folder = write_dataset(tmp_path / "ds", frames, np.zeros((5, 2), np.float32), [5])
+    assert main(["--from-dataset", str(folder), "--sample", "3", "-o", str(tmp_path / "g.png")]) == 0
+    assert (np.array(Image.open(tmp_path / "g.png")) == 3).all()
+    assert main(["--from-dataset", str(folder), "--sample", "9", "-o", str(tmp_path / "h.png")]) == 2
+    assert "outside the dataset's 5 samples" in capsys.readouterr().err
+    assert main(["--from-dataset", str(tmp_path), "-o", str(tmp_path / "h.png")]) == 2
+    assert main(["-o", str(tmp_path / "goal.gif")]) == 2
+    assert ".png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--robot", "go2", "-o", str(tmp_path / "goal.png")])
+    assert exit_info.value.code == 2
