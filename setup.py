@@ -58,6 +58,7 @@ setup(
             "dmo-train-reward = dmo_ros.reward.train:main",
             "dmo-reward-eval = dmo_ros.reward.evaluate:main",
             "dmo-goal-image = dmo_ros.reward.goal_image:main",
+            "dmo-train-local-model = dmo_ros.local_model.train:main",
         ],
     },
 )

@@ -1,0 +1,160 @@
+"""Configuration of the local model: a DreamerV3-style RSSM with an image encoder, a decoder and a reward head.
+
+:class:`LocalModelConfig` is JSON-able through :func:`dataclasses.asdict`; a run saves it under
+``"model"`` in ``config.json`` and :meth:`LocalModelConfig.from_dict` reads it back.
+
+Presets (:meth:`LocalModelConfig.preset`): ``tiny`` (tests, seconds on a CPU), ``cpu`` (the
+laptop-class demo), ``gpu`` (between DreamerV3's S and M sizes: 512-unit GRU, 32 x 32 latents).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass
+class LocalModelConfig:
+    """The local model's networks, latent sizes and loss weights (DreamerV3's world model, minus continue head)."""
+
+    action_size: int = 2
+    """A, components per action (Push-T: 2, end-effector velocity [vx, vy]; Push Cube: 3)."""
+
+    action_scale: list[float] = field(default_factory=list)
+    """Per-component divisor that makes raw actions O(1) before the RSSM sees them (e.g. 0.25 for Push-T
+    velocities in m/s). The trainer fills it from the dataset's statistics; empty means 1 for every component."""
+
+    image_size: int = 64
+    """Side in pixels of the square frames (the dataset's image size)."""
+
+    encoder_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    """Convolution widths, one stride-2 stage each (64 px -> 32 -> 16 -> 8 -> 4 with four stages, DreamerV3's
+    depth-32 encoder); the decoder mirrors them. image_size must be divisible by 2 ** len(encoder_channels)."""
+
+    embed_size: int = 512
+    """E, size of the image embedding (a linear projection of the flattened last feature map)."""
+
+    deter_size: int = 256
+    """D, size of the GRU's deterministic state h."""
+
+    stoch_size: int = 32
+    """S, number of categorical variables in the stochastic state z (DreamerV3: 32)."""
+
+    classes: int = 32
+    """K, classes per categorical variable (DreamerV3: 32)."""
+
+    hidden_size: int = 256
+    """Width of the MLP layers (RSSM input / prior / posterior layers and the reward head)."""
+
+    head_layers: int = 2
+    """Hidden layers of the reward head's MLP."""
+
+    unimix: float = 0.01
+    """Fraction of the uniform distribution mixed into every categorical (DreamerV3: 0.01): keeps every
+    probability >= unimix / K, so KL terms and log-probabilities stay finite."""
+
+    kl_dyn_scale: float = 0.5
+    """Weight of the dynamics KL, KL(sg(posterior) || prior): trains the prior toward the posterior."""
+
+    kl_rep_scale: float = 0.1
+    """Weight of the representation KL, KL(posterior || sg(prior)): keeps the posterior predictable."""
+
+    free_bits: float = 1.0
+    """Each KL term (summed over the categoricals) is clipped below at this many nats, so an already
+    well-predicted step adds no gradient (DreamerV3: 1 nat)."""
+
+    reward_bins: int = 255
+    """Bins of the two-hot reward distribution (DreamerV3: 255)."""
+
+    reward_low: float = -20.0
+    """Lowest bin, in symlog space (symexp(-20) = -4.9e8: any real reward fits)."""
+
+    reward_high: float = 20.0
+    """Highest bin, in symlog space."""
+
+    reward_loss_scale: float = 1.0
+    """Weight of the reward head's cross-entropy (two-hot of symlog(reward))."""
+
+    decoder_loss_scale: float = 1.0
+    """Weight of the image reconstruction loss (squared error summed over pixels, as DreamerV3); 0 builds no
+    decoder. Why a decoder: without it only the reward (one number) and the KL shape the latent, and the
+    latent need not carry where things are, which the policy gradient through the dynamics needs."""
+
+    def __post_init__(self) -> None:
+        if self.action_size < 1:
+            raise ValueError(f"action_size must be at least 1, got {self.action_size}")
+        self.action_scale = [float(s) for s in self.action_scale] or [1.0] * self.action_size
+        if len(self.action_scale) != self.action_size:
+            raise ValueError(f"action_scale has {len(self.action_scale)} entries for action_size {self.action_size}; "
+                             "give one scale per action component (or none for all ones)")
+        if not all(math.isfinite(s) and s > 0 for s in self.action_scale):
+            raise ValueError(f"action_scale entries must be finite and positive, got {self.action_scale}")
+        self.encoder_channels = [int(c) for c in self.encoder_channels]
+        if not self.encoder_channels or min(self.encoder_channels) < 1:
+            raise ValueError(f"encoder_channels must be a non-empty list of positive widths, got "
+                             f"{self.encoder_channels}")
+        stride = 2 ** len(self.encoder_channels)
+        if self.image_size < stride or self.image_size % stride:
+            raise ValueError(f"image_size {self.image_size} is not divisible by 2 ** {len(self.encoder_channels)} "
+                             f"(one halving per encoder_channels entry); use fewer stages or another image size")
+        for name in ("embed_size", "deter_size", "stoch_size", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.classes < 2:
+            raise ValueError(f"classes must be at least 2 per categorical, got {self.classes}")
+        if self.head_layers < 0:
+            raise ValueError(f"head_layers must be >= 0, got {self.head_layers}")
+        if not 0.0 <= self.unimix < 1.0:
+            raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+        for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.reward_bins < 2:
+            raise ValueError(f"reward_bins must be at least 2, got {self.reward_bins}")
+        if not self.reward_low < self.reward_high:
+            raise ValueError(f"need reward_low < reward_high (symlog space), got {self.reward_low}, "
+                             f"{self.reward_high}")
+
+    @property
+    def feature_size(self) -> int:
+        """D + S x K, the size of :func:`dmo_ros.local_model.rssm.features`."""
+        return self.deter_size + self.stoch_size * self.classes
+
+    @classmethod
+    def preset(cls, name: str, action_size: int, action_scale: list[float] | None = None,
+               **overrides: Any) -> LocalModelConfig:
+        """The ``tiny`` / ``cpu`` / ``gpu`` configuration for an action space, with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown local model preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown LocalModelConfig fields {unknown}; valid fields: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return replace(PRESETS[name], action_size=action_size, action_scale=list(action_scale or []), **overrides)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LocalModelConfig:
+        """The config saved in a run's ``config.json`` (no code is run; unknown keys are an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown LocalModelConfig keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+
+PRESETS: dict[str, LocalModelConfig] = {
+    # Tests: seconds on one CPU core at 16-32 px; 8 categoricals of 8 classes.
+    "tiny": LocalModelConfig(encoder_channels=[8, 16, 32], embed_size=64, deter_size=32, stoch_size=8, classes=8,
+                             hidden_size=64, head_layers=1),
+    # The laptop demo: DreamerV3's depth-32 encoder at 64 x 64, a 256-unit GRU, 32 x 32 latents.
+    "cpu": LocalModelConfig(encoder_channels=[32, 64, 128, 256], embed_size=512, deter_size=256, stoch_size=32,
+                            classes=32, hidden_size=256, head_layers=2),
+    # One GPU: about DreamerV3's S size (512-unit GRU and MLPs) with a depth-48 encoder.
+    "gpu": LocalModelConfig(encoder_channels=[48, 96, 192, 384], embed_size=1024, deter_size=512, stoch_size=32,
+                            classes=32, hidden_size=512, head_layers=2),
+}
+"""Size presets; action_size and action_scale are filled in by :meth:`LocalModelConfig.preset`."""
+
+
+__all__ = ["PRESETS", "LocalModelConfig"]

@@ -1,0 +1,234 @@
+"""The local model: image encoder + RSSM + reward head (+ decoder), its sequence batches and data set.
+
+:class:`LocalModel` is trained like every component (``forward(batch) -> (loss, logs)``) on
+:class:`SequenceBatch` es of frames, actions and reward labels (the global reward model's
+rewards of the frames, attached by :class:`SequenceDataset`). The loss is DreamerV3's world
+model loss without the continue head: balanced KL with free bits, two-hot reward cross-entropy
+on the posterior features, image reconstruction from the posterior features.
+
+What DMO needs from it is *single-step* accuracy: the prior one step ahead should land where
+the posterior of the real next frame is. The logs measure exactly that, over frames 1 .. T - 1
+of each sequence (the prior of frame t + 1 made from the posterior of frame t and action t):
+
+- ``next_latent_error``: fraction of the S categoricals whose most likely class under the prior
+  differs from the posterior's (0 = the prediction picks the same code everywhere);
+- ``next_latent_kl``: KL(posterior || prior) in nats, summed over the categoricals;
+- ``reward_error``: mean |reward decoded from the prior's features - label|;
+- ``next_image_mse``: per-pixel squared error of the frame decoded from the prior's features
+  (in [-1, 1] units; with a decoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.loaders import WindowDataset
+from dmo_ros.local_model.config import LocalModelConfig
+from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_images
+from dmo_ros.local_model.heads import RewardHead
+from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceBatch:
+    """T consecutive samples of one episode with reward labels (or a batch of them, leading dim B).
+
+    Time alignment as in :class:`dmo_ros.dataset.loaders.Window`: ``actions[t]`` acts between
+    frame ``t`` and frame ``t + 1``; ``rewards[t]`` is the reward *of frame t* (of the state
+    reached), so the prior that predicts frame ``t + 1`` should also predict ``rewards[t + 1]``.
+    """
+
+    frames: torch.Tensor
+    """(B, T, 3, H, W) uint8 RGB, channels first."""
+    actions: torch.Tensor
+    """(B, T, A) float32, in the robot's units."""
+    rewards: torch.Tensor
+    """(B, T) float32: the reward label of each frame."""
+
+    @property
+    def length(self) -> int:
+        """T, samples per sequence."""
+        return self.actions.shape[-2]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
+        return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+                                for f in fields(self)})
+
+    def pin_memory(self) -> SequenceBatch:
+        """Page-locked copy (the DataLoader calls this when ``pin_memory=True``)."""
+        return replace(self, **{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
+    @classmethod
+    def collate(cls, items: Sequence[SequenceBatch]) -> SequenceBatch:
+        """Stack items into one batch with a leading batch dimension."""
+        if not items:
+            raise ValueError("cannot collate an empty list")
+        return cls(**{f.name: torch.stack([getattr(item, f.name) for item in items]) for f in fields(cls)})
+
+
+class SequenceDataset(Dataset):
+    """Every run of ``length`` consecutive samples inside one episode of ``folders``, with reward labels.
+
+    ``rewards`` maps each folder (as given, or its string) to an (N,) array: the reward of every
+    sample of that dataset, indexed by dataset sample index (all splits), e.g. from
+    :func:`dmo_ros.local_model.train.label_rewards`.
+    """
+
+    def __init__(self, folders: Sequence[Path | str], length: int, split: str,
+                 rewards: Mapping[Path | str, np.ndarray]) -> None:
+        if length < 2:
+            raise ValueError(f"sequence length must be at least 2 (a one-step prediction needs two frames), "
+                             f"got {length}")
+        labels = {str(Path(folder)): np.asarray(values, dtype=np.float32) for folder, values in rewards.items()}
+        self.length = int(length)
+        self.parts: list[tuple[WindowDataset, np.ndarray]] = []
+        for folder in folders:
+            windows = WindowDataset(folder, context=1, horizon=self.length - 1, split=split)
+            key = str(Path(folder))
+            if key not in labels:
+                raise DatasetError(f"{folder}: no reward labels given for this dataset")
+            samples = int(windows.meta.get("samples", 0)) or len(windows.arrays["frames"])
+            if labels[key].shape != (samples,) or not np.isfinite(labels[key]).all():
+                raise DatasetError(f"{folder}: reward labels of shape {labels[key].shape} (finite: "
+                                   f"{bool(np.isfinite(labels[key]).all())}) for {samples} samples; relabel")
+            self.parts.append((windows, labels[key]))
+        self.offsets = np.cumsum([0] + [len(windows) for windows, _ in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> SequenceBatch:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} sequences")
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        windows, labels = self.parts[part]
+        window = windows[index - int(self.offsets[part])]
+        start = int(window.start)
+        return SequenceBatch(frames=window.frames, actions=window.actions,
+                             rewards=torch.from_numpy(labels[start : start + self.length].copy()))
+
+    def __repr__(self) -> str:
+        return f"SequenceDataset({len(self.parts)} dataset(s): {len(self)} sequences of {self.length})"
+
+
+# -- the model -------------------------------------------------------------------------------
+
+
+class LocalModel(nn.Module):
+    """Encoder + RSSM + reward head (+ decoder): ``forward(batch) -> (loss, logs)``; see the module doc."""
+
+    def __init__(self, config: LocalModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = ImageEncoder(config)
+        self.rssm = RSSM(config)
+        self.reward_head = RewardHead(config.feature_size, config)
+        self.decoder = ImageDecoder(config) if config.decoder_loss_scale > 0 else None
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- use ------------------------------------------------------------------------------
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (..., 3, H, W), uint8 or float in [-1, 1] -> embeddings (..., E)."""
+        return self.encoder(frames)
+
+    def observe(self, frames: torch.Tensor, actions: torch.Tensor, initial: RSSMState | None = None,
+                sample: bool = True) -> tuple[RSSMState, RSSMState]:
+        """(posteriors, priors) (B, T, ...) of frames (B, T, 3, H, W) and actions (B, T, A); see RSSM.observe."""
+        return self.rssm.observe(self.encode(frames), actions, initial, sample=sample)
+
+    def posterior_of(self, prior: RSSMState, frames: torch.Tensor, sample: bool = True) -> RSSMState:
+        """The posterior for frames (B, 3, H, W) reached where ``prior`` predicts (DMO's s_fwd)."""
+        return self.rssm.posterior(prior, self.encode(frames), sample)
+
+    def reward(self, state: RSSMState) -> torch.Tensor:
+        """The decoded reward (...) of a state (...): symexp of the two-hot head's expected bin."""
+        return self.reward_head.mean(self.reward_head(features(state)))
+
+    # -- training -------------------------------------------------------------------------
+
+    def forward(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """DreamerV3's world-model loss on a sequence batch, and the single-step accuracy metrics."""
+        if batch.length < 2:
+            raise ValueError("sequences of at least 2 frames are needed (one-step predictions)")
+        posteriors, priors = self.observe(batch.frames, batch.actions)
+        kl = kl_loss(posteriors, priors, self.config)
+        post_features = features(posteriors)
+        reward_logits = self.reward_head(post_features)
+        reward_loss = self.reward_head.loss(reward_logits, batch.rewards).mean()
+        loss = kl.loss + self.config.reward_loss_scale * reward_loss
+        logs = {"kl": kl.value, "kl_dyn": kl.dyn.detach(), "kl_rep": kl.rep.detach(),
+                "reward_loss": reward_loss.detach()}
+        target = to_model_images(batch.frames)
+        if self.decoder is not None:
+            squared = (self.decoder(post_features).float() - target).pow(2)
+            image_loss = squared.sum((-3, -2, -1)).mean()  # summed over pixels, as DreamerV3
+            loss = loss + self.config.decoder_loss_scale * image_loss
+            logs.update(image_loss=image_loss.detach(), image_mse=squared.detach().mean())
+        logs.update(self._one_step_metrics(posteriors, priors, batch, target))
+        return loss, {key: float(value) for key, value in logs.items()}
+
+    @torch.no_grad()
+    def _one_step_metrics(self, posteriors: RSSMState, priors: RSSMState, batch: SequenceBatch,
+                          target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Prior of frame t + 1 (from the posterior of frame t and action t) against frame t + 1, for t = 0 .. T - 2."""
+        post, prior = posteriors.at(slice(1, None)), priors.at(slice(1, None))
+        prior_features = features(prior)
+        metrics = {
+            "next_latent_error": (prior.logits.argmax(-1) != post.logits.argmax(-1)).float().mean(),
+            "next_latent_kl": categorical_kl(post.logits, prior.logits).mean(),
+            "reward_error": (self.reward_head.mean(self.reward_head(prior_features))
+                             - batch.rewards[:, 1:].float()).abs().mean(),
+            "reward_error_posterior": (self.reward_head.mean(self.reward_head(features(post)))
+                                       - batch.rewards[:, 1:].float()).abs().mean(),
+        }
+        if self.decoder is not None:
+            metrics["next_image_mse"] = (self.decoder(prior_features).float() - target[:, 1:]).pow(2).mean()
+        return metrics
+
+    @torch.no_grad()
+    def sample_images(self, batch: SequenceBatch) -> dict[str, torch.Tensor]:
+        """First sequence, up to 8 frames, rows: real | decoded posterior | decoded one-step prior, in [0, 1]."""
+        if self.decoder is None:
+            return {}
+        item = SequenceBatch(batch.frames[:1, :8], batch.actions[:1, :8], batch.rewards[:1, :8])
+        posteriors, priors = self.observe(item.frames, item.actions, sample=False)
+        real = to_model_images(item.frames[0])
+        rows = [real, self.decoder(features(posteriors))[0].float(), self.decoder(features(priors))[0].float()]
+        grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)
+        return {"real_posterior_prior": ((grid + 1.0) / 2.0).clamp(0.0, 1.0)}
+
+
+def local_model_from_state(config: dict | LocalModelConfig, state: Mapping[str, torch.Tensor],
+                           device: torch.device | str = "cpu") -> LocalModel:
+    """A :class:`LocalModel` from a config (dict as saved, or the dataclass) and a state dict, in eval mode."""
+    config = config if isinstance(config, LocalModelConfig) else LocalModelConfig.from_dict(dict(config))
+    model = LocalModel(config)
+    model.load_state_dict(dict(state))
+    return model.to(device).eval()
+
+
+def load_local_model(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> LocalModel:
+    """The local model trained in ``run_dir``: ``config.json``'s ``"model"`` + safetensors weights (no code runs)."""
+    from dmo_ros.training import load_model_weights, read_run_config  # the training package pulls in TensorBoard
+
+    run_config = read_run_config(run_dir)
+    if run_config.get("kind") not in (None, "local_model") or "model" not in run_config:
+        raise ValueError(f"{run_dir}: not a local model run (kind {run_config.get('kind')!r})")
+    return local_model_from_state(run_config["model"], load_model_weights(run_dir, checkpoint), device)
+
+
+__all__ = ["LocalModel", "SequenceBatch", "SequenceDataset", "load_local_model", "local_model_from_state"]

@@ -1,0 +1,134 @@
+"""LocalModel: the loss and its logs, encode, sequence batches and data set, save / load round trip."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.dataset.format import DatasetError, write_dataset
+from dmo_ros.dataset.loaders import collate
+from dmo_ros.local_model import LocalModel, LocalModelConfig, SequenceBatch, SequenceDataset, load_local_model
+from dmo_ros.local_model.rssm import features
+from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy shared machine a second one mostly spins (tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SIZE = 16
+
+
+@pytest.fixture
+def model() -> LocalModel:
+    torch.manual_seed(0)
+    return LocalModel(LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=SIZE))
+
+
+def _batch(b: int = 4, t: int = 5) -> SequenceBatch:
+    generator = torch.Generator().manual_seed(0)
+    return SequenceBatch(torch.randint(0, 256, (b, t, 3, SIZE, SIZE), dtype=torch.uint8, generator=generator),
+                         torch.rand(b, t, 2, generator=generator) * 0.4 - 0.2, torch.randn(b, t, generator=generator))
+
+
+def test_loss_is_finite_and_logs_the_single_step_metrics(model: LocalModel) -> None:
+    loss, logs = model(_batch())
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    for key in ("next_latent_error", "next_latent_kl", "reward_error", "reward_error_posterior", "next_image_mse",
+                "kl", "kl_dyn", "kl_rep", "reward_loss", "image_loss"):
+        assert key in logs and np.isfinite(logs[key]), key
+        assert isinstance(logs[key], float)
+    assert 0.0 <= logs["next_latent_error"] <= 1.0
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert model.encoder.convs[0].weight.grad.abs().sum() > 0  # the encoder is trained through the posterior
+    images = model.sample_images(_batch())["real_posterior_prior"]
+    assert images.shape == (3, 3 * SIZE, 5 * SIZE) and images.min() >= 0 and images.max() <= 1
+
+
+def test_model_without_decoder(model: LocalModel) -> None:
+    plain = LocalModel(LocalModelConfig.preset("tiny", 2, image_size=SIZE, decoder_loss_scale=0.0))
+    assert plain.decoder is None
+    loss, logs = plain(_batch())
+    assert torch.isfinite(loss) and "image_loss" not in logs and "next_latent_error" in logs
+    assert plain.sample_images(_batch()) == {}
+
+
+def test_encode_and_reward_through_prior_step(model: LocalModel) -> None:
+    frames = _batch().frames
+    embeds = model.encode(frames)
+    assert embeds.shape == (4, 5, model.config.embed_size)
+    torch.testing.assert_close(model.encode(frames.float() / 127.5 - 1.0), embeds)  # float [-1, 1] == uint8
+    with pytest.raises(ValueError, match="expected frames"):
+        model.encode(torch.zeros(2, 3, 8, 8))
+    # DMO's path: reward of the one-step prior, differentiable w.r.t. the action; the posterior of a new frame.
+    posteriors, _ = model.observe(frames[:, :1], torch.zeros(4, 1, 2))
+    action = torch.zeros(4, 2, requires_grad=True)
+    prior = model.rssm.prior_step(posteriors.at(0), action)
+    reward = model.reward(prior)
+    assert reward.shape == (4,)
+    posterior = model.posterior_of(prior, frames[:, 1])
+    assert features(posterior).shape == (4, model.config.feature_size)
+
+
+def test_sequence_batch_collate_and_to() -> None:
+    items = [SequenceBatch(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, 2), torch.zeros(3))] * 2
+    batch = collate(items)
+    assert isinstance(batch, SequenceBatch) and batch.frames.shape == (2, 3, 3, 8, 8) and batch.length == 3
+    moved = batch.to("cpu")
+    assert moved.rewards.shape == (2, 3) and moved.actions.dtype == torch.float32
+
+
+def test_sequence_dataset_attaches_rewards_by_sample_index(tmp_path: Path) -> None:
+    n = 30
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(n)  # sample index written into a pixel
+    actions = np.stack([np.arange(n), -np.arange(n)], 1).astype(np.float32)
+    folders = [write_dataset(tmp_path / name, frames, actions, [10, 12, 8], validation_fraction=0.0)
+               for name in ("a", "b")]
+    rewards = {str(folders[0]): np.arange(n, dtype=np.float32) * 0.5, folders[1]: np.arange(n) * -1.0}
+    dataset = SequenceDataset(folders, 4, "train", rewards)
+    assert len(dataset) == 2 * (7 + 9 + 5)
+    for index in (0, 6, 7, 20, 21, 41):
+        item = dataset[index]
+        sample = item.frames[:, 0, 0, 0].long()
+        assert item.frames.shape == (4, 3, 8, 8) and item.rewards.shape == (4,)
+        assert torch.equal(sample, sample[0] + torch.arange(4))  # consecutive samples of one episode
+        torch.testing.assert_close(item.actions[:, 0], sample.float())
+        scale = 0.5 if index < 21 else -1.0
+        torch.testing.assert_close(item.rewards, sample.float() * scale)
+    with pytest.raises(IndexError):
+        dataset[len(dataset)]
+    with pytest.raises(DatasetError, match="no reward labels"):
+        SequenceDataset(folders, 4, "train", {folders[0]: rewards[str(folders[0])]})
+    with pytest.raises(DatasetError, match="relabel"):
+        SequenceDataset(folders[:1], 4, "train", {folders[0]: np.zeros(n - 1)})
+    with pytest.raises(ValueError, match="at least 2"):
+        SequenceDataset(folders, 1, "train", rewards)
+
+
+def test_save_and_load_roundtrip(model: LocalModel, tmp_path: Path) -> None:
+    with torch.no_grad():  # make the zero-initialised reward output non-trivial
+        model.reward_head.out.weight.normal_()
+    write_run_config(tmp_path, {"kind": "local_model", "model": asdict(model.config)})
+    save_checkpoint(tmp_path, 1, model.state_dict(), {"step": 1}, {})
+    loaded = load_local_model(tmp_path)
+    assert not loaded.training and loaded.config == model.config
+    model.eval()
+    batch = _batch()
+    torch.manual_seed(3)
+    expected = model(batch)[1]
+    torch.manual_seed(3)
+    assert loaded(batch)[1] == expected
+    write_run_config(tmp_path, {"kind": "reward", "model": {}})
+    with pytest.raises(ValueError, match="not a local model run"):
+        load_local_model(tmp_path)

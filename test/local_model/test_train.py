@@ -1,0 +1,139 @@
+"""``dmo-train-local-model``: the real CLI, tiny preset — labels, trains, checkpoints, resumes, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.dataset.format import write_dataset
+from dmo_ros.local_model.model import load_local_model
+from dmo_ros.local_model.train import label_rewards, main
+from dmo_ros.reward.config import RewardConfig
+from dmo_ros.reward.energy import EnergyNet, GoalReward, load_reward_model
+from dmo_ros.training import load_model_weights, read_run_config
+from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+SAMPLES = 48
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy shared machine a second one mostly spins (tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Four 12-sample episodes of 16x16 frames (a bright column sweeping right) and 2-D actions up to 0.2."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 60, (SAMPLES, 16, 16, 3), dtype=np.uint8)
+    for k in range(SAMPLES):
+        frames[k, :, k % 12 : k % 12 + 3] = 220
+    actions = rng.uniform(-0.2, 0.2, (SAMPLES, 2)).astype(np.float32)
+    return write_dataset(tmp_path_factory.mktemp("data") / "ds", frames, actions, [12] * 4, validation_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory) -> tuple[Path, Path]:
+    """An (untrained, randomly initialised) tiny reward model run and a goal picture: labels need not be good."""
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("reward")
+    model = EnergyNet(RewardConfig.preset("tiny", image_size=16))
+    write_run_config(run, {"kind": "reward", "model": asdict(model.config)})
+    save_checkpoint(run, 1, model.state_dict(), {"step": 1}, {})
+    goal = run / "goal.npy"
+    np.save(goal, np.full((16, 16, 3), 200, np.uint8))
+    return run, goal
+
+
+def _args(dataset: Path, run: Path, *extra: str) -> list[str]:
+    return [str(dataset), "--run-dir", str(run), "--preset", "tiny", "--batch-size", "4", "--device", "cpu",
+            "--progress", "false", "--checkpoint-every", "3", *extra]
+
+
+def _labelled(dataset: Path, run: Path, reward_run: tuple[Path, Path], *extra: str) -> list[str]:
+    return _args(dataset, run, "--reward-run", str(reward_run[0]), "--goal", str(reward_run[1]), *extra)
+
+
+def test_labels_trains_checkpoints_and_loads(dataset: Path, reward_run, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(_labelled(dataset, run, reward_run, "--steps", "4")) == 0
+    out = capsys.readouterr().out
+    assert "labelling 48 samples" in out and "trained to step 4" in out
+    assert "single-step accuracy (validation)" in out and "next_latent_error" in out and "reward_error" in out
+    config = read_run_config(run)
+    assert config["kind"] == "local_model" and config["model"]["image_size"] == 16
+    assert config["sequence_length"] == 6 and config["train"]["steps"] == 4
+    assert all(0.15 < s <= 0.2 for s in config["model"]["action_scale"])  # from the data's largest |action|
+    # The labels are the global reward of each frame against its episode's first frame, saved in the run.
+    index = json.loads((run / "rewards.json").read_text())
+    entry = index[str(dataset.resolve())]
+    labels = np.load(run / entry["file"])
+    assert entry["file"] == "rewards_ds.npy" and labels.shape == (SAMPLES,) and entry["samples"] == SAMPLES
+    goal_reward = GoalReward(load_reward_model(reward_run[0]), np.load(reward_run[1]))
+    np.testing.assert_allclose(labels, label_rewards(goal_reward, dataset, batch_size=5), rtol=1e-4, atol=1e-5)
+    assert np.allclose(labels[[0, 12, 24, 36]], 0.0, atol=1e-5)  # r(o_start) = 0 by construction
+    model = load_local_model(run)
+    assert not model.training and model.config.stoch_size == 8
+
+
+def test_resume_continues_exactly_without_relabelling(dataset: Path, reward_run, tmp_path: Path, capsys) -> None:
+    """3 steps, then to 6 (with no reward model given: the saved labels are used), equals 6 steps at once."""
+    assert main(_labelled(dataset, tmp_path / "whole", reward_run, "--steps", "6")) == 0
+    assert main(_labelled(dataset, tmp_path / "split", reward_run, "--steps", "3")) == 0
+    capsys.readouterr()
+    assert main(_args(dataset, tmp_path / "split", "--steps", "6")) == 0
+    out = capsys.readouterr().out
+    assert "labelling" not in out and "trained to step 6" in out
+    whole, split = load_model_weights(tmp_path / "whole"), load_model_weights(tmp_path / "split")
+    assert whole.keys() == split.keys()
+    for key in whole:
+        torch.testing.assert_close(whole[key], split[key], msg=key)
+
+
+def test_label_rewards_with_a_stand_in_function(dataset: Path) -> None:
+    """Any callable (frames, episode's first frame) -> rewards labels a dataset, batch by batch within episodes."""
+    def column(frames: torch.Tensor, start: torch.Tensor) -> np.ndarray:
+        assert frames.dtype == torch.uint8 and frames.shape[1:] == (3, 16, 16) and start.shape == (3, 16, 16)
+        bright = (frames[:, 0, 0] > 200).float().argmax(-1)  # the column's position
+        return (bright - (start[0, 0] > 200).float().argmax()).numpy()
+
+    labels = label_rewards(column, dataset, batch_size=5)
+    np.testing.assert_array_equal(labels, np.tile(np.arange(12, dtype=np.float32), 4))
+
+
+def test_bad_inputs_exit_2_with_a_message(dataset: Path, reward_run, tmp_path: Path, capsys) -> None:
+    assert main(_args(dataset, tmp_path / "a", "--steps", "2")) == 2
+    assert "give --reward-run" in capsys.readouterr().err
+    assert main(_args(dataset, tmp_path / "b", "--reward-run", str(reward_run[0]))) == 2
+    assert "needs --goal" in capsys.readouterr().err
+    assert main(_labelled(dataset, tmp_path / "c", reward_run, "--sequence-length", "1")) == 2
+    assert "at least 2" in capsys.readouterr().err
+    assert main(_labelled(dataset, tmp_path / "d", reward_run, "--steps", "0")) == 2
+    assert "steps must be at least 1" in capsys.readouterr().err
+    assert main(_labelled(tmp_path / "nothing", tmp_path / "e", reward_run)) == 2
+    assert "no dataset here" in capsys.readouterr().err
+    assert main(_labelled(dataset, tmp_path / "f", reward_run, "--sequence-length", "13")) == 2
+    assert "no training sequence of 13 samples" in capsys.readouterr().err
+    assert main(_labelled(dataset, reward_run[0], reward_run)) == 2  # a reward run is not resumed as a local model
+    assert "not a local model" in capsys.readouterr().err
+    assert main(_labelled(dataset, tmp_path / "g", reward_run, "--stoch-size", "0")) == 2
+    assert "stoch_size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(_labelled(dataset, tmp_path / "h", reward_run, "--preset", "huge"))
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:  # every option's help (the config docstrings) formats
+        main(["--help"])
+    assert exit_info.value.code == 0 and "--free-bits" in capsys.readouterr().out
+    # A run resumed with a different network is refused, not silently mixed.
+    assert main(_labelled(dataset, tmp_path / "i", reward_run, "--steps", "2")) == 0
+    assert main(_args(dataset, tmp_path / "i", "--steps", "4", "--deter-size", "16")) == 1
+    assert "different model" in capsys.readouterr().err
