@@ -16,19 +16,31 @@ DEMO_ENV := FASTDDS_BUILTIN_TRANSPORTS=SHM ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHO
 
 DEMO_BAGS := bags/demo
 DEMO_DATASETS := datasets/demo
+DEMO_RUNS := runs/demo
+# Seconds of play data the main job records (the world model and reward learn from it).
+DEMO_SECONDS ?= 240
 
 .PHONY: setup demo smoke test lint clean
 .DELETE_ON_ERROR:
 
 setup: $(STAMPS)/dmo_ros
 
-# The main job, as far as it goes today: record 20 s of play data on the Push-T stand-in,
-# print what the recording holds, and convert it into a training dataset.
+# The main job, as far as the pipeline goes today, one stage after another on a fresh
+# recording: record play data on the Push-T stand-in, print what the recording holds, convert
+# it into a dataset, train the world model (cpu preset) and write its fidelity report, save
+# the goal picture, train the reward model (cpu preset) and evaluate it. Every stage prints
+# its progress; a stage re-run resumes (run folders under runs/demo/<session>).
 demo: setup
-	$(DEMO_ENV) $(BIN)/dmo-launch collect robot:=pusht duration:=20 output:=$(DEMO_BAGS)
-	@session="$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"; session="$${session%/}"; \
-	  set -x; $(BIN)/dmo-bag-info "$$session" && \
-	  $(BIN)/dmo-convert "$$session" -o "$(DEMO_DATASETS)/$$(basename "$$session")" --robot pusht
+	$(DEMO_ENV) $(BIN)/dmo-launch collect robot:=pusht duration:=$(DEMO_SECONDS) output:=$(DEMO_BAGS)
+	@session="$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"; session="$${session%/}"; name="$$(basename "$$session")"; \
+	  data="$(DEMO_DATASETS)/$$name"; runs="$(DEMO_RUNS)/$$name"; set -x; \
+	  $(BIN)/dmo-bag-info "$$session" && \
+	  $(BIN)/dmo-convert "$$session" -o "$$data" --robot pusht && \
+	  $(BIN)/dmo-train-world-model "$$data" --run-dir "$$runs/world_model" --preset cpu && \
+	  $(BIN)/dmo-world-model-report "$$runs/world_model" --dataset "$$data" --out "$$runs/world_model/report" && \
+	  $(BIN)/dmo-goal-image --robot pusht --size 64 64 -o "$$runs/goal.png" && \
+	  $(BIN)/dmo-train-reward "$$data" --run-dir "$$runs/reward" --preset cpu && \
+	  $(BIN)/dmo-reward-eval "$$runs/reward" --dataset "$$data" --goal-image "$$runs/goal.png" --out "$$runs/reward/eval"
 
 # Two-node check of the ROS 2 setup.
 smoke: setup

@@ -7,8 +7,8 @@ horizon, so the per-step curve shows how far imagination can be trusted (the pap
 shows such rollouts). As a yardstick the report also scores "nothing moves": the last context
 frame repeated — a model that does not beat it has not learned the dynamics.
 
-Outputs in ``out_dir``: ``fidelity.json`` (per-step means and spreads, counts, settings),
-``fidelity.png`` (error versus horizon), ``rollout.gif`` (real | imagined, a few windows stacked
+Outputs in ``out_dir``: ``fidelity.json`` (per-step PSNR, SSIM and MSE on [0, 1] images: means, spreads, counts;
+settings), ``fidelity.png`` (error versus horizon), ``rollout.gif`` (real | imagined, a few windows stacked
 vertically, upscaled with nearest neighbour), and a table on stdout.
 
     dmo-world-model-report runs/wm --dataset datasets/pusht --horizon 20 --windows 64
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -36,8 +37,9 @@ from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, load_world_model, to_model_range, to_uint8
 from dmo_ros.world_model.imagination import WorldModelEnv
 
-PSNR_CAP_DB = 100.0
-"""Identical images have infinite PSNR; report means count them as this many dB."""
+PSNR_CAP_DB = 10 * math.log10(12 * 255**2)
+"""58.9 dB, the PSNR of uint8 rounding noise alone (variance 1/12 of a step): identical frames (PSNR = inf, e.g.
+a robot standing still for the last-frame baseline) count as this in the report's means."""
 
 
 # -- image metrics ---------------------------------------------------------------------------------
@@ -157,10 +159,10 @@ def write_rollout_gif(path: Path, context: Tensor, real: Tensor, imagined: Tenso
     images = []
     for t in range(steps):
         image = Image.fromarray(canvas[t])
-        label = f"context {t - length + 1}" if t < length else f"+{t - length + 1}/{horizon}"
+        label = f"ctx {t + 1}" if t < length else f"+{t - length + 1}/{horizon}"
         draw = ImageDraw.Draw(image)
-        draw.text((2, 0), "real", fill=(0, 0, 0))
-        draw.text((w + gap + 2, 0), f"imagined {label}", fill=(0, 0, 0))
+        draw.text((2, 0), f"real {label}", fill=(0, 0, 0))
+        draw.text((w + gap + 2, 0), "imagined", fill=(0, 0, 0))
         images.append(image)
     images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
 
@@ -208,7 +210,7 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
     generator = torch.Generator(device=device).manual_seed(seed)
     env = WorldModelEnv(denoiser, sampler_config, device=device, generator=generator)
 
-    scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "base_psnr": [], "base_ssim": []}
+    scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "mse": [], "base_psnr": [], "base_ssim": []}
     shown = set(np.linspace(0, len(indices) - 1, min(gif_rollouts, len(indices))).round().astype(int).tolist())
     gif_parts: list[tuple[Tensor, Tensor, Tensor]] = []
     for first in range(0, len(indices), batch_size):
@@ -220,6 +222,7 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         fake_u, real_u, last_u = (_unit(x).flatten(0, 1) for x in (imagined, real, last))
         scores["psnr"].append(psnr(fake_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
         scores["ssim"].append(ssim(fake_u, real_u).view(b, h).cpu())
+        scores["mse"].append((fake_u - real_u).pow(2).flatten(1).mean(1).view(b, h).cpu())
         scores["base_psnr"].append(psnr(last_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
         scores["base_ssim"].append(ssim(last_u, real_u).view(b, h).cpu())
         keep = [k for k in range(b) if first + k in shown]
@@ -239,6 +242,7 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         "psnr_std": table["psnr"].std(0, correction=0).tolist(),
         "ssim": table["ssim"].mean(0).tolist(),
         "ssim_std": table["ssim"].std(0, correction=0).tolist(),
+        "mse": table["mse"].mean(0).tolist(),
         "psnr_mean": table["psnr"].mean().item(),
         "ssim_mean": table["ssim"].mean().item(),
         "baseline_last_frame": {"psnr": table["base_psnr"].mean(0).tolist(),

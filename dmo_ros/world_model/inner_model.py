@@ -162,10 +162,11 @@ class InnerModel(nn.Module):
         self.noise_embedding = FourierFeatures(cond)
         self.action_embedding = nn.Linear(config.context * config.action_size, cond)
         self.cond_mlp = nn.Sequential(nn.Linear(cond, cond), nn.SiLU(), nn.Linear(cond, cond))
-        self.conv_in = _conv3x3((config.context + 1) * config.image_channels, config.channels[0])
+        patch = config.patch_size**2  # pixels folded into channels by the stem (1: none)
+        self.conv_in = _conv3x3((config.context + 1) * config.image_channels * patch, config.channels[0])
         self.unet = UNet(config.channels, config.depths, config.attention, config.mid_attention, cond)
         self.norm_out = nn.GroupNorm(_groups(config.channels[0]), config.channels[0])
-        self.conv_out = _conv3x3(config.channels[0], config.image_channels)
+        self.conv_out = _conv3x3(config.channels[0], config.image_channels * patch)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -178,6 +179,9 @@ class InnerModel(nn.Module):
         Returns (B, C, H, W), F's output.
         """
         cond = self.cond_mlp(self.noise_embedding(c_noise) + self.action_embedding(context_actions.flatten(1)))
-        x = self.conv_in(torch.cat([context_frames.flatten(1, 2), noisy], dim=1))
-        x = self.unet(x, cond)
-        return self.conv_out(F.silu(self.norm_out(x)))
+        x = torch.cat([context_frames.flatten(1, 2), noisy], dim=1)
+        if self.config.patch_size > 1:  # space-to-depth: the UNet runs at 1/patch the resolution, no pixel lost
+            x = F.pixel_unshuffle(x, self.config.patch_size)
+        x = self.unet(self.conv_in(x), cond)
+        x = self.conv_out(F.silu(self.norm_out(x)))
+        return F.pixel_shuffle(x, self.config.patch_size) if self.config.patch_size > 1 else x

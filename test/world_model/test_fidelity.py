@@ -1,0 +1,116 @@
+"""PSNR / SSIM against known values; the open-loop fidelity report and its command line on a tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dmo_ros.dataset.format import write_dataset
+from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
+from dmo_ros.world_model.denoiser import Denoiser
+from dmo_ros.world_model.fidelity import fidelity_report, main, psnr, ssim
+
+SIZE, L = 16, 4
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def test_psnr_known_values() -> None:
+    a = torch.rand(2, 3, 8, 8)
+    assert torch.isinf(psnr(a, a)).all() and psnr(a, a).shape == (2,)
+    zeros = torch.zeros(3, 8, 8)
+    assert psnr(zeros, zeros + 0.1).item() == pytest.approx(20.0)  # MSE 0.01 -> 10 log10(1 / 0.01)
+    assert psnr(zeros, zeros + 0.5).item() == pytest.approx(10 * math.log10(4))
+    assert psnr(zeros * 255, zeros + 25.5, data_range=255).item() == pytest.approx(20.0)
+
+
+def test_ssim_known_values() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 16, 16, generator=g)
+    torch.testing.assert_close(ssim(a, a), torch.ones(2, dtype=torch.float64))
+    # Two flat images: no structure, so SSIM is the luminance term (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1).
+    c1 = 0.01**2
+    flat = ssim(torch.full((3, 16, 16), 0.2), torch.full((3, 16, 16), 0.6)).item()
+    assert flat == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1), rel=1e-6)  # float32 inputs
+    noisy = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    worse = (a + 0.5 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    assert (ssim(a, worse) < ssim(a, noisy)).all() and (ssim(a, noisy) < 1).all()
+    torch.testing.assert_close(ssim(a, noisy), ssim(noisy, a))  # symmetric
+    assert ssim(a[:, :, :6, :6], noisy[:, :, :6, :6]).shape == (2,)  # smaller than the 11-pixel window
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def moving_square_dataset(folder: Path, validation_fraction: float = 0.3) -> Path:
+    """Five 20-sample episodes of a square pushed around by 2-D actions (the report needs real windows)."""
+    rng = np.random.default_rng(0)
+    lengths = [20] * 5
+    n = sum(lengths)
+    actions = rng.choice([-0.2, 0.0, 0.2], size=(n, 2)).astype(np.float32)
+    frames = np.zeros((n, SIZE, SIZE, 3), np.uint8)
+    frames[:] = (20, 30, 60)
+    position = np.array([6, 6])
+    for i in range(n):
+        frames[i, position[1] : position[1] + 4, position[0] : position[0] + 4] = (250, 200, 40)
+        position = np.clip(position + np.round(actions[i] / 0.1).astype(int), 0, SIZE - 4)
+    return write_dataset(folder, frames, actions, lengths, validation_fraction=validation_fraction)
+
+
+def untrained() -> Denoiser:
+    torch.manual_seed(0)
+    return Denoiser(WorldModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=SIZE))
+
+
+def test_report_writes_json_plot_and_gif(tmp_path: Path, capsys) -> None:
+    dataset = moving_square_dataset(tmp_path / "ds")
+    report = fidelity_report(untrained(), dataset, tmp_path / "out", horizon=5, windows=6,
+                             sampler_config=SamplerConfig(num_steps=2), batch_size=4, gif_rollouts=3)
+    saved = json.loads((tmp_path / "out/fidelity.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["split"] == "val" and saved["windows"] == 6 and saved["steps"] == [1, 2, 3, 4, 5]
+    assert saved["counts"] == [6] * 5 and len(saved["psnr"]) == len(saved["ssim"]) == 5
+    assert all(math.isfinite(v) for v in saved["psnr"] + saved["ssim"] + saved["baseline_last_frame"]["psnr"])
+    assert all(-1 <= v <= 1 for v in saved["ssim"])
+    assert len(saved["mse"]) == 5 and all(0 < v < 1 for v in saved["mse"])
+    assert all(v <= saved["psnr_cap_db"] for v in saved["psnr"] + saved["baseline_last_frame"]["psnr"])
+    assert saved["psnr_cap_db"] == pytest.approx(58.92, abs=0.01)  # uint8 rounding noise alone
+    assert Image.open(tmp_path / "out/fidelity.png").size[0] > 300
+    gif = Image.open(tmp_path / "out/rollout.gif")
+    assert gif.n_frames == L + 5  # the context, then the 5 open-loop steps
+    assert gif.size == (2 * 3 * SIZE + 2, 12 + 3 * (3 * SIZE + 2))  # [real | imagined] x 3 rows, upscaled x3
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "last-frame" in out and "wrote" in out
+
+
+def test_report_falls_back_to_training_episodes(tmp_path: Path, capsys) -> None:
+    dataset = moving_square_dataset(tmp_path / "ds", validation_fraction=0.0)
+    report = fidelity_report(untrained(), dataset, tmp_path / "out", horizon=3, windows=2,
+                             sampler_config=SamplerConfig(num_steps=1))
+    assert report["split"] == "train" and "using training episodes" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="lower the horizon"):
+        fidelity_report(untrained(), dataset, tmp_path / "out", horizon=30)
+
+
+def test_command_line_on_a_trained_run(tmp_path: Path, capsys) -> None:
+    from dmo_ros.world_model.train import main as train_main
+
+    dataset = moving_square_dataset(tmp_path / "ds")
+    run = tmp_path / "run"
+    assert train_main([str(dataset), "--run-dir", str(run), "--preset", "tiny", "--steps", "2", "--batch-size", "4",
+                       "--device", "cpu", "--progress", "false"]) == 0
+    assert main([str(run), "--dataset", str(dataset), "--horizon", "3", "--windows", "2", "--steps", "1",
+                 "--device", "cpu"]) == 0
+    assert json.loads((run / "fidelity/fidelity.json").read_text())["horizon"] == 3
+    capsys.readouterr()
+    assert main([str(tmp_path / "nothing"), "--dataset", str(dataset)]) == 2
+    assert "not a training run folder" in capsys.readouterr().err
+    assert main([str(run), "--dataset", str(tmp_path / "none")]) == 2
+    assert "not a dmo_ros dataset" in capsys.readouterr().err
