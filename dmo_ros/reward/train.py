@@ -41,8 +41,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, log_every=10, val_every=50,
                         val_batches=2, checkpoint_every=50),
     # The laptop demo: minutes on 2 CPU cores.
-    "cpu": TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, log_every=25, val_every=500,
-                       val_batches=8, checkpoint_every=500),
+    "cpu": TrainConfig(steps=1000, batch_size=32, lr=1e-3, warmup_steps=100, log_every=25, val_every=250,
+                       val_batches=8, checkpoint_every=250),
     # One GPU: larger batches of pairs, many more steps.
     "gpu": TrainConfig(steps=30_000, batch_size=256, lr=5e-4, warmup_steps=500, log_every=50, val_every=2000,
                        val_batches=16, checkpoint_every=2000, num_workers=4),

@@ -1,4 +1,4 @@
-"""``dmo-train-world-model``: the real CLI with the tiny preset — trains, checkpoints, resumes exactly, refuses bad input."""
+"""``dmo-train-world-model`` with the tiny preset: trains, checkpoints, resumes exactly, refuses bad input."""
 
 from __future__ import annotations
 
