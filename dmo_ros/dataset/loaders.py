@@ -420,6 +420,24 @@ def find_datasets(paths: Sequence[Path | str]) -> list[Path]:
     return found
 
 
+def dataset_shape(folders: Sequence[Path | str], model: str) -> tuple[int, int, str]:
+    """(square frame size, action size, robot) shared by all ``folders``; DatasetError when they disagree.
+
+    ``model`` names the model that needs square frames in the error message.
+    """
+    shapes = set()
+    for folder in folders:
+        meta = read_meta(folder)
+        image = meta["image"]
+        if image["height"] != image["width"]:
+            raise DatasetError(f"{folder}: frames are {image['height']}x{image['width']}; the {model} needs "
+                               "square frames (convert with --size N N)")
+        shapes.add((int(image["height"]), len(meta["action"]["names"]), str(meta.get("robot"))))
+    if len(shapes) != 1:
+        raise DatasetError(f"the datasets differ in frame size, action size or robot: {sorted(shapes)}")
+    return shapes.pop()
+
+
 def action_statistics(folders: Sequence[Path | str]) -> dict[str, list[float]]:
     """Per-component ``max_abs``, ``mean`` and ``std`` of the actions over all samples of ``folders``."""
     actions = np.concatenate([np.asarray(open_arrays(folder)["actions"], dtype=np.float64) for folder in folders])

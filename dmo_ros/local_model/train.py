@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
-from dmo_ros.dataset.loaders import action_statistics, find_datasets
+from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.model import LocalModel, SequenceDataset
 from dmo_ros.training import (
@@ -43,10 +43,12 @@ from dmo_ros.training import (
     TrainingError,
     add_dataclass_options,
     apply_options,
-    read_run_config,
+    given_options,
+    saved_run,
     seed_everything,
     train,
 )
+from dmo_ros.training.distributed import World, resolve_device
 
 KIND = "local_model"
 """``config.json`` ``kind`` of a local model run."""
@@ -180,28 +182,8 @@ def _free_name(name: str, index: dict) -> str:
 # -- the command line ------------------------------------------------------------------------
 
 
-def _data_shape(folders: list[Path]) -> tuple[int, int, str]:
-    """(image size, action size, robot) shared by all datasets; DatasetError when they disagree."""
-    shapes = set()
-    for folder in folders:
-        meta = read_meta(folder)
-        image = meta["image"]
-        if image["height"] != image["width"]:
-            raise DatasetError(f"{folder}: frames are {image['height']}x{image['width']}; the local model needs "
-                               "square frames (convert with --size N N)")
-        shapes.add((int(image["height"]), len(meta["action"]["names"]), str(meta.get("robot"))))
-    if len(shapes) != 1:
-        raise DatasetError(f"the datasets differ in frame size, action size or robot: {sorted(shapes)}")
-    return shapes.pop()
 
 
-def _device(name: str) -> torch.device:
-    """The labelling device: TrainConfig.device, with "auto" resolved (this process's GPU under torchrun)."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     prog = parser.prog
     try:
         folders = find_datasets(args.datasets)
-        image_size, action_size, robot = _data_shape(folders)
+        image_size, action_size, robot = dataset_shape(folders, "local model")
         train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
-        overrides = {name: getattr(args, name) for name in args.model_options if getattr(args, name) is not None}
-        saved = _saved_run(args.run_dir)
+        overrides = given_options(args, args.model_options)
+        saved = saved_run(args.run_dir, KIND, "local model")
         if saved is not None and not overrides:
             model_config = LocalModelConfig.from_dict(saved["model"])  # re-running resumes the run as configured
         else:
@@ -266,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.goal is None:
                 raise ValueError("--reward-run needs --goal IMAGE, the goal picture the reward measures progress "
                                  "toward (make one with dmo-goal-image)")
-            device = _device(train_config.device)
+            device = resolve_device(train_config.device, World(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
 
             def make_reward_fn() -> RewardFunction:
                 return goal_reward_function(args.reward_run, args.goal, image_size, device)
@@ -324,14 +306,6 @@ def format_single_step(logs: dict[str, float], where: str = "validation") -> str
     return "\n".join(lines)
 
 
-def _saved_run(run_dir: Path) -> dict | None:
-    try:
-        saved = read_run_config(run_dir)
-    except CheckpointError:
-        return None
-    if saved.get("kind") != KIND or "model" not in saved:
-        raise CheckpointError(f"{run_dir} holds a run that is not a local model; choose another --run-dir")
-    return saved
 
 
 if __name__ == "__main__":

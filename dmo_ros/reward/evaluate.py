@@ -43,6 +43,7 @@ from dmo_ros.reward.energy import EnergyNet, GoalReward
 from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
 from dmo_ros.reward.pairs import PairDataset, RankingPairs, true_runs
 from dmo_ros.training.checkpoint import CheckpointError
+from dmo_ros.training.distributed import World, resolve_device
 
 # -- rank statistics ---------------------------------------------------------------------------
 
@@ -342,10 +343,6 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,12 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     from dmo_ros.reward.energy import load_reward_model
 
     try:
-        model = load_reward_model(options.run_dir, _device(options.device), options.checkpoint)
+        model = load_reward_model(options.run_dir, resolve_device(options.device, World()), options.checkpoint)
         size = (model.config.image_size, model.config.image_size)
         goal = None if options.goal_image is None else load_goal_image(options.goal_image, size)
         report = evaluate_reward(model, options.dataset, options.episodes, options.steps, goal, options.segments,
                                  options.pairs, options.seed)
-    except (CheckpointError, DatasetError, GoalImageError, FileNotFoundError, KeyError, ValueError) as error:
+    except (CheckpointError, DatasetError, GoalImageError, FileNotFoundError, KeyError, ValueError,
+            RuntimeError) as error:  # RuntimeError: a CUDA device asked for where there is none
         print(f"dmo-reward-eval: error: {error}", file=sys.stderr)
         return 2
     json_path, plot_path = write_report(report, options.out or options.run_dir / "reward_eval")

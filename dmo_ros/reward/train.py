@@ -31,7 +31,8 @@ from dmo_ros.training import (
     TrainingError,
     add_dataclass_options,
     apply_options,
-    read_run_config,
+    given_options,
+    saved_run,
     seed_everything,
     train,
 )
@@ -84,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folders = find_datasets(args.datasets)
         train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
-        overrides = {name: getattr(args, name) for name in args.model_options if getattr(args, name) is not None}
-        saved = _saved_model_config(args.run_dir)
+        overrides = given_options(args, args.model_options)
+        saved = saved_run(args.run_dir, KIND, "reward model")
         if saved is not None and not overrides:
-            model_config = saved  # re-running the command resumes the run as it was configured
+            model_config = RewardConfig.from_dict(saved["model"])  # re-running resumes the run as configured
         else:
             model_config = RewardConfig.preset(args.preset, **overrides)
         sets = {split: PairDataset(folders, split, model_config.max_span, model_config.min_span,
@@ -132,14 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _saved_model_config(run_dir: Path) -> RewardConfig | None:
-    try:
-        saved = read_run_config(run_dir)
-    except CheckpointError:
-        return None
-    if saved.get("kind") != KIND or "model" not in saved:
-        raise CheckpointError(f"{run_dir} holds a run that is not a reward model; choose another --run-dir")
-    return RewardConfig.from_dict(saved["model"])
 
 
 if __name__ == "__main__":

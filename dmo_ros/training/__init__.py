@@ -13,10 +13,17 @@ from dmo_ros.training.checkpoint import (
     latest_step,
     load_model_weights,
     read_run_config,
+    saved_run,
 )
 from dmo_ros.training.config import TrainConfig
 from dmo_ros.training.loop import TrainingError, TrainResult, seed_everything, train
-from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
+from dmo_ros.training.options import (
+    ConfigError,
+    add_dataclass_options,
+    apply_options,
+    config_from_dict,
+    given_options,
+)
 
 __all__ = [
     "CheckpointError",
@@ -28,9 +35,11 @@ __all__ = [
     "apply_options",
     "checkpoint_dir",
     "config_from_dict",
+    "given_options",
     "latest_step",
     "load_model_weights",
     "read_run_config",
+    "saved_run",
     "seed_everything",
     "train",
 ]

@@ -66,6 +66,21 @@ def read_run_config(run_dir: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from error
 
 
+def saved_run(run_dir: Path | str, kind: str, what: str) -> dict[str, Any] | None:
+    """The ``config.json`` of an existing run of ``kind`` (None when ``run_dir`` holds no run yet).
+
+    A trainer re-run with the same command resumes from it; a run folder of another kind is a
+    :class:`CheckpointError` (``what`` names the expected model in the message).
+    """
+    try:
+        saved = read_run_config(run_dir)
+    except CheckpointError:
+        return None
+    if saved.get("kind") != kind or "model" not in saved:
+        raise CheckpointError(f"{run_dir} holds a run that is not a {what}; choose another --run-dir")
+    return saved
+
+
 def checkpoint_dir(run_dir: Path | str, checkpoint: str = LAST) -> Path:
     """The folder of ``checkpoint`` ("last", "step_00001000" or a path); CheckpointError if absent."""
     run_dir = Path(run_dir)
@@ -133,5 +148,6 @@ __all__ = [
     "load_trainer_state",
     "read_run_config",
     "save_checkpoint",
+    "saved_run",
     "write_run_config",
 ]

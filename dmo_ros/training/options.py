@@ -97,9 +97,14 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: 
     return added
 
 
+def given_options(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """The options of ``names`` that were given on the command line (not left at ``None``)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
 def apply_options(config: T, args: argparse.Namespace, names: list[str]) -> T:
     """``config`` with every option of ``names`` that was given on the command line replaced."""
-    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    given = given_options(args, names)
     if not given:
         return config
     try:
@@ -123,4 +128,4 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "conf
         raise ConfigError(f"{where}: {error}") from error
 
 
-__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs"]
+__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "given_options"]

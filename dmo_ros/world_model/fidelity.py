@@ -33,6 +33,7 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, load_world_model, to_model_range, to_uint8
 from dmo_ros.world_model.imagination import WorldModelEnv
@@ -281,10 +282,6 @@ def format_table(report: dict[str, Any]) -> str:
 # -- command line ----------------------------------------------------------------------------------
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     try:
-        device = _device(args.device)
+        device = resolve_device(args.device, World())
         denoiser = load_world_model(args.run_dir, device, args.checkpoint)
         fidelity_report(denoiser, args.dataset, args.out or args.run_dir / "fidelity", horizon=args.horizon,
                         windows=args.windows, sampler_config=SamplerConfig(num_steps=args.steps, order=args.order),

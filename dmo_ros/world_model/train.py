@@ -19,8 +19,8 @@ from pathlib import Path
 
 from torch.utils.data import ConcatDataset, Dataset
 
-from dmo_ros.dataset.format import DatasetError, read_meta
-from dmo_ros.dataset.loaders import WindowDataset, action_statistics, find_datasets
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.loaders import WindowDataset, action_statistics, dataset_shape, find_datasets
 from dmo_ros.training import (
     CheckpointError,
     ConfigError,
@@ -28,7 +28,8 @@ from dmo_ros.training import (
     TrainingError,
     add_dataclass_options,
     apply_options,
-    read_run_config,
+    given_options,
+    saved_run,
     seed_everything,
     train,
 )
@@ -48,6 +49,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }
 """Training schedules per preset; the network sizes are in :data:`dmo_ros.world_model.config.PRESETS`."""
 
+KIND = "world_model"
+"""``config.json`` ``kind`` of a world-model run."""
+
 MODEL_OPTIONS_SKIP = ("action_size", "action_scale", "image_size", "image_channels")
 """Model fields that come from the data, not from the command line."""
 
@@ -58,19 +62,6 @@ def _windows(folders: list[Path], context: int, split: str) -> Dataset | None:
     return ConcatDataset(parts) if parts else None
 
 
-def _data_shape(folders: list[Path]) -> tuple[int, int, str]:
-    """(image size, action size, robot) shared by all datasets; DatasetError when they disagree."""
-    shapes = set()
-    for folder in folders:
-        meta = read_meta(folder)
-        image = meta["image"]
-        if image["height"] != image["width"]:
-            raise DatasetError(f"{folder}: frames are {image['height']}x{image['width']}; the world model needs "
-                               "square frames (convert with --size N N)")
-        shapes.add((int(image["height"]), len(meta["action"]["names"]), str(meta.get("robot"))))
-    if len(shapes) != 1:
-        raise DatasetError(f"the datasets differ in frame size, action size or robot: {sorted(shapes)}")
-    return shapes.pop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folders = find_datasets(args.datasets)
-        image_size, action_size, robot = _data_shape(folders)
+        image_size, action_size, robot = dataset_shape(folders, "world model")
         train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
-        overrides = {name: getattr(args, name) for name in args.model_options if getattr(args, name) is not None}
-        saved = _saved_model_config(args.run_dir)
+        overrides = given_options(args, args.model_options)
+        saved = saved_run(args.run_dir, KIND, "world model")
         if saved is not None and not overrides:
-            model_config = saved  # re-running the command resumes the run as it was configured
+            model_config = WorldModelConfig.from_dict(saved["model"])  # re-running resumes the run as configured
         else:
             scale = [max(value, 1e-3) for value in action_statistics(folders)["max_abs"]]
             model_config = WorldModelConfig.preset(args.preset, action_size, scale, image_size=image_size,
@@ -124,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {len(train_set)} training windows, {len(val_set) if val_set else 0} validation windows from "
           f"{len(folders)} dataset(s)" + ("" if val_set else " (no validation episodes: validation skipped)"),
           flush=True)
-    run_config = {"kind": "world_model", "preset": args.preset, "model": asdict(model_config),
+    run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
                   "datasets": [str(folder) for folder in folders], "robot": robot}
     try:
         result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
@@ -137,14 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _saved_model_config(run_dir: Path) -> WorldModelConfig | None:
-    try:
-        saved = read_run_config(run_dir)
-    except CheckpointError:
-        return None
-    if saved.get("kind") != "world_model" or "model" not in saved:
-        raise CheckpointError(f"{run_dir} holds a run that is not a world model; choose another --run-dir")
-    return WorldModelConfig.from_dict(saved["model"])
 
 
 if __name__ == "__main__":
