@@ -166,16 +166,17 @@ class _Averages:
     """Running sums of logged values between two log points."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = defaultdict(float)
+        self.sums: dict[str, Any] = defaultdict(float)
         self.count = 0
 
     def add(self, logs: dict[str, Any]) -> None:
+        # Tensors stay on their device until mean(): no GPU synchronisation on every step.
         for key, value in logs.items():
-            self.sums[key] += float(value)
+            self.sums[key] = self.sums[key] + (value.detach().float() if torch.is_tensor(value) else float(value))
         self.count += 1
 
     def mean(self) -> dict[str, float]:
-        return {key: value / max(1, self.count) for key, value in self.sums.items()}
+        return {key: float(value) / max(1, self.count) for key, value in self.sums.items()}
 
 
 def _check_run_folder(run_dir: Path, run_config: dict[str, Any]) -> None:
