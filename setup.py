@@ -59,6 +59,9 @@ setup(
             "dmo-reward-eval = dmo_ros.reward.evaluate:main",
             "dmo-goal-image = dmo_ros.reward.goal_image:main",
             "dmo-train-local-model = dmo_ros.local_model.train:main",
+            "dmo-train-policy = dmo_ros.dmo.train:main",
+            "dmo-eval-policy = dmo_ros.policy.evaluate:main",
+            "dmo-compare = dmo_ros.dmo.compare:main",
         ],
     },
 )

@@ -239,6 +239,10 @@ class Trajectory:
     """(H, B) ``-log pi(a_h | s_h)`` of the sampled actions, differentiable w.r.t. the actor."""
     dones: Tensor | None = field(default=None)
     """Optional (H, B) bool: ``s_{h+1}`` ends the episode."""
+    value_rewards: Tensor | None = field(default=None)
+    """Optional (H, B) rewards the critics' targets are built from instead of ``rewards``. DMO-SAPO passes the
+    global reward model's labels here (Algorithm 1: the global reward trains the critics and the local reward
+    head; the actor's return uses the local head, the only one with a gradient)."""
 
 
 def _grad_norm(parameters: Iterable[nn.Parameter]) -> Tensor:
@@ -318,7 +322,11 @@ class SAPOLearner(nn.Module):
         with torch.no_grad():
             detached = features.detach()
             values = self.critics.target(detached)
-            targets = td_lambda_targets(rewards.detach(), entropies.detach(), values, alpha, config.gamma,
+            critic_rewards = rewards if trajectory.value_rewards is None else trajectory.value_rewards
+            if critic_rewards.shape != rewards.shape:
+                raise ValueError(f"value_rewards {tuple(critic_rewards.shape)} must match rewards "
+                                 f"{tuple(rewards.shape)}")
+            targets = td_lambda_targets(critic_rewards.detach(), entropies.detach(), values, alpha, config.gamma,
                                         config.lam, dones)
         inputs = detached[:horizon].reshape(horizon * batch, -1)
         targets = targets.reshape(horizon * batch)

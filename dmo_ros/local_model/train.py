@@ -59,15 +59,15 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=60, batch_size=8, lr=1e-3, warmup_steps=10, grad_clip=1000.0, log_every=10,
                         val_every=30, val_batches=2, checkpoint_every=30),
     # The laptop demo: minutes on 2 CPU cores.
-    "cpu": TrainConfig(steps=3000, batch_size=16, lr=3e-4, warmup_steps=100, grad_clip=1000.0, log_every=25,
-                       val_every=500, val_batches=8, checkpoint_every=250),
+    "cpu": TrainConfig(steps=1000, batch_size=16, lr=3e-4, warmup_steps=50, grad_clip=1000.0, log_every=25,
+                       val_every=250, val_batches=8, checkpoint_every=250),
     # DreamerV3's world-model optimiser (lr 1e-4, clip 1000, batch 16) on one GPU.
     "gpu": TrainConfig(steps=50_000, batch_size=16, lr=1e-4, warmup_steps=500, grad_clip=1000.0, log_every=50,
                        val_every=2000, val_batches=16, checkpoint_every=2000, num_workers=4),
 }
 """Training schedules per preset; the network sizes are in :data:`dmo_ros.local_model.config.PRESETS`."""
 
-SEQUENCE_LENGTHS: dict[str, int] = {"tiny": 6, "cpu": 16, "gpu": 32}
+SEQUENCE_LENGTHS: dict[str, int] = {"tiny": 6, "cpu": 8, "gpu": 32}
 """Samples per training sequence per preset (DreamerV3: 64; single-step accuracy needs less)."""
 
 MODEL_OPTIONS_SKIP = ("action_size", "action_scale", "image_size")

@@ -230,6 +230,13 @@ class GoalReward:
                              "resize them as the dataset converter does (dmo_ros.dataset.images.resize)")
         return x
 
+    @property
+    def start(self) -> torch.Tensor:
+        """The episodes' first observations in [-1, 1], as set by :meth:`set_start`."""
+        if self._start is None:
+            raise RuntimeError("GoalReward has no start yet: call set_start(o_start) first")
+        return self._start
+
     def set_start(self, start: torch.Tensor | np.ndarray) -> None:
         """The episodes' first observations: (3, H, W) for one, (B, 3, H, W) for one per environment."""
         with torch.set_grad_enabled(self.grad):

@@ -112,6 +112,21 @@ class WorldModelEnv:
         self._actions = context_actions[:, : length - 1].to(self.device, torch.float32)
         return self.observation
 
+    def restart(self, index: Tensor, context_frames: Tensor, context_actions: Tensor) -> Tensor:
+        """Restart only the episodes ``index`` (B',) from new real context (B', L, ...); the others go on.
+
+        Returns the observations of all B episodes.
+        """
+        frames, actions = self._require_reset()
+        others = (frames, actions)
+        self.reset(context_frames, context_actions)  # validates and converts the new context
+        fresh_frames, fresh_actions = self._frames, self._actions
+        frames, actions = others[0].clone(), others[1].clone()
+        index = index.to(self.device)
+        frames[index], actions[index] = fresh_frames, fresh_actions
+        self._frames, self._actions = frames, actions
+        return self.observation
+
     def reset_from_windows(self, window: Window) -> Tensor:
         """Start from a batch of real windows (their context frames and actions); returns the observation."""
         if window.context != self.context:

@@ -1,0 +1,356 @@
+"""DMO-SAPO (Algorithm 1) and its "No Diffusion" ablation: SAPO on the local model's latent states.
+
+One epoch of :class:`LatentSAPO` with ``method="dmo"``:
+
+1. **Backward-model learning.** Fine-tune the local model (encoder + RSSM + reward head +
+   decoder, its own DreamerV3 loss) for ``finetune_steps`` on sub-sequences of the replay
+   buffer of forward-model transitions, labelled by the global reward model.
+2. **Imagination.** Roll the B episodes on by H steps. Each step the actor samples
+   ``a_h ~ pi(. | s_h)`` from the features of the current latent state; the *global* diffusion
+   world model makes the next image from the detached action (no gradient through the
+   sampler); the local model encodes it into ``s_fwd`` (the RSSM posterior reached from the
+   detached previous state) and :func:`dmo_ros.dmo.decoupled.decoupled_step` swaps it in for
+   the local prior ``f_local(s_h, a_h)``: forward values, local Jacobians. The global reward
+   model labels the new image.
+3. **Actor and critics.** The actor maximises SAPO's objective over the trajectory: the local
+   reward head's rewards of the swapped states (differentiable), the entropy bonus and the
+   target critics' terminal value. The critics regress TD-lambda targets of the *global*
+   reward labels. Gradients reach the actor only: the local model, its encoder and the world
+   model get none (:class:`SAPOLearner` differentiates with respect to the actor alone, and
+   the forward latents are computed under ``no_grad``).
+4. The forward transitions (images, actions, global rewards) go into the replay buffer.
+
+Episodes start from real dataset windows (their latent state is the RSSM's filter over the
+window's frames) and continue across epochs until ``episode_steps``; then they restart from
+new windows (so a rollout never goes further from real data than ``episode_steps + H``).
+
+``method="no_diffusion"``: the same loop with the RSSM as its own forward model (its prior is
+sampled instead of encoding a world-model image): no images, rewards from the local head for
+the actor and the critics alike, nothing new to fine-tune on. Its samples count RSSM steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmo_ros.dmo.decoupled import detach_state, map_state, rollout_decoupled
+from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
+from dmo_ros.dmo.replay import ReplayBuffer, to_uint8_frames
+from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
+from dmo_ros.local_model.model import LocalModel
+from dmo_ros.local_model.rssm import RSSMState, features
+from dmo_ros.policy.api import LatentActorPolicy
+
+METHODS = ("dmo", "no_diffusion")
+
+
+@dataclass
+class DMOConfig:
+    """The DMO-SAPO loop around the SAPO learner (whose own settings are :class:`SAPOConfig`)."""
+
+    batch_size: int = 16
+    """B, imagined episodes stepped in parallel (each step is B world-model samples)."""
+
+    episode_steps: int = 64
+    """Imagined steps after which an episode restarts from a new real window (the paper's simulation length 64);
+    checked at epoch boundaries, so episodes last the next multiple of the horizon."""
+
+    finetune_steps: int = 4
+    """Local-model gradient steps on the replay buffer per epoch (Algorithm 1's model mini-epoch); 0 disables."""
+
+    finetune_batch_size: int = 16
+    """Sequences per local-model fine-tuning step."""
+
+    finetune_length: int = 8
+    """Frames per fine-tuning sequence (one-step accuracy needs short ones); at most horizon + 1."""
+
+    finetune_lr: float = 1e-4
+    """AdamW learning rate of the local model's fine-tuning (DreamerV3's world-model rate)."""
+
+    finetune_grad_clip: float = 1000.0
+    """Gradient-norm clip of the fine-tuning (the local loss sums pixels: norms in the hundreds, as in pretraining)."""
+
+    replay_capacity: int = 512
+    """Imagined sequences (each horizon + 1 frames) the replay buffer keeps; the oldest are overwritten."""
+
+    sample_forward_latent: bool = False
+    """Sample the forward latent s_fwd from the posterior (True) or take each categorical's mode (False: the
+    image's most likely code, a deterministic encoding of the world model's frame)."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "episode_steps", "finetune_batch_size", "replay_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.finetune_length < 2:
+            raise ValueError(f"finetune_length must be at least 2 (one-step predictions), got {self.finetune_length}")
+        if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
+            raise ValueError(f"finetune_lr must be a positive number, got {self.finetune_lr}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> DMOConfig:
+        if name not in DMO_PRESETS:
+            raise ValueError(f"unknown DMO preset {name!r}; valid presets: {', '.join(DMO_PRESETS)}")
+        return replace(DMO_PRESETS[name], **overrides)
+
+
+DMO_PRESETS: dict[str, DMOConfig] = {
+    "tiny": DMOConfig(batch_size=4, episode_steps=16, finetune_steps=2, finetune_batch_size=4, finetune_length=4,
+                      replay_capacity=32),
+    # The laptop demo: 16 episodes x horizon 16 = 256 world-model samples per epoch (~6 s of sampling on 2 cores).
+    "cpu": DMOConfig(batch_size=16, episode_steps=48, finetune_steps=4, finetune_batch_size=16, finetune_length=8,
+                     replay_capacity=512),
+    # One GPU: the paper's simulation length, many more parallel episodes.
+    "gpu": DMOConfig(batch_size=256, episode_steps=64, finetune_steps=8, finetune_batch_size=32, finetune_length=16,
+                     replay_capacity=4096),
+}
+"""Size presets of :class:`DMOConfig` (the SAPO learner's are :data:`dmo_ros.dmo.sapo.PRESETS`)."""
+
+
+def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {prefix + key: value for key, value in state.items()}
+
+
+def _unprefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+class LatentSAPO:
+    """DMO-SAPO (``method="dmo"``) or No Diffusion (``"no_diffusion"``); see the module doc.
+
+    Args:
+        method: "dmo" or "no_diffusion".
+        local_model: the pretrained local model (fine-tuned in place during DMO).
+        starts: real windows episodes start from (the world model's context length).
+        config, sapo: the loop's and the learner's settings.
+        action_limit: (A,) the largest |action| per component; the actor's [-1, 1] output is scaled by it.
+        env: the imagined environment (the global world model and reward); required for "dmo".
+        device: where the local model and learner run.
+        seed: the actor's sampling and the replay sampling.
+    """
+
+    def __init__(self, method: str, local_model: LocalModel, starts: StartWindows, config: DMOConfig,
+                 sapo: SAPOConfig, action_limit: np.ndarray, env: ImaginedEnv | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "dmo" and env is None:
+            raise ValueError("DMO needs the imagined environment of the global world model and reward")
+        if env is not None and env.batch_size != config.batch_size:
+            raise ValueError(f"the environment steps {env.batch_size} episodes, the config asks for "
+                             f"{config.batch_size}")
+        if config.finetune_length > sapo.horizon + 1:
+            raise ValueError(f"finetune_length {config.finetune_length} exceeds the replayed sequences' "
+                             f"horizon + 1 = {sapo.horizon + 1} frames")
+        self.method = method
+        self.device = torch.device(device)
+        self.local = local_model.to(self.device)
+        self.local.requires_grad_(True)
+        self.starts = starts
+        self.env = env
+        self.config, self.sapo = config, sapo
+        self.action_limit = np.asarray(action_limit, dtype=np.float64)
+        if self.action_limit.shape != (local_model.config.action_size,) or not (self.action_limit > 0).all():
+            raise ValueError(f"action_limit must be {local_model.config.action_size} positive numbers, got "
+                             f"{self.action_limit}")
+        self._limit = torch.as_tensor(self.action_limit, dtype=torch.float32, device=self.device)
+        feature_size = local_model.config.feature_size
+        self.learner = SAPOLearner(feature_size, len(self.action_limit), sapo).to(self.device)
+        self.finetune_optimizer = torch.optim.AdamW(self.local.parameters(), lr=config.finetune_lr, weight_decay=0.0)
+        image_size = local_model.config.image_size
+        self.replay = ReplayBuffer(config.replay_capacity, sapo.horizon + 1, (3, image_size, image_size),
+                                   len(self.action_limit), seed=seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.epoch = 0
+        self._samples = 0  # No Diffusion's own count (DMO counts the environment's)
+        self.state: RSSMState | None = None
+        self.episode_steps = torch.zeros(config.batch_size, dtype=torch.long)
+        self.episodes_started = 0
+
+    # -- the PolicyAlgorithm contract ----------------------------------------------------------
+
+    @property
+    def samples(self) -> int:
+        """Forward-model transitions generated so far (world-model images for DMO, RSSM steps for No Diffusion)."""
+        return self.env.samples if self.method == "dmo" else self._samples
+
+    def policy(self) -> LatentActorPolicy:
+        """The current deterministic policy (shares the networks: evaluate, do not keep across training)."""
+        image_size = self.local.config.image_size
+        return LatentActorPolicy(self.local, self.learner.actor, self.action_limit, (image_size, image_size),
+                                 self.device)
+
+    def policy_config(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        image_size = self.local.config.image_size
+        return {"image_size": [image_size, image_size], "action_limit": self.action_limit.tolist(),
+                "local_model": asdict(self.local.config), "feature_size": self.local.config.feature_size,
+                "actor_hidden": self.sapo.actor_hidden, "actor_layers": self.sapo.actor_layers}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        learner = self.learner
+        return {**_prefixed("local.", self.local.state_dict()), **_prefixed("actor.", learner.actor.state_dict()),
+                **_prefixed("critics.", learner.critics.state_dict()), "log_alpha": learner.log_alpha.detach()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.local.load_state_dict(_unprefixed("local.", state))
+        self.learner.actor.load_state_dict(_unprefixed("actor.", state))
+        self.learner.critics.load_state_dict(_unprefixed("critics.", state))
+        with torch.no_grad():
+            self.learner.log_alpha.copy_(state["log_alpha"])
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "samples": self._samples, "episodes_started": self.episodes_started,
+                "optimizers": {name: opt.state_dict() for name, opt in self.learner.optimizers.items()},
+                "finetune_optimizer": self.finetune_optimizer.state_dict(),
+                "skipped_steps": self.learner.skipped_steps, "generator": self.generator.get_state(),
+                "starts": self.starts.state_dict(), "env": self.env.state_dict() if self.env is not None else {}}
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self._samples = int(state["epoch"]), int(state["samples"])
+        self.episodes_started = int(state["episodes_started"])
+        for name, optimizer in self.learner.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.finetune_optimizer.load_state_dict(state["finetune_optimizer"])
+        self.learner.skipped_steps = int(state["skipped_steps"])
+        self.generator.set_state(state["generator"])
+        self.starts.load_state_dict(state["starts"])
+        if self.env is not None:
+            self.env.load_state_dict(state["env"])
+        self.state = None  # episodes restart from new real windows after a resume
+
+    # -- one epoch -------------------------------------------------------------------------------
+
+    def _filter(self, frames: Tensor, actions: Tensor) -> RSSMState:
+        """The latent state (B, ...) after the RSSM's filter over context frames (B, L, ...) and the actions between
+        them (B, L - 1, A): the posterior of the last frame."""
+        padded = torch.cat([actions, actions.new_zeros(actions.shape[0], 1, actions.shape[-1])], dim=1)
+        posteriors, _ = self.local.observe(frames.to(self.device), padded.to(self.device, torch.float32),
+                                           sample=self.config.sample_forward_latent)
+        return posteriors.at(-1)
+
+    @torch.no_grad()
+    def _start_episodes(self) -> int:
+        """Restart the episodes that have run ``episode_steps`` (all of them at the first epoch)."""
+        batch = self.config.batch_size
+        done = (self.episode_steps >= self.config.episode_steps) if self.state is not None \
+            else torch.ones(batch, dtype=torch.bool)
+        if not done.any():
+            return 0
+        if self.method == "dmo":
+            if self.state is None:
+                self.env.reset()
+            else:
+                self.env.reset_some(done)
+            frames, actions = self.env.context
+        else:
+            window = self.starts.sample(batch)
+            frames, actions = window.context_frames, window.context_actions[:, :-1]
+        fresh = self._filter(frames, actions)
+        if self.state is None or done.all():
+            self.state = fresh
+        else:  # the restarted episodes take their new state, the others keep theirs
+            mask = done.to(self.device)
+            self.state = map_state(lambda old, new: torch.where(mask.view(-1, *([1] * (old.dim() - 1))), new, old),
+                                   self.state, fresh)
+        self.episode_steps[done] = 0
+        self.episodes_started += int(done.sum())
+        return int(done.sum())
+
+    def _finetune(self) -> dict[str, float]:
+        """Algorithm 1's backward-model learning on the replay buffer (DMO only, once it holds data)."""
+        config = self.config
+        if self.method != "dmo" or config.finetune_steps == 0 or len(self.replay) == 0:
+            return {}
+        self.local.train()
+        totals: dict[str, float] = {}
+        for _ in range(config.finetune_steps):
+            batch = self.replay.sample(config.finetune_batch_size, config.finetune_length).to(self.device)
+            loss, logs = self.local(batch)
+            self.finetune_optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                continue  # a NaN batch must not poison the local model; the next one is fresh
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.local.parameters(), config.finetune_grad_clip)
+            self.finetune_optimizer.step()
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + value / config.finetune_steps
+        self.finetune_optimizer.zero_grad(set_to_none=True)
+        return {f"local/{key}": value for key, value in totals.items()}
+
+    def _act(self, state: RSSMState) -> tuple[Tensor, Tensor]:
+        """The actor's sampled action in robot units and its log-probability, from the state's features."""
+        action, log_prob = self.learner.actor(features(state))
+        return action * self._limit, log_prob
+
+    def train_epoch(self) -> dict[str, float]:
+        """One epoch of Algorithm 1 (fine-tune, imagine H steps, update actor / critics / alpha); returns logs."""
+        logs = self._finetune()
+        restarted = self._start_episodes()
+        horizon = self.sapo.horizon
+        frames: list[Tensor] = []
+        global_rewards: list[Tensor] = []
+        if self.method == "dmo":
+            with torch.no_grad():
+                first = self.env.observation
+                frames.append(to_uint8_frames(first).cpu())
+                first_reward = self.env.reward(first)
+
+        def forward_step(state: RSSMState, action: Tensor) -> RSSMState:
+            """s_fwd' in the local latent space: the posterior of the world model's next image (DMO), or a sample
+            of the RSSM's own prior (No Diffusion). Called under no_grad with detached inputs."""
+            prior = self.local.rssm.prior_step(state, action, sample=True)
+            if self.method == "no_diffusion":
+                self._samples += action.shape[0]
+                return prior
+            observation, reward = self.env.step(action)
+            frames.append(to_uint8_frames(observation).cpu())
+            global_rewards.append(reward.to(self.device, torch.float32))
+            return self.local.rssm.posterior(prior, self.local.encode(observation),
+                                             sample=self.config.sample_forward_latent)
+
+        def local_step(state: RSSMState, action: Tensor) -> RSSMState:
+            return self.local.rssm.prior_step(state, action, sample=False)  # its value is swapped out anyway
+
+        self.local.eval()
+        rollout = rollout_decoupled(self.state, self._act, local_step, forward_step, horizon)
+        states = RSSMState.stack(rollout.states, dim=0)  # (H + 1, B, ...)
+        next_states = RSSMState(states.deter[1:], states.stoch[1:], states.logits[1:])
+        local_rewards = self.local.reward(next_states)  # (H, B): r(s_{h+1}), differentiable
+        entropies = -torch.stack([extras[0] for extras in rollout.policy_extras])
+        value_rewards = torch.stack(global_rewards) if global_rewards else None
+        if not torch.isfinite(local_rewards).all() or (value_rewards is not None
+                                                       and not torch.isfinite(value_rewards).all()):
+            raise FloatingPointError("non-finite rewards in the imagined rollout (check the world, reward and local "
+                                     "models' checkpoints)")
+        trajectory = Trajectory(features=features(states), rewards=local_rewards, entropies=entropies,
+                                value_rewards=value_rewards)
+        logs.update(self.learner.update(trajectory))
+
+        self.state = detach_state(rollout.states[-1])
+        self.episode_steps += horizon
+        self.epoch += 1
+        actions = torch.stack(rollout.actions, dim=1).detach()  # (B, H, A)
+        logs.update({"samples": float(self.samples), "episodes_started": float(self.episodes_started),
+                     "episodes_restarted": float(restarted),
+                     "local_return": local_rewards.detach().sum(0).mean().item(),
+                     "action_abs_mean": (actions / self._limit).abs().mean().item()})
+        if value_rewards is not None:
+            rewards = torch.cat([first_reward[None].to(self.device), value_rewards])  # (H + 1, B), frame by frame
+            self.replay.add(torch.stack(frames, dim=1), actions, rewards.t())
+            logs.update({"global_return": value_rewards.sum(0).mean().item(),
+                         "global_reward_final": value_rewards[-1].mean().item(),
+                         "local_reward_error": (local_rewards.detach() - value_rewards).abs().mean().item(),
+                         "replay_sequences": float(len(self.replay))})
+        return logs
+
+
+__all__ = ["DMO_PRESETS", "METHODS", "DMOConfig", "LatentSAPO"]

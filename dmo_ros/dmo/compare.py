@@ -1,0 +1,345 @@
+"""The paper's Fig. 3 for Push-T from logged policy runs: ``dmo-compare RUN_DIR [RUN_DIR ...] --out DIR``.
+
+Each run folder of ``dmo-train-policy`` holds ``config.json`` (``"kind": "policy"``, ``"method"``)
+and ``eval.jsonl``: one line per periodic stand-in evaluation, ``{"epoch", "samples", "wall_s",
+"success_rate", "mean_max_coverage", "episodes", "method"}``. A resumed run may log an epoch
+twice; the later line wins.
+
+Several runs of one method (seeds) are aggregated **aligned by epoch**: a point per epoch that
+every run of the method evaluated (give all seeds one evaluation schedule; a run stopped
+early ends the curve), at x = the runs' mean x at that epoch, y = the runs' mean value, with a
+min-max band. So every plotted point is a mean over *all* the seeds at the same training progress;
+x is the world-model samples (transitions imagined so far: equal across seeds) or the training
+wall-clock (evaluation time excluded: differs a little by seed, hence the mean). Runs of one
+method with no evaluated epoch in common are an error.
+
+Outputs in ``--out``:
+
+- ``success_vs_samples.png``, ``success_vs_time.png``, ``coverage_vs_samples.png``,
+  ``coverage_vs_time.png`` — one panel each;
+- ``fig3.png`` — the four panels in one 2 x 2 figure (success on top, coverage below);
+- ``comparison.md`` and ``comparison.csv`` — per method: runs, world-model samples and wall-clock
+  at the final evaluation, final and best success rate, final and best mean max coverage. Each
+  number is the mean over the method's runs of that run's own value (its last evaluation, or its
+  best one); the CSV adds each one's min and max over the runs. The table is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_LOG = "eval.jsonl"
+RUN_CONFIG = "config.json"
+
+METHODS: dict[str, tuple[str, str]] = {
+    # method: (label, colour) — the same colour for a method in every figure.
+    "dmo": ("DMO", "tab:red"),
+    "no_diffusion": ("No Diffusion", "tab:blue"),
+    "ppo": ("PPO", "tab:green"),
+}
+"""The methods a policy run can log, in the order they are listed and drawn."""
+
+METRICS = {"success_rate": "success rate", "mean_max_coverage": "mean max coverage"}
+"""The evaluation numbers plotted, with their axis labels."""
+
+AXES = {"samples": "world-model samples", "wall_s": "training wall-clock"}
+"""The x quantities, with their axis labels."""
+
+FIGURES = {
+    # file name: (metric, x)
+    "success_vs_samples.png": ("success_rate", "samples"),
+    "success_vs_time.png": ("success_rate", "wall_s"),
+    "coverage_vs_samples.png": ("mean_max_coverage", "samples"),
+    "coverage_vs_time.png": ("mean_max_coverage", "wall_s"),
+}
+
+REQUIRED = ("epoch", "samples", "wall_s", "success_rate", "mean_max_coverage")
+"""Keys every ``eval.jsonl`` line must hold."""
+
+
+class CompareError(ValueError):
+    """A run folder that cannot be compared (no evaluations, a damaged log, not a policy run)."""
+
+
+@dataclass
+class RunLog:
+    """One policy run's evaluations, in epoch order."""
+
+    run_dir: Path
+    """The run folder."""
+    method: str
+    """``config.json`` ``method``: dmo, no_diffusion or ppo."""
+    records: list[dict[str, Any]]
+    """The ``eval.jsonl`` lines (one per epoch, the last logged line of each), sorted by epoch."""
+
+    def values(self, key: str) -> np.ndarray:
+        """``key`` of every evaluation, in epoch order."""
+        return np.array([float(record[key]) for record in self.records])
+
+    def epochs(self) -> list[int]:
+        return [int(record["epoch"]) for record in self.records]
+
+    def at_epochs(self, key: str, epochs: list[int]) -> np.ndarray:
+        """``key`` at each of ``epochs`` (all of them evaluated by this run)."""
+        by_epoch = {int(record["epoch"]): float(record[key]) for record in self.records}
+        return np.array([by_epoch[epoch] for epoch in epochs])
+
+
+def read_run(run_dir: Path | str) -> RunLog:
+    """A run's method and evaluations; :class:`CompareError` naming the file (and line) when unusable."""
+    run_dir = Path(run_dir)
+    config_path, log_path = run_dir / RUN_CONFIG, run_dir / EVAL_LOG
+    if not config_path.is_file():
+        raise CompareError(f"{run_dir}: not a training run (no {RUN_CONFIG})")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CompareError(f"{config_path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict) or config.get("kind") != "policy":
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise CompareError(f"{run_dir}: not a policy run (kind {kind!r}); give run folders of dmo-train-policy")
+    method = config.get("method")
+    if method not in METHODS:
+        raise CompareError(f"{config_path}: unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if not log_path.is_file():
+        raise CompareError(f"{run_dir}: no {EVAL_LOG} (the run has not been evaluated yet; evaluations are logged "
+                           "every few epochs)")
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(log_path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CompareError(f"{log_path}:{number}: not a JSON line ({error.msg})") from error
+        if not isinstance(record, dict):
+            raise CompareError(f"{log_path}:{number}: expected a JSON object, got {type(record).__name__}")
+        missing = [key for key in REQUIRED if key not in record]
+        if missing:
+            raise CompareError(f"{log_path}:{number}: missing {', '.join(missing)}")
+        for key in REQUIRED:
+            value = record[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise CompareError(f"{log_path}:{number}: {key} must be a finite number, got {value!r}")
+        if record.get("method", method) != method:
+            raise CompareError(f"{log_path}:{number}: method {record['method']!r} differs from {config_path}'s "
+                               f"{method!r}")
+        by_epoch[int(record["epoch"])] = record  # a resumed run re-logs epochs: the later line wins
+    if not by_epoch:
+        raise CompareError(f"{log_path}: empty (no evaluation logged yet)")
+    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)])
+
+
+# -- aggregation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Curve:
+    """One method's metric against one x quantity, over its runs, at the epochs every run evaluated."""
+
+    epochs: np.ndarray
+    """The evaluated epochs common to all the runs."""
+    x: np.ndarray
+    """Mean over runs of the x quantity at each epoch (samples are equal across seeds; wall-clock is not)."""
+    mean: np.ndarray
+    """Mean over runs of the metric at each epoch."""
+    low: np.ndarray
+    """Min over runs at each epoch."""
+    high: np.ndarray
+    """Max over runs at each epoch."""
+
+
+def aggregate(runs: list[RunLog], metric: str, x_key: str) -> Curve:
+    """Mean and min-max of ``metric`` over ``runs`` against ``x_key``, aligned by epoch (see the module doc)."""
+    common = sorted(set.intersection(*(set(run.epochs()) for run in runs)))
+    if not common:
+        raise CompareError(f"the {METHODS[runs[0].method][0]} runs ({', '.join(str(run.run_dir) for run in runs)}) "
+                           "share no evaluated epoch; evaluate every run of a method at the same epochs")
+    x = np.stack([run.at_epochs(x_key, common) for run in runs])
+    y = np.stack([run.at_epochs(metric, common) for run in runs])
+    return Curve(np.array(common), x.mean(0), y.mean(0), y.min(0), y.max(0))
+
+
+def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
+    """The table row of a method: each number the mean (and min, max) over runs of the run's own value."""
+    per_run = {
+        "samples": [run.records[-1]["samples"] for run in runs],
+        "wall_s": [run.records[-1]["wall_s"] for run in runs],
+        "final_success_rate": [run.records[-1]["success_rate"] for run in runs],
+        "best_success_rate": [run.values("success_rate").max() for run in runs],
+        "final_mean_max_coverage": [run.records[-1]["mean_max_coverage"] for run in runs],
+        "best_mean_max_coverage": [run.values("mean_max_coverage").max() for run in runs],
+    }
+    row: dict[str, Any] = {"method": method, "label": METHODS[method][0], "runs": len(runs)}
+    for key, values in per_run.items():
+        values = np.asarray(values, dtype=np.float64)
+        row[key], row[f"{key}_min"], row[f"{key}_max"] = float(values.mean()), float(values.min()), float(values.max())
+    row["run_dirs"] = ";".join(str(run.run_dir) for run in runs)
+    return row
+
+
+def group_by_method(runs: list[RunLog]) -> dict[str, list[RunLog]]:
+    """Runs per method, in :data:`METHODS` order (methods without runs left out)."""
+    return {method: [run for run in runs if run.method == method] for method in METHODS
+            if any(run.method == method for run in runs)}
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12.5 min``, ``3.20 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _spread(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    text = f"{row[key]:.{digits}f}"
+    if row["runs"] > 1:
+        text += f" ({row[key + '_min']:.{digits}f}-{row[key + '_max']:.{digits}f})"
+    return text
+
+
+MARKDOWN_COLUMNS = ("method", "runs", "world-model samples", "wall-clock", "final success", "best success",
+                    "final coverage", "best coverage")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a markdown table (numbers: mean over runs, (min-max) when there are several)."""
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 7) + "|"]
+    for row in rows:
+        cells = [row["label"], str(row["runs"]), f"{row['samples']:,.0f}", format_duration(row["wall_s"]),
+                 _spread(row, "final_success_rate"), _spread(row, "best_success_rate"),
+                 _spread(row, "final_mean_max_coverage"), _spread(row, "best_mean_max_coverage")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+CSV_COLUMNS = ["method", "label", "runs",
+               *(f"{key}{suffix}" for key in ("samples", "wall_s", "final_success_rate", "best_success_rate",
+                                               "final_mean_max_coverage", "best_mean_max_coverage")
+                 for suffix in ("", "_min", "_max")),
+               "run_dirs"]
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in CSV_COLUMNS})
+    return path
+
+
+def _time_scale(seconds: float) -> tuple[float, str]:
+    if seconds < 120:
+        return 1.0, "s"
+    if seconds < 2 * 3600:
+        return 60.0, "min"
+    return 3600.0, "h"
+
+
+def draw_panel(axis: Any, groups: dict[str, list[RunLog]], metric: str, x_key: str) -> None:
+    """One panel: each method's mean over runs, with the min-max band where it has several."""
+    scale, unit = (1.0, "") if x_key == "samples" else _time_scale(
+        max(run.values("wall_s").max() for runs in groups.values() for run in runs))
+    for method, runs in groups.items():
+        label, colour = METHODS[method]
+        curve = aggregate(runs, metric, x_key)
+        x = curve.x / scale
+        axis.plot(x, curve.mean, color=colour, marker="o", markersize=3,
+                  label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
+        if len(runs) > 1:
+            axis.fill_between(x, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
+    axis.set_xlabel(AXES[x_key] + (f" ({unit})" if unit else ""))
+    axis.set_ylabel(METRICS[metric])
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+
+
+def plot_figures(groups: dict[str, list[RunLog]], out_dir: Path, title: str) -> list[Path]:
+    """The four single panels and the 2 x 2 ``fig3.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, (metric, x_key) in FIGURES.items():
+        figure, axis = plt.subplots(figsize=(5.5, 4.0))
+        draw_panel(axis, groups, metric, x_key)
+        axis.set_title(f"{title}: {METRICS[metric]} vs {AXES[x_key]}", fontsize=10)
+        figure.tight_layout()
+        figure.savefig(out_dir / name, dpi=120)
+        plt.close(figure)
+        paths.append(out_dir / name)
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for axis, (metric, x_key) in zip(axes.flat, FIGURES.values(), strict=True):
+        draw_panel(axis, groups, metric, x_key)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(out_dir / "fig3.png", dpi=120)
+    plt.close(figure)
+    paths.append(out_dir / "fig3.png")
+    return paths
+
+
+def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-T") -> tuple[list[dict], list[Path]]:
+    """Read the runs, write the figures and tables into ``out_dir``; the table rows and the written files."""
+    resolved = [Path(run_dir).resolve() for run_dir in run_dirs]
+    repeated = sorted({str(run_dir) for run_dir, path in zip(run_dirs, resolved, strict=True)
+                       if resolved.count(path) > 1})
+    if repeated:
+        raise CompareError(f"run folder(s) given more than once: {', '.join(repeated)} (each would count as a seed)")
+    runs = [read_run(run_dir) for run_dir in run_dirs]
+    groups = group_by_method(runs)
+    for group in groups.values():
+        aggregate(group, "success_rate", "samples")  # runs of a method share evaluated epochs: checked before writing
+    rows = [summarise(method, group) for method, group in groups.items()]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table_path = out_dir / "comparison.md"
+    table_path.write_text(f"# {title}\n\n{markdown_table(rows)}\n\n"
+                          "Numbers: mean over a method's runs of each run's own value (its last evaluation, or its "
+                          "best), (min-max) over the runs when there are several.\n")
+    written = [*plot_figures(groups, out_dir, title), table_path, write_csv(rows, out_dir / "comparison.csv")]
+    return rows, written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dmo-compare",
+        description="Compare policy runs (DMO, No Diffusion, PPO; several seeds each) as in the paper's Fig. 3: "
+                    "success rate and mean max coverage on the stand-in against world-model samples and "
+                    "wall-clock, plus a table.",
+        epilog="Runs of one method are aggregated (mean, min-max band). Exit code: 0 done, 2 unusable runs.",
+    )
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="policy run folders")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
+    parser.add_argument("--title", default="Push-T", help="figure and table title")
+    options = parser.parse_args(argv)
+    try:
+        rows, written = compare(options.run_dirs, options.out, options.title)
+    except (CompareError, OSError) as error:
+        print(f"dmo-compare: error: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(rows))
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The replay buffer of forward-model transitions the local model is fine-tuned on (Algorithm 1).
+
+Every DMO-SAPO epoch adds B imagined sequences of H + 1 frames (the world model's images as
+uint8, the actions between them, the global reward model's label of every frame). Sampling
+draws random sub-sequences as :class:`dmo_ros.local_model.SequenceBatch` es, the batches the
+local model's own loss takes. A ring of whole sequences: the oldest are overwritten first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmo_ros.local_model.model import SequenceBatch
+
+
+def to_uint8_frames(frames: Tensor) -> Tensor:
+    """Frames in [-1, 1] (any shape) -> uint8 pixels, as a camera would have recorded them."""
+    return ((frames.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+class ReplayBuffer:
+    """Up to ``capacity`` imagined sequences, each ``length`` frames long, kept on the CPU."""
+
+    def __init__(self, capacity: int, length: int, image_shape: tuple[int, int, int], action_size: int,
+                 seed: int = 0) -> None:
+        if capacity < 1 or length < 2:
+            raise ValueError(f"replay capacity must be >= 1 and sequence length >= 2, got {capacity}, {length}")
+        self.capacity, self.length = int(capacity), int(length)
+        self.frames = torch.zeros(capacity, length, *image_shape, dtype=torch.uint8)
+        self.actions = torch.zeros(capacity, length, action_size)
+        self.rewards = torch.zeros(capacity, length)
+        self.size = 0
+        self.cursor = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, frames: Tensor, actions: Tensor, rewards: Tensor) -> None:
+        """Add B sequences: frames (B, T, 3, H, W) in [-1, 1] or uint8, actions (B, T - 1, A), rewards (B, T).
+
+        ``actions[:, t]`` led from frame t to frame t + 1; the sequence's last action slot is stored as 0
+        (it leads out of the sequence; the local model's loss does not use it).
+        """
+        batch, length = frames.shape[:2]
+        if length != self.length or actions.shape[:2] != (batch, length - 1) or rewards.shape != (batch, length):
+            raise ValueError(f"replay sequences are {self.length} frames: got frames {tuple(frames.shape)}, actions "
+                             f"{tuple(actions.shape)}, rewards {tuple(rewards.shape)}")
+        if not (torch.isfinite(actions).all() and torch.isfinite(rewards).all()):
+            raise ValueError("non-finite actions or rewards offered to the replay buffer")
+        pixels = frames if frames.dtype == torch.uint8 else to_uint8_frames(frames)
+        padded = torch.cat([actions.detach().float(), actions.new_zeros(batch, 1, actions.shape[-1])], dim=1)
+        for b in range(batch):
+            self.frames[self.cursor] = pixels[b].cpu()
+            self.actions[self.cursor] = padded[b].cpu()
+            self.rewards[self.cursor] = rewards[b].detach().float().cpu()
+            self.cursor = (self.cursor + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, length: int) -> SequenceBatch:
+        """``batch_size`` random sub-sequences of ``length`` frames (uniform over sequences and offsets)."""
+        if self.size == 0:
+            raise ValueError("the replay buffer is empty")
+        if not 2 <= length <= self.length:
+            raise ValueError(f"sub-sequence length must be in [2, {self.length}], got {length}")
+        rows = self.rng.integers(0, self.size, size=batch_size)
+        starts = self.rng.integers(0, self.length - length + 1, size=batch_size)
+        index = torch.as_tensor(starts)[:, None] + torch.arange(length)[None]
+        rows_t = torch.as_tensor(rows)[:, None]
+        return SequenceBatch(frames=self.frames[rows_t, index], actions=self.actions[rows_t, index],
+                             rewards=self.rewards[rows_t, index])
+
+
+__all__ = ["ReplayBuffer", "to_uint8_frames"]

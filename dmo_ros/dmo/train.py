@@ -1,0 +1,209 @@
+"""``dmo-train-policy {dmo,no-diffusion,ppo}``: train a policy inside the learned world model.
+
+One command, one subcommand per method, the same inputs for all three (the comparison of the
+paper's Fig. 3 is fair by construction): the datasets (real start windows), the world-model
+run, the reward run and the goal picture. DMO-SAPO and No Diffusion also take the pretrained
+local-model run (``dmo-train-local-model``); its weights are copied into the policy run and
+fine-tuned there, the pretraining run is never modified.
+
+    dmo-train-policy dmo datasets/play --world-model runs/wm --reward-run runs/reward --goal goal.png \\
+        --local-model runs/local --run-dir runs/dmo --preset cpu
+    dmo-train-policy ppo datasets/play --world-model runs/wm --reward-run runs/reward --goal goal.png \\
+        --run-dir runs/ppo --preset cpu
+
+Every run logs the world-model samples and the training wall-clock with a periodic
+evaluation on the simulated stand-in (``eval.jsonl``; ``dmo-compare`` plots them). Re-running
+the same command resumes the run. Exit code: 0 trained, 1 training failed, 2 bad arguments or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
+from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
+from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
+from dmo_ros.dmo.runner import PolicyTrainConfig, set_seed, train_policy
+from dmo_ros.dmo.sapo import SAPOConfig
+from dmo_ros.policy.api import POLICY_KIND
+from dmo_ros.training.checkpoint import CheckpointError, read_run_config
+from dmo_ros.training.distributed import World, resolve_device
+from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
+
+METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
+"""Subcommand -> the method name stored in config.json and eval.jsonl."""
+
+RUN_PRESETS: dict[str, PolicyTrainConfig] = {
+    # Tests: a few epochs in seconds.
+    "tiny": PolicyTrainConfig(max_samples=64, eval_every=1, eval_episodes=2, eval_max_steps=8, checkpoint_every=1),
+    # The laptop demo: ~64 DMO epochs of 16 x 16 imagined steps, about a quarter of an hour on 2 cores.
+    "cpu": PolicyTrainConfig(max_samples=16_384, eval_every=16, eval_episodes=10, eval_max_steps=100,
+                             checkpoint_every=8),
+    # One GPU: the budget of a paper-scale run is set with --max-samples (the paper: 8 M for DMO on Push-T).
+    "gpu": PolicyTrainConfig(max_samples=2_000_000, eval_every=25, eval_episodes=20, eval_max_steps=150,
+                             checkpoint_every=25),
+}
+"""Budgets and evaluation schedules per preset (``--max-samples`` etc. override them)."""
+
+
+def _ppo():
+    from dmo_ros.dmo import ppo  # the PPO module is only needed by its subcommand
+
+    return ppo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmo-train-policy",
+        description="Train a policy in the learned world model: DMO-SAPO, the No Diffusion ablation or PPO. "
+                    "Re-running the same command resumes the run.",
+        epilog="Exit code: 0 trained, 1 training failed, 2 bad arguments or data.")
+    methods = parser.add_subparsers(dest="method", required=True, metavar="{dmo,no-diffusion,ppo}")
+    helps = {"dmo": "DMO-SAPO: diffusion world model forward, local RSSM gradients (the paper's method)",
+             "no-diffusion": "the ablation: the same loop with the local RSSM as its own forward model",
+             "ppo": "PPO (CleanRL style) on images, acting in the diffusion world model"}
+    for name, help_text in helps.items():
+        sub = methods.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("datasets", nargs="+", type=Path,
+                         help="dataset folders (dmo-convert): real windows the imagined episodes start from")
+        sub.add_argument("--world-model", type=Path, required=True, help="run folder of dmo-train-world-model")
+        sub.add_argument("--reward-run", type=Path, required=True, help="run folder of dmo-train-reward")
+        sub.add_argument("--goal", type=Path, required=True, help="goal picture (PNG/JPEG/.npy, see dmo-goal-image)")
+        if name != "ppo":
+            sub.add_argument("--local-model", type=Path, required=True,
+                             help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")
+        sub.add_argument("--run-dir", type=Path, default=Path(f"runs/{METHOD_NAMES[name]}"),
+                         help=f"run folder; an existing run is resumed (default: runs/{METHOD_NAMES[name]})")
+        sub.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS),
+                         help="budget, evaluation schedule and network sizes (default: cpu)")
+        run_options = add_dataclass_options(sub, PolicyTrainConfig, title="budget and evaluation")
+        if name == "ppo":
+            method_options = {"ppo": add_dataclass_options(sub, _ppo().PPOConfig, title="PPO")}
+        else:
+            method_options = {"dmo": add_dataclass_options(sub, DMOConfig, title="DMO loop"),
+                              "sapo": add_dataclass_options(sub, SAPOConfig, title="SAPO actor-critic")}
+        sub.set_defaults(run_options=run_options, method_options=method_options)
+    return parser
+
+
+def _configs(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str, Any]:
+    """The method's dataclass configs: the saved run's (resume) or the preset's, with the given options applied."""
+    classes: dict[str, type] = {"dmo": DMOConfig, "sapo": SAPOConfig}
+    presets: dict[str, Any] = {"dmo": DMOConfig.preset(args.preset), "sapo": SAPOConfig.preset(args.preset)}
+    if "ppo" in args.method_options:
+        classes = {"ppo": _ppo().PPOConfig}
+        presets = {"ppo": _ppo().PPOConfig.preset(args.preset)}
+    configs = {}
+    for key, options in args.method_options.items():
+        base = presets[key]
+        if saved is not None and key in saved.get("configs", {}):
+            base = config_from_dict(classes[key], saved["configs"][key], where=f"{args.run_dir}/config.json {key}")
+        configs[key] = apply_options(base, args, options)
+    return configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.method}"
+    method = METHOD_NAMES[args.method]
+    try:
+        folders = find_datasets(args.datasets)
+        image_size, action_size, robot = dataset_shape(folders, "policy")
+        try:
+            saved = read_run_config(args.run_dir)
+        except CheckpointError:
+            saved = None
+        if saved is not None and (saved.get("kind") != POLICY_KIND or saved.get("method") != method):
+            raise CheckpointError(f"{args.run_dir} holds a run that is not a {method} policy; choose another --run-dir")
+        run = apply_options(RUN_PRESETS[args.preset], args, args.run_options)
+        configs = _configs(args, saved)
+        device = resolve_device(run.device, World())
+        limit = np.maximum(np.asarray(action_statistics(folders)["max_abs"], dtype=np.float64), 1e-3)
+
+        from dmo_ros.reward.energy import load_reward_model
+        from dmo_ros.reward.goal_image import load_goal_image
+        from dmo_ros.world_model.denoiser import load_world_model
+
+        world_model = load_world_model(args.world_model, device)
+        if world_model.config.image_size != image_size or world_model.config.action_size != action_size:
+            raise DatasetError(f"{args.world_model} was trained on {world_model.config.image_size} px frames and "
+                               f"{world_model.config.action_size}-D actions; the datasets have {image_size} px, "
+                               f"{action_size}-D")
+        reward_model = load_reward_model(args.reward_run, device)
+        goal = load_goal_image(args.goal, size=(image_size, image_size), notify=lambda text: print(f"goal: {text}"))
+        starts = StartWindows(folders, context=world_model.config.context, split="train", seed=run.seed)
+    except (DatasetError, ConfigError, CheckpointError, ValueError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+
+    set_seed(run.seed)
+    generator = torch.Generator(device=device).manual_seed(run.seed)
+    try:
+        if method == "ppo":
+            ppo = _ppo()
+            env = ImaginedEnv(world_model, reward_model, goal, starts, configs["ppo"].num_envs, device=device,
+                              generator=generator)
+            algorithm = ppo.PPOAlgorithm(env, configs["ppo"], limit, device, seed=run.seed)
+        else:
+            from dmo_ros.local_model.model import load_local_model
+
+            local = load_local_model(args.local_model, device)
+            if local.config.image_size != image_size or local.config.action_size != action_size:
+                raise DatasetError(f"{args.local_model} was trained on {local.config.image_size} px frames and "
+                                   f"{local.config.action_size}-D actions; the datasets have {image_size} px, "
+                                   f"{action_size}-D")
+            dmo_config = configs["dmo"]
+            env = None
+            if method == "dmo":
+                env = ImaginedEnv(world_model, reward_model, goal, starts, dmo_config.batch_size, device=device,
+                                  generator=generator)
+            algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed)
+    except (DatasetError, CheckpointError, ValueError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+
+    evaluate = None
+    if robot == "pusht":
+        from dmo_ros.policy.evaluate import EvalConfig, evaluate_policy
+
+        eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed)
+
+        def evaluate(policy) -> dict[str, Any]:
+            result = evaluate_policy(policy, eval_config)
+            return {"success_rate": result.success_rate, "mean_max_coverage": result.mean_max_coverage,
+                    "episodes": len(result.episodes)}
+    else:
+        print(f"note: no stand-in evaluation for robot {robot!r} yet (Push-T only); training without it", flush=True)
+
+    run_config = {"kind": POLICY_KIND, "method": method, "preset": args.preset, "robot": robot,
+                  "datasets": [str(folder) for folder in folders], "world_model": str(args.world_model),
+                  "reward_run": str(args.reward_run), "goal": str(args.goal),
+                  "local_model": str(getattr(args, "local_model", "")) or None,
+                  "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()}}
+    print(f"{method}: {algorithm.samples} world-model samples so far, budget {run.max_samples}; device {device}; "
+          f"action limit {[round(float(v), 4) for v in limit]}; run folder {args.run_dir}", flush=True)
+    try:
+        result = train_policy(algorithm, replace(run), args.run_dir, run_config, evaluate)
+    except (FloatingPointError, RuntimeError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    print(f"{method}: {result.epochs} epochs, {result.samples} world-model samples, {result.wall_s:.0f} s of training"
+          + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
+    if result.evaluations:
+        last = result.evaluations[-1]
+        print(f"{method}: stand-in success {last['success_rate']:.0%}, mean max coverage "
+              f"{last['mean_max_coverage']:.3f} over {last['episodes']} episodes", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

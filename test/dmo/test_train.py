@@ -1,0 +1,73 @@
+"""``dmo-train-policy``: every method trains in the world model, logs samples + evaluations, checkpoints, resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.dmo.runner import read_evaluations
+from dmo_ros.dmo.train import main
+from dmo_ros.policy.api import PolicyError, load_policy
+from dmo_ros.training.checkpoint import checkpoint_dir, load_model_weights, load_trainer_state
+
+
+def _args(method, inputs, run, *extra):
+    args = [method, str(inputs["dataset"]), "--world-model", str(inputs["world_model"]), "--reward-run",
+            str(inputs["reward"]), "--goal", str(inputs["goal"]), "--run-dir", str(run), "--preset", "tiny",
+            "--device", "cpu", "--progress", "false", "--eval-max-steps", "3"]
+    if method != "ppo":
+        args += ["--local-model", str(inputs["local_model"])]
+    return args + list(extra)
+
+
+@pytest.mark.parametrize("method", ["dmo", "no-diffusion"])
+def test_latent_methods_train_log_and_resume(policy_inputs, tmp_path, method, capsys):
+    run = tmp_path / method
+    assert main(_args(method, policy_inputs, run, "--max-samples", "64")) == 0
+    records = read_evaluations(run)
+    # tiny preset: B = 4, H = 8 -> 32 samples per epoch; evaluations before training and after every epoch.
+    assert [r["samples"] for r in records] == [0, 32, 64]
+    assert all(0.0 <= r["mean_max_coverage"] <= 1.0 and r["episodes"] == 2 for r in records)
+    assert records[0]["wall_s"] == 0.0 and records[2]["wall_s"] >= records[1]["wall_s"] > 0.0
+    config = json.loads((run / "config.json").read_text())
+    assert config["method"] == method.replace("-", "_") and config["policy"]["action_limit"]
+
+    # Re-running with a larger budget resumes: the counters go on, nothing is evaluated twice.
+    assert main(_args(method, policy_inputs, run, "--max-samples", "96")) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert [r["samples"] for r in read_evaluations(run)] == [0, 32, 64, 96]
+    assert load_trainer_state(run)["epoch"] == 3
+
+    policy = load_policy(run)
+    policy.reset()
+    frame = np.zeros((32, 32, 3), np.uint8)
+    actions = np.stack([policy.act(frame) for _ in range(3)])
+    assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 0.25 + 1e-9)
+
+
+def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_model(policy_inputs, tmp_path):
+    before = load_model_weights(policy_inputs["local_model"])
+    run = tmp_path / "dmo"
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0")) == 0
+    meta = json.loads((checkpoint_dir(run) / "meta.json").read_text())
+    assert meta["metrics"]["replay_sequences"] == 8  # 2 epochs x 4 episodes
+    assert "local/next_latent_error" in meta["metrics"]  # the second epoch fine-tuned on the first's transitions
+    after = load_model_weights(policy_inputs["local_model"])
+    assert all(torch.equal(after[key], before[key]) for key in before)
+    tuned = load_model_weights(run)
+    assert any(not torch.equal(tuned["local." + key], before[key]) for key in before)  # the run's copy was tuned
+
+
+def test_bad_inputs_are_clear_errors(policy_inputs, tmp_path, capsys):
+    assert main(_args("dmo", policy_inputs, tmp_path / "a", "--world-model", str(tmp_path / "missing"))) == 2
+    assert "not a training run folder" in capsys.readouterr().err
+    # A run folder of another kind is refused rather than overwritten.
+    assert main(_args("dmo", policy_inputs, policy_inputs["reward"])) == 2
+    assert "not a dmo policy" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(_args("dmo", policy_inputs, tmp_path / "b", "--no-such-option", "1"))
+    with pytest.raises(PolicyError, match="not a policy run"):
+        load_policy(policy_inputs["reward"])
