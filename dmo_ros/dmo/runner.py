@@ -44,7 +44,7 @@ EVAL_LOG = "eval.jsonl"
 
 
 class PolicyAlgorithm(Protocol):
-    """What :func:`train_policy` drives (:class:`~dmo_ros.dmo.algorithm.LatentSAPO`, :class:`~dmo_ros.dmo.ppo.PPOAlgorithm`)."""
+    """What :func:`train_policy` drives (:class:`.algorithm.LatentSAPO`, :class:`.ppo.PPOAlgorithm`)."""
 
     method: str
 
