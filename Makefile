@@ -25,22 +25,13 @@ DEMO_SECONDS ?= 240
 
 setup: $(STAMPS)/dmo_ros
 
-# The main job, as far as the pipeline goes today, one stage after another on a fresh
-# recording: record play data on the Push-T stand-in, print what the recording holds, convert
-# it into a dataset, train the world model (cpu preset) and write its fidelity report, save
-# the goal picture, train the reward model (cpu preset) and evaluate it. Every stage prints
-# its progress; a stage re-run resumes (run folders under runs/demo/<session>).
+# The main job, stage after stage on a fresh recording, each printing its progress and its wall time
+# (scripts/demo_pipeline.sh): record play data on the Push-T stand-in, print what the recording holds, convert it
+# into a dataset, train the world model and write its fidelity report, save the goal picture, train and evaluate
+# the reward model, pretrain the local model, train a DMO-SAPO policy in the world model, and evaluate it on the
+# stand-in next to a random policy. Run folders go to runs/demo/<session>; a re-run training stage resumes.
 demo: setup
-	$(DEMO_ENV) $(BIN)/dmo-launch collect robot:=pusht duration:=$(DEMO_SECONDS) output:=$(DEMO_BAGS)
-	@session="$$(ls -td $(DEMO_BAGS)/*/ | head -n 1)"; session="$${session%/}"; name="$$(basename "$$session")"; \
-	  data="$(DEMO_DATASETS)/$$name"; runs="$(DEMO_RUNS)/$$name"; set -x; \
-	  $(BIN)/dmo-bag-info "$$session" && \
-	  $(BIN)/dmo-convert "$$session" -o "$$data" --robot pusht && \
-	  $(BIN)/dmo-train-world-model "$$data" --run-dir "$$runs/world_model" --preset cpu && \
-	  $(BIN)/dmo-world-model-report "$$runs/world_model" --dataset "$$data" --out "$$runs/world_model/report" && \
-	  $(BIN)/dmo-goal-image --robot pusht --size 64 64 -o "$$runs/goal.png" && \
-	  $(BIN)/dmo-train-reward "$$data" --run-dir "$$runs/reward" --preset cpu && \
-	  $(BIN)/dmo-reward-eval "$$runs/reward" --dataset "$$data" --goal-image "$$runs/goal.png" --out "$$runs/reward/eval"
+	$(DEMO_ENV) scripts/demo_pipeline.sh $(BIN) $(DEMO_SECONDS) $(DEMO_BAGS) $(DEMO_DATASETS) $(DEMO_RUNS)
 
 # Two-node check of the ROS 2 setup.
 smoke: setup

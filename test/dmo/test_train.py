@@ -23,12 +23,12 @@ def _args(method, inputs, run, *extra):
     return args + list(extra)
 
 
-@pytest.mark.parametrize("method", ["dmo", "no-diffusion"])
-def test_latent_methods_train_log_and_resume(policy_inputs, tmp_path, method, capsys):
+@pytest.mark.parametrize("method", ["dmo", "no-diffusion", "ppo"])
+def test_every_method_trains_logs_and_resumes(policy_inputs, tmp_path, method, capsys):
     run = tmp_path / method
     assert main(_args(method, policy_inputs, run, "--max-samples", "64")) == 0
     records = read_evaluations(run)
-    # tiny preset: B = 4, H = 8 -> 32 samples per epoch; evaluations before training and after every epoch.
+    # tiny presets: 4 episodes x 8 steps = 32 samples per epoch; evaluations before training and after every epoch.
     assert [r["samples"] for r in records] == [0, 32, 64]
     assert all(0.0 <= r["mean_max_coverage"] <= 1.0 and r["episodes"] == 2 for r in records)
     assert records[0]["wall_s"] == 0.0 and records[2]["wall_s"] >= records[1]["wall_s"] > 0.0

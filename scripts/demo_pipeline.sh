@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The main job (`make demo`): record play data on the Push-T stand-in, then every offline stage up to a DMO-SAPO
+# policy evaluated on the stand-in next to a random policy. Each stage prints its progress and its wall time; the
+# times are collected in runs/demo/<session>/stage_times.txt. A re-run of a training stage resumes its run folder.
+#
+# Usage: scripts/demo_pipeline.sh BIN_DIR SECONDS BAGS_DIR DATASETS_DIR RUNS_DIR
+set -euo pipefail
+bin="$1"; seconds="$2"; bags="$3"; datasets="$4"; runs_root="$5"
+
+declare -a stage_names=() stage_seconds=()
+pipeline_start=$SECONDS
+stage() {  # stage NAME COMMAND...: run one stage, print and remember its wall time
+  local name="$1"; shift
+  local start=$SECONDS
+  echo "=== stage $(( ${#stage_names[@]} + 1 )): ${name} ==="
+  echo "+ $*"
+  "$@"
+  local took=$(( SECONDS - start ))
+  stage_names+=("$name"); stage_seconds+=("$took")
+  printf '=== %s: %d min %02d s ===\n' "$name" $(( took / 60 )) $(( took % 60 ))
+}
+
+stage "collect ${seconds} s of play" "$bin/dmo-launch" collect robot:=pusht duration:="$seconds" output:="$bags"
+session="$(ls -td "$bags"/*/ | head -n 1)"; session="${session%/}"; name="$(basename "$session")"
+data="$datasets/$name"; runs="$runs_root/$name"
+mkdir -p "$runs"
+
+stage "bag info" "$bin/dmo-bag-info" "$session"
+stage "convert" "$bin/dmo-convert" "$session" -o "$data" --robot pusht
+stage "world model (cpu)" "$bin/dmo-train-world-model" "$data" --run-dir "$runs/world_model" --preset cpu
+stage "world model report" "$bin/dmo-world-model-report" "$runs/world_model" --dataset "$data" \
+  --out "$runs/world_model/report"
+stage "goal image" "$bin/dmo-goal-image" --robot pusht --size 64 64 -o "$runs/goal.png"
+stage "reward model (cpu)" "$bin/dmo-train-reward" "$data" --run-dir "$runs/reward" --preset cpu
+stage "reward evaluation" "$bin/dmo-reward-eval" "$runs/reward" --dataset "$data" --goal-image "$runs/goal.png" \
+  --out "$runs/reward/eval"
+stage "local model (cpu)" "$bin/dmo-train-local-model" "$data" --reward-run "$runs/reward" --goal "$runs/goal.png" \
+  --run-dir "$runs/local_model" --preset cpu
+stage "DMO-SAPO policy (cpu)" "$bin/dmo-train-policy" dmo "$data" --world-model "$runs/world_model" \
+  --reward-run "$runs/reward" --goal "$runs/goal.png" --local-model "$runs/local_model" --run-dir "$runs/dmo" \
+  --preset cpu
+stage "stand-in evaluation" "$bin/dmo-eval-policy" "$runs/dmo" --compare-random --dataset "$data" \
+  --episodes 20 --out "$runs/dmo/standin_eval.json"
+
+{
+  echo "stage times of $runs (this machine: $(nproc) cores)"
+  for i in "${!stage_names[@]}"; do
+    printf '%-28s %4d min %02d s\n' "${stage_names[$i]}" $(( stage_seconds[i] / 60 )) $(( stage_seconds[i] % 60 ))
+  done
+  total=$(( SECONDS - pipeline_start ))
+  printf '%-28s %4d min %02d s\n' "total" $(( total / 60 )) $(( total % 60 ))
+} | tee "$runs/stage_times.txt"
