@@ -71,3 +71,40 @@ def test_bad_inputs_are_clear_errors(policy_inputs, tmp_path, capsys):
         main(_args("dmo", policy_inputs, tmp_path / "b", "--no-such-option", "1"))
     with pytest.raises(PolicyError, match="not a policy run"):
         load_policy(policy_inputs["reward"])
+
+
+def _latent_sapo(inputs, method):
+    from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
+    from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
+    from dmo_ros.dmo.sapo import SAPOConfig
+    from dmo_ros.local_model.model import load_local_model
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import load_goal_image
+    from dmo_ros.world_model.denoiser import load_world_model
+
+    world_model = load_world_model(inputs["world_model"])
+    reward = load_reward_model(inputs["reward"])
+    starts = StartWindows([inputs["dataset"]], context=world_model.config.context, seed=0)
+    config = DMOConfig.preset("tiny", finetune_steps=0)
+    env = ImaginedEnv(world_model, reward, load_goal_image(inputs["goal"], size=(32, 32)), starts, config.batch_size)
+    local = load_local_model(inputs["local_model"])
+    algorithm = LatentSAPO(method, local, starts, config, SAPOConfig.preset("tiny"), np.array([0.25, 0.25]),
+                           env if method == "dmo" else None)
+    return algorithm, world_model, reward, local
+
+
+@pytest.mark.parametrize("method", ["dmo", "no_diffusion"])
+def test_an_epoch_updates_the_actor_only(policy_inputs, method):
+    """Policy gradients reach the actor alone: not the local model (nor its encoder), the world or reward model."""
+    algorithm, world_model, reward, local = _latent_sapo(policy_inputs, method)
+    actor_before = {k: v.clone() for k, v in algorithm.learner.actor.state_dict().items()}
+    local_before = {k: v.clone() for k, v in local.state_dict().items()}
+    logs = algorithm.train_epoch()
+    assert algorithm.samples == 32 and np.isfinite(logs["actor_loss"])
+    assert any(not torch.equal(v, actor_before[k]) for k, v in algorithm.learner.actor.state_dict().items())
+    assert all(torch.equal(v, local_before[k]) for k, v in local.state_dict().items())  # no fine-tuning asked
+    for model in (local, world_model, reward):
+        assert all(p.grad is None for p in model.parameters())
+    if method == "dmo":
+        # The world model's transitions went into the replay buffer, labelled by the global reward.
+        assert logs["replay_sequences"] == 4 and "global_return" in logs
