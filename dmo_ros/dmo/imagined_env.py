@@ -11,8 +11,9 @@ goal-conditioned energy of :mod:`dmo_ros.reward`.
     obs, reward = env.step(actions)             # actions (B, A) in robot units; reward (B,)
     env.samples                                 # world-model transitions generated so far
 
-``reward[b]`` is ``r(o_{t+1})`` of the frame just reached, relative to the episode's first
-frame (about 0 at the start, about 1 at the goal; :class:`dmo_ros.reward.GoalReward`).
+``reward[b]`` is ``r(o_{t+1})`` of the frame just reached, measured from the first frame of the
+recorded episode the start window comes from (0 there, about 1 at the goal;
+:class:`dmo_ros.reward.GoalReward`) — the same reference the local model's reward labels use.
 """
 
 from __future__ import annotations
@@ -53,13 +54,30 @@ class StartWindows:
 
     def sample(self, batch_size: int) -> Window:
         """``batch_size`` windows, collated: frames (B, L, 3, H, W) uint8, actions (B, L, A)."""
+        return self.sample_with_episode_starts(batch_size)[0]
+
+    def sample_with_episode_starts(self, batch_size: int) -> tuple[Window, Tensor]:
+        """Windows as :meth:`sample`, and the first frame (B, 3, H, W) uint8 of each window's recorded episode.
+
+        The first frame is the start the reward model measures progress from: the local model's reward labels
+        (:func:`dmo_ros.local_model.train.label_rewards`) are relative to it too, so imagined rewards and the
+        labels the local reward head was pretrained on are the same function of the frame.
+        """
         offsets = np.cumsum(np.concatenate([[0], self.sizes]))
         picks = self.rng.integers(0, len(self), size=batch_size)
-        items = []
+        items, firsts = [], []
         for pick in picks:
             part = int(np.searchsorted(offsets, pick, side="right") - 1)
-            items.append(self.parts[part][int(pick - offsets[part])])
-        return collate(items)
+            windows = self.parts[part]
+            item = windows[int(pick - offsets[part])]
+            items.append(item)
+            firsts.append(self._episode_first_frame(part, int(item.episode)))
+        return collate(items), torch.stack(firsts)
+
+    def _episode_first_frame(self, part: int, episode: int) -> Tensor:
+        windows = self.parts[part]
+        first = next(int(ep["start"]) for ep in windows.episodes if int(ep["index"]) == episode)
+        return torch.from_numpy(np.array(windows.arrays["frames"][first])).permute(2, 0, 1)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
@@ -108,6 +126,13 @@ class ImaginedEnv:
         """(B, 3, H, W) in [-1, 1]: the latest frame of every episode."""
         return self.world.observation
 
+    def _sample(self, batch_size: int) -> tuple[Window, Tensor | None]:
+        """New start windows and, when the start source knows them, their recorded episodes' first frames (the
+        reward's start); otherwise None: the reward is measured from the window's last frame."""
+        if hasattr(self.starts, "sample_with_episode_starts"):
+            return self.starts.sample_with_episode_starts(batch_size)
+        return self.starts.sample(batch_size), None
+
     @property
     def context(self) -> tuple[Tensor, Tensor]:
         """The episodes' current context: frames (B, L, 3, H, W) in [-1, 1] and the actions (B, L - 1, A)
@@ -116,10 +141,10 @@ class ImaginedEnv:
 
     def reset(self) -> Tensor:
         """Start B new episodes from freshly drawn real windows; returns their observations (B, 3, H, W)."""
-        window = self.starts.sample(self.batch_size)
+        window, episode_starts = self._sample(self.batch_size)
         self.start_window = window
         observation = self.world.reset_from_windows(window)
-        self.reward.set_start(observation)
+        self.reward.set_start(observation if episode_starts is None else episode_starts)
         self.steps.zero_()
         return observation
 
@@ -135,11 +160,12 @@ class ImaginedEnv:
             return self.observation
         if self.start_window is None or done.all():
             return self.reset()
-        window = self.starts.sample(int(done.sum()))
+        window, episode_starts = self._sample(int(done.sum()))
         index = done.nonzero().squeeze(1).to(self.device)
         observation = self.world.restart(index, window.context_frames, window.context_actions)
         start = self.reward.start.clone()
-        start[index] = observation[index].to(start.dtype)
+        fresh = observation[index] if episode_starts is None else self.reward.images(episode_starts)
+        start[index] = fresh.to(start.dtype)
         self.reward.set_start(start)
         self.steps[done] = 0
         return observation

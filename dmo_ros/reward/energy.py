@@ -222,6 +222,10 @@ class GoalReward:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images as the model takes them: float in [-1, 1] on its device, channels first, size checked."""
+        return self._images(images)
+
     def _images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = to_model_images(images, self.device)
         size = self.model.config.image_size
