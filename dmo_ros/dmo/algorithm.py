@@ -45,7 +45,7 @@ from dmo_ros.dmo.replay import ReplayBuffer, to_uint8_frames
 from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
 from dmo_ros.local_model.model import LocalModel
 from dmo_ros.local_model.rssm import RSSMState, features
-from dmo_ros.policy.api import LatentActorPolicy
+from dmo_ros.policy.api import LatentActorPolicy, with_prefix, without_prefix
 
 METHODS = ("dmo", "no_diffusion")
 
@@ -112,14 +112,6 @@ DMO_PRESETS: dict[str, DMOConfig] = {
                      replay_capacity=4096),
 }
 """Size presets of :class:`DMOConfig` (the SAPO learner's are :data:`dmo_ros.dmo.sapo.PRESETS`)."""
-
-
-def _prefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {prefix + key: value for key, value in state.items()}
-
-
-def _unprefixed(prefix: str, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
 class LatentSAPO:
@@ -197,13 +189,13 @@ class LatentSAPO:
 
     def state_dict(self) -> dict[str, Tensor]:
         learner = self.learner
-        return {**_prefixed("local.", self.local.state_dict()), **_prefixed("actor.", learner.actor.state_dict()),
-                **_prefixed("critics.", learner.critics.state_dict()), "log_alpha": learner.log_alpha.detach()}
+        return {**with_prefix("local.", self.local.state_dict()), **with_prefix("actor.", learner.actor.state_dict()),
+                **with_prefix("critics.", learner.critics.state_dict()), "log_alpha": learner.log_alpha.detach()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.local.load_state_dict(_unprefixed("local.", state))
-        self.learner.actor.load_state_dict(_unprefixed("actor.", state))
-        self.learner.critics.load_state_dict(_unprefixed("critics.", state))
+        self.local.load_state_dict(without_prefix("local.", state))
+        self.learner.actor.load_state_dict(without_prefix("actor.", state))
+        self.learner.critics.load_state_dict(without_prefix("critics.", state))
         with torch.no_grad():
             self.learner.log_alpha.copy_(state["log_alpha"])
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
-from dmo_ros.policy.api import PolicyError, check_frame, clamp_action
+from dmo_ros.policy.api import PolicyError, check_frame, clamp_action, with_prefix, without_prefix
 
 METHOD = "ppo"
 
@@ -519,13 +519,13 @@ class PPOAlgorithm:
                 "feature_size": self.config.feature_size, "ppo": asdict(self.config)}
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"agent." + key: value for key, value in self.agent.state_dict().items()}
+        return with_prefix("agent.", self.agent.state_dict())
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         foreign = sorted(key for key in state if not key.startswith("agent."))
         if foreign:
             raise ValueError(f"PPO weights are all 'agent.*'; got unexpected keys {foreign[:5]}")
-        self.agent.load_state_dict({key[len("agent."):]: value for key, value in state.items()})
+        self.agent.load_state_dict(without_prefix("agent.", state))
 
     def trainer_state(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),

@@ -113,7 +113,13 @@ class LatentActorPolicy:
         return clamp_action(action[0].cpu().numpy(), self.action_limit)
 
 
-def _split_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def with_prefix(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A module's state dict under ``prefix`` (how a policy run stores several modules in one safetensors file)."""
+    return {prefix + key: value for key, value in state.items()}
+
+
+def without_prefix(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of ``state`` under ``prefix``, with the prefix removed (the inverse of :func:`with_prefix`)."""
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
@@ -127,15 +133,15 @@ def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tenso
     image_size = tuple(int(v) for v in policy["image_size"])
     method = run_config.get("method")
     if method in ("dmo", "no_diffusion"):
-        local = local_model_from_state(policy["local_model"], _split_state(weights, "local."), device)
+        local = local_model_from_state(policy["local_model"], without_prefix("local.", weights), device)
         actor = SquashedGaussianActor(int(policy["feature_size"]), len(limit), int(policy["actor_hidden"]),
                                       int(policy["actor_layers"]))
-        actor.load_state_dict(_split_state(weights, "actor."))
+        actor.load_state_dict(without_prefix("actor.", weights))
         return LatentActorPolicy(local, actor, limit, image_size, device)
     if method == "ppo":
         from dmo_ros.dmo.ppo import ppo_policy_from_state
 
-        return ppo_policy_from_state(policy, _split_state(weights, "agent."), limit, image_size, device)
+        return ppo_policy_from_state(policy, without_prefix("agent.", weights), limit, image_size, device)
     raise PolicyError(f"unknown policy method {method!r} (dmo, no_diffusion, ppo)")
 
 
@@ -158,4 +164,4 @@ def load_policy(run_dir: Path | str, device: torch.device | str = "cpu", checkpo
 
 
 __all__ = ["POLICY_KIND", "LatentActorPolicy", "Policy", "PolicyError", "RandomPolicy", "check_frame",
-           "clamp_action", "load_policy", "policy_from_state"]
+           "clamp_action", "load_policy", "policy_from_state", "with_prefix", "without_prefix"]
