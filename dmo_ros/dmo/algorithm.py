@@ -32,7 +32,7 @@ the actor and the critics alike, nothing new to fine-tune on. Its samples count 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -180,8 +180,6 @@ class LatentSAPO:
                                  self.device)
 
     def policy_config(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         image_size = self.local.config.image_size
         return {"image_size": [image_size, image_size], "action_limit": self.action_limit.tolist(),
                 "local_model": asdict(self.local.config), "feature_size": self.local.config.feature_size,

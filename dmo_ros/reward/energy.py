@@ -208,7 +208,7 @@ class GoalReward:
                  start: torch.Tensor | np.ndarray | None = None, grad: bool = False) -> None:
         self.model = model
         self.grad = grad
-        self.goal = self._images(goal)
+        self.goal = self.images(goal)
         if self.goal.dim() != 3:
             raise ValueError(f"one goal image expected, got shape {tuple(self.goal.shape)}")
         if self.goal.min() < -1.01 or self.goal.max() > 1.01:
@@ -224,9 +224,6 @@ class GoalReward:
 
     def images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Images as the model takes them: float in [-1, 1] on its device, channels first, size checked."""
-        return self._images(images)
-
-    def _images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = to_model_images(images, self.device)
         size = self.model.config.image_size
         if x.shape[-2:] != (size, size):
@@ -244,7 +241,7 @@ class GoalReward:
     def set_start(self, start: torch.Tensor | np.ndarray) -> None:
         """The episodes' first observations: (3, H, W) for one, (B, 3, H, W) for one per environment."""
         with torch.set_grad_enabled(self.grad):
-            s = self._images(start)
+            s = self.images(start)
             flat = s.reshape(-1, *s.shape[-3:])
             goal = self.goal.expand_as(flat)
             self._start, self._start_energy = s, self.model.energy(flat, flat, goal).reshape(s.shape[:-3])
@@ -257,7 +254,7 @@ class GoalReward:
         if self._start is None:
             raise RuntimeError("GoalReward needs the episode's first observation: call set_start(o_start) first")
         with torch.set_grad_enabled(self.grad):
-            x = self._images(frames)
+            x = self.images(frames)
             lead, start_lead = x.shape[:-3], self._start.shape[:-3]
             if tuple(lead[: len(start_lead)]) != tuple(start_lead):
                 raise ValueError(f"frames of leading shape {tuple(lead)} do not match the starts' {tuple(start_lead)}")
