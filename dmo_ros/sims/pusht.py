@@ -99,6 +99,18 @@ class PushTState:
     """coverage > 0.95 at this step."""
 
 
+@dataclass(frozen=True)
+class PushTSnapshot:
+    """The stand-in's physical state at one instant (see :meth:`PushTSim.snapshot`)."""
+
+    agent: tuple[float, float, float, float]
+    """Agent [x, y, vx, vy] (arena units, units/s)."""
+    block: tuple[float, float, float, float, float, float]
+    """Block [x, y, angle, vx, vy, angular velocity] (arena units, rad, per second)."""
+    step: int
+    """Control steps since the last reset."""
+
+
 def episode_seed(seed: int, episode: int) -> int:
     """The env seed of an episode: reproducible from (seed, episode), decorrelated across both."""
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, episode]).generate_state(1)[0])
@@ -161,6 +173,32 @@ class PushTSim:
         for _ in range(self.env_steps_per_control):
             self.env.step(target)
         self.step_count += 1
+
+    def snapshot(self) -> PushTSnapshot:
+        """The physical state now (bodies' poses and velocities, step counter), for :meth:`restore`.
+
+        Evaluation tools use it to try several actions from one state (finite differences through
+        the true dynamics); training never does.
+        """
+        agent, block = self.env.agent, self.env.block
+        return PushTSnapshot(
+            agent=(*agent.position, *agent.velocity),
+            block=(*block.position, block.angle, *block.velocity, block.angular_velocity),
+            step=self.step_count,
+        )
+
+    def restore(self, snapshot: PushTSnapshot) -> None:
+        """Put the bodies back where :meth:`snapshot` found them (same episode and goal)."""
+        env = self.env
+        ax, ay, avx, avy = snapshot.agent
+        bx, by, angle, bvx, bvy, omega = snapshot.block
+        env.agent.position, env.agent.velocity = (ax, ay), (avx, avy)
+        # Angle first: pymunk turns a body about its centre of gravity, the position is its origin.
+        env.block.angle = angle
+        env.block.position, env.block.velocity, env.block.angular_velocity = (bx, by), (bvx, bvy), omega
+        env.space.reindex_shapes_for_body(env.agent)
+        env.space.reindex_shapes_for_body(env.block)
+        self.step_count = snapshot.step
 
     def done(self) -> bool:
         """True once ``max_episode_steps`` control steps have run (when that limit is > 0)."""
@@ -226,6 +264,7 @@ __all__ = [
     "SUCCESS_COVERAGE",
     "PushTConfig",
     "PushTSim",
+    "PushTSnapshot",
     "PushTState",
     "episode_seed",
 ]

@@ -1,0 +1,212 @@
+"""Local-model gate: does the RSSM's one-step prediction, and the reward gradient DMO takes from it,
+depend on the action the way the true system does?
+
+Two measurements (DESIGN.md §8, issue "gates"):
+
+- **action sensitivity** on validation sequences: the one-step prior ``p(z_{t+1} | h, z_t, a_t)`` made
+  from the posterior of frame ``t`` with the *true* actions, with actions *shuffled* across the batch
+  and time, and with *zero* actions, each scored against the posterior of frame ``t + 1``
+  (``next_latent_kl`` in nats, ``next_latent_error`` = fraction of categoricals whose mode differs).
+  A model that uses the action must get clearly worse with shuffled actions. Also the reward head's
+  one-step error against the best constant predictor (the labels' median).
+- **gradient cosine** on held-out states of the stand-in simulator (evaluation only): the gradient
+  DMO hands the actor, ``d r̂(prior(h_t, z_t, a_t)) / d a_t`` from the local model, against a central
+  finite difference of the *global* reward of the true next frame, ``(r(sim(s, a + ε e_i)) -
+  r(sim(s, a - ε e_i))) / 2ε``. Mean cosine over the probes whose finite difference is the larger
+  half (where the reward depends on the action at all).
+
+Gate (defaults): shuffled KL >= 1.1 x true KL; gradient cosine >= 0.3; reward-head error below the
+constant predictor's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dmo_ros.dataset.images import resize
+from dmo_ros.gates.report import GateCheck, GateReport
+from dmo_ros.local_model.model import LocalModel, SequenceBatch
+from dmo_ros.local_model.rssm import RSSMState, categorical_kl
+
+RewardOfFrames = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``reward(frames (N, 3, H, W) uint8, start (3, H, W) uint8) -> (N,)``: the global reward of frames
+in an episode that began at ``start`` (:class:`dmo_ros.reward.GoalReward`'s call)."""
+
+
+@dataclass
+class LocalModelGateConfig:
+    """How the local-model gate measures and what it requires."""
+
+    sequences: int = 64
+    """Validation sequences for the action-sensitivity measurement."""
+    probes: int = 48
+    """Simulator states at which the reward gradient is compared with finite differences."""
+    epsilon: float = 0.05
+    """Finite-difference step in the action's units (Push-T: m/s; 0.05 m/s moves the agent ~1 px at 64 x 64)."""
+    min_shuffle_ratio: float = 1.1
+    """Gate: next-latent KL with shuffled actions / with the true actions must be at least this."""
+    min_gradient_cosine: float = 0.3
+    """Gate: mean cosine of the local reward gradient with the simulator's finite difference."""
+    seed: int = 0
+    """Seed of the shuffles and of the simulator probes."""
+
+
+@dataclass
+class GradientProbe:
+    """One held-out simulator state: the recent history the RSSM filters, and the true reward gradient."""
+
+    frames: torch.Tensor
+    """(T, 3, H, W) uint8: the last T camera frames, the last one the current state's."""
+    actions: torch.Tensor
+    """(T, A) float32: ``actions[t]`` led from frame t to t + 1; the last is the action probed."""
+    gradient: np.ndarray
+    """(A,) d r / d a of the global reward of the true next frame, by central differences."""
+
+
+def _one_step(model: LocalModel, posteriors: RSSMState, actions: torch.Tensor) -> RSSMState:
+    """Priors of frames 1..T-1 from the posteriors of frames 0..T-2 under actions (B, T-1, A), flattened over time."""
+    before = posteriors.at(slice(0, -1))
+    flat = RSSMState(before.deter.flatten(0, 1), before.stoch.flatten(0, 1), before.logits.flatten(0, 1))
+    return model.rssm.prior_step(flat, actions.flatten(0, 1), sample=False)
+
+
+@torch.no_grad()
+def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -> dict[str, dict[str, float]]:
+    """next_latent_kl / next_latent_error / reward_error per action variant ("true", "shuffled", "zero")."""
+    model.eval()
+    posteriors, _ = model.observe(batch.frames, batch.actions, sample=False)
+    after = posteriors.at(slice(1, None))
+    target_logits = after.logits.flatten(0, 1)
+    labels = batch.rewards[:, 1:].float().flatten()
+    actions = batch.actions[:, :-1].float()
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = actions.flatten(0, 1)[torch.randperm(actions.shape[0] * actions.shape[1], generator=generator)]
+    variants = {"true": actions, "shuffled": shuffled.reshape(actions.shape), "zero": torch.zeros_like(actions)}
+    out = {}
+    for name, variant in variants.items():
+        prior = _one_step(model, posteriors, variant)
+        out[name] = {
+            "next_latent_kl": float(categorical_kl(target_logits, prior.logits).mean()),
+            "next_latent_error": float((prior.logits.argmax(-1) != target_logits.argmax(-1)).float().mean()),
+            "reward_error": float((model.reward(prior).float() - labels).abs().mean()),
+        }
+    out["constant"] = {"reward_error": float((labels - labels.median()).abs().mean())}
+    return out
+
+
+def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
+                     seed: int = 0, warmup: tuple[int, int] = (6, 60)) -> list[GradientProbe]:
+    """``count`` states of the Push-T stand-in reached by its scripted operator, each with the finite-difference
+    gradient of ``reward`` (start: the episode's first frame) with respect to the operator's next action.
+
+    Every probe comes from a fresh episode after a random number of operator steps in ``warmup``.
+    """
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+    from dmo_ros.teleop.operator import Observation
+    from dmo_ros.teleop.scripted import make_operator
+
+    rng = np.random.default_rng(seed)
+    sim = PushTSim(PushTConfig(seed=seed + 10_000))
+    operator = make_operator("pusht")
+
+    def camera() -> np.ndarray:
+        return resize(sim.render(), image_size, image_size, "crop")
+
+    def observe() -> Observation:
+        s = sim.state()
+        return Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success)
+
+    def reward_after(action: np.ndarray, start: torch.Tensor) -> float:
+        sim.restore(snapshot)
+        sim.step(action * sim.config.control_period_s)
+        frame = torch.from_numpy(camera()).permute(2, 0, 1)[None]
+        return float(reward(frame, start)[0])
+
+    probes = []
+    try:
+        for index in range(count):
+            if index:
+                sim.reset()
+            operator.expert.begin(observe(), rng)
+            operator.explorer.begin(observe(), rng)
+            policy = operator.expert if rng.random() < 0.5 else operator.explorer
+            frames, actions = [camera()], []
+            for _ in range(int(rng.integers(warmup[0], warmup[1] + 1))):
+                action = np.asarray(policy.act(observe()), dtype=np.float64)
+                sim.step(action * sim.config.control_period_s)
+                actions.append(action)
+                frames.append(camera())
+            start = torch.from_numpy(frames[0]).permute(2, 0, 1)
+            action = np.asarray(policy.act(observe()), dtype=np.float64)
+            snapshot = sim.snapshot()
+            gradient = np.zeros(len(action))
+            for i in range(len(action)):
+                step = np.zeros(len(action))
+                step[i] = epsilon
+                gradient[i] = (reward_after(action + step, start) - reward_after(action - step, start)) / (2 * epsilon)
+            sim.restore(snapshot)
+            frames_t = torch.from_numpy(np.stack(frames[-history:])).permute(0, 3, 1, 2)
+            actions_t = torch.from_numpy(np.stack([*actions, action])[-history:]).float()
+            probes.append(GradientProbe(frames_t, actions_t, gradient))
+    finally:
+        sim.close()
+    return probes
+
+
+def local_reward_gradient(model: LocalModel, probe: GradientProbe) -> np.ndarray:
+    """(A,) d r̂ / d a_t of the local model at a probe: filter the history, one prior step, reward head."""
+    model.eval()
+    with torch.no_grad():
+        posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
+    last = posteriors.at(-1)
+    action = probe.actions[-1][None].clone().requires_grad_(True)
+    reward = model.reward(model.rssm.prior_step(last, action, sample=False))
+    (gradient,) = torch.autograd.grad(reward.sum(), action)
+    return gradient[0].double().numpy()
+
+
+def gradient_agreement(model: LocalModel, probes: list[GradientProbe]) -> dict[str, float]:
+    """Cosines of the local gradient with the finite differences: over the larger-|FD| half, and over all."""
+    cosines, norms = [], []
+    for probe in probes:
+        local = local_reward_gradient(model, probe)
+        denominator = np.linalg.norm(local) * np.linalg.norm(probe.gradient)
+        cosines.append(float(local @ probe.gradient / denominator) if denominator > 0 else 0.0)
+        norms.append(float(np.linalg.norm(probe.gradient)))
+    cosines_a, norms_a = np.array(cosines), np.array(norms)
+    top = norms_a >= np.median(norms_a)
+    return {"gradient_cosine": float(cosines_a[top].mean()), "gradient_cosine_all": float(cosines_a.mean()),
+            "positive_fraction": float((cosines_a[top] > 0).mean()), "probes": len(probes),
+            "finite_difference_norm_median": float(np.median(norms_a))}
+
+
+def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[GradientProbe],
+                     config: LocalModelGateConfig | None = None) -> GateReport:
+    """The local-model gate on validation ``sequences`` (B, T) and simulator ``probes``; see the module doc."""
+    config = config or LocalModelGateConfig()
+    begin = time.perf_counter()
+    sensitivity = action_sensitivity(model, sequences, config.seed)
+    agreement = gradient_agreement(model, probes)
+    true_kl, shuffled_kl = sensitivity["true"]["next_latent_kl"], sensitivity["shuffled"]["next_latent_kl"]
+    checks = [
+        GateCheck("shuffled_over_true_kl", shuffled_kl / max(true_kl, 1e-9), config.min_shuffle_ratio, ">=",
+                  f"next-latent KL with shuffled actions ({shuffled_kl:.3f}) / true ({true_kl:.3f}) nats"),
+        GateCheck("gradient_cosine", agreement["gradient_cosine"], config.min_gradient_cosine, ">=",
+                  "cos(d r̂/d a local, simulator finite difference), larger-|FD| half of the probes"),
+        GateCheck("reward_error_vs_constant",
+                  sensitivity["true"]["reward_error"] - sensitivity["constant"]["reward_error"], 0.0, "<=",
+                  f"one-step reward error ({sensitivity['true']['reward_error']:.3f}) minus a constant's "
+                  f"({sensitivity['constant']['reward_error']:.3f})"),
+    ]
+    metrics = {"sequences": int(sequences.frames.shape[0]), "sequence_length": sequences.length,
+               "action_sensitivity": sensitivity, "gradient": agreement, "epsilon": config.epsilon}
+    return GateReport("local_model", checks, metrics, time.perf_counter() - begin)
+
+
+__all__ = ["GradientProbe", "LocalModelGateConfig", "RewardOfFrames", "action_sensitivity", "gradient_agreement",
+           "local_model_gate", "local_reward_gradient", "simulator_probes"]

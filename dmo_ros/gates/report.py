@@ -1,0 +1,165 @@
+"""Gate reports: the control-relevant checks a learned model must pass before a policy trains on it.
+
+A gate is a list of :class:`GateCheck` s (a measured value, a bound, pass or fail) plus the
+numbers behind them. It is written into the model's run folder as ``gate.json`` by the model's
+trainer at the end (and by ``dmo-gate``), and read by the policy trainer, which refuses a model
+whose gate failed or was never measured unless forced (:func:`require_gates`). See DESIGN.md §8.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GATE_FILE = "gate.json"
+"""Name of the gate report inside a run folder."""
+
+
+class GateError(RuntimeError):
+    """A model is below its gate (or was never gated) and the caller did not force it."""
+
+
+@dataclass
+class GateCheck:
+    """One measured quantity against its bound."""
+
+    name: str
+    """Short identifier, e.g. ``agent_visible``."""
+    value: float
+    """The measured value (NaN when it could not be measured: the check fails)."""
+    bound: float
+    """The threshold the value is compared with."""
+    direction: str
+    """``">="``: passes when value >= bound; ``"<="``: passes when value <= bound."""
+    meaning: str
+    """What the value measures, in words, for the printed table."""
+
+    def __post_init__(self) -> None:
+        if self.direction not in (">=", "<="):
+            raise ValueError(f"direction must be '>=' or '<=', got {self.direction!r}")
+        self.value, self.bound = float(self.value), float(self.bound)
+
+    @property
+    def passed(self) -> bool:
+        if not math.isfinite(self.value):
+            return False
+        return self.value >= self.bound if self.direction == ">=" else self.value <= self.bound
+
+
+@dataclass
+class GateReport:
+    """All checks of one model's gate, the numbers behind them, and how they were measured."""
+
+    component: str
+    """``world_model``, ``local_model`` or ``reward``."""
+    checks: list[GateCheck]
+    """The pass/fail checks."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Everything measured (per-horizon curves, per-command numbers, baselines), JSON-able."""
+    seconds: float = 0.0
+    """Wall time of the measurement."""
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> list[GateCheck]:
+        return [check for check in self.checks if not check.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"component": self.component, "passed": self.passed, "seconds": self.seconds,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
+                "metrics": _jsonable(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GateReport:
+        checks = [GateCheck(c["name"], c["value"], c["bound"], c["direction"], c.get("meaning", ""))
+                  for c in values.get("checks", [])]
+        return cls(values["component"], checks, values.get("metrics", {}), values.get("seconds", 0.0))
+
+    def format(self) -> str:
+        """The printed table: one line per check."""
+        lines = [f"gate {self.component}: {'PASSED' if self.passed else 'FAILED'} ({self.seconds:.0f} s)"]
+        for c in self.checks:
+            lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name:<28} {c.value:9.3f} {c.direction} "
+                         f"{c.bound:<7g} {c.meaning}")
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_gate_report(run_dir: Path | str, report: GateReport) -> Path:
+    """Write ``gate.json`` into ``run_dir`` atomically (write, then rename); returns its path."""
+    path = Path(run_dir) / GATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
+    partial.replace(path)
+    return path
+
+
+def read_gate_report(run_dir: Path | str) -> GateReport | None:
+    """The gate report of a run, or None when it was never gated."""
+    path = Path(run_dir) / GATE_FILE
+    if not path.is_file():
+        return None
+    values = json.loads(path.read_text())
+    checks = [{**c, "value": float("nan") if c.get("value") is None else c["value"]} for c in values.get("checks", [])]
+    return GateReport.from_dict({**values, "checks": checks})
+
+
+GATE_COMMANDS = {
+    "world_model": "dmo-gate world-model {run} --dataset DATASET",
+    "local_model": "dmo-gate local-model {run} --dataset DATASET --reward-run REWARD_RUN --goal GOAL",
+    "reward": "dmo-gate reward {run} --goal GOAL",
+}
+
+
+def require_gates(runs: dict[str, Path | str], force: bool = False) -> list[str]:
+    """Check that every run in ``runs`` (component -> run folder) passed its gate.
+
+    Returns the lines to print (one per component). Raises :class:`GateError` naming each failed
+    check (or the missing report and the command that measures it), unless ``force``: then the
+    same lines come back marked as forced.
+    """
+    lines, problems = [], []
+    for component, run in runs.items():
+        report = read_gate_report(run)
+        if report is None:
+            problem = (f"{component} {run}: never gated (no {GATE_FILE}); measure it with "
+                       + GATE_COMMANDS[component].format(run=run))
+            problems.append(problem)
+            lines.append(problem)
+        elif not report.passed:
+            failed = ", ".join(f"{c.name} {c.value:.3g} (needs {c.direction} {c.bound:g})" for c in report.failed)
+            problem = f"{component} {run}: gate FAILED: {failed}"
+            problems.append(problem)
+            lines.append(problem)
+        else:
+            lines.append(f"{component} {run}: gate passed")
+    if problems and not force:
+        raise GateError("a model is below its gate:\n  " + "\n  ".join(problems)
+                        + "\n(pass --force-gates to train on it anyway)")
+    if problems:
+        lines = [f"{line} [forced]" if line in problems else line for line in lines]
+    return lines
+
+
+__all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "read_gate_report", "require_gates",
+           "write_gate_report"]

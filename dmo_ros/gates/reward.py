@@ -1,0 +1,217 @@
+"""Reward gate: is the reward a function of what the frame shows, rising as the T nears its goal?
+
+Measured on the Push-T stand-in (evaluation only; the reward model sees frames, DESIGN.md §8):
+
+- **T-only interpolation**: per episode, the block is placed along the straight path (position and
+  shortest turn) from its reset pose to the goal pose in ``steps`` stages while the agent stays
+  parked in the arena corner farthest from that path; the reward (start = the path's first frame)
+  must rise monotonically: Spearman with the stage >= 0.9, averaged over episodes;
+- **agent-only spread**: the block stays at its reset pose and the agent is placed at ``agent_places``
+  random spots clear of the block; the reward's range over those frames (max - min) must be far below
+  the T-only gain (start pose to goal pose): gain >= 3 x spread;
+- **along expert runs**: the scripted expert pushes from resets for ``expert_steps`` steps; the reward
+  along each run must rank frames like the simulator's coverage (Spearman >= 0.8, averaged over runs
+  whose coverage changes).
+
+``reward_shape_plots`` draws the three as one PNG.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dmo_ros.dataset.images import resize
+from dmo_ros.gates.local_model import RewardOfFrames
+from dmo_ros.gates.report import GateCheck, GateReport
+from dmo_ros.reward.evaluate import spearman
+
+
+@dataclass
+class RewardGateConfig:
+    """How the reward gate measures and what it requires."""
+
+    episodes: int = 8
+    """Stand-in episodes (reset poses) for the T-only path and the agent-only spread."""
+    steps: int = 20
+    """Stages of the T-only path from the reset pose to the goal pose."""
+    agent_places: int = 16
+    """Agent positions per episode for the agent-only spread."""
+    expert_runs: int = 8
+    """Scripted-expert runs for the Spearman with coverage."""
+    expert_steps: int = 150
+    """Control steps per expert run (30 s at 5 Hz, gym-pusht's episode length)."""
+    min_path_spearman: float = 0.9
+    """Gate: Spearman of the reward with the stage along the T-only path."""
+    min_gain_over_spread: float = 3.0
+    """Gate: T-only gain (goal pose - reset pose) / agent-only range."""
+    min_expert_spearman: float = 0.8
+    """Gate: Spearman of the reward with coverage along expert runs."""
+    image_size: int = 64
+    """Side of the frames the reward model takes."""
+    seed: int = 0
+    """Seed of the stand-in episodes and the agent placements."""
+
+
+def _place(sim, block_pose: np.ndarray, agent: np.ndarray) -> None:
+    env = sim.env
+    env.block.velocity, env.block.angular_velocity = (0.0, 0.0), 0.0
+    env.block.angle = float(block_pose[2])  # angle first: pymunk turns about the centre of gravity
+    env.block.position = (float(block_pose[0]), float(block_pose[1]))
+    env.agent.velocity, env.agent.position = (0.0, 0.0), (float(agent[0]), float(agent[1]))
+    env.space.reindex_shapes_for_body(env.block)
+    env.space.reindex_shapes_for_body(env.agent)
+
+
+def _frames(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+
+def _block_centre(sim) -> np.ndarray:
+    return np.array(sim.env.block.local_to_world(sim.env.block.center_of_gravity))
+
+
+@torch.no_grad()
+def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None = None) -> dict:
+    """The three measurements of the module doc (curves included, for the plots)."""
+    from dmo_ros.reward.evaluate import _render_shapes
+    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+    from dmo_ros.teleop.operator import Observation
+    from dmo_ros.teleop.pusht_expert import PushTExpert
+
+    config = config or RewardGateConfig()
+    size = config.image_size
+    rng = np.random.default_rng(config.seed)
+    sim = PushTSim(PushTConfig(seed=config.seed + 20_000))
+    margin = sim.config.arena_margin + 10
+    corners = np.array([[margin, margin], [ARENA_UNITS - margin, margin], [margin, ARENA_UNITS - margin],
+                        [ARENA_UNITS - margin, ARENA_UNITS - margin]])
+
+    def camera() -> np.ndarray:
+        return resize(_render_shapes(sim), size, size, "crop")
+
+    paths, spreads, agent_curves = [], [], []
+    try:
+        for e in range(config.episodes):
+            if e:
+                sim.reset()
+            env = sim.env
+            start_pose = np.array([*env.block.position, env.block.angle])
+            goal = np.array(env.goal_pose, dtype=np.float64)
+            turn = (goal[2] - start_pose[2] + np.pi) % (2 * np.pi) - np.pi
+            _place(sim, goal, corners[0])
+            goal_centre = _block_centre(sim)
+            _place(sim, start_pose, corners[0])
+            start_centre = _block_centre(sim)
+            park = corners[np.argmax([min(np.linalg.norm(c - start_centre), np.linalg.norm(c - goal_centre))
+                                      for c in corners])]
+            images = []
+            for s in np.linspace(0.0, 1.0, config.steps + 1):
+                _place(sim, np.array([*(start_pose[:2] + s * (goal[:2] - start_pose[:2])), start_pose[2] + s * turn]),
+                       park)
+                images.append(camera())
+            frames = _frames(images)
+            path = reward(frames, frames[0]).float().cpu().numpy()
+            paths.append(path)
+            # Agent only: the block at its reset pose, the agent anywhere clear of it.
+            placed = []
+            while len(placed) < config.agent_places:
+                spot = rng.uniform(margin, ARENA_UNITS - margin, 2)
+                if np.linalg.norm(spot - start_centre) > 110.0:
+                    _place(sim, start_pose, spot)
+                    placed.append(camera())
+            values = reward(_frames(placed), frames[0]).float().cpu().numpy()
+            agent_curves.append(values)
+            spreads.append(float(values.max() - values.min()))
+        expert_runs = []
+        expert = PushTExpert()
+        for run in range(config.expert_runs):
+            sim.reset()
+            expert.begin(None, rng)
+            images, coverage = [sim_frame(sim, size)], [sim.state().coverage]
+            for _ in range(config.expert_steps):
+                s = sim.state()
+                action = expert.act(Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success))
+                sim.step(np.asarray(action) * sim.config.control_period_s)
+                images.append(sim_frame(sim, size))
+                coverage.append(sim.state().coverage)
+            frames = _frames(images)
+            expert_runs.append({"reward": reward(frames, frames[0]).float().cpu().numpy(),
+                                "coverage": np.array(coverage), "run": run})
+    finally:
+        sim.close()
+
+    path_spearman = [spearman(np.arange(len(p)), p) for p in paths]
+    gains = [float(p[-1] - p[0]) for p in paths]
+    expert_spearman = [spearman(r["coverage"], r["reward"]) for r in expert_runs if np.ptp(r["coverage"]) > 1e-3]
+    return {
+        "path_spearman": float(np.mean(path_spearman)), "path_spearman_per_episode": path_spearman,
+        "t_gain": float(np.mean(gains)), "t_gain_per_episode": gains,
+        "agent_spread": float(np.mean(spreads)), "agent_spread_per_episode": spreads,
+        "expert_spearman": float(np.mean(expert_spearman)) if expert_spearman else float("nan"),
+        "expert_spearman_per_run": expert_spearman,
+        "expert_best_coverage": [float(r["coverage"].max()) for r in expert_runs],
+        "curves": {"path": [p.tolist() for p in paths], "agent": [a.tolist() for a in agent_curves],
+                   "expert": [{k: np.asarray(v).tolist() for k, v in r.items()} for r in expert_runs]},
+    }
+
+
+def sim_frame(sim, size: int) -> np.ndarray:
+    """The stand-in camera's frame at the models' size (as the dataset converter resizes it)."""
+    return resize(sim.render(), size, size, "crop")
+
+
+def reward_gate(reward: RewardOfFrames, config: RewardGateConfig | None = None) -> GateReport:
+    """The reward gate (see the module doc); the curves stay in ``metrics["curves"]`` for the plots."""
+    config = config or RewardGateConfig()
+    begin = time.perf_counter()
+    shape = measure_reward_shape(reward, config)
+    gain_over_spread = shape["t_gain"] / max(shape["agent_spread"], 1e-9)
+    checks = [
+        GateCheck("t_path_spearman", shape["path_spearman"], config.min_path_spearman, ">=",
+                  "Spearman(reward, stage) moving only the T from its reset pose to the goal"),
+        GateCheck("t_gain_over_agent_spread", gain_over_spread, config.min_gain_over_spread, ">=",
+                  f"T-only gain ({shape['t_gain']:.3f}) / reward range moving only the agent "
+                  f"({shape['agent_spread']:.3f})"),
+        GateCheck("expert_coverage_spearman", shape["expert_spearman"], config.min_expert_spearman, ">=",
+                  "Spearman(reward, coverage) along scripted-expert runs"),
+    ]
+    return GateReport("reward", checks, shape, time.perf_counter() - begin)
+
+
+def reward_shape_plots(report: GateReport, path: Path | str) -> Path:
+    """One PNG: reward along the T-only paths, the agent-only spread, and reward vs coverage along expert runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = report.metrics["curves"]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for values in curves["path"]:
+        axes[0].plot(np.linspace(0, 1, len(values)), values, alpha=0.7)
+    axes[0].set(title=f"T only, reset pose → goal (Spearman {report.metrics['path_spearman']:.2f})",
+                xlabel="fraction of the way to the goal pose", ylabel="reward")
+    for index, values in enumerate(curves["agent"]):
+        axes[1].scatter(np.full(len(values), index), values, s=10)
+        axes[1].plot([index, index], [curves["path"][index][0], curves["path"][index][-1]], "k-", alpha=0.3, lw=4)
+    axes[1].set(title=f"agent only: range {report.metrics['agent_spread']:.3f} vs T gain "
+                      f"{report.metrics['t_gain']:.3f} (grey bars)", xlabel="episode", ylabel="reward")
+    for run in curves["expert"]:
+        axes[2].plot(run["coverage"], run["reward"], ".", alpha=0.5, ms=3)
+    axes[2].set(title=f"expert runs (Spearman with coverage {report.metrics['expert_spearman']:.2f})",
+                xlabel="coverage of the goal T (simulator)", ylabel="reward")
+    figure.suptitle(f"reward gate: {'PASSED' if report.passed else 'FAILED'}")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+__all__ = ["RewardGateConfig", "measure_reward_shape", "reward_gate", "reward_shape_plots", "sim_frame"]

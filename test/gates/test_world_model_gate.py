@@ -1,0 +1,61 @@
+"""The world-model gate passes the true simulator and fails models that ignore actions or lose the agent."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dmo_ros.dataset.loaders import WindowDataset
+from dmo_ros.gates.world_model import WorldModelGateConfig, action_response_gate, simulator_displacement
+from gates.conftest import SimulatorRollout
+
+CONFIG = WorldModelGateConfig(windows=8, horizon=4, direction_step=3, batch_size=8)
+
+
+def _dataset(play):
+    dataset = WindowDataset(play.dataset, context=4, horizon=1, split="val")
+    indices = np.unique(np.linspace(0, len(dataset) - 1, 8).round().astype(int)).tolist()
+    return dataset, indices
+
+
+def test_simulator_moves_about_three_pixels_a_step_at_64px():
+    moved = simulator_displacement(0.2, 3, 64)
+    assert np.all(np.diff(moved) > 0)
+    assert 6.0 < moved[-1] < 12.0
+
+
+def test_the_true_simulator_passes(pusht_play):
+    dataset, indices = _dataset(pusht_play)
+    report = action_response_gate(SimulatorRollout(pusht_play), dataset, indices, CONFIG)
+    checks = {c.name: c for c in report.checks}
+    assert report.passed, report.format()
+    assert checks["agent_visible"].value > 0.99
+    assert checks["right_direction"].value >= 0.9
+    assert report.metrics["one_step_error"] < 1e-3 < report.metrics["copy_last_frame_error"]
+
+
+def test_a_model_that_repeats_the_last_frame_fails_the_direction_check(pusht_play):
+    dataset, indices = _dataset(pusht_play)
+
+    def copy_last(window, actions):
+        last = window.context_frames[:, -1].float() / 127.5 - 1.0
+        return last[:, None].expand(-1, actions.shape[1], -1, -1, -1)
+
+    report = action_response_gate(copy_last, dataset, indices, CONFIG)
+    checks = {c.name: c for c in report.checks}
+    assert not report.passed
+    assert checks["agent_visible"].passed and not checks["right_direction"].passed
+    assert checks["right_direction"].value == 0.0
+
+
+def test_a_model_that_loses_the_agent_fails_visibility(pusht_play):
+    dataset, indices = _dataset(pusht_play)
+    truth = SimulatorRollout(pusht_play)
+
+    def blurred(window, actions):  # the true frames, averaged with white: the agent fades away
+        return (truth(window, actions) + 3.0 * torch.ones(1)) / 4.0
+
+    report = action_response_gate(blurred, dataset, indices, CONFIG)
+    checks = {c.name: c for c in report.checks}
+    assert not checks["agent_visible"].passed and checks["agent_visible"].value < 0.5
+    assert not report.passed
