@@ -62,6 +62,7 @@ setup(
             "dmo-train-policy = dmo_ros.dmo.train:main",
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
+            "dmo-gate = dmo_ros.gates.cli:main",
         ],
     },
 )

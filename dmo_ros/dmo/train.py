@@ -33,6 +33,7 @@ from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.runner import PolicyTrainConfig, set_seed, train_policy
 from dmo_ros.dmo.sapo import SAPOConfig
+from dmo_ros.gates.report import GateError, require_gates
 from dmo_ros.policy.api import POLICY_KIND
 from dmo_ros.training.checkpoint import CheckpointError, read_run_config
 from dmo_ros.training.distributed import World, resolve_device
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")
         sub.add_argument("--run-dir", type=Path, default=Path(f"runs/{METHOD_NAMES[name]}"),
                          help=f"run folder; an existing run is resumed (default: runs/{METHOD_NAMES[name]})")
+        sub.add_argument("--force-gates", action="store_true",
+                         help="train even if a model is below its gate or was never gated (dmo-gate)")
         sub.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS),
                          help="budget, evaluation schedule and network sizes (default: cpu)")
         run_options = add_dataclass_options(sub, PolicyTrainConfig, title="budget and evaluation")
@@ -138,10 +141,18 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"{args.world_model} was trained on {world_model.config.image_size} px frames and "
                                f"{world_model.config.action_size}-D actions; the datasets have {image_size} px, "
                                f"{action_size}-D")
+        if robot == "pusht":  # the gates measure on the Push-T stand-in
+            gated = {"reward": args.reward_run}
+            if method != "no_diffusion":
+                gated["world_model"] = args.world_model
+            if method != "ppo":
+                gated["local_model"] = args.local_model
+            for line in require_gates(gated, force=args.force_gates):
+                print(f"gate: {line}", flush=True)
         reward_model = load_reward_model(args.reward_run, device)
         goal = load_goal_image(args.goal, size=(image_size, image_size), notify=lambda text: print(f"goal: {text}"))
         starts = StartWindows(folders, context=world_model.config.context, split="train", seed=run.seed)
-    except (DatasetError, ConfigError, CheckpointError, ValueError, OSError) as error:
+    except (DatasetError, ConfigError, CheckpointError, GateError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
 

@@ -74,7 +74,7 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         return {"component": self.component, "passed": self.passed, "seconds": self.seconds,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
+                "checks": _jsonable([{**asdict(c), "passed": c.passed} for c in self.checks]),
                 "metrics": _jsonable(self.metrics)}
 
     @classmethod

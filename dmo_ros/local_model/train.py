@@ -48,7 +48,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
-from dmo_ros.training.distributed import World, resolve_device
+from dmo_ros.training.distributed import World, is_main_process, resolve_device
 
 KIND = "local_model"
 """``config.json`` ``kind`` of a local model run."""
@@ -128,7 +128,7 @@ def ensure_labels(folders: Sequence[Path], run_dir: Path, make_reward_fn: Callab
     and listed in ``run_dir/rewards.json`` with the dataset path, sample count and ``source``
     (atomically, and only by the main process under torchrun: the others label for themselves).
     """
-    writes = _is_main_process()
+    writes = is_main_process()
     index_path = run_dir / LABELS_INDEX
     index: dict = json.loads(index_path.read_text()) if index_path.is_file() else {}
     labels: dict[str, np.ndarray] = {}
@@ -163,10 +163,6 @@ def ensure_labels(folders: Sequence[Path], run_dir: Path, make_reward_fn: Callab
             os.replace(index_path.with_name(LABELS_INDEX + ".tmp"), index_path)
         labels[str(folder)] = values
     return labels
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _free_name(name: str, index: dict) -> str:
@@ -215,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_options = add_dataclass_options(parser, LocalModelConfig, title="network (overrides the preset)",
                                           skip=MODEL_OPTIONS_SKIP)
     parser.set_defaults(train_options=train_options, model_options=model_options)
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the gate at the end (Push-T, with --reward-run; as dmo-gate local-model)")
     return parser
 
 
@@ -287,6 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     metrics, where = (result.val_logs, "validation") if result.val_logs else (result.train_logs, "training")
     if metrics:
         print(format_single_step(metrics, where), flush=True)
+    if args.gate and robot == "pusht" and is_main_process():
+        if args.reward_run is None:
+            print("gate not measured (it needs --reward-run and --goal); measure it with dmo-gate local-model",
+                  flush=True)
+        else:
+            from dmo_ros.gates.cli import local_model_run_gate
+
+            small = {"sequences": 8, "probes": 4} if args.preset == "tiny" else {}
+            report = local_model_run_gate(args.run_dir, folders[0], args.reward_run, args.goal,
+                                          resolve_device(train_config.device, World()), labels, **small)
+            print(report.format(), flush=True)
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.loaders import find_datasets
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.energy import EnergyNet
@@ -36,6 +36,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.distributed import World, is_main_process, resolve_device
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: seconds on one CPU core (the tiny network learns a toy video in ~150 steps of 64).
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_options = add_dataclass_options(parser, RewardConfig, title="network and pairs (overrides the preset)",
                                           skip=MODEL_OPTIONS_SKIP)
     parser.set_defaults(train_options=train_options, model_options=model_options)
+    parser.add_argument("--goal", type=Path, default=None,
+                        help="goal picture (dmo-goal-image): with it the reward-shape gate is measured at the end "
+                             "(Push-T; as dmo-gate reward)")
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the reward-shape gate at the end when --goal is given")
     return parser
 
 
@@ -130,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; val {summary}" if summary else "") + f"); reward scale {float(model.reward_scale()):.4g} energy "
           f"units; run folder {args.run_dir}\nevaluate: dmo-reward-eval {args.run_dir} --dataset {folders[0]}",
           flush=True)
+    robot = read_meta(folders[0]).get("robot")
+    if args.gate and args.goal is not None and robot == "pusht" and is_main_process():
+        from dmo_ros.gates.cli import reward_run_gate
+
+        small = {"episodes": 2, "steps": 6, "agent_places": 4, "expert_runs": 1, "expert_steps": 20} \
+            if args.preset == "tiny" else {}
+        report = reward_run_gate(args.run_dir, args.goal, resolve_device(train_config.device, World()), **small)
+        print(report.format(), flush=True)
     return 0
 
 

@@ -25,6 +25,12 @@ AGENT_MIN_MASS = 1.5
 """Agent score mass (about "pixels of pure agent colour") below which the agent counts as not visible.
 A 64 x 64 stand-in frame holds 5-8; 96 x 96 about twice that."""
 
+AGENT_RADIUS_PX = 3.0
+"""Radius (px at 64 x 64) around the strongest blob within which the agent's colour is summed (its disc is ~2 px)."""
+
+AGENT_MIN_CONCENTRATION = 0.6
+"""Fraction of the frame's blue that the agent's blob must hold to count as the agent."""
+
 BLOCK_MIN_MASS = 8.0
 """Block score mass below which the block counts as not visible (a 64 x 64 frame holds ~50)."""
 
@@ -77,12 +83,30 @@ def _centroid(score: np.ndarray, min_mass: float) -> tuple[np.ndarray, np.ndarra
 def locate_agent(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Agent positions (..., 2) [x, y] px (NaN where not visible) and visibility (...) bool of frames (..., H, W, 3).
 
-    The minimum mass scales with the frame's area relative to 64 x 64.
+    The agent is a compact blue disc: the position is the score-weighted centroid within
+    ``AGENT_RADIUS_PX`` (scaled to the frame) of the strongest 3 x 3 blob, and the agent counts as
+    visible only when that blob holds at least ``AGENT_MIN_MASS`` (scaled by area) and at least
+    ``AGENT_MIN_CONCENTRATION`` of all the blue in the frame — blue noise scattered over an
+    imagined frame is not an agent.
     """
     score = agent_score(frames)
-    scale = score.shape[-1] * score.shape[-2] / 4096.0
-    position, visible, _ = _centroid(score, AGENT_MIN_MASS * scale)
-    return position, visible
+    lead, (h, w) = score.shape[:-2], score.shape[-2:]
+    flat = score.reshape(-1, h, w)
+    scale = w / 64.0
+    padded = np.pad(flat, ((0, 0), (1, 1), (1, 1)))
+    blob = sum(padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+    peak = blob.reshape(len(flat), -1).argmax(-1)
+    py, px = np.divmod(peak, w)
+    ys, xs = np.mgrid[0:h, 0:w]
+    near = ((ys[None] - py[:, None, None]) ** 2 + (xs[None] - px[:, None, None]) ** 2) <= (AGENT_RADIUS_PX * scale) ** 2
+    weights = flat * near
+    mass_near = weights.sum((-2, -1))
+    total = flat.sum((-2, -1))
+    safe = np.maximum(mass_near, 1e-9)
+    position = np.stack([(weights * xs).sum((-2, -1)) / safe, (weights * ys).sum((-2, -1)) / safe], axis=-1)
+    visible = (mass_near >= AGENT_MIN_MASS * scale**2) & (mass_near >= AGENT_MIN_CONCENTRATION * total)
+    position[~visible] = np.nan
+    return position.reshape(*lead, 2), visible.reshape(lead)
 
 
 def locate_block(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,11 @@ class World:
         return self.size > 1
 
 
+def is_main_process() -> bool:
+    """True in a single process and in rank 0 under torchrun (the process that writes shared files)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def resolve_device(name: str, world: World) -> torch.device:
     """``auto`` → this process's GPU when CUDA is available, else the CPU."""
     if name == "auto":

@@ -33,6 +33,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.distributed import World, is_main_process, resolve_device
 from dmo_ros.world_model.config import WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
 
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_options = add_dataclass_options(parser, TrainConfig, title="training (overrides the preset)")
     model_options = add_dataclass_options(parser, WorldModelConfig, title="network (overrides the preset)",
                                           skip=MODEL_OPTIONS_SKIP)
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the action-response gate at the end (Push-T; as dmo-gate world-model)")
     parser.set_defaults(train_options=train_options, model_options=model_options)
     return parser
 
@@ -125,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
     print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.samples} samples"
           + (f"; val {summary}" if summary else "") + f"); run folder {args.run_dir}", flush=True)
+    if args.gate and robot == "pusht" and is_main_process():
+        from dmo_ros.gates.cli import world_model_run_gate
+
+        small = {"windows": 4, "horizon": 3} if args.preset == "tiny" else {}
+        report = world_model_run_gate(args.run_dir, folders[0], resolve_device(train_config.device, World()), **small)
+        print(report.format(), flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ from dmo_ros.training.checkpoint import checkpoint_dir, load_model_weights, load
 def _args(method, inputs, run, *extra):
     args = [method, str(inputs["dataset"]), "--world-model", str(inputs["world_model"]), "--reward-run",
             str(inputs["reward"]), "--goal", str(inputs["goal"]), "--run-dir", str(run), "--preset", "tiny",
-            "--device", "cpu", "--progress", "false", "--eval-max-steps", "3"]
+            "--device", "cpu", "--progress", "false", "--eval-max-steps", "3", "--force-gates"]
     if method != "ppo":
         args += ["--local-model", str(inputs["local_model"])]
     return args + list(extra)

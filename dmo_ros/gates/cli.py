@@ -1,0 +1,135 @@
+"""``dmo-gate``: measure a trained model's gate, print it and write ``gate.json`` into its run folder.
+
+    dmo-gate world-model runs/wm --dataset datasets/play
+    dmo-gate local-model runs/local --dataset datasets/play --reward-run runs/reward --goal goal.png
+    dmo-gate reward runs/reward --goal goal.png          # also writes runs/reward/gate/reward_shape.png
+
+The trainers run the same measurement at the end of training; ``dmo-train-policy`` refuses a model
+whose gate failed (or was never measured) unless ``--force-gates``. The gates use the Push-T
+stand-in simulator for *evaluation* (reference displacements, finite differences, ground-truth
+coverage); the models never see it. Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from dmo_ros.dataset.format import DatasetError
+from dmo_ros.gates.report import GateReport, write_gate_report
+from dmo_ros.training.checkpoint import CheckpointError
+from dmo_ros.training.options import ConfigError, add_dataclass_options, given_options
+
+
+def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | str = "cpu",
+                         **config: object) -> GateReport:
+    """The world-model gate of a run folder on a dataset, written to ``run_dir/gate.json``."""
+    from dmo_ros.gates.world_model import WorldModelGateConfig, world_model_gate
+    from dmo_ros.world_model.denoiser import load_world_model
+
+    report = world_model_gate(load_world_model(run_dir, device), dataset, WorldModelGateConfig(**config))
+    write_gate_report(run_dir, report)
+    return report
+
+
+def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: Path,
+                         device: torch.device | str = "cpu", labels: dict | None = None,
+                         **config: object) -> GateReport:
+    """The local-model gate of a run folder (validation sequences of ``dataset``, probes rewarded by the
+    global reward of ``reward_run`` toward ``goal``), written to ``run_dir/gate.json``."""
+    from dmo_ros.dataset.loaders import collate
+    from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes
+    from dmo_ros.local_model.model import SequenceDataset, load_local_model
+    from dmo_ros.local_model.train import ensure_labels, goal_reward_function
+    from dmo_ros.training.checkpoint import read_run_config
+
+    gate_config = LocalModelGateConfig(**config)
+    model = load_local_model(run_dir, device)
+    size = model.config.image_size
+    reward = goal_reward_function(reward_run, goal, size, torch.device(device))
+    labels = labels or ensure_labels([dataset], run_dir, lambda: reward)
+    length = int(read_run_config(run_dir).get("sequence_length", 8))
+    sequences = SequenceDataset([dataset], length, "val", labels)
+    if len(sequences) == 0:
+        sequences = SequenceDataset([dataset], length, "train", labels)
+    if len(sequences) == 0:
+        raise DatasetError(f"{dataset}: no sequence of {length} samples")
+    picks = torch.linspace(0, len(sequences) - 1, min(gate_config.sequences, len(sequences))).round().long().unique()
+    batch = collate([sequences[int(i)] for i in picks])
+    probes = simulator_probes(reward, gate_config.probes, length, size, gate_config.epsilon, gate_config.seed)
+    report = local_model_gate(model.cpu(), batch, probes, gate_config)
+    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal))
+    write_gate_report(run_dir, report)
+    return report
+
+
+def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,
+                    **config: object) -> GateReport:
+    """The reward gate of a run folder with a goal picture, written to ``run_dir/gate.json`` (+ the plot)."""
+    from dmo_ros.gates.reward import RewardGateConfig, reward_gate, reward_shape_plots
+    from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.reward.energy import load_reward_model
+
+    size = load_reward_model(run_dir, "cpu").config.image_size
+    reward = goal_reward_function(run_dir, goal, size, torch.device(device))
+    report = reward_gate(reward, RewardGateConfig(**{"image_size": size, **config}))
+    report.metrics["goal"] = str(goal)
+    if plot:
+        png = reward_shape_plots(report, run_dir / "gate" / "reward_shape.png")
+        report.metrics["plot"] = str(png)
+    del report.metrics["curves"]  # in the plot; the JSON keeps the summary numbers
+    write_gate_report(run_dir, report)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dmo_ros.gates.local_model import LocalModelGateConfig
+    from dmo_ros.gates.reward import RewardGateConfig
+    from dmo_ros.gates.world_model import WorldModelGateConfig
+
+    parser = argparse.ArgumentParser(prog="dmo-gate", description=__doc__.split("\n\n")[0],
+                                     epilog="Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.")
+    parser.add_argument("--device", default="cpu", help="where the models run (default: cpu)")
+    parts = parser.add_subparsers(dest="component", required=True)
+    for name, config_class, help_text in (
+            ("world-model", WorldModelGateConfig, "does the imagined agent follow held commands?"),
+            ("local-model", LocalModelGateConfig, "does the RSSM use the action; does d r̂/d a point the true way?"),
+            ("reward", RewardGateConfig, "is the reward monotone in the T's progress and indifferent to the agent?")):
+        sub = parts.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("run_dir", type=Path, help="the model's run folder")
+        if name != "reward":
+            sub.add_argument("--dataset", type=Path, required=True, help="dataset folder (its validation episodes)")
+        if name != "world-model":
+            sub.add_argument("--goal", type=Path, required=True, help="goal picture (dmo-goal-image)")
+        if name == "local-model":
+            sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
+        options = add_dataclass_options(sub, config_class, title="measurement and bounds",
+                                        skip=["image_size"])
+        sub.set_defaults(gate_class=config_class, gate_options=options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = given_options(args, args.gate_options)
+    try:
+        if args.component == "world-model":
+            report = world_model_run_gate(args.run_dir, args.dataset, args.device, **config)
+        elif args.component == "local-model":
+            report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
+        else:
+            report = reward_run_gate(args.run_dir, args.goal, args.device, **config)
+    except (DatasetError, CheckpointError, ConfigError, ValueError, OSError) as error:
+        print(f"dmo-gate: error: {error}", file=sys.stderr)
+        return 2
+    print(report.format())
+    plot = f" and {report.metrics['plot']}" if "plot" in report.metrics else ""
+    print(f"wrote {args.run_dir / 'gate.json'}{plot}")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The trainers measure their gate at the end, ``dmo-gate`` re-measures it, and policy training refuses models
+below their gate (or never gated) unless forced — naming the failed check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmo_ros.dmo.train import main as train_policy
+from dmo_ros.gates.cli import main as gate_main
+from dmo_ros.gates.report import GateCheck, GateReport, read_gate_report, require_gates, write_gate_report
+from dmo_ros.local_model.train import main as train_local
+from dmo_ros.reward.train import main as train_reward
+from dmo_ros.world_model.train import main as train_world_model
+
+COMMON = ["--preset", "tiny", "--device", "cpu", "--progress", "false", "--steps", "4", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def runs(pusht_play, tmp_path_factory):
+    """Tiny world, reward and local models trained 4 steps on stand-in play data, each gated by its trainer."""
+    root = tmp_path_factory.mktemp("gated")
+    goal = root / "goal.png"
+    Image.fromarray(np.full((64, 64, 3), 255, np.uint8)).save(goal)
+    data = str(pusht_play.dataset)
+    assert train_world_model([data, "--run-dir", str(root / "wm"), *COMMON]) == 0
+    assert train_reward([data, "--run-dir", str(root / "reward"), "--goal", str(goal), *COMMON]) == 0
+    assert train_local([data, "--run-dir", str(root / "local"), "--reward-run", str(root / "reward"), "--goal",
+                        str(goal), "--sequence-length", "4", *COMMON]) == 0
+    return {"wm": root / "wm", "reward": root / "reward", "local": root / "local", "goal": goal,
+            "dataset": pusht_play.dataset}
+
+
+def test_each_trainer_writes_its_gate(runs):
+    for name, component in (("wm", "world_model"), ("reward", "reward"), ("local", "local_model")):
+        report = read_gate_report(runs[name])
+        assert report is not None and report.component == component
+        assert report.checks and all(np.isfinite(c.bound) for c in report.checks)
+    assert (runs["reward"] / "gate" / "reward_shape.png").stat().st_size > 10_000
+    # Four training steps do not make a world model that follows actions.
+    assert not read_gate_report(runs["wm"]).passed
+
+
+def test_dmo_gate_re_measures_prints_and_exits_1_below_the_gate(runs, capsys):
+    (runs["wm"] / "gate.json").unlink()
+    code = gate_main(["world-model", str(runs["wm"]), "--dataset", str(runs["dataset"]), "--windows", "4",
+                      "--horizon", "3"])
+    out = capsys.readouterr().out
+    assert code == 1 and "gate world_model: FAILED" in out and "right_direction" in out
+    assert json.loads((runs["wm"] / "gate.json").read_text())["passed"] is False
+    assert gate_main(["world-model", str(runs["wm"] / "missing"), "--dataset", str(runs["dataset"])]) == 2
+    assert gate_main(["reward", str(runs["reward"]), "--goal", str(runs["goal"]), "--episodes", "1", "--steps", "4",
+                      "--agent-places", "3", "--expert-runs", "1", "--expert-steps", "10"]) in (0, 1)
+
+
+def _policy_args(runs, run_dir, *extra):
+    return ["dmo", str(runs["dataset"]), "--world-model", str(runs["wm"]), "--reward-run", str(runs["reward"]),
+            "--goal", str(runs["goal"]), "--local-model", str(runs["local"]), "--run-dir", str(run_dir),
+            "--preset", "tiny", "--device", "cpu", "--progress", "false", "--max-samples", "32",
+            "--eval-every", "0", *extra]
+
+
+def test_policy_training_refuses_a_model_below_its_gate_unless_forced(runs, tmp_path, capsys):
+    assert train_policy(_policy_args(runs, tmp_path / "refused")) == 2
+    err = capsys.readouterr().err
+    assert "world_model" in err and "gate FAILED" in err and "--force-gates" in err
+    assert not (tmp_path / "refused").exists()
+    assert train_policy(_policy_args(runs, tmp_path / "forced", "--force-gates")) == 0
+    assert "[forced]" in capsys.readouterr().out
+
+
+def test_a_model_never_gated_is_refused_with_the_command_that_gates_it(tmp_path):
+    with pytest.raises(Exception, match="never gated.*dmo-gate world-model"):
+        require_gates({"world_model": tmp_path})
+    write_gate_report(tmp_path, GateReport("world_model", [GateCheck("x", 1.0, 0.5, ">=", "")]))
+    assert require_gates({"world_model": tmp_path}) == [f"world_model {tmp_path}: gate passed"]
+
+
+def test_a_nan_measurement_fails_its_check():
+    assert not GateCheck("x", float("nan"), 0.0, "<=", "").passed
+    with pytest.raises(ValueError):
+        GateCheck("x", 1.0, 0.0, "==", "")
