@@ -22,6 +22,12 @@ class RewardConfig:
     hidden_size: int = 256
     """Width of the MLP head that maps the pooled features to the scalar energy."""
 
+    condition_on_start: bool = False
+    """Give the network the episode's first frame s_start (the seed paper's f(s_t | s_start, s_goal)). Off, the
+    energy is f(s_t | s_goal) and the reward a function of the frame alone (Markov: the local model's reward
+    head can predict it from the state, and imagined and recorded episodes score a frame alike); the
+    training pairs still come from (start, goal) segments. Runs saved before this option existed load as on."""
+
     coord_channels: bool = True
     """Append x/y coordinate planes to the input (CoordConv), so positions are easy to compare."""
 
@@ -85,7 +91,7 @@ class RewardConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown RewardConfig field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**{"condition_on_start": True, **values})  # runs saved before the option were conditioned
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {

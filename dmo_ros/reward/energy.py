@@ -84,7 +84,7 @@ class EnergyNet(nn.Module):
         super().__init__()
         self.config = config = config or RewardConfig()
         layers: list[nn.Module] = []
-        width_in = 9 + (2 if config.coord_channels else 0)
+        width_in = (9 if config.condition_on_start else 6) + (2 if config.coord_channels else 0)
         for width in config.channels:
             layers += [
                 nn.Conv2d(width_in, width, 4, stride=2, padding=1),
@@ -104,12 +104,17 @@ class EnergyNet(nn.Module):
         self.register_buffer("energy_gap", torch.ones(()))
         self.register_buffer("energy_std", torch.ones(()))
         self.register_buffer("calibration_updates", torch.zeros((), dtype=torch.int64))
+        if not config.condition_on_start:  # the reward's fixed reference: the mean energy of training frames
+            self.register_buffer("energy_mean", torch.zeros(()))
 
     # -- the energy ------------------------------------------------------------------------
 
     def energy(self, frames: torch.Tensor, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Raw f for (N, 3, H, W) float images in [-1, 1] (frames, their starts and goals) -> (N,)."""
-        x = torch.cat([frames, start, goal], dim=1)
+        """Raw f for (N, 3, H, W) float images in [-1, 1] (frames, their starts and goals) -> (N,).
+
+        Without ``condition_on_start`` the starts are not looked at (f(s_t | s_goal)).
+        """
+        x = torch.cat([frames, start, goal] if self.config.condition_on_start else [frames, goal], dim=1)
         if self.config.coord_channels:
             n, _, h, w = x.shape
             ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)[:, None].expand(h, w)
@@ -128,12 +133,17 @@ class EnergyNet(nn.Module):
                start_energy: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised reward for (N, 3, H, W) float images: ``(f(o|s,g) - f(s|s,g)) / scale`` -> (N,).
 
+        Without ``condition_on_start``: ``(f(o|g) - mean f of training frames) / scale``, a function of the
+        frame (and the goal) alone; ``start`` and ``start_energy`` are not used.
+
         Why this normalisation: subtracting the context's own f(start) removes the per-context
         offset (the Bradley-Terry loss constrains only differences), so the reward is 0 at the
         start; dividing by the mean start-to-goal gap over training contexts makes it about 1 at
         the goal. Rewards are O(1) and comparable across starts and goals, with no per-episode
         division that an unlucky (start, goal) could blow up. ``start_energy``: f(s|s,g) if known.
         """
+        if not self.config.condition_on_start:
+            return (self.energy(frames, start, goal) - self.energy_mean) / self.reward_scale()
         if start_energy is None:
             start_energy = self.energy(start, start, goal)
         return (self.energy(frames, start, goal) - start_energy) / self.reward_scale()
@@ -174,6 +184,8 @@ class EnergyNet(nn.Module):
         momentum = min(self.config.calibration_momentum, n / (n + 1.0))  # a plain running mean at first
         self.energy_gap.mul_(momentum).add_((1.0 - momentum) * gap.float())
         self.energy_std.mul_(momentum).add_((1.0 - momentum) * spread.float())
+        if not self.config.condition_on_start:
+            self.energy_mean.mul_(momentum).add_((1.0 - momentum) * f_frames.float().mean())
         self.calibration_updates.add_(1)
 
     @torch.no_grad()
@@ -189,7 +201,9 @@ def _groups(width: int) -> int:
 
 
 class GoalReward:
-    """The RL reward from a goal image: ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale``.
+    """The RL reward from a goal image: ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale``,
+    or, for an energy without ``condition_on_start`` (the default), ``r(o) = (f(o | o_goal) - mean f) / scale``:
+    a function of the frame alone, the same for recorded and imagined episodes (the start is then ignored).
 
     ``o_goal`` is one picture of the scene at the goal (see :mod:`dmo_ros.reward.goal_image`);
     ``o_start`` is each episode's (or imagined rollout's) first observation. Rewards are about 0
@@ -251,6 +265,12 @@ class GoalReward:
         """Rewards for frames (..., 3, H, W); the start's leading dims must be a prefix of the frames'."""
         if start is not None:
             self.set_start(start)
+        if self._start is None and not self.model.config.condition_on_start:
+            with torch.set_grad_enabled(self.grad):  # a Markov reward: the frame and the goal are all it needs
+                x = self.images(frames)
+                flat = x.reshape(-1, *x.shape[-3:])
+                goal = self.goal.expand_as(flat)
+                return self.model.reward(flat, goal, goal).reshape(x.shape[:-3])
         if self._start is None:
             raise RuntimeError("GoalReward needs the episode's first observation: call set_start(o_start) first")
         with torch.set_grad_enabled(self.grad):

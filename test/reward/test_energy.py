@@ -115,7 +115,7 @@ def _trained_like(model: EnergyNet, gap: float, std: float) -> EnergyNet:
 
 def test_goal_reward_normalisation_batching_and_inputs() -> None:
     torch.manual_seed(0)
-    model = _trained_like(EnergyNet(_config()), gap=2.5, std=0.5)
+    model = _trained_like(EnergyNet(_config(condition_on_start=True)), gap=2.5, std=0.5)
     g = torch.Generator().manual_seed(3)
     goal = torch.randint(0, 256, (3, SIZE, SIZE), generator=g, dtype=torch.uint8)
     starts = torch.randint(0, 256, (2, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
@@ -147,6 +147,37 @@ def test_goal_reward_normalisation_batching_and_inputs() -> None:
         reward(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         GoalReward(model, torch.full((3, SIZE, SIZE), 200.0))
+
+
+def test_the_default_reward_is_a_function_of_the_frame_alone() -> None:
+    """Without start conditioning (the default) a frame scores the same from any start: (f(o|g) - mean f) / scale."""
+    torch.manual_seed(0)
+    model = _trained_like(EnergyNet(_config()), gap=2.0, std=0.5)
+    assert not model.config.condition_on_start
+    model.energy_mean.fill_(0.3)
+    g = torch.Generator().manual_seed(4)
+    goal, frames = (torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+                    for shape in ((3, SIZE, SIZE), (5, 3, SIZE, SIZE)))
+    reward = GoalReward(model, goal)
+    without_start = reward(frames)  # no start needed
+    with torch.no_grad():
+        o, gl = to_model_images(frames), to_model_images(goal[None])
+        expected = (model.energy(o, o, gl.expand_as(o)) - 0.3) / 2.0
+    torch.testing.assert_close(without_start, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(reward(frames, start=frames[0]), without_start)
+    torch.testing.assert_close(reward(frames, start=frames[3]), without_start)
+    # Training-mode forward passes track the mean energy of training frames (the reward's reference).
+    model.train()
+    before = model.energy_mean.clone()
+    images = torch.randint(0, 256, (4, 3, SIZE, SIZE), dtype=torch.uint8)
+    model(RankingPairs(images, images, images, images, torch.zeros(4, 4, dtype=torch.int64),
+                       torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.int64)))
+    assert not torch.equal(model.energy_mean, before)
+
+
+def test_runs_saved_before_the_option_load_as_start_conditioned() -> None:
+    saved = {k: v for k, v in vars(_config()).items() if k != "condition_on_start"}
+    assert RewardConfig.from_dict(saved).condition_on_start
 
 
 def test_goal_reward_scale_floors_and_gradients() -> None:

@@ -128,7 +128,7 @@ def test_evaluation_of_an_untrained_model_writes_its_files(tmp_path: Path) -> No
     assert report["dataset"]["kind"] == "intent" and len(report["dataset"]["segments"]) == 2
     oracle = report["oracle"]
     assert len(oracle["episodes"]) == 2 and all(row["final_coverage"] > 0.95 for row in oracle["episodes"])
-    assert all(row["first_reward"] == pytest.approx(0.0, abs=1e-5) for row in oracle["episodes"])
+    assert all(np.isfinite(row["first_reward"]) for row in oracle["episodes"])  # 0 only for start-conditioned
     assert -1.0 <= oracle["spearman_coverage_mean"] <= 1.0
     json_path, plot_path = write_report(report, tmp_path / "out")
     saved = json.loads(json_path.read_text())
