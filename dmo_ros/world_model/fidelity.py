@@ -7,6 +7,10 @@ horizon, so the per-step curve shows how far imagination can be trusted (the pap
 shows such rollouts). As a yardstick the report also scores "nothing moves": the last context
 frame repeated — a model that does not beat it has not learned the dynamics.
 
+On Push-T data the report also reads the agent's and the T block's positions off real and imagined
+frames by the stand-in's colours (:mod:`dmo_ros.sims.pusht_frames`): agent visibility and agent / T
+centroid errors in pixels per step (control needs those, not only PSNR).
+
 Outputs in ``out_dir``: ``fidelity.json`` (per-step PSNR, SSIM and MSE on [0, 1] images: means, spreads, counts;
 settings), ``fidelity.png`` (error versus horizon), ``rollout.gif`` (real | imagined, a few windows stacked
 vertically, upscaled with nearest neighbour), and a table on stdout.
@@ -117,6 +121,27 @@ def open_loop_rollout(env: WorldModelEnv, window: Window) -> tuple[Tensor, Tenso
     return imagined, to_model_range(window.future_frames)
 
 
+def _score_positions(imagined: Tensor, real: Tensor, out: dict[str, list[np.ndarray]]) -> None:
+    """Push-T stand-in frames: agent and T-block position errors (px) per step, read off the colours."""
+    from dmo_ros.sims.pusht_frames import locate_agent, locate_block
+
+    fake_u8, real_u8 = (to_uint8(x).permute(0, 1, 3, 4, 2).cpu().numpy() for x in (imagined, real))
+    (fake_agent, fake_seen), (real_agent, real_seen) = locate_agent(fake_u8), locate_agent(real_u8)
+    (fake_block, _), (real_block, _) = locate_block(fake_u8), locate_block(real_u8)
+    out["agent_error"].append(np.where(real_seen, np.linalg.norm(fake_agent - real_agent, axis=-1), np.nan))
+    out["agent_visible"].append(np.where(real_seen, fake_seen, np.nan))
+    out["block_error"].append(np.linalg.norm(fake_block - real_block, axis=-1))
+
+
+def _position_report(positions: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    """Per-step means over windows (NaN-aware: an agent the model lost counts in visibility, not in the error)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: np.nanmean(np.concatenate(values), axis=0).tolist() for name, values in positions.items()}
+
+
 def _unit(frames: Tensor) -> Tensor:
     """[-1, 1] float -> [0, 1] float, through uint8 (what an image file would hold)."""
     return to_uint8(frames).double() / 255
@@ -212,6 +237,8 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
     env = WorldModelEnv(denoiser, sampler_config, device=device, generator=generator)
 
     scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "mse": [], "base_psnr": [], "base_ssim": []}
+    pusht = dataset.meta.get("robot") == "pusht"
+    positions: dict[str, list[np.ndarray]] = {"agent_error": [], "agent_visible": [], "block_error": []}
     shown = set(np.linspace(0, len(indices) - 1, min(gif_rollouts, len(indices))).round().astype(int).tolist())
     gif_parts: list[tuple[Tensor, Tensor, Tensor]] = []
     for first in range(0, len(indices), batch_size):
@@ -226,6 +253,8 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         scores["mse"].append((fake_u - real_u).pow(2).flatten(1).mean(1).view(b, h).cpu())
         scores["base_psnr"].append(psnr(last_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
         scores["base_ssim"].append(ssim(last_u, real_u).view(b, h).cpu())
+        if pusht:
+            _score_positions(imagined, real, positions)
         keep = [k for k in range(b) if first + k in shown]
         if keep:
             gif_parts.append((to_model_range(window.context_frames[keep]), real[keep], imagined[keep]))
@@ -249,6 +278,7 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         "baseline_last_frame": {"psnr": table["base_psnr"].mean(0).tolist(),
                                 "ssim": table["base_ssim"].mean(0).tolist()},
         "sampler": asdict(sampler_config),
+        **(_position_report(positions) if pusht else {}),
         "psnr_cap_db": PSNR_CAP_DB,
         "seed": seed,
         "device": str(device),
@@ -276,6 +306,11 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{step:>5} {report['psnr'][k]:>9.2f} {report['ssim'][k]:>7.4f} "
                      f"{'| ' + format(base['psnr'][k], '.2f'):>18} {base['ssim'][k]:>7.4f}")
     lines.append(f"{'mean':>5} {report['psnr_mean']:>9.2f} {report['ssim_mean']:>7.4f}")
+    if "agent_error" in report:  # Push-T: where the agent and the T are, read off the colours
+        lines.append(f"{'step':>5} {'agent visible':>14} {'agent error px':>15} {'T error px':>11}")
+        for k, step in enumerate(report["steps"]):
+            lines.append(f"{step:>5} {report['agent_visible'][k]:>14.2f} {report['agent_error'][k]:>15.2f} "
+                         f"{report['block_error'][k]:>11.2f}")
     return "\n".join(lines)
 
 

@@ -59,3 +59,17 @@ def test_a_model_that_loses_the_agent_fails_visibility(pusht_play):
     checks = {c.name: c for c in report.checks}
     assert not checks["agent_visible"].passed and checks["agent_visible"].value < 0.5
     assert not report.passed
+
+
+def test_fidelity_report_on_pusht_data_scores_agent_and_t_positions_per_step(pusht_play, tmp_path, capsys):
+    from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
+    from dmo_ros.world_model.denoiser import Denoiser
+    from dmo_ros.world_model.fidelity import fidelity_report
+
+    torch.manual_seed(0)
+    untrained = Denoiser(WorldModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=64))
+    report = fidelity_report(untrained, pusht_play.dataset, tmp_path, horizon=2, windows=3,
+                             sampler_config=SamplerConfig(num_steps=1), gif_rollouts=1)
+    assert len(report["agent_visible"]) == len(report["agent_error"]) == len(report["block_error"]) == 2
+    assert all(0.0 <= v <= 1.0 for v in report["agent_visible"])
+    assert "agent error px" in capsys.readouterr().out
