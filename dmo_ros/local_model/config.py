@@ -81,6 +81,17 @@ class LocalModelConfig:
     decoder. Why a decoder: without it only the reward (one number) and the KL shape the latent, and the
     latent need not carry where things are, which the policy gradient through the dynamics needs."""
 
+    inverse_dynamics_scale: float = 1.0
+    """Weight of an inverse-dynamics loss: an MLP predicts action t (scaled, squared error) from the posterior
+    features of frames t and t + 1. It makes the latent carry what the action changes (the agent's position,
+    a few pixels of a 64 x 64 frame that the summed reconstruction loss barely sees), so the prior has to use
+    the action to predict it; 0 builds no head (DreamerV3 has none). Runs saved before the option load as 0."""
+
+    foreground_weight: float = 10.0
+    """Reconstruction weight of foreground pixels relative to background: pixels that differ from the batch's
+    median colour by more than 0.1 (in [-1, 1] units) count ``1 + foreground_weight``. On a mostly white table
+    the few pixels of the agent and the T otherwise weigh almost nothing. Runs saved before the option: 0."""
+
     def __post_init__(self) -> None:
         if self.action_size < 1:
             raise ValueError(f"action_size must be at least 1, got {self.action_size}")
@@ -107,7 +118,8 @@ class LocalModelConfig:
             raise ValueError(f"head_layers must be >= 0, got {self.head_layers}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
-        for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale"):
+        for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale",
+                     "inverse_dynamics_scale", "foreground_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reward_bins < 2:
@@ -140,7 +152,8 @@ class LocalModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown LocalModelConfig keys {unknown}; valid keys: {sorted(known)}")
-        return cls(**values)
+        # Runs saved before these options existed trained (and saved weights) without them.
+        return cls(**{"inverse_dynamics_scale": 0.0, "foreground_weight": 0.0, **values})
 
 
 PRESETS: dict[str, LocalModelConfig] = {

@@ -134,6 +134,10 @@ class LocalModel(nn.Module):
         self.rssm = RSSM(config)
         self.reward_head = RewardHead(config.feature_size, config)
         self.decoder = ImageDecoder(config) if config.decoder_loss_scale > 0 else None
+        self.inverse_dynamics = (
+            nn.Sequential(nn.Linear(2 * config.feature_size, config.hidden_size), nn.LayerNorm(config.hidden_size),
+                          nn.SiLU(), nn.Linear(config.hidden_size, config.action_size))
+            if config.inverse_dynamics_scale > 0 else None)
 
     @property
     def num_parameters(self) -> int:
@@ -175,11 +179,29 @@ class LocalModel(nn.Module):
         target = to_model_images(batch.frames)
         if self.decoder is not None:
             squared = (self.decoder(post_features).float() - target).pow(2)
-            image_loss = squared.sum((-3, -2, -1)).mean()  # summed over pixels, as DreamerV3
+            weights = self._pixel_weights(target)
+            image_loss = (squared * weights).sum((-3, -2, -1)).mean()  # summed over pixels, as DreamerV3
             loss = loss + self.config.decoder_loss_scale * image_loss
             logs.update(image_loss=image_loss.detach(), image_mse=squared.detach().mean())
+        if self.inverse_dynamics is not None:
+            # Action t from the posteriors of frames t and t + 1 (the scaled action, O(1) per component).
+            pairs = torch.cat([post_features[:, :-1], post_features[:, 1:]], -1)
+            predicted = self.inverse_dynamics(pairs).float()
+            inverse_loss = (predicted - self.rssm.scale_action(batch.actions[:, :-1]).detach()).pow(2).sum(-1).mean()
+            loss = loss + self.config.inverse_dynamics_scale * inverse_loss
+            logs.update(inverse_dynamics_loss=inverse_loss.detach())
         logs.update(self._one_step_metrics(posteriors, priors, batch, target))
         return loss, {key: float(value) for key, value in logs.items()}
+
+    @torch.no_grad()
+    def _pixel_weights(self, target: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1, H, W) reconstruction weights: ``1 + foreground_weight`` where a pixel is off the batch's median
+        colour by > 0.1 (the objects), 1 elsewhere (the empty table)."""
+        if self.config.foreground_weight == 0:
+            return torch.ones_like(target[..., :1, :, :])
+        background = target.flatten(0, 1).median(dim=0).values  # (3, H, W): the table where nothing is
+        foreground = ((target - background).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
+        return 1.0 + self.config.foreground_weight * foreground
 
     @torch.no_grad()
     def _one_step_metrics(self, posteriors: RSSMState, priors: RSSMState, batch: SequenceBatch,
