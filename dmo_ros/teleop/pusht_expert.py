@@ -16,8 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pymunk
+from gym_pusht.envs.pusht import PushTEnv
+from pymunk import Vec2d
 
 from dmo_ros.teleop.operator import Observation
+
+ARENA_UNITS = 512.0  # gym-pusht's arena side (its units)
+_DT = 0.01  # s: gym-pusht's physics step
+_PHYSICS_STEPS_PER_CONTROL = 20  # 0.2 s control period: two env steps of 10 physics steps
+_PUSHER_RADIUS = 15.0  # px: gym-pusht's agent disc
+_K_P, _K_V = 100.0, 20.0  # gym-pusht's PD gains pulling the agent to its target
 
 # Contact candidates on the T's outline, body frame: (point, outward normal).
 _T_OUTLINE = [
@@ -29,6 +38,8 @@ _T_OUTLINE = [
     ((0.0, 120.0), (0.0, 1.0)),  # stem end
 ]
 _T_CENTER = np.array([0.0, 45.0])  # centre of gravity, body frame
+_T_CORNERS = np.array([[-60, 0], [60, 0], [60, 30], [15, 30], [15, 120], [-15, 120], [-15, 30], [-60, 30]], float)
+"""The T's outline corners, body frame (px): the pose error compares them with the goal's."""
 _CLEARANCE = 95.0  # px: the pusher keeps this far from the T's centre while walking around it
 
 
@@ -66,6 +77,15 @@ def to_world(pose: np.ndarray, point: np.ndarray) -> np.ndarray:
     return pose[:2] + _rotation(pose[2]) @ point
 
 
+def pose_error(pose: np.ndarray, goal: np.ndarray) -> float:
+    """Mean distance (arena px) of the T's corners at ``pose`` from the same corners at ``goal``."""
+    return float(np.mean(np.linalg.norm(_world_points(pose, _T_CORNERS) - _world_points(goal, _T_CORNERS), axis=1)))
+
+
+def _world_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return pose[:2] + points @ _rotation(pose[2]).T
+
+
 def _hits_block(start: np.ndarray, end: np.ndarray, block: np.ndarray, radius: float = 17.0) -> bool:
     """Whether the pusher (a disc of ``radius``) moving start → end would touch the T."""
     length = float(np.linalg.norm(end - start))
@@ -76,6 +96,64 @@ def _hits_block(start: np.ndarray, end: np.ndarray, block: np.ndarray, radius: f
     bar = (np.abs(x) < 60 + radius) & (y > -radius) & (y < 30 + radius)
     stem = (np.abs(x) < 15 + radius) & (y > 30) & (y < 120 + radius)
     return bool(np.any(bar | stem))
+
+
+_RING_RADIUS = 105.0  # px from the T's centre: clears its farthest corner (76 px) by the pusher's radius
+_RING_NODES = 16
+
+
+def _walk_path(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> list[np.ndarray]:
+    """Waypoints (arena px) from agent to target that keep the pusher off the T and inside the arena.
+
+    Straight if that is clear; otherwise the shortest way over a ring of waypoints about the
+    T's centre (ring points outside the pusher's reach are left out, so near a wall it goes
+    round the other side). Empty when no way is found.
+    """
+    if not _hits_block(agent, target, block):
+        return [target]
+    center = to_world(block, _T_CENTER)
+    angles = np.linspace(0.0, 2 * np.pi, _RING_NODES, endpoint=False)
+    ring = center + _RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    usable = [units.reachable(p) for p in ring]
+    # Dijkstra over agent, ring nodes (neighbours linked) and target; 16 nodes, so plain lists.
+    distance = np.full(_RING_NODES, np.inf)
+    previous = np.full(_RING_NODES, -1)
+    for i in range(_RING_NODES):
+        if usable[i] and not _hits_block(agent, ring[i], block):
+            distance[i] = float(np.linalg.norm(ring[i] - agent))
+    done = np.zeros(_RING_NODES, bool)
+    while True:
+        open_nodes = np.where(~done & np.isfinite(distance))[0]
+        if len(open_nodes) == 0:
+            break
+        i = open_nodes[np.argmin(distance[open_nodes])]
+        done[i] = True
+        for j in ((i + 1) % _RING_NODES, (i - 1) % _RING_NODES):
+            step = distance[i] + float(np.linalg.norm(ring[j] - ring[i]))
+            if usable[j] and step < distance[j]:
+                distance[j], previous[j] = step, i
+    best, best_length = -1, np.inf
+    for i in np.where(np.isfinite(distance))[0]:
+        length = distance[i] + float(np.linalg.norm(target - ring[i]))
+        if length < best_length and not _hits_block(ring[i], target, block):
+            best, best_length = i, length
+    if best < 0:
+        return []
+    path = [target]
+    while best >= 0:
+        path.insert(0, ring[best])
+        best = previous[best]
+    return path
+
+
+def _walk_step(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> np.ndarray:
+    """The pusher's next move (arena px) along ``_walk_path`` (when none is found, ``_move_toward``'s)."""
+    path = _walk_path(agent, target, block, units)
+    if not path:  # e.g. the pusher is against the T, where no ring point is in sight: edge around it
+        return _move_toward(agent, target, block, units)
+    while len(path) > 1 and np.linalg.norm(path[0] - agent) < 12.0:  # close enough: head for the next one
+        path.pop(0)
+    return path[0] - agent
 
 
 def _move_toward(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> np.ndarray:
@@ -95,73 +173,183 @@ def _move_toward(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units
     return np.array(min(steps)[2])
 
 
-class PushTExpert:
-    """Pushes the T toward its goal pose (the demonstrations, intent on)."""
+class _PushModel:
+    """A private copy of gym-pusht's physics that predicts where one push leaves the T.
 
-    def __init__(
-        self,
-        units: PushTUnits | None = None,
-        push_steps: int = 3,
-        push_depth: float = 25.0,
-        approach_patience: int = 6,
-    ) -> None:
+    Same bodies, walls, friction and PD gains as gym-pusht (the stand-in's physics); built
+    from an ``Observation`` only (agent position, block pose): the floor damps all motion
+    within a physics step (gym-pusht's space damping 0), so between pushes the block is at
+    rest and its pose is the whole state.
+    """
+
+    def __init__(self, arena_margin: float = 20.0) -> None:
+        self.arena_margin = arena_margin
+        self.space = pymunk.Space()
+        self.space.gravity = 0, 0
+        self.space.damping = 0.0
+        corners = [(5, 506), (5, 5), (506, 5), (506, 506)]
+        self.space.add(*(PushTEnv.add_segment(self.space, a, b, 2) for a, b in zip(corners, corners[1:] + corners[:1])))
+        self.agent = PushTEnv.add_circle(self.space, (256, 400), 15)
+        self.block, _ = PushTEnv.add_tee(self.space, (256, 300), 0)
+
+    def push(self, block: np.ndarray, agent: np.ndarray, targets: list[np.ndarray], max_step_px: float) -> np.ndarray:
+        """The block pose [x, y, angle] after one control step toward each of ``targets`` in turn.
+
+        Each control step asks for ``agent + clip(target - agent, max_step_px)`` (clipped to the
+        arena minus its margin) and runs the stand-in's 20 PD-controlled physics steps of 0.01 s.
+        """
+        # Angle first: setting it turns the body about its centre of gravity; the position
+        # is the body's origin, the pose's [x, y].
+        self.block.angle = float(block[2])
+        self.block.position = (float(block[0]), float(block[1]))
+        self.block.velocity, self.block.angular_velocity = (0.0, 0.0), 0.0
+        self.agent.position = (float(agent[0]), float(agent[1]))
+        self.agent.velocity = (0.0, 0.0)
+        low, high = self.arena_margin, ARENA_UNITS - self.arena_margin
+        for target in targets:
+            delta = Vec2d(float(target[0]), float(target[1])) - self.agent.position
+            if delta.length > max_step_px:
+                delta = delta.scale_to_length(max_step_px)
+            aim = self.agent.position + delta
+            aim = Vec2d(min(max(aim.x, low), high), min(max(aim.y, low), high))
+            for _ in range(_PHYSICS_STEPS_PER_CONTROL):
+                self.agent.velocity += (_K_P * (aim - self.agent.position) - _K_V * self.agent.velocity) * _DT
+                self.space.step(_DT)
+        return np.array([self.block.position.x, self.block.position.y, self.block.angle])
+
+
+@dataclass(frozen=True)
+class _Push:
+    """A push in the T's body frame: contact point (px), unit direction, depth past the contact (px)."""
+
+    point: np.ndarray
+    direction: np.ndarray
+    depth: float
+
+
+@dataclass(frozen=True)
+class PushTExpertConfig:
+    """How the planning expert searches for its next push."""
+
+    push_depths_px: tuple[float, ...] = (1.0, 3.0, 8.0, 20.0, 45.0)
+    """How far past the contact point (arena px) a push aims the pusher's rim: short ones for the fine end."""
+    angle_offsets_rad: tuple[float, ...] = (-0.4, 0.0, 0.4)
+    """Push directions tried at every contact: the inward normal turned by these angles."""
+    standoff_px: float = 24.0
+    """Distance of the pusher's centre from the contact point where a push starts (radius 15 + a gap)."""
+    refine_directions: int = 4
+    """Best (contact, direction) pairs at the middle depth whose other depths are simulated too."""
+    walk_px_per_step: float = 25.0
+    """Rough pusher travel per control step while walking to a push (40 px asked, ~0.63 tracked)."""
+    approach_patience: int = 6
+    """Walking steps without getting closer before the push is dropped (a wall or the block in the way)."""
+    done_error_px: float = 1.0
+    """Mean keypoint error (px) below which the expert holds still."""
+
+
+class PushTExpert:
+    """Pushes the T toward its goal pose (the demonstrations, intent on), planning on a model of the table.
+
+    Like a person who sees the table, it plans on the scene it observes: it rebuilds the T's
+    pose in a private copy of gym-pusht's physics (``_PushModel``), simulates candidate pushes
+    (a contact point on the T's outline, a direction, a depth), and picks the one that lowers
+    the pose error (mean distance of the T's corners to the goal's, arena px) fastest per
+    control step, counting the steps to walk there. It walks around the block to the push's
+    start, pushes, and plans again.
+    """
+
+    def __init__(self, units: PushTUnits | None = None, config: PushTExpertConfig | None = None) -> None:
         self.units = units or PushTUnits()
-        self.push_steps = push_steps
-        self.push_depth = push_depth
-        self.approach_patience = approach_patience
+        self.config = config or PushTExpertConfig()
+        self.model = _PushModel(arena_margin=self.units.reach_margin_px - 2.0)
         self.begin(None, np.random.default_rng(0))
 
     def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
-        self._contact: int | None = None  # index into _T_OUTLINE
-        self._pushing = 0
+        self.rng = rng
+        self._push: _Push | None = None
         self._stalled = 0
         self._closest = np.inf
-        self._gap = 0.0
-        self._unreachable: set[int] = set()
+        self._targets_left: list[np.ndarray] | None = None
 
-    def _plan(self, block: np.ndarray, goal: np.ndarray) -> int | None:
-        """The contact whose inward push best closes the gap to the goal pose (its gap in px kept)."""
-        best, best_score = None, 1.5  # px: below this no push helps; hold still
-        for index, (point, normal) in enumerate(_T_OUTLINE):
-            if index in self._unreachable:
-                continue
-            gap = to_world(goal, np.asarray(point)) - to_world(block, np.asarray(point))
-            inward = -(_rotation(block[2]) @ np.asarray(normal))
-            if not self.units.reachable(to_world(block, np.asarray(point)) - inward * 30.0):
-                continue
-            score = float(np.dot(gap, inward))
-            if score > best_score:
-                best, best_score = index, score
-        self._gap = best_score
-        return best
+    def _steps_for(self, depth: float) -> int:
+        """Control steps a push of ``depth`` lasts: the pusher covers about 0.63 of each asked step."""
+        travel = self.config.standoff_px - _PUSHER_RADIUS + depth
+        return 1 + int(np.ceil(travel / (0.63 * self.units.max_step_px)))
+
+    def _targets(self, start: np.ndarray, contact: np.ndarray, direction: np.ndarray, depth: float) -> list[np.ndarray]:
+        """Pusher targets of a push, one per control step: in to ``depth`` past the contact, then back out.
+
+        The last step backs straight out to the start, so that walking to the next push does
+        not drag the block along (pusher and block have friction 1).
+        """
+        aim = contact + direction * (depth - _PUSHER_RADIUS)
+        return [aim] * self._steps_for(depth) + [start]
+
+    def _start(self, block: np.ndarray, push: _Push) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World frame: where the push starts, its contact point and its direction."""
+        contact = to_world(block, push.point)
+        direction = _rotation(block[2]) @ push.direction
+        return contact - direction * self.config.standoff_px, contact, direction
+
+    def _plan(self, agent: np.ndarray, block: np.ndarray, goal: np.ndarray) -> _Push | None:
+        """The simulated push that lowers the pose error most per control step (None: none helps)."""
+        config = self.config
+        error = pose_error(block, goal)
+
+        def rate(push: _Push) -> float:
+            start, contact, direction = self._start(block, push)
+            targets = self._targets(start, contact, direction, push.depth)
+            after = self.model.push(block, start, targets, self.units.max_step_px)
+            walk = float(np.linalg.norm(start - agent))
+            if _hits_block(agent, start, block):
+                walk = walk * 1.5 + 40.0  # around the block
+            walk_steps = walk / config.walk_px_per_step
+            return (error - pose_error(after, goal)) / (walk_steps + len(targets))
+
+        pairs = []
+        for point, normal in _T_OUTLINE:
+            for offset in config.angle_offsets_rad:
+                direction = _rotation(offset) @ -np.asarray(normal)
+                start = to_world(block, np.asarray(point)) - _rotation(block[2]) @ direction * config.standoff_px
+                if self.units.reachable(start):
+                    pairs.append((np.asarray(point), direction))
+        if not pairs:
+            return None
+        middle = config.push_depths_px[len(config.push_depths_px) // 2]
+        scored = [(rate(_Push(point, direction, middle)), _Push(point, direction, middle)) for point, direction in pairs]
+        scored.sort(key=lambda item: -item[0])
+        for _, push in scored[: config.refine_directions]:
+            for depth in config.push_depths_px:
+                if depth != middle:
+                    candidate = _Push(push.point, push.direction, depth)
+                    scored.append((rate(candidate), candidate))
+        best_rate, best = max(scored, key=lambda item: item[0])
+        return best if best_rate > 0.0 else None
 
     def act(self, observation: Observation) -> np.ndarray:
         agent, block, goal = observation.agent[:2], observation.object, observation.goal
-        if self._contact is None or self._pushing >= self.push_steps:
-            self._contact, self._pushing = self._plan(block, goal), 0
-            self._stalled, self._closest = 0, np.inf
-        if self._contact is None:
-            self._unreachable.clear()
+        if observation.success or pose_error(block, goal) < self.config.done_error_px:
             return np.zeros(2)
-        point, normal = (np.asarray(v) for v in _T_OUTLINE[self._contact])
-        inward = -(_rotation(block[2]) @ normal)
-        contact = to_world(block, point)
-        approach = contact - inward * 30.0  # pusher radius 15 + margin
-        distance = float(np.linalg.norm(agent - approach))
-        if self._pushing == 0 and distance > 8.0:
-            self._stalled = 0 if distance < self._closest - 1.0 else self._stalled + 1
-            self._closest = min(self._closest, distance)
-            if self._stalled > self.approach_patience:  # no progress (a wall, the block): try another point
-                self._unreachable.add(self._contact)
-                self._contact = None
-            return self.units.velocity(_move_toward(agent, approach, block, self.units))
-        self._pushing += 1
-        self._unreachable.clear()
-        # Push as deep as the gap (near the goal, small pushes; far, full ones).
-        depth = float(np.clip(self._gap, 3.0, self.push_depth))
-        if self._gap < 15.0:
-            self._pushing = self.push_steps  # one short push, then look again
-        return self.units.velocity(contact + inward * depth - agent)
+        if self._push is None:
+            self._push = self._plan(agent, block, goal)
+            self._stalled, self._closest, self._targets_left = 0, np.inf, None
+            if self._push is None:  # no simulated push helps: a random nudge to get out of the dead end
+                return self.units.velocity(self.rng.normal(0.0, 20.0, size=2))
+        push = self._push
+        if self._targets_left is None:
+            start, contact, direction = self._start(block, push)
+            distance = float(np.linalg.norm(agent - start))
+            if distance > 8.0:
+                self._stalled = 0 if distance < self._closest - 1.0 else self._stalled + 1
+                self._closest = min(self._closest, distance)
+                if self._stalled > self.config.approach_patience:
+                    self._push = None
+                return self.units.velocity(_walk_step(agent, start, block, self.units))
+            self._targets_left = self._targets(start, contact, direction, push.depth)  # fixed in the world, as simulated
+        target = self._targets_left.pop(0)
+        if not self._targets_left:
+            self._push = None
+        return self.units.velocity(target - agent)
 
 
 class PushTExplorer:
