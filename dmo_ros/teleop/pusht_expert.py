@@ -13,6 +13,7 @@ point, pushes for a few steps, and re-plans.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,62 +99,63 @@ def _hits_block(start: np.ndarray, end: np.ndarray, block: np.ndarray, radius: f
     return bool(np.any(bar | stem))
 
 
+def _segments_clear(starts: np.ndarray, ends: np.ndarray, block: np.ndarray, radius: float = 17.0) -> np.ndarray:
+    """(N,) bool: whether the pusher (a disc of ``radius``) moving starts[i] → ends[i] (N, 2) misses the T."""
+    samples = np.linspace(0.0, 1.0, 24)[None, :, None]
+    points = starts[:, None, :] + samples * (ends - starts)[:, None, :]  # (N, 24, 2)
+    local = (points - block[:2]) @ _rotation(block[2])  # world → body frame
+    x, y = local[..., 0], local[..., 1]
+    bar = (np.abs(x) < 60 + radius) & (y > -radius) & (y < 30 + radius)
+    stem = (np.abs(x) < 15 + radius) & (y > 30) & (y < 120 + radius)
+    return ~np.any(bar | stem, axis=1)
+
+
 _RING_RADIUS = 105.0  # px from the T's centre: clears its farthest corner (76 px) by the pusher's radius
 _RING_NODES = 16
+_OUTLINE_NODES = np.array(
+    [[-78, -18], [78, -18], [-78, 48], [78, 48], [-33, 48], [33, 48], [-33, 138], [33, 138],  # off the corners
+     [0, -24], [-40, -24], [40, -24], [-84, 15], [84, 15], [-39, 85], [39, 85], [0, 144]], float)  # off the edges
+"""Waypoints hugging the T, body frame (px): off its corners and edges by more than the pusher's radius."""
 
 
 def _walk_path(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> list[np.ndarray]:
     """Waypoints (arena px) from agent to target that keep the pusher off the T and inside the arena.
 
-    Straight if that is clear; otherwise the shortest way over a ring of waypoints about the
-    T's centre (ring points outside the pusher's reach are left out, so near a wall it goes
-    round the other side). Empty when no way is found.
+    Straight if that is clear; otherwise the shortest way over a visibility graph of waypoints
+    close around the T and on a ring about its centre (waypoints outside the pusher's reach are
+    left out, so near a wall it goes round the other side). Empty when no way is found.
     """
     if not _hits_block(agent, target, block):
         return [target]
-    center = to_world(block, _T_CENTER)
     angles = np.linspace(0.0, 2 * np.pi, _RING_NODES, endpoint=False)
-    ring = center + _RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    usable = [units.reachable(p) for p in ring]
-    # Dijkstra over agent, ring nodes (neighbours linked) and target; 16 nodes, so plain lists.
-    distance = np.full(_RING_NODES, np.inf)
-    previous = np.full(_RING_NODES, -1)
-    for i in range(_RING_NODES):
-        if usable[i] and not _hits_block(agent, ring[i], block):
-            distance[i] = float(np.linalg.norm(ring[i] - agent))
-    done = np.zeros(_RING_NODES, bool)
+    ring = to_world(block, _T_CENTER) + _RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    waypoints = np.concatenate([_world_points(block, _OUTLINE_NODES), ring])
+    waypoints = waypoints[[units.reachable(p) for p in waypoints]]
+    nodes = np.concatenate([agent[None], waypoints, target[None]])  # 0: agent, last: target
+    n = len(nodes)
+    i, j = np.triu_indices(n, k=1)
+    clear = _segments_clear(nodes[i], nodes[j], block)
+    length = np.full((n, n), np.inf)
+    length[i[clear], j[clear]] = length[j[clear], i[clear]] = np.linalg.norm(nodes[i[clear]] - nodes[j[clear]], axis=1)
+    # Dijkstra from the agent (a few dozen nodes: dense arrays are simplest).
+    distance, previous, done = np.full(n, np.inf), np.full(n, -1), np.zeros(n, bool)
+    distance[0] = 0.0
     while True:
-        open_nodes = np.where(~done & np.isfinite(distance))[0]
-        if len(open_nodes) == 0:
+        candidates = np.where(~done & np.isfinite(distance))[0]
+        if len(candidates) == 0:
             break
-        i = open_nodes[np.argmin(distance[open_nodes])]
-        done[i] = True
-        for j in ((i + 1) % _RING_NODES, (i - 1) % _RING_NODES):
-            step = distance[i] + float(np.linalg.norm(ring[j] - ring[i]))
-            if usable[j] and step < distance[j]:
-                distance[j], previous[j] = step, i
-    best, best_length = -1, np.inf
-    for i in np.where(np.isfinite(distance))[0]:
-        length = distance[i] + float(np.linalg.norm(target - ring[i]))
-        if length < best_length and not _hits_block(ring[i], target, block):
-            best, best_length = i, length
-    if best < 0:
+        k = candidates[np.argmin(distance[candidates])]
+        done[k] = True
+        through = distance[k] + length[k]
+        better = through < distance
+        distance[better], previous[better] = through[better], k
+    if not np.isfinite(distance[-1]):
         return []
-    path = [target]
-    while best >= 0:
-        path.insert(0, ring[best])
-        best = previous[best]
+    path, k = [], n - 1
+    while k > 0:
+        path.insert(0, nodes[k])
+        k = previous[k]
     return path
-
-
-def _walk_step(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> np.ndarray:
-    """The pusher's next move (arena px) along ``_walk_path`` (when none is found, ``_move_toward``'s)."""
-    path = _walk_path(agent, target, block, units)
-    if not path:  # e.g. the pusher is against the T, where no ring point is in sight: edge around it
-        return _move_toward(agent, target, block, units)
-    while len(path) > 1 and np.linalg.norm(path[0] - agent) < 12.0:  # close enough: head for the next one
-        path.pop(0)
-    return path[0] - agent
 
 
 def _move_toward(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> np.ndarray:
@@ -218,13 +220,15 @@ class _PushModel:
         return np.array([self.block.position.x, self.block.position.y, self.block.angle])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Push:
     """A push in the T's body frame: contact point (px), unit direction, depth past the contact (px)."""
 
     point: np.ndarray
     direction: np.ndarray
     depth: float
+    key: tuple[int, int]
+    """(contact index in ``_T_OUTLINE``, direction index in ``angle_offsets_rad``): the push's line."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ class PushTExpertConfig:
     """Distance of the pusher's centre from the contact point where a push starts (radius 15 + a gap)."""
     refine_directions: int = 4
     """Best (contact, direction) pairs at the middle depth whose other depths are simulated too."""
+    checked_walks: int = 6
+    """Best pushes whose walk is planned for real (a way around the T, its length) before one is chosen."""
     walk_px_per_step: float = 25.0
     """Rough pusher travel per control step while walking to a push (40 px asked, ~0.63 tracked)."""
     approach_patience: int = 6
@@ -270,6 +276,9 @@ class PushTExpert:
         self._stalled = 0
         self._closest = np.inf
         self._targets_left: list[np.ndarray] | None = None
+        self._path: list[np.ndarray] = []  # waypoints of the walk to the push's start
+        self._path_block = np.zeros(3)  # the block pose the path was planned around
+        self._failed: set[tuple[int, int]] = set()  # push lines whose start could not be reached
 
     def _steps_for(self, depth: float) -> int:
         """Control steps a push of ``depth`` lasts: the pusher covers about 0.63 of each asked step."""
@@ -296,35 +305,49 @@ class PushTExpert:
         config = self.config
         error = pose_error(block, goal)
 
-        def rate(push: _Push) -> float:
+        gains: dict[_Push, float] = {}
+
+        def rate(push: _Push, walk: float | None = None) -> float:
+            """Pose error drop per control step (px/step); ``walk``: the walk's length if known."""
             start, contact, direction = self._start(block, push)
             targets = self._targets(start, contact, direction, push.depth)
-            after = self.model.push(block, start, targets, self.units.max_step_px)
-            walk = float(np.linalg.norm(start - agent))
-            if _hits_block(agent, start, block):
-                walk = walk * 1.5 + 40.0  # around the block
-            walk_steps = walk / config.walk_px_per_step
-            return (error - pose_error(after, goal)) / (walk_steps + len(targets))
+            if push not in gains:
+                gains[push] = error - pose_error(self.model.push(block, start, targets, self.units.max_step_px), goal)
+            if walk is None:  # a guess: straight, or around the T
+                walk = float(np.linalg.norm(start - agent))
+                if _hits_block(agent, start, block):
+                    walk = walk * 1.5 + 40.0
+            return gains[push] / (walk / config.walk_px_per_step + len(targets))
 
-        pairs = []
-        for point, normal in _T_OUTLINE:
-            for offset in config.angle_offsets_rad:
-                direction = _rotation(offset) @ -np.asarray(normal)
-                start = to_world(block, np.asarray(point)) - _rotation(block[2]) @ direction * config.standoff_px
-                if self.units.reachable(start):
-                    pairs.append((np.asarray(point), direction))
-        if not pairs:
-            return None
         middle = config.push_depths_px[len(config.push_depths_px) // 2]
-        scored = [(rate(_Push(point, direction, middle)), _Push(point, direction, middle)) for point, direction in pairs]
-        scored.sort(key=lambda item: -item[0])
+        lines = []
+        for index, (point, normal) in enumerate(_T_OUTLINE):
+            for turn, offset in enumerate(config.angle_offsets_rad):
+                push = _Push(np.asarray(point), _rotation(offset) @ -np.asarray(normal), middle, (index, turn))
+                start = self._start(block, push)[0]
+                if push.key not in self._failed and self.units.reachable(start) and not _hits_block(start, start, block):
+                    lines.append(push)
+        scored = sorted(((rate(push), push) for push in lines), key=lambda item: -item[0])
         for _, push in scored[: config.refine_directions]:
             for depth in config.push_depths_px:
                 if depth != middle:
-                    candidate = _Push(push.point, push.direction, depth)
+                    candidate = dataclasses.replace(push, depth=depth)
                     scored.append((rate(candidate), candidate))
-        best_rate, best = max(scored, key=lambda item: item[0])
-        return best if best_rate > 0.0 else None
+        scored.sort(key=lambda item: -item[0])
+        # Plan the walks of the best few: drop those with no way there, rate the rest by their real length.
+        best, best_rate = None, 0.0
+        for guess, push in scored[: config.checked_walks]:
+            if guess <= 0.0:
+                break
+            path = _walk_path(agent, self._start(block, push)[0], block, self.units)
+            if not path:
+                continue
+            walk = float(sum(np.linalg.norm(b - a) for a, b in zip([agent, *path[:-1]], path)))
+            real = rate(push, walk)
+            if real > best_rate:
+                best, best_rate, self._path = push, real, path
+        self._path_block = block.copy()
+        return best
 
     def act(self, observation: Observation) -> np.ndarray:
         agent, block, goal = observation.agent[:2], observation.object, observation.goal
@@ -343,13 +366,26 @@ class PushTExpert:
                 self._stalled = 0 if distance < self._closest - 1.0 else self._stalled + 1
                 self._closest = min(self._closest, distance)
                 if self._stalled > self.config.approach_patience:
+                    self._failed.add(push.key)
                     self._push = None
-                return self.units.velocity(_walk_step(agent, start, block, self.units))
+                return self.units.velocity(self._walk(agent, start, block))
             self._targets_left = self._targets(start, contact, direction, push.depth)  # fixed in the world, as simulated
         target = self._targets_left.pop(0)
         if not self._targets_left:
             self._push = None
+            self._failed.clear()  # the T moved: other starts may be in reach now
         return self.units.velocity(target - agent)
+
+    def _walk(self, agent: np.ndarray, start: np.ndarray, block: np.ndarray) -> np.ndarray:
+        """The next step (arena px) of the walk to ``start``, along the planned path while the T stays put."""
+        moved = self._path_block - block
+        if not self._path or np.hypot(*moved[:2]) > 1.0 or abs(moved[2]) > 0.02:
+            self._path, self._path_block = _walk_path(agent, start, block, self.units), block.copy()
+            if not self._path:  # e.g. the pusher is against the T, where no waypoint is in sight: edge around it
+                return _move_toward(agent, start, block, self.units)
+        while len(self._path) > 1 and np.linalg.norm(self._path[0] - agent) < 12.0:  # near enough: on to the next
+            self._path.pop(0)
+        return self._path[0] - agent
 
 
 class PushTExplorer:
