@@ -244,7 +244,7 @@ class PushTExpertConfig:
     refine_directions: int = 4
     """Best (contact, direction) pairs at the middle depth whose other depths are simulated too."""
     checked_walks: int = 6
-    """Best pushes whose walk is planned for real (a way around the T, its length) before one is chosen."""
+    """Pushes (the best first) whose walk is planned for real (a way around the T, its length) before one is chosen."""
     walk_px_per_step: float = 25.0
     """Rough pusher travel per control step while walking to a push (40 px asked, ~0.63 tracked)."""
     approach_patience: int = 6
@@ -335,13 +335,14 @@ class PushTExpert:
                     scored.append((rate(candidate), candidate))
         scored.sort(key=lambda item: -item[0])
         # Plan the walks of the best few: drop those with no way there, rate the rest by their real length.
-        best, best_rate = None, 0.0
-        for guess, push in scored[: config.checked_walks]:
-            if guess <= 0.0:
+        best, best_rate, walks = None, 0.0, 0
+        for guess, push in scored:
+            if guess <= 0.0 or walks == config.checked_walks:
                 break
             path = _walk_path(agent, self._start(block, push)[0], block, self.units)
             if not path:
                 continue
+            walks += 1
             walk = float(sum(np.linalg.norm(b - a) for a, b in zip([agent, *path[:-1]], path)))
             real = rate(push, walk)
             if real > best_rate:
