@@ -5,19 +5,31 @@ over x ∈ [-60, 60], y ∈ [0, 30] and the stem over x ∈ [-15, 15], y ∈ [30
 [x, y, angle] places that frame in the arena. Actions leave as end-effector velocities in
 m/s (a delta per control step divided by the period) like a real arm's servo command.
 
-The expert pushes where it helps most: for candidate contact points on the T's outline it
-compares where the point is with where it would be at the goal pose, and pushes at the point
-whose inward push direction best reduces that gap. It walks around the block to the contact
-point, pushes for a few steps, and re-plans.
+The expert plans on the scene it observes, like a person who sees the table (the recording
+never contains its plan): it rebuilds the T's pose in a private copy of gym-pusht's physics,
+simulates candidate pushes (a contact point on the T's outline, a direction, a depth, then
+backing out) and takes the one that brings the T's corners closest to the goal's fastest per
+control step, walk to its start included. It walks around the T over a graph of waypoints,
+pushes, and plans again. ``Observation`` alone is enough: gym-pusht damps all motion within a
+physics step, so between pushes the T is at rest and its pose is its whole state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pymunk
+from gym_pusht.envs.pusht import PushTEnv
+from pymunk import Vec2d
 
 from dmo_ros.teleop.operator import Observation
+
+ARENA_UNITS = 512.0  # gym-pusht's arena side (its units)
+_DT = 0.01  # s: gym-pusht's physics step
+_PUSHER_RADIUS = 15.0  # px: gym-pusht's agent disc
+_K_P, _K_V = 100.0, 20.0  # gym-pusht's PD gains pulling the agent to its target
 
 # Contact candidates on the T's outline, body frame: (point, outward normal).
 _T_OUTLINE = [
@@ -29,6 +41,8 @@ _T_OUTLINE = [
     ((0.0, 120.0), (0.0, 1.0)),  # stem end
 ]
 _T_CENTER = np.array([0.0, 45.0])  # centre of gravity, body frame
+_T_CORNERS = np.array([[-60, 0], [60, 0], [60, 30], [15, 30], [15, 120], [-15, 120], [-15, 30], [-60, 30]], float)
+"""The T's outline corners, body frame (px): the pose error compares them with the goal's."""
 _CLEARANCE = 95.0  # px: the pusher keeps this far from the T's centre while walking around it
 
 
@@ -66,6 +80,15 @@ def to_world(pose: np.ndarray, point: np.ndarray) -> np.ndarray:
     return pose[:2] + _rotation(pose[2]) @ point
 
 
+def pose_error(pose: np.ndarray, goal: np.ndarray) -> float:
+    """Mean distance (arena px) of the T's corners at ``pose`` from the same corners at ``goal``."""
+    return float(np.mean(np.linalg.norm(_world_points(pose, _T_CORNERS) - _world_points(goal, _T_CORNERS), axis=1)))
+
+
+def _world_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return pose[:2] + points @ _rotation(pose[2]).T
+
+
 def _hits_block(start: np.ndarray, end: np.ndarray, block: np.ndarray, radius: float = 17.0) -> bool:
     """Whether the pusher (a disc of ``radius``) moving start → end would touch the T."""
     length = float(np.linalg.norm(end - start))
@@ -76,6 +99,65 @@ def _hits_block(start: np.ndarray, end: np.ndarray, block: np.ndarray, radius: f
     bar = (np.abs(x) < 60 + radius) & (y > -radius) & (y < 30 + radius)
     stem = (np.abs(x) < 15 + radius) & (y > 30) & (y < 120 + radius)
     return bool(np.any(bar | stem))
+
+
+def _segments_clear(starts: np.ndarray, ends: np.ndarray, block: np.ndarray, radius: float = 17.0) -> np.ndarray:
+    """(N,) bool: whether the pusher (a disc of ``radius``) moving starts[i] → ends[i] (N, 2) misses the T."""
+    samples = np.linspace(0.0, 1.0, 24)[None, :, None]
+    points = starts[:, None, :] + samples * (ends - starts)[:, None, :]  # (N, 24, 2)
+    local = (points - block[:2]) @ _rotation(block[2])  # world → body frame
+    x, y = local[..., 0], local[..., 1]
+    bar = (np.abs(x) < 60 + radius) & (y > -radius) & (y < 30 + radius)
+    stem = (np.abs(x) < 15 + radius) & (y > 30) & (y < 120 + radius)
+    return ~np.any(bar | stem, axis=1)
+
+
+_RING_RADIUS = 105.0  # px from the T's centre: clears its farthest corner (76 px) by the pusher's radius
+_RING_NODES = 16
+_OUTLINE_NODES = np.array(
+    [[-78, -18], [78, -18], [-78, 48], [78, 48], [-33, 48], [33, 48], [-33, 138], [33, 138],  # off the corners
+     [0, -24], [-40, -24], [40, -24], [-84, 15], [84, 15], [-39, 85], [39, 85], [0, 144]], float)  # off the edges
+"""Waypoints hugging the T, body frame (px): off its corners and edges by more than the pusher's radius."""
+
+
+def _walk_path(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> list[np.ndarray]:
+    """Waypoints (arena px) from agent to target that keep the pusher off the T and inside the arena.
+
+    Straight if that is clear; otherwise the shortest way over a visibility graph of waypoints
+    close around the T and on a ring about its centre (waypoints outside the pusher's reach are
+    left out, so near a wall it goes round the other side). Empty when no way is found.
+    """
+    if not _hits_block(agent, target, block):
+        return [target]
+    angles = np.linspace(0.0, 2 * np.pi, _RING_NODES, endpoint=False)
+    ring = to_world(block, _T_CENTER) + _RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    waypoints = np.concatenate([_world_points(block, _OUTLINE_NODES), ring])
+    waypoints = waypoints[[units.reachable(p) for p in waypoints]]
+    nodes = np.concatenate([agent[None], waypoints, target[None]])  # 0: agent, last: target
+    n = len(nodes)
+    i, j = np.triu_indices(n, k=1)
+    clear = _segments_clear(nodes[i], nodes[j], block)
+    length = np.full((n, n), np.inf)
+    length[i[clear], j[clear]] = length[j[clear], i[clear]] = np.linalg.norm(nodes[i[clear]] - nodes[j[clear]], axis=1)
+    # Dijkstra from the agent (a few dozen nodes: dense arrays are simplest).
+    distance, previous, done = np.full(n, np.inf), np.full(n, -1), np.zeros(n, bool)
+    distance[0] = 0.0
+    while True:
+        candidates = np.where(~done & np.isfinite(distance))[0]
+        if len(candidates) == 0:
+            break
+        k = candidates[np.argmin(distance[candidates])]
+        done[k] = True
+        through = distance[k] + length[k]
+        better = through < distance
+        distance[better], previous[better] = through[better], k
+    if not np.isfinite(distance[-1]):
+        return []
+    path, k = [], n - 1
+    while k > 0:
+        path.insert(0, nodes[k])
+        k = previous[k]
+    return path
 
 
 def _move_toward(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units: PushTUnits) -> np.ndarray:
@@ -95,73 +177,225 @@ def _move_toward(agent: np.ndarray, target: np.ndarray, block: np.ndarray, units
     return np.array(min(steps)[2])
 
 
-class PushTExpert:
-    """Pushes the T toward its goal pose (the demonstrations, intent on)."""
+class _PushModel:
+    """A private copy of gym-pusht's physics that predicts where one push leaves the T.
 
-    def __init__(
-        self,
-        units: PushTUnits | None = None,
-        push_steps: int = 3,
-        push_depth: float = 25.0,
-        approach_patience: int = 6,
-    ) -> None:
+    Same bodies, walls, friction and PD gains as gym-pusht (the stand-in's physics); built
+    from an ``Observation`` only (agent position, block pose): the floor damps all motion
+    within a physics step (gym-pusht's space damping 0), so between pushes the block is at
+    rest and its pose is the whole state.
+    """
+
+    def __init__(self, arena_margin: float = 20.0, control_period_s: float = 0.2) -> None:
+        self.arena_margin = arena_margin
+        self.physics_steps = round(control_period_s / _DT)  # per control step (the stand-in's env steps x 10)
+        self.space = pymunk.Space()
+        self.space.gravity = 0, 0
+        self.space.damping = 0.0
+        corners = [(5, 506), (5, 5), (506, 5), (506, 506)]
+        walls = zip(corners, corners[1:] + corners[:1], strict=True)
+        self.space.add(*(PushTEnv.add_segment(self.space, a, b, 2) for a, b in walls))
+        self.agent = PushTEnv.add_circle(self.space, (256, 400), 15)
+        self.block, _ = PushTEnv.add_tee(self.space, (256, 300), 0)
+
+    def push(self, block: np.ndarray, agent: np.ndarray, targets: list[np.ndarray], max_step_px: float) -> np.ndarray:
+        """The block pose [x, y, angle] after one control step toward each of ``targets`` in turn.
+
+        Each control step asks for ``agent + clip(target - agent, max_step_px)`` (clipped to the
+        arena minus its margin) and runs the stand-in's PD-controlled physics steps of 0.01 s (20 at 5 Hz).
+        """
+        # Angle first: setting it turns the body about its centre of gravity; the position
+        # is the body's origin, the pose's [x, y].
+        self.block.angle = float(block[2])
+        self.block.position = (float(block[0]), float(block[1]))
+        self.block.velocity, self.block.angular_velocity = (0.0, 0.0), 0.0
+        self.agent.position = (float(agent[0]), float(agent[1]))
+        self.agent.velocity = (0.0, 0.0)
+        low, high = self.arena_margin, ARENA_UNITS - self.arena_margin
+        for target in targets:
+            delta = Vec2d(float(target[0]), float(target[1])) - self.agent.position
+            if delta.length > max_step_px:
+                delta = delta.scale_to_length(max_step_px)
+            aim = self.agent.position + delta
+            aim = Vec2d(min(max(aim.x, low), high), min(max(aim.y, low), high))
+            for _ in range(self.physics_steps):
+                self.agent.velocity += (_K_P * (aim - self.agent.position) - _K_V * self.agent.velocity) * _DT
+                self.space.step(_DT)
+        return np.array([self.block.position.x, self.block.position.y, self.block.angle])
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity (a key of the planner's gain cache)
+class _Push:
+    """A push in the T's body frame: contact point (px), unit direction, depth past the contact (px)."""
+
+    point: np.ndarray
+    direction: np.ndarray
+    depth: float
+    key: tuple[int, int]
+    """(contact index in ``_T_OUTLINE``, direction index in ``angle_offsets_rad``): the push's line."""
+
+
+@dataclass(frozen=True)
+class PushTExpertConfig:
+    """How the planning expert searches for its next push."""
+
+    push_depths_px: tuple[float, ...] = (1.0, 3.0, 8.0, 20.0, 45.0)
+    """How far past the contact point (arena px) a push aims the pusher's rim: short ones for the fine end."""
+    angle_offsets_rad: tuple[float, ...] = (-0.4, 0.0, 0.4)
+    """Push directions tried at every contact: the inward normal turned by these angles."""
+    standoff_px: float = 24.0
+    """Distance of the pusher's centre from the contact point where a push starts (radius 15 + a gap)."""
+    refine_directions: int = 4
+    """Best (contact, direction) pairs at the middle depth whose other depths are simulated too."""
+    checked_walks: int = 6
+    """Pushes (the best first) whose walk is planned for real (a way around the T, its length) before one is chosen."""
+    walk_px_per_step: float = 25.0
+    """Rough pusher travel per control step while walking to a push (40 px asked, ~0.63 tracked)."""
+    approach_patience: int = 6
+    """Walking steps without getting closer before the push is dropped (a wall or the block in the way)."""
+    done_error_px: float = 1.0
+    """Pose error (``pose_error``, px) below which the expert holds still."""
+
+
+class PushTExpert:
+    """Pushes the T toward its goal pose (the demonstrations, intent on), planning on a model of the table.
+
+    Like a person who sees the table, it plans on the scene it observes: it rebuilds the T's
+    pose in a private copy of gym-pusht's physics (``_PushModel``), simulates candidate pushes
+    (a contact point on the T's outline, a direction, a depth, then backing out), and picks
+    the one that lowers the pose error (``pose_error``: mean distance of the T's corners to
+    the goal's, arena px) fastest per control step, counting the steps to walk there. It walks
+    around the block to the push's start, pushes, and plans again. About 5-10 ms per control
+    step on one core.
+    """
+
+    def __init__(self, units: PushTUnits | None = None, config: PushTExpertConfig | None = None) -> None:
         self.units = units or PushTUnits()
-        self.push_steps = push_steps
-        self.push_depth = push_depth
-        self.approach_patience = approach_patience
+        self.config = config or PushTExpertConfig()
+        # The stand-in clips the pusher's target 20 px inside the arena (reach_margin_px keeps 2 px more).
+        self.model = _PushModel(self.units.reach_margin_px - 2.0, self.units.control_period_s)
         self.begin(None, np.random.default_rng(0))
 
     def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
-        self._contact: int | None = None  # index into _T_OUTLINE
-        self._pushing = 0
+        self.rng = rng
+        self._push: _Push | None = None
         self._stalled = 0
         self._closest = np.inf
-        self._gap = 0.0
-        self._unreachable: set[int] = set()
+        self._targets_left: list[np.ndarray] | None = None
+        self._path: list[np.ndarray] = []  # waypoints of the walk to the push's start
+        self._path_block = np.zeros(3)  # the block pose the path was planned around
+        self._failed: set[tuple[int, int]] = set()  # push lines whose start could not be reached
 
-    def _plan(self, block: np.ndarray, goal: np.ndarray) -> int | None:
-        """The contact whose inward push best closes the gap to the goal pose (its gap in px kept)."""
-        best, best_score = None, 1.5  # px: below this no push helps; hold still
+    def _steps_for(self, depth: float) -> int:
+        """Control steps a push of ``depth`` lasts: the pusher covers about 0.63 of each asked step."""
+        travel = self.config.standoff_px - _PUSHER_RADIUS + depth
+        return 1 + int(np.ceil(travel / (0.63 * self.units.max_step_px)))
+
+    def _targets(self, start: np.ndarray, contact: np.ndarray, direction: np.ndarray, depth: float) -> list[np.ndarray]:
+        """Pusher targets of a push, one per control step: in to ``depth`` past the contact, then back out.
+
+        The last step backs straight out to the start, so that walking to the next push does
+        not drag the block along (pusher and block have friction 1).
+        """
+        aim = contact + direction * (depth - _PUSHER_RADIUS)
+        return [aim] * self._steps_for(depth) + [start]
+
+    def _start(self, block: np.ndarray, push: _Push) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World frame: where the push starts, its contact point and its direction."""
+        contact = to_world(block, push.point)
+        direction = _rotation(block[2]) @ push.direction
+        return contact - direction * self.config.standoff_px, contact, direction
+
+    def _plan(self, agent: np.ndarray, block: np.ndarray, goal: np.ndarray) -> _Push | None:
+        """The simulated push that lowers the pose error most per control step (None: none helps)."""
+        config = self.config
+        error = pose_error(block, goal)
+
+        gains: dict[_Push, float] = {}
+
+        def rate(push: _Push, walk: float | None = None) -> float:
+            """Pose error drop per control step (px/step); ``walk``: the walk's length if known."""
+            start, contact, direction = self._start(block, push)
+            targets = self._targets(start, contact, direction, push.depth)
+            if push not in gains:
+                gains[push] = error - pose_error(self.model.push(block, start, targets, self.units.max_step_px), goal)
+            if walk is None:  # a guess: straight, or around the T
+                walk = float(np.linalg.norm(start - agent))
+                if _hits_block(agent, start, block):
+                    walk = walk * 1.5 + 40.0
+            return gains[push] / (walk / config.walk_px_per_step + len(targets))
+
+        middle = config.push_depths_px[len(config.push_depths_px) // 2]
+        lines = []
         for index, (point, normal) in enumerate(_T_OUTLINE):
-            if index in self._unreachable:
+            for turn, offset in enumerate(config.angle_offsets_rad):
+                push = _Push(np.asarray(point), _rotation(offset) @ -np.asarray(normal), middle, (index, turn))
+                start = self._start(block, push)[0]
+                clear = self.units.reachable(start) and not _hits_block(start, start, block)
+                if clear and push.key not in self._failed:
+                    lines.append(push)
+        scored = sorted(((rate(push), push) for push in lines), key=lambda item: -item[0])
+        for _, push in scored[: config.refine_directions]:
+            for depth in config.push_depths_px:
+                if depth != middle:
+                    candidate = dataclasses.replace(push, depth=depth)
+                    scored.append((rate(candidate), candidate))
+        scored.sort(key=lambda item: -item[0])
+        # Plan the walks of the best few: drop those with no way there, rate the rest by their real length.
+        best, best_rate, walks, self._path = None, 0.0, 0, []
+        for guess, push in scored:
+            if guess <= 0.0 or walks == config.checked_walks:
+                break
+            path = _walk_path(agent, self._start(block, push)[0], block, self.units)
+            if not path:
                 continue
-            gap = to_world(goal, np.asarray(point)) - to_world(block, np.asarray(point))
-            inward = -(_rotation(block[2]) @ np.asarray(normal))
-            if not self.units.reachable(to_world(block, np.asarray(point)) - inward * 30.0):
-                continue
-            score = float(np.dot(gap, inward))
-            if score > best_score:
-                best, best_score = index, score
-        self._gap = best_score
+            walks += 1
+            walk = float(np.sum(np.linalg.norm(np.diff(np.stack([agent, *path]), axis=0), axis=1)))
+            real = rate(push, walk)
+            if real > best_rate:
+                best, best_rate, self._path = push, real, path
+        self._path_block = block.copy()
         return best
 
     def act(self, observation: Observation) -> np.ndarray:
         agent, block, goal = observation.agent[:2], observation.object, observation.goal
-        if self._contact is None or self._pushing >= self.push_steps:
-            self._contact, self._pushing = self._plan(block, goal), 0
-            self._stalled, self._closest = 0, np.inf
-        if self._contact is None:
-            self._unreachable.clear()
+        if observation.success or pose_error(block, goal) < self.config.done_error_px:
             return np.zeros(2)
-        point, normal = (np.asarray(v) for v in _T_OUTLINE[self._contact])
-        inward = -(_rotation(block[2]) @ normal)
-        contact = to_world(block, point)
-        approach = contact - inward * 30.0  # pusher radius 15 + margin
-        distance = float(np.linalg.norm(agent - approach))
-        if self._pushing == 0 and distance > 8.0:
-            self._stalled = 0 if distance < self._closest - 1.0 else self._stalled + 1
-            self._closest = min(self._closest, distance)
-            if self._stalled > self.approach_patience:  # no progress (a wall, the block): try another point
-                self._unreachable.add(self._contact)
-                self._contact = None
-            return self.units.velocity(_move_toward(agent, approach, block, self.units))
-        self._pushing += 1
-        self._unreachable.clear()
-        # Push as deep as the gap (near the goal, small pushes; far, full ones).
-        depth = float(np.clip(self._gap, 3.0, self.push_depth))
-        if self._gap < 15.0:
-            self._pushing = self.push_steps  # one short push, then look again
-        return self.units.velocity(contact + inward * depth - agent)
+        if self._push is None:
+            self._push = self._plan(agent, block, goal)
+            self._stalled, self._closest, self._targets_left = 0, np.inf, None
+            if self._push is None:  # no simulated push helps: a random nudge to get out of the dead end
+                return self.units.velocity(self.rng.normal(0.0, 20.0, size=2))
+        push = self._push
+        if self._targets_left is None:
+            start, contact, direction = self._start(block, push)
+            distance = float(np.linalg.norm(agent - start))
+            if distance > 8.0:
+                self._stalled = 0 if distance < self._closest - 1.0 else self._stalled + 1
+                self._closest = min(self._closest, distance)
+                if self._stalled > self.config.approach_patience:
+                    self._failed.add(push.key)
+                    self._push = None
+                return self.units.velocity(self._walk(agent, start, block))
+            # The targets stay fixed in the world while pushing, as simulated.
+            self._targets_left = self._targets(start, contact, direction, push.depth)
+        target = self._targets_left.pop(0)
+        if not self._targets_left:
+            self._push = None
+            self._failed.clear()  # the T moved: other starts may be in reach now
+        return self.units.velocity(target - agent)
+
+    def _walk(self, agent: np.ndarray, start: np.ndarray, block: np.ndarray) -> np.ndarray:
+        """The next step (arena px) of the walk to ``start``, along the planned path while the T stays put."""
+        moved = self._path_block - block
+        turned = abs((moved[2] + np.pi) % (2 * np.pi) - np.pi)
+        if not self._path or np.hypot(*moved[:2]) > 1.0 or turned > 0.02:
+            self._path, self._path_block = _walk_path(agent, start, block, self.units), block.copy()
+            if not self._path:  # e.g. the pusher is against the T, where no waypoint is in sight: edge around it
+                return _move_toward(agent, start, block, self.units)
+        while len(self._path) > 1 and np.linalg.norm(self._path[0] - agent) < 12.0:  # near enough: on to the next
+            self._path.pop(0)
+        return self._path[0] - agent
 
 
 class PushTExplorer:

@@ -3,9 +3,12 @@
 ``dmo-play-stats`` runs the scripted operator against a stand-in's simulation in-process
 (no ROS, faster than real time) and prints what a dataset recorded with it will hold: the
 fraction of steps in which the robot touches the object during play, the intent fraction,
-and the expert's demonstration success rate.
+and the expert's demonstration success rate. ``--expert-only`` runs the expert alone from
+each reset for ``--episode-steps`` control steps and reports its success rate, coverage
+(progress), steps to success and its own compute time per control step.
 
     dmo-play-stats --robot go2 --episodes 40
+    dmo-play-stats --robot pusht --expert-only --episodes 50 --episode-steps 150
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits
 
 ROBOTS = ("pusht", "go2")
 ACTION_SIZE = {"pusht": 2, "go2": 3}
-DEMO_TIMEOUT_STEPS = {"pusht": 300, "go2": 150}
-"""Default demonstration timeouts: the Push-T expert is slower (fine rotation at the end)."""
+DEMO_TIMEOUT_STEPS = {"pusht": 150, "go2": 150}
+"""Default demonstration timeouts (control steps: 30 s at 5 Hz)."""
 
 
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
@@ -130,17 +133,117 @@ def play_statistics(robot: str, episodes: int, seed: int = 0, demo_probability: 
     )
 
 
+@dataclass
+class ExpertStatistics:
+    """The expert alone from resets (no play before it): how often and how fast it succeeds."""
+
+    robot: str
+    episodes: int
+    episode_steps: int
+    """Control steps each episode may take before it counts as failed."""
+    successes: int
+    success_rate: float
+    mean_best_progress: float
+    """Mean over episodes of the best task progress reached (Push-T: coverage)."""
+    median_steps_to_success: float | None
+    """Median control steps from the reset to the first success (successful episodes only)."""
+    expert_ms_per_step: float
+    """The expert's own compute per control step (ms, mean), without the simulation."""
+    seconds_per_episode: float
+    """Wall time per episode, simulation included."""
+
+
+def _stand_in(robot: str, seed: int):
+    """(observe, step, reset, close) of a robot's stand-in simulation; ``step`` takes an expert action."""
+    if robot == "pusht":
+        from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+        sim = PushTSim(PushTConfig(seed=seed))
+
+        def observe() -> Observation:
+            s = sim.state()
+            return Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success)
+
+        return observe, lambda action: sim.step(action * sim.config.control_period_s), sim.reset, sim.close
+    from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+
+    sim = PushCubeSim(PushCubeConfig(seed=seed))
+
+    def observe() -> Observation:
+        s = sim.state()
+        return Observation(s.episode, s.step, s.robot, s.cube, s.goal, s.progress, s.success, s.cube_in_view)
+
+    return observe, sim.step, sim.reset, sim.close
+
+
+def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: int = 150) -> ExpertStatistics:
+    """Run the robot's expert alone for ``episodes`` episodes of at most ``episode_steps`` control steps."""
+    expert = make_operator(robot).expert
+    observe, step, reset, close = _stand_in(robot, seed)
+    best, steps_to_success, expert_seconds, expert_steps = [], [], 0.0, 0
+    started = time.monotonic()
+    try:
+        for episode in range(episodes):
+            if episode:  # the stand-in starts its first episode itself
+                reset()
+            observation = observe()
+            expert.begin(observation, np.random.default_rng([seed, episode]))
+            best.append(observation.progress)
+            for _ in range(episode_steps):
+                if observation.success:
+                    break
+                before = time.perf_counter()
+                action = expert.act(observation)
+                expert_seconds += time.perf_counter() - before
+                expert_steps += 1
+                step(action)
+                observation = observe()
+                best[-1] = max(best[-1], observation.progress)
+            if observation.success:
+                steps_to_success.append(observation.step)
+    finally:
+        close()
+    return ExpertStatistics(
+        robot=robot,
+        episodes=episodes,
+        episode_steps=episode_steps,
+        successes=len(steps_to_success),
+        success_rate=len(steps_to_success) / episodes,
+        mean_best_progress=float(np.mean(best)),
+        median_steps_to_success=float(np.median(steps_to_success)) if steps_to_success else None,
+        expert_ms_per_step=1e3 * expert_seconds / max(expert_steps, 1),
+        seconds_per_episode=(time.monotonic() - started) / episodes,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-play-stats", description=__doc__.split("\n\n")[1])
     parser.add_argument("--robot", choices=ROBOTS, action="append", help="robot(s) to measure (default: both)")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per robot (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the stand-in and the operator")
     parser.add_argument("--demo-probability", type=float, default=0.5, help="share of episodes with a demo")
+    parser.add_argument("--expert-only", action="store_true",
+                        help="run the expert alone from each reset and report its success rate")
+    parser.add_argument("--episode-steps", type=int, default=150,
+                        help="with --expert-only: control steps per episode (default 150: 30 s at 5 Hz)")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     options = parser.parse_args(argv)
     if options.episodes <= 0:
         parser.error("--episodes must be positive")
+    if options.episode_steps <= 0:
+        parser.error("--episode-steps must be positive")
     for robot in options.robot or ROBOTS:
+        if options.expert_only:
+            e = expert_statistics(robot, options.episodes, options.seed, options.episode_steps)
+            if options.json:
+                print(json.dumps(e.__dict__))
+                continue
+            median = "-" if e.median_steps_to_success is None else f"{e.median_steps_to_success:g}"
+            print(f"{robot} expert: {e.successes}/{e.episodes} succeeded within {e.episode_steps} steps "
+                  f"({e.success_rate:.1%}), mean best progress {e.mean_best_progress:.3f}, "
+                  f"median steps to success {median}\n"
+                  f"  expert {e.expert_ms_per_step:.1f} ms per control step, {e.seconds_per_episode:.2f} s per episode")
+            continue
         s = play_statistics(robot, options.episodes, options.seed, options.demo_probability)
         if options.json:
             print(json.dumps(s.__dict__))
