@@ -3,9 +3,10 @@
 The live graph's nodes build these messages with rclpy's classes and the recorder copies
 their CDR bytes into the bag; the in-process fast collection (``dmo-collect-fast``) builds
 the same messages here. What both share lives here too (the action's components, the reset
-event's frame_id), and ``test/recording/test_fast_collect.py`` checks byte for byte that the
-nodes' builders (``dmo_ros.nodes.image_conversion.rgb8_image``,
-``dmo_ros.nodes.teleop.command_messages``) serialize to what this module writes.
+event's frame_id), and ``test/recording/test_fast_collect.py`` checks that the nodes' builders
+(``dmo_ros.nodes.image_conversion.rgb8_image``, ``dmo_ros.nodes.teleop.command_messages``)
+serialize to what this module writes, byte for byte up to CDR alignment padding (rclpy's
+Fast CDR leaves padding bytes uninitialised; this module writes zeros).
 
 - camera: ``sensor_msgs/msg/Image``, rgb8, step = 3 x width (the stand-ins' ``camera/image``);
 - action: ``geometry_msgs/msg/TwistStamped`` (Push-T, MoveIt Servo; ``twist.linear.x/y`` m/s)

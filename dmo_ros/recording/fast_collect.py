@@ -22,7 +22,9 @@ starts at ``start_time_ns`` (the wall clock when the command starts, by default)
 only by simulated time. In each control period T = 1 / ``control_rate_hz`` starting at
 t: the teleop ticks at t (action, intent, and reset when the operator asks: the stand-in
 resets at once, as it does on receipt); the stand-in steps with that action at
-t + ``step_phase_s``; camera frames are taken at t + ``camera_phase_s`` + k / ``image_rate_hz``.
+t + ``step_phase_s``; camera frames are taken at t + ``camera_phase_s`` + k / ``image_rate_hz``
+(and once before the first tick: the graph starts the stand-in first, so every tick has a frame
+and the dataset gets one sample per tick).
 Header stamps are these times, and so are the bag's receive times (no transport delay).
 The frame-to-action skew is therefore constant, T - ``camera_phase_s`` - (frames per
 period - 1) / ``image_rate_hz`` = 50 ms by default, the middle of the live graph's range
@@ -217,6 +219,9 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
         images += 1
 
     try:
+        # The stand-in is up before the teleop (the graph starts it first): one camera frame
+        # precedes the first tick, so the first action has a frame too.
+        take_picture(start_ns - period_ns + camera_offsets[-1])
         for k in range(config.samples):
             tick_ns = start_ns + k * period_ns
             events = sorted([(0, 0, "tick"), (step_offset, 1, "step")]
