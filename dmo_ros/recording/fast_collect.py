@@ -181,7 +181,9 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
     image_period_ns = round(1e9 / config.image_rate_hz)
     camera_offsets = [round(config.camera_phase_s * 1e9) + j * image_period_ns
                       for j in range(config.frames_per_period)]
-    step_offset = round(config.step_phase_s * 1e9)
+    # One control period's events, by offset from its tick (a step before a frame at the same time).
+    events = sorted([(0, 0, "tick"), (round(config.step_phase_s * 1e9), 1, "step")]
+                    + [(offset, 2, "camera") for offset in camera_offsets])
     now_ns = start_ns  # the simulated clock
 
     registry = TypeRegistry()
@@ -224,8 +226,6 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
         take_picture(start_ns - period_ns + camera_offsets[-1])
         for k in range(config.samples):
             tick_ns = start_ns + k * period_ns
-            events = sorted([(0, 0, "tick"), (step_offset, 1, "step")]
-                            + [(offset, 2, "camera") for offset in camera_offsets])
             for offset, _order, kind in events:
                 stamp_ns = tick_ns + offset
                 if kind == "tick":

@@ -25,6 +25,7 @@ from dmo_ros.recording.bag_writer import MANIFEST, read_manifest, read_session, 
 from dmo_ros.recording.collect_messages import ACTION_TYPE, CollectMessages
 from dmo_ros.recording.fast_collect import FastCollectConfig, collect_fast, collect_graph_defaults, main
 from dmo_ros.recording.summary import summarize
+from dmo_ros.sims.standin import StandinSimConfig
 from dmo_ros.teleop.operator import Command
 
 TYPES = {
@@ -177,6 +178,7 @@ def test_defaults_are_the_nodes_parameters_and_the_graphs_arguments():
                                                config.control_rate_hz, config.camera_frame_id,
                                                config.max_episode_steps)
     teleop = TeleopParameters()
+    assert teleop.arena_size_m == PushTStandinParameters().arena_size_m == StandinSimConfig().arena_size_m
     assert (teleop.rate_hz, teleop.frame_id, teleop.demo_timeout_steps) == (
         config.control_rate_hz, config.action_frame_id, config.demo_timeout_steps)
     assert RecorderParameters().split_duration == config.split_duration
