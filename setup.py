@@ -51,6 +51,7 @@ setup(
             "dmo-launch = dmo_ros.graphs.runner:main",
             "dmo-play-stats = dmo_ros.teleop.scripted:main",
             "dmo-bag-info = dmo_ros.recording.summary:main",
+            "dmo-collect-fast = dmo_ros.recording.fast_collect:main",
             "dmo-convert = dmo_ros.dataset.convert:main",
             "dmo-export-lerobot = dmo_ros.dataset.lerobot_export:main",
             "dmo-train-world-model = dmo_ros.world_model.train:main",

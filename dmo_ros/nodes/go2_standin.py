@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from geometry_msgs.msg import Twist
 
-from dmo_msgs.msg import StandinState
 from dmo_ros.nodes.standin import StandinNode
 from dmo_ros.nodes.template import QOS_PROFILES, param, qos_profile, run_node
-from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+from dmo_ros.sims.standin import StandinSimConfig, make_standin_sim
 
 
 @dataclass
@@ -53,12 +52,11 @@ class Go2Standin(StandinNode):
         if p.command_timeout < 0 or p.max_episode_steps < 0:
             raise ValueError("command_timeout and max_episode_steps must be >= 0")
         qos_profile(p.image_qos)  # an unknown profile is an error before the simulation starts
-        self.sim = PushCubeSim(
-            PushCubeConfig(
-                seed=p.seed, width=p.width, height=p.height,
-                control_period=1.0 / p.control_rate_hz, max_episode_steps=p.max_episode_steps,
-            )
-        )
+        self.standin = make_standin_sim(StandinSimConfig(
+            robot="go2", seed=p.seed, width=p.width, height=p.height, control_rate_hz=p.control_rate_hz,
+            max_episode_steps=p.max_episode_steps,
+        ))
+        self.sim = self.standin.sim
         self.resets = 0
         self.start(Twist, "cmd_vel", 3)
         self.get_logger().info(
@@ -70,12 +68,6 @@ class Go2Standin(StandinNode):
 
     def command_vector(self, message: Twist) -> np.ndarray:
         return np.array([message.linear.x, message.linear.y, message.angular.z], dtype=float)
-
-    def step(self, command: np.ndarray) -> None:
-        self.sim.step(command)
-
-    def episode_over(self) -> bool:
-        return self.sim.episode_over
 
     def episode_limit_reason(self) -> str:
         return f"reset ({self.parameters.max_episode_steps} steps)"
@@ -96,19 +88,6 @@ class Go2Standin(StandinNode):
         self.get_logger().info(
             f"{reason}: episode {state.episode}, robot {np.round(state.robot, 2).tolist()}, "
             f"cube {np.round(state.cube, 2).tolist()}, goal {np.round(state.goal, 2).tolist()}"
-        )
-
-    def state_message(self) -> StandinState:
-        state = self.sim.state()
-        return StandinState(
-            episode=state.episode,
-            step=state.step,
-            agent=state.robot.tolist(),
-            object=state.cube.tolist(),
-            goal=state.goal.tolist(),
-            progress=float(state.progress),
-            success=bool(state.success),
-            object_in_view=bool(state.cube_in_view),
         )
 
     def shutdown_summary(self) -> str:

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 
-from dmo_msgs.msg import StandinState
 from dmo_ros.nodes.standin import StandinNode
 from dmo_ros.nodes.template import QOS_PROFILES, param, qos_profile, run_node
-from dmo_ros.sims.pusht import PushTConfig, PushTSim
+from dmo_ros.sims.standin import StandinSimConfig, make_standin_sim
 
 
 @dataclass
@@ -55,17 +54,11 @@ class PushTStandin(StandinNode):
             raise ValueError("image_rate_hz, control_rate_hz and command_timeout must be positive")
         qos_profile(p.image_qos)  # an unknown profile is an error before the simulation starts
         self.control_period = 1.0 / p.control_rate_hz
-        self.sim = PushTSim(
-            PushTConfig(
-                seed=p.seed,
-                width=p.width,
-                height=p.height,
-                arena_size_m=p.arena_size_m,
-                max_speed_m_s=p.max_speed_m_s,
-                control_period_s=self.control_period,
-                max_episode_steps=p.max_episode_steps,
-            )
-        )
+        self.standin = make_standin_sim(StandinSimConfig(
+            robot="pusht", seed=p.seed, width=p.width, height=p.height, control_rate_hz=p.control_rate_hz,
+            max_episode_steps=p.max_episode_steps, arena_size_m=p.arena_size_m, max_speed_m_s=p.max_speed_m_s,
+        ))
+        self.sim = self.standin.sim
         self.start(TwistStamped, "action", 2)
         self.publish_state()
         self.get_logger().info(
@@ -76,12 +69,6 @@ class PushTStandin(StandinNode):
     def command_vector(self, message: TwistStamped) -> np.ndarray:
         return np.array([message.twist.linear.x, message.twist.linear.y], dtype=np.float64)
 
-    def step(self, command: np.ndarray) -> None:
-        self.sim.step(command * self.control_period)  # m/s held for one period → metres
-
-    def episode_over(self) -> bool:
-        return self.sim.done()
-
     def episode_limit_reason(self) -> str:
         return f"episode {self.sim.episode} reached {self.parameters.max_episode_steps} steps"
 
@@ -90,19 +77,6 @@ class PushTStandin(StandinNode):
         self.forget_command()
         self.get_logger().info(f"{reason}: episode {self.sim.episode}")
         self.publish_state()
-
-    def state_message(self) -> StandinState:
-        state = self.sim.state()
-        return StandinState(
-            episode=state.episode,
-            step=state.step,
-            agent=state.agent.tolist(),
-            object=state.block.tolist(),
-            goal=state.goal.tolist(),
-            progress=float(state.coverage),
-            success=bool(state.success),
-            object_in_view=True,
-        )
 
     def shutdown_summary(self) -> str:
         return f"episode {self.sim.episode}, step {self.sim.step_count}"

@@ -6,8 +6,10 @@ the control rate with the latest command — zero once the command is older than
 from ``image_qos``) at the camera rate, publishes ``standin_state`` (dmo_msgs/StandinState,
 ground truth for evaluation and the scripted operator, never for training) after every
 control step and reset, and resets on ``reset`` (std_msgs/Header: the operator's reset
-event). A robot's node says how a command message becomes a command vector, how a command
-steps its simulation, and how the simulation's state becomes a StandinState.
+event). A robot's node says how a command message becomes a command vector and builds its
+simulation; the simulation is driven through ``dmo_ros.sims.standin`` (``self.standin``:
+command → step, ground truth → StandinState), the adapter the in-process fast collection
+(``dmo-collect-fast``) drives too, so both paths step and describe the scene alike.
 """
 
 from __future__ import annotations
@@ -52,11 +54,16 @@ class StandinNode(DmoNode):
 
     def step(self, command: np.ndarray) -> None:
         """One control step of the simulation under ``command`` (zero when stale)."""
-        raise NotImplementedError
+        self.standin.step(command)
 
     def state_message(self) -> StandinState:
-        """The simulation's ground truth (the header is filled in here)."""
-        raise NotImplementedError
+        """The simulation's ground truth (the header is filled in by ``publish_state``)."""
+        o = self.standin.observation()
+        return StandinState(
+            episode=o.episode, step=o.step, agent=np.asarray(o.agent, dtype=float).tolist(),
+            object=np.asarray(o.object, dtype=float).tolist(), goal=np.asarray(o.goal, dtype=float).tolist(),
+            progress=o.progress, success=o.success, object_in_view=o.object_in_view,
+        )
 
     def reset(self, reason: str) -> None:
         """Start the next episode (and log it in the robot's words)."""
@@ -64,7 +71,7 @@ class StandinNode(DmoNode):
 
     def episode_over(self) -> bool:
         """Whether the simulation's episode step limit is reached."""
-        raise NotImplementedError
+        return self.standin.done()
 
     def episode_limit_reason(self) -> str:
         """The reset reason logged when the step limit ends an episode."""

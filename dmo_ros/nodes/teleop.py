@@ -20,12 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Twist, TwistStamped
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Header
 
 from dmo_msgs.msg import Intent, StandinState
 from dmo_ros.nodes.template import DmoNode, param, qos_profile, run_node
+from dmo_ros.recording.collect_messages import RESET_FRAME_ID, action_components
 from dmo_ros.teleop.joy import JoyMapping, JoyOperator
 from dmo_ros.teleop.operator import Command, Observation, ScriptedOperatorConfig
 from dmo_ros.teleop.scripted import ACTION_SIZE, DEMO_TIMEOUT_STEPS, ROBOTS, make_operator
@@ -52,6 +54,27 @@ class TeleopParameters:
     intent_button: int = param(0, "Joy button that toggles intent.")
     milestone_button: int = param(1, "Joy button that presses the milestone key.")
     reset_button: int = param(7, "Joy button that asks for a reset.")
+
+
+def command_messages(robot: str, command: Command, stamp: Time, frame_id: str,
+                     ) -> tuple[Twist | TwistStamped, Intent, Header | None]:
+    """One tick's messages: the action (TwistStamped for Push-T, Twist for Go2), the intent
+    label and, when the operator asks for one, the reset event — all with one stamp.
+
+    ``dmo_ros.recording.collect_messages`` builds the same messages without ROS (fast collection).
+    """
+    x, y, yaw = action_components(command.action, ACTION_SIZE[robot])
+    twist = Twist()
+    twist.linear.x, twist.linear.y, twist.angular.z = x, y, yaw
+    action: Twist | TwistStamped = twist
+    if robot == "pusht":
+        action = TwistStamped(twist=twist)
+        action.header.stamp = stamp
+        action.header.frame_id = frame_id
+    intent = Intent(active=bool(command.intent), milestone=float(command.milestone))
+    intent.header.stamp = stamp
+    reset = Header(stamp=stamp, frame_id=RESET_FRAME_ID) if command.reset else None
+    return action, intent, reset
 
 
 class Teleop(DmoNode):
@@ -135,23 +158,11 @@ class Teleop(DmoNode):
 
     def publish(self, command: Command) -> None:
         stamp = self.get_clock().now().to_msg()
-        action = np.nan_to_num(np.asarray(command.action, dtype=float))
-        twist = Twist()
-        twist.linear.x, twist.linear.y = float(action[0]), float(action[1])
-        if self.action_size == 3:
-            twist.angular.z = float(action[2])
-        if self.parameters.robot == "pusht":
-            message = TwistStamped(twist=twist)
-            message.header.stamp = stamp
-            message.header.frame_id = self.parameters.frame_id
-            self.action_publisher.publish(message)
-        else:
-            self.action_publisher.publish(twist)
-        intent = Intent(active=bool(command.intent), milestone=float(command.milestone))
-        intent.header.stamp = stamp
+        action, intent, reset = command_messages(self.parameters.robot, command, stamp, self.parameters.frame_id)
+        self.action_publisher.publish(action)
         self.intent_publisher.publish(intent)
-        if command.reset:
-            self.reset_publisher.publish(Header(stamp=stamp, frame_id="operator_reset"))
+        if reset is not None:
+            self.reset_publisher.publish(reset)
             self.get_logger().info("reset requested")
 
     def report(self) -> None:
