@@ -174,7 +174,7 @@ class BagReader:
             count, cut = 0, False
             with path.open("rb") as stream:
                 try:
-                    for record in StreamReader(stream, record_size_limit=path.stat().st_size):
+                    for record in StreamReader(stream, record_size_limit=path.stat().st_size).records:
                         yield record, index
                         count += 1
                 except (McapError, EOFError, ValueError, struct.error, IndexError, MemoryError):
