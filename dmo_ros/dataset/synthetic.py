@@ -28,6 +28,13 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 T0_NS = 1_700_000_000 * 10**9
 # dmo_msgs/Intent as first released, before the milestone field (a bag from an older install).
 OLD_INTENT_MSG = "std_msgs/Header header\nbool active\n"
+# Topics a dmo_ros tool cannot decode: a service-event topic (its schema is .srv text) and a
+# vendor type recorded without a definition. (topic, type, definition, payload)
+FOREIGN_TOPICS = (
+    ("/add_two_ints/_service_event", "example_interfaces/srv/AddTwoInts_Event", "int64 a\nint64 b\n---\nint64 sum\n",
+     b"\x00\x01\x00\x00" + bytes(24)),
+    ("/vendor/status", "vendor_msgs/msg/Status", "", b"\x00\x01\x00\x00\x07\x00\x00\x00"),
+)
 
 
 def typestore():
@@ -78,6 +85,8 @@ class BagSpec:
     reconnect_at_s: float | None = None  # from then on every topic is written on a second connection (other QoS)
     old_intent: bool = False  # Intent written with its definition before the milestone field
     cut_payload: tuple[str, int] | None = None  # (topic, k): that topic's k-th message is stored cut in half
+    zero_stamp_every: int = 0  # every n-th camera image has a zero header stamp (a driver that leaves it unset)
+    foreign_topics: bool = False  # also write FOREIGN_TOPICS, 5 messages each
 
 
 def write_bag(path: Path, spec: BagSpec) -> Path:
@@ -107,6 +116,8 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
         width, height = (spec.width // 2, spec.height // 2) if shrink else (spec.width, spec.height)
         rgb = frame_pixels(k + round(spec.start_s * spec.image_rate_hz), width, height)  # the session-wide index
         h, ns = header(max(t, 0.0), spec.camera_topic)
+        if spec.zero_stamp_every and k % spec.zero_stamp_every == spec.zero_stamp_every - 1:
+            h = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="camera")
         if spec.camera == "raw":
             channels = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "rgba8": np.dstack([rgb, np.full_like(rgb[:, :, :1], 9)]),
                         "mono8": rgb[:, :, 1:2], "yuv422": rgb[:, :, :2]}[spec.encoding]
@@ -161,6 +172,10 @@ def write_bag(path: Path, spec: BagSpec) -> Path:
             if spec.cut_payload == (topic, counts[topic] - 1):
                 data = data[: len(data) // 2]
             writer.write(connections[(topic, second)], received, data)
+        for topic, msgtype, definition, payload in FOREIGN_TOPICS if spec.foreign_topics else ():
+            connection = writer.add_connection(topic, msgtype, msgdef=definition, rihs01="RIHS01_" + "0" * 64)
+            for k in range(5):
+                writer.write(connection, T0_NS + int((spec.start_s + k * 0.5) * 1e9), payload)
     return path
 
 

@@ -171,17 +171,17 @@ class BagReader:
     def _records(self) -> Iterator[tuple[Any, int]]:
         """Every complete record of the files being recovered; the first unreadable one ends a file."""
         for index, path in enumerate(self._recovery_files):
-            count, cut = 0, False
+            messages, cut = 0, False
             with path.open("rb") as stream:
                 try:
                     for record in StreamReader(stream, record_size_limit=path.stat().st_size).records:
                         yield record, index
-                        count += 1
+                        messages += isinstance(record, McapMessage)
                 except (McapError, EOFError, ValueError, struct.error, IndexError, MemoryError):
                     cut = True
             if cut:
-                self._cuts[path.name] = (f"{path.name} is truncated: read its {count} complete records "
-                                         "before the cut, the rest is lost")
+                self._cuts[path.name] = (f"{path.name} is truncated: recovered the {messages} messages written "
+                                         "before the cut; the chunk being written when it was cut is lost")
 
     def _scan_connections(self) -> None:
         schemas: dict[tuple[int, int], McapSchema] = {}
@@ -237,7 +237,7 @@ class MessageDecoder:
     def _make(self, connection: Connection) -> Callable[[bytes], Any]:
         msgtype = connection.msgtype
         if "/srv/" in msgtype or "/action/" in msgtype:
-            raise UndecodableTypeError(f"{msgtype} is a service/action type (not a message); not decoded")
+            raise UndecodableTypeError(f"{msgtype} is a service/action type (its definition is .srv/.action text)")
         base = self.registry.typestore
         if connection.definition.strip() and connection.definition_format == "ros2msg":
             parsed = self._parse(connection)
