@@ -1,7 +1,25 @@
-"""Export a dmo_ros dataset to the LeRobotDataset layout, codebase version v2.1.
+"""Export a dmo_ros dataset to the LeRobotDataset layout: codebase version v3.0 (default) or v2.1.
 
-The output is a folder that LeRobot's ``LeRobotDataset(repo_id, root=OUT)`` reads (v2.1 layout, as
-written by LeRobot's ``lerobot/common/datasets/lerobot_dataset.py`` and ``utils.py``)::
+The output is a folder that LeRobot's ``LeRobotDataset(repo_id, root=OUT)`` reads. **v3.0** (LeRobot
+>= 0.4; checked by loading with LeRobot 0.4.4, ``scripts/check_lerobot_load.py``; layout from its
+``lerobot/datasets/utils.py`` and ``v30/convert_dataset_v21_to_v30.py``)::
+
+    meta/info.json                 codebase_version "v3.0", totals, chunks_size, data_files_size_in_mb,
+                                   video_files_size_in_mb, fps, splits, data_path, features (each with fps)
+    meta/episodes/chunk-000/file-000.parquet   a row per episode: episode_index, tasks, length,
+                                   data/chunk_index, data/file_index, dataset_from_index, dataset_to_index,
+                                   stats/<feature>/<stat>, meta/episodes/chunk_index, meta/episodes/file_index
+    meta/tasks.parquet             task_index, indexed by the task string (a pandas frame)
+    meta/stats.json                dataset statistics: min, max, mean, std, count, q01, q10, q50, q90, q99
+                                   (quantiles exact: inverted CDF; images over LeRobot's frame sample)
+    meta/dmo_ros.json              ours, as below
+    data/chunk-000/file-000.parquet   every episode's rows, a new file after 100 MB (an episode stays whole)
+    images/{image_key}/episode-000000/frame-000000.png   (optional)
+
+The columns of the data files, the per-episode statistics, tasks and splits are those of v2.1,
+described next. **v2.1** (``codebase_version="v2.1"``, LeRobot < 0.4; 0.4+ refuses it with
+``BackwardCompatibilityError``), as written by LeRobot's ``lerobot/common/datasets/lerobot_dataset.py``
+and ``utils.py``::
 
     meta/info.json                 codebase_version "v2.1", totals, fps, splits, data_path, features
     meta/episodes.jsonl            {"episode_index", "tasks": [task, ...], "length"} per episode
@@ -15,6 +33,7 @@ Columns of each parquet file, in this order (``info.json`` declares each as a fe
 ``dtype`` / ``shape`` / ``names``):
 
     observation.images.camera  image    struct<bytes: binary, path: string>, the PNG of the frame
+                                        (the name is ``image_key``; Push-T recipes use observation.image)
     action                     float32  fixed-size list of A, the robot's units (names from meta.json)
     intent                     bool     (1,) operator intent (ours, an extra feature)
     milestone                  float32  (1,) milestone key value (ours, an extra feature)
@@ -558,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-export-lerobot",
         description="Export a dmo_ros dataset to the LeRobotDataset layout (frames as PNG images).",
-        epilog="v3.0 loads in LeRobot >= 0.4 (checked with 0.4.4); v2.1 in LeRobot < 0.4 (checked with 0.3.3).")
+        epilog="v3.0 loads in LeRobot >= 0.4 (checked with 0.4.4); v2.1 in LeRobot < 0.4 (0.3.3).")
     parser.add_argument("dataset", type=Path, help="dmo_ros dataset folder (with meta.json)")
     parser.add_argument("out", type=Path, help="output folder (must not exist)")
     parser.add_argument("--repo-id", default="local/dmo_ros", help="dataset name for LeRobotDataset (recorded)")
@@ -580,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dmo-export-lerobot: {error}", file=sys.stderr)
         return 2
     info = json.loads((out / INFO_PATH).read_text())
-    print(f"wrote {out} (LeRobotDataset {info['codebase_version']}): {info['total_episodes']} episodes, {info['total_frames']} frames, "
+    print(f"wrote {out} (LeRobotDataset {info['codebase_version']}): {info['total_episodes']} episodes, "
+          f"{info['total_frames']} frames, "
           f"{info['total_tasks']} tasks")
     return 0
 
