@@ -124,8 +124,10 @@ def test_a_camera_on_a_boot_clock_is_named(tmp_path, storage):
 def test_intent_on_wall_time_beside_sim_time_is_named(tmp_path, storage):
     sim = {"/camera/image": 100.0 - WALL, "/servo_node/delta_twist_cmds": 100.0 - WALL}
     write_bag(tmp_path / "sim", spec(storage=storage, stamp_offset_s=sim))
-    dataset, [report] = convert([tmp_path / "sim"], tmp_path / "ds", ConvertConfig())
-    assert dataset is None and not report.ok
+    write_bag(tmp_path / "good", spec())
+    dataset, [report, good] = convert([tmp_path / "sim", tmp_path / "good"], tmp_path / "ds", ConvertConfig())
+    assert not report.ok and good.ok
+    assert_exact(dataset, 20)  # the good input whole, nothing of the refused one
     assert report.error.startswith("clocks do not match: intent '/intent' is stamped 1700000000.0-1700000003.8 s, "
                                    "action '/servo_node/delta_twist_cmds' 100.0-103.8 s"), report.error
 
