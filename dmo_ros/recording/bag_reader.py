@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePath
 from typing import Any
@@ -103,23 +103,23 @@ def mcap_is_truncated(path: Path) -> bool:
         return file.read(8) != MCAP_MAGIC
 
 
-@dataclass
 class BagReader:
-    """A bag's connections and messages (receive-time order within each storage file).
+    """A bag's connections and messages, as a context manager (``with BagReader(path) as bag``).
 
-    Raises ``BagError`` on open for unlisted storage files and (unless ``recover_truncated``)
-    truncated MCAP files; ``rosbags``' own ``ReaderError`` for other damage.
+    Opening raises ``BagError`` for storage files that ``metadata.yaml`` does not list and (unless
+    ``recover_truncated``) for truncated MCAP files; ``rosbags``' ``ReaderError`` for other damage.
+    ``recover_truncated``: read the complete records of a truncated MCAP file instead of refusing it.
     """
 
-    path: Path
-    recover_truncated: bool = False
-    """Read the complete records of a truncated MCAP file instead of refusing the bag."""
-    connections: list[Connection] = field(default_factory=list)
-    _reader: Reader | None = None
-    _mcap: tuple[Any, Any] | None = None  # (open file, mcap reader) of a single indexed MCAP file
-    _recovery_files: list[Path] = field(default_factory=list)
-    _channel_ids: dict[tuple[int, int], int] = field(default_factory=dict)
-    _cuts: dict[str, str] = field(default_factory=dict)
+    def __init__(self, path: Path | str, recover_truncated: bool = False) -> None:
+        self.path = Path(path)
+        self.recover_truncated = recover_truncated
+        self.connections: list[Connection] = []
+        self._reader: Reader | None = None  # rosbags, for SQLite3, several files, compression
+        self._mcap: tuple[Any, Any] | None = None  # (open file, mcap reader) of a single indexed MCAP file
+        self._recovery_files: list[Path] = []
+        self._channel_ids: dict[tuple[int, int], int] = {}  # (file number, MCAP channel id) → connection id
+        self._cuts: dict[str, str] = {}
 
     @property
     def notes(self) -> list[str]:
@@ -127,7 +127,6 @@ class BagReader:
         return list(self._cuts.values())
 
     def __enter__(self) -> BagReader:
-        self.path = Path(self.path)
         info = bag_metadata(self.path)
         extra = unlisted_files(self.path, info)
         if extra:
