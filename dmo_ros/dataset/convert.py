@@ -20,9 +20,23 @@ Alignment rule (one sample per action tick, at the control rate):
   press counts once, on the first sample after it.
 - Episodes end at gaps longer than ``gap_threshold_s``, at reset events (``/reset``), at a
   stale camera, and at the end of each input (bag or session).
+- All connections of a topic with the same type are one stream (a publisher restarted with
+  other QoS); a topic recorded with two different types is refused.
+
+Checks that refuse an input rather than write wrong samples (each message names the cause):
+- Clocks: every role topic's header stamps must overlap the actions' (a camera on a boot
+  clock, intent in wall time beside sim time); ``--time-source receive`` aligns by the
+  recorder's receive times instead.
+- Rate: the measured action rate must match ``rate_hz`` (the profile's) within
+  ``rate_tolerance``; faster actions are decimated, slower ones need ``--rate``.
+- Storage: files in the bag folder that ``metadata.yaml`` does not list; a truncated MCAP
+  (``--recover-truncated`` reads what was written before the cut).
+A message that does not deserialise (a cut payload) is counted per topic, skipped and
+reported; a bag recorded with an older definition of a type is decoded with that definition
+(an ``Intent`` without ``milestone`` gives milestone 0, with a warning).
 
 A bad input (unreadable, truncated or corrupt file, missing camera/action topic, unknown
-image encoding, images changing size, no samples) is reported with the reason and left
+image encoding, images changing size, clocks or rate that do not match, no samples) is reported with the reason and left
 out; its samples are rolled back. The exit code is 0 when every input converted, 1 when
 some failed (the dataset holds the good ones), 2 when none did (no dataset is written).
 The dataset is written under ``OUT.partial`` and renamed to ``OUT`` only when complete.
@@ -43,15 +57,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2 import ReaderError
 
 from dmo_ros.dataset.format import DatasetWriter, read_meta, split_episodes
 from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, decode, image_format, resize
 from dmo_ros.dataset.robot_profile import ProfileError, RobotProfile, load_robot_profile
-from dmo_ros.recording.bag_writer import TypeRegistry, session_splits
+from dmo_ros.recording.bag_reader import (
+    DECODE_ERRORS,
+    BagError,
+    BagReader,
+    Connection,
+    MessageDecoder,
+    UndecodableTypeError,
+)
+from dmo_ros.recording.bag_writer import session_splits
 
 INTENT_TYPE = "dmo_msgs/msg/Intent"
 CONVERTER_VERSION = 1
+TIME_SOURCES = ("header", "receive")
 
 
 @dataclass
@@ -86,6 +109,12 @@ class ConvertConfig:
     """Share of episodes in the validation split."""
     seed: int = 0
     """Seed of the train/validation split."""
+    time_source: str = "header"
+    """Message time: header (the header stamp, else the receive time) or receive (the recorder's receive time)."""
+    rate_tolerance: float = 0.1
+    """An input whose measured action rate is below rate_hz by more than this fraction is refused."""
+    recover_truncated: bool = False
+    """Read the messages written before the cut of a truncated MCAP file instead of refusing the input."""
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
@@ -96,6 +125,10 @@ class ConvertConfig:
             raise ValueError("rate_hz must be >= 0 and validation_fraction in [0, 1)")
         if min(self.gap_threshold_s, self.max_frame_age_s, self.reorder_window_s) <= 0:
             raise ValueError("gap_threshold_s, max_frame_age_s and reorder_window_s must be positive")
+        if self.time_source not in TIME_SOURCES:
+            raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got '{self.time_source}'")
+        if not 0 <= self.rate_tolerance < 1:
+            raise ValueError(f"rate_tolerance must be in [0, 1), got {self.rate_tolerance}")
 
 
 class SourceError(ValueError):
@@ -129,6 +162,8 @@ class SourceReport:
     decimated: int = 0
     intent_missing: bool = False
     image_format: str = ""
+    action_rate_hz: float = 0.0
+    undecodable: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -160,6 +195,46 @@ def _stamp(message: Any, fallback_ns: int) -> int:
         return fallback_ns
     stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
     return stamp if stamp > 0 else fallback_ns
+
+
+@dataclass
+class StampRange:
+    """The span of one role topic's message times in a source (ns)."""
+
+    topic: str
+    first: int = 2**63 - 1
+    last: int = -(2**63)
+
+    def add(self, stamp: int) -> None:
+        self.first = min(self.first, stamp)
+        self.last = max(self.last, stamp)
+
+    def describe(self) -> str:
+        return f"{self.first / 1e9:.1f}-{self.last / 1e9:.1f} s"
+
+
+def clock_mismatch(ranges: dict[str, StampRange], slack_ns: int) -> str:
+    """'' when every role topic's times overlap the actions' (within ``slack_ns``); else the cause, named."""
+    action = ranges.get("action")
+    if action is None:
+        return ""
+    for role in ("camera", "intent", "reset"):
+        other = ranges.get(role)
+        if other is None or (other.first <= action.last + slack_ns and action.first <= other.last + slack_ns):
+            continue
+        apart = abs((other.first + other.last) / 2 - (action.first + action.last) / 2) / 1e9
+        return (f"clocks do not match: {role} '{other.topic}' is stamped {other.describe()}, action "
+                f"'{action.topic}' {action.describe()} ({apart:.3g} s apart); the topics are stamped on different "
+                "clocks (e.g. a boot/steady clock or sim time beside wall time). Fix the stamping, or convert with "
+                "--time-source receive to align by the recorder's receive times")
+    return ""
+
+
+def measured_rate_hz(stamps: list[int], gap_threshold_ns: float) -> float:
+    """Actions per second: 1 / the median interval between consecutive actions (gaps excluded); 0 if unknown."""
+    steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    steps = steps[(steps > 0) & (steps <= gap_threshold_ns)]
+    return 1e9 / float(np.median(steps)) if len(steps) else 0.0
 
 
 @dataclass
@@ -205,7 +280,9 @@ class Aligner:
 
     def add_intent(self, stamp: int, message: Any) -> None:
         self.intent_serial += 1
-        self.intents.append((stamp, bool(message.active), float(message.milestone), self.intent_serial))
+        # An Intent recorded before the milestone field existed decodes without it: no milestone.
+        milestone = float(getattr(message, "milestone", 0.0))
+        self.intents.append((stamp, bool(message.active), milestone, self.intent_serial))
 
     def add_reset(self, stamp: int) -> None:
         self.resets.append(stamp)
@@ -291,6 +368,16 @@ class Aligner:
         return chosen[1], milestone
 
 
+@dataclass
+class SourceReading:
+    """What a source's bags hold, gathered while reading them (for the checks at its end)."""
+
+    available: dict[str, str] = field(default_factory=dict)  # topic → type, over all bags
+    ranges: dict[str, StampRange] = field(default_factory=dict)  # role → span of its message times
+    action_stamps: list[int] = field(default_factory=list)
+    old_intent: bool = False
+
+
 class Converter:
     """Converts sources into one dataset; bad sources are rolled back and reported."""
 
@@ -303,7 +390,7 @@ class Converter:
             "reset": config.reset_topic or profile.topics.get("reset", ""),
         }
         self.rate_hz = config.rate_hz or profile.rate_hz
-        self.registry = TypeRegistry()
+        self.decoder = MessageDecoder()
         self.episodes: list[dict[str, Any]] = []
         self.skews_ns: list[int] = []
 
@@ -324,21 +411,24 @@ class Converter:
             self.skews_ns.append(sample.stamp - sample.frame_stamp)
 
         aligner = Aligner(self.config, self.rate_hz, emit, report)
+        reading = SourceReading()
         try:
-            available: dict[str, str] = {}  # topic → type, over all bags of the source
             for bag in source.bags:
-                self._read_bag(bag, aligner, report, available)
-            listing = ", ".join(f"{t} ({m})" for t, m in available.items()) or "none"
+                self._read_bag(bag, aligner, report, reading)
+            listing = ", ".join(f"{t} ({m})" for t, m in reading.available.items()) or "none"
             for role in ("camera", "action"):  # a session's first split may lack a topic, not the session
-                if self.topics[role] not in available:
+                if self.topics[role] not in reading.available:
                     raise SourceError(f"no {role} topic '{self.topics[role]}'; the bag has: {listing}")
-            if self.topics["intent"] not in available:
+            if self.topics["intent"] not in reading.available:
                 report.intent_missing = True
                 report.warnings.append(f"no intent topic '{self.topics['intent']}': intent is false throughout")
+            self._check_source(reading, report)
             aligner.flush(None)
             if writer.count == start_count:
-                raise SourceError("no samples: no action had a camera frame at or before it")
-        except (SourceError, ImageError) as error:
+                lost = f" ({', '.join(f'{n} undecodable on {t}' for t, n in report.undecodable.items())})" \
+                    if report.undecodable else ""
+                raise SourceError(f"no samples: no action had a camera frame at or before it{lost}")
+        except (SourceError, ImageError, BagError, UndecodableTypeError) as error:
             report.error = str(error)
         except (ReaderError, sqlite3.DatabaseError, OSError, EOFError, struct.error, IndexError, KeyError,
                 ValueError) as error:  # a damaged or foreign file: reported, the other inputs go on
@@ -354,32 +444,74 @@ class Converter:
         report.seconds = time.monotonic() - started
         return report
 
-    def _read_bag(self, bag: Path, aligner: Aligner, report: SourceReport, available: dict[str, str]) -> None:
-        with Reader(bag) as reader:
-            by_topic = {c.topic: c for c in reader.connections}
-            available.update({c.topic: c.msgtype for c in reader.connections})
-            roles = {role: by_topic[self.topics[role]] for role in ("camera", "action", "intent", "reset")
-                     if self.topics[role] in by_topic}
-            camera, action = roles.get("camera"), roles.get("action")
-            if camera is not None and camera.msgtype not in CAMERA_TYPES:
-                raise SourceError(f"camera topic '{camera.topic}' carries {camera.msgtype}, not an image type")
-            if action is not None and action.msgtype != self.profile.action.message:
-                raise SourceError(
-                    f"action topic '{action.topic}' carries {action.msgtype}; the {self.profile.name} profile maps "
-                    f"{self.profile.action.message}"
-                )
-            if "intent" in roles and roles["intent"].msgtype != INTENT_TYPE:
-                raise SourceError(f"intent topic '{roles['intent'].topic}' carries {roles['intent'].msgtype}")
+    def _check_source(self, reading: SourceReading, report: SourceReport) -> None:
+        """Refuse a source whose clocks or action rate do not fit (before its last samples are emitted)."""
+        slack_ns = int(max(self.config.gap_threshold_s, self.config.max_frame_age_s) * 1e9)
+        mismatch = clock_mismatch(reading.ranges, slack_ns)
+        if mismatch:
+            raise SourceError(mismatch)
+        report.action_rate_hz = measured_rate_hz(reading.action_stamps, self.config.gap_threshold_s * 1e9)
+        if report.action_rate_hz and report.action_rate_hz < self.rate_hz * (1 - self.config.rate_tolerance):
+            source_of_rate = "--rate" if self.config.rate_hz else f"the {self.profile.name} profile's rate"
+            raise SourceError(
+                f"actions arrive at {report.action_rate_hz:.2f} Hz (median interval "
+                f"{1 / report.action_rate_hz:.3f} s) but {source_of_rate} is {self.rate_hz:g} Hz: samples would be "
+                f"{self.rate_hz / report.action_rate_hz:.1f}x too close in time. Convert these recordings with "
+                f"--rate {report.action_rate_hz:.3g}, or fix the recording rate"
+            )
+        for topic, count in report.undecodable.items():
+            report.warnings.append(f"{count} message(s) on {topic} could not be deserialised (damaged payload): "
+                                   "skipped")
+
+    def _roles(self, reader: BagReader, reading: SourceReading) -> dict[str, list[Connection]]:
+        """The bag's connections of each role topic (all of a topic's connections: one stream)."""
+        for connection in reader.connections:
+            reading.available.setdefault(connection.topic, connection.msgtype)
+        roles: dict[str, list[Connection]] = {}
+        for role in ("camera", "action", "intent", "reset"):
+            connections = [c for c in reader.connections if c.topic == self.topics[role]]
+            if not connections:
+                continue
+            types = sorted({c.msgtype for c in connections} | {reading.available[self.topics[role]]})
+            if len(types) > 1:
+                raise SourceError(f"{role} topic '{self.topics[role]}' was recorded with several types: "
+                                  f"{', '.join(types)}")
+            roles[role] = connections
+        camera, action = roles.get("camera", [None])[0], roles.get("action", [None])[0]
+        if camera is not None and camera.msgtype not in CAMERA_TYPES:
+            raise SourceError(f"camera topic '{camera.topic}' carries {camera.msgtype}, not an image type")
+        if action is not None and action.msgtype != self.profile.action.message:
+            raise SourceError(
+                f"action topic '{action.topic}' carries {action.msgtype}; the {self.profile.name} profile maps "
+                f"{self.profile.action.message}"
+            )
+        if "intent" in roles and roles["intent"][0].msgtype != INTENT_TYPE:
+            raise SourceError(f"intent topic '{roles['intent'][0].topic}' carries {roles['intent'][0].msgtype}")
+        return roles
+
+    def _read_bag(self, bag: Path, aligner: Aligner, report: SourceReport, reading: SourceReading) -> None:
+        with BagReader(bag, recover_truncated=self.config.recover_truncated) as reader:
+            roles = self._roles(reader, reading)
             if not roles:
                 return
-            for connection in roles.values():
-                self.registry.ensure_from_connection(connection)
-            role_of = {c.id: role for role, c in roles.items()}
-            deserialize = self.registry.typestore.deserialize_cdr
-            for connection, received, data in reader.messages(connections=list(roles.values())):
+            role_of, deserialize = {}, {}
+            for role, connections in roles.items():
+                for connection in connections:
+                    role_of[connection.id] = role
+                    deserialize[connection.id] = self.decoder.deserializer(connection)
+            use_header = self.config.time_source == "header"
+            ranges = reading.ranges
+            for connection, received, data in reader.messages([c for cs in roles.values() for c in cs]):
                 role = role_of[connection.id]
-                message = deserialize(data, connection.msgtype)
-                stamp = _stamp(message, received)
+                try:
+                    message = deserialize[connection.id](data)
+                except DECODE_ERRORS:
+                    report.undecodable[connection.topic] = report.undecodable.get(connection.topic, 0) + 1
+                    continue
+                stamp = _stamp(message, received) if use_header else received
+                if role not in ranges:
+                    ranges[role] = StampRange(connection.topic)
+                ranges[role].add(stamp)
                 if role == "camera":
                     fmt = image_format(message, connection.msgtype)
                     if not report.image_format:
@@ -389,12 +521,19 @@ class Converter:
                                           f"then {fmt}")
                     aligner.add_frame(stamp, message, connection.msgtype)
                 elif role == "action":
+                    reading.action_stamps.append(stamp)
                     aligner.add_action(stamp, received, self.profile.action.vector(message))
                 elif role == "intent":
+                    if not hasattr(message, "milestone") and not reading.old_intent:
+                        reading.old_intent = True
+                        report.warnings.append(f"intent topic '{connection.topic}' was recorded with an older "
+                                               "dmo_msgs/Intent (no milestone field): milestone is 0 throughout")
                     aligner.add_intent(stamp, message)
                 else:
                     aligner.add_reset(stamp)
                 aligner.flush(received)
+            report.warnings.extend(reader.notes)
+
 
     def meta(self, reports: list[SourceReport], bad: list[SourceReport]) -> dict[str, Any]:
         lengths = [e["length"] for e in self.episodes]
@@ -429,7 +568,7 @@ class Converter:
 
 def report_dict(report: SourceReport) -> dict[str, Any]:
     keys = ("path", "ok", "error", "samples", "episodes", "camera_messages", "bytes", "dropped_stale",
-            "dropped_invalid", "decimated", "image_format", "warnings")
+            "dropped_invalid", "decimated", "image_format", "action_rate_hz", "undecodable", "warnings")
     return {k: getattr(report, k) for k in keys}
 
 
@@ -506,13 +645,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=defaults.gap_threshold_s, help="episode gap threshold, s")
     parser.add_argument("--val", type=float, default=defaults.validation_fraction, help="validation fraction")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the train/validation split")
+    parser.add_argument("--time-source", choices=TIME_SOURCES, default=defaults.time_source,
+                        help="message time: header stamps (default; receive time when there is none or it is 0) or "
+                             "the recorder's receive times (for topics stamped on different clocks)")
+    parser.add_argument("--recover-truncated", action="store_true",
+                        help="read the messages written before the cut of a truncated MCAP file (a killed recording) "
+                             "instead of refusing it")
     options = parser.parse_args(argv)
     try:
         config = ConvertConfig(
             robot=options.robot, camera_topic=options.camera_topic, action_topic=options.action_topic,
             intent_topic=options.intent_topic, reset_topic=options.reset_topic, rate_hz=options.rate,
             height=options.size[0], width=options.size[1], aspect=options.aspect, gap_threshold_s=options.gap,
-            validation_fraction=options.val, seed=options.seed,
+            validation_fraction=options.val, seed=options.seed, time_source=options.time_source,
+            recover_truncated=options.recover_truncated,
         )
         print(f"converting {len(options.inputs)} input(s) into {options.output} (robot {options.robot})")
         started = time.monotonic()

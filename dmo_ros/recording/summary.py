@@ -1,30 +1,40 @@
 """``dmo-bag-info``: what a recording holds, read back from the bags themselves.
 
-Reads a recorder session (a folder of split bags) or a single rosbag2 bag, and reports per
-topic: message type, count, rate, the largest gap, whether header stamps are monotonic,
-and for images their sizes and encodings, for intent labels the share of steps with intent
-on, the number of toggles and milestone presses. It does not trust the recorder's own
-manifest: every message is read. Plain Python (rosbags); no ROS needed.
+Reads recorder sessions (folders of split bags) or single rosbag2 bags, and reports per
+topic: message type, count, rate, the largest gap, whether header stamps are monotonic
+(zero stamps are counted apart), and for images their sizes and encodings (compressed: the
+format, the decoded size of the first image, the mean size), for intent labels the share of
+steps with intent on, the number of toggles and milestone presses. A topic whose type has
+no usable definition (a service-event topic, an empty definition) is counted but not
+decoded, with the reason; a message that does not deserialise is counted as damaged. It
+does not trust the recorder's own manifest: every message is read. Plain Python (rosbags);
+no ROS needed.
 
     dmo-bag-info bags/20261124-003934
-    dmo-bag-info bags/20261124-003934 --json
+    dmo-bag-info bags/20261124-003934 other_bag/ --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rosbags.rosbag2 import Reader, ReaderError
+import cv2
+import numpy as np
+from rosbags.rosbag2 import ReaderError
 
-from dmo_ros.recording.bag_writer import TypeRegistry, session_splits
+from dmo_ros.recording.bag_reader import DECODE_ERRORS, BagReader, MessageDecoder, UndecodableTypeError
+from dmo_ros.recording.bag_writer import session_splits
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 INTENT_TYPE = "dmo_msgs/msg/Intent"
 
 
@@ -38,6 +48,10 @@ class TopicSummary:
     max_gap_s: float = 0.0
     stamps_monotonic: bool = True
     image_formats: dict[str, int] = field(default_factory=dict)
+    compressed_bytes: int = 0
+    zero_stamps: int = 0
+    damaged: int = 0
+    not_decoded: str = ""
     intent_on: int = 0
     intent_toggles: int = 0
     milestones: int = 0
@@ -55,6 +69,8 @@ class SessionSummary:
     bytes: int
     duration_s: float
     topics: dict[str, TopicSummary]
+    notes: list[str] = field(default_factory=list)
+    """What a recovery of truncated files read and lost."""
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -78,20 +94,33 @@ def _stamp_ns(message: Any) -> int | None:
     return None if header is None else header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def summarize(path: Path | str) -> SessionSummary:
+def _compressed_format(message: Any) -> str:
+    """'jpeg 96x96': the format and the size of the image, read from the encoded data's header."""
+    fmt = message.format.split(";")[-1].strip().lower() or "compressed"
+    pixels = cv2.imdecode(np.asarray(message.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    return f"{fmt} {pixels.shape[1]}x{pixels.shape[0]}" if pixels is not None else f"{fmt} (undecodable)"
+
+
+def summarize(path: Path | str, recover_truncated: bool = False) -> SessionSummary:
+    """Read every message of a session or bag; ``BagError``/``ReaderError``/``OSError`` for what cannot be read."""
     path = Path(path)
-    registry = TypeRegistry()
+    decoder = MessageDecoder()
     topics: dict[str, TopicSummary] = {}
     last_stamp: dict[str, int] = {}
     last_active: dict[str, bool] = {}
-    total_bytes = 0
+    compressed_seen: dict[str, str] = {}  # format as received → described (decoded once per format)
+    total_bytes, notes = 0, []
     bags = bag_folders(path)
     for bag in bags:
         total_bytes += sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
-        with Reader(bag) as reader:
+        with BagReader(bag, recover_truncated=recover_truncated) as reader:
+            deserialize = {}
             for connection in reader.connections:
-                registry.ensure_from_connection(connection)
-                topics.setdefault(connection.topic, TopicSummary(connection.topic, connection.msgtype))
+                summary = topics.setdefault(connection.topic, TopicSummary(connection.topic, connection.msgtype))
+                try:
+                    deserialize[connection.id] = decoder.deserializer(connection)
+                except UndecodableTypeError as error:
+                    summary.not_decoded = str(error)
             for connection, timestamp, data in reader.messages():
                 summary = topics[connection.topic]
                 if summary.count:
@@ -100,60 +129,104 @@ def summarize(path: Path | str) -> SessionSummary:
                     summary.first_ns = timestamp
                 summary.count += 1
                 summary.last_ns = timestamp
-                message = registry.typestore.deserialize_cdr(bytes(data), connection.msgtype)
+                if connection.id not in deserialize:
+                    continue
+                try:
+                    message = deserialize[connection.id](data)
+                except DECODE_ERRORS:
+                    summary.damaged += 1
+                    continue
                 stamp = _stamp_ns(message)
-                if stamp is not None:
+                if stamp == 0:
+                    summary.zero_stamps += 1
+                elif stamp is not None:
                     if stamp < last_stamp.get(connection.topic, -1):
                         summary.stamps_monotonic = False
                     last_stamp[connection.topic] = stamp
                 if connection.msgtype == IMAGE_TYPE:
                     key = f"{message.width}x{message.height} {message.encoding}"
                     summary.image_formats[key] = summary.image_formats.get(key, 0) + 1
+                elif connection.msgtype == COMPRESSED_TYPE:
+                    if message.format not in compressed_seen:
+                        compressed_seen[message.format] = _compressed_format(message)
+                    key = compressed_seen[message.format]
+                    summary.image_formats[key] = summary.image_formats.get(key, 0) + 1
+                    summary.compressed_bytes += len(message.data)
                 elif connection.msgtype == INTENT_TYPE:
                     summary.intent_on += int(message.active)
-                    summary.milestones += int(message.milestone > 0)
+                    summary.milestones += int(getattr(message, "milestone", 0.0) > 0)
                     previous = last_active.get(connection.topic)
                     summary.intent_toggles += int(previous is not None and previous != message.active)
                     last_active[connection.topic] = bool(message.active)
+            notes += reader.notes
     starts = [t.first_ns for t in topics.values() if t.count]
     ends = [t.last_ns for t in topics.values() if t.count]
     duration = (max(ends) - min(starts)) * 1e-9 if starts else 0.0
-    return SessionSummary(str(path), len(bags), total_bytes, duration, topics)
+    return SessionSummary(str(path), len(bags), total_bytes, duration, topics, notes)
 
 
 def format_summary(summary: SessionSummary) -> str:
     lines = [
         f"{summary.path}: {summary.bags} bag(s), {summary.bytes / 1e6:.1f} MB, {summary.duration_s:.1f} s",
-        f"  {'topic':<32} {'type':<32} {'count':>6} {'rate':>8} {'max gap':>8}  details",
     ]
+    wide = max([32, *(len(t.topic) for t in summary.topics.values())])
+    wide_type = max([32, *(len(t.msgtype) for t in summary.topics.values())])
+    lines.append(f"  {'topic':<{wide}} {'type':<{wide_type}} {'count':>6} {'rate':>8} {'max gap':>8}  details")
     for topic in summary.topics.values():
         details = []
         if topic.image_formats:
             details.append(", ".join(f"{k} ({v})" for k, v in Counter(topic.image_formats).most_common()))
+        if topic.compressed_bytes:
+            details.append(f"mean {topic.compressed_bytes / max(sum(topic.image_formats.values()), 1) / 1e3:.1f} kB")
         if topic.msgtype == INTENT_TYPE and topic.count:
-            details.append(f"intent on {topic.intent_on / topic.count:.0%}, {topic.intent_toggles} toggles, "
+            decoded = max(topic.count - topic.damaged, 1)
+            details.append(f"intent on {topic.intent_on / decoded:.0%}, {topic.intent_toggles} toggles, "
                            f"{topic.milestones} milestones")
         if not topic.stamps_monotonic:
             details.append("HEADER STAMPS GO BACKWARDS")
+        if topic.zero_stamps:
+            details.append(f"{topic.zero_stamps} zero header stamp(s) (unset: the receive time stands in)")
+        if topic.damaged:
+            details.append(f"{topic.damaged} DAMAGED message(s) (do not deserialise)")
+        if topic.not_decoded:
+            details.append(f"not decoded: {topic.not_decoded}")
         lines.append(
-            f"  {topic.topic:<32} {topic.msgtype:<32} {topic.count:>6} {topic.rate_hz:>6.1f}Hz "
+            f"  {topic.topic:<{wide}} {topic.msgtype:<{wide_type}} {topic.count:>6} {topic.rate_hz:>6.1f}Hz "
             f"{topic.max_gap_s:>7.2f}s  {'; '.join(details)}"
         )
+    lines += [f"  warning: {note}" for note in summary.notes]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dmo-bag-info", description=__doc__.split("\n\n")[1])
-    parser.add_argument("path", type=Path, help="a recorder session folder or a rosbag2 bag folder")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser = argparse.ArgumentParser(prog="dmo-bag-info", description=__doc__.split("\n\n")[1],
+                                     epilog="Exit code: 0 every path read, 1 some could not be, 2 none.")
+    parser.add_argument("paths", nargs="+", type=Path, help="recorder session folders or rosbag2 bag folders")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a table (an object for one path, a list for several)")
+    parser.add_argument("--recover-truncated", action="store_true",
+                        help="read the messages written before the cut of a truncated MCAP file")
     options = parser.parse_args(argv)
+    summaries, failed = [], 0
     try:
-        summary = summarize(options.path)
-    except (OSError, ValueError, ReaderError) as error:
-        print(f"dmo-bag-info: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary.to_dict(), indent=1) if options.json else format_summary(summary))
-    return 0
+        for path in options.paths:
+            try:
+                summary = summarize(path, options.recover_truncated)
+            except (OSError, ValueError, ReaderError, sqlite3.DatabaseError) as error:
+                print(f"dmo-bag-info: error: {path}: {error}", file=sys.stderr)
+                failed += 1
+                continue
+            summaries.append(summary)
+            if not options.json:
+                print(format_summary(summary), flush=True)
+        if options.json and summaries:
+            dicts = [s.to_dict() for s in summaries]
+            print(json.dumps(dicts[0] if len(options.paths) == 1 else dicts, indent=1), flush=True)
+    except BrokenPipeError:  # piped into `head`: the reader has what it wants
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return 0
+    return 0 if not failed else 2 if not summaries else 1
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_milestone_counts_once_and_faster_actions_are_decimated(tmp_path):
 @pytest.mark.parametrize(
     ("name", "make", "message"),
     [
-        ("truncated", lambda p: _truncate(write_bag(p, BagSpec())), "cannot read the bag"),
+        ("truncated", lambda p: _truncate(write_bag(p, BagSpec())), "truncated MCAP file: truncated.mcap"),
         ("corrupt-sqlite", lambda p: _corrupt(write_bag(p, BagSpec(storage="sqlite3"))), "cannot read the bag"),
         ("no-camera", lambda p: write_bag(p, BagSpec(camera_topic="/front/image_raw")),
          "no camera topic '/camera/image'; the bag has: /front/image_raw (sensor_msgs/msg/Image)"),

@@ -1,6 +1,7 @@
-"""Export to the LeRobotDataset v2.1 layout, read back without our code.
+"""Export to the LeRobotDataset v2.1 layout (``--codebase-version v2.1``), read back without our code.
 
-LeRobot's own loader is not used: installing lerobot would replace this project's torch build. The
+LeRobot's own loader is not used here (see test_lerobot_export_v30.py and
+scripts/check_lerobot_load.py for the check with the real library). The
 export is instead read with pyarrow, json and cv2 and checked against LeRobot's documented v2.1
 schema (``lerobot/common/datasets/utils.py``: INFO_PATH, EPISODES_PATH, TASKS_PATH,
 EPISODES_STATS_PATH, DEFAULT_PARQUET_PATH, DEFAULT_IMAGE_PATH, DEFAULT_FEATURES,
@@ -41,7 +42,7 @@ def exported(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     milestone = rng.random(n).astype(np.float32)
     source = write_dataset(root / "source", frames, actions, LENGTHS, intent=intent, milestone=milestone,
                            rate_hz=RATE, extra_meta={"robot": "pusht"})
-    out = export_lerobot(source, root / "out", repo_id="test/dmo", task_by_intent=TASKS)
+    out = export_lerobot(source, root / "out", repo_id="test/dmo", task_by_intent=TASKS, codebase_version="v2.1")
     return out, {"frames": frames, "actions": actions, "intent": intent, "milestone": milestone}
 
 
@@ -158,7 +159,8 @@ def test_episode_stats(exported):
 def test_cli_and_refusals(exported, tmp_path, capsys):
     out, _ = exported
     source = out.parent / "source"
-    assert main([str(source), str(tmp_path / "cli"), "--repo-id", "x/y", "--no-image-files"]) == 0
+    assert main([str(source), str(tmp_path / "cli"), "--repo-id", "x/y", "--no-image-files",
+                 "--codebase-version", "v2.1"]) == 0
     assert "3 episodes" in capsys.readouterr().out
     assert not (tmp_path / "cli" / "images").exists()
     assert len(list((tmp_path / "cli" / "data" / "chunk-000").glob("*.parquet"))) == 3
