@@ -34,7 +34,14 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 
 from dmo_ros.nodes.template import DmoNode, param, run_node
 from dmo_ros.recording import SplitBagSession, TypeRegistry, UnknownTypeError, image_encoding_problem
-from dmo_ros.recording.bag_writer import IMAGE_TYPE, STORAGES
+from dmo_ros.recording.bag_writer import (
+    IMAGE_TYPE,
+    STORAGES,
+    ReaderError,
+    SessionInUse,
+    recover_session,
+    unclosed_sessions,
+)
 
 DEFAULT_TOPICS = ["/camera/image", "/action", "/intent", "/reset"]
 EVALUATION_ONLY_TYPES = {"dmo_msgs/msg/StandinState"}
@@ -100,6 +107,7 @@ class Recorder(DmoNode):
             raise ValueError("split_duration or split_size_mb must be positive: splits bound what a crash loses")
         if p.discovery_period <= 0 or p.queue_depth <= 0:
             raise ValueError("discovery_period and queue_depth must be positive")
+        self.recover_crashed_sessions(Path(p.output).expanduser())
         try:
             self.session = SplitBagSession(
                 Path(p.output).expanduser(),
@@ -127,6 +135,28 @@ class Recorder(DmoNode):
             f"{p.split_duration:g} s splits) for {f'{p.duration:g} s' if p.duration else 'ever'}"
         )
         self.discover()
+
+    def recover_crashed_sessions(self, output: Path) -> None:
+        """Finish the readable splits that a crash (kill -9, power loss) left in ``.partial/``
+        of earlier sessions in ``output``; a session another recorder is writing is left alone."""
+        for session in unclosed_sessions(output):
+            try:
+                results = recover_session(session, TypeRegistry(msg_share_dirs()))
+            except SessionInUse:
+                continue
+            except (OSError, ValueError, ReaderError, UnknownTypeError) as error:  # never stops a new recording
+                self.get_logger().warning(f"could not recover {session}: {error}")
+                continue
+            for result in results:
+                if result.how == "unreadable":
+                    self.get_logger().warning(
+                        f"{session}: split {result.path} was cut by a crash before any of it reached the disk; "
+                        "nothing to recover"
+                    )
+                else:
+                    self.get_logger().info(
+                        f"{session}: recovered split {result.path} ({result.messages} messages, {result.how})"
+                    )
 
     # -- discovery ---------------------------------------------------------------------
 
