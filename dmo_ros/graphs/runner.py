@@ -4,6 +4,10 @@ Reads the same definition as ``launch/GRAPH.launch.py`` (``config/graphs/GRAPH.y
 starts every node as its own process with its output prefixed by the node name, forwards
 SIGINT/SIGTERM to the nodes once, and shuts the whole graph down when a required node
 exits: the exit code is non-zero when a required node failed or a node had to be killed.
+Executables are checked before anything starts. If the runner itself dies (even by
+SIGKILL) the kernel sends its nodes SIGTERM (``PR_SET_PDEATHSIG``); the nodes also watch
+their parent (``dmo_ros.nodes.template``). The launch files give ``ros2 launch`` the same
+behaviour (``dmo_ros.nodes.launch_actions``).
 
     dmo-launch smoke duration:=3
     dmo-launch collect robot:=go2 --dry-run

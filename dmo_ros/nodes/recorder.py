@@ -4,8 +4,10 @@ Subscribes to every topic of ``topics`` with ``raw=True`` and hands the serializ
 bytes to ``dmo_ros.recording.SplitBagSession`` (no deserialization, no re-encoding). Each
 session is a new timestamped folder under ``output`` made of split bags, each closed and
 finalised every ``split_duration`` seconds (or ``split_size_mb``), so ``kill -9`` loses
-at most one split; SIGINT/SIGTERM close the open split, nothing is lost (see the module
-``dmo_ros.recording.bag_writer`` for the design and the layout).
+at most one split; SIGINT/SIGTERM close the open split, nothing is lost, and a second
+signal while it closes is ignored (the node template). At start, the readable part of the
+``.partial/`` splits of unclosed sessions in ``output`` is recovered (see the module
+``dmo_ros.recording.bag_writer`` for the design, the layout and the recovery).
 
 - Types come from the ROS graph: a topic's subscription is created when it appears
   (polled). Custom types (``dmo_msgs/*``) are registered with ``rosbags`` from the
