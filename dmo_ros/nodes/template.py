@@ -126,7 +126,11 @@ _SPIN_PERIOD = 0.1
 
 
 def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
-    """Linux: the kernel sends ``sig`` to this process when its parent exits (even by SIGKILL)."""
+    """Linux: the kernel sends ``sig`` to this process when its parent exits (even by SIGKILL).
+
+    Strictly, when the parent's *thread* that started this process exits: ``ros2 launch``
+    (its asyncio loop) and ``dmo-launch`` start nodes from their main thread.
+    """
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
 

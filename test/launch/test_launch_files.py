@@ -189,3 +189,34 @@ def test_a_missing_executable_is_a_graph_error_before_any_node(tmp_path, monkeyp
     assert "node 'joy_node' needs executable 'joy_node' of package 'joy', launch_ros cannot find it: " \
            "package 'joy' not found" in message
     assert "node 'teleop'" not in message and "node 'recorder'" not in message
+
+
+@pytest.mark.parametrize(
+    ("required", "shutting_down", "code", "expected"),
+    [
+        (True, False, 0, "Shutdown"),
+        (True, False, 3, "required node 'worker' failed (exit code 3); stopping the graph"),
+        (True, False, -9, "required node 'worker' failed (exit code -9); stopping the graph"),
+        (False, False, 3, None),  # launch reports it; the graph goes on, as with dmo-launch
+        (False, False, 0, None),
+        (True, True, 0, None),
+        (False, True, -2, None),  # stopped by SIGINT or SIGTERM as asked
+        (False, True, -15, None),
+        (False, True, -9, "node 'worker' did not stop cleanly (exit code -9)"),  # had to be killed
+        (True, True, 1, "node 'worker' did not stop cleanly (exit code 1)"),
+    ],
+)
+def test_exit_handler_codes(required, shutting_down, code, expected):
+    with launch_double_installed() as launch_actions:
+        node = resolve_graph(load_graph("smoke"), {})[0]
+        handler = launch_actions.exit_handler(type(node)(**{**node.__dict__, "name": "worker", "required": required}))
+        context = launch_double.LaunchContext()
+        context.is_shutdown = shutting_down
+        event = launch_double.ProcessExited(code)
+        if expected in ("Shutdown", None):
+            actions = handler(event, context)
+            assert [type(a).__name__ for a in actions or []] == ([expected] if expected else [])
+        else:
+            with pytest.raises(GraphError) as raised:
+                handler(event, context)
+            assert str(raised.value) == expected
