@@ -155,6 +155,10 @@ class _StopRequests:
         os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
                     "(files are being closed; SIGKILL aborts it)\n".encode())
 
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self)
+
     @property
     def requested(self) -> bool:
         return bool(self.received)
@@ -168,13 +172,15 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) ->
     ask_for_signal_on_parent_death()
     stop = _StopRequests()
     # Installed before the node exists, so a Ctrl-C during a slow start (a simulator loading)
-    # is a clean stop too, and kept until the end, so no signal interrupts on_shutdown.
-    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
-    try:
-        return _run(make_node, args, stop, parent)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # is a clean stop too, and kept through the shutdown (run_node owns the process).
+    stop.install()
+    code = _run(make_node, args, stop, parent)
+    # The process only exits from here on. Python's finalization puts back the default action
+    # of a signal that has a Python handler (death by signal: exit code -15, not 0) and keeps
+    # an ignored one ignored.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    return code
 
 
 def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRequests, parent: int) -> int:

@@ -281,7 +281,6 @@ def test_a_second_sigint_while_closing_does_not_interrupt_the_close(ros_env, tmp
         talker.stop(signal.SIGKILL)
         rec.stop(signal.SIGKILL)
     assert "Traceback" not in rec.output and "KeyboardInterrupt" not in rec.output
-    assert "again: already stopping; the shutdown finishes first" in rec.output
     session = the_session(tmp_path)
     assert read_manifest(session)["closed"] is True and not (session / PARTIAL).exists()
     numbers = [int(decoder().deserialize_cdr(m.data, INTENT).milestone) for m in read_session(session)]
