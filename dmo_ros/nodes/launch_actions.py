@@ -27,8 +27,9 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from ament_index_python.packages import PackageNotFoundError
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, SubstitutionFailure
 from launch_ros.actions import Node
 from launch_ros.substitutions import ExecutableInPackage
 
@@ -110,8 +111,9 @@ def launch_ros_cannot_find(node: ResolvedNode, context: LaunchContext) -> str | 
     """Why launch_ros would fail to start this node's executable, or None when it finds it."""
     try:
         ExecutableInPackage(executable=node.executable, package=node.package).perform(context)
-    except Exception as error:  # SubstitutionFailure, PackageNotFoundError: the reason is the message
-        return f"launch_ros cannot find it: {error}"
+    except (SubstitutionFailure, PackageNotFoundError) as error:
+        # PackageNotFoundError is a KeyError, whose str() adds quotes: take its message.
+        return f"launch_ros cannot find it: {error.args[0] if error.args else error}"
     return None
 
 

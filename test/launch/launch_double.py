@@ -73,13 +73,10 @@ class ExecutableInPackage(Recorded):
     """launch_ros's lookup: the package's prefix from the ament index, then ``lib/PACKAGE/EXECUTABLE``."""
 
     def perform(self, context: LaunchContext) -> str:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        from ament_index_python.packages import get_package_prefix
 
         package, executable = self.kwargs["package"], self.kwargs["executable"]
-        try:
-            prefix = get_package_prefix(package)
-        except PackageNotFoundError as error:
-            raise SubstitutionFailure(f'package \'{package}\' not found, searching: {error}') from None
+        prefix = get_package_prefix(package)  # PackageNotFoundError, as upstream's FindPackagePrefix
         libexec = os.path.join(prefix, "lib", package)
         if not os.path.exists(libexec):
             raise SubstitutionFailure(
@@ -103,6 +100,7 @@ def modules() -> dict[str, types.ModuleType]:
     for name in ("DeclareLaunchArgument", "OpaqueFunction", "Shutdown"):
         setattr(made["launch.actions"], name, type(name, (Recorded,), {}))
     made["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    made["launch.substitutions"].SubstitutionFailure = SubstitutionFailure
     made["launch_ros.actions"].Node = type("Node", (Recorded,), {})
     made["launch_ros.substitutions"].ExecutableInPackage = ExecutableInPackage
     return made
