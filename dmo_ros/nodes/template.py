@@ -25,6 +25,7 @@ This module and the other modules of ``dmo_ros.nodes`` are the only ones that im
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -151,9 +152,11 @@ class _StopRequests:
             if self.node is not None:
                 self.node.finish(0)
             return
-        # os.write: async-signal-safe, and never interleaves with a half-written log line.
-        os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
-                    "(files are being closed; SIGKILL aborts it)\n".encode())
+        # os.write: no Python buffer to re-enter. A launcher killed before its nodes leaves
+        # their output a broken pipe: an error raised here would interrupt the shutdown.
+        with contextlib.suppress(OSError):
+            os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
+                        "(files are being closed; SIGKILL aborts it)\n".encode())
 
     def install(self) -> None:
         for sig in _STOP_SIGNALS:
