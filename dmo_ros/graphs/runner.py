@@ -4,6 +4,10 @@ Reads the same definition as ``launch/GRAPH.launch.py`` (``config/graphs/GRAPH.y
 starts every node as its own process with its output prefixed by the node name, forwards
 SIGINT/SIGTERM to the nodes once, and shuts the whole graph down when a required node
 exits: the exit code is non-zero when a required node failed or a node had to be killed.
+Executables are checked before anything starts. If the runner itself dies (even by
+SIGKILL) the kernel sends its nodes SIGTERM (``PR_SET_PDEATHSIG``); the nodes also watch
+their parent (``dmo_ros.nodes.template``). The launch files give ``ros2 launch`` the same
+behaviour (``dmo_ros.nodes.launch_actions``).
 
     dmo-launch smoke duration:=3
     dmo-launch collect robot:=go2 --dry-run
@@ -69,19 +73,34 @@ def installed_executables(package: str) -> list[str]:
     return sorted(ep.name for ep in entry_points if ep.group == "console_scripts")
 
 
-def missing_executables_message(graph: GraphSpec, nodes: list[ResolvedNode]) -> str | None:
-    """None when every node's executable is installed; else one line per missing one."""
+def missing_executables_message(
+    graph: GraphSpec,
+    nodes: list[ResolvedNode],
+    locate: Callable[[ResolvedNode], str | None] | None = None,
+) -> str | None:
+    """None when every node's executable is installed; else one line per missing one.
+
+    ``locate(node)`` says why a node's executable cannot be started (None: it can); by
+    default, not found where ``find_executable`` looks. The launch files pass launch_ros's own
+    lookup, so each launcher checks exactly what it will run.
+    """
     lines = []
     for node in nodes:
-        if find_executable(node.package, node.executable) is None:
-            known = ", ".join(installed_executables(node.package)) or "none found"
+        reason = (locate or _not_installed)(node)
+        if reason is not None:
             lines.append(
-                f"  node '{node.name}' needs executable '{node.executable}' of package "
-                f"'{node.package}', which is not installed (installed {node.package} executables: {known})"
+                f"  node '{node.name}' needs executable '{node.executable}' of package '{node.package}', {reason}"
             )
     if not lines:
         return None
     return f"graph '{graph.name}' cannot start:\n" + "\n".join(lines)
+
+
+def _not_installed(node: ResolvedNode) -> str | None:
+    if find_executable(node.package, node.executable) is not None:
+        return None
+    known = ", ".join(installed_executables(node.package)) or "none found"
+    return f"which is not installed (installed {node.package} executables: {known})"
 
 
 @dataclass

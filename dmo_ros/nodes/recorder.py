@@ -4,8 +4,10 @@ Subscribes to every topic of ``topics`` with ``raw=True`` and hands the serializ
 bytes to ``dmo_ros.recording.SplitBagSession`` (no deserialization, no re-encoding). Each
 session is a new timestamped folder under ``output`` made of split bags, each closed and
 finalised every ``split_duration`` seconds (or ``split_size_mb``), so ``kill -9`` loses
-at most one split; SIGINT/SIGTERM close the open split, nothing is lost (see the module
-``dmo_ros.recording.bag_writer`` for the design and the layout).
+at most one split; SIGINT/SIGTERM close the open split, nothing is lost, and a second
+signal while it closes is ignored (the node template). At start, the readable part of the
+``.partial/`` splits of unclosed sessions in ``output`` is recovered (see the module
+``dmo_ros.recording.bag_writer`` for the design, the layout and the recovery).
 
 - Types come from the ROS graph: a topic's subscription is created when it appears
   (polled). Custom types (``dmo_msgs/*``) are registered with ``rosbags`` from the
@@ -34,7 +36,14 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 
 from dmo_ros.nodes.template import DmoNode, param, run_node
 from dmo_ros.recording import SplitBagSession, TypeRegistry, UnknownTypeError, image_encoding_problem
-from dmo_ros.recording.bag_writer import IMAGE_TYPE, STORAGES
+from dmo_ros.recording.bag_writer import (
+    IMAGE_TYPE,
+    STORAGES,
+    ReaderError,
+    SessionInUse,
+    recover_session,
+    unclosed_sessions,
+)
 
 DEFAULT_TOPICS = ["/camera/image", "/action", "/intent", "/reset"]
 EVALUATION_ONLY_TYPES = {"dmo_msgs/msg/StandinState"}
@@ -100,6 +109,7 @@ class Recorder(DmoNode):
             raise ValueError("split_duration or split_size_mb must be positive: splits bound what a crash loses")
         if p.discovery_period <= 0 or p.queue_depth <= 0:
             raise ValueError("discovery_period and queue_depth must be positive")
+        self.recover_crashed_sessions(Path(p.output).expanduser())
         try:
             self.session = SplitBagSession(
                 Path(p.output).expanduser(),
@@ -127,6 +137,28 @@ class Recorder(DmoNode):
             f"{p.split_duration:g} s splits) for {f'{p.duration:g} s' if p.duration else 'ever'}"
         )
         self.discover()
+
+    def recover_crashed_sessions(self, output: Path) -> None:
+        """Finish the readable splits that a crash (kill -9, power loss) left in ``.partial/``
+        of earlier sessions in ``output``; a session another recorder is writing is left alone."""
+        for session in unclosed_sessions(output):
+            try:
+                results = recover_session(session, TypeRegistry(msg_share_dirs()))
+            except SessionInUse:
+                continue
+            except (OSError, ValueError, ReaderError, UnknownTypeError) as error:  # never stops a new recording
+                self.get_logger().warning(f"could not recover {session}: {error}")
+                continue
+            for result in results:
+                if result.how == "unreadable":
+                    self.get_logger().warning(
+                        f"{session}: split {result.path} was cut by a crash before any of it reached the disk; "
+                        "nothing to recover"
+                    )
+                else:
+                    self.get_logger().info(
+                        f"{session}: recovered split {result.path} ({result.messages} messages, {result.how})"
+                    )
 
     # -- discovery ---------------------------------------------------------------------
 

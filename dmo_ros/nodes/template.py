@@ -9,13 +9,26 @@
   still alive, so ``on_shutdown`` can still publish (a robot's zero command) and close files
   (a bag) before the node is destroyed. A node that completes its job calls ``finish(code)``;
   that code becomes the process exit code.
+- Repeated signals never interrupt a shutdown: under ``ros2 launch`` every Ctrl-C of the
+  terminal reaches every node, and a second one 50 ms after the first used to abort the
+  recorder while it closed its split. Later SIGINT/SIGTERM are noted and ignored; a hung
+  shutdown is ended by the launcher's SIGKILL (both launchers escalate to it).
+- A node never outlives the process that started it (``ros2 launch``, ``dmo-launch``,
+  ``ros2 run``): ``ros2 launch`` exits on SIGTERM without stopping its nodes (upstream
+  launch: "using SIGTERM can result in orphaned processes"), and nothing stops a node whose
+  launcher was killed. On Linux the node asks the kernel for SIGTERM when its parent dies
+  (``PR_SET_PDEATHSIG``), and the spin loop also compares ``os.getppid()`` with the parent
+  it started under, so the node stops as after Ctrl-C, within one spin period (0.1 s).
 
 This module and the other modules of ``dmo_ros.nodes`` are the only ones that import rclpy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -108,8 +121,72 @@ class DmoNode(Node):
         """Release resources; the ROS context is still alive here (publishing works)."""
 
 
+_PR_SET_PDEATHSIG = 1
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SPIN_PERIOD = 0.1
+
+
+def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
+    """Linux: the kernel sends ``sig`` to this process when its parent exits (even by SIGKILL).
+
+    Strictly, when the parent's *thread* that started this process exits: ``ros2 launch``
+    (its asyncio loop) and ``dmo-launch`` start nodes from their main thread.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM handler of ``run_node``: the first signal asks the node to finish; later
+    ones, while the node shuts down, are reported and otherwise ignored."""
+
+    def __init__(self) -> None:
+        self.node: DmoNode | None = None
+        self.received: list[str] = []
+        self.shutting_down = False
+
+    def __call__(self, number: int, _frame: Any) -> None:
+        name = signal.Signals(number).name
+        self.received.append(name)
+        if len(self.received) == 1 and not self.shutting_down:
+            if self.node is not None:
+                self.node.finish(0)
+            return
+        # os.write: no Python buffer to re-enter. A launcher killed before its nodes leaves
+        # their output a broken pipe: an error raised here would interrupt the shutdown.
+        with contextlib.suppress(OSError):
+            os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
+                        "(files are being closed; SIGKILL aborts it)\n".encode())
+
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self)
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.received)
+
+
 def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) -> int:
-    """Create the node, spin it until it finishes or a signal arrives, shut down cleanly."""
+    """Create the node, spin it until it finishes, a signal arrives or its parent process is
+    gone, then shut it down cleanly (see the module doc). Returns the process exit code:
+    ``finish(code)``'s code, 0 after a signal or the parent's exit, 2 for a bad parameter."""
+    parent = os.getppid()
+    ask_for_signal_on_parent_death()
+    stop = _StopRequests()
+    # Installed before the node exists, so a Ctrl-C during a slow start (a simulator loading)
+    # is a clean stop too, and kept through the shutdown (run_node owns the process).
+    stop.install()
+    code = _run(make_node, args, stop, parent)
+    # The process only exits from here on. Python's finalization puts back the default action
+    # of a signal that has a Python handler (death by signal: exit code -15, not 0) and keeps
+    # an ignored one ignored.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    return code
+
+
+def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRequests, parent: int) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = make_node()
@@ -117,22 +194,23 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) ->
         print(f"[ERROR] {error}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
-
-    def request_stop(_number: int, _frame: Any) -> None:
+    stop.node = node
+    if stop.requested:
         node.finish(0)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while node.exit_code is None and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+            executor.spin_once(timeout_sec=_SPIN_PERIOD)
+            if os.getppid() != parent:
+                node.get_logger().warning(
+                    f"the process that started this node (pid {parent}) is gone; stopping"
+                )
+                node.finish(0)
+    except ExternalShutdownException:
         pass
     finally:
-        # A second signal now acts at once, so a hung shutdown can still be interrupted.
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop.shutting_down = True
         try:
             node.on_shutdown()
         finally:

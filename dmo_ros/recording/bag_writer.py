@@ -36,6 +36,14 @@ holding a sequence of **splits**, each a complete, independent rosbag2 bag folde
   the whole session would need a repair step. Small finished bags need none.
 - ``kill -9`` does not lose data the OS already has (the page cache survives the process);
   against power loss, ``fsync=True`` also syncs each split's files and folders on close.
+- A live session holds an exclusive ``flock`` on its folder (the kernel drops it when the
+  process dies, however it dies). ``recover_session`` refuses a locked session and, in one
+  that a crash left unclosed, turns what is readable in ``.partial/`` into finished splits:
+  a split rosbags had finished but that was not renamed yet, and the complete MCAP chunks
+  of a cut split (rosbags writes a chunk once it holds 1 MB: a split smaller than that has
+  nothing on disk before it is closed; a cut SQLite3 split holds nothing either, rosbags
+  commits on close). The recorder recovers the unclosed sessions of its output folder when
+  it starts.
 
 Reading a session = reading its splits in order (``read_session``); each split repeats
 the connections of every topic known when it was opened, with the same types.
@@ -43,18 +51,23 @@ the connections of every topic known when it was opened, with the same types.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapReader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -225,6 +238,21 @@ class _OpenSplit:
     end_ns: int = 0
 
 
+class SessionInUse(RuntimeError):
+    """The session folder is locked by a live writer."""
+
+
+def _lock_session(folder: Path) -> int | None:
+    """An exclusive lock on the session folder: its file descriptor, or None when another holds it."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
 class SplitBagSession:
     """Writes serialized messages into a session folder of split rosbag2 bags (see module doc)."""
 
@@ -255,6 +283,9 @@ class SplitBagSession:
         # Raises OSError (PermissionError, NotADirectoryError, ...) when the output is unwritable.
         self.folder = Path(session_folder) if session_folder else new_session_folder(Path(output))
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_session(self.folder)
+        if self._lock is None:
+            raise SessionInUse(f"session {self.folder} is being written by another process")
         (self.folder / PARTIAL).mkdir(exist_ok=True)
         self.topics: dict[str, str] = {}  # topic -> msgtype, in the order they were added
         self.counts: dict[str, int] = {}  # messages in finished splits
@@ -350,6 +381,7 @@ class SplitBagSession:
         except OSError:
             pass
         self._write_manifest()
+        os.close(self._lock)
 
     # -- figures -------------------------------------------------------------------------
 
@@ -445,3 +477,158 @@ def read_session(session: Path | str) -> Iterator[RecordedMessage]:
         with Reader(split) as reader:
             for connection, timestamp, data in reader.messages():
                 yield RecordedMessage(connection.topic, connection.msgtype, timestamp, bytes(data), split.name)
+
+
+# -- recovering a session after a crash --------------------------------------------------------
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_RECOVERING = "recovering"
+
+
+class _CutMcapReader(McapReader):
+    """rosbags' MCAP reader for a file a crash cut short: no summary, no footer, maybe half a
+    last record. The records that are complete are scanned as rosbags scans an unindexed file."""
+
+    def _open(self) -> None:
+        bio = self.bio
+        assert bio is not None
+        size = os.fstat(bio.fileno()).st_size
+        if bio.read(8) != _MCAP_MAGIC or bio.read(1) != b"\x01":
+            raise ReaderError("not an MCAP file")
+        (header_size,) = struct.unpack("<Q", bio.read(8))
+        self.data_start = self.data_end = bio.tell() + header_size
+        bio.seek(self.data_start)
+        while True:  # records are opcode (1 byte), length (8 bytes), body
+            head = bio.read(9)
+            if len(head) < 9:
+                break
+            (length,) = struct.unpack_from("<Q", head, 1)
+            end = bio.tell() + length
+            if end > size:
+                break
+            bio.seek(end)
+            self.data_end = end
+        self.meta_scan()
+
+
+@dataclass
+class RecoveredSplit:
+    path: str
+    how: str
+    """``renamed`` (finished, not moved yet), ``rewritten`` (complete chunks) or ``unreadable``."""
+    messages: int
+
+
+def recover_session(session: Path | str, registry: TypeRegistry | None = None) -> list[RecoveredSplit]:
+    """Turn the readable part of an unclosed session's ``.partial/`` splits into finished ones.
+
+    Every recovered split is appended to the split log and counted in the manifest, which
+    lists it under ``recovered`` (``closed`` stays false: the recording did not end properly).
+    An unreadable split stays in ``.partial/``. Raises ``SessionInUse`` while a writer holds
+    the session; returns an empty list for a closed session or one with nothing partial.
+    """
+    session = Path(session)
+    lock = _lock_session(session)
+    if lock is None:
+        raise SessionInUse(f"session {session} is being written by another process")
+    try:
+        partial = session / PARTIAL
+        if not partial.is_dir():
+            return []
+        shutil.rmtree(partial / _RECOVERING, ignore_errors=True)  # an earlier recovery that was cut
+        registry = registry or TypeRegistry()
+        results = []
+        for folder in sorted(p for p in partial.glob("split_*") if p.is_dir()):
+            results.append(_recover_split(session, folder, registry))
+        shutil.rmtree(partial / _RECOVERING, ignore_errors=True)
+        recovered = [r for r in results if r.how != "unreadable"]
+        if recovered:
+            _count_recovered(session, [r.path for r in recovered])
+        with suppress(OSError):
+            partial.rmdir()  # only when nothing is left in it
+        return results
+    finally:
+        os.close(lock)
+
+
+def _recover_split(session: Path, folder: Path, registry: TypeRegistry) -> RecoveredSplit:
+    final = session / folder.name
+    if (folder / "metadata.yaml").is_file():  # rosbags had finished it: only the rename was missing
+        with Reader(folder) as reader:
+            count = reader.message_count
+        os.rename(folder, final)
+        _append_split_log(session, final)
+        return RecoveredSplit(final.name, "renamed", count)
+    storage = folder / f"{folder.name}.mcap"
+    if not storage.is_file() or storage.stat().st_size == 0:
+        return RecoveredSplit(folder.name, "unreadable", 0)
+    reader = _CutMcapReader(storage)
+    try:
+        reader.open()
+        connections = list(reader.connections)
+        messages = list(reader.messages_scan(connections))
+    except ReaderError:
+        return RecoveredSplit(folder.name, "unreadable", 0)
+    finally:
+        reader.close()
+    if not messages:
+        return RecoveredSplit(folder.name, "unreadable", 0)
+    rewritten = session / PARTIAL / _RECOVERING / folder.name
+    rewritten.parent.mkdir(parents=True, exist_ok=True)
+    writer = Writer(rewritten, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    by_id = {}
+    for connection in connections:
+        registry.ensure_from_connection(connection)
+        by_id[connection.id] = writer.add_connection(connection.topic, connection.msgtype,
+                                                     typestore=registry.typestore)
+    for connection, timestamp, data in sorted(messages, key=lambda m: m[1]):
+        writer.write(by_id[connection.id], timestamp, data)
+    writer.close()
+    os.rename(rewritten, final)
+    shutil.rmtree(folder)
+    _append_split_log(session, final)
+    return RecoveredSplit(final.name, "rewritten", len(messages))
+
+
+def _append_split_log(session: Path, split: Path) -> None:
+    with Reader(split) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        for connection in reader.connections:
+            counts[connection.topic] += connection.msgcount
+        entry = {"path": split.name, "messages": reader.message_count, "bytes": sum(
+                     f.stat().st_size for f in split.iterdir()), "start_ns": reader.start_time,
+                 "end_ns": reader.end_time - 1, "counts": counts}
+    with open(session / SPLIT_LOG, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def _count_recovered(session: Path, names: list[str]) -> None:
+    manifest = read_manifest(session)
+    splits = manifest.pop("splits")
+    entries = [s for s in splits if s["path"] in names]
+    for entry in entries:
+        with Reader(session / entry["path"]) as reader:  # topics added after the last manifest update
+            types = {c.topic: c.msgtype for c in reader.connections}
+        for topic, count in entry["counts"].items():
+            manifest["topics"].setdefault(topic, {"type": types[topic], "count": 0})["count"] += count
+        manifest["message_count"] += entry["messages"]
+    manifest["start_ns"] = min((s["start_ns"] for s in splits), default=None)
+    manifest["end_ns"] = max((s["end_ns"] for s in splits), default=None)
+    manifest["recovered"] = sorted(set(manifest.get("recovered", [])) | set(names))
+    manifest["updated_ns"] = time.time_ns()
+    write_atomically(session / MANIFEST, yaml.safe_dump(manifest, sort_keys=False))
+
+
+def unclosed_sessions(output: Path | str) -> list[Path]:
+    """Session folders under ``output`` whose manifest says ``closed: false`` and that have a ``.partial/``."""
+    output = Path(output)
+    found = []
+    for folder in sorted(output.iterdir()) if output.is_dir() else []:
+        if (folder / MANIFEST).is_file() and (folder / PARTIAL).is_dir():
+            try:
+                if yaml.safe_load((folder / MANIFEST).read_text()).get("closed") is False:
+                    found.append(folder)
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -225,3 +226,93 @@ def test_bad_output_or_parameters_exit_2_without_a_traceback(ros_env, tmp_path, 
     assert result.returncode == 2, result.stdout
     assert message.format(blocker=blocker) in result.stdout
     assert "[ERROR]" in result.stdout and "Traceback" not in result.stdout
+
+
+# A recording cut by SIGKILL mid-split: 30 messages of 100 kB in one long split; the two
+# complete 1 MB chunks are on disk, the rest was in memory.
+CUT_RECORDING = """
+import os, signal, sys
+from dmo_ros.recording import SplitBagSession
+session = SplitBagSession(sys.argv[1], split_duration=3600)
+session.add_topic("/notes", "std_msgs/msg/String")
+store = session.registry.typestore
+for index in range(30):
+    text = store.types["std_msgs/msg/String"](data=str(index).rjust(100_000))
+    session.write("/notes", 10**18 + index, bytes(store.serialize_cdr(text, "std_msgs/msg/String")))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_new_recorder_recovers_what_a_crash_left_in_partial(ros_env, tmp_path):
+    output = tmp_path / "bags"
+    assert subprocess.run([sys.executable, "-c", CUT_RECORDING, str(output)]).returncode == -signal.SIGKILL
+    (crashed,) = list(output.iterdir())
+    assert not session_splits(crashed) and (crashed / PARTIAL / "split_00000").is_dir()
+    result = run_command(recorder(tmp_path, topics="[/intent]", duration=0.5), ros_env)
+    assert result.returncode == 0, result.stdout
+    line = next(line for line in result.stdout.splitlines() if "recovered split" in line)
+    assert f"{crashed}: recovered split split_00000 (" in line and "messages, rewritten)" in line
+    recovered = [int(store_text(m.data)) for m in read_session(crashed)]
+    assert recovered == list(range(len(recovered))) and 15 <= len(recovered) < 30
+    manifest = read_manifest(crashed)
+    assert manifest["recovered"] == ["split_00000"] and manifest["message_count"] == len(recovered)
+    assert len([p for p in output.iterdir() if p.is_dir()]) == 2  # and the new session beside it
+
+
+def store_text(data: bytes) -> str:
+    return TypeRegistry().typestore.deserialize_cdr(data, "std_msgs/msg/String").data.strip()
+
+
+def test_a_second_sigint_while_closing_does_not_interrupt_the_close(ros_env, tmp_path):
+    # Under ros2 launch every Ctrl-C of the terminal reaches every node: two presses 20-60 ms
+    # apart used to abort the close (KeyboardInterrupt) and leave the split in .partial/.
+    rec = LiveProcess(recorder(tmp_path, topics="[/intent]", split_duration=30.0), ros_env)
+    talker = LiveProcess([sys.executable, "-c", NUMBERED_INTENTS], ros_env)
+    try:
+        rec.wait_for("subscribed to '/intent'")
+        talker.wait_for("sent 30")
+        rec.process.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        rec.process.send_signal(signal.SIGINT)
+        time.sleep(0.03)
+        rec.process.send_signal(signal.SIGTERM)
+        assert rec.finish() == 0, rec.output
+    finally:
+        talker.stop(signal.SIGKILL)
+        rec.stop(signal.SIGKILL)
+    assert "Traceback" not in rec.output and "KeyboardInterrupt" not in rec.output
+    session = the_session(tmp_path)
+    assert read_manifest(session)["closed"] is True and not (session / PARTIAL).exists()
+    numbers = [int(decoder().deserialize_cdr(m.data, INTENT).milestone) for m in read_session(session)]
+    assert len(numbers) >= 30 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+# Starts the recorder as its child, says the child's pid, then waits to be killed.
+PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen(sys.argv[1:])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_recorder_stops_and_closes_when_its_parent_dies(ros_env, tmp_path, sig):
+    talker = LiveProcess(TEST_PATTERN, ros_env)
+    parent = LiveProcess([sys.executable, "-c", PARENT, *recorder(tmp_path, topics="[/camera/image]")], ros_env)
+    try:
+        parent.wait_for("subscribed to '/camera/image'")
+        child = int(parent.lines[0])
+        time.sleep(1.0)
+        parent.process.send_signal(sig)  # the default action: the parent dies at once
+        deadline = time.monotonic() + 2.0
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        alive = Path(f"/proc/{child}/status").exists() and "zombie" not in Path(f"/proc/{child}/status").read_text()
+    finally:
+        talker.stop()
+        parent.stop(signal.SIGKILL)
+    assert not alive, "the recorder outlived its parent by 2 s"
+    session = the_session(tmp_path)
+    manifest = read_manifest(session)
+    assert manifest["closed"] is True and manifest["message_count"] >= 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,13 @@ from dmo_ros.recording import (
     read_session,
     session_splits,
 )
-from dmo_ros.recording.bag_writer import PARTIAL, new_session_folder
+from dmo_ros.recording.bag_writer import (
+    PARTIAL,
+    SessionInUse,
+    new_session_folder,
+    recover_session,
+    unclosed_sessions,
+)
 
 IMAGE = "sensor_msgs/msg/Image"
 INTENT = "dmo_msgs/msg/Intent"
@@ -264,3 +271,80 @@ def test_kill_9_leaves_every_finished_split_readable(tmp_path):
     lost_s = (killed_ns - last) / 1e9
     assert 0 <= lost_s <= 0.2 + 0.3, lost_s  # bounded by the split duration
     assert list((folder / PARTIAL).iterdir())  # the unfinished split, never renamed
+
+
+# -- recovering what a crash left in .partial/ -------------------------------------------------
+
+# One long split of 64x64 images (12 KB each) cut by SIGKILL after `count` of them: rosbags
+# writes a 1 MB chunk to the file as soon as it is full, the rest is in memory and lost.
+CUT_SPLIT_WRITER = """
+import os, signal, sys
+sys.path[:0] = [{test_dir!r}, {conftest_dir!r}]
+from test_bag_writer import image_bytes, registry
+from dmo_ros.recording import SplitBagSession
+session = SplitBagSession({output!r}, split_duration=3600, registry=registry(), session_folder={session!r})
+session.add_topic("/camera/image", "sensor_msgs/msg/Image")
+store = session.registry.typestore
+for index in range({count}):
+    session.write("/camera/image", 10**18 + index, image_bytes(store, index, width=64, height=64))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def cut_session(tmp_path: Path, count: int) -> Path:
+    session = tmp_path / "bags" / "cut"
+    script = CUT_SPLIT_WRITER.format(test_dir=str(Path(__file__).parent), conftest_dir=str(REPO / "test"),
+                                     output=str(tmp_path / "bags"), session=str(session), count=count)
+    assert subprocess.run([sys.executable, "-c", script], cwd=REPO).returncode == -signal.SIGKILL
+    return session
+
+
+def test_recover_rewrites_the_complete_chunks_of_a_cut_split(tmp_path):
+    session = cut_session(tmp_path, count=250)  # 3 MB: two full chunks reached the file
+    assert session_splits(session) == [] and read_manifest(session)["closed"] is False
+    assert unclosed_sessions(tmp_path / "bags") == [session]
+    [result] = recover_session(session, registry())
+    assert result.how == "rewritten" and result.path == "split_00000"
+    stamps = [m.timestamp_ns for m in read_session(session)]
+    assert 160 <= len(stamps) < 250 and len(stamps) == result.messages
+    assert stamps == [10**18 + i for i in range(len(stamps))]  # the first messages, none twice, none skipped
+    manifest = read_manifest(session)
+    assert manifest["recovered"] == ["split_00000"] and manifest["closed"] is False
+    assert manifest["topics"]["/camera/image"]["count"] == manifest["message_count"] == len(stamps)
+    assert [s["path"] for s in manifest["splits"]] == ["split_00000"]
+    assert not (session / PARTIAL).exists()
+    assert unclosed_sessions(tmp_path / "bags") == []
+    assert recover_session(session, registry()) == []  # once
+
+
+def test_recover_reports_a_cut_split_with_nothing_on_disk(tmp_path):
+    session = cut_session(tmp_path, count=10)  # 120 KB: still in memory at the kill
+    [result] = recover_session(session, registry())
+    assert result.how == "unreadable" and result.messages == 0
+    assert (session / PARTIAL / "split_00000").is_dir()  # left as it was
+    assert "recovered" not in read_manifest(session)
+
+
+def test_recover_renames_a_finished_split_that_was_not_moved(tmp_path):
+    clock = FakeClock()
+    session = SplitBagSession(tmp_path, split_duration=1.0, registry=registry(), clock=clock)
+    session.add_topic("/intent", INTENT)
+    for index in range(5):
+        session.write("/intent", index, intent_bytes(session.registry.typestore, index))
+    split = session.current
+    split.writer.close()  # finished by rosbags, then the crash: never renamed, never logged
+    os.close(session._lock)
+    [result] = recover_session(session.folder, registry())
+    assert (result.path, result.how, result.messages) == (split.folder.name, "renamed", 5)
+    assert [m.timestamp_ns for m in read_session(session.folder)] == list(range(5))
+    assert read_manifest(session.folder)["message_count"] == 5
+
+
+def test_a_live_session_is_never_recovered(tmp_path):
+    session = SplitBagSession(tmp_path, registry=registry())
+    with pytest.raises(SessionInUse, match="is being written by another process"):
+        recover_session(session.folder)
+    with pytest.raises(SessionInUse):
+        SplitBagSession(tmp_path, session_folder=session.folder, registry=registry())
+    session.close()
+    assert recover_session(session.folder) == []
