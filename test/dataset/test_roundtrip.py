@@ -75,7 +75,9 @@ def test_collect_then_convert_round_trip(robot, tmp_path, ros_env):
         expected = cv2.resize(images[ft], (64, 64), interpolation=cv2.INTER_AREA)
         assert np.array_equal(a["frames"][i], expected), i
         label = [active for s, active in intents if s <= t + 100_000_000]
-        assert bool(a["intent"][i]) == label[-1]
+        # Before the first recorded Intent (its first message can be lost to DDS discovery on a loaded
+        # machine while the action's is not) the converter's rule is "no intent".
+        assert bool(a["intent"][i]) == (label[-1] if label else False)
     assert a["intent"].any() and not a["intent"].all()  # play, then the demonstration
     meta = read_meta(dataset)
     assert meta["image"]["source_formats"] == ["96x96 rgb8"] and meta["robot"] == robot
