@@ -232,11 +232,15 @@ def test_fast_and_live_recordings_convert_to_equivalent_datasets(robot, tmp_path
 
     # Action and intent statistics within tolerance (same operator, same seed; the live graph
     # starts with a few zero ticks before the teleop sees the stand-in, and its timing jitters).
+    # Both are compared from their first command on: a loaded machine can delay the live teleop's first
+    # sight of the stand-in by seconds (zero ticks the fast path does not have), which is not the recording.
     def stats(arrays):
         actions = arrays["actions"].astype(np.float64)
         speed = np.linalg.norm(actions, axis=1)
+        first = int(np.argmax(speed > 1e-6))
+        actions, speed, intent = actions[first:], speed[first:], arrays["intent"][first:]
         return {"mean_speed": speed.mean(), "max_speed": speed.max(), "std": actions.std(axis=0),
-                "intent": arrays["intent"].mean(), "moving": (speed > 1e-6).mean()}
+                "intent": intent.mean(), "moving": (speed > 1e-6).mean(), "leading_zero_ticks": first}
 
     s_live, s_fast = stats(live), stats(fast_arrays)
     print(f"{robot} live {s_live}\n{robot} fast {s_fast}")
