@@ -46,7 +46,7 @@ import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError
 
 from dmo_ros.dataset.format import DatasetWriter, read_meta, split_episodes
-from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, decode, image_format, resize
+from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, camera_frame, image_format
 from dmo_ros.dataset.robot_profile import ProfileError, RobotProfile, load_robot_profile
 from dmo_ros.recording.bag_writer import TypeRegistry, session_splits
 
@@ -262,8 +262,7 @@ class Aligner:
         stamp, message, msgtype = entry
         if self.decoded is not None and self.decoded[0] == stamp:
             return self.decoded[1]
-        pixels = decode(message, msgtype)
-        size = pixels.shape[:2]
+        frame, size = camera_frame(message, msgtype, self.config.height, self.config.width, self.config.aspect)
         if self.expected_size is None:
             self.expected_size = size
         elif size != self.expected_size:
@@ -271,7 +270,6 @@ class Aligner:
                 f"mismatched image sizes within the recording: {self.expected_size[1]}x{self.expected_size[0]} "
                 f"then {size[1]}x{size[0]}"
             )
-        frame = resize(pixels, self.config.height, self.config.width, self.config.aspect)
         self.decoded = (stamp, frame)
         return frame
 

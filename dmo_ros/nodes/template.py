@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -108,8 +108,11 @@ class DmoNode(Node):
         """Release resources; the ROS context is still alive here (publishing works)."""
 
 
-def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) -> int:
-    """Create the node, spin it until it finishes or a signal arrives, shut down cleanly."""
+def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, threads: int = 1) -> int:
+    """Create the node, spin it until it finishes or a signal arrives, shut down cleanly.
+
+    ``threads`` > 1 spins a MultiThreadedExecutor, so callbacks of different callback groups run at the
+    same time (the policy node's watchdog keeps running while an inference is in progress)."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = make_node()
@@ -123,7 +126,7 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) ->
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        executor = SingleThreadedExecutor()
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         while node.exit_code is None and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)

@@ -148,6 +148,7 @@ def run_episode(policy: Policy, sim: PushTSim, config: EvalConfig) -> EpisodeRes
     while not success and steps < config.max_steps:
         frame = resize(sim.render(), height, width, config.aspect)
         action = np.asarray(policy.act(frame), dtype=np.float64)
+        policy.observe_action(action)  # executed as proposed (the policy clamped it to its limits)
         sim.step(action * config.control_period_s)  # a velocity held for one control period -> metres
         steps += 1
         state = sim.state()
