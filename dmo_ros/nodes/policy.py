@@ -200,11 +200,14 @@ class PolicyNode(DmoNode):
             if now - self.last_publish >= 0.5 / self.parameters.stream_rate_hz:
                 self.publish(self.controller.stream_command(now))
             return
-        # No streaming: only the watchdog. A decision overdue -> one zero command (not repeated).
-        age = self.controller.last_decision_age(now)
-        if age > self.controller.config.watchdog_timeout_s and np.any(self.last_sent != 0):
+        # No streaming: only the guard. A stale camera or an overdue decision -> one zero command at once (not
+        # repeated), instead of the robot holding a moving command until the next decision.
+        reason = self.controller.stop_reason(now)
+        if reason is not None and np.any(self.last_sent != 0):
             self.publish(self.controller.zero)
-            self.throttled("watchdog", f"watchdog: no decision for {age:.2f} s; zero command", error=True)
+            if reason == "watchdog":
+                age = self.controller.last_decision_age(now)
+                self.throttled("watchdog", f"watchdog: no decision for {age:.2f} s; zero command", error=True)
 
     def publish(self, command: np.ndarray) -> None:
         message = self.action_spec.write(self.command_type(), command)

@@ -185,10 +185,10 @@ class PolicyController:
         self.config = config or ControllerConfig()
         self.clock = clock
         policy_limit = np.asarray(policy.action_limit, dtype=np.float64)
+        if limits is not None and np.shape(limits) != policy_limit.shape:
+            raise PolicyError(f"the robot's limits have {np.size(limits)} components, the policy's actions "
+                              f"{policy_limit.size}: is this policy for this robot?")
         self.limits = policy_limit if limits is None else np.minimum(policy_limit, np.asarray(limits, np.float64))
-        if self.limits.shape != policy_limit.shape:
-            raise PolicyError(f"the robot's limits have {np.shape(limits)} components, the policy's actions "
-                              f"{policy_limit.shape}: is this policy for this robot?")
         self.zero = np.zeros_like(self.limits)
         self.enabled = bool(self.config.start_enabled)
         self._lock = threading.Lock()
@@ -281,14 +281,29 @@ class PolicyController:
     def stream_command(self, now_s: float | None = None) -> np.ndarray:
         """The command for a stream tick between decisions: the last decision's command (a velocity), its share
         (a delta: command x control rate / stream rate), or zero once the decision is older than the watchdog
-        timeout or the controller is disabled."""
+        timeout, the camera went stale or bad, or the controller is disabled."""
         now = self.clock() if now_s is None else now_s
         with self._lock:
             last = self._last
             self._commands += 1
-            if not self.enabled or not last.ok or now - last.time_s > self.config.watchdog_timeout_s:
+            if (not last.ok or now - last.time_s > self.config.watchdog_timeout_s
+                    or self._stop_reason(now) is not None):
                 return self.zero.copy()
             return self.share(last.command)
+
+    def stop_reason(self, now_s: float | None = None) -> str | None:
+        """Why the command must be zero right now (disabled, camera stale or bad, decision overdue), else None.
+
+        Checked between decisions as well, so a camera that stops is answered within ``stale_timeout_s`` plus one
+        guard tick, not at the next decision."""
+        now = self.clock() if now_s is None else now_s
+        with self._lock:
+            stop = self._stop_reason(now)
+            if stop is not None:
+                return stop[0]
+            if now - self._last.time_s > self.config.watchdog_timeout_s:
+                return "watchdog"
+            return None
 
     def share(self, command: np.ndarray) -> np.ndarray:
         """What one published message carries of a decision's command (see :meth:`stream_command`)."""

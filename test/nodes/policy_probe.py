@@ -1,0 +1,119 @@
+"""A probe process for the policy node tests: plays the camera and the operator, records the commands.
+
+Usage: policy_probe.py COMMAND_TYPE COMMAND_TOPIC CAMERA_FORMAT   (TwistStamped|Twist, raw|compressed)
+
+Reads one command per line on stdin and answers one JSON line on stdout:
+  camera W H ENCODING HZ   publish W x H frames (rgb8, bgr8, mono8, yuv422; jpeg when compressed) on camera/image
+  camera off               stop the camera
+  commands                 every command received: [[receive time, x, y, yaw, frame_id], ...]
+  frames                   monotonic times of the frames published so far
+  enable_topic true|false  publish std_msgs/Bool on enable
+  enable_service true|false call std_srvs/SetBool enable and answer its reply
+  now                      monotonic time
+  quit                     end (no answer)
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import rclpy
+from geometry_msgs.msg import Twist, TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool
+from std_srvs.srv import SetBool
+
+from dmo_ros.nodes.template import qos_profile
+
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "yuv422": 2}
+
+
+def main() -> None:
+    command_type = {"TwistStamped": TwistStamped, "Twist": Twist}[sys.argv[1]]
+    topic, camera_format = sys.argv[2], sys.argv[3]
+    rclpy.init()
+    node = Node("policy_probe")
+    received: list[list] = []
+
+    def on_command(message) -> None:
+        twist = message.twist if command_type is TwistStamped else message
+        frame_id = message.header.frame_id if command_type is TwistStamped else ""
+        received.append([time.monotonic(), twist.linear.x, twist.linear.y, twist.angular.z, frame_id])
+
+    node.create_subscription(command_type, topic, on_command, qos_profile("reliable"))
+    image_type = CompressedImage if camera_format == "compressed" else Image
+    camera = node.create_publisher(image_type, "camera/image", qos_profile("sensor_data"))
+    enable = node.create_publisher(Bool, "enable", qos_profile("reliable"))
+    client = node.create_client(SetBool, "enable")
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.split()) for line in sys.stdin], daemon=True).start()
+    rng = np.random.default_rng(0)
+    spec: tuple | None = None
+    next_frame, published = 0.0, []
+    pending = None
+
+    def reply(value) -> None:
+        print(json.dumps(value), flush=True)
+
+    reply("started")
+    while True:
+        rclpy.spin_once(node, timeout_sec=0.005)
+        now = time.monotonic()
+        if spec is not None and now >= next_frame:
+            width, height, encoding, rate = spec
+            if encoding == "jpeg":
+                pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+                message = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", pixels)[1].tobytes())
+            else:
+                channels = CHANNELS[encoding]
+                data = rng.integers(0, 255, height * width * channels, dtype=np.uint8)
+                message = Image(height=height, width=width, encoding=encoding, step=width * channels,
+                                data=data.tobytes())
+            message.header.stamp = node.get_clock().now().to_msg()
+            camera.publish(message)
+            published.append(now)
+            next_frame = now + 1.0 / rate
+        if pending is not None and pending.done():
+            result = pending.result()
+            reply([result.success, result.message])
+            pending = None
+        try:
+            command = lines.get_nowait()
+        except queue.Empty:
+            continue
+        if command[0] == "camera":
+            if command[1] == "off":
+                spec = None
+            else:
+                spec = (int(command[1]), int(command[2]), command[3], float(command[4]))
+                next_frame = now
+            reply("ok")
+        elif command[0] == "commands":
+            reply(received)
+        elif command[0] == "frames":
+            reply(published)
+        elif command[0] == "enable_topic":
+            enable.publish(Bool(data=command[1] == "true"))
+            reply("ok")
+        elif command[0] == "enable_service":
+            if not client.wait_for_service(timeout_sec=10.0):
+                reply("no service")
+                continue
+            pending = client.call_async(SetBool.Request(data=command[1] == "true"))
+        elif command[0] == "now":
+            reply(now)
+        elif command[0] == "quit":
+            break
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
