@@ -6,13 +6,8 @@ zero commands with an error; a pickle checkpoint is refused before anything runs
 
 from __future__ import annotations
 
-import json
 import pickle
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,70 +16,10 @@ import torch
 
 from conftest import BIN, LiveProcess
 from dmo_ros.training.checkpoint import checkpoint_dir
+from policy_probe import Probe, zero
 from policy_runs import CAMERA, nan_policy
 
 pytestmark = pytest.mark.ros
-
-PROBE = Path(__file__).with_name("policy_probe.py")
-ARM_TOPIC = "/servo_node/delta_twist_cmds"
-
-
-class Probe:
-    """The probe process (policy_probe.py), asked one line at a time."""
-
-    def __init__(self, env: dict[str, str], command_type: str = "TwistStamped", topic: str = ARM_TOPIC,
-                 camera_format: str = "raw") -> None:
-        self.process = subprocess.Popen([sys.executable, str(PROBE), command_type, topic, camera_format], env=env,
-                                        text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
-        self.replies: queue.Queue = queue.Queue()
-        self.other: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self._next(30) == "started", self.other
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                self.replies.put(json.loads(line))
-            except json.JSONDecodeError:
-                self.other.append(line)
-
-    def _next(self, timeout: float = 15.0):
-        try:
-            return self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"probe did not answer; its other output:\n{''.join(self.other)}") from None
-
-    def ask(self, *command):
-        self.process.stdin.write(" ".join(map(str, command)) + "\n")
-        self.process.stdin.flush()
-        return self._next()
-
-    def commands_since(self, start: float) -> list[list]:
-        return [c for c in self.ask("commands") if c[0] >= start]
-
-    def wait_moving(self, since: float, timeout: float = 20.0) -> float:
-        """The receive time of the first non-zero command after ``since``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            moving = [c for c in self.commands_since(since) if any(c[1:4])]
-            if moving:
-                return moving[0][0]
-            time.sleep(0.1)
-        raise AssertionError(f"no non-zero command within {timeout} s")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write("quit\n")
-                self.process.stdin.close()
-            except (BrokenPipeError, ValueError):
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def policy_node(env: dict[str, str], checkpoint: Path, **parameters) -> LiveProcess:
@@ -105,10 +40,6 @@ def processes():
         elif process.process.poll() is None:
             process.process.kill()
             process.finish(10)
-
-
-def zero(command: list) -> bool:
-    return not any(command[1:4])
 
 
 def test_camera_loss_estop_and_bad_images_give_zero_commands_then_it_recovers(ros_env, tiny_policies, processes):

@@ -1,4 +1,6 @@
-"""A probe process for the policy node tests: plays the camera and the operator, records the commands.
+"""A probe process for the policy node and deploy graph tests: plays the camera and the operator, records the
+commands. :class:`Probe` starts it and asks it one line at a time (this module imports no ROS itself: the probe's
+ROS imports are inside :func:`main`, which runs in the probe process).
 
 Usage: policy_probe.py COMMAND_TYPE COMMAND_TOPIC CAMERA_FORMAT   (TwistStamped|Twist, raw|compressed)
 
@@ -17,25 +19,91 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import sys
 import threading
 import time
-
-import cv2
-import numpy as np
-import rclpy
-from geometry_msgs.msg import Twist, TwistStamped
-from rclpy.node import Node
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Bool
-from std_srvs.srv import SetBool
-
-from dmo_ros.nodes.template import qos_profile
+from pathlib import Path
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "yuv422": 2}
+ARM_TOPIC = "/servo_node/delta_twist_cmds"
+
+
+class Probe:
+    """The probe process, asked one line at a time."""
+
+    def __init__(self, env: dict[str, str], command_type: str = "TwistStamped", topic: str = ARM_TOPIC,
+                 camera_format: str = "raw") -> None:
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__)), command_type, topic, camera_format],
+                                        env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self.replies: queue.Queue = queue.Queue()
+        self.other: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self._next(30) == "started", self.other
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self.replies.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.other.append(line)
+
+    def _next(self, timeout: float = 15.0):
+        try:
+            return self.replies.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"probe did not answer; its other output:\n{''.join(self.other)}") from None
+
+    def ask(self, *command):
+        self.process.stdin.write(" ".join(map(str, command)) + "\n")
+        self.process.stdin.flush()
+        return self._next()
+
+    def commands_since(self, start: float) -> list[list]:
+        return [c for c in self.ask("commands") if c[0] >= start]
+
+    def wait_moving(self, since: float, timeout: float = 20.0) -> float:
+        """The receive time of the first non-zero command after ``since``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            moving = [c for c in self.commands_since(since) if any(c[1:4])]
+            if moving:
+                return moving[0][0]
+            time.sleep(0.1)
+        raise AssertionError(f"no non-zero command within {timeout} s")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write("quit\n")
+                self.process.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def zero(command: list) -> bool:
+    """Whether a recorded command [time, x, y, yaw, frame_id] is all zero."""
+    return not any(command[1:4])
 
 
 def main() -> None:
+    import cv2
+    import numpy as np
+    import rclpy
+    from geometry_msgs.msg import Twist, TwistStamped
+    from rclpy.node import Node
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Bool
+    from std_srvs.srv import SetBool
+
+    from dmo_ros.nodes.template import qos_profile
+
     command_type = {"TwistStamped": TwistStamped, "Twist": Twist}[sys.argv[1]]
     topic, camera_format = sys.argv[2], sys.argv[3]
     rclpy.init()
