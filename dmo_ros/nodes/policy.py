@@ -41,7 +41,7 @@ from std_srvs.srv import SetBool
 from dmo_ros.dataset.images import ASPECTS, COMPRESSED_TYPE, IMAGE_TYPE, ImageError, camera_frame
 from dmo_ros.dataset.robot_profile import ProfileError, load_robot_profile
 from dmo_ros.nodes.template import QOS_PROFILES, DmoNode, param, qos_profile, run_node
-from dmo_ros.policy.api import PolicyError, load_policy_run
+from dmo_ros.policy.api import NonFiniteActionError, PolicyError, load_policy_run
 from dmo_ros.policy.controller import COMMAND_KINDS, ControllerConfig, Decision, PolicyController
 
 CAMERA_FORMATS = {"raw": (Image, IMAGE_TYPE), "compressed": (CompressedImage, COMPRESSED_TYPE)}
@@ -120,6 +120,10 @@ class PolicyNode(DmoNode):
             raise ValueError(str(error)) from None
         self.aspect = p.aspect or run.aspect
         self.image_size = run.policy.image_size
+        try:
+            self.warm_up(run.policy)
+        except NonFiniteActionError as error:  # not fatal: every such decision is a zero command, reported
+            self.get_logger().error(f"warm-up on a blank frame: {error}; such decisions will command zero")
         self.camera_type, self.camera_msgtype = CAMERA_FORMATS[p.camera_format]
         self.last_publish = -float("inf")
         self.last_sent: np.ndarray = np.zeros_like(self.controller.limits)
@@ -147,6 +151,17 @@ class PolicyNode(DmoNode):
             f"frames, aspect {self.aspect}) -> {self.action_spec.message} on {self.topic} at {p.rate_hz} Hz"
             f"{f', streamed at {p.stream_rate_hz} Hz' if p.stream_rate_hz else ''}; limits "
             f"{[round(float(v), 4) for v in self.controller.limits]}; {state}")
+
+    @staticmethod
+    def warm_up(policy: Any) -> None:
+        """A few throw-away inferences before the first real one: PyTorch's first calls allocate and pick kernels
+        (tens of ms), which would otherwise land on the robot's first decisions."""
+        blank = np.zeros((*policy.image_size, 3), np.uint8)
+        try:
+            for _ in range(3):
+                policy.act(blank)
+        finally:
+            policy.reset()
 
     # -- inputs --------------------------------------------------------------------------------------------
 
