@@ -231,6 +231,18 @@ def format_summary(label: str, result: EvalResult, config: EvalConfig) -> str:
             f"mean max coverage {result.mean_max_coverage:.3f} over {count} episodes ({config.max_steps} steps max)")
 
 
+def format_table(rows: list[tuple[str, EvalResult]], config: EvalConfig) -> str:
+    """The evaluation table: one row per policy and mode (success, mean max and mean final coverage)."""
+    header = f"{'':44} {'episodes':>8} {'success':>14} {'mean max cov.':>14} {'mean final cov.':>16}"
+    lines = [f"evaluation on the Push-T stand-in (seed {config.seed}, {config.max_steps} steps max)", header]
+    for label, result in rows:
+        final = float(np.mean([episode.final_coverage for episode in result.episodes]))
+        success = f"{result.successes}/{len(result.episodes)} ({100 * result.success_rate:.0f}%)"
+        lines.append(f"{label:44} {len(result.episodes):>8} {success:>14} {result.mean_max_coverage:>14.3f} "
+                     f"{final:>16.3f}")
+    return "\n".join(lines)
+
+
 def format_differences(direct: EvalResult, through_ros: EvalResult) -> str:
     """``per episode, ROS vs direct: same outcome 10/10, max coverage differs by at most 0.012 (mean 0.004)``."""
     same = sum(a.success == b.success for a, b in zip(direct.episodes, through_ros.episodes, strict=True))
@@ -315,27 +327,33 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"config": asdict(config)}
     lines = []
+    rows: list[tuple[str, EvalResult]] = []
     try:
         if not options.random and options.mode in ("direct", "both"):
             policy = _load_policy(options.run_dir, options.device, options.checkpoint)
             result = evaluate_policy(policy, config, progress)
             report.update(run_dir=str(options.run_dir), policy=result.to_dict())
             lines.append(format_summary(f"policy {options.run_dir}", result, config))
+            rows.append(("policy, direct (policy API on the simulator)", result))
         if not options.random and options.mode in ("ros", "both"):
             out_dir = options.out.parent if options.out is not None else Path(tempfile.mkdtemp(prefix="dmo_eval_"))
             through_ros = evaluate_through_ros(options.run_dir, config, out_dir, options.quiet)
             report.update(run_dir=str(options.run_dir), policy_ros=through_ros.to_dict())
             lines.append(format_summary(f"policy {options.run_dir} through ROS", through_ros, config))
+            rows.append(("policy, through ROS (deploy_pusht graph)", through_ros))
             if options.mode == "both":
                 lines.append(format_differences(result, through_ros))
         if options.random or options.compare_random:
             result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress)
             report.update(dataset=str(options.dataset), random=result.to_dict())
             lines.append(format_summary("random policy", result, config))
+            rows.append(("random policy, direct", result))
     except (PolicyError, DatasetError) as error:  # PolicyError: a missing, damaged or non-policy run
         print(f"dmo-eval-policy: error: {error}", file=sys.stderr)
         return 2
     print("\n".join(lines))
+    if len(rows) > 1:
+        print(format_table(rows, config))
     if options.out is not None:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         options.out.write_text(json.dumps(report, indent=1) + "\n")
