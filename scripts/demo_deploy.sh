@@ -5,9 +5,9 @@
 #
 # Usage: scripts/demo_deploy.sh BIN_DIR POLICY_RUN DATASET [EPISODES] [SECONDS]
 #   EPISODES (default 5) stand-in episodes of 100 steps (20 s each through ROS);
-#   SECONDS (default 10) of a live deployment first, whose node log shows commands, latency and rates.
+#   SECONDS (default 15, start-up included) of a live deployment first, whose node log shows commands, latency and rates.
 set -euo pipefail
-bin="$1"; policy="$2"; data="$3"; episodes="${4:-5}"; seconds="${5:-10}"
+bin="$1"; policy="$2"; data="$3"; episodes="${4:-5}"; seconds="${5:-15}"
 
 echo "--- live deployment: ${seconds} s of dmo-launch deploy_pusht (enabled at start) ---"
 # timeout sends SIGINT like Ctrl-C; the graph stops cleanly (the node sends a zero command, prints its statistics).
