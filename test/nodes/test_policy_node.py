@@ -106,18 +106,26 @@ def test_camera_loss_estop_and_bad_images_give_zero_commands_then_it_recovers(ro
     assert "final statistics:" in node.output and "inference p50" in node.output and "Traceback" not in node.output
 
 
-def test_a_nan_policy_commands_zero_and_says_so(ros_env, tiny_policies, processes, tmp_path):
-    broken = nan_policy(tiny_policies["pusht"], tmp_path / "nan_policy")
-    node = policy_node(ros_env, broken, robot="pusht", start_enabled=True)
+@pytest.mark.parametrize("fault", ["nan_policy", "inference_overrun"])
+def test_a_nan_policy_or_an_overrunning_inference_commands_zero_and_says_so(fault, ros_env, tiny_policies, processes,
+                                                                             tmp_path):
+    if fault == "nan_policy":
+        node = policy_node(ros_env, nan_policy(tiny_policies["pusht"], tmp_path / "nan_policy"), robot="pusht",
+                           start_enabled=True)
+        error, status = "non_finite: the policy produced a non-finite action", "non_finite"
+    else:  # a budget no inference can meet: every decision is late, none may be sent
+        node = policy_node(ros_env, tiny_policies["pusht"], robot="pusht", start_enabled=True,
+                           inference_budget=0.00001)
+        error, status = "overrun: inference took", "overrun"
     probe = Probe(ros_env)
     processes += [node, probe]
     node.wait_for("enabled")
     probe.ask("camera", CAMERA[1], CAMERA[0], "rgb8", 10)
-    node.wait_for("non_finite: the policy produced a non-finite action", timeout=20)
+    node.wait_for(error, timeout=20)
     time.sleep(0.5)
     commands = probe.ask("commands")
     assert len(commands) >= 3 and all(zero(c) for c in commands)
-    assert node.stop() == 0 and "non_finite" in node.output.split("final statistics:")[1]
+    assert node.stop() == 0 and status in node.output.split("final statistics:")[1]
 
 
 def pickle_payload(kind: str, marker: Path) -> bytes:
