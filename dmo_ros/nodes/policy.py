@@ -142,7 +142,7 @@ class PolicyNode(DmoNode):
         self.create_service(SetBool, "enable", self.on_enable_service, callback_group=serving)
         self.create_timer(config.period_s, self.on_control_tick, callback_group=deciding)
         guard_rate = p.stream_rate_hz or 4.0 * p.rate_hz  # without streaming the timer only guards
-        self.create_timer(1.0 / guard_rate, self.on_stream_tick, callback_group=serving)
+        self.stream_timer = self.create_timer(1.0 / guard_rate, self.on_stream_tick, callback_group=serving)
         if p.statistics_period > 0:
             self.create_timer(p.statistics_period, self.log_statistics, callback_group=serving)
         state = "enabled" if self.controller.enabled else "disabled (enable with the 'enable' service or topic)"
@@ -206,13 +206,20 @@ class PolicyNode(DmoNode):
     def on_control_tick(self) -> None:
         decision = self.controller.decide()
         self.publish(self.controller.share(decision.command))
+        if self.parameters.stream_rate_hz > 0:
+            self.stream_timer.reset()  # the streamed copies follow this command a full stream period apart
         if not decision.ok:
             self.report_stop(decision)
 
     def on_stream_tick(self) -> None:
         now = time.monotonic()
         if self.parameters.stream_rate_hz > 0:
-            if now - self.last_publish >= 0.5 / self.parameters.stream_rate_hz:
+            # A decision publishes at once and restarts this timer; a tick that would land on a decision that is due
+            # now (or just published) is left out, so the rate is stream_rate_hz and no gap exceeds 1.25 periods.
+            stream_period, control_period = 1.0 / self.parameters.stream_rate_hz, 1.0 / self.parameters.rate_hz
+            age = self.controller.last_decision_age(now)
+            decision_due = control_period - 0.25 * stream_period <= age < control_period + 0.25 * stream_period
+            if now - self.last_publish >= 0.75 * stream_period and not decision_due:
                 self.publish(self.controller.stream_command(now))
             return
         # No streaming: only the guard. A stale camera or an overdue decision -> one zero command at once (not
