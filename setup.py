@@ -25,6 +25,7 @@ NODE_EXECUTABLES = [
     "go2_standin = dmo_ros.nodes.go2_standin:main",
     "teleop = dmo_ros.nodes.teleop:main",
     "recorder = dmo_ros.nodes.recorder:main",
+    "policy = dmo_ros.nodes.policy:main",
 ]
 
 setup(

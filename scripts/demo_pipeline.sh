@@ -44,6 +44,7 @@ stage "DMO-SAPO policy (cpu)" "$bin/dmo-train-policy" dmo "$data" --world-model 
   --preset cpu --force-gates
 stage "stand-in evaluation" "$bin/dmo-eval-policy" "$runs/dmo" --compare-random --dataset "$data" \
   --episodes 20 --out "$runs/dmo/standin_eval.json"
+stage "deployment through ROS" scripts/demo_deploy.sh "$bin" "$runs/dmo" "$data"
 
 {
   echo "stage times of $runs (this machine: $(nproc) cores)"

@@ -83,3 +83,12 @@ class LiveRun(LiveProcess):
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         super().__init__([str(BIN / "dmo-launch"), *args], env)
+
+
+@pytest.fixture(scope="session")
+def tiny_policies(tmp_path_factory) -> dict[str, Path]:
+    """{"pusht": run, "go2": run}: tiny DMO-SAPO policies trained for one epoch (see policy_runs.py)."""
+    from policy_runs import train_tiny_policy
+
+    root = tmp_path_factory.mktemp("tiny_policies")
+    return {robot: train_tiny_policy(root, robot) for robot in ("pusht", "go2")}

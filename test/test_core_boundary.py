@@ -72,3 +72,27 @@ def test_the_blocker_really_blocks_rclpy():
     code = BLOCKED_IMPORT.format(roots=set(ROS_ONLY), modules=["dmo_ros.nodes.template"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0 and "rclpy is blocked" in result.stderr
+
+
+TRAINERS = ("dmo_ros.dmo", "dmo_ros.world_model", "dmo_ros.reward")
+
+
+def test_deployable_policies_never_import_the_trainers():
+    """Layering: the trainers import the policy networks (dmo_ros.policy), never the reverse."""
+    offenders = []
+    for path in (PACKAGE_ROOT / "policy").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno} imports {n}" for n in names
+                          if n.startswith(TRAINERS)]
+    assert not offenders, "\n".join(offenders)
+    # And at run time: loading the policy API (every method) brings in no trainer module.
+    code = ("import sys, dmo_ros.policy.api, dmo_ros.policy.controller; "
+            f"print(sorted(m for m in sys.modules if m.startswith({TRAINERS!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -60,7 +60,7 @@ import numpy as np
 from rosbags.rosbag2 import ReaderError
 
 from dmo_ros.dataset.format import DatasetWriter, read_meta, split_episodes
-from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, decode, image_format, resize
+from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, camera_frame, image_format
 from dmo_ros.dataset.robot_profile import ProfileError, RobotProfile, load_robot_profile
 from dmo_ros.recording.bag_reader import (
     DECODE_ERRORS,
@@ -339,8 +339,7 @@ class Aligner:
         stamp, message, msgtype = entry
         if self.decoded is not None and self.decoded[0] == stamp:
             return self.decoded[1]
-        pixels = decode(message, msgtype)
-        size = pixels.shape[:2]
+        frame, size = camera_frame(message, msgtype, self.config.height, self.config.width, self.config.aspect)
         if self.expected_size is None:
             self.expected_size = size
         elif size != self.expected_size:
@@ -348,7 +347,6 @@ class Aligner:
                 f"mismatched image sizes within the recording: {self.expected_size[1]}x{self.expected_size[0]} "
                 f"then {size[1]}x{size[0]}"
             )
-        frame = resize(pixels, self.config.height, self.config.width, self.config.aspect)
         self.decoded = (stamp, frame)
         return frame
 

@@ -10,6 +10,10 @@ Resizing keeps the aspect handling explicit (``aspect``):
 - ``pad``: letterbox with black to the target aspect ratio, then resize (nothing dropped);
 - ``stretch``: resize to the target size directly (distorts when the aspect differs).
 Downscaling uses area interpolation (OpenCV ``INTER_AREA``), upscaling bilinear.
+
+:func:`camera_frame` (decode, then resize) is the one conversion from a camera message to a
+training/policy frame: the dataset converter and the policy node both call it, so a deployed
+policy sees its camera exactly as its training data saw the recording.
 """
 
 from __future__ import annotations
@@ -106,3 +110,18 @@ def resize(pixels: np.ndarray, height: int, width: int, aspect: str = "crop") ->
     shrinking = pixels.shape[0] > height or pixels.shape[1] > width
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(pixels), (width, height), interpolation=interpolation)
+
+
+def camera_frame(message: Any, msgtype: str, height: int, width: int,
+                 aspect: str = "crop") -> tuple[np.ndarray, tuple[int, int]]:
+    """A camera message as a dataset/policy frame: ``(frame, (source_height, source_width))``.
+
+    ``frame`` is (height, width, 3) uint8 RGB, decoded by :func:`decode` and fitted by :func:`resize`;
+    the source size lets the caller refuse a camera that changed size. ``message`` is any object with the
+    fields of ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (rosbags' or rclpy's classes);
+    ``msgtype`` is :data:`IMAGE_TYPE` or :data:`COMPRESSED_TYPE`. Raises :class:`ImageError` for an
+    unsupported encoding, a truncated buffer or an undecodable compressed image.
+    """
+    pixels = decode(message, msgtype)
+    return resize(pixels, height, width, aspect), (int(pixels.shape[0]), int(pixels.shape[1]))
+

@@ -17,7 +17,7 @@ import yaml
 from dmo_ros.resources import config_dir
 
 _PROFILE_KEYS = {"description", "rate_hz", "topics", "action"}
-_ACTION_KEYS = {"message", "fields", "names", "units", "scale", "semantics"}
+_ACTION_KEYS = {"message", "fields", "names", "units", "scale", "semantics", "limits"}
 TOPIC_ROLES = ("camera", "action", "intent", "reset")
 
 
@@ -41,6 +41,9 @@ class ActionSpec:
     """Factor applied to each field value."""
     semantics: str
     """What the action means physically (stored in the dataset's metadata)."""
+    limits: tuple[float, ...] | None = None
+    """Largest |action| per component the robot may be commanded (in the action's units); the policy node
+    clamps to it. None: no robot-side limit beyond the policy's own."""
 
     def vector(self, message: Any) -> list[float]:
         """The scaled action components read from a deserialized message."""
@@ -51,6 +54,19 @@ class ActionSpec:
                 value = getattr(value, part)
             values.append(float(value) * factor)
         return values
+
+    def write(self, message: Any, action: Any) -> Any:
+        """Set the message fields from an action vector (value / scale: the inverse of :meth:`vector`); returns
+        ``message``. Fields the action does not name keep their values (zero in a fresh message)."""
+        if len(action) != len(self.fields):
+            raise ValueError(f"an action for {self.message} has {len(self.fields)} components, got {len(action)}")
+        for path, factor, value in zip(self.fields, self.scale, action, strict=True):
+            *parents, name = path.split(".")
+            target = message
+            for part in parents:
+                target = getattr(target, part)
+            setattr(target, name, float(value) / factor)
+        return message
 
 
 @dataclass(frozen=True)
@@ -94,5 +110,13 @@ def load_robot_profile(name_or_path: str | Path) -> RobotProfile:
     rate = float(raw.get("rate_hz", 5.0))
     if not math.isfinite(rate) or rate <= 0:
         raise ProfileError(f"{path}: rate_hz must be positive")
-    spec = ActionSpec(str(action["message"]), fields, names, units, scale, str(action.get("semantics", "")).strip())
+    limits = action.get("limits")
+    if limits is not None:
+        limits = tuple(float(v) for v in limits)
+        if len(limits) != len(fields) or not all(math.isfinite(v) and v > 0 for v in limits):
+            raise ProfileError(f"{path}: action limits need one positive number per field ({len(fields)})")
+    if any(factor == 0 for factor in scale):
+        raise ProfileError(f"{path}: action scale factors must be non-zero")
+    spec = ActionSpec(str(action["message"]), fields, names, units, scale, str(action.get("semantics", "")).strip(),
+                      limits)
     return RobotProfile(path.stem, str(raw.get("description", "")), rate, topics, spec)

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dmo_ros.dmo.actor_critic import SquashedGaussianActor, TwinCritics
+from dmo_ros.dmo.critics import TwinCritics
+from dmo_ros.policy.actor import SquashedGaussianActor
 
 
 @dataclass

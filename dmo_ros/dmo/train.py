@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmo_ros.dataset.format import DatasetError
+from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
 from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
@@ -111,6 +111,13 @@ def _configs(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str
             base = config_from_dict(classes[key], saved["configs"][key], where=f"{args.run_dir}/config.json {key}")
         configs[key] = apply_options(base, args, options)
     return configs
+
+
+def deployment_metadata(dataset: Path) -> dict[str, Any]:
+    """What the policy node needs of the training data (``config.json["deployment"]``): the robot, control rate,
+    how camera frames were fitted (size, aspect, source formats) and the action semantics."""
+    meta = read_meta(dataset)
+    return {key: meta.get(key) for key in ("robot", "rate_hz", "image", "action")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                   "datasets": [str(folder) for folder in folders], "world_model": str(args.world_model),
                   "reward_run": str(args.reward_run), "goal": str(args.goal),
                   "local_model": str(getattr(args, "local_model", "")) or None,
-                  "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()}}
+                  "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
+                  "deployment": deployment_metadata(folders[0])}
     print(f"{method}: {algorithm.samples} world-model samples so far, budget {run.max_samples}; device {device}; "
           f"action limit {[round(float(v), 4) for v in limit]}; run folder {args.run_dir}", flush=True)
     try:

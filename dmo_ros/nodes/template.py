@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -167,17 +167,20 @@ class _StopRequests:
         return bool(self.received)
 
 
-def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) -> int:
+def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, threads: int = 1) -> int:
     """Create the node, spin it until it finishes, a signal arrives or its parent process is
     gone, then shut it down cleanly (see the module doc). Returns the process exit code:
-    ``finish(code)``'s code, 0 after a signal or the parent's exit, 2 for a bad parameter."""
+    ``finish(code)``'s code, 0 after a signal or the parent's exit, 2 for a bad parameter.
+
+    ``threads`` > 1 spins a MultiThreadedExecutor, so callbacks of different callback groups run at the
+    same time (the policy node's watchdog keeps running while an inference is in progress)."""
     parent = os.getppid()
     ask_for_signal_on_parent_death()
     stop = _StopRequests()
     # Installed before the node exists, so a Ctrl-C during a slow start (a simulator loading)
     # is a clean stop too, and kept through the shutdown (run_node owns the process).
     stop.install()
-    code = _run(make_node, args, stop, parent)
+    code = _run(make_node, args, stop, parent, threads)
     # The process only exits from here on. Python's finalization puts back the default action
     # of a signal that has a Python handler (death by signal: exit code -15, not 0) and keeps
     # an ignored one ignored.
@@ -186,7 +189,8 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None) ->
     return code
 
 
-def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRequests, parent: int) -> int:
+def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRequests, parent: int,
+         threads: int) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = make_node()
@@ -198,7 +202,7 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRe
     if stop.requested:
         node.finish(0)
     try:
-        executor = SingleThreadedExecutor()
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         while node.exit_code is None and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_PERIOD)

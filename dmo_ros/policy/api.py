@@ -12,77 +12,39 @@ loading a policy never runs code from the checkpoint.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
-from dmo_ros.dmo.actor_critic import SquashedGaussianActor
 from dmo_ros.local_model.model import LocalModel, local_model_from_state
 from dmo_ros.local_model.rssm import RSSMState, features
-
-POLICY_KIND = "policy"
-"""``config.json`` ``kind`` of a policy run (every method)."""
-
-
-class PolicyError(ValueError):
-    """A run folder that does not hold a usable policy, or a frame it cannot act on."""
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """What every trained (or random) policy offers."""
-
-    image_size: tuple[int, int]
-    """(H, W) of the frames ``act`` takes (the dataset's image size)."""
-    action_limit: np.ndarray
-    """(A,) the largest |action| per component; actions are clamped to [-limit, limit]."""
-
-    def reset(self) -> None:
-        """Forget the episode's history (call before its first frame)."""
-
-    def act(self, frame: np.ndarray) -> np.ndarray:
-        """The action (A,) float64 in robot units for the newest frame (H, W, 3) uint8."""
-
-
-def check_frame(frame: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """A frame as the policies take it, or :class:`PolicyError` saying what is wrong with it."""
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8 or frame.shape != (*image_size, 3):
-        raise PolicyError(f"a policy frame is ({image_size[0]}, {image_size[1]}, 3) uint8 RGB, got {frame.shape} "
-                          f"{frame.dtype}; resize it as the dataset converter does (dmo_ros.dataset.images.resize)")
-    return frame
-
-
-def clamp_action(action: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Non-finite components become 0 (a stop), the rest are clamped to [-limit, limit]."""
-    action = np.where(np.isfinite(action), action, 0.0)
-    return np.clip(action, -limit, limit).astype(np.float64)
-
-
-class RandomPolicy:
-    """Uniform random actions in [-limit, limit]: the floor every trained policy is compared with."""
-
-    def __init__(self, action_limit: np.ndarray, image_size: tuple[int, int], seed: int = 0) -> None:
-        self.action_limit = np.asarray(action_limit, dtype=np.float64)
-        self.image_size = tuple(image_size)
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, frame: np.ndarray) -> np.ndarray:
-        check_frame(frame, self.image_size)
-        return self.rng.uniform(-self.action_limit, self.action_limit)
+from dmo_ros.policy.actor import SquashedGaussianActor
+from dmo_ros.policy.base import (
+    POLICY_KIND,
+    NonFiniteActionError,
+    Policy,
+    PolicyError,
+    RandomPolicy,
+    check_frame,
+    clamp_action,
+    with_prefix,
+    without_prefix,
+)
+from dmo_ros.policy.ppo_agent import ppo_policy_from_state
 
 
 class LatentActorPolicy:
     """DMO-SAPO / No Diffusion at run time: the local model filters frames into RSSM states, the actor acts.
 
     The RSSM posterior of each new frame is taken from the prior of the previous state under the
-    previous action (as during training: start states are posteriors of real frames), and the
-    actor's deterministic action of that state's features is scaled to robot units.
+    previous action (as during training: start states are posteriors of real frames), and the actor's
+    deterministic action of that state's features is scaled to robot units. The previous action is the
+    one actually executed when the caller reports it with :meth:`observe_action` (the policy node does:
+    a clamped or safety-zeroed command), else the one proposed.
     """
 
     def __init__(self, local_model: LocalModel, actor: SquashedGaussianActor, action_limit: np.ndarray,
@@ -112,15 +74,10 @@ class LatentActorPolicy:
         self.previous_action = action
         return clamp_action(action[0].cpu().numpy(), self.action_limit)
 
-
-def with_prefix(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A module's state dict under ``prefix`` (how a policy run stores several modules in one safetensors file)."""
-    return {prefix + key: value for key, value in state.items()}
-
-
-def without_prefix(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The entries of ``state`` under ``prefix``, with the prefix removed (the inverse of :func:`with_prefix`)."""
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    def observe_action(self, action: np.ndarray) -> None:
+        """The next prior steps from the executed action (e.g. zero after a safety stop), not the proposed one."""
+        executed = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.device)
+        self.previous_action = executed.reshape(1, -1).clone()
 
 
 def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tensor],
@@ -139,8 +96,6 @@ def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tenso
         actor.load_state_dict(without_prefix("actor.", weights))
         return LatentActorPolicy(local, actor, limit, image_size, device)
     if method == "ppo":
-        from dmo_ros.dmo.ppo import ppo_policy_from_state
-
         return ppo_policy_from_state(policy, without_prefix("agent.", weights), limit, image_size, device)
     raise PolicyError(f"unknown policy method {method!r} (dmo, no_diffusion, ppo)")
 
@@ -163,5 +118,50 @@ def load_policy(run_dir: Path | str, device: torch.device | str = "cpu", checkpo
         raise PolicyError(f"{run_dir}: the policy cannot be rebuilt from its checkpoint ({error})") from error
 
 
-__all__ = ["POLICY_KIND", "LatentActorPolicy", "Policy", "PolicyError", "RandomPolicy", "check_frame",
-           "clamp_action", "load_policy", "policy_from_state", "with_prefix", "without_prefix"]
+@dataclass
+class PolicyRun:
+    """A loaded policy and what deploying it needs to know of its training data (``config.json["deployment"]``,
+    written by ``dmo-train-policy``; runs from before it have none and get the defaults)."""
+
+    policy: Policy
+    """The policy, ready to act."""
+    robot: str | None = None
+    """The robot profile of the training data (pusht, go2); None when the run does not say."""
+    rate_hz: float | None = None
+    """Control rate of the training data (Hz)."""
+    aspect: str = "crop"
+    """How camera frames were fitted to the policy's size (the converter's ``--aspect``)."""
+    camera_size: tuple[int, int] | None = None
+    """(H, W) of the recorded raw camera images, when one size was recorded; a camera of another size is refused."""
+    action: dict[str, Any] = field(default_factory=dict)
+    """The action's message, fields, names, units, scale and semantics as the dataset stored them."""
+
+
+def _camera_size(source_formats: Any) -> tuple[int, int] | None:
+    sizes = {match.groups() for text in source_formats or [] if (match := re.match(r"(\d+)x(\d+) ", str(text)))}
+    if len(sizes) != 1:
+        return None  # compressed sources (no size in the format) or several sizes: no check
+    width, height = next(iter(sizes))
+    return (int(height), int(width))
+
+
+def load_policy_run(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> PolicyRun:
+    """:func:`load_policy` plus the run's deployment metadata; :class:`PolicyError` for anything unusable (a
+    missing run, a pickle payload instead of safetensors weights, a damaged checkpoint)."""
+    from dmo_ros.training import CheckpointError, read_run_config
+
+    policy = load_policy(run_dir, device, checkpoint)
+    try:
+        deployment = read_run_config(run_dir).get("deployment") or {}
+    except CheckpointError as error:
+        raise PolicyError(str(error)) from error
+    image = deployment.get("image") or {}
+    rate = deployment.get("rate_hz")
+    return PolicyRun(policy=policy, robot=deployment.get("robot"), rate_hz=float(rate) if rate else None,
+                     aspect=str(image.get("aspect") or "crop"), camera_size=_camera_size(image.get("source_formats")),
+                     action=dict(deployment.get("action") or {}))
+
+
+__all__ = ["POLICY_KIND", "LatentActorPolicy", "NonFiniteActionError", "Policy", "PolicyError", "PolicyRun",
+           "RandomPolicy", "check_frame", "clamp_action", "load_policy", "load_policy_run", "policy_from_state",
+           "with_prefix", "without_prefix"]

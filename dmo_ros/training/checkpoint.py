@@ -127,8 +127,19 @@ def save_checkpoint(run_dir: Path | str, step: int, model_state: dict[str, torch
 
 
 def load_model_weights(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, torch.Tensor]:
-    """The model's weights of a checkpoint (safetensors: reading them runs no code)."""
-    return load_file(str(checkpoint_dir(run_dir, checkpoint) / WEIGHTS))
+    """The model's weights of a checkpoint (safetensors: reading them runs no code).
+
+    A weights file that is not safetensors (e.g. a pickle renamed to model.safetensors) is a
+    :class:`CheckpointError`: it is never unpickled."""
+    path = checkpoint_dir(run_dir, checkpoint) / WEIGHTS
+    with open(path, "rb") as stream:
+        head = stream.read(2)
+    if head[:1] == b"\x80" or head[:2] == b"PK":  # a pickle protocol header / a torch.save zip archive
+        raise CheckpointError(f"{path}: holds a pickle payload, not safetensors; refused (unpickling can run code)")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # SafetensorError and OSError: a damaged or foreign file, reported, not loaded
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error}); refused") from error
 
 
 def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, Any]:

@@ -48,3 +48,38 @@ def test_mistakes_are_named(tmp_path, edit, message):
 def test_unknown_robot_lists_the_known_ones():
     with pytest.raises(ProfileError, match="no robot profile 'spot'.*robots: go2, pusht"):
         load_robot_profile("spot")
+
+
+def test_write_is_the_inverse_of_vector_and_limits_are_read():
+    from geometry_msgs.msg import Twist, TwistStamped  # the node's real message classes
+
+    pusht, go2 = load_robot_profile("pusht"), load_robot_profile("go2")
+    assert pusht.action.limits == (0.25, 0.25) and go2.action.limits == (0.5, 0.3, 1.0)
+    stamped = pusht.action.write(TwistStamped(), [0.1, -0.2])
+    assert (stamped.twist.linear.x, stamped.twist.linear.y, stamped.twist.angular.z) == (0.1, -0.2, 0.0)
+    assert pusht.action.vector(stamped) == [0.1, -0.2]
+    twist = go2.action.write(Twist(), [0.3, 0.1, -0.5])
+    assert go2.action.vector(twist) == [0.3, 0.1, -0.5]
+    with pytest.raises(ValueError, match="has 3 components, got 2"):
+        go2.action.write(Twist(), [0.1, 0.2])
+
+
+def test_scaled_fields_are_written_unscaled(tmp_path):
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    raw["action"]["scale"] = [2.0, 2.0, -1.0]
+    (tmp_path / "scaled.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_robot_profile(tmp_path / "scaled.yaml").action
+    blank = SimpleNamespace(linear=SimpleNamespace(x=0, y=0), angular=SimpleNamespace(z=0))
+    twist = spec.write(blank, [0.2, -0.4, -0.3])
+    assert (twist.linear.x, twist.linear.y, twist.angular.z) == (0.1, -0.2, 0.3)
+    assert spec.vector(twist) == [0.2, -0.4, -0.3]
+
+
+@pytest.mark.parametrize(("limits", "message"), [([0.5, 0.3], "one positive number per field"),
+                                                 ([0.5, 0.0, 1.0], "one positive number per field")])
+def test_bad_limits_are_named(tmp_path, limits, message):
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    raw["action"]["limits"] = limits
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match=message):
+        load_robot_profile(tmp_path / "bad.yaml")

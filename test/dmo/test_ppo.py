@@ -19,9 +19,9 @@ from dmo_ros.dmo.ppo import (
     PPOConfig,
     compute_gae,
     ppo_losses,
-    ppo_policy_from_state,
 )
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, policy_from_state
+from dmo_ros.policy.ppo_agent import ppo_policy_from_state
 
 
 @pytest.fixture(autouse=True)

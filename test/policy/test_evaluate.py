@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from dmo_ros.dataset.format import write_dataset
-from dmo_ros.dmo.actor_critic import SquashedGaussianActor
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.model import LocalModel
 from dmo_ros.policy import evaluate
+from dmo_ros.policy.actor import SquashedGaussianActor
 from dmo_ros.policy.api import RandomPolicy, check_frame
 from dmo_ros.policy.evaluate import EvalConfig, EvalResult, evaluate_policy, main, random_policy_for
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTSim
@@ -41,6 +41,9 @@ class RecordingPolicy:
         self.frames.append(frame)
         self.digests.append(hashlib.sha1(np.ascontiguousarray(frame).tobytes()).hexdigest())
         return self.inner.act(frame)
+
+    def observe_action(self, action: np.ndarray) -> None:
+        pass
 
 
 def test_same_seed_gives_identical_episodes_and_another_seed_other_ones():
@@ -119,6 +122,9 @@ class OraclePolicy:
         env.space.reindex_shapes_for_body(env.block)
         env.space.reindex_shapes_for_body(env.agent)
         return np.zeros(2)
+
+    def observe_action(self, action: np.ndarray) -> None:
+        pass
 
 
 def test_episodes_end_at_success(monkeypatch):

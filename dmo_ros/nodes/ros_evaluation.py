@@ -1,0 +1,194 @@
+"""Evaluation through ROS: the policy scored on the stand-in through the real deploy graph, over DDS.
+
+``dmo-eval-policy RUN --mode ros`` runs this module in its own process (the core imports no rclpy). It starts the
+``deploy_pusht`` graph (``pusht_standin`` + the ``policy`` node, commanding disabled) with ``dmo-launch`` and plays
+the evaluator as a ROS node:
+
+1. waits for the stand-in's ground truth (``standin_state``) and the policy node's ``enable`` service;
+2. per episode: publishes ``reset`` (not before episode 0) and waits for the stand-in's next episode — the
+   stand-in seeds episode e from (seed, e) exactly as the direct evaluation does, so both start from the same
+   poses — then enables the policy, starts counting control steps at the first command the policy sends, keeps
+   the largest coverage and ends at success or after ``max_steps`` steps, then disables the policy (zero command);
+3. stops the graph (SIGINT) and writes the per-episode results as JSON.
+
+What differs from the direct evaluation is only what a real deployment adds: the camera runs at its own 10 Hz
+next to the 5 Hz control steps (the policy may act on a frame up to 100 ms older than the latest step), and the
+node's timer and the stand-in's are not in phase. ``test/policy/test_ros_evaluation.py`` states the resulting
+tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool
+
+from dmo_msgs.msg import StandinState
+from dmo_ros.nodes.template import qos_profile
+from dmo_ros.policy.evaluate import EpisodeResult, EvalConfig, summarize_episodes
+from dmo_ros.sims.pusht import SUCCESS_COVERAGE
+
+GRAPH = "deploy_pusht"
+COMMAND_TOPIC = "/servo_node/delta_twist_cmds"
+
+
+class EvaluationError(RuntimeError):
+    """The graph did not come up or stopped answering; the message says what was missing."""
+
+
+class Evaluator(Node):
+    """The evaluator's ROS side: ground truth in, resets and enable calls out."""
+
+    def __init__(self) -> None:
+        super().__init__("policy_evaluator")
+        reliable = qos_profile("reliable")
+        self.states: list[StandinState] = []
+        self.commands = 0
+        self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
+        self.create_subscription(TwistStamped, COMMAND_TOPIC, self.on_command, reliable)
+        self.reset_publisher = self.create_publisher(Header, "reset", reliable)
+        self.enable_client = self.create_client(SetBool, "enable")
+
+    def on_command(self, _message: TwistStamped) -> None:
+        self.commands += 1
+
+    def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
+                   alive: Callable[[], bool] = lambda: True) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise EvaluationError(f"no {what} within {timeout:.0f} s")
+            if not alive():
+                raise EvaluationError(f"the deploy graph stopped while waiting for {what}")
+            rclpy.spin_once(self, timeout_sec=0.01)
+
+    def set_enabled(self, enabled: bool, alive: Callable[[], bool]) -> None:
+        future = self.enable_client.call_async(SetBool.Request(data=enabled))
+        self.spin_until(future.done, 10.0, "answer of the policy node's enable service", alive)
+        if not future.result().success:
+            raise EvaluationError(f"the policy node refused enable={enabled}: {future.result().message}")
+
+    def reset(self) -> None:
+        message = Header()
+        message.stamp = self.get_clock().now().to_msg()
+        self.reset_publisher.publish(message)
+
+
+def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], bool],
+                 progress: Callable[[int, EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """The episodes of the module doc, with the graph already started."""
+    evaluator.spin_until(lambda: bool(evaluator.states), 120.0, "standin_state from the stand-in", alive)
+    evaluator.spin_until(lambda: evaluator.enable_client.service_is_ready(), 120.0,
+                         "enable service of the policy node", alive)
+    episodes: list[EpisodeResult] = []
+    for index in range(config.episodes):
+        if index:
+            evaluator.reset()
+            evaluator.spin_until(lambda i=index: evaluator.states[-1].episode == i, 10.0, f"episode {index} start",
+                                 alive)
+        start = evaluator.states[-1]
+        max_coverage, success = float(start.progress), bool(start.progress > SUCCESS_COVERAGE)
+        coverage = float(start.progress)
+        if not success:
+            commands = evaluator.commands
+            evaluator.set_enabled(True, alive)
+            evaluator.spin_until(lambda c=commands: evaluator.commands > c, 10.0, "a command of the policy", alive)
+            first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
+            seen = len(evaluator.states)
+            steps = 0
+            while not success and steps < config.max_steps:
+                evaluator.spin_until(lambda s=seen: len(evaluator.states) > s, 5.0, "a stand-in control step", alive)
+                for state in evaluator.states[seen:]:
+                    if state.episode != index or state.step <= first_step or steps >= config.max_steps:
+                        continue
+                    steps, coverage = state.step - first_step, float(state.progress)
+                    max_coverage = max(max_coverage, coverage)
+                    success = success or bool(state.success)
+                    if success:
+                        break
+                seen = len(evaluator.states)
+            evaluator.set_enabled(False, alive)
+        else:
+            steps = 0
+        episodes.append(EpisodeResult(success=success, max_coverage=max_coverage, steps=steps,
+                                      final_coverage=coverage))
+        if progress is not None:
+            progress(index, episodes[-1])
+        evaluator.states[:] = evaluator.states[-1:]  # keep the latest only: episodes may be long
+    return episodes
+
+
+def evaluate_through_ros(run_dir: Path, config: EvalConfig, launch_args: list[str] | None = None,
+                         log_path: Path | None = None,
+                         progress: Callable[[int, EpisodeResult], None] | None = None) -> dict:
+    """Start the graph, run the episodes, stop the graph; the result as :meth:`EvalResult.to_dict` gives it."""
+    launcher = Path(sys.executable).parent / "dmo-launch"
+    log_path = log_path or Path(tempfile.mkstemp(prefix="ros_eval_", suffix=".log")[1])
+    command = [str(launcher), GRAPH, f"checkpoint:={run_dir}", f"seed:={config.seed}", "start_enabled:=false",
+               *(launch_args or [])]
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        graph = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        rclpy.init()
+        evaluator = Evaluator()
+        try:
+            episodes = run_episodes(evaluator, config, lambda: graph.poll() is None, progress)
+        except EvaluationError as error:
+            raise EvaluationError(f"{error}; the graph's output is in {log_path}") from None
+        finally:
+            evaluator.destroy_node()
+            rclpy.try_shutdown()
+            if graph.poll() is None:
+                graph.send_signal(signal.SIGINT)
+            try:
+                graph.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                graph.kill()
+                graph.wait()
+    result = summarize_episodes(episodes, time.perf_counter() - started)
+    return {**result.to_dict(), "graph_log": str(log_path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dmo_ros.nodes.ros_evaluation",
+                                     description="Evaluate a policy through the deploy_pusht graph (dmo-eval-policy "
+                                                 "--mode ros runs this).")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--config", required=True, help="EvalConfig as JSON")
+    parser.add_argument("--out", type=Path, required=True, help="write the result JSON here")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("launch_args", nargs="*", help="extra NAME:=VALUE arguments of the deploy graph")
+    options = parser.parse_args(argv)
+    config = EvalConfig(**json.loads(options.config))
+
+    def progress(index: int, episode: EpisodeResult) -> None:
+        if not options.quiet:
+            outcome = "success" if episode.success else "no success"
+            print(f"  episode {index + 1}/{config.episodes} (ROS): {outcome}, max coverage {episode.max_coverage:.3f}, "
+                  f"{episode.steps} steps", file=sys.stderr, flush=True)
+
+    try:
+        result = evaluate_through_ros(options.run_dir, config, options.launch_args,
+                                      options.out.with_suffix(".graph.log"), progress)
+    except EvaluationError as error:
+        print(f"dmo-eval-policy: error: {error}", file=sys.stderr)
+        return 2
+    options.out.write_text(json.dumps({"config": asdict(config), **result}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

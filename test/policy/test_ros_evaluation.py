@@ -1,0 +1,64 @@
+"""Evaluation through ROS (the deploy graph: policy node and stand-in over DDS) against the direct evaluation.
+
+Same seeds, same episodes: the per-episode outcomes must agree. Tolerance: the same success/failure in every
+episode and max coverage within 0.02. The direct mode steps the simulator with the action of the newest frame; the
+graph adds what a deployment adds (a 10 Hz camera beside 5 Hz control, timers out of phase), so a policy whose
+action depends on the frame can act on a frame one step old. A constant-action policy (the actor's output layer
+replaced by a constant) moves the T a lot and is insensitive to that lag: its episodes must agree to 1e-3.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dmo_ros.policy.api import load_policy
+from dmo_ros.policy.evaluate import EvalConfig, evaluate_policy, main
+from dmo_ros.training.checkpoint import checkpoint_dir
+
+pytestmark = pytest.mark.ros
+
+
+def constant_policy(trained, folder, action=(-0.4, -0.9)):
+    """A copy of a trained run whose actor always outputs ``action`` (in [-1, 1], before the robot scale)."""
+    shutil.copytree(trained, folder)
+    weights_file = checkpoint_dir(folder) / "model.safetensors"
+    weights = load_file(str(weights_file))
+    weights["actor.head.weight"] = torch.zeros_like(weights["actor.head.weight"])
+    bias = weights["actor.head.bias"].clone()
+    bias[: len(action)] = torch.atanh(torch.tensor(action))
+    weights["actor.head.bias"] = bias
+    save_file(weights, str(weights_file))
+    return folder
+
+
+@pytest.mark.parametrize(("kind", "tolerance"), [("constant", 1e-3), ("trained", 0.02)])
+def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, tiny_policies, tmp_path, ros_env, monkeypatch,
+                                                     capsys):
+    for name, value in ros_env.items():  # the ROS evaluation's processes get this test's private DDS domain
+        monkeypatch.setenv(name, value)
+    run = tiny_policies["pusht"] if kind == "trained" else constant_policy(tiny_policies["pusht"], tmp_path / "c")
+    out = tmp_path / "eval" / "both.json"
+    code = main([str(run), "--mode", "both", "--episodes", "3", "--max-steps", "15", "--seed", "10000",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(out.read_text())
+    direct, through_ros = report["policy"]["per_episode"], report["policy_ros"]["per_episode"]
+    assert len(direct) == len(through_ros) == 3
+    for a, b in zip(direct, through_ros, strict=True):
+        assert a["success"] == b["success"]
+        assert abs(a["max_coverage"] - b["max_coverage"]) <= tolerance, (direct, through_ros)
+        assert abs(a["final_coverage"] - b["final_coverage"]) <= tolerance, (direct, through_ros)
+        assert b["steps"] == a["steps"]  # 15 control steps each (no success at this size)
+    lines = captured.out.splitlines()
+    assert lines[1].startswith(f"policy {run} through ROS: success ")
+    assert lines[2].startswith("per episode, ROS vs direct: same outcome 3/3")
+    if kind == "constant":  # the check is not vacuous: this policy moves the T (a still agent would not)
+        still = evaluate_policy(load_policy(tiny_policies["pusht"]), EvalConfig(episodes=3, max_steps=15))
+        moved = [abs(a["final_coverage"] - s.final_coverage) for a, s in zip(direct, still.episodes, strict=True)]
+        assert max(moved) > 0.01, moved

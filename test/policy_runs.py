@@ -1,0 +1,85 @@
+"""Tiny *trained* policy runs for the deployment tests: a 32 px dataset, tiny untrained world/reward/local models,
+then one real ``dmo-train-policy dmo --preset tiny`` epoch or two (a few seconds on a CPU)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from dmo_ros.dataset.format import write_dataset
+from dmo_ros.dataset.robot_profile import load_robot_profile
+from dmo_ros.dmo.train import main as train_policy_main
+from dmo_ros.local_model.config import LocalModelConfig
+from dmo_ros.local_model.model import LocalModel
+from dmo_ros.reward.config import RewardConfig
+from dmo_ros.reward.energy import EnergyNet
+from dmo_ros.training.checkpoint import checkpoint_dir, save_checkpoint, write_run_config
+from dmo_ros.world_model.config import WorldModelConfig
+from dmo_ros.world_model.denoiser import Denoiser
+
+IMAGE = 32
+CAMERA = (96, 96)
+"""(H, W) of the stand-ins' camera: the recorded source size the node checks incoming images against."""
+
+
+def _save(run: Path, kind: str, model: torch.nn.Module, config: dict) -> Path:
+    write_run_config(run, {"kind": kind, "model": config})
+    save_checkpoint(run, 1, model.state_dict(), {}, {})
+    return run
+
+
+def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32) -> Path:
+    """A DMO-SAPO policy run for ``robot`` (pusht: 2 actions, go2: 3), trained for ``max_samples`` imagined steps."""
+    root = root / robot
+    profile = load_robot_profile(robot)
+    limit = list(profile.action.limits)
+    rng = np.random.default_rng(0)
+    lengths = [24] * 5
+    frames = rng.integers(0, 255, size=(sum(lengths), IMAGE, IMAGE, 3), dtype=np.uint8)
+    actions = (rng.uniform(-1, 1, size=(sum(lengths), len(limit))) * limit).astype(np.float32)
+    action = profile.action
+    meta = {"robot": robot, "rate_hz": profile.rate_hz,
+            "image": {"height": IMAGE, "width": IMAGE, "aspect": "crop",
+                      "source_formats": [f"{CAMERA[1]}x{CAMERA[0]} rgb8"]},
+            "action": {"message": action.message, "fields": list(action.fields), "names": list(action.names),
+                       "units": list(action.units), "scale": list(action.scale), "semantics": action.semantics}}
+    dataset = write_dataset(root / "dataset", frames, actions, lengths, extra_meta=meta)
+    torch.manual_seed(0)
+    wm_config = WorldModelConfig.preset("tiny", len(limit), limit, image_size=IMAGE)
+    world_model = _save(root / "world_model", "world_model", Denoiser(wm_config), asdict(wm_config))
+    reward_config = RewardConfig.preset("tiny", image_size=IMAGE)
+    reward = _save(root / "reward", "reward", EnergyNet(reward_config), asdict(reward_config))
+    local_config = LocalModelConfig.preset("tiny", len(limit), limit, image_size=IMAGE)
+    local = _save(root / "local_model", "local_model", LocalModel(local_config), asdict(local_config))
+    goal = root / "goal.png"
+    Image.fromarray(frames[0]).save(goal)
+    run = root / "policy"
+    code = train_policy_main(["dmo", str(dataset), "--world-model", str(world_model), "--reward-run", str(reward),
+                              "--goal", str(goal), "--local-model", str(local), "--run-dir", str(run),
+                              "--preset", "tiny", "--device", "cpu", "--progress", "false", "--eval-every", "0",
+                              "--max-samples", str(max_samples), "--force-gates"])  # untrained models
+    assert code == 0, f"training the tiny {robot} policy failed ({code})"
+    assert json.loads((run / "config.json").read_text())["deployment"]["robot"] == robot
+    return run
+
+
+def nan_policy(trained: Path, folder: Path) -> Path:
+    """A copy of a trained run whose actor outputs NaN (its last layer's bias is NaN)."""
+    import shutil
+
+    shutil.copytree(trained, folder)
+    weights_file = checkpoint_dir(folder) / "model.safetensors"
+    weights = load_file(str(weights_file))
+    key = max(k for k in weights if k.startswith("actor.head.") and k.endswith("bias"))
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, str(weights_file))
+    return folder
+
+
+__all__ = ["CAMERA", "IMAGE", "nan_policy", "train_tiny_policy"]
