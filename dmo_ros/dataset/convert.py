@@ -19,7 +19,9 @@ Alignment rule (one sample per action tick, at the control rate):
   action's stamp + half a period (teleop publishes both with one stamp); a milestone
   press counts once, on the first sample after it.
 - Episodes end at gaps longer than ``gap_threshold_s``, at reset events (``/reset``), at a
-  stale camera, and at the end of each input (bag or session).
+  stale camera, and at the end of each input (bag or session). An action whose frame was taken
+  before a reset it follows is dropped (``dropped_before_reset``): that frame shows the scene
+  before the reset, and the robot drops a command sent with the reset.
 - All connections of a topic with the same type are one stream (a publisher restarted with
   other QoS); a topic recorded with two different types is refused.
 
@@ -158,6 +160,7 @@ class SourceReport:
     bytes: int = 0
     seconds: float = 0.0
     dropped_stale: int = 0
+    dropped_before_reset: int = 0
     dropped_invalid: int = 0
     decimated: int = 0
     intent_missing: bool = False
@@ -327,10 +330,17 @@ class Aligner:
         new_episode = self.break_next or (
             self.last_sample is not None and stamp - self.last_sample > self.config.gap_threshold_s * 1e9
         )
+        reset_at = None
         while self.resets and self.resets[0] <= stamp:
-            if self.last_sample is not None and self.resets[0] > self.last_sample:
-                new_episode = True
+            if self.last_sample is None or self.resets[0] > self.last_sample:
+                new_episode, reset_at = self.last_sample is not None or new_episode, self.resets[0]
             self.resets.popleft()
+        if reset_at is not None and chosen[0] < reset_at:
+            # The frame was taken before the reset: it shows the previous scene (and the stand-in or robot
+            # drops the command sent with the reset). The next sample starts the new episode.
+            self.report.dropped_before_reset += 1
+            self.break_next = self.break_next or self.last_sample is not None
+            return
         self.break_next = False
         self.last_sample = stamp
         self.emit(Sample(frame, action, intent, milestone, stamp, chosen[0], new_episode))
@@ -566,7 +576,8 @@ class Converter:
 
 def report_dict(report: SourceReport) -> dict[str, Any]:
     keys = ("path", "ok", "error", "samples", "episodes", "camera_messages", "bytes", "dropped_stale",
-            "dropped_invalid", "decimated", "image_format", "action_rate_hz", "undecodable", "warnings")
+            "dropped_before_reset", "dropped_invalid", "decimated", "image_format", "action_rate_hz", "undecodable",
+            "warnings")
     return {k: getattr(report, k) for k in keys}
 
 
