@@ -133,8 +133,12 @@ def load_model_weights(run_dir: Path | str, checkpoint: str = LAST) -> dict[str,
     :class:`CheckpointError`: it is never unpickled."""
     path = checkpoint_dir(run_dir, checkpoint) / WEIGHTS
     with open(path, "rb") as stream:
-        head = stream.read(2)
-    if head[:1] == b"\x80" or head[:2] == b"PK":  # a pickle protocol header / a torch.save zip archive
+        head = stream.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header ("{"). Its first byte is
+    # that length's low byte, which may be anything (0x80 included), so look at the layout, not one byte.
+    header_size = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    looks_like_safetensors = head[8:9] == b"{" and 0 < header_size <= path.stat().st_size - 8
+    if not looks_like_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK"):  # pickle / torch.save zip
         raise CheckpointError(f"{path}: holds a pickle payload, not safetensors; refused (unpickling can run code)")
     try:
         return load_file(str(path))
