@@ -51,7 +51,8 @@ class DiffusionSampler:
 
     def __init__(self, denoiser: SupportsDenoise, config: SamplerConfig | None = None) -> None:
         self.denoiser = denoiser
-        self.config = config or SamplerConfig()
+        # No config: the model's own default (its config's sampler_steps), else DIAMOND's 3 Euler steps.
+        self.config = config or getattr(denoiser, "sampler_config", None) or SamplerConfig()
         cfg = self.config
         self.sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
         """(num_steps + 1,) the schedule, ending with 0 (on the CPU; steps use Python floats)."""
