@@ -23,7 +23,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,12 @@ class _Averages:
         return {key: float(value) / max(1, self.count) for key, value in self.sums.items()}
 
 
-def _check_run_folder(run_dir: Path, run_config: dict[str, Any]) -> None:
-    """A run folder may be resumed only by the same model config (training settings may change)."""
+def _check_run_folder(run_dir: Path, run_config: dict[str, Any], model: nn.Module) -> None:
+    """A run folder may be resumed only by the same model config (training settings may change).
+
+    A field the saved config lacks (the run predates it) counts as the field's default when the
+    model's ``config`` is a dataclass: new options keep old runs resumable.
+    """
     try:
         existing = read_run_config(run_dir)
     except CheckpointError:
@@ -188,6 +192,10 @@ def _check_run_folder(run_dir: Path, run_config: dict[str, Any]) -> None:
     if latest_step(run_dir) is None:
         return
     old, new = existing.get("model"), run_config.get("model")
+    config = getattr(model, "config", None)
+    if isinstance(old, dict) and is_dataclass(config):
+        defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+        old = {**{k: v for k, v in defaults.items() if k in (new or {})}, **old}
     if old != new:
         keys = sorted(k for k in set(old or {}) | set(new or {}) if (old or {}).get(k) != (new or {}).get(k))
         raise TrainingError(
@@ -218,7 +226,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     run_dir = Path(run_dir)
     world, device = init_world(config.device)
     if world.is_main:
-        _check_run_folder(run_dir, run_config)
+        _check_run_folder(run_dir, run_config, model)
         write_run_config(run_dir, {**run_config, "train": asdict(config), "world_size": world.size})
     barrier(world)
 

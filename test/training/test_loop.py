@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,24 @@ def test_global_batches_split_between_processes_like_one_big_batch() -> None:
     assert list(GlobalBatches(40, 8, World(), seed=3, epoch=2, first_batch=3)) == one[3:]
     # Different epochs, different orders.
     assert list(GlobalBatches(40, 8, World(), seed=3, epoch=3)) != one
+
+
+def test_a_run_saved_before_a_config_field_existed_resumes_with_its_default(tmp_path: Path) -> None:
+    # The model's config is a dataclass; the saved run lacks "gain" (added later, default 1.0).
+    @dataclass
+    class ToyConfig:
+        width: int = 1
+        gain: float = 1.0
+
+    def model(config: ToyConfig) -> Regressor:
+        regressor = Regressor()
+        regressor.config = config
+        return regressor
+
+    train(model(ToyConfig()), RegressionData(64), None, _config(steps=4), tmp_path, {"model": {"width": 1}})
+    result = train(model(ToyConfig()), RegressionData(64), None, _config(steps=8), tmp_path,
+                   {"model": {"width": 1, "gain": 1.0}})
+    assert result.step == 8
+    with pytest.raises(TrainingError, match="different model .*gain"):  # another value than the default is not
+        train(model(ToyConfig(gain=2.0)), RegressionData(64), None, _config(steps=12), tmp_path,
+              {"model": {"width": 1, "gain": 2.0}})
