@@ -327,10 +327,13 @@ class ExternalActions:
     def reset(self, start: DreamStart) -> None:
         self._batch = start.batch_size
 
-    def actions(self, step: int, observation: Tensor) -> Tensor:
+    def current(self) -> Tensor:
+        """(A,) the action in force now: the latest one, or zero once it is older than the timeout."""
         fresh = self.clock() - self._stamp <= self.timeout
-        action = self._latest if fresh else torch.zeros(self.action_size)
-        return action.expand(self._batch, -1).clone()
+        return self._latest.clone() if fresh else torch.zeros(self.action_size)
+
+    def actions(self, step: int, observation: Tensor) -> Tensor:
+        return self.current().expand(self._batch, -1).clone()
 
 
 # -- the rollouts ----------------------------------------------------------------------------------------------
