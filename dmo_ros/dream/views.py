@@ -37,7 +37,7 @@ def tile(frames: Tensor | np.ndarray, scale: int = 1, gap: int = GAP) -> np.ndar
     return canvas
 
 
-def heat(variance: Tensor, scale: int = 1, full: float = 0.05) -> Tensor:
+def heat(variance: Tensor, full: float = 0.05) -> Tensor:
     """(B, H, W) per-pixel variance -> (B, 3, H, W) uint8 in black-red-yellow (``full`` variance is yellow);
     for a spread view beside the imagined frames."""
     level = (variance.float() / full).clamp(0, 1)
