@@ -39,7 +39,7 @@ def test_strip_plot_scales_each_series_and_skips_nan():
         plot.add(reward=reward, value=value)
     # the last 4 (1, 0.5, 2, 1) scaled by their range 0.5..2
     np.testing.assert_allclose(plot.points("reward"), [(0.0, 1 / 3), (1.0, 0.0), (2.0, 1.0), (3.0, 1 / 3)])
-    assert plot.points("value") == [(2.0, 0.5), (3.0, 0.5)]  # flat: mid-height; NaN left out
+    assert plot.points("value") == [(1.0, 0.5), (2.0, 0.5), (3.0, 0.5)]  # flat: mid-height; NaN left out
     assert plot.points("spread") == [] and math.isnan(plot.latest("spread")) and plot.latest("reward") == 1.0
     plot.clear()
     assert plot.points("reward") == []
