@@ -1,6 +1,9 @@
 """A probe process for the dream graph tests: subscribes to the dream node's outputs, calls its services.
 
-Usage: dream_probe.py SECONDS RESTART_AT   (RESTART_AT < 0: no restart call)
+Usage: dream_probe.py SECONDS RESTART_AT [live]   (RESTART_AT < 0: no restart call)
+
+``live`` also plays the camera (96 x 96 rgb8 on /camera/image at 10 Hz) and a teleop operator (TwistStamped
+vx 0.1, vy -0.05 on /action at 10 Hz), for a dream node started from the camera with teleop actions.
 
 Runs until SECONDS after the first imagined step arrived (at most 60 s in all), calls ``dream/restart`` once
 RESTART_AT seconds after the first imagined step arrived, then prints one JSON object: every imagined / real
@@ -27,8 +30,27 @@ def main() -> None:
     from dmo_ros.nodes.template import qos_profile
 
     seconds, restart_at = float(sys.argv[1]), float(sys.argv[2])
+    live = sys.argv[3:] == ["live"]
     rclpy.init()
     node = Node("dream_probe")
+    if live:
+        import numpy as np
+        from geometry_msgs.msg import TwistStamped
+
+        camera = node.create_publisher(Image, "/camera/image", qos_profile("sensor_data"))
+        teleop = node.create_publisher(TwistStamped, "/action", qos_profile("reliable"))
+        rng = np.random.default_rng(0)
+
+        def play() -> None:
+            image = Image(height=96, width=96, encoding="rgb8", step=96 * 3,
+                          data=rng.integers(0, 255, 96 * 96 * 3, dtype=np.uint8).tobytes())
+            image.header.stamp = node.get_clock().now().to_msg()
+            camera.publish(image)
+            action = TwistStamped()
+            action.twist.linear.x, action.twist.linear.y = 0.1, -0.05
+            teleop.publish(action)
+
+        node.create_timer(0.1, play)
     out: dict = {"imagined": [], "real": [], "steps": [], "markers": [], "restart": None, "publishers": {}}
 
     def stamp(message) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, LiveRun
+from conftest import BIN, REPO, LiveProcess, LiveRun
 from dmo_ros.resources import config_dir
 
 pytestmark = pytest.mark.ros
@@ -24,8 +24,8 @@ PROBE = Path(__file__).resolve().parents[1] / "dream_probe.py"
 IMAGE = 32  # the tiny runs' frames (policy_runs.IMAGE)
 
 
-def probe(env: dict[str, str], seconds: float, restart_at: float) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, str(PROBE), str(seconds), str(restart_at)], env=env, text=True,
+def probe(env: dict[str, str], seconds: float, restart_at: float, *mode: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, str(PROBE), str(seconds), str(restart_at), *mode], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert json.loads(process.stdout.readline()) == "started"
     return process
@@ -126,6 +126,26 @@ def test_dream_graph_with_the_policy_publishes_values_and_bounded_actions(ros_en
     assert all(np.all(np.abs(s[3]) <= limits + 1e-6) for s in steps)
     assert all(s[7] for s in steps)  # every step is above a 1e-12 threshold: marked off data
     assert max(s[1] for s in steps) == 7 and 0 in [s[1] for s in steps[8 * 2 :]]  # loops on to the next start
+
+
+def test_dream_node_from_the_camera_driven_by_teleop_actions(ros_env, tiny_policies):
+    root = tiny_policies["pusht"].parent
+    watcher = probe(ros_env, 3.0, 1.0, "live")
+    node = LiveProcess([str(BIN / "dream"), "--ros-args", "-p", f"world_model:={root / 'world_model'}",
+                        "-p", "start_source:=camera", "-p", "action_source:=teleop", "-p", "robot:=pusht",
+                        "-p", "horizon:=6", "-p", "rate_hz:=10.0", "-p", "seeds:=2"], ros_env)
+    try:
+        node.wait_for("dreaming 1 rollout(s) of 6 steps with teleop actions from the camera", timeout=60)
+        result = probe_result(watcher)
+    finally:
+        code = node.stop()
+    assert code == 0, node.output
+    steps = result["steps"]
+    assert len(steps) >= 10 and result["real"] == [], node.output  # nothing recorded to show beside it
+    assert all(np.allclose(s[3], [0.1, -0.05]) for s in steps[2:])  # the gamepad drives the imagined robot
+    assert all(math.isnan(s[4]) and math.isnan(s[5]) for s in steps)  # no reward model, no critic
+    assert all(s[2] == 0 for s in steps) and 5 in [s[1] for s in steps]
+    assert result["restart"][0] and "restarted from live" in result["restart"][1]
 
 
 def rviz_topics() -> set[str]:
