@@ -50,14 +50,14 @@ class FoxgloveView:
         self.frame_id = frame_id
         self.server = None
         self.mcap = None
+        self.images = {name: RawImageChannel(f"/dream/{name}", context=self.context) for name in ("imagined", "real")}
+        self.steps = foxglove.Channel("/dream/step", schema=STEP_SCHEMA, message_encoding="json", context=self.context)
+        if port is not None:  # first: a port in use fails here (RuntimeError) before any file is created
+            self.server = foxglove.start_server(name="dmo_ros dream", host=host, port=port, context=self.context)
         if mcap_path:
             path = Path(mcap_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.mcap = foxglove.open_mcap(str(path), allow_overwrite=True, context=self.context)
-        self.images = {name: RawImageChannel(f"/dream/{name}", context=self.context) for name in ("imagined", "real")}
-        self.steps = foxglove.Channel("/dream/step", schema=STEP_SCHEMA, message_encoding="json", context=self.context)
-        if port is not None:
-            self.server = foxglove.start_server(name="dmo_ros dream", host=host, port=port, context=self.context)
         self.counts = dict.fromkeys(TOPICS, 0)
         """Messages logged per topic."""
 
