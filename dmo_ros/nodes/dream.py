@@ -264,10 +264,23 @@ class DreamNode(DmoNode):
     # -- rollouts --------------------------------------------------------------------------------------------
 
     def begin(self, start: DreamStart) -> None:
+        self.report_rate()
         self.dreamer.start(start, self.source)
+        self.began = time.monotonic()
         for plot in self.plots:
             plot.clear()
         self.get_logger().info(f"rollouts from {'; '.join(start.labels)}")
+
+    def report_rate(self) -> None:
+        """Log how fast the last rollouts were imagined (a model slower than rate_hz publishes slower)."""
+        steps, began = self.dreamer.steps, getattr(self, "began", None)
+        if began is None or steps < 2:
+            return
+        achieved = steps / max(time.monotonic() - began, 1e-9)
+        slow = achieved < 0.9 * self.parameters.rate_hz
+        (self.get_logger().warn if slow else self.get_logger().info)(
+            f"{steps} steps at {achieved:.1f} Hz (asked {self.parameters.rate_hz} Hz)"
+            + ("; fewer seeds or rollouts, or a GPU (device), would keep up" if slow else ""))
 
     def live_start(self) -> DreamStart | None:
         if len(self.live) < self.model_config.context:
@@ -388,6 +401,7 @@ class DreamNode(DmoNode):
         return response
 
     def on_shutdown(self) -> None:
+        self.report_rate()
         if self.foxglove is not None:
             self.foxglove.close()
         self.get_logger().info(f"published {self.frames_published} imagined steps")
