@@ -18,8 +18,8 @@ tested without ROS):
   ``dream/markers`` (visualization_msgs/MarkerArray: a caption and a reward / value / spread strip plot per
   rollout, in frame ``frame_id``);
 - services ``dream/restart`` (std_srvs/Trigger: the same start from step 0) and ``dream/pick_start``
-  (Trigger: the next episode's start, or the latest camera frames); with ``loop`` a finished rollout moves on
-  to the next start by itself;
+  (Trigger: the next episode's start, or the latest camera frames); setting the parameters ``episode`` /
+  ``offset`` at run time jumps to that window; with ``loop`` a finished rollout moves on to the next start;
 - ``foxglove: true`` serves the same streams over a Foxglove websocket on ``foxglove_host`` (127.0.0.1) :
   ``foxglove_port``; ``mcap`` names an MCAP file they are also written to (for the Foxglove app).
 """
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from geometry_msgs.msg import Point
+from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -130,7 +131,7 @@ class DreamNode(DmoNode):
         if p.start_source == "dataset":
             try:
                 self.catalog = StartCatalog(p.dataset, cfg.context, p.horizon, p.split)
-                self.index = self.catalog.find(p.episode, p.offset) if p.episode >= 0 else 0
+                self.index = self.catalog.find(p.episode if p.episode >= 0 else self.catalog.episodes[0], p.offset)
             except (ValueError, FileNotFoundError) as error:  # DatasetError is a ValueError
                 raise ValueError(f"dataset {p.dataset}: {error}") from None
         self.source = self._action_source(p, cfg)
@@ -147,6 +148,7 @@ class DreamNode(DmoNode):
         self.marker_pub = self.create_publisher(MarkerArray, TOPICS["markers"], qos_profile("reliable"))
         self.create_service(Trigger, "dream/restart", self.on_restart)
         self.create_service(Trigger, "dream/pick_start", self.on_pick_start)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
         if p.start_source == "camera":
             camera_type, self.camera_msgtype = CAMERA_FORMATS[p.camera_format]
             self.create_subscription(camera_type, "camera/image", self.on_camera, image_qos)
@@ -399,6 +401,27 @@ class DreamNode(DmoNode):
         self.begin(start)
         response.success, response.message = True, f"started from {'; '.join(start.labels)}"
         return response
+
+    def on_set_parameters(self, parameters: list) -> SetParametersResult:
+        """``ros2 param set /dream episode 7`` (or ``offset``) jumps to that dataset window at once; other
+        parameters are fixed at start (a refused change says so)."""
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        movable = {"episode", "offset"}
+        if set(changes) - movable:
+            return SetParametersResult(successful=False, reason=f"only {', '.join(sorted(movable))} change at run "
+                                                                "time; restart the node for the others")
+        if self.catalog is None:
+            return SetParametersResult(successful=False, reason="episode and offset pick dataset windows; this "
+                                                                "node starts from the camera")
+        episode = int(changes.get("episode", self.parameters.episode))
+        offset = int(changes.get("offset", self.parameters.offset))
+        try:
+            index = self.catalog.find(episode if episode >= 0 else self.catalog.episodes[0], offset)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.parameters.episode, self.parameters.offset, self.index = episode, offset, index
+        self.begin(self.catalog.start(index, self.parameters.rollouts))
+        return SetParametersResult(successful=True)
 
     def on_shutdown(self) -> None:
         self.report_rate()

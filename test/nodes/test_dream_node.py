@@ -3,12 +3,14 @@ world-model checkpoint (the safe loader), a policy for another frame size."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
+import sys
 
 import pytest
 
-from conftest import BIN, LiveProcess
+from conftest import BIN, LiveProcess, run_command
 from dmo_ros.training.checkpoint import checkpoint_dir
 
 pytestmark = pytest.mark.ros
@@ -50,3 +52,41 @@ def test_a_pickle_world_model_is_refused_before_anything_runs(ros_env, tiny_poli
     assert node.finish(60) == 2, node.output
     assert "refused" in node.output and "Traceback" not in node.output
     assert not marker.exists()
+
+
+PARAMETER_PROBE = """
+import json, rclpy
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+rclpy.init()
+node = rclpy.create_node("dream_parameter_probe")
+client = node.create_client(SetParameters, "/dream/set_parameters")
+assert client.wait_for_service(timeout_sec=30)
+replies = []
+for name, value in (("offset", 3), ("episode", 999), ("horizon", 4)):
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_INTEGER, integer_value=value))])
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=30)
+    result = future.result().results[0]
+    replies.append([result.successful, result.reason])
+print(json.dumps(replies))
+"""
+
+
+def test_setting_episode_or_offset_jumps_to_that_window(ros_env, tiny_policies):
+    root = tiny_policies["pusht"].parent
+    node = dream_node(ros_env, world_model=root / "world_model", dataset=root / "dataset",
+                      action_source="recorded", horizon=12, rate_hz=10.0, seeds=1)
+    try:
+        node.wait_for("dreaming 1 rollout(s)", timeout=60)
+        probe = run_command([sys.executable, "-c", PARAMETER_PROBE], ros_env, timeout=90)
+    finally:
+        code = node.stop()
+    assert probe.returncode == 0 and code == 0, probe.stdout + node.output
+    offset, episode, horizon = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert offset == [True, ""]
+    assert not episode[0] and "episode 999 has no window" in episode[1]
+    assert not horizon[0] and "only episode, offset change at run time" in horizon[1]
+    starts = [line for line in node.lines if "rollouts from" in line]
+    assert ", sample 0" in starts[0] and any(", sample 3" in line for line in starts)  # the jump: 3 samples in
