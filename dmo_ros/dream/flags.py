@@ -48,7 +48,7 @@ def _nanmean(values: list[float]) -> float:
 
 
 def measure_flags(denoiser: Denoiser, dataset: Path | str, horizon: int = 10, windows: int = 16, seeds: int = 4,
-                  batch_size: int = 8, seed: int = 0, sampling_steps: int = 3,
+                  batch_size: int = 8, seed: int = 0, sampling_steps: int = 0,
                   device: torch.device | str | None = None) -> dict[str, Any]:
     """The flag-versus-horizon and flag-versus-error measurement on up to ``windows`` evenly spread validation
     windows (all episodes when the dataset has no long enough validation one); returns the report."""
@@ -84,7 +84,8 @@ def measure_flags(denoiser: Denoiser, dataset: Path | str, horizon: int = 10, wi
     steps = np.broadcast_to(np.arange(1, horizon + 1), error.shape)
     report: dict[str, Any] = {
         "dataset": str(dataset), "split": catalog.split, "windows": len(picks), "horizon": horizon, "seeds": seeds,
-        "sampling_steps": sampling_steps, "seed": seed, "steps": list(range(1, horizon + 1)),
+        "sampling_steps": sampling_steps or denoiser.config.sampler_steps, "seed": seed,
+        "steps": list(range(1, horizon + 1)),
         "error": error.mean(0).tolist(),
         "rho_step_error": _rho(steps, error),
     }
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=10, help="open-loop steps per window (default 10 = 2 s)")
     parser.add_argument("--windows", type=int, default=16, help="windows, evenly spread (default 16)")
     parser.add_argument("--seeds", type=int, default=4, help="K, samples per frame (default 4)")
-    parser.add_argument("--sampling-steps", type=int, default=3, help="denoising steps per frame (default 3)")
+    parser.add_argument("--sampling-steps", type=int, default=0,
+                        help="denoising steps per frame (default 0: the model's own sampler_steps)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows rolled out together (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run (default: last)")

@@ -65,8 +65,8 @@ class DreamConfig:
     summary: str = "mean"
     """Summary of the per-pixel variance map: mean (default) or p99 (its 99th percentile)."""
 
-    sampling_steps: int = 3
-    """Denoising steps per frame (DIAMOND: 3)."""
+    sampling_steps: int = 0
+    """Denoising steps per frame; 0: the model's own (its config's ``sampler_steps``; DIAMOND: 3)."""
 
     seed: int = 0
     """Seed of the sampler's noise: the same start, actions and seed give the same rollout."""
@@ -80,8 +80,8 @@ class DreamConfig:
             raise ValueError(f"threshold must be >= 0 (0: never flag), got {self.threshold}")
         if self.summary not in SPREAD_SUMMARIES:
             raise ValueError(f"summary must be one of {', '.join(SPREAD_SUMMARIES)}, got {self.summary!r}")
-        if self.sampling_steps < 1:
-            raise ValueError(f"sampling_steps must be at least 1, got {self.sampling_steps}")
+        if self.sampling_steps < 0:
+            raise ValueError(f"sampling_steps must be >= 1 (0: the model's own), got {self.sampling_steps}")
 
 
 def spread_map(samples: Tensor) -> Tensor:
@@ -382,7 +382,8 @@ class Dreamer:
         self.world_model = world_model.eval()
         device = torch.device(device) if device is not None else world_model.device
         self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
-        self.env = WorldModelEnv(world_model, SamplerConfig(num_steps=self.config.sampling_steps), device=device,
+        sampler = SamplerConfig(num_steps=self.config.sampling_steps) if self.config.sampling_steps else None
+        self.env = WorldModelEnv(world_model, sampler, device=device,
                                  generator=self.generator)
         self.reward = reward
         self.context = world_model.config.context

@@ -93,7 +93,7 @@ class DreamNodeParameters:
     threshold: float = param(0.0, "Spread above which a step is off data (marked red); 0: never.")
     end_off_data: bool = param(False, "End a rollout at its first off-data step (else only mark it).")
     summary: str = param("mean", f"Summary of the per-pixel variance: {', '.join(SPREAD_SUMMARIES)}.")
-    sampling_steps: int = param(3, "Denoising steps per imagined frame.")
+    sampling_steps: int = param(0, "Denoising steps per imagined frame; 0: the world model's own (sampler_steps).")
     seed: int = param(0, "Seed of the sampler's noise.")
     robot: str = param("pusht", "Robot profile (config/robots/ROBOT.yaml): the teleop action's message and fields.")
     teleop_timeout: float = param(0.5, "Seconds after which a teleop action counts as released (zero).")
@@ -191,7 +191,7 @@ class DreamNode(DmoNode):
             raise ValueError("action_source policy needs the parameter 'policy' (a policy run folder)")
         if p.reward and not p.goal:
             raise ValueError("the reward needs a goal picture: set the parameter 'goal'")
-        for name in ("horizon", "rollouts", "scale", "seeds", "sampling_steps", "torch_threads"):
+        for name in ("horizon", "rollouts", "scale", "seeds", "torch_threads"):
             if getattr(p, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(p, name)}")
         if p.rate_hz <= 0:
