@@ -26,6 +26,7 @@ NODE_EXECUTABLES = [
     "teleop = dmo_ros.nodes.teleop:main",
     "recorder = dmo_ros.nodes.recorder:main",
     "policy = dmo_ros.nodes.policy:main",
+    "dream = dmo_ros.nodes.dream:main",
 ]
 
 setup(
@@ -38,6 +39,7 @@ setup(
         *share_files("launch", "*.launch.py"),
         *share_files("config", "*.yaml"),
         *share_files("config", "*.xml"),
+        *share_files("config", "*.rviz"),
     ],
     install_requires=["setuptools", "numpy", "pyyaml"],
     zip_safe=True,
@@ -65,6 +67,8 @@ setup(
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
             "dmo-gate = dmo_ros.gates.cli:main",
+            "dmo-dream-strip = dmo_ros.dream.strip:main",
+            "dmo-dream-flags = dmo_ros.dream.flags:main",
         ],
     },
 )

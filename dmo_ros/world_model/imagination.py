@@ -137,17 +137,33 @@ class WorldModelEnv:
 
     def step(self, actions: Tensor) -> Tensor:
         """Apply ``actions`` (B, A) (raw units) at the latest frame; returns the next frames (B, 3, H, W) in [-1, 1]."""
+        return self.step_samples(actions, 1)[:, 0]
+
+    def step_samples(self, actions: Tensor, samples: int) -> Tensor:
+        """Apply ``actions`` (B, A) and sample the next frame ``samples`` (K) times, each from its own noise.
+
+        Returns (B, K, 3, H, W) in [-1, 1]; the episodes continue from sample 0 (the others show how much the
+        model's answer depends on the noise: the hallucination flag of :mod:`dmo_ros.world_model.dreaming`).
+        One batched sampler call of B x K frames; K = 1 is exactly :meth:`step`.
+        """
         frames, past_actions = self._require_reset()
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
         actions = actions.to(self.device, torch.float32)
         if actions.shape != (frames.shape[0], self.denoiser.config.action_size):
             raise ValueError(f"actions must be ({frames.shape[0]}, {self.denoiser.config.action_size}), "
                              f"got {tuple(actions.shape)}")
         with self._autograd():
             model_actions = torch.cat([past_actions, actions[:, None]], dim=1)  # L actions, the last leads on
-            next_frames = self.sampler.sample(frames, model_actions, self.generator)
-            self._frames = torch.cat([frames[:, 1:], next_frames[:, None]], dim=1)
+            if samples == 1:
+                drawn = self.sampler.sample(frames, model_actions, self.generator)[:, None]
+            else:
+                drawn = self.sampler.sample(frames.repeat_interleave(samples, 0),
+                                            model_actions.repeat_interleave(samples, 0), self.generator)
+                drawn = drawn.unflatten(0, (frames.shape[0], samples))
+            self._frames = torch.cat([frames[:, 1:], drawn[:, :1]], dim=1)
             self._actions = model_actions[:, 1:]
-        return next_frames
+        return drawn
 
     def rollout(self, actions: Tensor) -> Tensor:
         """Step through ``actions`` (B, T, A) open-loop; returns the T imagined frames (B, T, 3, H, W)."""
