@@ -64,6 +64,7 @@ setup(
             "dmo-train-policy = dmo_ros.dmo.train:main",
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
+            "dmo-train-rung0 = dmo_ros.ladder.rung0:main",
             "dmo-gate = dmo_ros.gates.cli:main",
         ],
     },

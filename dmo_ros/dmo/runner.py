@@ -186,8 +186,10 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
                 writer.add_scalar(f"eval_time/{key}", value, int(wall_s))
         writer.flush()
         new_records.append(record)
+        distance = record.get("mean_final_distance")
         progress.write(f"eval at {algorithm.samples} samples, {wall_s:.0f} s: success "
-                       f"{record['success_rate']:.0%}, mean max coverage {record['mean_max_coverage']:.3f}")
+                       f"{record['success_rate']:.0%}, mean max coverage {record['mean_max_coverage']:.3f}"
+                       + (f", final distance {distance:.1f}" if isinstance(distance, float) else ""))
 
     def checkpoint(logs: dict[str, float]) -> None:
         save_checkpoint(run_dir, epoch, algorithm.state_dict(),
