@@ -497,6 +497,28 @@ class _PPODeterministic(nn.Module):
 # -- the command ---------------------------------------------------------------------------------------------
 
 
+def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
+    """``FIELD=VALUE`` overrides (``sapo.FIELD`` for the SAPO config); values are JSON or plain strings."""
+    for setting in settings:
+        key, separator, text = setting.partition("=")
+        if not separator:
+            raise ValueError(f"--set wants FIELD=VALUE, got {setting!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if key.startswith("sapo."):
+            name = key[5:]
+            if name not in {f.name for f in fields(SAPOConfig)}:
+                raise ValueError(f"unknown SAPO field {name!r}")
+            config = replace(config, sapo=replace(config.sapo, **{name: value}))
+        elif key in {f.name for f in fields(Rung0Config)} and key != "sapo":
+            config = replace(config, **{key: value})
+        else:
+            raise ValueError(f"unknown rung-0 field {key!r}")
+    return config
+
+
 def build(config: Rung0Config, seed: int) -> Rung0SAPO | Rung0PPO:
     return Rung0SAPO(config, seed) if config.method == "sapo" else Rung0PPO(config, seed)
 
@@ -529,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seed", type=int, default=10_000, help="base seed of the evaluation episodes")
     parser.add_argument("--ceilings-cache", type=Path, default=None,
                         help="JSON file remembering the ceilings' results (default: beside the run folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a Rung0Config field (model_updates=64) or a SAPO one (sapo.alpha_init=0.02); "
+                             "VALUE is read as JSON, else as a string; repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
 
@@ -549,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             config = replace(config, **overrides)
             if options.horizon is not None:
                 config = replace(config, sapo=replace(config.sapo, horizon=options.horizon))
+            config = apply_settings(config, options.set)
         run = replace(run, seed=options.seed, eval_seed=options.eval_seed, progress=not options.no_progress,
                       **({"max_samples": options.max_samples} if options.max_samples else {}),
                       **({"time_limit_s": options.time_limit} if options.time_limit else {}))
