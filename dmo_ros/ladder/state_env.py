@@ -13,9 +13,9 @@ target; pushing tasks: the goal T's origin, a constant).
 Rewards (per step, differentiable in the observation, so the state model carries their gradient):
 
 - reach: ``-|agent - target|`` (normalised units: 1 = 256 arena units);
-- push_near, push_t: ``-e - approach * |agent - T centre|`` where ``e`` is the mean distance of the
-  T's eight outline corners from the goal T's (normalised), the pose error the expert plans on; the
-  small approach term (default 0.1) leads the agent to the T.
+- push_near, push_t: ``-e - approach * max(0, |agent - T centre| - 70 u)`` where ``e`` is the mean
+  distance of the T's eight outline corners from the goal T's (normalised), the pose error the expert
+  plans on; the small approach term (default 0.1) leads the agent to the T's outline, not onto it.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ def t_pose_error(observation: Tensor) -> Tensor:
     return (here - there).norm(dim=-1).mean(-1)
 
 
+APPROACH_RADIUS = 70.0 / HALF
+"""No approach penalty within this of the T's centre (arena units 70: about its outline, where pushing starts);
+pulling the agent onto the centre itself would shove the T about at random."""
+
+
 def state_reward(observation: Tensor, task: str, approach: float = 0.1) -> Tensor:
     """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc)."""
     agent = observation[..., 0:2]
@@ -77,7 +82,7 @@ def state_reward(observation: Tensor, task: str, approach: float = 0.1) -> Tenso
         return -(agent - observation[..., 6:8]).norm(dim=-1)
     centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
                     observation[..., 5])[..., 0, :]
-    return -t_pose_error(observation) - approach * (agent - centre).norm(dim=-1)
+    return -t_pose_error(observation) - approach * ((agent - centre).norm(dim=-1) - APPROACH_RADIUS).clamp_min(0)
 
 
 class StateEnvs:
