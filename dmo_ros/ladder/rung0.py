@@ -65,6 +65,8 @@ class Rung0Config:
     after it (a time limit: bootstrapped, not terminal)."""
     approach: float = 0.1
     """Pushing tasks: weight of the agent-to-T distance in the reward."""
+    approach_radius: float = 70.0
+    """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
     model_hidden: int = 256
     """sapo: width of the state model's MLP."""
     model_layers: int = 2
@@ -324,7 +326,7 @@ class Rung0SAPO:
 
         rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
         states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
-        rewards = state_reward(states[1:], config.task, config.approach)
+        rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius)
         entropies = -torch.stack([extras[0] for extras in rollout.policy_extras])
         actions = torch.stack(rollout.actions).detach()
         terminal_weight = 1.0 if self.epoch >= config.critic_warmup else 0.0
@@ -450,7 +452,8 @@ class Rung0PPO:
                 log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
                 values[t] = agent.value(self.observation)
                 next_observation = torch.from_numpy(envs.step(actions[t].clamp(-1.0, 1.0).numpy()))
-                rewards[t] = state_reward(next_observation, config.task, config.approach)
+                rewards[t] = state_reward(next_observation, config.task, config.approach,
+                                          config.approach_radius)
                 ended = torch.from_numpy(envs.steps >= config.episode_steps)
                 if ended.any():
                     final_values[t, ended] = agent.value(next_observation[ended])

@@ -70,19 +70,21 @@ def t_pose_error(observation: Tensor) -> Tensor:
     return (here - there).norm(dim=-1).mean(-1)
 
 
-APPROACH_RADIUS = 70.0 / HALF
-"""No approach penalty within this of the T's centre (arena units 70: about its outline, where pushing starts);
-pulling the agent onto the centre itself would shove the T about at random."""
+APPROACH_RADIUS = 70.0
+"""Arena units from the T's centre within which the approach term stops pulling (about its outline, where
+pushing starts; pulling the agent onto the centre itself shoves the T about)."""
 
 
-def state_reward(observation: Tensor, task: str, approach: float = 0.1) -> Tensor:
+def state_reward(observation: Tensor, task: str, approach: float = 0.1,
+                 approach_radius: float = APPROACH_RADIUS) -> Tensor:
     """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc)."""
     agent = observation[..., 0:2]
     if task == "reach":
         return -(agent - observation[..., 6:8]).norm(dim=-1)
     centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
                     observation[..., 5])[..., 0, :]
-    return -t_pose_error(observation) - approach * ((agent - centre).norm(dim=-1) - APPROACH_RADIUS).clamp_min(0)
+    distance = ((agent - centre).norm(dim=-1) - approach_radius / HALF).clamp_min(0)
+    return -t_pose_error(observation) - approach * distance
 
 
 class StateEnvs:

@@ -118,3 +118,14 @@ def test_state_model_learns_the_agents_motion():
     a = a.clone().requires_grad_(True)
     model(s, a)[:, 0].sum().backward()
     assert (a.grad[:, 0] > 0).float().mean() > 0.9
+
+
+def test_settings_override_fields_and_refuse_unknown_ones():
+    config = rung0.apply_settings(rung0.Rung0Config(), ["model_updates=64", "sapo.alpha_init=0.02",
+                                                          "task=push_near"])
+    assert config.model_updates == 64 and config.sapo.alpha_init == 0.02 and config.task == "push_near"
+    for bad in ("nothing=1", "sapo.nothing=1", "model_updates"):
+        with pytest.raises(ValueError):
+            rung0.apply_settings(rung0.Rung0Config(), [bad])
+    with pytest.raises(ValueError, match="task"):
+        rung0.apply_settings(rung0.Rung0Config(), ["task=stack"])
