@@ -26,11 +26,13 @@ from dmo_ros.training.options import ConfigError, add_dataclass_options, given_o
 
 def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | str = "cpu",
                          **config: object) -> GateReport:
-    """The world-model gate of a run folder on a dataset, written to ``run_dir/gate.json``."""
+    """The world-model gate of a run folder on a dataset, written to ``run_dir/gate.json``, with the
+    held-command rollouts drawn in ``run_dir/action_response.png``."""
     from dmo_ros.gates.world_model import WorldModelGateConfig, world_model_gate
     from dmo_ros.world_model.denoiser import load_world_model
 
-    report = world_model_gate(load_world_model(run_dir, device), dataset, WorldModelGateConfig(**config))
+    report = world_model_gate(load_world_model(run_dir, device), dataset, WorldModelGateConfig(**config),
+                              picture=Path(run_dir) / "action_response.png")
     write_gate_report(run_dir, report)
     return report
 

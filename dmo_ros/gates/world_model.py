@@ -125,23 +125,32 @@ def denoiser_rollout(denoiser: Denoiser, sampler_config: SamplerConfig | None = 
 
 @torch.no_grad()
 def world_model_gate(denoiser: Denoiser, dataset_folder: Path | str, config: WorldModelGateConfig | None = None,
-                     sampler_config: SamplerConfig | None = None) -> GateReport:
-    """Measure the world-model gate (see the module doc) on ``dataset_folder``'s validation windows."""
+                     sampler_config: SamplerConfig | None = None, picture: Path | None = None) -> GateReport:
+    """Measure the world-model gate (see the module doc) on ``dataset_folder``'s validation windows.
+
+    ``picture``: where to write the PNG of held-command rollouts (none by default).
+    """
     config = config or WorldModelGateConfig()
     cfg = denoiser.config
     if cfg.action_size != 2:
         raise ValueError(f"the action-response gate knows the Push-T stand-in (2 actions), got {cfg.action_size}")
     dataset, indices = _windows(Path(dataset_folder), cfg.context, config.windows)
-    report = action_response_gate(denoiser_rollout(denoiser, sampler_config, config.seed), dataset, indices, config)
+    report = action_response_gate(denoiser_rollout(denoiser, sampler_config, config.seed), dataset, indices, config,
+                                  picture)
     report.metrics.update(dataset=str(dataset_folder), sampler=vars(sampler_config or SamplerConfig()))
     return report
 
 
 @torch.no_grad()
 def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list[int],
-                         config: WorldModelGateConfig | None = None) -> GateReport:
-    """The gate's measurements for any :data:`Rollout` on ``dataset[indices]`` (horizon >= 1 windows)."""
+                         config: WorldModelGateConfig | None = None, picture: Path | None = None) -> GateReport:
+    """The gate's measurements for any :data:`Rollout` on ``dataset[indices]`` (horizon >= 1 windows).
+
+    ``picture``: also write a PNG of the held-command rollouts of the first windows there (see
+    :func:`write_action_response_picture`), to look at what the model imagines.
+    """
     config = config or WorldModelGateConfig()
+    shown: dict[str, torch.Tensor] = {}
     begin = time.perf_counter()
     context = dataset.context
     size = dataset.image_shape[0]
@@ -166,6 +175,8 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         for name, direction in COMMANDS.items():
             command = torch.tensor(direction).mul(config.speed).expand(b, config.horizon, 2)
             frames = rollout(window, command)
+            if picture is not None and not shown.get(name, torch.empty(0)).numel():
+                shown[name] = torch.cat([last[:, None], frames.cpu()], dim=1)[:PICTURE_WINDOWS]
             position, seen_now = locate_agent(frames.cpu().numpy())
             visible[name].append(seen_now)
             moved[name].append(position - start[:, None])
@@ -222,8 +233,41 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         "imagined_along_px_per_step": along_steps.tolist() if np.ndim(along_steps) else [],
         "commands": per_command, "speed": config.speed, "horizon": config.horizon,
     }
+    if picture is not None and shown:
+        write_action_response_picture(shown, picture)
+        metrics["picture"] = str(picture)
     return GateReport("world_model", checks, metrics, time.perf_counter() - begin)
 
 
+PICTURE_WINDOWS = 3
+"""Windows shown in the action-response picture."""
+
+
+def write_action_response_picture(rollouts: dict[str, torch.Tensor], path: Path, scale: int = 2) -> Path:
+    """A PNG grid: per window, one row per held command — the last real frame, then the imagined steps.
+
+    ``rollouts``: command name -> (W, 1 + T, 3, H, W) frames in [-1, 1]. Rows are labelled by command;
+    a grey gap separates windows. Upscaled ``scale`` x with nearest neighbour.
+    """
+    from PIL import Image, ImageDraw
+
+    names = list(rollouts)
+    windows, steps, _, height, width = rollouts[names[0]].shape
+    label, gap = 22, 6
+    canvas = Image.new("RGB", (label + steps * width * scale, windows * (len(names) * height * scale + gap)), "grey")
+    draw = ImageDraw.Draw(canvas)
+    for w in range(windows):
+        for r, name in enumerate(names):
+            top = w * (len(names) * height * scale + gap) + r * height * scale
+            row = ((rollouts[name][w] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # (1 + T, 3, H, W)
+            strip = row.permute(2, 0, 3, 1).reshape(height, steps * width, 3).numpy()
+            image = Image.fromarray(strip).resize((steps * width * scale, height * scale), Image.NEAREST)
+            canvas.paste(image, (label, top))
+            draw.text((2, top + height * scale // 2 - 5), name, fill="white")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
 __all__ = ["COMMANDS", "Rollout", "WorldModelGateConfig", "action_response_gate", "denoiser_rollout",
-           "simulator_displacement", "world_model_gate"]
+           "simulator_displacement", "world_model_gate", "write_action_response_picture"]

@@ -76,6 +76,17 @@ class WorldModelConfig:
     """Std of Gaussian noise added to the context frames during training (robustness to the model's
     own imperfect frames in long rollouts); 0 turns it off, as in DIAMOND."""
 
+    predict_residual: bool = False
+    """Diffuse the change from the last context frame instead of the frame itself (False: DIAMOND).
+    An untrained model then repeats the last frame, and the network's capacity goes to what moves
+    (the ~4 px Push-T agent) rather than to redrawing the static scene. sigma_data and sigma_loc
+    should then describe the change (Push-T: std ~0.06), not the frame."""
+
+    change_weight: float = 0.0
+    """Extra loss weight on the pixels that change between the last context frame and the target
+    (|difference| > 0.1 in any channel): weight 1 + change_weight there, 1 elsewhere. About 1 % of
+    Push-T pixels change per step; 0 is DIAMOND's plain mean over pixels."""
+
     def __post_init__(self) -> None:
         if self.action_size < 1:
             raise ValueError(f"action_size must be at least 1, got {self.action_size}")
@@ -117,6 +128,8 @@ class WorldModelConfig:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
         if self.context_noise < 0:
             raise ValueError(f"context_noise must be >= 0, got {self.context_noise}")
+        if self.change_weight < 0:
+            raise ValueError(f"change_weight must be >= 0, got {self.change_weight}")
 
     @property
     def levels(self) -> int:

@@ -12,6 +12,11 @@ Training draws ``ln(sigma) ~ N(loc, scale^2)`` (clipped) per sample, noises the 
 ``x_sigma = x_0 + sigma n`` and regresses F on its own target ``(x_0 - c_skip x_sigma) / c_out``,
 which has unit variance at every noise level (EDM's loss weighting folded in).
 
+With ``config.predict_residual`` the same EDM process runs on ``x_0 - f_t``, the change from the
+last context frame ``f_t``: D of a noisy frame is ``f_t + D_residual(x_sigma - f_t)``, so callers
+(the sampler, imagination) still see frames. ``config.change_weight`` weights the loss on the
+pixels that change between ``f_t`` and the target.
+
 Image convention inside the model: float32 in [-1, 1] = uint8 / 127.5 - 1, channels first.
 Actions enter in the robot's units and are divided by ``config.action_scale`` here.
 """
@@ -23,7 +28,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmo_ros.dataset.loaders import Window
@@ -69,6 +73,10 @@ def to_model_range(frames: Tensor) -> Tensor:
 def to_uint8(frames: Tensor) -> Tensor:
     """Float images in [-1, 1] -> uint8 in [0, 255] (rounded, clamped); the inverse of :func:`to_model_range`."""
     return ((frames.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+CHANGE_THRESHOLD = 0.1
+"""A pixel "changes" when some channel moves more than this (in [-1, 1] units, ~13/255) between frames."""
 
 
 def _per_sample(value: Tensor, batch: int, device: torch.device) -> Tensor:
@@ -141,9 +149,18 @@ class Denoiser(nn.Module):
         self._check_inputs(noisy, context_frames, context_actions)
         b = noisy.shape[0]
         sigma = _per_sample(sigma, b, noisy.device)
+        origin = self.origin(context_frames)
+        noisy = noisy - origin
         conditioning = edm_preconditioning(sigma, self.config.sigma_data)
         output = self.model_output(noisy, conditioning, context_frames, context_actions.float())
-        return conditioning.c_skip.view(b, 1, 1, 1) * noisy + conditioning.c_out.view(b, 1, 1, 1) * output
+        return origin + conditioning.c_skip.view(b, 1, 1, 1) * noisy + conditioning.c_out.view(b, 1, 1, 1) * output
+
+    def origin(self, context_frames: Tensor) -> Tensor:
+        """What the diffused variable is measured from: the last context frame (B, C, H, W) when
+        ``predict_residual``, else 0. The sampler starts from ``origin + sigma_max * noise``."""
+        if self.config.predict_residual:
+            return to_model_range(context_frames[:, -1])
+        return torch.zeros((), device=context_frames.device)
 
     def prepare(self, context_frames: Tensor, context_actions: Tensor) -> PreparedContext:
         """Checks and scales the context once, and computes its share of the network (the stem's context
@@ -200,13 +217,20 @@ class Denoiser(nn.Module):
         b = target.shape[0]
         if self.training and self.config.context_noise > 0:
             context_frames = context_frames + self.config.context_noise * torch.randn_like(context_frames)
+        clean = target - self.origin(context_frames)  # the frame, or its change from the last context frame
         sigma = self.sample_sigma(b, target.device)
-        noisy = target + sigma.view(b, 1, 1, 1) * torch.randn_like(target)
+        noisy = clean + sigma.view(b, 1, 1, 1) * torch.randn_like(clean)
         conditioning = edm_preconditioning(sigma, self.config.sigma_data)
         output = self.model_output(noisy, conditioning, context_frames, context_actions)
-        f_target = (target - conditioning.c_skip.view(b, 1, 1, 1) * noisy) / conditioning.c_out.view(b, 1, 1, 1)
-        loss = F.mse_loss(output, f_target)
-        return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item()}
+        f_target = (clean - conditioning.c_skip.view(b, 1, 1, 1) * noisy) / conditioning.c_out.view(b, 1, 1, 1)
+        squared_error = (output - f_target) ** 2
+        logs = {}
+        if self.config.change_weight > 0:
+            changed = ((target - context_frames[:, -1]).abs() > CHANGE_THRESHOLD).any(dim=1, keepdim=True)
+            squared_error = squared_error * (1 + self.config.change_weight * changed)
+            logs["changed_pixels"] = changed.float().mean().item()
+        loss = squared_error.mean()
+        return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item(), **logs}
 
     @torch.no_grad()
     def sample_images(self, batch: Window, count: int = 4,

@@ -1,7 +1,8 @@
 """Generating the next frame: EDM sampling on the Karras noise schedule (Euler, or Heun), as in DIAMOND.
 
 The probability-flow ODE ``dx/dsigma = (x - D(x; sigma)) / sigma`` is integrated from
-``x = sigma_max * n`` (n ~ N(0, I)) down to sigma = 0 over the Karras schedule. With DIAMOND's
+``x = origin + sigma_max * n`` (n ~ N(0, I); origin 0, or the last context frame for a model of
+the change) down to sigma = 0 over the Karras schedule. With DIAMOND's
 3 Euler steps that is 3 denoiser calls per frame. Heun (``order=2``) corrects each step with a
 second call, except the last step (to sigma = 0, where the ODE's slope is undefined).
 
@@ -24,6 +25,10 @@ from dmo_ros.world_model.config import SamplerConfig
 class SupportsDenoise(Protocol):
     def denoise(self, noisy: Tensor, sigma: Tensor | float, context_frames: Tensor,
                 context_actions: Tensor) -> Tensor: ...
+
+    def origin(self, context_frames: Tensor) -> Tensor:
+        """Where sampling is centred: the initial state is ``origin + sigma_max * noise``."""
+        ...
 
 
 def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float,
@@ -83,7 +88,7 @@ class DiffusionSampler:
 
         sigmas = self.sigmas.tolist()
         gamma = min(cfg.s_churn / cfg.num_steps, math.sqrt(2) - 1)
-        x = sigmas[0] * noise()
+        x = self.denoiser.origin(context_frames) + sigmas[0] * noise()
         for sigma, next_sigma in itertools.pairwise(sigmas):
             sigma_hat = sigma * (1 + gamma)
             if gamma > 0:  # churn: raise the noise level a little with fresh noise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 from dmo_ros.dataset.loaders import WindowDataset
 from dmo_ros.gates.world_model import WorldModelGateConfig, action_response_gate, simulator_displacement
@@ -24,10 +25,14 @@ def test_simulator_moves_about_three_pixels_a_step_at_64px():
     assert 6.0 < moved[-1] < 12.0
 
 
-def test_the_true_simulator_passes(pusht_play):
+def test_the_true_simulator_passes(pusht_play, tmp_path):
     dataset, indices = _dataset(pusht_play)
-    report = action_response_gate(SimulatorRollout(pusht_play), dataset, indices, CONFIG)
+    picture = tmp_path / "action_response.png"
+    report = action_response_gate(SimulatorRollout(pusht_play), dataset, indices, CONFIG, picture=picture)
     checks = {c.name: c for c in report.checks}
+    # The picture: 3 windows x 5 commands rows of (last real frame + 4 imagined steps), 2x upscaled.
+    with Image.open(picture) as image:
+        assert image.size == (22 + 5 * 64 * 2, 3 * (5 * 64 * 2 + 6))
     assert report.passed, report.format()
     assert checks["agent_visible"].value > 0.99
     assert checks["right_direction"].value >= 0.9

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from dmo_ros.dataset.loaders import Window
 from dmo_ros.world_model.config import PRESETS, SamplerConfig, WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser, edm_preconditioning, to_model_range, world_model_from_state
+from dmo_ros.world_model.sampler import DiffusionSampler
 
 SIZE = 16
 
@@ -212,3 +213,38 @@ def test_weights_round_trip_through_safetensors(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="size mismatch"):
         world_model_from_state(asdict(WorldModelConfig.preset("tiny", 2, image_size=SIZE, channels=[8, 8])),
                                model.state_dict())
+
+
+def test_residual_model_starts_by_repeating_the_last_frame_and_samples_around_it() -> None:
+    # An untrained F outputs 0, so D = last frame + c_skip (x_sigma - last frame): the last frame at high noise,
+    # and sampling (which starts around the last frame) ends on it.
+    config = WorldModelConfig.preset("tiny", 2, image_size=16, predict_residual=True, sigma_data=0.1)
+    model = Denoiser(config).eval()
+    frames = torch.rand(3, 4, 3, 16, 16) * 2 - 1
+    actions = torch.randn(3, 4, 2)
+    out = model.denoise(frames[:, -1] + 5.0 * torch.randn(3, 3, 16, 16), 5.0, frames, actions)
+    torch.testing.assert_close(out, frames[:, -1], atol=0.02, rtol=0)
+    sampled = DiffusionSampler(model).sample(frames, actions, torch.Generator().manual_seed(0))
+    assert (sampled - frames[:, -1]).abs().mean() < 0.05  # frames are uniform in [-1, 1]: mean |x| is 0.5
+    plain = Denoiser(replace(config, predict_residual=False)).eval()  # the same untrained F samples ~0 instead
+    assert DiffusionSampler(plain).sample(frames, actions).abs().mean() < 0.1
+
+
+def test_change_weight_weights_only_the_pixels_that_move() -> None:
+    # Same noise, same weights: the weighted loss exceeds the plain one by the changed pixels' share.
+    still = torch.full((2, 5, 3, 16, 16), 0.5)
+    moved = still.clone()
+    moved[:, 4, :, :4, :4] = -0.5  # a 4x4 patch (1/16 of the pixels) changes in the target frame
+    window = windows(batch=2)
+    window.frames = moved.mul(127.5).add(127.5).round().to(torch.uint8)
+    base = WorldModelConfig.preset("tiny", 2, image_size=16)
+    plain, weighted = Denoiser(base), Denoiser(replace(base, change_weight=9.0))
+    weighted.load_state_dict(plain.state_dict())
+    torch.manual_seed(0)
+    loss_plain, _ = plain(window)
+    torch.manual_seed(0)
+    loss_weighted, logs = weighted(window)
+    assert logs["changed_pixels"] == pytest.approx(1 / 16)
+    assert loss_weighted > loss_plain
+    with pytest.raises(ValueError, match="change_weight"):
+        WorldModelConfig(change_weight=-1.0)

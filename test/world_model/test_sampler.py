@@ -23,6 +23,9 @@ class Oracle:
         self.calls.append((noisy.clone(), float(sigma)))
         return self.x0.expand_as(noisy)
 
+    def origin(self, context_frames):
+        return torch.zeros(())
+
 
 def context(batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.zeros(batch, 4, 3, SIZE, SIZE), torch.zeros(batch, 4, 2)
