@@ -41,6 +41,8 @@ class PreparedContext(NamedTuple):
 
     features: ContextFeatures
     batch: int
+    origin: Tensor | None = None
+    """The last context frame where the model diffuses the change from it (``predict_residual``), else None."""
 
 
 class Preconditioning(NamedTuple):
@@ -176,7 +178,8 @@ class Denoiser(nn.Module):
         self._check_inputs(context_frames[:, 0], context_frames, context_actions)  # the next frame's shape
         features = self.inner_model.prepare_context(context_frames / cfg.sigma_data,
                                                     context_actions.float() / self.action_scale)
-        return PreparedContext(features, b)
+        origin = context_frames[:, -1] if cfg.predict_residual else None
+        return PreparedContext(features, b, origin)
 
     def denoise_prepared(self, noisy: Tensor, sigma: float, context: PreparedContext) -> Tensor:
         """:meth:`denoise` at one noise level ``sigma`` (a Python float) for a prepared context: the same
@@ -186,8 +189,11 @@ class Denoiser(nn.Module):
         c_in, c_skip = variance**-0.5, self.config.sigma_data**2 / variance
         c_out = sigma * self.config.sigma_data * variance**-0.5
         c_noise = torch.full((b,), math.log(sigma) / 4, device=noisy.device)
+        if context.origin is not None:  # predict_residual: the process runs on the change from the last frame
+            noisy = noisy - context.origin
         output = self.inner_model.forward_prepared(noisy * c_in, c_noise, context.features)
-        return torch.add(output * c_out, noisy, alpha=c_skip)
+        denoised = torch.add(output * c_out, noisy, alpha=c_skip)
+        return denoised if context.origin is None else denoised + context.origin
 
     # -- training -----------------------------------------------------------------------------
 

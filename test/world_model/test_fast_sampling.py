@@ -18,10 +18,10 @@ TOLERANCE = 1e-4
 """Max |frame difference| on the [-1, 1] scale that counts as unchanged (1/78 of a uint8 level)."""
 
 
-def trained_looking(preset: str, seed: int = 0) -> Denoiser:
+def trained_looking(preset: str, seed: int = 0, **overrides) -> Denoiser:
     """A denoiser whose zero-initialised layers have small random weights (else F's output would be 0)."""
     torch.manual_seed(seed)
-    denoiser = Denoiser(WorldModelConfig.preset(preset, 2, image_size=32)).eval()
+    denoiser = Denoiser(WorldModelConfig.preset(preset, 2, image_size=32, **overrides)).eval()
     with torch.no_grad():
         for parameter in denoiser.parameters():
             if parameter.ndim > 1 and not parameter.abs().sum():
@@ -36,11 +36,11 @@ def context(denoiser: Denoiser, batch: int = 3) -> tuple[torch.Tensor, torch.Ten
     return frames, torch.randn(batch, cfg.context, cfg.action_size, generator=generator) * 0.2
 
 
-@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "residual"])
 @pytest.mark.parametrize("sampler_config", [SamplerConfig(), SamplerConfig(order=2), SamplerConfig(s_churn=0.5),
                                             SamplerConfig(num_steps=1)])
 def test_prepared_context_gives_the_reference_frames(preset, sampler_config):
-    denoiser = trained_looking(preset)
+    denoiser = trained_looking("cpu", predict_residual=True) if preset == "residual" else trained_looking(preset)
     frames, actions = context(denoiser)
     with torch.no_grad():
         reference = DiffusionSampler(denoiser, sampler_config, fast=False).sample(
