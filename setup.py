@@ -65,6 +65,7 @@ setup(
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
             "dmo-train-rung0 = dmo_ros.ladder.rung0:main",
+            "dmo-ladder-table = dmo_ros.ladder.table:main",
             "dmo-gate = dmo_ros.gates.cli:main",
         ],
     },

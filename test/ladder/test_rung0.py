@@ -11,6 +11,7 @@ import torch
 from dmo_ros.dmo.runner import read_evaluations
 from dmo_ros.ladder import rung0
 from dmo_ros.ladder.state_env import HALF, StateEnvs, observe, state_reward, t_pose_error
+from dmo_ros.ladder.table import ladder_table
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import GOAL_POSE, pose_error
 
@@ -48,6 +49,8 @@ def test_tiny_rung0_trainer_runs_logs_evaluations_and_resumes(tmp_path, capsys, 
     assert final["policy"]["episodes"] == 2 and final["config"]["max_steps"] == 150
     assert len(final["ceilings"]) == 3 and "| ceiling: scripted expert" in out
     assert (tmp_path / "runs" / "ceilings.json").is_file()
+    table = ladder_table([run])
+    assert f"| 0 (true state) | reach | {method} |" in table and "| - | reach | scripted expert (privileged) |" in table
     # Resume: the same command with a larger budget goes on from the checkpoint.
     first_samples = records[-1]["samples"]
     assert rung0.main([*args, "--max-samples", str(first_samples + 64)]) == 0
