@@ -18,7 +18,9 @@ Only the frame/time layout is this module's business; the EDM scalings are in :m
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -32,6 +34,22 @@ GROUP_SIZE = 32
 
 HEAD_DIM = 8
 """Channels per self-attention head."""
+
+
+_REFERENCE_OPS = [False]
+"""True inside :func:`reference_ops`."""
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Run the network with its original operations (separate scale and shift, SiLU out of place, the pad
+    always applied): what ``benchmarks/sampling_speed.py`` and the tests compare the fused ones with."""
+    saved = _REFERENCE_OPS[0]
+    _REFERENCE_OPS[0] = True
+    try:
+        yield
+    finally:
+        _REFERENCE_OPS[0] = saved
 
 
 def _groups(channels: int) -> int:
@@ -64,7 +82,12 @@ class AdaGroupNorm(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         scale, shift = self.to_scale_shift(cond)[:, :, None, None].chunk(2, dim=1)
-        return torch.addcmul(shift, F.group_norm(x, self.groups), 1 + scale)  # one pass for scale and shift
+        normed = F.group_norm(x, self.groups)
+        if _REFERENCE_OPS[0]:
+            return normed * (1 + scale) + shift
+        if torch.is_grad_enabled():
+            return torch.addcmul(shift, normed, 1 + scale)  # one pass for scale and shift
+        return normed.mul_(1 + scale).add_(shift)  # sampling: in place, no new tensors
 
 
 class SelfAttention2d(nn.Module):
@@ -100,8 +123,9 @@ class ResBlock(nn.Module):
         self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond)))
-        h = self.conv2(F.silu(self.norm2(h, cond)))
+        in_place = not (torch.is_grad_enabled() or _REFERENCE_OPS[0])  # a fresh norm output: SiLU may overwrite
+        h = self.conv1(F.silu(self.norm1(x, cond), inplace=in_place))
+        h = self.conv2(F.silu(self.norm2(h, cond), inplace=in_place))
         return self.attention(self.skip(x) + h)
 
 
@@ -136,7 +160,7 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         multiple = 2 ** (len(self.down_blocks) - 1)  # pad so every downsampling halves exactly
-        if height % multiple or width % multiple:
+        if height % multiple or width % multiple or _REFERENCE_OPS[0]:
             x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
         skips: list[Tensor] = []
         for down, blocks in zip(self.downsamples, self.down_blocks, strict=True):

@@ -12,6 +12,7 @@ import torch
 from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
 from dmo_ros.world_model.imagination import WorldModelEnv
+from dmo_ros.world_model.inner_model import reference_ops
 from dmo_ros.world_model.sampler import DiffusionSampler
 
 TOLERANCE = 1e-4
@@ -42,7 +43,7 @@ def context(denoiser: Denoiser, batch: int = 3) -> tuple[torch.Tensor, torch.Ten
 def test_prepared_context_gives_the_reference_frames(preset, sampler_config):
     denoiser = trained_looking("cpu", predict_residual=True) if preset == "residual" else trained_looking(preset)
     frames, actions = context(denoiser)
-    with torch.no_grad():
+    with torch.no_grad(), reference_ops():
         reference = DiffusionSampler(denoiser, sampler_config, fast=False).sample(
             frames, actions, torch.Generator().manual_seed(1))
         fast = DiffusionSampler(denoiser, sampler_config).sample(frames, actions, torch.Generator().manual_seed(1))
@@ -95,3 +96,21 @@ def test_the_sampling_benchmark_runs(capsys):
     assert "before (per-call context, no_grad)" in out and "prepared + channels_last" in out
     rows = [line for line in out.splitlines() if line.startswith("| prepared + channels_last ")]
     assert rows and rows[0].rstrip().endswith("yes |")  # within the exact tolerance
+
+
+def test_fused_operations_keep_gradients_for_training():
+    denoiser = trained_looking("tiny")
+    frames, actions = context(denoiser, batch=2)
+    noisy = torch.randn(2, 3, 32, 32)
+    with reference_ops():
+        expected = denoiser.denoise(noisy, 0.7, frames, actions)
+        expected.square().mean().backward()
+    reference_grads = [p.grad.clone() for p in denoiser.parameters()]
+    denoiser.zero_grad()
+    fused = denoiser.denoise(noisy, 0.7, frames, actions)
+    fused.square().mean().backward()
+    assert (fused - expected).abs().max() <= TOLERANCE
+    for parameter, reference in zip(denoiser.parameters(), reference_grads, strict=True):
+        assert torch.allclose(parameter.grad, reference, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        assert (denoiser.denoise(noisy, 0.7, frames, actions) - expected).abs().max() <= TOLERANCE  # in place
