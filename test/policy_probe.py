@@ -19,46 +19,23 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from probe_client import ProbeClient
+
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "yuv422": 2}
 ARM_TOPIC = "/servo_node/delta_twist_cmds"
 
 
-class Probe:
+class Probe(ProbeClient):
     """The probe process, asked one line at a time."""
 
     def __init__(self, env: dict[str, str], command_type: str = "TwistStamped", topic: str = ARM_TOPIC,
                  camera_format: str = "raw") -> None:
-        self.process = subprocess.Popen([sys.executable, str(Path(__file__)), command_type, topic, camera_format],
-                                        env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT)
-        self.replies: queue.Queue = queue.Queue()
-        self.other: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self._next(30) == "started", self.other
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                self.replies.put(json.loads(line))
-            except json.JSONDecodeError:
-                self.other.append(line)
-
-    def _next(self, timeout: float = 15.0):
-        try:
-            return self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"probe did not answer; its other output:\n{''.join(self.other)}") from None
-
-    def ask(self, *command):
-        self.process.stdin.write(" ".join(map(str, command)) + "\n")
-        self.process.stdin.flush()
-        return self._next()
+        super().__init__([sys.executable, str(Path(__file__)), command_type, topic, camera_format], env, timeout=15.0)
 
     def commands_since(self, start: float) -> list[list]:
         return [c for c in self.ask("commands") if c[0] >= start]
@@ -72,19 +49,6 @@ class Probe:
                 return moving[0][0]
             time.sleep(0.1)
         raise AssertionError(f"no non-zero command within {timeout} s")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write("quit\n")
-                self.process.stdin.close()
-            except (BrokenPipeError, ValueError):
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def zero(command: list) -> bool:

@@ -137,7 +137,7 @@ def world_model_gate(denoiser: Denoiser, dataset_folder: Path | str, config: Wor
     dataset, indices = _windows(Path(dataset_folder), cfg.context, config.windows)
     report = action_response_gate(denoiser_rollout(denoiser, sampler_config, config.seed), dataset, indices, config,
                                   picture)
-    report.metrics.update(dataset=str(dataset_folder), sampler=vars(sampler_config or SamplerConfig()))
+    report.metrics.update(dataset=str(dataset_folder), sampler=vars(sampler_config or denoiser.sampler_config))
     return report
 
 

@@ -108,6 +108,11 @@ class Denoiser(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     @property
+    def sampler_config(self) -> SamplerConfig:
+        """How this model is sampled by default: ``config.sampler_steps`` deterministic Euler steps."""
+        return SamplerConfig(num_steps=self.config.sampler_steps)
+
+    @property
     def device(self) -> torch.device:
         return self.inner_model.conv_in.weight.device
 

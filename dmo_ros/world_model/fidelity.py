@@ -225,7 +225,7 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         raise ValueError("horizon, windows and batch_size must be at least 1")
     begin = time.perf_counter()
     dataset_folder, out_dir = Path(dataset_folder), Path(out_dir)
-    sampler_config = sampler_config or SamplerConfig()
+    sampler_config = sampler_config or denoiser.sampler_config
     cfg = denoiser.config
     dataset, indices = _select_windows(dataset_folder, cfg.context, horizon, windows)
     if dataset.image_shape != (cfg.image_size, cfg.image_size) or dataset.action_size != cfg.action_size:
@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, required=True, help="dataset folder to take the windows from")
     parser.add_argument("--horizon", type=int, default=20, help="open-loop steps per window (default 20 = 4 s)")
     parser.add_argument("--windows", type=int, default=64, help="windows to evaluate, evenly spread (default 64)")
-    parser.add_argument("--steps", type=int, default=3, help="denoising steps per frame (default 3, as trained for)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoising steps per frame (default: the model's sampler_steps)")
     parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="1: Euler (default), 2: Heun")
     parser.add_argument("--batch-size", type=int, default=32, help="windows rolled out together (default 32)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default: last)")
@@ -341,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device, World())
         denoiser = load_world_model(args.run_dir, device, args.checkpoint)
         fidelity_report(denoiser, args.dataset, args.out or args.run_dir / "fidelity", horizon=args.horizon,
-                        windows=args.windows, sampler_config=SamplerConfig(num_steps=args.steps, order=args.order),
+                        windows=args.windows,
+                        sampler_config=SamplerConfig(num_steps=args.steps or denoiser.config.sampler_steps,
+                                                     order=args.order),
                         device=device, batch_size=args.batch_size, seed=args.seed)
     except (ValueError, FileNotFoundError, RuntimeError) as error:  # DatasetError is a ValueError
         print(f"dmo-world-model-report: error: {error}", file=sys.stderr)

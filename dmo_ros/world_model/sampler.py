@@ -51,7 +51,8 @@ class DiffusionSampler:
 
     def __init__(self, denoiser: SupportsDenoise, config: SamplerConfig | None = None, fast: bool = True) -> None:
         self.denoiser = denoiser
-        self.config = config or SamplerConfig()
+        # No config: the model's own default (its config's sampler_steps), else DIAMOND's 3 Euler steps.
+        self.config = config or getattr(denoiser, "sampler_config", None) or SamplerConfig()
         self.fast = fast and hasattr(denoiser, "prepare") and hasattr(denoiser, "denoise_prepared")
         """Prepare the context once per frame (:meth:`Denoiser.prepare`): the same frames up to float rounding
         (``benchmarks/sampling_speed.py`` measures both); False runs every call through ``denoise``."""

@@ -6,15 +6,13 @@ TwistStamped commands and reset events, and reports the StandinState and images 
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
+from probe_client import ProbeClient
 
 from conftest import BIN, run_command
 
@@ -85,34 +83,9 @@ rclpy.shutdown()
 """
 
 
-class Probe:
+class Probe(ProbeClient):
     def __init__(self, env: dict[str, str], image_qos: str = "sensor_data") -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", PROBE, image_qos], env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.replies: queue.Queue = queue.Queue()
-        self.other: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self._next(30) == "started", self.other
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            try:
-                self.replies.put(json.loads(line))
-            except json.JSONDecodeError:
-                self.other.append(line)
-
-    def _next(self, timeout: float = 10.0):
-        try:
-            return self.replies.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"probe did not answer; its other output:\n{''.join(self.other)}") from None
-
-    def ask(self, *command) -> object:
-        self.process.stdin.write(" ".join(map(str, command)) + "\n")
-        self.process.stdin.flush()
-        return self._next()
+        super().__init__([sys.executable, "-c", PROBE, image_qos], env)
 
     def wait_state(self, condition=lambda s: True, timeout: float = 20.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -122,19 +95,6 @@ class Probe:
                 return state
             assert time.monotonic() < deadline, f"no matching standin_state within {timeout} s (last: {state})"
             time.sleep(0.05)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:  # no reply: the probe just ends
-                self.process.stdin.write("quit\n")
-                self.process.stdin.close()
-            except (BrokenPipeError, ValueError):
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def start_standin(env: dict[str, str], **parameters) -> subprocess.Popen:

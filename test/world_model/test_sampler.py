@@ -96,3 +96,12 @@ def test_gradients_flow_through_sampling_to_the_actions() -> None:
     assert out.requires_grad
     (out * torch.randn_like(out)).sum().backward()
     assert actions.grad is not None and actions.grad.abs().sum() > 0
+
+
+def test_without_a_config_the_sampler_uses_the_models_sampler_steps() -> None:
+    one_step = Denoiser(WorldModelConfig.preset("tiny", 2, image_size=SIZE, sampler_steps=1))
+    assert DiffusionSampler(one_step).config.num_steps == 1
+    assert DiffusionSampler(one_step, SamplerConfig(num_steps=4)).config.num_steps == 4  # the caller's wins
+    assert DiffusionSampler(Oracle(torch.zeros(1))).config == SamplerConfig()  # DIAMOND's 3 Euler steps
+    with pytest.raises(ValueError, match="sampler_steps"):
+        WorldModelConfig(sampler_steps=0)
