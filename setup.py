@@ -66,6 +66,8 @@ setup(
             "dmo-train-policy = dmo_ros.dmo.train:main",
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
+            "dmo-train-rung0 = dmo_ros.ladder.rung0:main",
+            "dmo-ladder-table = dmo_ros.ladder.table:main",
             "dmo-gate = dmo_ros.gates.cli:main",
             "dmo-dream-strip = dmo_ros.dream.strip:main",
             "dmo-dream-flags = dmo_ros.dream.flags:main",

@@ -45,6 +45,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "dmo": ("DMO", "tab:red"),
     "no_diffusion": ("No Diffusion", "tab:blue"),
     "ppo": ("PPO", "tab:green"),
+    "sapo": ("SAPO on true state (rung 0)", "tab:purple"),
 }
 """The methods a policy run can log, in the order they are listed and drawn."""
 
@@ -62,6 +63,9 @@ FIGURES = {
     "coverage_vs_time.png": ("mean_max_coverage", "wall_s"),
 }
 
+RUN_KINDS = ("policy", "rung0")
+"""``config.json`` kinds of the runs compared: dmo-train-policy's and dmo-train-rung0's."""
+
 REQUIRED = ("epoch", "samples", "wall_s", "success_rate", "mean_max_coverage")
 """Keys every ``eval.jsonl`` line must hold."""
 
@@ -77,9 +81,11 @@ class RunLog:
     run_dir: Path
     """The run folder."""
     method: str
-    """``config.json`` ``method``: dmo, no_diffusion or ppo."""
+    """``config.json`` ``method``: dmo, no_diffusion, ppo (or sapo: rung 0)."""
     records: list[dict[str, Any]]
     """The ``eval.jsonl`` lines (one per epoch, the last logged line of each), sorted by epoch."""
+    task: str = "push_t"
+    """``config.json`` ``task`` (runs that predate tasks trained and evaluated on push_t)."""
 
     def values(self, key: str) -> np.ndarray:
         """``key`` of every evaluation, in epoch order."""
@@ -104,9 +110,10 @@ def read_run(run_dir: Path | str) -> RunLog:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise CompareError(f"{config_path}: not valid JSON ({error})") from error
-    if not isinstance(config, dict) or config.get("kind") != "policy":
+    if not isinstance(config, dict) or config.get("kind") not in RUN_KINDS:
         kind = config.get("kind") if isinstance(config, dict) else None
-        raise CompareError(f"{run_dir}: not a policy run (kind {kind!r}); give run folders of dmo-train-policy")
+        raise CompareError(f"{run_dir}: not a policy run (kind {kind!r}); give run folders of dmo-train-policy "
+                           "or dmo-train-rung0")
     method = config.get("method")
     if method not in METHODS:
         raise CompareError(f"{config_path}: unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -136,7 +143,7 @@ def read_run(run_dir: Path | str) -> RunLog:
         by_epoch[int(record["epoch"])] = record  # a resumed run re-logs epochs: the later line wins
     if not by_epoch:
         raise CompareError(f"{log_path}: empty (no evaluation logged yet)")
-    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)])
+    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)], str(config.get("task", "push_t")))
 
 
 # -- aggregation ---------------------------------------------------------------------------------
@@ -297,8 +304,23 @@ def plot_figures(groups: dict[str, list[RunLog]], out_dir: Path, title: str) -> 
     return paths
 
 
-def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-T") -> tuple[list[dict], list[Path]]:
-    """Read the runs, write the figures and tables into ``out_dir``; the table rows and the written files."""
+def ceilings_table(runs: list[RunLog], episodes: int = 50, cache: Path | None = None) -> str:
+    """The random, zero-action and expert ceilings on the runs' task, as ``dmo-eval-policy`` reports them
+    (``episodes`` fixed-seed episodes of gym-pusht's standard 30 s)."""
+    from dmo_ros.policy.evaluate import EvalConfig, evaluate_ceilings, format_table
+
+    tasks = sorted({run.task for run in runs})
+    if len(tasks) != 1:
+        raise CompareError(f"the runs are on different tasks ({', '.join(tasks)}); compare one task at a time")
+    config = EvalConfig(episodes=episodes, task=tasks[0])
+    return format_table(evaluate_ceilings(config, cache=cache), config)
+
+
+def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-T",
+            ceilings: int = 0, ceilings_cache: Path | None = None) -> tuple[list[dict], list[Path]]:
+    """Read the runs, write the figures and tables into ``out_dir``; the table rows and the written files.
+
+    ``ceilings`` > 0 adds the ceilings' table (that many episodes) under the comparison in ``comparison.md``."""
     resolved = [Path(run_dir).resolve() for run_dir in run_dirs]
     repeated = sorted({str(run_dir) for run_dir, path in zip(run_dirs, resolved, strict=True)
                        if resolved.count(path) > 1})
@@ -312,9 +334,12 @@ def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table_path = out_dir / "comparison.md"
+    ceiling_text = ""
+    if ceilings:
+        ceiling_text = f"\nCeilings on the same task:\n\n{ceilings_table(runs, ceilings, ceilings_cache)}\n"
     table_path.write_text(f"# {title}\n\n{markdown_table(rows)}\n\n"
                           "Numbers: mean over a method's runs of each run's own value (its last evaluation, or its "
-                          "best), (min-max) over the runs when there are several.\n")
+                          "best), (min-max) over the runs when there are several.\n" + ceiling_text)
     written = [*plot_figures(groups, out_dir, title), table_path, write_csv(rows, out_dir / "comparison.csv")]
     return rows, written
 
@@ -330,13 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="policy run folders")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
     parser.add_argument("--title", default="Push-T", help="figure and table title")
+    parser.add_argument("--ceilings", type=int, default=50, metavar="EPISODES",
+                        help="evaluate the random, zero-action and expert ceilings on the runs' task over this many "
+                             "fixed-seed episodes and put them beside the table (default 50; 0: leave them out)")
+    parser.add_argument("--ceilings-cache", type=Path, default=None,
+                        help="JSON file remembering the ceilings' results (default: OUT/ceilings.json)")
     options = parser.parse_args(argv)
     try:
-        rows, written = compare(options.run_dirs, options.out, options.title)
+        rows, written = compare(options.run_dirs, options.out, options.title, options.ceilings,
+                                options.ceilings_cache or options.out / "ceilings.json")
     except (CompareError, OSError) as error:
         print(f"dmo-compare: error: {error}", file=sys.stderr)
         return 2
-    print(markdown_table(rows))
+    print((options.out / "comparison.md").read_text() if options.ceilings else markdown_table(rows))
     print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
 

@@ -83,10 +83,10 @@ class PolicyTrainConfig:
     """Evaluate on the stand-in every this many epochs (and before the first and after the last); 0: never."""
 
     eval_episodes: int = 10
-    """Stand-in episodes per evaluation."""
+    """Stand-in episodes per periodic evaluation (a progress monitor; reported numbers use 50, ``dmo-eval-policy``)."""
 
-    eval_max_steps: int = 100
-    """Control steps per evaluation episode (5 Hz: 100 steps = 20 s)."""
+    eval_max_steps: int = 150
+    """Control steps per evaluation episode (150 = gym-pusht's standard 30 s at 5 Hz)."""
 
     eval_seed: int = 10_000
     """Seed of the evaluation episodes (the same start poses at every evaluation, distinct from the data's)."""
@@ -178,13 +178,18 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
                   **evaluate(algorithm.policy()), "method": algorithm.method}
         with open(run_dir / EVAL_LOG, "a") as stream:
             stream.write(json.dumps(record) + "\n")
-        for key in ("success_rate", "mean_max_coverage"):
-            writer.add_scalar(f"eval/{key}", record[key], algorithm.samples)
-            writer.add_scalar(f"eval_time/{key}", record[key], int(wall_s))
+        for key, value in record.items():  # success_rate, mean_max_coverage and whatever else is a number
+            if key in ("epoch", "samples", "wall_s", "episodes") or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                writer.add_scalar(f"eval/{key}", value, algorithm.samples)
+                writer.add_scalar(f"eval_time/{key}", value, int(wall_s))
         writer.flush()
         new_records.append(record)
+        distance = record.get("mean_final_distance")
         progress.write(f"eval at {algorithm.samples} samples, {wall_s:.0f} s: success "
-                       f"{record['success_rate']:.0%}, mean max coverage {record['mean_max_coverage']:.3f}")
+                       f"{record['success_rate']:.0%}, mean max coverage {record['mean_max_coverage']:.3f}"
+                       + (f", final distance {distance:.1f}" if isinstance(distance, float) else ""))
 
     def checkpoint(logs: dict[str, float]) -> None:
         save_checkpoint(run_dir, epoch, algorithm.state_dict(),

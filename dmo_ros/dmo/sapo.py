@@ -300,8 +300,11 @@ class SAPOLearner(nn.Module):
         optimizer.zero_grad(set_to_none=True)
         return norm
 
-    def update(self, trajectory: Trajectory) -> dict[str, float]:
-        """One SAPO step: actor (through the trajectory), alpha, then the critics on detached features."""
+    def update(self, trajectory: Trajectory, terminal_weight: float = 1.0) -> dict[str, float]:
+        """One SAPO step: actor (through the trajectory), alpha, then the critics on detached features.
+
+        ``terminal_weight`` scales the terminal value in the actor's objective (0 while the critics warm up:
+        an untrained critic's gradient is noise; the critics' own targets always bootstrap)."""
         config = self.config
         features, rewards, entropies, dones = (trajectory.features, trajectory.rewards, trajectory.entropies,
                                                trajectory.dones)
@@ -313,7 +316,7 @@ class SAPOLearner(nn.Module):
 
         # Actor: backprop the soft return through the imagined trajectory into the actor only.
         terminal_values = self.critics.target(features[horizon])
-        actor_loss = actor_objective(rewards, entropies, terminal_values, alpha, config.gamma, dones)
+        actor_loss = actor_objective(rewards, entropies, terminal_weight * terminal_values, alpha, config.gamma, dones)
         actor_grad_norm = self._step(self.actor_optimizer, actor_loss, list(self.actor.parameters()))
 
         temperature_loss = alpha_loss(self.log_alpha, entropies, self.target_entropy)

@@ -46,7 +46,7 @@ RUN_PRESETS: dict[str, PolicyTrainConfig] = {
     # Tests: a few epochs in seconds.
     "tiny": PolicyTrainConfig(max_samples=64, eval_every=1, eval_episodes=2, eval_max_steps=8, checkpoint_every=1),
     # The laptop demo: 32 DMO epochs of 16 x 16 imagined steps, about 10 minutes on 2 cores.
-    "cpu": PolicyTrainConfig(max_samples=8_192, eval_every=8, eval_episodes=10, eval_max_steps=100,
+    "cpu": PolicyTrainConfig(max_samples=8_192, eval_every=8, eval_episodes=10, eval_max_steps=150,
                              checkpoint_every=8),
     # One GPU: the budget of a paper-scale run is set with --max-samples (the paper: 8 M for DMO on Push-T).
     "gpu": PolicyTrainConfig(max_samples=2_000_000, eval_every=25, eval_episodes=20, eval_max_steps=150,
@@ -196,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed)
 
         def evaluate(policy) -> dict[str, Any]:
-            result = evaluate_policy(policy, eval_config)
-            return {"success_rate": result.success_rate, "mean_max_coverage": result.mean_max_coverage,
-                    "episodes": len(result.episodes)}
+            return evaluate_policy(policy, eval_config).record()
     else:
         print(f"note: no stand-in evaluation for robot {robot!r} yet (Push-T only); training without it", flush=True)
 

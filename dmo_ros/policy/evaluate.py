@@ -33,14 +33,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.images import ASPECTS, resize
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
-from dmo_ros.sims.pusht import SUCCESS_COVERAGE, PushTConfig, PushTSim
+from dmo_ros.sims.pusht import PushTConfig, PushTSim
+from dmo_ros.sims.pusht_tasks import LOOSE_COVERAGE, TASKS
+from dmo_ros.teleop.operator import Observation
 
 ROBOTS = ("pusht",)
 """Robots whose stand-in can score a policy (Push Cube has no success measure here yet)."""
@@ -51,22 +53,35 @@ MODES = ("direct", "ros", "both")
 CAMERA_SIZE = (96, 96)
 """(H, W) of the stand-in camera's render, as in the recorded datasets (resized to the policy's size)."""
 
+STANDARD_EPISODE_STEPS = 150
+"""gym-pusht's standard episode: its ``PushT-v0`` is registered with ``max_episode_steps=300`` env steps at its
+``render_fps`` = control rate of 10 Hz, i.e. 30 s; at the stand-in's 5 Hz that is 150 control steps."""
+
+LONG_EPISODE_STEPS = 300
+"""The longer option (``--long``): 60 s at 5 Hz."""
+
+CEILINGS = ("random", "zero", "expert")
+"""The reference controllers evaluated beside every table: uniform random actions, no motion, the scripted expert."""
+
 
 @dataclass
 class EvalConfig:
-    """What an evaluation runs: how many stand-in episodes, how long, from which seed."""
+    """What an evaluation runs: how many stand-in episodes, how long, from which seed, on which task."""
 
-    episodes: int = 10
-    """Stand-in episodes to run (each from a new start pose)."""
+    episodes: int = 50
+    """Stand-in episodes to run (each from a new start pose; 50 gives a success rate to about +-14 % (95 %))."""
 
-    max_steps: int = 100
-    """Control steps per episode at most (100 = 20 s at 5 Hz); an episode ends earlier at success."""
+    max_steps: int = STANDARD_EPISODE_STEPS
+    """Control steps per episode at most (150 = gym-pusht's 30 s at 5 Hz); an episode ends earlier at success."""
 
     seed: int = 10_000
     """Base seed of the stand-in's start poses (episode e from (seed, e)); distinct from the data seeds 0 and 1."""
 
     robot: str = "pusht"
     """The stand-in to evaluate on; only ``pusht`` so far."""
+
+    task: str = "push_t"
+    """The Push-T task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_near or push_t."""
 
     aspect: str = "crop"
     """How the camera frame is fitted to the policy's image size (as the dataset converter did): crop, pad, stretch."""
@@ -78,6 +93,8 @@ class EvalConfig:
         if self.robot not in ROBOTS:
             raise ValueError(f"evaluation of robot {self.robot!r} is not implemented yet (Push Cube has no stand-in "
                              f"success measure); evaluate on one of: {', '.join(ROBOTS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.max_steps < 1:
@@ -94,14 +111,19 @@ class EvalConfig:
             raise ValueError(f"unknown evaluation preset {name!r}; choose one of {', '.join(EVAL_PRESETS)}")
         return replace(EVAL_PRESETS[name], **overrides)
 
+    def sim_config(self) -> PushTConfig:
+        """The stand-in these episodes run on."""
+        return PushTConfig(seed=self.seed, width=CAMERA_SIZE[1], height=CAMERA_SIZE[0],
+                           control_period_s=self.control_period_s, task=self.task)
+
 
 EVAL_PRESETS: dict[str, EvalConfig] = {
     # Tests: a second or two.
     "tiny": EvalConfig(episodes=2, max_steps=10),
-    # The laptop demo and periodic evaluations during training: 10 episodes of 20 s.
-    "cpu": EvalConfig(episodes=10, max_steps=100),
-    # Final numbers: more episodes for a tighter success-rate estimate (+-7 % at 50 episodes).
-    "gpu": EvalConfig(episodes=50, max_steps=100),
+    # Reported numbers: 50 fixed-seed episodes of gym-pusht's standard 30 s.
+    "cpu": EvalConfig(episodes=50, max_steps=STANDARD_EPISODE_STEPS),
+    # The same episodes, twice as long (60 s).
+    "gpu": EvalConfig(episodes=50, max_steps=LONG_EPISODE_STEPS),
 }
 """Evaluation presets; ``EvalConfig.preset(name)`` returns a copy."""
 
@@ -111,13 +133,43 @@ class EpisodeResult:
     """One stand-in episode."""
 
     success: bool
-    """The coverage exceeded the success threshold (0.95) before ``max_steps``."""
+    """The task's success rule held before ``max_steps`` (push_t / push_near: coverage > 0.95)."""
     max_coverage: float
     """Largest coverage of the goal T in the episode, in [0, 1]."""
     steps: int
     """Control steps run (fewer than ``max_steps`` only at success)."""
     final_coverage: float = 0.0
     """Coverage of the goal T at the end of the episode, in [0, 1]."""
+    final_distance: float | None = None
+    """The task's distance at the end (arena units; reach: agent to target, pushing: the T's corners to the goal
+    T's); None where it was not measured (the evaluation through ROS)."""
+    start_distance: float | None = None
+    """The task's distance at the start (arena units)."""
+    loose_success: bool | None = None
+    """The looser rule held at some step (pushing: coverage > 0.8; reach: within twice the radius); None: not
+    measured, read as max coverage > 0.8."""
+
+    def loose(self) -> bool:
+        return self.max_coverage > LOOSE_COVERAGE if self.loose_success is None else bool(self.loose_success)
+
+
+def mean_spread(values: list[float] | np.ndarray) -> dict[str, float]:
+    """Mean, sample standard deviation and the half-width of a normal 95 % confidence interval of the mean."""
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if len(values) == 0:
+        return {"mean": float("nan"), "std": float("nan"), "ci95": float("nan")}
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(values.mean()), "std": std, "ci95": 1.96 * std / np.sqrt(len(values))}
+
+
+def rate_interval(successes: int, count: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95 % interval of a success rate (sound at 0/N and N/N, where the normal one collapses)."""
+    if count == 0:
+        return 0.0, 1.0
+    p = successes / count
+    centre = (p + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * np.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 @dataclass
@@ -137,56 +189,213 @@ class EvalResult:
     def successes(self) -> int:
         return sum(episode.success for episode in self.episodes)
 
+    @property
+    def loose_successes(self) -> int:
+        return sum(episode.loose() for episode in self.episodes)
+
+    @property
+    def loose_success_rate(self) -> float:
+        return self.loose_successes / max(len(self.episodes), 1)
+
+    def summary(self) -> dict[str, Any]:
+        """The reported numbers with their spread: rates with Wilson 95 % intervals, means with std and a
+        normal 95 % interval half-width."""
+        count = len(self.episodes)
+        coverage = mean_spread([e.max_coverage for e in self.episodes])
+        distance = mean_spread([e.final_distance for e in self.episodes])
+        return {
+            "success_rate": self.success_rate, "success_ci95": list(rate_interval(self.successes, count)),
+            "loose_success_rate": self.loose_success_rate,
+            "loose_success_ci95": list(rate_interval(self.loose_successes, count)),
+            "mean_max_coverage": coverage["mean"], "max_coverage_std": coverage["std"],
+            "max_coverage_ci95": coverage["ci95"],
+            "mean_final_distance": distance["mean"], "final_distance_std": distance["std"],
+            "final_distance_ci95": distance["ci95"],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able numbers; ``episodes`` is the count (as in ``eval.jsonl``), ``per_episode`` the details."""
-        return {"success_rate": self.success_rate, "mean_max_coverage": self.mean_max_coverage,
-                "successes": self.successes, "episodes": len(self.episodes), "seconds": self.seconds,
-                "per_episode": [asdict(episode) for episode in self.episodes]}
+        return {**self.summary(), "successes": self.successes, "episodes": len(self.episodes),
+                "seconds": self.seconds, "per_episode": [asdict(episode) for episode in self.episodes]}
+
+    def record(self) -> dict[str, Any]:
+        """The numbers a training run logs per evaluation (``eval.jsonl``): the summary and the episode count."""
+        return {**self.summary(), "episodes": len(self.episodes)}
 
 
 ProgressCallback = Callable[[int, EpisodeResult], None]
 """Called after each episode with its index and result."""
 
 
-def run_episode(policy: Policy, sim: PushTSim, config: EvalConfig) -> EpisodeResult:
+class Controller(Protocol):
+    """Anything that drives the stand-in for an evaluation: an image policy, a state policy, a ceiling."""
+
+    def reset(self, sim: PushTSim) -> None:
+        """A new episode starts (the simulator is at its start)."""
+
+    def act(self, sim: PushTSim) -> np.ndarray:
+        """The end-effector velocity (m/s) for the simulator's current step."""
+
+
+class PolicyController:
+    """A :class:`Policy` (camera frames in) as a controller: the 96 x 96 render, fitted to its size."""
+
+    def __init__(self, policy: Policy, aspect: str = "crop") -> None:
+        self.policy, self.aspect = policy, aspect
+
+    def reset(self, sim: PushTSim) -> None:
+        self.policy.reset()
+
+    def act(self, sim: PushTSim) -> np.ndarray:
+        height, width = self.policy.image_size
+        action = np.asarray(self.policy.act(resize(sim.render(), height, width, self.aspect)), dtype=np.float64)
+        self.policy.observe_action(action)  # executed as proposed (the policy clamped it to its limits)
+        return action
+
+
+class ZeroController:
+    """The zero-action ceiling: the arm holds still (the start's own coverage / distance)."""
+
+    def reset(self, sim: PushTSim) -> None:
+        pass
+
+    def act(self, sim: PushTSim) -> np.ndarray:
+        return np.zeros(2)
+
+
+class RandomController:
+    """The random floor: each velocity component uniform in [-limit, limit] (default: the stand-in's speed limit)."""
+
+    def __init__(self, limit: float | np.ndarray | None = None, seed: int = 0) -> None:
+        self.limit = limit
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, sim: PushTSim) -> None:
+        pass
+
+    def act(self, sim: PushTSim) -> np.ndarray:
+        limit = sim.config.max_speed_m_s if self.limit is None else self.limit
+        return self.rng.uniform(-1.0, 1.0, size=2) * limit
+
+
+class ExpertController:
+    """The scripted expert on the simulator's ground truth (privileged: the ceiling a policy is compared with).
+
+    Pushing tasks: :class:`~dmo_ros.teleop.pusht_expert.PushTExpert` (plans pushes on a private copy of the
+    physics); reach: :class:`~dmo_ros.teleop.pusht_expert.ReachExpert` (walks around the T to the target)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        from dmo_ros.teleop.pusht_expert import PushTExpert, ReachExpert
+
+        self.seed = seed
+        self.episode = 0
+        self.experts = {"push": PushTExpert(), "reach": ReachExpert()}
+        self.expert = self.experts["push"]
+
+    def _observation(self, sim: PushTSim) -> Observation:
+        s = sim.state()
+        goal = s.goal if s.target is None else np.array([*s.target, 0.0])
+        return Observation(s.episode, s.step, s.agent, s.block, goal, s.coverage, s.success)
+
+    def reset(self, sim: PushTSim) -> None:
+        self.expert = self.experts["reach" if sim.task.shows_target else "push"]
+        self.expert.begin(self._observation(sim), np.random.default_rng([self.seed, self.episode]))
+        self.episode += 1
+
+    def act(self, sim: PushTSim) -> np.ndarray:
+        return np.asarray(self.expert.act(self._observation(sim)), dtype=np.float64)
+
+
+def make_ceiling(name: str, seed: int = 0) -> Controller:
+    """The ceiling controller called ``name`` (one of :data:`CEILINGS`)."""
+    if name == "random":
+        return RandomController(seed=seed)
+    if name == "zero":
+        return ZeroController()
+    if name == "expert":
+        return ExpertController(seed)
+    raise ValueError(f"unknown ceiling {name!r}; choose from {', '.join(CEILINGS)}")
+
+
+def run_controlled_episode(controller: Controller, sim: PushTSim, config: EvalConfig) -> EpisodeResult:
     """One episode from the simulator's current start pose (the caller resets the simulator)."""
-    height, width = policy.image_size
-    policy.reset()
-    coverage = sim.state().coverage
-    max_coverage, steps = coverage, 0
-    success = coverage > SUCCESS_COVERAGE
+    controller.reset(sim)
+    state = sim.state()
+    start_distance = state.status.distance
+    max_coverage, steps, loose = state.coverage, 0, state.status.loose_success
+    success = state.success
     while not success and steps < config.max_steps:
-        frame = resize(sim.render(), height, width, config.aspect)
-        action = np.asarray(policy.act(frame), dtype=np.float64)
-        policy.observe_action(action)  # executed as proposed (the policy clamped it to its limits)
-        sim.step(action * config.control_period_s)  # a velocity held for one control period -> metres
+        velocity = np.asarray(controller.act(sim), dtype=np.float64)
+        sim.step(velocity * config.control_period_s)  # a velocity held for one control period -> metres
         steps += 1
         state = sim.state()
-        coverage = state.coverage
-        max_coverage = max(max_coverage, coverage)
+        max_coverage = max(max_coverage, state.coverage)
+        loose = loose or state.status.loose_success
         success = state.success
     return EpisodeResult(success=bool(success), max_coverage=float(max_coverage), steps=steps,
-                         final_coverage=float(coverage))
+                         final_coverage=float(state.coverage), final_distance=float(state.status.distance),
+                         start_distance=float(start_distance), loose_success=bool(loose))
 
 
-def evaluate_policy(policy: Policy, config: EvalConfig | None = None,
-                    progress: ProgressCallback | None = None) -> EvalResult:
-    """Run ``config.episodes`` stand-in episodes with ``policy`` (see the module doc)."""
+def run_episode(policy: Policy, sim: PushTSim, config: EvalConfig) -> EpisodeResult:
+    """One episode of an image policy from the simulator's current start pose."""
+    return run_controlled_episode(PolicyController(policy, config.aspect), sim, config)
+
+
+def evaluate_controller(controller: Controller, config: EvalConfig | None = None,
+                        progress: ProgressCallback | None = None) -> EvalResult:
+    """Run ``config.episodes`` seeded stand-in episodes of ``config.task`` with ``controller``."""
     config = config or EvalConfig()
     started = time.perf_counter()
-    sim = PushTSim(PushTConfig(seed=config.seed, width=CAMERA_SIZE[1], height=CAMERA_SIZE[0],
-                               control_period_s=config.control_period_s))
+    sim = PushTSim(config.sim_config())
     episodes: list[EpisodeResult] = []
     try:
         for index in range(config.episodes):
             if index:
                 sim.reset()  # the next episode: seeded from (seed, episode), so reproducible
-            episodes.append(run_episode(policy, sim, config))
+            episodes.append(run_controlled_episode(controller, sim, config))
             if progress is not None:
                 progress(index, episodes[-1])
     finally:
         sim.close()
     return summarize_episodes(episodes, time.perf_counter() - started)
+
+
+def evaluate_policy(policy: Policy, config: EvalConfig | None = None,
+                    progress: ProgressCallback | None = None) -> EvalResult:
+    """Run ``config.episodes`` stand-in episodes with an image ``policy`` (see the module doc)."""
+    config = config or EvalConfig()
+    return evaluate_controller(PolicyController(policy, config.aspect), config, progress)
+
+
+_CEILING_CACHE: dict[str, EvalResult] = {}
+
+
+def evaluate_ceilings(config: EvalConfig, names: tuple[str, ...] = CEILINGS,
+                      cache: Path | str | None = None) -> list[tuple[str, EvalResult]]:
+    """The ceilings' results on exactly ``config``'s episodes; remembered in this process and, given ``cache``,
+    in that JSON file (keyed by the configuration), since the expert takes a minute or two for 50 episodes."""
+    stored: dict[str, Any] = {}
+    cache = Path(cache) if cache is not None else None
+    if cache is not None and cache.is_file():
+        stored = json.loads(cache.read_text())
+    rows = []
+    for name in names:
+        key = json.dumps({"ceiling": name, **asdict(config)}, sort_keys=True)
+        if key not in _CEILING_CACHE and key in stored:
+            _CEILING_CACHE[key] = result_from_dict(stored[key])
+        if key not in _CEILING_CACHE:
+            _CEILING_CACHE[key] = evaluate_controller(make_ceiling(name, config.seed), config)
+        stored[key] = _CEILING_CACHE[key].to_dict()
+        rows.append((CEILING_LABELS[name], _CEILING_CACHE[key]))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(stored) + "\n")
+    return rows
+
+
+CEILING_LABELS = {"random": "ceiling: random actions", "zero": "ceiling: zero action",
+                  "expert": "ceiling: scripted expert (privileged)"}
 
 
 def summarize_episodes(episodes: list[EpisodeResult], seconds: float) -> EvalResult:
@@ -225,21 +434,48 @@ def evaluate_through_ros(run_dir: Path | str, config: EvalConfig, out_dir: Path 
 
 
 def format_summary(label: str, result: EvalResult, config: EvalConfig) -> str:
-    """``policy runs/x: success 3/10 (30%), mean max coverage 0.412 over 10 episodes (100 steps max)``."""
-    count = len(result.episodes)
-    return (f"{label}: success {result.successes}/{count} ({100 * result.success_rate:.0f}%), "
-            f"mean max coverage {result.mean_max_coverage:.3f} over {count} episodes ({config.max_steps} steps max)")
+    """``policy runs/x: success 3/50 (6%, 95% CI 2-16%), mean max coverage 0.412 +- 0.210 over 50 episodes ...``."""
+    count, numbers = len(result.episodes), result.summary()
+    low, high = numbers["success_ci95"]
+    return (f"{label}: success {result.successes}/{count} ({100 * result.success_rate:.0f}%, 95% CI "
+            f"{100 * low:.0f}-{100 * high:.0f}%), mean max coverage {numbers['mean_max_coverage']:.3f} +- "
+            f"{numbers['max_coverage_std']:.3f}, final distance {numbers['mean_final_distance']:.1f} +- "
+            f"{numbers['final_distance_std']:.1f} over {count} episodes of {config.task} "
+            f"({config.max_steps} steps max)")
+
+
+SUCCESS_RULES = {
+    "reach": ("agent < 20 u from target", "< 40 u"),
+    "push_near": ("coverage > 0.95", "coverage > 0.8"),
+    "push_t": ("coverage > 0.95", "coverage > 0.8"),
+}
+"""(success, loose success) rules per task, as the table headers name them (u: arena units, 512 per side)."""
 
 
 def format_table(rows: list[tuple[str, EvalResult]], config: EvalConfig) -> str:
-    """The evaluation table: one row per policy and mode (success, mean max and mean final coverage)."""
-    header = f"{'':44} {'episodes':>8} {'success':>14} {'mean max cov.':>14} {'mean final cov.':>16}"
-    lines = [f"evaluation on the Push-T stand-in (seed {config.seed}, {config.max_steps} steps max)", header]
+    """The evaluation table: one row per policy / ceiling, every number with its spread.
+
+    Rates: k/N and Wilson's 95 % interval; means: +- the sample std, [95 % CI half-width]."""
+    strict, loose = SUCCESS_RULES.get(config.task, ("success", "loose"))
+    header = (f"| {'':42} | {'N':>3} | {'success (' + strict + ')':>34} | {'success (' + loose + ')':>26} | "
+              f"{'mean max coverage':>26} | {'final distance (u)':>24} |")
+    lines = [f"evaluation of task {config.task} on the Push-T stand-in: seed {config.seed}, {config.episodes} "
+             f"episodes of at most {config.max_steps} steps ({config.max_steps * config.control_period_s:g} s at "
+             f"{1 / config.control_period_s:g} Hz); rates k/N [Wilson 95% CI], means +- std [95% CI half-width]",
+             header, "|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|"]
+
+    def rate(k: int, n: int, interval: list[float]) -> str:
+        return f"{k}/{n} {100 * k / max(n, 1):.0f}% [{100 * interval[0]:.0f}-{100 * interval[1]:.0f}%]"
+
     for label, result in rows:
-        final = float(np.mean([episode.final_coverage for episode in result.episodes]))
-        success = f"{result.successes}/{len(result.episodes)} ({100 * result.success_rate:.0f}%)"
-        lines.append(f"{label:44} {len(result.episodes):>8} {success:>14} {result.mean_max_coverage:>14.3f} "
-                     f"{final:>16.3f}")
+        n, numbers = len(result.episodes), result.summary()
+        coverage = (f"{numbers['mean_max_coverage']:.3f} +- {numbers['max_coverage_std']:.3f} "
+                    f"[{numbers['max_coverage_ci95']:.3f}]")
+        distance = (f"{numbers['mean_final_distance']:.1f} +- {numbers['final_distance_std']:.1f} "
+                    f"[{numbers['final_distance_ci95']:.1f}]")
+        lines.append(f"| {label:42} | {n:>3} | {rate(result.successes, n, numbers['success_ci95']):>34} | "
+                     f"{rate(result.loose_successes, n, numbers['loose_success_ci95']):>26} | {coverage:>26} | "
+                     f"{distance:>24} |")
     return "\n".join(lines)
 
 
@@ -276,46 +512,62 @@ def _load_policy(run_dir: Path, device_name: str, checkpoint: str) -> Policy:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-eval-policy",
-        description="Evaluate a trained policy on the simulated Push-T stand-in: success rate (coverage > 0.95) "
-                    "and mean max coverage of the goal T, over seeded episodes.",
-        epilog="Examples: dmo-eval-policy runs/demo/dmo; dmo-eval-policy --random --dataset datasets/play; "
+        description="Evaluate a trained policy on the simulated Push-T stand-in over seeded episodes of a task: "
+                    "success rate (push_t: coverage > 0.95, and > 0.8), mean max coverage of the goal T and the "
+                    "final distance, each with its spread, beside the random, zero-action and expert ceilings.",
+        epilog="Examples: dmo-eval-policy runs/demo/dmo; dmo-eval-policy --ceilings-only --task reach; "
                "dmo-eval-policy runs/demo/dmo --compare-random --dataset datasets/play. "
                "Exit code: 0 done, 2 bad arguments or unreadable inputs.",
     )
     defaults = EvalConfig()
     parser.add_argument("run_dir", type=Path, nargs="?", help="policy run folder of dmo-train-policy")
-    parser.add_argument("--random", action="store_true", help="evaluate the random policy instead (needs --dataset)")
+    parser.add_argument("--random", action="store_true",
+                        help="evaluate the random policy at a dataset's action limits instead (needs --dataset)")
     parser.add_argument("--compare-random", action="store_true",
-                        help="also evaluate the random policy on the same episodes (needs --dataset)")
+                        help="also evaluate the random policy at a dataset's action limits (needs --dataset)")
     parser.add_argument("--dataset", type=Path, default=None,
                         help="dataset folder giving the random policy's action limits and image size")
-    parser.add_argument("--episodes", type=int, default=defaults.episodes, help="stand-in episodes")
+    parser.add_argument("--task", default=defaults.task, choices=TASKS, help="the Push-T task (default push_t)")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes, help="stand-in episodes (default 50)")
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps,
-                        help="control steps per episode at most (5 Hz)")
+                        help=f"control steps per episode at most (default {STANDARD_EPISODE_STEPS}: gym-pusht's 30 s "
+                             "at 5 Hz)")
+    parser.add_argument("--long", action="store_true",
+                        help=f"episodes of {LONG_EPISODE_STEPS} steps (60 s) instead of the standard 30 s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="base seed of the start poses")
     parser.add_argument("--robot", default=defaults.robot, help="stand-in robot (only pusht so far)")
     parser.add_argument("--aspect", default=defaults.aspect, choices=ASPECTS,
                         help="how camera frames are fitted to the policy's size (as the dataset converter did)")
+    parser.add_argument("--no-ceilings", action="store_true",
+                        help="leave out the random / zero-action / expert ceilings (they are evaluated by default)")
+    parser.add_argument("--ceilings-only", action="store_true", help="evaluate the ceilings alone (no policy)")
+    parser.add_argument("--ceilings-cache", type=Path, default=None,
+                        help="JSON file remembering the ceilings' results per configuration (the expert is slow)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default last)")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:1, auto (default cpu: one frame at a time gains little on a GPU)")
     parser.add_argument("--mode", choices=MODES, default="direct",
                         help="direct: the policy API on the simulator in-process; ros: through the deploy_pusht graph "
-                             "(policy node and stand-in over DDS, real time: max-steps / 5 s per episode); both: "
-                             "both, with the per-episode differences")
+                             "(policy node and stand-in over DDS, real time: max-steps / 5 s per episode; push_t "
+                             "only); both: both, with the per-episode differences")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-episode progress on stderr")
     options = parser.parse_args(argv)
     if options.random and options.run_dir is not None:
         parser.error("give either RUN_DIR or --random, not both")
-    if not options.random and options.run_dir is None:
-        parser.error("give a policy RUN_DIR, or --random --dataset DATASET_DIR")
+    if not options.random and not options.ceilings_only and options.run_dir is None:
+        parser.error("give a policy RUN_DIR, --random --dataset DATASET_DIR, or --ceilings-only")
     if (options.random or options.compare_random) and options.dataset is None:
         parser.error("--random and --compare-random need --dataset DATASET_DIR (for the action limits)")
+    if options.mode != "direct" and options.task != "push_t":
+        parser.error("the evaluation through ROS runs the deploy graph's stand-in, which plays push_t only")
+    if options.ceilings_only and options.no_ceilings:
+        parser.error("--ceilings-only and --no-ceilings contradict each other")
 
     try:
-        config = EvalConfig(episodes=options.episodes, max_steps=options.max_steps, seed=options.seed,
-                            robot=options.robot, aspect=options.aspect)
+        config = EvalConfig(episodes=options.episodes,
+                            max_steps=LONG_EPISODE_STEPS if options.long else options.max_steps, seed=options.seed,
+                            robot=options.robot, task=options.task, aspect=options.aspect)
     except ValueError as error:
         parser.error(str(error))
 
@@ -323,19 +575,20 @@ def main(argv: list[str] | None = None) -> int:
         if not options.quiet:
             outcome = "success" if episode.success else "no success"
             print(f"  episode {index + 1}/{config.episodes}: {outcome}, max coverage {episode.max_coverage:.3f}, "
-                  f"{episode.steps} steps", file=sys.stderr, flush=True)
+                  f"final distance {episode.final_distance if episode.final_distance is not None else float('nan'):.1f}"
+                  f", {episode.steps} steps", file=sys.stderr, flush=True)
 
     report: dict[str, Any] = {"config": asdict(config)}
     lines = []
     rows: list[tuple[str, EvalResult]] = []
     try:
-        if not options.random and options.mode in ("direct", "both"):
+        if options.run_dir is not None and options.mode in ("direct", "both"):
             policy = _load_policy(options.run_dir, options.device, options.checkpoint)
             result = evaluate_policy(policy, config, progress)
             report.update(run_dir=str(options.run_dir), policy=result.to_dict())
             lines.append(format_summary(f"policy {options.run_dir}", result, config))
             rows.append(("policy, direct (policy API on the simulator)", result))
-        if not options.random and options.mode in ("ros", "both"):
+        if options.run_dir is not None and options.mode in ("ros", "both"):
             out_dir = options.out.parent if options.out is not None else Path(tempfile.mkdtemp(prefix="dmo_eval_"))
             through_ros = evaluate_through_ros(options.run_dir, config, out_dir, options.quiet)
             report.update(run_dir=str(options.run_dir), policy_ros=through_ros.to_dict())
@@ -347,12 +600,17 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress)
             report.update(dataset=str(options.dataset), random=result.to_dict())
             lines.append(format_summary("random policy", result, config))
-            rows.append(("random policy, direct", result))
+            rows.append(("random policy (dataset's limits), direct", result))
     except (PolicyError, DatasetError) as error:  # PolicyError: a missing, damaged or non-policy run
         print(f"dmo-eval-policy: error: {error}", file=sys.stderr)
         return 2
-    print("\n".join(lines))
-    if len(rows) > 1:
+    if not options.no_ceilings:
+        ceilings = evaluate_ceilings(config, cache=options.ceilings_cache)
+        report["ceilings"] = {label: result.to_dict() for label, result in ceilings}
+        rows += ceilings
+    if lines:
+        print("\n".join(lines))
+    if len(rows) > 1 or options.ceilings_only:
         print(format_table(rows, config))
     if options.out is not None:
         options.out.parent.mkdir(parents=True, exist_ok=True)

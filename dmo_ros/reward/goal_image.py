@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.sims.pusht_tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +165,14 @@ def save_goal_image(pixels: np.ndarray, path: Path | str) -> Path:
     return path
 
 
-def standin_goal_image(robot: str = "pusht", seed: int = 0) -> np.ndarray:
-    """The stand-in camera's picture at the goal (native size): the block on its goal pose."""
+def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t") -> np.ndarray:
+    """The stand-in camera's picture at the goal (native size) of a task's first episode from ``seed``: the block
+    on its goal pose (push_t, push_near), or the agent on its target (reach)."""
     if robot != "pusht":
         raise ValueError(f"no goal picture for robot '{robot}'; choose one of {', '.join(ROBOTS)}")
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
-    sim = PushTSim(PushTConfig(seed=seed))
+    sim = PushTSim(PushTConfig(seed=seed, task=task))
     try:
         return sim.goal_image()
     finally:
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                         "or .npy")
     parser.add_argument("--robot", choices=ROBOTS, default="pusht", help="stand-in to render (default pusht)")
     parser.add_argument("--seed", type=int, default=0, help="stand-in seed (places the arm in the picture)")
+    parser.add_argument("--task", choices=TASKS, default="push_t",
+                        help="the Push-T task whose goal picture to render (reach: the agent on the episode's target)")
     parser.add_argument("--from-dataset", type=Path, default=None, metavar="FOLDER",
                         help="take the picture from this dataset folder instead of the stand-in")
     parser.add_argument("--sample", type=int, default=-1, help="dataset sample index with --from-dataset (default: "
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise GoalImageError(f"--sample {options.sample} outside the dataset's {len(frames)} samples")
             pixels, what = np.array(frames[options.sample]), f"sample {options.sample} of {options.from_dataset}"
         else:
-            pixels, what = standin_goal_image(options.robot, options.seed), f"the {options.robot} stand-in's goal"
+            pixels = standin_goal_image(options.robot, options.seed, options.task)
+            what = f"the {options.robot} stand-in's goal ({options.task})"
         if options.size is not None:
             pixels = resize(pixels, options.size[0], options.size[1], "crop")
         save_goal_image(pixels, options.output)

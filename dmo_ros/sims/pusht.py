@@ -29,6 +29,8 @@ import gymnasium as gym
 import numpy as np
 from gym_pusht.envs.pymunk_override import DrawOptions
 
+from dmo_ros.sims.pusht_tasks import SUCCESS_COVERAGE, TASKS, TaskConfig, TaskStatus, make_task
+
 with warnings.catch_warnings():  # as gym-pusht does: pygame warns about pkg_resources
     warnings.filterwarnings("ignore", "pkg_resources is deprecated", category=DeprecationWarning)
     import pygame
@@ -36,8 +38,6 @@ with warnings.catch_warnings():  # as gym-pusht does: pygame warns about pkg_res
 ARENA_UNITS = 512.0
 """Side of gym-pusht's square arena in its own units (its render is 512 x 512 px)."""
 
-SUCCESS_COVERAGE = 0.95
-"""Success: the block covers more than this fraction of the goal T (gym-pusht's threshold)."""
 
 
 @dataclass
@@ -66,7 +66,15 @@ class PushTConfig:
     max_episode_steps: int = 0
     """Control steps after which ``done()`` is true (the caller resets); 0: never."""
 
+    task: str = "push_t"
+    """The task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_near or push_t (gym-pusht's own)."""
+
+    task_config: TaskConfig = field(default_factory=TaskConfig)
+    """The tasks' start distributions and success rules."""
+
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown Push-T task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
         if self.arena_size_m <= 0 or self.max_speed_m_s <= 0:
@@ -96,7 +104,11 @@ class PushTState:
     coverage: float = 0.0
     """Fraction of the goal T covered by the block (gym-pusht's coverage)."""
     success: bool = False
-    """coverage > 0.95 at this step."""
+    """The task's success rule holds at this step (push_t and push_near: coverage > 0.95)."""
+    target: np.ndarray | None = field(default=None, repr=False)
+    """reach: the agent's target [x, y] this episode; None for the pushing tasks."""
+    status: TaskStatus | None = None
+    """The task's numbers at this step (distance, both success rules)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,8 @@ class PushTSim:
         self.units_per_m = ARENA_UNITS / config.arena_size_m
         self.max_delta_m = config.max_speed_m_s * config.control_period_s
         self._base_seed = config.seed
+        self.task = make_task(config.task, config.task_config)
+        self.target: np.ndarray | None = None
         self.episode = -1
         self.step_count = 0
         self.reset()
@@ -149,7 +163,21 @@ class PushTSim:
             self._base_seed = int(seed)
         self.episode += 1
         self.step_count = 0
-        self.env.reset(seed=episode_seed(self._base_seed, self.episode))
+        seed = episode_seed(self._base_seed, self.episode)
+        self.env.reset(seed=seed)
+        env = self.env
+        block = np.array([*env.block.position, env.block.angle], dtype=np.float64)
+        start = self.task.start(self.agent_position(), block, np.random.default_rng([seed, 1]))
+        self.target = None if start.target is None else np.asarray(start.target, dtype=np.float64)
+        if start.agent is not None:
+            env.agent.position, env.agent.velocity = tuple(float(v) for v in start.agent), (0.0, 0.0)
+            env.space.reindex_shapes_for_body(env.agent)
+        if start.block is not None:
+            # Angle first: pymunk turns a body about its centre of gravity, the position is its origin.
+            env.block.angle = float(start.block[2])
+            env.block.position = tuple(float(v) for v in start.block[:2])
+            env.block.velocity, env.block.angular_velocity = (0.0, 0.0), 0.0
+            env.space.reindex_shapes_for_body(env.block)
 
     def clamp_delta(self, delta_xy_m: np.ndarray) -> np.ndarray:
         """The delta (m) actually applied: non-finite parts are 0, the length is at most max speed x period."""
@@ -213,7 +241,10 @@ class PushTSim:
         return np.ascontiguousarray(self.env._get_img(screen, self.config.width, self.config.height))
 
     def goal_image(self) -> np.ndarray:
-        """The scene with the block placed on the goal pose (the agent where it is); same size as ``render``."""
+        """The task's goal picture, same size as ``render``: reach, the scene with the agent on its target;
+        the pushing tasks, the block placed on the goal pose (the agent where it is)."""
+        if self.task.shows_target:
+            return self._target_image()
         env, block = self.env, self.env.block
         saved_angle, saved_position = block.angle, block.position
         try:
@@ -236,6 +267,18 @@ class PushTSim:
             block.angle, block.position = saved_angle, saved_position
             env.space.reindex_shapes_for_body(block)
 
+    def _target_image(self) -> np.ndarray:
+        """The scene now with the agent drawn on the reach target."""
+        agent = self.env.agent
+        saved = agent.position
+        try:
+            agent.position = tuple(float(v) for v in self.target)
+            self.env.space.reindex_shapes_for_body(agent)
+            return self.render()
+        finally:
+            agent.position = saved
+            self.env.space.reindex_shapes_for_body(agent)
+
     def agent_position(self) -> np.ndarray:
         """The agent's [x, y] in arena units."""
         return np.array(self.env.agent.position, dtype=np.float64)
@@ -245,14 +288,18 @@ class PushTSim:
         env = self.env
         block = np.array([*env.block.position, env.block.angle % (2 * np.pi)], dtype=np.float64)
         coverage = float(env._get_coverage())
+        agent, goal = self.agent_position(), np.array(env.goal_pose, dtype=np.float64)
+        status = self.task.status(agent, block, goal, coverage, self.target)
         return PushTState(
             episode=self.episode,
             step=self.step_count,
-            agent=self.agent_position(),
+            agent=agent,
             block=block,
-            goal=np.array(env.goal_pose, dtype=np.float64),
+            goal=goal,
             coverage=coverage,
-            success=coverage > SUCCESS_COVERAGE,
+            success=status.success,
+            target=None if self.target is None else self.target.copy(),
+            status=status,
         )
 
     def close(self) -> None:

@@ -398,6 +398,28 @@ class PushTExpert:
         return self._path[0] - agent
 
 
+class ReachExpert:
+    """The reach task's expert: walks the pusher to the target (``Observation.goal[:2]``), around the T.
+
+    Each step asks for the next waypoint of the shortest way that keeps the pusher off the T (``_walk_path``),
+    at most ``max_step_px`` away; within ``done_px`` of the target it holds still."""
+
+    def __init__(self, units: PushTUnits | None = None, done_px: float = 3.0) -> None:
+        self.units = units or PushTUnits()
+        self.done_px = done_px
+
+    def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
+        pass
+
+    def act(self, observation: Observation) -> np.ndarray:
+        agent, target, block = observation.agent[:2], np.asarray(observation.goal[:2], float), observation.object
+        if np.linalg.norm(target - agent) < self.done_px:
+            return np.zeros(2)
+        path = _walk_path(agent, target, block, self.units)
+        step = (path[0] - agent) if path else _move_toward(agent, target, block, self.units)
+        return self.units.velocity(step)
+
+
 class PushTExplorer:
     """Play: push primitives toward random points on the T from random directions."""
 

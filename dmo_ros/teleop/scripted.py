@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
 from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer
-from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits
+from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits, ReachExpert
 
 ROBOTS = ("pusht", "go2")
 ACTION_SIZE = {"pusht": 2, "go2": 3}
@@ -153,16 +154,21 @@ class ExpertStatistics:
     """Wall time per episode, simulation included."""
 
 
-def _stand_in(robot: str, seed: int):
-    """(observe, step, reset, close) of a robot's stand-in simulation; ``step`` takes an expert action."""
+def _stand_in(robot: str, seed: int, task: str = "push_t"):
+    """(observe, step, reset, close) of a robot's stand-in simulation; ``step`` takes an expert action.
+
+    Push-T's ``task`` (reach, push_near, push_t) picks the starts and the success rule; for reach the
+    observation's goal is the episode's target."""
     if robot == "pusht":
         from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
-        sim = PushTSim(PushTConfig(seed=seed))
+        sim = PushTSim(PushTConfig(seed=seed, task=task))
 
         def observe() -> Observation:
             s = sim.state()
-            return Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success)
+            goal = s.goal if s.target is None else np.array([*s.target, 0.0])
+            progress = s.coverage if s.target is None else float(s.success)
+            return Observation(s.episode, s.step, s.agent, s.block, goal, progress, s.success)
 
         return observe, lambda action: sim.step(action * sim.config.control_period_s), sim.reset, sim.close
     from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
@@ -176,10 +182,12 @@ def _stand_in(robot: str, seed: int):
     return observe, sim.step, sim.reset, sim.close
 
 
-def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: int = 150) -> ExpertStatistics:
-    """Run the robot's expert alone for ``episodes`` episodes of at most ``episode_steps`` control steps."""
-    expert = make_operator(robot).expert
-    observe, step, reset, close = _stand_in(robot, seed)
+def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: int = 150,
+                      task: str = "push_t") -> ExpertStatistics:
+    """Run the robot's expert alone for ``episodes`` episodes of at most ``episode_steps`` control steps
+    (Push-T: on ``task``; reach's expert walks to the target)."""
+    expert = ReachExpert() if robot == "pusht" and task == "reach" else make_operator(robot).expert
+    observe, step, reset, close = _stand_in(robot, seed, task)
     best, steps_to_success, expert_seconds, expert_steps = [], [], 0.0, 0
     started = time.monotonic()
     try:
@@ -226,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the expert alone from each reset and report its success rate")
     parser.add_argument("--episode-steps", type=int, default=150,
                         help="with --expert-only: control steps per episode (default 150: 30 s at 5 Hz)")
+    parser.add_argument("--task", choices=TASKS, default="push_t",
+                        help="with --expert-only on pusht: the task (reach, push_near, push_t; default push_t)")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     options = parser.parse_args(argv)
     if options.episodes <= 0:
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--episode-steps must be positive")
     for robot in options.robot or ROBOTS:
         if options.expert_only:
-            e = expert_statistics(robot, options.episodes, options.seed, options.episode_steps)
+            e = expert_statistics(robot, options.episodes, options.seed, options.episode_steps, options.task)
             if options.json:
                 print(json.dumps(e.__dict__))
                 continue

@@ -23,6 +23,7 @@ Actions enter in the robot's units and are divided by ``config.action_scale`` he
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,8 +32,17 @@ from torch import Tensor, nn
 
 from dmo_ros.dataset.loaders import Window
 from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
-from dmo_ros.world_model.inner_model import InnerModel
+from dmo_ros.world_model.inner_model import ContextFeatures, InnerModel
 from dmo_ros.world_model.sampler import DiffusionSampler
+
+
+class PreparedContext(NamedTuple):
+    """A context prepared once per generated frame (:meth:`Denoiser.prepare`)."""
+
+    features: ContextFeatures
+    batch: int
+    origin: Tensor | None = None
+    """The last context frame where the model diffuses the change from it (``predict_residual``), else None."""
 
 
 class Preconditioning(NamedTuple):
@@ -158,6 +168,37 @@ class Denoiser(nn.Module):
         if self.config.predict_residual:
             return to_model_range(context_frames[:, -1])
         return torch.zeros((), device=context_frames.device)
+
+    def prepare(self, context_frames: Tensor, context_actions: Tensor) -> PreparedContext:
+        """Checks and scales the context once, and computes its share of the network (the stem's context
+        channels, the action embedding), for every denoiser call of one generated frame
+        (:meth:`denoise_prepared`). Same arguments as :meth:`denoise`."""
+        context_frames = to_model_range(context_frames)
+        b = context_frames.shape[0]
+        cfg = self.config
+        size, channels = cfg.image_size, cfg.image_channels
+        if context_frames.ndim != 5:
+            raise ValueError(f"context frames must be (B, {cfg.context}, {channels}, {size}, {size}), "
+                             f"got {tuple(context_frames.shape)}")
+        self._check_inputs(context_frames[:, 0], context_frames, context_actions)  # the next frame's shape
+        features = self.inner_model.prepare_context(context_frames / cfg.sigma_data,
+                                                    context_actions.float() / self.action_scale)
+        origin = context_frames[:, -1] if cfg.predict_residual else None
+        return PreparedContext(features, b, origin)
+
+    def denoise_prepared(self, noisy: Tensor, sigma: float, context: PreparedContext) -> Tensor:
+        """:meth:`denoise` at one noise level ``sigma`` (a Python float) for a prepared context: the same
+        output up to float rounding, without repeating the context's work (the fast path of sampling)."""
+        b = context.batch
+        variance = sigma**2 + self.config.sigma_data**2
+        c_in, c_skip = variance**-0.5, self.config.sigma_data**2 / variance
+        c_out = sigma * self.config.sigma_data * variance**-0.5
+        c_noise = torch.full((b,), math.log(sigma) / 4, device=noisy.device)
+        if context.origin is not None:  # predict_residual: the process runs on the change from the last frame
+            noisy = noisy - context.origin
+        output = self.inner_model.forward_prepared(noisy * c_in, c_noise, context.features)
+        denoised = torch.add(output * c_out, noisy, alpha=c_skip)
+        return denoised if context.origin is None else denoised + context.origin
 
     # -- training -----------------------------------------------------------------------------
 

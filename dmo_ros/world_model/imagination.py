@@ -45,13 +45,21 @@ class WorldModelEnv:
         device: where to run; default the denoiser's device. A different device moves the denoiser there.
         grad: keep the autograd graph through sampling (default False: every call runs under ``no_grad``).
         generator: source of the sampler's noise, for reproducible rollouts (on any device).
+        channels_last: on a CPU, put the denoiser's weights in channels-last memory format (oneDNN's preferred
+            layout: ~1.4x faster sampling, the same frames up to float rounding; ``benchmarks/sampling_speed.py``).
+            It converts ``denoiser`` in place, which changes no result elsewhere.
+        bf16: sample under bfloat16 autocast (AMX on CPUs that have it: another ~1.9x on top; frames differ by
+            up to ~5e-3, i.e. at most one uint8 level in ~8 % of the pixels). Default off.
     """
 
     def __init__(self, denoiser: Denoiser, sampler_config: SamplerConfig | None = None,
                  device: torch.device | str | None = None, grad: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, channels_last: bool = True, bf16: bool = False) -> None:
         self.device = torch.device(device) if device is not None else denoiser.device
         self.denoiser = denoiser.to(self.device)
+        if channels_last and self.device.type == "cpu":
+            self.denoiser.to(memory_format=torch.channels_last)
+        self.bf16 = bf16
         self.sampler = DiffusionSampler(self.denoiser, sampler_config)
         self.grad = grad
         self.generator = generator
@@ -60,7 +68,12 @@ class WorldModelEnv:
         self._actions: Tensor | None = None
 
     def _autograd(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext() if self.grad else torch.no_grad()
+        stack = contextlib.ExitStack()
+        if not self.grad:
+            stack.enter_context(torch.no_grad())
+        if self.bf16:
+            stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16))
+        return stack
 
     # -- state -------------------------------------------------------------------------------
 
@@ -156,10 +169,10 @@ class WorldModelEnv:
         with self._autograd():
             model_actions = torch.cat([past_actions, actions[:, None]], dim=1)  # L actions, the last leads on
             if samples == 1:
-                drawn = self.sampler.sample(frames, model_actions, self.generator)[:, None]
+                drawn = self.sampler.sample(frames, model_actions, self.generator).float()[:, None]
             else:
                 drawn = self.sampler.sample(frames.repeat_interleave(samples, 0),
-                                            model_actions.repeat_interleave(samples, 0), self.generator)
+                                            model_actions.repeat_interleave(samples, 0), self.generator).float()
                 drawn = drawn.unflatten(0, (frames.shape[0], samples))
             self._frames = torch.cat([frames[:, 1:], drawn[:, :1]], dim=1)
             self._actions = model_actions[:, 1:]

@@ -18,7 +18,10 @@ Only the frame/time layout is this module's business; the EDM scalings are in :m
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +34,22 @@ GROUP_SIZE = 32
 
 HEAD_DIM = 8
 """Channels per self-attention head."""
+
+
+_REFERENCE_OPS = [False]
+"""True inside :func:`reference_ops`."""
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Run the network with its original operations (separate scale and shift, SiLU out of place, the pad
+    always applied): what ``benchmarks/sampling_speed.py`` and the tests compare the fused ones with."""
+    saved = _REFERENCE_OPS[0]
+    _REFERENCE_OPS[0] = True
+    try:
+        yield
+    finally:
+        _REFERENCE_OPS[0] = saved
 
 
 def _groups(channels: int) -> int:
@@ -63,7 +82,10 @@ class AdaGroupNorm(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         scale, shift = self.to_scale_shift(cond)[:, :, None, None].chunk(2, dim=1)
-        return F.group_norm(x, self.groups) * (1 + scale) + shift
+        normed = F.group_norm(x, self.groups)
+        if _REFERENCE_OPS[0] or torch.is_grad_enabled():  # training: exactly the original operations
+            return normed * (1 + scale) + shift
+        return normed.mul_(1 + scale).add_(shift)  # sampling: in place, no new tensors
 
 
 class SelfAttention2d(nn.Module):
@@ -99,8 +121,9 @@ class ResBlock(nn.Module):
         self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x, cond)))
-        h = self.conv2(F.silu(self.norm2(h, cond)))
+        in_place = not (torch.is_grad_enabled() or _REFERENCE_OPS[0])  # a fresh norm output: SiLU may overwrite
+        h = self.conv1(F.silu(self.norm1(x, cond), inplace=in_place))
+        h = self.conv2(F.silu(self.norm2(h, cond), inplace=in_place))
         return self.attention(self.skip(x) + h)
 
 
@@ -135,7 +158,8 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         multiple = 2 ** (len(self.down_blocks) - 1)  # pad so every downsampling halves exactly
-        x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
+        if height % multiple or width % multiple or _REFERENCE_OPS[0]:
+            x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
         skips: list[Tensor] = []
         for down, blocks in zip(self.downsamples, self.down_blocks, strict=True):
             x = down(x)
@@ -150,6 +174,20 @@ class UNet(nn.Module):
                 x = block(torch.cat([x, skips.pop()], dim=1), cond)
             x = up(x)  # to the next level up (after the last level: the identity)
         return x[..., :height, :width]
+
+
+class ContextFeatures(NamedTuple):
+    """The context's share of one generated frame's denoiser calls (see :meth:`InnerModel.prepare_context`)."""
+
+    stem: Tensor
+    """(B, channels[0], H', W') the stem convolution of the context channels, bias included."""
+    actions: Tensor
+    """(B, cond_channels) the action embedding."""
+
+
+def noisy_channels(conv_in: nn.Conv2d, noisy: Tensor) -> slice:
+    """The stem weight's input channels that read the noisy frame (the last ones)."""
+    return slice(conv_in.weight.shape[1] - noisy.shape[1], None)
 
 
 class InnerModel(nn.Module):
@@ -169,6 +207,27 @@ class InnerModel(nn.Module):
         self.conv_out = _conv3x3(config.channels[0], config.image_channels * patch)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+
+    def prepare_context(self, context_frames: Tensor, context_actions: Tensor) -> ContextFeatures:
+        """What depends on the context only, once per generated frame instead of once per denoiser call.
+
+        The stem's convolution is linear in its input channels, so it splits exactly (up to float rounding)
+        into the context channels' part (computed here, bias included) and the noisy frame's part (per call).
+        Args as :meth:`forward`'s (scaled)."""
+        x = context_frames.flatten(1, 2)
+        if self.config.patch_size > 1:  # space-to-depth acts per channel: it commutes with the concatenation
+            x = F.pixel_unshuffle(x, self.config.patch_size)
+        stem = F.conv2d(x, self.conv_in.weight[:, : x.shape[1]], self.conv_in.bias, padding=1)
+        return ContextFeatures(stem=stem, actions=self.action_embedding(context_actions.flatten(1)))
+
+    def forward_prepared(self, noisy: Tensor, c_noise: Tensor, context: ContextFeatures) -> Tensor:
+        """:meth:`forward` with the context's part from :meth:`prepare_context` (the same output, up to rounding)."""
+        cond = self.cond_mlp(self.noise_embedding(c_noise) + context.actions)
+        x = F.pixel_unshuffle(noisy, self.config.patch_size) if self.config.patch_size > 1 else noisy
+        x = context.stem + F.conv2d(x, self.conv_in.weight[:, noisy_channels(self.conv_in, x)], None, padding=1)
+        x = self.unet(x, cond)
+        x = self.conv_out(F.silu(self.norm_out(x)))
+        return F.pixel_shuffle(x, self.config.patch_size) if self.config.patch_size > 1 else x
 
     def forward(self, noisy: Tensor, c_noise: Tensor, context_frames: Tensor, context_actions: Tensor) -> Tensor:
         """Args (all already scaled by the denoiser):

@@ -49,10 +49,13 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
 class DiffusionSampler:
     """Samples next frames from a denoiser given context frames and actions."""
 
-    def __init__(self, denoiser: SupportsDenoise, config: SamplerConfig | None = None) -> None:
+    def __init__(self, denoiser: SupportsDenoise, config: SamplerConfig | None = None, fast: bool = True) -> None:
         self.denoiser = denoiser
         # No config: the model's own default (its config's sampler_steps), else DIAMOND's 3 Euler steps.
         self.config = config or getattr(denoiser, "sampler_config", None) or SamplerConfig()
+        self.fast = fast and hasattr(denoiser, "prepare") and hasattr(denoiser, "denoise_prepared")
+        """Prepare the context once per frame (:meth:`Denoiser.prepare`): the same frames up to float rounding
+        (``benchmarks/sampling_speed.py`` measures both); False runs every call through ``denoise``."""
         cfg = self.config
         self.sigmas = karras_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
         """(num_steps + 1,) the schedule, ending with 0 (on the CPU; steps use Python floats)."""
@@ -75,6 +78,15 @@ class DiffusionSampler:
             where = generator.device if generator is not None else device
             return torch.randn((b, c, h, w), generator=generator, device=where).to(device)
 
+        if self.fast:
+            prepared = self.denoiser.prepare(context_frames, context_actions)
+
+            def denoise(x: Tensor, sigma: float) -> Tensor:
+                return self.denoiser.denoise_prepared(x, sigma, prepared)
+        else:
+            def denoise(x: Tensor, sigma: float) -> Tensor:
+                return self.denoiser.denoise(x, sigma, context_frames, context_actions)
+
         sigmas = self.sigmas.tolist()
         gamma = min(cfg.s_churn / cfg.num_steps, math.sqrt(2) - 1)
         x = self.denoiser.origin(context_frames) + sigmas[0] * noise()
@@ -82,11 +94,14 @@ class DiffusionSampler:
             sigma_hat = sigma * (1 + gamma)
             if gamma > 0:  # churn: raise the noise level a little with fresh noise
                 x = x + math.sqrt(sigma_hat**2 - sigma**2) * noise()
-            slope = (x - self.denoiser.denoise(x, sigma_hat, context_frames, context_actions)) / sigma_hat
+            denoised = denoise(x, sigma_hat)
+            if next_sigma == 0 and self.fast:  # the last Euler step lands on D(x) itself: x + (0 - s) (x - D) / s
+                x = denoised
+                continue
+            slope = (x - denoised) / sigma_hat
             x_next = x + (next_sigma - sigma_hat) * slope
             if cfg.order == 2 and next_sigma > 0:
-                next_slope = (x_next - self.denoiser.denoise(x_next, next_sigma, context_frames,
-                                                             context_actions)) / next_sigma
+                next_slope = (x_next - denoise(x_next, next_sigma)) / next_sigma
                 x_next = x + (next_sigma - sigma_hat) * (slope + next_slope) / 2
             x = x_next
         return x.clamp(-1, 1)

@@ -46,7 +46,7 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 
 def test_compare_writes_figures_and_the_table(runs, tmp_path, capsys):
     out = tmp_path / "fig3"
-    assert main([*map(str, runs), "--out", str(out), "--title", "Push-T demo"]) == 0
+    assert main([*map(str, runs), "--out", str(out), "--title", "Push-T demo", "--ceilings", "0"]) == 0
     printed = capsys.readouterr().out
     for name in OUTPUTS:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -154,3 +154,14 @@ def test_unusable_runs_are_named(tmp_path, capsys):
     assert main([str(good), str(good), "--out", str(out)]) == 2
     assert "given more than once" in capsys.readouterr().err
     assert not out.exists()  # nothing written when a run is unusable
+
+
+def test_rung0_runs_and_the_ceilings_beside_the_table(tmp_path, capsys):
+    runs = [write_run(tmp_path / "sapo", "sapo", [(0, 0.0, 0.0, 0.0), (10, 1.0, 0.5, 0.2)], kind="rung0"),
+            write_run(tmp_path / "ppo", "ppo", [(0, 0.0, 0.0, 0.0), (10, 1.0, 0.1, 0.1)], kind="rung0")]
+    out = tmp_path / "out"
+    assert main([*map(str, runs), "--out", str(out), "--ceilings", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "SAPO on true state (rung 0)" in printed and "| ceiling: scripted expert (privileged)" in printed
+    assert "evaluation of task push_t" in (out / "comparison.md").read_text()
+    assert (out / "ceilings.json").is_file()

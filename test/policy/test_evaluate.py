@@ -200,9 +200,15 @@ def test_cli_random_prints_the_summary_and_writes_json(tmp_path, capsys):
     assert saved["config"]["seed"] == 77 and saved["config"]["max_steps"] == 6
     assert random["episodes"] == 2 and [e["steps"] for e in random["per_episode"]] == [6, 6]
     successes = sum(e["success"] for e in random["per_episode"])
-    expected = (f"random policy: success {successes}/2 ({100 * successes / 2:.0f}%), mean max coverage "
-                f"{random['mean_max_coverage']:.3f} over 2 episodes (6 steps max)")
-    assert expected in captured.out.splitlines()
+    line = captured.out.splitlines()[0]
+    assert line.startswith(f"random policy: success {successes}/2 ({100 * successes / 2:.0f}%, 95% CI ")
+    assert f"mean max coverage {random['mean_max_coverage']:.3f} +- " in line
+    assert line.endswith("over 2 episodes of push_t (6 steps max)")
+    # The ceilings are evaluated beside it by default, on the same episodes, and saved.
+    assert set(saved["ceilings"]) == {"ceiling: random actions", "ceiling: zero action",
+                                      "ceiling: scripted expert (privileged)"}
+    assert all(c["episodes"] == 2 for c in saved["ceilings"].values())
+    assert "| ceiling: scripted expert (privileged)" in captured.out
 
 
 def test_cli_trained_policy_next_to_the_random_one(tmp_path, capsys):
@@ -210,11 +216,12 @@ def test_cli_trained_policy_next_to_the_random_one(tmp_path, capsys):
     run = tiny_policy_run(tmp_path / "runs" / "dmo")
     out = tmp_path / "both.json"
     code = main([str(run), "--compare-random", "--dataset", str(dataset), "--episodes", "2", "--max-steps", "4",
-                 "--out", str(out)])
+                 "--out", str(out), "--no-ceilings"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.splitlines()
-    assert lines[0].startswith(f"policy {run}: success ") and lines[0].endswith("over 2 episodes (4 steps max)")
+    assert lines[0].startswith(f"policy {run}: success ")
+    assert lines[0].endswith("over 2 episodes of push_t (4 steps max)")
     assert lines[1].startswith("random policy: success ")
     assert "episode 2/2" in captured.err  # progress
     saved = json.loads(out.read_text())
@@ -239,3 +246,74 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--random", "--dataset", str(tmp_path), "--robot", "push_cube"])
     assert exit_info.value.code == 2 and "not implemented yet" in capsys.readouterr().err
+
+
+# -- the standard episode, the spread, the tasks and the ceilings -----------------------------------------
+
+
+def test_the_default_episode_is_gym_pushts_standard_30_s():
+    import gymnasium as gym
+    from gym_pusht.envs.pusht import PushTEnv
+
+    spec = gym.spec("gym_pusht/PushT-v0")
+    seconds = spec.max_episode_steps / PushTEnv.metadata["render_fps"]  # 300 env steps at 10 Hz
+    config = EvalConfig()
+    assert seconds == 30.0 and config.max_steps * config.control_period_s == seconds
+    assert config.episodes == 50 and evaluate.LONG_EPISODE_STEPS > config.max_steps
+
+
+def test_spread_of_rates_and_means():
+    low, high = evaluate.rate_interval(0, 50)
+    assert low == 0.0 and 0.05 < high < 0.08  # Wilson: 0/50 still allows up to ~7 %
+    low, high = evaluate.rate_interval(25, 50)
+    assert low == pytest.approx(1 - high) and 0.35 < low < 0.37
+    spread = evaluate.mean_spread([1.0, 2.0, 3.0, None])
+    assert spread["mean"] == 2.0 and spread["std"] == 1.0 and spread["ci95"] == pytest.approx(1.96 / np.sqrt(3))
+    episodes = [evaluate.EpisodeResult(True, 0.97, 3, 0.97, 5.0, 80.0, True),
+                evaluate.EpisodeResult(False, 0.85, 10, 0.8, 20.0, 80.0, True),
+                evaluate.EpisodeResult(False, 0.5, 10, 0.5, 40.0, 80.0, False)]
+    numbers = evaluate.summarize_episodes(episodes, 1.0).summary()
+    assert numbers["success_rate"] == pytest.approx(1 / 3) and numbers["loose_success_rate"] == pytest.approx(2 / 3)
+    assert numbers["mean_final_distance"] == pytest.approx(65 / 3) and numbers["final_distance_std"] > 0
+    assert numbers["success_ci95"][0] < 1 / 3 < numbers["success_ci95"][1]
+
+
+@pytest.mark.parametrize("task", ["reach", "push_near", "push_t"])
+def test_every_task_is_evaluated_with_its_distance_and_rules(task):
+    config = EvalConfig(episodes=2, max_steps=4, task=task, seed=5)
+    result = evaluate.evaluate_controller(evaluate.ZeroController(), config)
+    for episode in result.episodes:
+        assert episode.steps == 4 and not episode.success
+        assert episode.final_distance == pytest.approx(episode.start_distance)  # nothing moved
+        assert episode.final_distance > 0
+    table = evaluate.format_table([("zero", result)], config)
+    assert f"task {task}" in table and evaluate.SUCCESS_RULES[task][0] in table
+
+
+def test_the_expert_ceiling_solves_reach_and_the_floor_does_not():
+    config = EvalConfig(episodes=3, task="reach", seed=11)
+    rows = dict(evaluate.evaluate_ceilings(config))
+    expert, random, zero = (rows[evaluate.CEILING_LABELS[name]] for name in ("expert", "random", "zero"))
+    assert expert.success_rate == 1.0 and all(e.steps < 60 for e in expert.episodes)
+    assert zero.success_rate == 0.0  # a random walk may pass the target (success at any step, as gym-pusht's)
+    assert expert.summary()["mean_final_distance"] < 20.0 < zero.summary()["mean_final_distance"]
+    assert expert.summary()["mean_final_distance"] < random.summary()["mean_final_distance"]
+
+
+def test_ceilings_are_cached_in_a_file(tmp_path):
+    config = EvalConfig(episodes=2, max_steps=3, task="push_near", seed=3)
+    cache = tmp_path / "ceilings.json"
+    first = dict(evaluate.evaluate_ceilings(config, ("zero",), cache=cache))
+    evaluate._CEILING_CACHE.clear()
+    second = dict(evaluate.evaluate_ceilings(config, ("zero",), cache=cache))
+    assert cache.is_file() and first[evaluate.CEILING_LABELS["zero"]].episodes == \
+        second[evaluate.CEILING_LABELS["zero"]].episodes
+
+
+def test_cli_ceilings_only_for_a_task(capsys):
+    assert main(["--ceilings-only", "--task", "reach", "--episodes", "2", "--max-steps", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation of task reach" in out and "agent < 20 u from target" in out
+    assert out.count("| ceiling:") == 3
+    with pytest.raises(SystemExit):
+        main(["--ceilings-only", "--task", "reach", "--mode", "ros"])

@@ -74,3 +74,10 @@ def test_play_stats_expert_only_reports_the_success_rate():
         assert row["successes"] == round(row["success_rate"] * 2)
         assert 0.0 <= row["mean_best_progress"] <= 1.0 and row["expert_ms_per_step"] > 0.0
     assert rows["pusht"]["successes"] >= 1
+
+
+def test_expert_statistics_on_the_reach_task():
+    from dmo_ros.teleop.scripted import expert_statistics
+
+    stats = expert_statistics("pusht", episodes=3, seed=2, episode_steps=150, task="reach")
+    assert stats.successes == 3 and stats.median_steps_to_success < 60

@@ -1,0 +1,622 @@
+"""Rung 0 of the ladder: SAPO on the stand-in's true low-dimensional state with a learned state model, and PPO.
+
+``dmo-train-rung0 --task reach --method sapo --preset cpu RUN_DIR`` (see :mod:`.state_env` for the
+observation and the rewards). Both methods act in B stand-ins at once and count the real transitions
+they generate (``samples``), so they compare at equal samples:
+
+- **sapo** (the DMO recipe with the simulator as the forward model, on states): per epoch the actor
+  rolls out H steps in the true simulator; each next state is swapped in as
+  ``s' = f(s, a) + stopgrad(s_true' - f(s, a))`` (:func:`dmo_ros.dmo.decoupled.rollout_decoupled`), so
+  values are the simulator's and gradients the learned state model ``f``'s; SAPO's actor, twin critics
+  and temperature update on that trajectory (:class:`dmo_ros.dmo.sapo.SAPOLearner`). ``f`` is an MLP
+  predicting the state change, pretrained on ``warmup_samples`` random-action transitions and trained on
+  a replay of every real transition (``model_updates`` minibatches per epoch, DMO_code's model buffer).
+  The terminal value counts in the actor's objective only after ``critic_warmup`` epochs (before it, the
+  critics are still untrained and their gradient is noise).
+- **ppo**: CleanRL's clipped PPO with an MLP actor-critic on the same observations and rewards.
+
+Training runs through :func:`dmo_ros.dmo.runner.train_policy`: TensorBoard scalars, periodic
+evaluation on the task (``eval.jsonl``: success rates with intervals, max coverage, final distance),
+atomic checkpoints and resume. At the end the final policy is evaluated on ``final_eval_episodes``
+fixed-seed episodes of gym-pusht's standard 30 s and printed beside the random, zero-action and expert
+ceilings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dmo_ros.dmo.decoupled import rollout_decoupled
+from dmo_ros.dmo.ppo import compute_gae, ppo_losses
+from dmo_ros.dmo.runner import PolicyTrainConfig, train_policy
+from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
+from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, observe, state_reward
+from dmo_ros.policy.actor import mlp
+from dmo_ros.sims.pusht import PushTSim
+from dmo_ros.sims.pusht_tasks import TASKS
+
+METHODS = ("sapo", "ppo")
+RUN_KIND = "rung0"
+
+
+@dataclass
+class Rung0Config:
+    """What a rung-0 run learns and how (the SAPO actor-critic's own knobs are in ``sapo``)."""
+
+    task: str = "reach"
+    """The Push-T task: reach, push_near or push_t."""
+    method: str = "sapo"
+    """sapo (first-order, through the learned state model) or ppo (zeroth-order)."""
+    num_envs: int = 32
+    """B, stand-ins stepped together (each step is B samples)."""
+    episode_steps: int = 150
+    """Control steps per training episode (gym-pusht's 30 s); an episode restarts at the first update boundary
+    after it (a time limit: bootstrapped, not terminal)."""
+    approach: float = 0.1
+    """Pushing tasks: weight of the agent-to-T distance in the reward."""
+    approach_radius: float = 70.0
+    """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
+    model_hidden: int = 256
+    """sapo: width of the state model's MLP."""
+    model_layers: int = 2
+    """sapo: hidden layers of the state model."""
+    model_lr: float = 1e-3
+    """sapo: Adam learning rate of the state model."""
+    model_batch: int = 256
+    """sapo: transitions per state-model minibatch."""
+    model_updates: int = 16
+    """sapo: state-model minibatches per epoch."""
+    warmup_samples: int = 2048
+    """sapo: random-action transitions collected before the first actor update (counted as samples)."""
+    warmup_updates: int = 500
+    """sapo: state-model minibatches on the warm-up data before the first actor update."""
+    replay_size: int = 200_000
+    """sapo: transitions the state model's replay keeps (the oldest go first)."""
+    critic_warmup: int = 10
+    """sapo: epochs before the terminal value counts in the actor's objective."""
+    ppo_rollout_steps: int = 32
+    """ppo: steps of every stand-in per iteration."""
+    ppo_update_epochs: int = 5
+    """ppo: passes over an iteration's transitions."""
+    ppo_minibatches: int = 4
+    """ppo: minibatches per pass."""
+    ppo_lr: float = 3e-4
+    """ppo: Adam learning rate."""
+    ppo_hidden: int = 128
+    """ppo: width of the actor's and the critic's MLPs (two hidden layers each, tanh as CleanRL)."""
+    ppo_ent_coef: float = 0.0
+    """ppo: entropy bonus weight."""
+    sapo: SAPOConfig = field(default_factory=SAPOConfig)
+    """The SAPO actor-critic (horizon, learning rates, networks)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sapo, dict):
+            self.sapo = SAPOConfig.from_dict(self.sapo)
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name in ("num_envs", "episode_steps", "model_hidden", "model_batch", "replay_size",
+                     "ppo_rollout_steps", "ppo_update_epochs", "ppo_minibatches", "ppo_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("model_updates", "warmup_samples", "warmup_updates", "critic_warmup", "model_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
+    # Tests: seconds.
+    "tiny": (Rung0Config(num_envs=4, model_hidden=32, model_batch=32, model_updates=2, warmup_samples=32,
+                         warmup_updates=4, critic_warmup=1, ppo_rollout_steps=4, ppo_update_epochs=1, ppo_minibatches=2,
+                         ppo_hidden=16, sapo=SAPOConfig.preset("tiny", horizon=4)),
+             PolicyTrainConfig(max_samples=96, eval_every=2, eval_episodes=2, eval_max_steps=6, checkpoint_every=2,
+                               device="cpu")),
+    # Two CPU cores, minutes: 64 stand-ins, H = 16.
+    "cpu": (Rung0Config(num_envs=64, sapo=SAPOConfig.preset("cpu", horizon=16)),
+            PolicyTrainConfig(max_samples=150_000, eval_every=20, eval_episodes=10, checkpoint_every=20,
+                              device="cpu")),
+    # More samples and the SAPO anchor's horizon.
+    "gpu": (Rung0Config(num_envs=128, sapo=SAPOConfig.preset("gpu", horizon=32)),
+            PolicyTrainConfig(max_samples=2_000_000, eval_every=25, eval_episodes=20, checkpoint_every=25,
+                              device="cpu")),
+}
+"""Presets: (what is learned, how long); the stand-ins run on the CPU whatever the preset."""
+
+
+# -- the learned state model ---------------------------------------------------------------------------------
+
+
+class StateModel(nn.Module):
+    """f(s, a) = s + scale * MLP(s, a): the next observation, differentiable in s and a."""
+
+    def __init__(self, hidden: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        self.trunk = mlp(OBSERVATION_SIZE + ACTION_SIZE, hidden, layers)
+        self.head = nn.Linear(hidden if layers else OBSERVATION_SIZE + ACTION_SIZE, OBSERVATION_SIZE)
+        self.register_buffer("scale", torch.ones(OBSERVATION_SIZE))
+
+    def forward(self, state: Tensor, action: Tensor) -> Tensor:
+        return state + self.scale * self.head(self.trunk(torch.cat([state, action], dim=-1)))
+
+    def loss(self, state: Tensor, action: Tensor, next_state: Tensor) -> Tensor:
+        """Mean squared error of the predicted change, per component in units of ``scale``."""
+        return ((self(state, action) - next_state) / self.scale).pow(2).mean()
+
+
+class Replay:
+    """A ring buffer of real transitions (s, a, s')."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data = torch.zeros(size, 2 * OBSERVATION_SIZE + ACTION_SIZE)
+        self.count = 0
+
+    def __len__(self) -> int:
+        return min(self.count, self.size)
+
+    def add(self, states: Tensor, actions: Tensor, next_states: Tensor) -> None:
+        rows = torch.cat([states, actions, next_states], dim=-1).reshape(-1, self.data.shape[1]).detach().cpu()
+        index = (self.count + torch.arange(len(rows))) % self.size
+        self.data[index] = rows
+        self.count += len(rows)
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        rows = self.data[torch.randint(len(self), (batch,), generator=generator)]
+        a, b = OBSERVATION_SIZE, OBSERVATION_SIZE + ACTION_SIZE
+        return rows[:, :a], rows[:, a:b], rows[:, b:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"data": self.data[: len(self)].clone(), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        data = state["data"]
+        self.data[: len(data)] = data
+        self.count = int(state["count"])
+
+
+# -- the policy as the evaluation drives it ------------------------------------------------------------------
+
+
+class StatePolicy:
+    """A rung-0 actor as an evaluation controller: the stand-in's state in, velocity (m/s) out (deterministic).
+
+    Evaluation only reads the state here because rung 0 *is* the privileged-state oracle."""
+
+    def __init__(self, act: nn.Module) -> None:
+        self.net = copy.deepcopy(act).eval()
+
+    def reset(self, sim: PushTSim) -> None:
+        pass
+
+    @torch.inference_mode()
+    def act(self, sim: PushTSim) -> np.ndarray:
+        observation = torch.from_numpy(observe(sim.state()))[None]
+        action = self.net(observation)[0].clamp(-1.0, 1.0).numpy().astype(np.float64)
+        return action * sim.config.max_speed_m_s
+
+
+class _Deterministic(nn.Module):
+    def __init__(self, actor: nn.Module) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, observation: Tensor) -> Tensor:
+        return self.actor.deterministic(observation)
+
+
+# -- SAPO through the learned state model --------------------------------------------------------------------
+
+
+class Rung0SAPO:
+    """SAPO on true states, gradients through the learned :class:`StateModel` (a ``PolicyAlgorithm``)."""
+
+    method = "sapo"
+
+    def __init__(self, config: Rung0Config, seed: int = 0) -> None:
+        self.config = config
+        torch.manual_seed(seed)
+        self.learner = SAPOLearner(OBSERVATION_SIZE, ACTION_SIZE, config.sapo)
+        self.model = StateModel(config.model_hidden, config.model_layers)
+        self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=config.model_lr)
+        self.replay = Replay(config.replay_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.epoch = 0
+        self.warmed_up = False
+        self._samples_before = 0  # samples of earlier calls (resume): the envs count from 0 again
+
+    @property
+    def samples(self) -> int:
+        return self._samples_before + self.envs.samples
+
+    def policy(self) -> StatePolicy:
+        return StatePolicy(_Deterministic(self.learner.actor))
+
+    def policy_config(self) -> dict[str, Any]:
+        return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {**{f"learner.{k}": v for k, v in self.learner.state_dict().items()},
+                **{f"model.{k}": v for k, v in self.model.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.learner.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("learner.")})
+        self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "samples": self.samples, "warmed_up": self.warmed_up,
+                "optimizers": {k: o.state_dict() for k, o in self.learner.optimizers.items()},
+                "model_optimizer": self.model_optimizer.state_dict(), "replay": self.replay.state_dict(),
+                "generator": self.generator.get_state(), "skipped_steps": self.learner.skipped_steps}
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.warmed_up = int(state["epoch"]), bool(state["warmed_up"])
+        self._samples_before = int(state["samples"]) - self.envs.samples
+        for key, optimizer in self.learner.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        self.model_optimizer.load_state_dict(state["model_optimizer"])
+        self.replay.load_state_dict(state["replay"])
+        self.generator.set_state(state["generator"])
+        self.learner.skipped_steps = int(state["skipped_steps"])
+        for sim in self.envs.sims:  # new episodes, not the ones the first call saw
+            sim.reset(seed=sim._base_seed + 7919 * (self.epoch + 1))
+        self.envs.steps[:] = 0
+
+    def _train_model(self, updates: int) -> float:
+        losses = []
+        self.model.train()
+        for _ in range(updates):
+            state, action, next_state = self.replay.sample(self.config.model_batch, self.generator)
+            loss = self.model.loss(state, action, next_state)
+            self.model_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.model_optimizer.step()
+            losses.append(loss.item())
+        self.model.eval()
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _warm_up(self) -> dict[str, float]:
+        """Random-action transitions, the state model's scale from them, then its pretraining."""
+        rng = np.random.default_rng(int(torch.randint(1 << 30, (1,), generator=self.generator)))
+        states = torch.from_numpy(self.envs.observations())
+        while self.envs.samples < self.config.warmup_samples:
+            actions = rng.uniform(-1.0, 1.0, size=(self.envs.batch_size, ACTION_SIZE)).astype(np.float32)
+            next_states = torch.from_numpy(self.envs.step(actions))
+            self.replay.add(states, torch.from_numpy(actions), next_states)
+            states = next_states
+            if self.envs.restart_ended():
+                states = torch.from_numpy(self.envs.observations())
+        if len(self.replay):
+            state, _, next_state = self.replay.sample(min(len(self.replay), 4096), self.generator)
+            self.model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
+        loss = self._train_model(self.config.warmup_updates)
+        self.warmed_up = True
+        return {"model_warmup_loss": loss}
+
+    def train_epoch(self) -> dict[str, float]:
+        logs: dict[str, float] = {}
+        if not self.warmed_up:
+            logs.update(self._warm_up())
+        config, envs = self.config, self.envs
+        restarted = envs.restart_ended()
+        start = torch.from_numpy(envs.observations())
+        real: list[Tensor] = [start]
+
+        def act(state: Tensor) -> tuple[Tensor, Tensor]:
+            action, log_prob = self.learner.actor(state)
+            return action, log_prob
+
+        def forward_step(state: Tensor, action: Tensor) -> Tensor:
+            next_state = torch.from_numpy(envs.step(action.numpy()))
+            real.append(next_state)
+            return next_state
+
+        rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
+        states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
+        rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius)
+        entropies = -torch.stack([extras[0] for extras in rollout.policy_extras])
+        actions = torch.stack(rollout.actions).detach()
+        terminal_weight = 1.0 if self.epoch >= config.critic_warmup else 0.0
+        logs.update(self.learner.update(Trajectory(states, rewards, entropies), terminal_weight=terminal_weight))
+        real_states = torch.stack(real)
+        self.replay.add(real_states[:-1], actions, real_states[1:])
+        with torch.no_grad():  # how far the model's one-step prediction is from the simulator on this rollout
+            predicted = self.model(real_states[:-1], actions)
+            logs["model_error"] = ((predicted - real_states[1:]) / self.model.scale).pow(2).mean().item()
+        logs["model_loss"] = self._train_model(config.model_updates)
+        self.epoch += 1
+        final = states[-1].detach()
+        logs.update({"samples": float(self.samples), "episodes_restarted": float(restarted),
+                     "mean_reward": rewards.detach().mean().item(),
+                     "final_reward": rewards.detach()[-1].mean().item(),
+                     "terminal_weight": terminal_weight,
+                     "action_abs_mean": actions.abs().mean().item(),
+                     "final_distance_u": _task_distance(final, config.task)})
+        return logs
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _task_distance(observation: Tensor, task: str) -> float:
+    """Mean task distance in arena units (reach: agent to target; pushing: the T's pose error), for logs."""
+    from dmo_ros.ladder.state_env import HALF, t_pose_error
+
+    if task == "reach":
+        return (observation[..., 0:2] - observation[..., 6:8]).norm(dim=-1).mean().item() * HALF
+    return t_pose_error(observation).mean().item() * HALF
+
+
+# -- PPO on the same states ----------------------------------------------------------------------------------
+
+
+class StateActorCritic(nn.Module):
+    """CleanRL's continuous-action agent: tanh MLPs for the mean and the value, a state-independent log-std."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+
+        def net(out: int, std: float) -> nn.Sequential:
+            last = nn.Linear(hidden, out)
+            nn.init.orthogonal_(last.weight, std)
+            nn.init.zeros_(last.bias)
+            return nn.Sequential(nn.Linear(OBSERVATION_SIZE, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+                                 last)
+
+        self.actor_mean = net(ACTION_SIZE, 0.01)
+        self.critic = net(1, 1.0)
+        self.log_std = nn.Parameter(torch.full((ACTION_SIZE,), -0.5))
+
+    def distribution(self, observation: Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.actor_mean(observation), self.log_std.exp())
+
+    def value(self, observation: Tensor) -> Tensor:
+        return self.critic(observation).squeeze(-1)
+
+    def deterministic(self, observation: Tensor) -> Tensor:
+        return self.actor_mean(observation)
+
+
+class Rung0PPO:
+    """PPO on true states with the rung-0 rewards (a ``PolicyAlgorithm``)."""
+
+    method = "ppo"
+
+    def __init__(self, config: Rung0Config, seed: int = 0) -> None:
+        self.config = config
+        torch.manual_seed(seed)
+        self.agent = StateActorCritic(config.ppo_hidden)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.ppo_lr, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.observation = torch.from_numpy(self.envs.observations())
+        self.iteration = 0
+        self._samples_before = 0
+
+    @property
+    def samples(self) -> int:
+        return self._samples_before + self.envs.samples
+
+    def policy(self) -> StatePolicy:
+        return StatePolicy(_PPODeterministic(self.agent))
+
+    def policy_config(self) -> dict[str, Any]:
+        return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f"agent.{k}": v for k, v in self.agent.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.agent.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("agent.")})
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "samples": self.samples, "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self._samples_before = int(state["samples"]) - self.envs.samples
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        for sim in self.envs.sims:
+            sim.reset(seed=sim._base_seed + 7919 * (self.iteration + 1))
+        self.envs.steps[:] = 0
+        self.observation = torch.from_numpy(self.envs.observations())
+
+    def train_epoch(self) -> dict[str, float]:
+        config, envs, agent = self.config, self.envs, self.agent
+        steps, batch = config.ppo_rollout_steps, envs.batch_size
+        observations = torch.zeros(steps, batch, OBSERVATION_SIZE)
+        actions = torch.zeros(steps, batch, ACTION_SIZE)
+        log_probs, values, rewards, final_values = (torch.zeros(steps, batch) for _ in range(4))
+        dones = torch.zeros(steps, batch, dtype=torch.bool)
+        with torch.no_grad():
+            for t in range(steps):
+                observations[t] = self.observation
+                distribution = agent.distribution(self.observation)
+                noise = torch.randn(batch, ACTION_SIZE, generator=self.generator)
+                actions[t] = distribution.mean + distribution.stddev * noise
+                log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
+                values[t] = agent.value(self.observation)
+                next_observation = torch.from_numpy(envs.step(actions[t].clamp(-1.0, 1.0).numpy()))
+                rewards[t] = state_reward(next_observation, config.task, config.approach,
+                                          config.approach_radius)
+                ended = torch.from_numpy(envs.steps >= config.episode_steps)
+                if ended.any():
+                    final_values[t, ended] = agent.value(next_observation[ended])
+                    dones[t] = ended
+                    envs.restart_ended()
+                    next_observation = torch.from_numpy(envs.observations())
+                self.observation = next_observation
+            next_value = agent.value(self.observation)
+        advantages, returns = compute_gae(rewards, values, next_value, 0.99, 0.95, dones, final_values)
+        flat = [x.flatten(0, 1) for x in (observations, actions, log_probs, values, advantages, returns)]
+        history = []
+        for _ in range(config.ppo_update_epochs):
+            order = torch.randperm(steps * batch, generator=self.generator)
+            for index in order.chunk(config.ppo_minibatches):
+                obs, act, old_lp, old_v, adv, ret = (x[index] for x in flat)
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                distribution = agent.distribution(obs)
+                terms = ppo_losses(distribution.log_prob(act).sum(-1), old_lp, adv, agent.value(obs), old_v, ret,
+                                   distribution.entropy().sum(-1), 0.2, 0.5, config.ppo_ent_coef)
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
+                self.optimizer.step()
+                history.append([terms.policy_loss.item(), terms.value_loss.item(), terms.approx_kl.item()])
+        self.iteration += 1
+        policy_loss, value_loss, approx_kl = np.mean(history, axis=0)
+        return {"samples": float(self.samples), "mean_reward": rewards.mean().item(), "policy_loss": policy_loss,
+                "value_loss": value_loss, "approx_kl": approx_kl, "action_std": agent.log_std.exp().mean().item(),
+                "final_distance_u": _task_distance(self.observation, config.task)}
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class _PPODeterministic(nn.Module):
+    def __init__(self, agent: StateActorCritic) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, observation: Tensor) -> Tensor:
+        return self.agent.deterministic(observation)
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+
+
+def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
+    """``FIELD=VALUE`` overrides (``sapo.FIELD`` for the SAPO config); values are JSON or plain strings."""
+    for setting in settings:
+        key, separator, text = setting.partition("=")
+        if not separator:
+            raise ValueError(f"--set wants FIELD=VALUE, got {setting!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if key.startswith("sapo."):
+            name = key[5:]
+            if name not in {f.name for f in fields(SAPOConfig)}:
+                raise ValueError(f"unknown SAPO field {name!r}")
+            config = replace(config, sapo=replace(config.sapo, **{name: value}))
+        elif key in {f.name for f in fields(Rung0Config)} and key != "sapo":
+            config = replace(config, **{key: value})
+        else:
+            raise ValueError(f"unknown rung-0 field {key!r}")
+    return config
+
+
+def build(config: Rung0Config, seed: int) -> Rung0SAPO | Rung0PPO:
+    return Rung0SAPO(config, seed) if config.method == "sapo" else Rung0PPO(config, seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dmo_ros.policy.evaluate import (
+        EvalConfig,
+        evaluate_ceilings,
+        evaluate_controller,
+        format_table,
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="dmo-train-rung0",
+        description="Rung 0 of the ladder: SAPO through a learned state model (or PPO) on the Push-T stand-in's "
+                    "true low-dimensional state; logs to TensorBoard, evaluates periodically, resumes, and ends "
+                    "with a 50-episode evaluation beside the random, zero-action and expert ceilings.",
+        epilog="Example: dmo-train-rung0 runs/rung0/reach_sapo --task reach --method sapo --preset cpu")
+    parser.add_argument("run_dir", type=Path, help="run folder (an existing run is resumed)")
+    parser.add_argument("--task", choices=TASKS, default=None, help="task (default: the preset's, reach)")
+    parser.add_argument("--method", choices=METHODS, default=None, help="sapo or ppo (default sapo)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="size preset (default cpu)")
+    parser.add_argument("--max-samples", type=int, default=None, help="sample budget (real transitions)")
+    parser.add_argument("--time-limit", type=float, default=None, help="stop (with a checkpoint) after these seconds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the networks and the training episodes")
+    parser.add_argument("--horizon", type=int, default=None, help="sapo: H, steps per update")
+    parser.add_argument("--num-envs", type=int, default=None, help="stand-ins stepped together")
+    parser.add_argument("--final-eval-episodes", type=int, default=50,
+                        help="episodes of the final evaluation (0: none); fixed seeds, gym-pusht's 30 s")
+    parser.add_argument("--eval-seed", type=int, default=10_000, help="base seed of the evaluation episodes")
+    parser.add_argument("--ceilings-cache", type=Path, default=None,
+                        help="JSON file remembering the ceilings' results (default: beside the run folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a Rung0Config field (model_updates=64) or a SAPO one (sapo.alpha_init=0.02); "
+                             "VALUE is read as JSON, else as a string; repeatable")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    options = parser.parse_args(argv)
+
+    config, run = PRESETS[options.preset]
+    saved = options.run_dir / "config.json"
+    overrides = {key: value for key, value in (("task", options.task), ("method", options.method),
+                                                ("num_envs", options.num_envs)) if value is not None}
+    try:
+        if saved.is_file():  # resume: the saved configuration wins; a contradicting option is an error
+            stored = json.loads(saved.read_text())
+            known = {f.name for f in fields(Rung0Config)}
+            config = Rung0Config(**{k: v for k, v in stored["rung0"].items() if k in known})
+            clash = {k: v for k, v in overrides.items() if getattr(config, k) != v}
+            if clash:
+                held = ", ".join(f"{k}={getattr(config, k)}" for k in clash)
+                parser.error(f"{options.run_dir} holds a run with {held}; use another run folder")
+        else:
+            config = replace(config, **overrides)
+            if options.horizon is not None:
+                config = replace(config, sapo=replace(config.sapo, horizon=options.horizon))
+            config = apply_settings(config, options.set)
+        run = replace(run, seed=options.seed, eval_seed=options.eval_seed, progress=not options.no_progress,
+                      **({"max_samples": options.max_samples} if options.max_samples else {}),
+                      **({"time_limit_s": options.time_limit} if options.time_limit else {}))
+    except ValueError as error:
+        parser.error(str(error))
+
+    eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed,
+                             task=config.task)
+
+    def evaluate(policy: StatePolicy) -> dict[str, Any]:
+        return evaluate_controller(policy, eval_config).record()
+
+    algorithm = build(config, run.seed)
+    run_config = {"kind": RUN_KIND, "method": config.method, "task": config.task, "preset": options.preset,
+                  "rung0": asdict(config), "run": asdict(run)}
+    print(f"rung 0, {config.method} on {config.task}: {config.num_envs} stand-ins, budget {run.max_samples} samples; "
+          f"run folder {options.run_dir}", flush=True)
+    try:
+        result = train_policy(algorithm, run, options.run_dir, run_config, evaluate)
+    finally:
+        algorithm.close()
+    print(f"{config.method}: {result.epochs} epochs, {result.samples} samples, {result.wall_s:.0f} s of training"
+          + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
+    if options.final_eval_episodes and not result.stopped_early:
+        final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
+        final = evaluate_controller(algorithm.policy(), final_config)
+        cache = options.ceilings_cache or options.run_dir.parent / "ceilings.json"
+        rows = [(f"rung 0 {config.method}, {result.samples} samples", final),
+                *evaluate_ceilings(final_config, cache=cache)]
+        table = format_table(rows, final_config)
+        print(table)
+        (options.run_dir / "final_eval.json").write_text(json.dumps(
+            {"config": asdict(final_config), "samples": result.samples, "wall_s": result.wall_s,
+             "policy": final.to_dict(), "ceilings": {label: r.record() for label, r in rows[1:]}}, indent=1) + "\n")
+        (options.run_dir / "final_eval.md").write_text(table + "\n")
+    if not math.isfinite(result.logs.get("mean_reward", 0.0)):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Rung 0's environment: B Push-T stand-ins seen through their true low-dimensional state.
+
+Rung 0 of the ladder (DESIGN.md §8) asks what first-order RL can do here at all, with every
+perception problem removed: the policy sees the simulator's state, the reward is a known
+function of it, and SAPO's backward pass goes through a *learned* state model (the true
+simulator has no gradient). It is an oracle for the rungs above it, so it reads the simulator's
+ground truth on purpose; nothing on rungs 1 and 2 may.
+
+Observation (8 numbers, arena units mapped to [-1, 1] by ``u / 256 - 1``): the agent [x, y], the
+T's origin [x, y], cos and sin of the T's angle, and the task's target [x, y] (reach: the episode's
+target; pushing tasks: the goal T's origin, a constant).
+
+Rewards (per step, differentiable in the observation, so the state model carries their gradient):
+
+- reach: ``-|agent - target|`` (normalised units: 1 = 256 arena units);
+- push_near, push_t: ``-e - approach * max(0, |agent - T centre| - 70 u)`` where ``e`` is the mean
+  distance of the T's eight outline corners from the goal T's (normalised), the pose error the expert
+  plans on; the small approach term (default 0.1) leads the agent to the T's outline, not onto it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmo_ros.sims.pusht import PushTConfig, PushTSim, PushTState
+from dmo_ros.sims.pusht_tasks import GOAL_POSE
+
+OBSERVATION_SIZE = 8
+ACTION_SIZE = 2
+HALF = 256.0
+"""Arena units per normalised unit (the arena spans [-1, 1])."""
+
+_CORNERS = torch.tensor([[-60, 0], [60, 0], [60, 30], [15, 30], [15, 120], [-15, 120], [-15, 30], [-60, 30]],
+                        dtype=torch.float32) / HALF
+_CENTRE = torch.tensor([0.0, 45.0]) / HALF
+"""The T's centre of gravity in its body frame (normalised)."""
+
+
+def observe(state: PushTState) -> np.ndarray:
+    """The (8,) observation of a stand-in state (see the module doc)."""
+    target = state.target if state.target is not None else state.goal[:2]
+    angle = float(state.block[2])
+    raw = np.array([*state.agent, *state.block[:2], 0.0, 0.0, *target], dtype=np.float64) / HALF - 1.0
+    raw[4:6] = math.cos(angle), math.sin(angle)
+    return raw.astype(np.float32)
+
+
+def _world(points: Tensor, origin: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Body-frame points (P, 2) placed at poses (..., origin 2, cos, sin) -> (..., P, 2)."""
+    x, y = points[:, 0], points[:, 1]
+    wx = origin[..., :1] + cos[..., None] * x - sin[..., None] * y
+    wy = origin[..., 1:] + sin[..., None] * x + cos[..., None] * y
+    return torch.stack([wx, wy], dim=-1)
+
+
+_GOAL = torch.tensor([*(GOAL_POSE[:2] / HALF - 1.0), math.cos(GOAL_POSE[2]), math.sin(GOAL_POSE[2])],
+                     dtype=torch.float32)
+
+
+def t_pose_error(observation: Tensor) -> Tensor:
+    """(...) mean distance of the T's corners from the goal T's corners (normalised units), differentiable."""
+    corners = _CORNERS.to(observation)
+    here = _world(corners, observation[..., 2:4], observation[..., 4], observation[..., 5])
+    goal = _GOAL.to(observation)
+    there = _world(corners, goal[:2], goal[2:3], goal[3:4])
+    return (here - there).norm(dim=-1).mean(-1)
+
+
+APPROACH_RADIUS = 70.0
+"""Arena units from the T's centre within which the approach term stops pulling (about its outline, where
+pushing starts; pulling the agent onto the centre itself shoves the T about)."""
+
+
+def state_reward(observation: Tensor, task: str, approach: float = 0.1,
+                 approach_radius: float = APPROACH_RADIUS) -> Tensor:
+    """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc)."""
+    agent = observation[..., 0:2]
+    if task == "reach":
+        return -(agent - observation[..., 6:8]).norm(dim=-1)
+    centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
+                    observation[..., 5])[..., 0, :]
+    distance = ((agent - centre).norm(dim=-1) - approach_radius / HALF).clamp_min(0)
+    return -t_pose_error(observation) - approach * distance
+
+
+class StateEnvs:
+    """B stand-ins of one task stepped together; episodes restart (new seeded starts) on :meth:`restart_ended`.
+
+    ``step`` takes actions in [-1, 1] (x the stand-in's speed limit = m/s) and returns the next observations;
+    ``samples`` counts the transitions generated (the x-axis of every comparison)."""
+
+    def __init__(self, task: str, batch: int, seed: int, episode_steps: int,
+                 control_period_s: float = 0.2) -> None:
+        self.task, self.batch_size, self.episode_steps = task, batch, episode_steps
+        self.sims = [PushTSim(PushTConfig(seed=seed * 1000 + index, task=task, control_period_s=control_period_s))
+                     for index in range(batch)]
+        self.max_speed = self.sims[0].config.max_speed_m_s
+        self.period = control_period_s
+        self.samples = 0
+        self.steps = np.zeros(batch, dtype=np.int64)
+
+    def observations(self) -> np.ndarray:
+        return np.stack([observe(sim.state()) for sim in self.sims])
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        for sim, action in zip(self.sims, actions, strict=True):
+            sim.step(action * self.max_speed * self.period)
+        self.samples += self.batch_size
+        self.steps += 1
+        return self.observations()
+
+    def restart_ended(self) -> int:
+        """Start new episodes where ``episode_steps`` have run; returns how many restarted."""
+        ended = np.flatnonzero(self.steps >= self.episode_steps)
+        for index in ended:
+            self.sims[index].reset()
+            self.steps[index] = 0
+        return len(ended)
+
+    def restart_all(self) -> None:
+        for sim in self.sims:
+            sim.reset()
+        self.steps[:] = 0
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+
+
+__all__ = ["ACTION_SIZE", "OBSERVATION_SIZE", "StateEnvs", "observe", "state_reward", "t_pose_error"]

@@ -1,0 +1,76 @@
+"""The ladder table from finished runs: ``dmo-ladder-table RUN_DIR ... [--out ladder.md]``.
+
+One row per run (rung x task x method) from its ``final_eval.json`` (written by ``dmo-train-rung0`` at the
+end of a run): samples, training wall-clock, success and loose success (k/N with Wilson's 95 % interval),
+mean max coverage and final distance (mean +- std), N and the evaluation seed; under each task its random,
+zero-action and expert ceilings from the same file. Re-running the command regenerates the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("rung", "task", "method", "samples", "wall-clock", "success", "loose success", "mean max coverage",
+           "final distance (u)", "N", "seed")
+
+
+def _rate(numbers: dict[str, Any], key: str, count: int) -> str:
+    low, high = numbers[f"{key}_ci95"]
+    return f"{round(numbers[f'{key}_rate'] * count)}/{count} [{100 * low:.0f}-{100 * high:.0f}%]"
+
+
+def _row(rung: str, task: str, method: str, samples: str, wall: str, numbers: dict[str, Any], count: int,
+         seed: int) -> str:
+    cells = (rung, task, method, samples, wall, _rate(numbers, "success", count),
+             _rate(numbers, "loose_success", count),
+             f"{numbers['mean_max_coverage']:.3f} +- {numbers['max_coverage_std']:.3f}",
+             f"{numbers['mean_final_distance']:.1f} +- {numbers['final_distance_std']:.1f}", str(count), str(seed))
+    return "| " + " | ".join(cells) + " |"
+
+
+def ladder_table(run_dirs: list[Path]) -> str:
+    """The markdown table of the runs (see the module doc)."""
+    rows: dict[str, list[str]] = {}
+    ceilings: dict[str, list[str]] = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "final_eval.json"
+        if not path.is_file():
+            raise ValueError(f"{run_dir}: no final_eval.json (has the run finished?)")
+        final = json.loads(path.read_text())
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
+        rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
+        rows.setdefault(task, []).append(_row(rung, task, config["method"], f"{final['samples']:,}",
+                                              f"{final['wall_s'] / 60:.1f} min", final["policy"], count, seed))
+        if task not in ceilings:
+            ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
+                                   numbers["episodes"], seed) for label, numbers in final["ceilings"].items()]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for task in sorted(rows, key=lambda name: ("reach", "push_near", "push_t").index(name)):
+        lines += rows[task] + ceilings[task]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    options = parser.parse_args(argv)
+    try:
+        table = ladder_table(options.run_dirs)
+    except (ValueError, OSError, KeyError) as error:
+        print(f"dmo-ladder-table: error: {error}", file=sys.stderr)
+        return 2
+    print(table)
+    if options.out is not None:
+        options.out.parent.mkdir(parents=True, exist_ok=True)
+        options.out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

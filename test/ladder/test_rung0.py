@@ -1,0 +1,134 @@
+"""Rung 0: the trainer's real CLI with the tiny preset runs, logs the evaluation metrics, resumes; the pieces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.dmo.runner import read_evaluations
+from dmo_ros.ladder import rung0
+from dmo_ros.ladder.state_env import HALF, StateEnvs, observe, state_reward, t_pose_error
+from dmo_ros.ladder.table import ladder_table
+from dmo_ros.sims.pusht import PushTConfig, PushTSim
+from dmo_ros.sims.pusht_tasks import GOAL_POSE, pose_error
+
+METRICS = ("success_rate", "success_ci95", "loose_success_rate", "mean_max_coverage", "max_coverage_std",
+           "mean_final_distance", "final_distance_std", "episodes")
+
+
+def scalar_tags(run_dir) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in (run_dir / "tensorboard").glob("events.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    return tags
+
+
+@pytest.mark.parametrize("method", rung0.METHODS)
+def test_tiny_rung0_trainer_runs_logs_evaluations_and_resumes(tmp_path, capsys, method):
+    run = tmp_path / "runs" / f"reach_{method}"
+    args = [str(run), "--preset", "tiny", "--task", "reach", "--method", method, "--final-eval-episodes", "2",
+            "--no-progress"]
+    assert rung0.main(args) == 0
+    out = capsys.readouterr().out
+    records = read_evaluations(run)
+    assert [r["samples"] for r in records][0] == 0 and len(records) >= 2  # before training, and after it
+    for record in records:
+        assert all(key in record for key in METRICS) and record["method"] == method
+    tags = scalar_tags(run)
+    assert {"eval/success_rate", "eval/loose_success_rate", "eval/mean_final_distance",
+            "eval/mean_max_coverage"} <= tags
+    assert any(tag.startswith("train/") for tag in tags)
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["policy"]["episodes"] == 2 and final["config"]["max_steps"] == 150
+    assert len(final["ceilings"]) == 3 and "| ceiling: scripted expert" in out
+    assert (tmp_path / "runs" / "ceilings.json").is_file()
+    table = ladder_table([run])
+    assert f"| 0 (true state) | reach | {method} |" in table and "| - | reach | scripted expert (privileged) |" in table
+    # Resume: the same command with a larger budget goes on from the checkpoint.
+    first_samples = records[-1]["samples"]
+    assert rung0.main([*args, "--max-samples", str(first_samples + 64)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert read_evaluations(run)[-1]["samples"] > first_samples
+    with pytest.raises(SystemExit):  # a resumed run keeps its task
+        rung0.main([str(run), "--preset", "tiny", "--task", "push_near"])
+
+
+def test_observation_and_rewards_follow_the_true_state():
+    sim = PushTSim(PushTConfig(task="reach", seed=3))
+    state = sim.state()
+    observation = torch.from_numpy(observe(state))
+    np.testing.assert_allclose((observation[0:2].numpy() + 1) * HALF, state.agent, atol=1e-3)
+    np.testing.assert_allclose((observation[6:8].numpy() + 1) * HALF, state.target, atol=1e-3)
+    reward = state_reward(observation, "reach")
+    assert reward.item() == pytest.approx(-np.linalg.norm(state.agent - state.target) / HALF, rel=1e-4)
+    assert t_pose_error(observation).item() * HALF == pytest.approx(pose_error(state.block, GOAL_POSE), rel=1e-4)
+    # The pushing reward is differentiable in the T's pose and best on the goal pose.
+    on_goal = observation.clone()
+    on_goal[2:4] = torch.tensor(GOAL_POSE[:2] / HALF - 1)
+    on_goal[4:6] = torch.tensor([np.cos(GOAL_POSE[2]), np.sin(GOAL_POSE[2])])
+    assert t_pose_error(on_goal).item() < 1e-5
+    moved = observation.clone().requires_grad_(True)
+    state_reward(moved, "push_near").backward()
+    assert moved.grad[2:6].abs().sum() > 0
+    sim.close()
+
+
+def test_state_envs_step_in_metres_per_second_and_restart():
+    envs = StateEnvs("reach", batch=2, seed=0, episode_steps=3)
+    before = envs.observations()
+    after = envs.step(np.array([[1.0, 0.0], [0.0, -1.0]]))
+    assert envs.samples == 2 and after.shape == (2, 8)
+    assert after[0, 0] > before[0, 0] and after[1, 1] < before[1, 1]  # x right, y toward -1
+    envs.step(np.zeros((2, 2)))
+    envs.step(np.zeros((2, 2)))
+    assert envs.restart_ended() == 2 and (envs.steps == 0).all()
+    envs.close()
+
+
+def test_state_model_learns_the_agents_motion():
+    torch.manual_seed(0)
+    envs = StateEnvs("reach", batch=8, seed=1, episode_steps=150)
+    replay, generator = rung0.Replay(4096), torch.Generator().manual_seed(0)
+    states = torch.from_numpy(envs.observations())
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        actions = torch.from_numpy(rng.uniform(-1, 1, size=(8, 2)).astype(np.float32))
+        next_states = torch.from_numpy(envs.step(actions.numpy()))
+        replay.add(states, actions, next_states)
+        states = next_states
+    envs.close()
+    model = rung0.StateModel(hidden=64)
+    state, _, next_state = replay.sample(256, generator)
+    model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        loss = model.loss(*replay.sample(128, generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:5])
+    # Its action Jacobian points where the agent moves: d agent_x / d action_x > 0.
+    s, a = replay.sample(16, generator)[:2]
+    a = a.clone().requires_grad_(True)
+    model(s, a)[:, 0].sum().backward()
+    assert (a.grad[:, 0] > 0).float().mean() > 0.9
+
+
+def test_settings_override_fields_and_refuse_unknown_ones():
+    config = rung0.apply_settings(rung0.Rung0Config(), ["model_updates=64", "sapo.alpha_init=0.02",
+                                                          "task=push_near"])
+    assert config.model_updates == 64 and config.sapo.alpha_init == 0.02 and config.task == "push_near"
+    for bad in ("nothing=1", "sapo.nothing=1", "model_updates"):
+        with pytest.raises(ValueError):
+            rung0.apply_settings(rung0.Rung0Config(), [bad])
+    with pytest.raises(ValueError, match="task"):
+        rung0.apply_settings(rung0.Rung0Config(), ["task=stack"])

@@ -1,0 +1,103 @@
+"""The Push-T tasks: reset distributions, goal pictures and success rules, seeded and selectable by name."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dmo_ros.sims.pusht import PushTConfig, PushTSim
+from dmo_ros.sims.pusht_frames import locate_agent
+from dmo_ros.sims.pusht_tasks import GOAL_POSE, TASKS, TaskConfig, disc_clears_t, make_task, pose_error
+
+
+def starts(task: str, seed: int = 4, episodes: int = 6) -> list:
+    sim = PushTSim(PushTConfig(task=task, seed=seed))
+    states = []
+    for episode in range(episodes):
+        if episode:
+            sim.reset()
+        states.append(sim.state())
+    sim.close()
+    return states
+
+
+def test_tasks_by_name_and_unknown_names():
+    assert TASKS == ("reach", "push_near", "push_t")
+    for name in TASKS:
+        assert make_task(name).name == name
+    with pytest.raises(ValueError, match="unknown Push-T task"):
+        make_task("stack")
+    with pytest.raises(ValueError, match="unknown Push-T task"):
+        PushTConfig(task="stack")
+    with pytest.raises(ValueError, match="reach_success_px"):
+        TaskConfig(reach_success_px=0)
+
+
+def test_push_t_keeps_gym_pushts_own_reset():
+    from dmo_ros.sims.pusht import episode_seed
+
+    env = gym.make("gym_pusht/PushT-v0", obs_type="state").unwrapped
+    for episode, state in enumerate(starts("push_t", seed=9, episodes=3)):
+        env.reset(seed=episode_seed(9, episode))
+        np.testing.assert_allclose(state.agent, env.agent.position)
+        np.testing.assert_allclose(state.block[:2], env.block.position)
+        assert state.target is None and state.status.distance == pytest.approx(pose_error(state.block, state.goal))
+    env.close()
+
+
+def test_starts_are_reproducible_per_seed_and_differ_across_seeds():
+    for task in TASKS:
+        a, b, c = starts(task, seed=4, episodes=2), starts(task, seed=4, episodes=2), starts(task, seed=5, episodes=2)
+        np.testing.assert_array_equal(a[1].block, b[1].block)
+        np.testing.assert_array_equal(a[1].agent, b[1].agent)
+        assert not np.array_equal(a[1].block, c[1].block) or not np.array_equal(a[1].agent, c[1].agent)
+
+
+def test_reach_targets_are_clear_of_the_t_and_away_from_the_start():
+    config = TaskConfig()
+    for state in starts("reach", episodes=8):
+        assert state.target is not None and disc_clears_t(state.target, state.block)
+        assert np.linalg.norm(state.target - state.agent) >= config.reach_min_start_px
+        assert np.all(state.target >= config.reach_margin_px) and np.all(state.target <= 512 - config.reach_margin_px)
+        assert state.status.distance == pytest.approx(np.linalg.norm(state.target - state.agent))
+        assert not state.success
+
+
+def test_reach_succeeds_within_the_radius_and_the_goal_picture_shows_the_target():
+    sim = PushTSim(PushTConfig(task="reach", seed=2))
+    target = sim.state().target
+    goal = sim.goal_image()
+    position, visible = locate_agent(goal)
+    assert visible and np.allclose(position * 512 / 96, target, atol=8.0)  # the agent drawn on the target
+    frame_position, _ = locate_agent(sim.render())
+    assert np.allclose(frame_position * 512 / 96, sim.state().agent, atol=8.0)  # the live frame: where it is
+    for offset, success, loose in ((10.0, True, True), (30.0, False, True), (60.0, False, False)):
+        sim.env.agent.position = (float(target[0] + offset), float(target[1]))
+        status = sim.state().status
+        assert (status.success, status.loose_success) == (success, loose)
+        assert sim.state().success == success
+    sim.close()
+
+
+def test_push_near_starts_near_the_goal_but_not_on_it():
+    config = TaskConfig()
+    for state in starts("push_near", episodes=10):
+        assert np.linalg.norm(state.block[:2] - GOAL_POSE[:2]) <= config.near_offset_px + 1e-6
+        turn = (state.block[2] - GOAL_POSE[2] + np.pi) % (2 * np.pi) - np.pi
+        assert abs(turn) <= config.near_angle_rad + 1e-6
+        assert state.status.pose_error >= config.near_min_error_px and state.coverage < 0.95
+        assert disc_clears_t(state.agent, state.block, radius=20.0)
+        np.testing.assert_allclose(state.goal, GOAL_POSE)
+
+
+def test_push_near_succeeds_on_the_goal_pose():
+    sim = PushTSim(PushTConfig(task="push_near", seed=1))
+    env = sim.env
+    env.block.angle = float(GOAL_POSE[2])
+    env.block.position = (float(GOAL_POSE[0]), float(GOAL_POSE[1]))
+    env.space.reindex_shapes_for_body(env.block)
+    state = sim.state()
+    assert state.coverage > 0.95 and state.success and state.status.loose_success
+    assert state.status.distance < 1.0
+    sim.close()
