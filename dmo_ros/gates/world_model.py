@@ -201,7 +201,9 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         vis = visible_all[name][start_seen]
         entry = {"rollouts": int(use.sum()),
                  "visible_per_step": vis.mean(0).tolist() if len(vis) else [],
-                 "visible": float(vis.mean()) if vis.size else float("nan")}
+                 "visible": float(vis.mean()) if vis.size else float("nan"),
+                 # Only the rollouts whose real agent stays clear of the arena border (diagnostic, not gated):
+                 "visible_clear_of_border": float(visible_all[name][use].mean()) if use.any() else float("nan")}
         if name == "zero":
             drift = np.linalg.norm(moved_all[name][use], axis=-1)
             entry["drift_px_per_step"] = _nanmean(drift, axis=0).tolist() if use.any() else []
