@@ -92,6 +92,22 @@ class LocalModelConfig:
     median colour by more than 0.1 (in [-1, 1] units) count ``1 + foreground_weight``. On a mostly white table
     the few pixels of the agent and the T otherwise weigh almost nothing. Runs saved before the option: 0."""
 
+    difference_weight: float = 0.0
+    """Extra reconstruction weight of pixels that change between consecutive frames (by more than 0.1 in [-1, 1]
+    units, in either neighbour): such a pixel counts ``difference_weight`` more. What an action changes is a few
+    pixels around the agent (and the T when pushed); this makes the latent carry exactly those. 0: none."""
+
+    prior_action_input: bool = False
+    """Feed the (scaled) action to the prior head as well as to the GRU: ``p(z' | h', a)``. Through the GRU alone
+    the 2 action inputs are 2 of ~1000 (beside the one-hot z) and their effect on z' is easily washed out; a
+    direct path lets the prior move z' with the action. Runs saved before the option: false."""
+
+    prior_reward_scale: float = 0.0
+    """Weight of a second reward loss on the *one-step prior* of frame t + 1 (made from the posterior of frame t
+    and action t) against frame t + 1's label. DMO differentiates the reward head at exactly such a prior state
+    (d r̂(prior(h, z, a)) / d a), while the posterior loss alone trains the head only on states filtered from
+    frames. 0: the posterior loss only (DreamerV3)."""
+
     def __post_init__(self) -> None:
         if self.action_size < 1:
             raise ValueError(f"action_size must be at least 1, got {self.action_size}")
@@ -119,7 +135,7 @@ class LocalModelConfig:
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
         for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale",
-                     "inverse_dynamics_scale", "foreground_weight"):
+                     "inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_reward_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reward_bins < 2:
@@ -153,7 +169,8 @@ class LocalModelConfig:
         if unknown:
             raise ValueError(f"unknown LocalModelConfig keys {unknown}; valid keys: {sorted(known)}")
         # Runs saved before these options existed trained (and saved weights) without them.
-        return cls(**{"inverse_dynamics_scale": 0.0, "foreground_weight": 0.0, **values})
+        return cls(**{"inverse_dynamics_scale": 0.0, "foreground_weight": 0.0, "difference_weight": 0.0,
+                      "prior_action_input": False, "prior_reward_scale": 0.0, **values})
 
 
 PRESETS: dict[str, LocalModelConfig] = {

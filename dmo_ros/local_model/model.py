@@ -176,6 +176,13 @@ class LocalModel(nn.Module):
         loss = kl.loss + self.config.reward_loss_scale * reward_loss
         logs = {"kl": kl.value, "kl_dyn": kl.dyn.detach(), "kl_rep": kl.rep.detach(),
                 "reward_loss": reward_loss.detach()}
+        if self.config.prior_reward_scale > 0:
+            # The reward of frame t + 1 from its one-step prior (posterior of frame t, action t): the state at
+            # which DMO differentiates the reward head with respect to the action.
+            prior_logits = self.reward_head(features(priors.at(slice(1, None))))
+            prior_reward_loss = self.reward_head.loss(prior_logits, batch.rewards[:, 1:]).mean()
+            loss = loss + self.config.prior_reward_scale * prior_reward_loss
+            logs.update(prior_reward_loss=prior_reward_loss.detach())
         target = to_model_images(batch.frames)
         if self.decoder is not None:
             squared = (self.decoder(post_features).float() - target).pow(2)
@@ -196,12 +203,20 @@ class LocalModel(nn.Module):
     @torch.no_grad()
     def _pixel_weights(self, target: torch.Tensor) -> torch.Tensor:
         """(B, T, 1, H, W) reconstruction weights: ``1 + foreground_weight`` where a pixel is off the batch's median
-        colour by > 0.1 (the objects), 1 elsewhere (the empty table)."""
-        if self.config.foreground_weight == 0:
-            return torch.ones_like(target[..., :1, :, :])
-        background = target.flatten(0, 1).median(dim=0).values  # (3, H, W): the table where nothing is
-        foreground = ((target - background).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
-        return 1.0 + self.config.foreground_weight * foreground
+        colour by > 0.1 (the objects), 1 elsewhere (the empty table); plus ``difference_weight`` where a pixel
+        changes by > 0.1 from the previous or to the next frame (what the action moved)."""
+        weights = torch.ones_like(target[..., :1, :, :])
+        if self.config.foreground_weight > 0:
+            background = target.flatten(0, 1).median(dim=0).values  # (3, H, W): the table where nothing is
+            foreground = ((target - background).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
+            weights = weights + self.config.foreground_weight * foreground
+        if self.config.difference_weight > 0 and target.shape[1] > 1:
+            changed = ((target[:, 1:] - target[:, :-1]).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
+            moved = torch.zeros_like(weights)
+            moved[:, 1:] = changed  # differs from the previous frame
+            moved[:, :-1] = torch.maximum(moved[:, :-1], changed)  # or from the next one
+            weights = weights + self.config.difference_weight * moved
+        return weights
 
     @torch.no_grad()
     def _one_step_metrics(self, posteriors: RSSMState, priors: RSSMState, batch: SequenceBatch,
