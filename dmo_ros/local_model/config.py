@@ -106,7 +106,13 @@ class LocalModelConfig:
     """Weight of a second reward loss on the *one-step prior* of frame t + 1 (made from the posterior of frame t
     and action t) against frame t + 1's label. DMO differentiates the reward head at exactly such a prior state
     (d r̂(prior(h, z, a)) / d a), while the posterior loss alone trains the head only on states filtered from
-    frames. 0: the posterior loss only (DreamerV3)."""
+    frames. 0: the posterior loss only (DreamerV3). The prior is taken at its mode, as DMO and the gate take it."""
+
+    reward_difference_scale: float = 0.0
+    """Weight of a loss on the reward *change* one step brings: ``r̂(prior_{t+1}) - sg(r̂(posterior_t))`` against
+    ``r_{t+1} - r_t``, squared and divided by the batch's mean squared change (1 = explains none of it). The
+    action moves the reward by ~0.01 a step where rewards span ~1.5, so an absolute reward loss barely sees the
+    part of r̂ that d r̂ / d a is made of; this loss sees nothing else. 0: none."""
 
     def __post_init__(self) -> None:
         if self.action_size < 1:
@@ -135,7 +141,8 @@ class LocalModelConfig:
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
         for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale",
-                     "inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_reward_scale"):
+                     "inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_reward_scale",
+                     "reward_difference_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reward_bins < 2:
@@ -170,7 +177,8 @@ class LocalModelConfig:
             raise ValueError(f"unknown LocalModelConfig keys {unknown}; valid keys: {sorted(known)}")
         # Runs saved before these options existed trained (and saved weights) without them.
         return cls(**{"inverse_dynamics_scale": 0.0, "foreground_weight": 0.0, "difference_weight": 0.0,
-                      "prior_action_input": False, "prior_reward_scale": 0.0, **values})
+                      "prior_action_input": False, "prior_reward_scale": 0.0, "reward_difference_scale": 0.0,
+                      **values})
 
 
 PRESETS: dict[str, LocalModelConfig] = {

@@ -34,7 +34,7 @@ from dmo_ros.dataset.loaders import WindowDataset
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_images
 from dmo_ros.local_model.heads import RewardHead
-from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss
+from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss, straight_through_sample
 
 # -- batches ---------------------------------------------------------------------------------
 
@@ -176,13 +176,25 @@ class LocalModel(nn.Module):
         loss = kl.loss + self.config.reward_loss_scale * reward_loss
         logs = {"kl": kl.value, "kl_dyn": kl.dyn.detach(), "kl_rep": kl.rep.detach(),
                 "reward_loss": reward_loss.detach()}
-        if self.config.prior_reward_scale > 0:
-            # The reward of frame t + 1 from its one-step prior (posterior of frame t, action t): the state at
-            # which DMO differentiates the reward head with respect to the action.
-            prior_logits = self.reward_head(features(priors.at(slice(1, None))))
-            prior_reward_loss = self.reward_head.loss(prior_logits, batch.rewards[:, 1:]).mean()
-            loss = loss + self.config.prior_reward_scale * prior_reward_loss
-            logs.update(prior_reward_loss=prior_reward_loss.detach())
+        if self.config.prior_reward_scale > 0 or self.config.reward_difference_scale > 0:
+            # The one-step priors of frames 1 .. T - 1 (posterior of frame t, action t) at their mode, as DMO
+            # and the gate differentiate the reward head there with respect to the action.
+            one_step = priors.at(slice(1, None))
+            mode = RSSMState(one_step.deter, straight_through_sample(one_step.logits, sample=False), one_step.logits)
+            prior_logits = self.reward_head(features(mode))
+            if self.config.prior_reward_scale > 0:
+                prior_reward_loss = self.reward_head.loss(prior_logits, batch.rewards[:, 1:]).mean()
+                loss = loss + self.config.prior_reward_scale * prior_reward_loss
+                logs.update(prior_reward_loss=prior_reward_loss.detach())
+            if self.config.reward_difference_scale > 0:
+                # The reward change one step brings, predicted as r̂(prior_{t+1}) - sg(r̂(posterior_t)), against the
+                # labels' change; normalised by the batch's mean squared change (1 = explains none of it).
+                change = (batch.rewards[:, 1:] - batch.rewards[:, :-1]).float()
+                predicted = (self.reward_head.mean(prior_logits)
+                             - self.reward_head.mean(reward_logits[:, :-1]).detach())
+                difference_loss = (predicted - change).pow(2).mean() / (change.pow(2).mean() + 1e-6)
+                loss = loss + self.config.reward_difference_scale * difference_loss
+                logs.update(reward_difference_loss=difference_loss.detach())
         target = to_model_images(batch.frames)
         if self.decoder is not None:
             squared = (self.decoder(post_features).float() - target).pow(2)

@@ -139,11 +139,11 @@ def test_configs_saved_before_the_action_options_load_as_trained() -> None:
     """A config.json without the newer fields reproduces the model it was saved from (none of them on)."""
     saved = asdict(LocalModelConfig.preset("tiny", 2, image_size=SIZE))
     for key in ("inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_action_input",
-                "prior_reward_scale"):
+                "prior_reward_scale", "reward_difference_scale"):
         del saved[key]
     old = LocalModelConfig.from_dict(saved)
     assert (old.inverse_dynamics_scale, old.foreground_weight, old.difference_weight, old.prior_action_input,
-            old.prior_reward_scale) == (0.0, 0.0, 0.0, False, 0.0)
+            old.prior_reward_scale, old.reward_difference_scale) == (0.0, 0.0, 0.0, False, 0.0, 0.0)
     assert LocalModel(old).rssm.prior_head[0][0].in_features == old.deter_size
 
 
@@ -186,3 +186,16 @@ def test_prior_reward_loss_trains_the_head_on_one_step_priors(model: LocalModel)
     loss_prior, logs = with_prior(_batch())
     assert "prior_reward_loss" not in logs_plain and np.isfinite(logs["prior_reward_loss"])
     assert loss_prior.item() == pytest.approx(loss_plain.item() + logs["prior_reward_loss"], rel=1e-5)
+
+
+def test_reward_difference_loss_is_the_unexplained_share_of_the_reward_change(model: LocalModel) -> None:
+    """With a zero reward head (its initialisation) every predicted change is 0: the loss is exactly 1."""
+    with_difference = LocalModel(replace(model.config, reward_difference_scale=2.0))
+    _, logs = with_difference(_batch())
+    assert logs["reward_difference_loss"] == pytest.approx(1.0, abs=1e-4)
+    with torch.no_grad():
+        with_difference.reward_head.out.weight.normal_()
+    loss, logs = with_difference(_batch())
+    assert logs["reward_difference_loss"] != pytest.approx(1.0, abs=1e-4)
+    loss.backward()
+    assert with_difference.rssm.input_layer[0].weight.grad[:, -2:].abs().sum() > 0  # reaches the action input
