@@ -188,11 +188,13 @@ class LocalModel(nn.Module):
                 logs.update(prior_reward_loss=prior_reward_loss.detach())
             if self.config.reward_difference_scale > 0:
                 # The reward change one step brings, predicted as r̂(prior_{t+1}) - sg(r̂(posterior_t)), against the
-                # labels' change; normalised by the batch's mean squared change (1 = explains none of it).
+                # labels' change, in units of the batch's RMS change; Huber, so that the early, wildly wrong
+                # predictions (a change of ~1 where the RMS change is ~0.03) do not swamp the other losses.
                 change = (batch.rewards[:, 1:] - batch.rewards[:, :-1]).float()
                 predicted = (self.reward_head.mean(prior_logits)
                              - self.reward_head.mean(reward_logits[:, :-1]).detach())
-                difference_loss = (predicted - change).pow(2).mean() / (change.pow(2).mean() + 1e-6)
+                rms = change.pow(2).mean().sqrt().clamp_min(1e-3)
+                difference_loss = torch.nn.functional.smooth_l1_loss(predicted / rms, change / rms, beta=1.0)
                 loss = loss + self.config.reward_difference_scale * difference_loss
                 logs.update(reward_difference_loss=difference_loss.detach())
         target = to_model_images(batch.frames)

@@ -188,14 +188,19 @@ def test_prior_reward_loss_trains_the_head_on_one_step_priors(model: LocalModel)
     assert loss_prior.item() == pytest.approx(loss_plain.item() + logs["prior_reward_loss"], rel=1e-5)
 
 
-def test_reward_difference_loss_is_the_unexplained_share_of_the_reward_change(model: LocalModel) -> None:
-    """With a zero reward head (its initialisation) every predicted change is 0: the loss is exactly 1."""
+def test_reward_difference_loss_measures_the_reward_change_in_rms_units(model: LocalModel) -> None:
+    """With a zero reward head (its initialisation) every predicted change is 0: the loss is the Huber loss of
+    the labels' changes in units of their RMS."""
     with_difference = LocalModel(replace(model.config, reward_difference_scale=2.0))
-    _, logs = with_difference(_batch())
-    assert logs["reward_difference_loss"] == pytest.approx(1.0, abs=1e-4)
+    batch = _batch()
+    change = batch.rewards[:, 1:] - batch.rewards[:, :-1]
+    units = change / change.pow(2).mean().sqrt()
+    expected = torch.where(units.abs() < 1, 0.5 * units.pow(2), units.abs() - 0.5).mean()
+    _, logs = with_difference(batch)
+    assert logs["reward_difference_loss"] == pytest.approx(float(expected), rel=1e-4)
     with torch.no_grad():
         with_difference.reward_head.out.weight.normal_()
     loss, logs = with_difference(_batch())
-    assert logs["reward_difference_loss"] != pytest.approx(1.0, abs=1e-4)
+    assert logs["reward_difference_loss"] != pytest.approx(float(expected), rel=1e-4)
     loss.backward()
     assert with_difference.rssm.input_layer[0].weight.grad[:, -2:].abs().sum() > 0  # reaches the action input
