@@ -110,7 +110,8 @@ class LocalModelConfig:
 
     reward_difference_scale: float = 0.0
     """Weight of a loss on the reward *change* one step brings: ``r̂(prior_{t+1}) - sg(r̂(posterior_t))`` against
-    ``r_{t+1} - r_t``, both in units of the batch's RMS change, Huber (quadratic within one RMS change). The
+    ``r_{t+1} - r_t`` (in symlog space, the head's), both in units of the batch's RMS change, Huber (quadratic
+    within one RMS change). The
     action moves the reward by ~0.01 a step where rewards span ~1.5, so an absolute reward loss barely sees the
     part of r̂ that d r̂ / d a is made of; this loss sees nothing else. 0: none."""
 

@@ -33,7 +33,7 @@ from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import WindowDataset
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_images
-from dmo_ros.local_model.heads import RewardHead
+from dmo_ros.local_model.heads import RewardHead, symlog
 from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss, straight_through_sample
 
 # -- batches ---------------------------------------------------------------------------------
@@ -188,11 +188,13 @@ class LocalModel(nn.Module):
                 logs.update(prior_reward_loss=prior_reward_loss.detach())
             if self.config.reward_difference_scale > 0:
                 # The reward change one step brings, predicted as r̂(prior_{t+1}) - sg(r̂(posterior_t)), against the
-                # labels' change, in units of the batch's RMS change; Huber, so that the early, wildly wrong
-                # predictions (a change of ~1 where the RMS change is ~0.03) do not swamp the other losses.
-                change = (batch.rewards[:, 1:] - batch.rewards[:, :-1]).float()
-                predicted = (self.reward_head.mean(prior_logits)
-                             - self.reward_head.mean(reward_logits[:, :-1]).detach())
+                # labels' change, in symlog space (the head's own; no exp to amplify a wild early prediction) and
+                # in units of the batch's RMS change; Huber, so that early predictions far off do not swamp the
+                # other losses. symexp is monotone: d r̂ / d a points the same way in either space.
+                symlog_rewards = symlog(batch.rewards.float())
+                change = symlog_rewards[:, 1:] - symlog_rewards[:, :-1]
+                predicted = (self.reward_head.twohot.decode(prior_logits.float().softmax(-1))
+                             - self.reward_head.twohot.decode(reward_logits[:, :-1].float().softmax(-1)).detach())
                 rms = change.pow(2).mean().sqrt().clamp_min(1e-3)
                 difference_loss = torch.nn.functional.smooth_l1_loss(predicted / rms, change / rms, beta=1.0)
                 loss = loss + self.config.reward_difference_scale * difference_loss

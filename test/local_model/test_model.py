@@ -13,6 +13,7 @@ from dmo_ros.dataset.format import DatasetError, write_dataset
 from dmo_ros.dataset.loaders import collate
 from dmo_ros.local_model import LocalModel, LocalModelConfig, SequenceBatch, SequenceDataset, load_local_model
 from dmo_ros.local_model.encoder import to_model_images
+from dmo_ros.local_model.heads import symlog
 from dmo_ros.local_model.rssm import features
 from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
 
@@ -193,7 +194,7 @@ def test_reward_difference_loss_measures_the_reward_change_in_rms_units(model: L
     the labels' changes in units of their RMS."""
     with_difference = LocalModel(replace(model.config, reward_difference_scale=2.0))
     batch = _batch()
-    change = batch.rewards[:, 1:] - batch.rewards[:, :-1]
+    change = symlog(batch.rewards[:, 1:]) - symlog(batch.rewards[:, :-1])
     units = change / change.pow(2).mean().sqrt()
     expected = torch.where(units.abs() < 1, 0.5 * units.pow(2), units.abs() - 0.5).mean()
     _, logs = with_difference(batch)
