@@ -33,8 +33,8 @@ from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import WindowDataset
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_images
-from dmo_ros.local_model.heads import RewardHead
-from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss
+from dmo_ros.local_model.heads import RewardHead, symlog
+from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss, straight_through_sample
 
 # -- batches ---------------------------------------------------------------------------------
 
@@ -176,6 +176,29 @@ class LocalModel(nn.Module):
         loss = kl.loss + self.config.reward_loss_scale * reward_loss
         logs = {"kl": kl.value, "kl_dyn": kl.dyn.detach(), "kl_rep": kl.rep.detach(),
                 "reward_loss": reward_loss.detach()}
+        if self.config.prior_reward_scale > 0 or self.config.reward_difference_scale > 0:
+            # The one-step priors of frames 1 .. T - 1 (posterior of frame t, action t) at their mode, as DMO
+            # and the gate differentiate the reward head there with respect to the action.
+            one_step = priors.at(slice(1, None))
+            mode = RSSMState(one_step.deter, straight_through_sample(one_step.logits, sample=False), one_step.logits)
+            prior_logits = self.reward_head(features(mode))
+            if self.config.prior_reward_scale > 0:
+                prior_reward_loss = self.reward_head.loss(prior_logits, batch.rewards[:, 1:]).mean()
+                loss = loss + self.config.prior_reward_scale * prior_reward_loss
+                logs.update(prior_reward_loss=prior_reward_loss.detach())
+            if self.config.reward_difference_scale > 0:
+                # The reward change one step brings, predicted as r̂(prior_{t+1}) - sg(r̂(posterior_t)), against the
+                # labels' change, in symlog space (the head's own; no exp to amplify a wild early prediction) and
+                # in units of the batch's RMS change; Huber, so that early predictions far off do not swamp the
+                # other losses. symexp is monotone: d r̂ / d a points the same way in either space.
+                symlog_rewards = symlog(batch.rewards.float())
+                change = symlog_rewards[:, 1:] - symlog_rewards[:, :-1]
+                predicted = (self.reward_head.twohot.decode(prior_logits.float().softmax(-1))
+                             - self.reward_head.twohot.decode(reward_logits[:, :-1].float().softmax(-1)).detach())
+                rms = change.pow(2).mean().sqrt().clamp_min(1e-3)
+                difference_loss = torch.nn.functional.smooth_l1_loss(predicted / rms, change / rms, beta=1.0)
+                loss = loss + self.config.reward_difference_scale * difference_loss
+                logs.update(reward_difference_loss=difference_loss.detach())
         target = to_model_images(batch.frames)
         if self.decoder is not None:
             squared = (self.decoder(post_features).float() - target).pow(2)
@@ -196,12 +219,20 @@ class LocalModel(nn.Module):
     @torch.no_grad()
     def _pixel_weights(self, target: torch.Tensor) -> torch.Tensor:
         """(B, T, 1, H, W) reconstruction weights: ``1 + foreground_weight`` where a pixel is off the batch's median
-        colour by > 0.1 (the objects), 1 elsewhere (the empty table)."""
-        if self.config.foreground_weight == 0:
-            return torch.ones_like(target[..., :1, :, :])
-        background = target.flatten(0, 1).median(dim=0).values  # (3, H, W): the table where nothing is
-        foreground = ((target - background).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
-        return 1.0 + self.config.foreground_weight * foreground
+        colour by > 0.1 (the objects), 1 elsewhere (the empty table); plus ``difference_weight`` where a pixel
+        changes by > 0.1 from the previous or to the next frame (what the action moved)."""
+        weights = torch.ones_like(target[..., :1, :, :])
+        if self.config.foreground_weight > 0:
+            background = target.flatten(0, 1).median(dim=0).values  # (3, H, W): the table where nothing is
+            foreground = ((target - background).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
+            weights = weights + self.config.foreground_weight * foreground
+        if self.config.difference_weight > 0 and target.shape[1] > 1:
+            changed = ((target[:, 1:] - target[:, :-1]).abs().amax(-3, keepdim=True) > 0.1).to(target.dtype)
+            moved = torch.zeros_like(weights)
+            moved[:, 1:] = changed  # differs from the previous frame
+            moved[:, :-1] = torch.maximum(moved[:, :-1], changed)  # or from the next one
+            weights = weights + self.config.difference_weight * moved
+        return weights
 
     @torch.no_grad()
     def _one_step_metrics(self, posteriors: RSSMState, priors: RSSMState, batch: SequenceBatch,

@@ -5,6 +5,7 @@ K classes each (B, S, K), one-hot samples with straight-through gradients. Per s
 
     h' = GRU(h, [z, a])                 deterministic transition (prior_step)
     z' ~ p(z' | h')                     prior: what the model predicts before seeing the frame
+                                        (p(z' | h', a) with ``prior_action_input``)
     z' ~ q(z' | h', embed(frame'))      posterior: the same h', corrected by the frame (posterior)
 
 Every categorical mixes in 1 % of the uniform distribution (unimix); a sample is
@@ -116,7 +117,8 @@ class RSSM(nn.Module):
         self.register_buffer("action_scale", torch.tensor(config.action_scale, dtype=torch.float32), persistent=False)
         self.input_layer = _mlp_layer(stoch_flat + config.action_size, config.hidden_size)
         self.cell = BlockGRUCell(config.hidden_size, config.deter_size)
-        self.prior_head = nn.Sequential(_mlp_layer(config.deter_size, config.hidden_size),
+        prior_in = config.deter_size + (config.action_size if config.prior_action_input else 0)
+        self.prior_head = nn.Sequential(_mlp_layer(prior_in, config.hidden_size),
                                         nn.Linear(config.hidden_size, stoch_flat))
         self.posterior_head = nn.Sequential(_mlp_layer(config.deter_size + config.embed_size, config.hidden_size),
                                             nn.Linear(config.hidden_size, stoch_flat))
@@ -128,6 +130,12 @@ class RSSM(nn.Module):
     def _stoch_logits(self, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raw = head(x).reshape(*x.shape[:-1], self.config.stoch_size, self.config.classes)
         return unimix_logits(raw, self.config.unimix)
+
+    def _prior_logits(self, deter: torch.Tensor, scaled_action: torch.Tensor) -> torch.Tensor:
+        """p(z' | h') -- or p(z' | h', a) with ``prior_action_input`` -- for a scaled action (B, A)."""
+        if self.config.prior_action_input:
+            deter = torch.cat([deter, scaled_action.to(deter.dtype).expand(*deter.shape[:-1], -1)], -1)
+        return self._stoch_logits(self.prior_head, deter)
 
     def scale_action(self, action: torch.Tensor) -> torch.Tensor:
         """Raw action (robot units) -> O(1) input: divided by action_scale, then squashed into [-1, 1] where
@@ -141,7 +149,7 @@ class RSSM(nn.Module):
         """The learned start state for ``batch`` sequences (before the first frame is seen)."""
         device = device if device is not None else self.initial_deter.device
         deter = torch.tanh(self.initial_deter).to(device).expand(batch, -1)
-        logits = self._stoch_logits(self.prior_head, deter)
+        logits = self._prior_logits(deter, deter.new_zeros(batch, self.config.action_size))
         return RSSMState(deter, straight_through_sample(logits, sample=False).detach(), logits)
 
     def prior_step(self, state: RSSMState, action: torch.Tensor, sample: bool = True) -> RSSMState:
@@ -150,10 +158,10 @@ class RSSM(nn.Module):
         Differentiable with respect to ``state`` (deter and stoch) and ``action``. ``sample=False``
         takes each categorical's mode instead of a draw (still with straight-through gradients).
         """
-        x = self.input_layer(torch.cat([state.stoch.flatten(-2), self.scale_action(action).to(state.deter.dtype)],
-                                       -1))
+        scaled = self.scale_action(action).to(state.deter.dtype)
+        x = self.input_layer(torch.cat([state.stoch.flatten(-2), scaled], -1))
         deter = self.cell(x, state.deter)
-        logits = self._stoch_logits(self.prior_head, deter)
+        logits = self._prior_logits(deter, scaled)
         return RSSMState(deter, straight_through_sample(logits, sample), logits)
 
     def posterior(self, prior: RSSMState | torch.Tensor, embed: torch.Tensor, sample: bool = True) -> RSSMState:

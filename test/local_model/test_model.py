@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,8 @@ import torch
 from dmo_ros.dataset.format import DatasetError, write_dataset
 from dmo_ros.dataset.loaders import collate
 from dmo_ros.local_model import LocalModel, LocalModelConfig, SequenceBatch, SequenceDataset, load_local_model
+from dmo_ros.local_model.encoder import to_model_images
+from dmo_ros.local_model.heads import symlog
 from dmo_ros.local_model.rssm import features
 from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
 
@@ -132,3 +134,74 @@ def test_save_and_load_roundtrip(model: LocalModel, tmp_path: Path) -> None:
     write_run_config(tmp_path, {"kind": "reward", "model": {}})
     with pytest.raises(ValueError, match="not a local model run"):
         load_local_model(tmp_path)
+
+
+def test_configs_saved_before_the_action_options_load_as_trained() -> None:
+    """A config.json without the newer fields reproduces the model it was saved from (none of them on)."""
+    saved = asdict(LocalModelConfig.preset("tiny", 2, image_size=SIZE))
+    for key in ("inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_action_input",
+                "prior_reward_scale", "reward_difference_scale"):
+        del saved[key]
+    old = LocalModelConfig.from_dict(saved)
+    assert (old.inverse_dynamics_scale, old.foreground_weight, old.difference_weight, old.prior_action_input,
+            old.prior_reward_scale, old.reward_difference_scale) == (0.0, 0.0, 0.0, False, 0.0, 0.0)
+    assert LocalModel(old).rssm.prior_head[0][0].in_features == old.deter_size
+
+
+def test_prior_action_input_moves_the_prior_at_a_fixed_deterministic_state() -> None:
+    torch.manual_seed(0)
+    model = LocalModel(LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=SIZE, prior_action_input=True,
+                                               free_bits=0.0))
+    rssm = model.rssm
+    deter = torch.randn(3, rssm.config.deter_size)
+    left, right = (rssm._prior_logits(deter, torch.tensor([[sign, 0.0]]).expand(3, 2)) for sign in (-1.0, 1.0))
+    assert not torch.allclose(left, right)  # the action reaches p(z' | h', a) besides the GRU
+    state = rssm.initial(3)
+    assert state.logits.shape == (3, rssm.config.stoch_size, rssm.config.classes)
+    action = torch.zeros(3, 2, requires_grad=True)
+    (gradient,) = torch.autograd.grad(model.reward_head(features(rssm.prior_step(state, action))).sum(), action)
+    assert torch.isfinite(gradient).all()
+    loss, _ = model(_batch())
+    loss.backward()
+    assert rssm.prior_head[0][0].weight.grad[:, -2:].abs().sum() > 0  # the action columns are trained
+
+
+def test_difference_weight_weighs_the_pixels_that_move() -> None:
+    model = LocalModel(LocalModelConfig.preset("tiny", 2, image_size=SIZE, foreground_weight=0.0,
+                                               difference_weight=5.0))
+    frames = torch.full((1, 3, 3, SIZE, SIZE), 255, dtype=torch.uint8)
+    frames[0, 1, :, 4, 4] = 0  # a dark pixel appears in frame 1 only
+    weights = model._pixel_weights(to_model_images(frames))
+    assert weights.shape == (1, 3, 1, SIZE, SIZE)
+    assert weights[0, :, 0, 4, 4].tolist() == [6.0, 6.0, 6.0]  # changed going into frame 1 and out of it
+    assert weights[0, :, 0, 0, 0].tolist() == [1.0, 1.0, 1.0]
+    assert float(weights.sum()) == 3 * SIZE * SIZE + 3 * 5.0
+
+
+def test_prior_reward_loss_trains_the_head_on_one_step_priors(model: LocalModel) -> None:
+    with_prior = LocalModel(replace(model.config, prior_reward_scale=1.0))
+    with_prior.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    loss_plain, logs_plain = model(_batch())
+    torch.manual_seed(1)
+    loss_prior, logs = with_prior(_batch())
+    assert "prior_reward_loss" not in logs_plain and np.isfinite(logs["prior_reward_loss"])
+    assert loss_prior.item() == pytest.approx(loss_plain.item() + logs["prior_reward_loss"], rel=1e-5)
+
+
+def test_reward_difference_loss_measures_the_reward_change_in_rms_units(model: LocalModel) -> None:
+    """With a zero reward head (its initialisation) every predicted change is 0: the loss is the Huber loss of
+    the labels' changes in units of their RMS."""
+    with_difference = LocalModel(replace(model.config, reward_difference_scale=2.0))
+    batch = _batch()
+    change = symlog(batch.rewards[:, 1:]) - symlog(batch.rewards[:, :-1])
+    units = change / change.pow(2).mean().sqrt()
+    expected = torch.where(units.abs() < 1, 0.5 * units.pow(2), units.abs() - 0.5).mean()
+    _, logs = with_difference(batch)
+    assert logs["reward_difference_loss"] == pytest.approx(float(expected), rel=1e-4)
+    with torch.no_grad():
+        with_difference.reward_head.out.weight.normal_()
+    loss, logs = with_difference(_batch())
+    assert logs["reward_difference_loss"] != pytest.approx(float(expected), rel=1e-4)
+    loss.backward()
+    assert with_difference.rssm.input_layer[0].weight.grad[:, -2:].abs().sum() > 0  # reaches the action input
