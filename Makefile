@@ -17,8 +17,9 @@ DEMO_ENV := FASTDDS_BUILTIN_TRANSPORTS=SHM ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHO
 DEMO_BAGS := bags/demo
 DEMO_DATASETS := datasets/demo
 DEMO_RUNS := runs/demo
-# Seconds of play data the main job records (the world model and reward learn from it).
-DEMO_SECONDS ?= 240
+# Samples (5 Hz teleop ticks) of play the main job records on the simulated clock (dmo-collect-fast: ~1 min per
+# 10 000 here; the same bags a live recording writes). The world model needs ~10k to follow actions (README "Gates").
+DEMO_SAMPLES ?= 10000
 
 .PHONY: setup demo smoke test lint clean
 .DELETE_ON_ERROR:
@@ -26,12 +27,12 @@ DEMO_SECONDS ?= 240
 setup: $(STAMPS)/dmo_ros
 
 # The main job, stage after stage on a fresh recording, each printing its progress and its wall time
-# (scripts/demo_pipeline.sh): record play data on the Push-T stand-in, print what the recording holds, convert it
+# (scripts/demo_pipeline.sh): record play data on the Push-T stand-in faster than real time, print what the recording holds, convert it
 # into a dataset, train the world model and write its fidelity report, save the goal picture, train and evaluate
 # the reward model, pretrain the local model, train a DMO-SAPO policy in the world model, and evaluate it on the
 # stand-in next to a random policy. Run folders go to runs/demo/<session>; a re-run training stage resumes.
 demo: setup
-	$(DEMO_ENV) scripts/demo_pipeline.sh $(BIN) $(DEMO_SECONDS) $(DEMO_BAGS) $(DEMO_DATASETS) $(DEMO_RUNS)
+	$(DEMO_ENV) scripts/demo_pipeline.sh $(BIN) $(DEMO_SAMPLES) $(DEMO_BAGS) $(DEMO_DATASETS) $(DEMO_RUNS)
 
 # Two-node check of the ROS 2 setup.
 smoke: setup

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job (`make demo`): record play data on the Push-T stand-in, then every offline stage up to a DMO-SAPO
+# The main job (`make demo`): record play data on the Push-T stand-in (in-process on a simulated clock: the same
+# rosbag2 recording the live collect graph writes, without waiting on the wall clock; the deploy stage at the end
+# runs the live ROS graph), then every offline stage up to a DMO-SAPO
 # policy evaluated on the stand-in next to a random policy. Each stage prints its progress and its wall time; the
 # times are collected in runs/demo/<session>/stage_times.txt. A re-run of a training stage resumes its run folder.
 #
-# Usage: scripts/demo_pipeline.sh BIN_DIR SECONDS BAGS_DIR DATASETS_DIR RUNS_DIR
+# Usage: scripts/demo_pipeline.sh BIN_DIR SAMPLES BAGS_DIR DATASETS_DIR RUNS_DIR
 set -euo pipefail
-bin="$1"; seconds="$2"; bags="$3"; datasets="$4"; runs_root="$5"
+bin="$1"; samples="$2"; bags="$3"; datasets="$4"; runs_root="$5"
 
 declare -a stage_names=() stage_seconds=()
 pipeline_start=$SECONDS
@@ -20,7 +22,7 @@ stage() {  # stage NAME COMMAND...: run one stage, print and remember its wall t
   printf '=== %s: %d min %02d s ===\n' "$name" $(( took / 60 )) $(( took % 60 ))
 }
 
-stage "collect ${seconds} s of play" "$bin/dmo-launch" collect robot:=pusht duration:="$seconds" output:="$bags"
+stage "collect ${samples} samples of play" "$bin/dmo-collect-fast" --robot pusht --samples "$samples" --output "$bags"
 session="$(ls -td "$bags"/*/ | head -n 1)"; session="${session%/}"; name="$(basename "$session")"
 data="$datasets/$name"; runs="$runs_root/$name"
 mkdir -p "$runs"
