@@ -421,25 +421,13 @@ class ReachExpert:
 
 
 class PushTExplorer:
-    """Play: push primitives toward random points on the T from random directions, and now and then
-    a *held move*: one random direction held for a few steps, as a person jiggling the stick does.
+    """Play: push primitives toward random points on the T from random directions."""
 
-    Held moves put free motion under constant commands and the agent against the arena's walls into
-    the play data; without them the agent only ever heads for the T, and a world model trained on
-    it loses the agent at a wall (measured by the world-model gate, README "World model").
-    """
-
-    def __init__(self, units: PushTUnits | None = None, push_steps: tuple[int, int] = (2, 6),
-                 held_move_probability: float = 0.25, held_move_steps: tuple[int, int] = (3, 10)) -> None:
+    def __init__(self, units: PushTUnits | None = None, push_steps: tuple[int, int] = (2, 6)) -> None:
         self.units = units or PushTUnits()
         self.push_steps = push_steps
-        self.held_move_probability = held_move_probability
-        """Chance that a new primitive is a held move instead of a push."""
-        self.held_move_steps = held_move_steps
-        """Steps a held move lasts (inclusive range)."""
         self.rng = np.random.default_rng(0)
         self._target: tuple[np.ndarray, np.ndarray] | None = None
-        self._held: np.ndarray | None = None
         self._left = 0
 
     def begin(self, observation: Observation, rng: np.random.Generator) -> None:
@@ -447,12 +435,6 @@ class PushTExplorer:
         self._target = None
 
     def _new_primitive(self) -> None:
-        self._held = None
-        if self.rng.random() < self.held_move_probability:
-            angle = self.rng.uniform(-np.pi, np.pi)
-            self._held = np.array([np.cos(angle), np.sin(angle)]) * self.units.max_step_px * self.rng.uniform(0.5, 1.0)
-            self._left = int(self.rng.integers(self.held_move_steps[0], self.held_move_steps[1] + 1))
-            return
         point, normal = _T_OUTLINE[self.rng.integers(len(_T_OUTLINE))]
         jitter = self.rng.normal(0.0, 0.3)
         inward = -np.asarray(normal)
@@ -464,11 +446,8 @@ class PushTExplorer:
 
     def act(self, observation: Observation) -> np.ndarray:
         agent, block = observation.agent[:2], observation.object
-        if (self._target is None and self._held is None) or self._left <= 0:
+        if self._target is None or self._left <= 0:
             self._new_primitive()
-        if self._held is not None:
-            self._left -= 1
-            return self.units.velocity(self._held)
         point, inward_body = self._target
         inward = _rotation(block[2]) @ inward_body
         contact = to_world(block, point)
