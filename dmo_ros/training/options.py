@@ -91,8 +91,10 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: 
             continue
         flag = "--" + field.name.replace("_", "-")
         metavar = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}.get(kind)
+        # argparse %-formats help text: a docstring's "1 %" must reach it as "1 %%".
+        doc = docs.get(field.name, "").replace("%", "%%")
         group.add_argument(flag, dest=field.name, type=parse, nargs=nargs, default=None, metavar=metavar,
-                           help=(docs.get(field.name, "") + " (default: from the preset)").strip())
+                           help=(doc + " (default: from the preset)").strip())
         added.append(field.name)
     return added
 
