@@ -33,6 +33,7 @@ from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.runner import PolicyTrainConfig, set_seed, train_policy
 from dmo_ros.dmo.sapo import SAPOConfig
+from dmo_ros.dmo.simulator_env import PIXEL_TASKS, SimulatorEnv
 from dmo_ros.gates.report import GateError, require_gates
 from dmo_ros.policy.api import POLICY_KIND
 from dmo_ros.training.checkpoint import CheckpointError, read_run_config
@@ -41,6 +42,15 @@ from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_o
 
 METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
 """Subcommand -> the method name stored in config.json and eval.jsonl."""
+
+SIMULATOR_CONTEXT = 4
+"""Frames of context the simulator environment keeps when no world model sets it (DIAMOND's 4)."""
+
+FORWARDS = ("world-model", "simulator")
+"""What steps the episodes (``--forward``): rung 2 and rung 1 of the ladder (DESIGN.md §8)."""
+
+RUNGS = {"world-model": 2, "simulator": 1}
+"""The ladder rung of each forward model (``config.json["rung"]``, read by ``dmo-ladder-table``)."""
 
 RUN_PRESETS: dict[str, PolicyTrainConfig] = {
     # Tests: a few epochs in seconds.
@@ -75,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = methods.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("datasets", nargs="+", type=Path,
                          help="dataset folders (dmo-convert): real windows the imagined episodes start from")
-        sub.add_argument("--world-model", type=Path, required=True, help="run folder of dmo-train-world-model")
+        sub.add_argument("--world-model", type=Path, default=None,
+                         help="run folder of dmo-train-world-model (required unless --forward simulator)")
         sub.add_argument("--reward-run", type=Path, required=True, help="run folder of dmo-train-reward")
         sub.add_argument("--goal", type=Path, required=True, help="goal picture (PNG/JPEG/.npy, see dmo-goal-image)")
         if name != "ppo":
@@ -83,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
                              help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")
         sub.add_argument("--run-dir", type=Path, default=Path(f"runs/{METHOD_NAMES[name]}"),
                          help=f"run folder; an existing run is resumed (default: runs/{METHOD_NAMES[name]})")
+        if name != "no-diffusion":
+            sub.add_argument("--forward", choices=FORWARDS, default="world-model",
+                             help="what steps the episodes: the diffusion world model (rung 2 of the ladder, the "
+                                  "paper's setting; default) or the Push-T stand-in simulator itself (rung 1: the "
+                                  "oracle that isolates the world model; frames rendered and rewarded as recorded)")
+        sub.add_argument("--task", choices=PIXEL_TASKS, default="push_t",
+                         help="the Push-T task the policy is evaluated on (and, with --forward simulator, whose "
+                              "resets start the training episodes); default push_t")
+        sub.add_argument("--final-eval-episodes", type=int, default=None, metavar="N",
+                         help="episodes of the evaluation at the end (fixed seeds, gym-pusht's 30 s), written with the "
+                              "random, zero-action and expert ceilings to final_eval.json for dmo-ladder-table; "
+                              "0: none (default: 50; the tiny preset 0)")
+        sub.add_argument("--ceilings-cache", type=Path, default=None,
+                         help="JSON file remembering the ceilings' results (default: beside the run folder)")
         sub.add_argument("--force-gates", action="store_true",
                          help="train even if a model is below its gate or was never gated (dmo-gate)")
         sub.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS),
@@ -134,6 +159,17 @@ def main(argv: list[str] | None = None) -> int:
             saved = None
         if saved is not None and (saved.get("kind") != POLICY_KIND or saved.get("method") != method):
             raise CheckpointError(f"{args.run_dir} holds a run that is not a {method} policy; choose another --run-dir")
+        forward = getattr(args, "forward", "world-model")
+        if saved is not None:
+            held = {"forward": saved.get("forward", "world-model"), "task": saved.get("task", "push_t")}
+            clash = {key: value for key, value in held.items() if value != {"forward": forward, "task": args.task}[key]}
+            if clash:
+                raise CheckpointError(f"{args.run_dir} holds a run with " + ", ".join(f"--{k} {v}" for k, v in
+                                                                                     clash.items())
+                                      + "; use another --run-dir")
+        simulated = forward == "simulator"
+        if args.world_model is None and not simulated:
+            raise ConfigError("--world-model is required (unless --forward simulator)")
         run = apply_options(RUN_PRESETS[args.preset], args, args.run_options)
         configs = _configs(args, saved)
         device = resolve_device(run.device, World())
@@ -143,14 +179,19 @@ def main(argv: list[str] | None = None) -> int:
         from dmo_ros.reward.goal_image import load_goal_image
         from dmo_ros.world_model.denoiser import load_world_model
 
-        world_model = load_world_model(args.world_model, device)
-        if world_model.config.image_size != image_size or world_model.config.action_size != action_size:
-            raise DatasetError(f"{args.world_model} was trained on {world_model.config.image_size} px frames and "
-                               f"{world_model.config.action_size}-D actions; the datasets have {image_size} px, "
-                               f"{action_size}-D")
+        if simulated and robot != "pusht":
+            raise ConfigError(f"--forward simulator steps the Push-T stand-in; the datasets are of robot {robot!r}")
+        world_model = None
+        if args.world_model is not None:
+            world_model = load_world_model(args.world_model, device)
+            if world_model.config.image_size != image_size or world_model.config.action_size != action_size:
+                raise DatasetError(f"{args.world_model} was trained on {world_model.config.image_size} px frames and "
+                                   f"{world_model.config.action_size}-D actions; the datasets have {image_size} px, "
+                                   f"{action_size}-D")
+        context = world_model.config.context if world_model is not None else SIMULATOR_CONTEXT
         if robot == "pusht":  # the gates measure on the Push-T stand-in
             gated = {"reward": args.reward_run}
-            if method != "no_diffusion":
+            if method != "no_diffusion" and not simulated:
                 gated["world_model"] = args.world_model
             if method != "ppo":
                 gated["local_model"] = args.local_model
@@ -158,18 +199,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gate: {line}", flush=True)
         reward_model = load_reward_model(args.reward_run, device)
         goal = load_goal_image(args.goal, size=(image_size, image_size), notify=lambda text: print(f"goal: {text}"))
-        starts = StartWindows(folders, context=world_model.config.context, split="train", seed=run.seed)
+        starts = StartWindows(folders, context=context, split="train", seed=run.seed)
     except (DatasetError, ConfigError, CheckpointError, GateError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
 
     set_seed(run.seed)
     generator = torch.Generator(device=device).manual_seed(run.seed)
+
+    def make_env(batch_size: int) -> ImaginedEnv | SimulatorEnv:
+        if simulated:  # training episodes on seeds of their own, never the evaluation's
+            return SimulatorEnv(reward_model, goal, batch_size, image_size, context, task=args.task,
+                                seed=run.seed, device=device)
+        return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, device=device, generator=generator)
+
     try:
         if method == "ppo":
             ppo = _ppo()
-            env = ImaginedEnv(world_model, reward_model, goal, starts, configs["ppo"].num_envs, device=device,
-                              generator=generator)
+            env = make_env(configs["ppo"].num_envs)
             algorithm = ppo.PPOAlgorithm(env, configs["ppo"], limit, device, seed=run.seed)
         else:
             from dmo_ros.local_model.model import load_local_model
@@ -182,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             dmo_config = configs["dmo"]
             env = None
             if method == "dmo":
-                env = ImaginedEnv(world_model, reward_model, goal, starts, dmo_config.batch_size, device=device,
-                                  generator=generator)
+                env = make_env(dmo_config.batch_size)
             algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed)
     except (DatasetError, CheckpointError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -193,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     if robot == "pusht":
         from dmo_ros.policy.evaluate import EvalConfig, evaluate_policy
 
-        eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed)
+        eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed,
+                                 task=args.task)
 
         def evaluate(policy) -> dict[str, Any]:
             return evaluate_policy(policy, eval_config).record()
@@ -201,24 +248,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: no stand-in evaluation for robot {robot!r} yet (Push-T only); training without it", flush=True)
 
     run_config = {"kind": POLICY_KIND, "method": method, "preset": args.preset, "robot": robot,
-                  "datasets": [str(folder) for folder in folders], "world_model": str(args.world_model),
+                  "forward": forward, "task": args.task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
+                  "datasets": [str(folder) for folder in folders],
+                  "world_model": None if args.world_model is None else str(args.world_model),
                   "reward_run": str(args.reward_run), "goal": str(args.goal),
                   "local_model": str(getattr(args, "local_model", "")) or None,
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
                   "deployment": deployment_metadata(folders[0])}
-    print(f"{method}: {algorithm.samples} world-model samples so far, budget {run.max_samples}; device {device}; "
-          f"action limit {[round(float(v), 4) for v in limit]}; run folder {args.run_dir}", flush=True)
+    source = "simulator" if simulated else "world-model"
+    print(f"{method} (rung {run_config['rung']}, task {args.task}): {algorithm.samples} {source} samples so far, "
+          f"budget {run.max_samples}; device {device}; action limit {[round(float(v), 4) for v in limit]}; "
+          f"run folder {args.run_dir}", flush=True)
     try:
         result = train_policy(algorithm, replace(run), args.run_dir, run_config, evaluate)
     except (FloatingPointError, RuntimeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
-    print(f"{method}: {result.epochs} epochs, {result.samples} world-model samples, {result.wall_s:.0f} s of training"
+    finally:
+        if isinstance(env, SimulatorEnv):
+            env.close()
+    print(f"{method}: {result.epochs} epochs, {result.samples} {source} samples, {result.wall_s:.0f} s of training"
           + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
     if result.evaluations:
         last = result.evaluations[-1]
         print(f"{method}: stand-in success {last['success_rate']:.0%}, mean max coverage "
               f"{last['mean_max_coverage']:.3f} over {last['episodes']} episodes", flush=True)
+    final_episodes = args.final_eval_episodes if args.final_eval_episodes is not None else \
+        (0 if args.preset == "tiny" else 50)
+    if robot == "pusht" and final_episodes > 0 and not result.stopped_early:
+        from dmo_ros.policy.evaluate import STANDARD_EPISODE_STEPS, PolicyController, write_final_evaluation
+
+        label = f"rung {run_config['rung']} {method}, {result.samples} samples"
+        final_config = replace(eval_config, episodes=final_episodes, max_steps=STANDARD_EPISODE_STEPS)
+        controller = PolicyController(algorithm.policy(), eval_config.aspect)
+        print(write_final_evaluation(controller, label, args.run_dir, result.samples, result.wall_s, final_config,
+                                     cache=args.ceilings_cache), flush=True)
     return 0
 
 

@@ -527,12 +527,7 @@ def build(config: Rung0Config, seed: int) -> Rung0SAPO | Rung0PPO:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dmo_ros.policy.evaluate import (
-        EvalConfig,
-        evaluate_ceilings,
-        evaluate_controller,
-        format_table,
-    )
+    from dmo_ros.policy.evaluate import EvalConfig, evaluate_controller, write_final_evaluation
 
     parser = argparse.ArgumentParser(
         prog="dmo-train-rung0",
@@ -603,16 +598,9 @@ def main(argv: list[str] | None = None) -> int:
           + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
     if options.final_eval_episodes and not result.stopped_early:
         final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
-        final = evaluate_controller(algorithm.policy(), final_config)
-        cache = options.ceilings_cache or options.run_dir.parent / "ceilings.json"
-        rows = [(f"rung 0 {config.method}, {result.samples} samples", final),
-                *evaluate_ceilings(final_config, cache=cache)]
-        table = format_table(rows, final_config)
-        print(table)
-        (options.run_dir / "final_eval.json").write_text(json.dumps(
-            {"config": asdict(final_config), "samples": result.samples, "wall_s": result.wall_s,
-             "policy": final.to_dict(), "ceilings": {label: r.record() for label, r in rows[1:]}}, indent=1) + "\n")
-        (options.run_dir / "final_eval.md").write_text(table + "\n")
+        print(write_final_evaluation(algorithm.policy(), f"rung 0 {config.method}, {result.samples} samples",
+                                     options.run_dir, result.samples, result.wall_s, final_config,
+                                     cache=options.ceilings_cache))
     if not math.isfinite(result.logs.get("mean_reward", 0.0)):
         return 1
     return 0

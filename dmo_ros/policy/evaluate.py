@@ -398,6 +398,22 @@ CEILING_LABELS = {"random": "ceiling: random actions", "zero": "ceiling: zero ac
                   "expert": "ceiling: scripted expert (privileged)"}
 
 
+def write_final_evaluation(controller: Controller, label: str, run_dir: Path | str, samples: int, wall_s: float,
+                           config: EvalConfig, cache: Path | str | None = None) -> str:
+    """Evaluate a trained run's ``controller`` on ``config``'s episodes beside the random, zero-action and expert
+    ceilings; write ``final_eval.json`` (what ``dmo-ladder-table`` reads) and ``final_eval.md`` into ``run_dir``
+    and return the table. ``cache``: the ceilings' results file (default ``ceilings.json`` beside the run)."""
+    run_dir = Path(run_dir)
+    final = evaluate_controller(controller, config)
+    rows = [(label, final), *evaluate_ceilings(config, cache=cache or run_dir.parent / "ceilings.json")]
+    table = format_table(rows, config)
+    (run_dir / "final_eval.json").write_text(json.dumps(
+        {"config": asdict(config), "samples": samples, "wall_s": wall_s, "policy": final.to_dict(),
+         "ceilings": {name: result.record() for name, result in rows[1:]}}, indent=1) + "\n")
+    (run_dir / "final_eval.md").write_text(table + "\n")
+    return table
+
+
 def summarize_episodes(episodes: list[EpisodeResult], seconds: float) -> EvalResult:
     """The :class:`EvalResult` of a list of episodes (both evaluation modes)."""
     return EvalResult(

@@ -108,3 +108,62 @@ def test_an_epoch_updates_the_actor_only(policy_inputs, method):
     if method == "dmo":
         # The world model's transitions went into the replay buffer, labelled by the global reward.
         assert logs["replay_sequences"] == 4 and "global_return" in logs
+
+
+@pytest.mark.parametrize("method", ["dmo", "ppo"])
+def test_rung_1_trains_in_the_simulator_and_writes_the_final_evaluation(policy_inputs, tmp_path, method, capsys):
+    """Rung 1: the stand-in simulator steps the episodes (no world model given), the task's resets start them, and the
+    run ends with the evaluation dmo-ladder-table reads."""
+    from dmo_ros.ladder.table import ladder_table
+
+    run = tmp_path / f"rung1_{method}"
+    args = [a for a in _args(method, policy_inputs, run, "--max-samples", "32", "--forward", "simulator",
+                             "--task", "push_near", "--final-eval-episodes", "2") if a]
+    at = args.index("--world-model")
+    del args[at : at + 2]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rung 1, task push_near" in out and "simulator samples" in out
+    config = json.loads((run / "config.json").read_text())
+    assert (config["forward"], config["task"], config["rung"], config["world_model"]) == \
+        ("simulator", "push_near", 1, None)
+    assert [r["samples"] for r in read_evaluations(run)] == [0, 32]
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["config"]["task"] == "push_near" and final["policy"]["episodes"] == 2
+    assert {"ceiling: random actions", "ceiling: scripted expert (privileged)"} <= set(final["ceilings"])
+    table = ladder_table([run])
+    assert f"| 1 | push_near | {method} | 32 |" in table
+
+    # Resuming with another forward model or task is refused, not mixed into one run.
+    assert main(_args(method, policy_inputs, run, "--max-samples", "64")) == 2
+    assert "--forward simulator" in capsys.readouterr().err
+
+
+def test_simulator_env_follows_the_contract(policy_inputs):
+    from dmo_ros.dmo.simulator_env import SimulatorEnv
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import load_goal_image
+
+    reward = load_reward_model(policy_inputs["reward"])
+    goal = load_goal_image(policy_inputs["goal"], size=(32, 32))
+    with pytest.raises(ValueError, match="reach"):
+        SimulatorEnv(reward, goal, 2, 32, 4, task="reach")
+    env = SimulatorEnv(reward, goal, batch_size=3, image_size=32, context=4, task="push_t", seed=1)
+    first = env.reset()
+    assert first.shape == (3, 3, 32, 32) and -1 <= first.min() and first.max() <= 1
+    frames, actions = env.context
+    assert frames.shape == (3, 4, 3, 32, 32) and actions.shape == (3, 3, 2) and not actions.any()
+    push = torch.tensor([[0.25, 0.0]] * 3)
+    for _ in range(3):
+        observation, reward_now = env.step(push)
+    assert reward_now.shape == (3,) and torch.isfinite(reward_now).all()
+    frames, actions = env.context
+    assert torch.equal(frames[:, -1], observation) and torch.equal(actions[:, -1], push)
+    assert not torch.equal(observation, first)  # the agent moved on the camera
+    assert env.samples == 9 and env.steps.tolist() == [3, 3, 3]
+    env.reset_some(torch.tensor([False, True, False]))
+    assert env.steps.tolist() == [3, 0, 3]
+    assert torch.equal(env.context[0][1, 0], env.context[0][1, -1])  # a fresh episode's context is its first frame
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(torch.tensor([[float("nan"), 0.0]] * 3))
+    env.close()

@@ -1,0 +1,174 @@
+"""Rung 1 of the ladder: B Push-T stand-in simulators in place of the diffusion world model.
+
+DESIGN.md §8: rung 1 runs DMO (and PPO) with **the stand-in simulator as the forward model** — the
+original DMO setting and the oracle that isolates the world model. Everything else stays learned:
+frames are the simulator's camera render resized exactly as the dataset converter and the
+evaluation resize it, rewards come from the learned goal-conditioned energy on those frames, and
+DMO's gradients from the local RSSM. It speaks :class:`~dmo_ros.dmo.imagined_env.ImaginedEnv`'s
+contract, so the policy trainers take either:
+
+    env = SimulatorEnv(reward_model, goal, batch_size=16, image_size=64, context=4, task="push_near")
+    obs = env.reset()                 # (B, 3, H, W) in [-1, 1]: the episodes' first frames
+    obs, reward = env.step(actions)   # actions (B, 2) in robot units (m/s, as recorded); reward (B,)
+
+Episodes start from the task's reset distribution (:mod:`dmo_ros.sims.pusht_tasks`) as evaluation
+does, on seeds disjoint from the evaluation's (``seed`` vs ``EvalConfig.seed``). The context an
+episode starts with is its first frame repeated ``context`` times with zero actions (the robot at
+rest before the episode). Reading the simulator here is the point of the rung; rungs 2 and above
+never do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmo_ros.dataset.images import resize
+from dmo_ros.reward.energy import EnergyNet, GoalReward, to_model_images
+from dmo_ros.sims.pusht import PushTConfig, PushTSim
+from dmo_ros.sims.pusht_tasks import TASKS
+
+PIXEL_TASKS = tuple(task for task in TASKS if task != "reach")
+"""Tasks an image policy can be trained on here: ``reach`` draws a target per episode that only its goal
+picture shows, and the policies see the camera, not the goal picture."""
+
+
+class SimulatorEnv:
+    """B stand-in episodes stepped together; see the module doc.
+
+    Args:
+        reward_model: the trained energy (rewards as :class:`GoalReward` gives them, from each episode's first frame).
+        goal: the goal picture (H, W, 3) or (3, H, W) uint8 at the reward model's size (``dmo-goal-image``).
+        batch_size: B, simulators stepped in lock-step.
+        image_size: frames' side in pixels (the dataset's; the 96 x 96 render is resized with ``aspect``).
+        context: L, frames kept per episode for :attr:`context` (the world model's / local model's window).
+        task: the Push-T task whose reset distribution starts the episodes (not ``reach``; see :data:`PIXEL_TASKS`).
+        seed: base seed of the episodes (simulator ``b`` plays episodes seeded from ``(seed, b)``).
+        control_period_s: seconds an action (a velocity) is held per step (the stand-in's 0.2 s at 5 Hz).
+        aspect: how the render is fitted to ``image_size`` (the dataset's rule; square renders are unaffected).
+        device: where frames and rewards live (the reward model is moved there).
+
+    Raises:
+        ValueError: an unknown or image-less task, or a non-positive size.
+    """
+
+    def __init__(self, reward_model: EnergyNet, goal: Tensor | np.ndarray, batch_size: int, image_size: int,
+                 context: int, task: str = "push_t", seed: int = 0, control_period_s: float = 0.2,
+                 aspect: str = "crop", device: torch.device | str = "cpu") -> None:
+        if task not in PIXEL_TASKS:
+            raise ValueError(f"task {task!r} cannot be learned from the camera alone (reach shows its per-episode "
+                             f"target only in the goal picture); choose one of {', '.join(PIXEL_TASKS)}")
+        if batch_size < 1 or image_size < 1 or context < 1:
+            raise ValueError(f"batch_size, image_size and context must be >= 1, got {batch_size}, {image_size}, "
+                             f"{context}")
+        self.device = torch.device(device)
+        self.reward = GoalReward(reward_model.to(self.device), goal)
+        self.batch_size, self.image_size, self.context_length = int(batch_size), int(image_size), int(context)
+        self.action_size = 2
+        self.task, self.aspect, self.control_period_s = task, aspect, float(control_period_s)
+        self.sims = [PushTSim(PushTConfig(seed=int(np.random.SeedSequence([seed, b]).generate_state(1)[0]),
+                                          control_period_s=control_period_s, task=task))
+                     for b in range(self.batch_size)]
+        self.samples = 0
+        """Simulator transitions so far (one per episode per step): the rung's sample count."""
+        self.steps = torch.zeros(self.batch_size, dtype=torch.long)
+        """Steps since each episode's start."""
+        self._frames: Tensor | None = None  # (B, L, 3, H, W) in [-1, 1]
+        self._actions: Tensor | None = None  # (B, L - 1, A)
+        self.start_window = None
+        """No recorded windows start these episodes (the dream node's hook on :class:`ImaginedEnv`)."""
+
+    def _frame(self, sim: PushTSim) -> Tensor:
+        return to_model_images(resize(sim.render(), self.image_size, self.image_size, self.aspect), self.device)
+
+    @property
+    def observation(self) -> Tensor:
+        """(B, 3, H, W) in [-1, 1]: the latest frame of every episode."""
+        if self._frames is None:
+            raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
+        return self._frames[:, -1]
+
+    @property
+    def context(self) -> tuple[Tensor, Tensor]:
+        """Frames (B, L, 3, H, W) in [-1, 1] and the actions (B, L - 1, A) between them."""
+        if self._frames is None or self._actions is None:
+            raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
+        return self._frames, self._actions
+
+    def _restart(self, index: list[int]) -> Tensor:
+        """New episodes on the simulators in ``index``; returns their first frames (len(index), 3, H, W)."""
+        first = []
+        for b in index:
+            self.sims[b].reset()
+            first.append(self._frame(self.sims[b]))
+        return torch.stack(first)
+
+    def reset(self) -> Tensor:
+        """Start B new episodes; returns their first frames (B, 3, H, W)."""
+        first = self._restart(list(range(self.batch_size)))
+        self._frames = first[:, None].repeat(1, self.context_length, 1, 1, 1)
+        self._actions = first.new_zeros(self.batch_size, self.context_length - 1, self.action_size)
+        self.reward.set_start(first)
+        self.steps.zero_()
+        return self.observation
+
+    def reset_some(self, done: Tensor) -> Tensor:
+        """Restart the episodes where ``done`` (B,) bool is true; returns all observations."""
+        done = done.to("cpu", torch.bool)
+        if done.shape != (self.batch_size,):
+            raise ValueError(f"done must be ({self.batch_size},), got {tuple(done.shape)}")
+        if self._frames is None or done.all():
+            return self.reset()
+        if not done.any():
+            return self.observation
+        index = done.nonzero().squeeze(1).tolist()
+        first = self._restart(index)
+        frames, actions = self._frames.clone(), self._actions.clone()
+        frames[index] = first[:, None].repeat(1, self.context_length, 1, 1, 1)
+        actions[index] = 0.0
+        self._frames, self._actions = frames, actions
+        start = self.reward.start.clone()
+        start[index] = first.to(start.dtype)
+        self.reward.set_start(start)
+        self.steps[done] = 0
+        return self.observation
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """Apply ``actions`` (B, 2) in robot units (velocities, m/s; clamped by the stand-in as on the robot);
+        returns (next observations (B, 3, H, W), rewards (B,))."""
+        if self._frames is None or self._actions is None:
+            raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
+        if actions.shape != (self.batch_size, self.action_size):
+            raise ValueError(f"actions must be ({self.batch_size}, {self.action_size}), got {tuple(actions.shape)}")
+        if not torch.isfinite(actions).all():
+            raise ValueError("non-finite action given to the simulator environment")
+        commands = actions.detach().to("cpu", torch.float64).numpy()
+        with torch.no_grad():
+            for sim, command in zip(self.sims, commands, strict=True):
+                sim.step(command * self.control_period_s)  # a velocity held for one control period -> metres
+            observation = torch.stack([self._frame(sim) for sim in self.sims])
+            self._frames = torch.cat([self._frames[:, 1:], observation[:, None]], dim=1)
+            if self.context_length > 1:
+                held = actions.detach().to(self._actions)[:, None]
+                self._actions = torch.cat([self._actions[:, 1:], held], dim=1)
+            rewards = self.reward(observation)
+        self.samples += self.batch_size
+        self.steps += 1
+        return observation, rewards
+
+    def state_dict(self) -> dict:
+        """The sample counter and the episode counters of the simulators (episodes restart on resume)."""
+        return {"samples": self.samples, "episodes": [sim.episode for sim in self.sims]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.samples = int(state["samples"])
+        for sim, episode in zip(self.sims, state.get("episodes", []), strict=False):
+            sim.episode = int(episode)  # the next reset plays the next unseen episode
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+
+
+__all__ = ["PIXEL_TASKS", "SimulatorEnv"]
