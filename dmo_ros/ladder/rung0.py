@@ -55,7 +55,7 @@ class Rung0Config:
     """What a rung-0 run learns and how (the SAPO actor-critic's own knobs are in ``sapo``)."""
 
     task: str = "reach"
-    """The Push-T task: reach, push_near or push_t."""
+    """The Push-T task: reach, push_region, push_near or push_t."""
     method: str = "sapo"
     """sapo (first-order, through the learned state model) or ppo (zeroth-order)."""
     num_envs: int = 32

@@ -13,7 +13,8 @@ target; pushing tasks: the goal T's origin, a constant).
 Rewards (per step, differentiable in the observation, so the state model carries their gradient):
 
 - reach: ``-|agent - target|`` (normalised units: 1 = 256 arena units);
-- push_near, push_t: ``-e - approach * max(0, |agent - T centre| - 70 u)`` where ``e`` is the mean
+- push_region: ``-|c - c_goal| - approach * max(0, |agent - c| - 70 u)`` with ``c`` the T's centre;
+- push_near, push_t: ``-e - approach * max(0, |agent - c| - 70 u)`` where ``e`` is the mean
   distance of the T's eight outline corners from the goal T's (normalised), the pose error the expert
   plans on; the small approach term (default 0.1) leads the agent to the T's outline, not onto it.
 """
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from dmo_ros.sims.pusht import PushTConfig, PushTSim, PushTState
-from dmo_ros.sims.pusht_tasks import GOAL_POSE
+from dmo_ros.sims.pusht_tasks import GOAL_POSE, T_CENTRE, t_centre
 
 OBSERVATION_SIZE = 8
 ACTION_SIZE = 2
@@ -36,7 +37,7 @@ HALF = 256.0
 
 _CORNERS = torch.tensor([[-60, 0], [60, 0], [60, 30], [15, 30], [15, 120], [-15, 120], [-15, 30], [-60, 30]],
                         dtype=torch.float32) / HALF
-_CENTRE = torch.tensor([0.0, 45.0]) / HALF
+_CENTRE = torch.tensor(T_CENTRE, dtype=torch.float32) / HALF
 """The T's centre of gravity in its body frame (normalised)."""
 
 
@@ -59,6 +60,10 @@ def _world(points: Tensor, origin: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 _GOAL = torch.tensor([*(GOAL_POSE[:2] / HALF - 1.0), math.cos(GOAL_POSE[2]), math.sin(GOAL_POSE[2])],
                      dtype=torch.float32)
+
+
+_GOAL_CENTRE = torch.tensor(t_centre(GOAL_POSE) / HALF - 1.0, dtype=torch.float32)
+"""The goal T's centre (normalised units): push_region's target."""
 
 
 def t_pose_error(observation: Tensor) -> Tensor:
@@ -84,7 +89,11 @@ def state_reward(observation: Tensor, task: str, approach: float = 0.1,
     centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
                     observation[..., 5])[..., 0, :]
     distance = ((agent - centre).norm(dim=-1) - approach_radius / HALF).clamp_min(0)
-    return -t_pose_error(observation) - approach * distance
+    if task == "push_region":
+        error = (centre - _GOAL_CENTRE.to(observation)).norm(dim=-1)
+    else:
+        error = t_pose_error(observation)
+    return -error - approach * distance
 
 
 class StateEnvs:

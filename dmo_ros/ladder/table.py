@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dmo_ros.sims.pusht_tasks import TASKS
+
 COLUMNS = ("rung", "task", "method", "samples", "wall-clock", "success", "loose success", "mean max coverage",
            "final distance (u)", "N", "seed")
 
@@ -50,7 +52,7 @@ def ladder_table(run_dirs: list[Path]) -> str:
             ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
                                    numbers["episodes"], seed) for label, numbers in final["ceilings"].items()]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for task in sorted(rows, key=lambda name: ("reach", "push_near", "push_t").index(name)):
+    for task in sorted(rows, key=TASKS.index):
         lines += rows[task] + ceilings[task]
     return "\n".join(lines)
 

@@ -81,7 +81,7 @@ class EvalConfig:
     """The stand-in to evaluate on; only ``pusht`` so far."""
 
     task: str = "push_t"
-    """The Push-T task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_near or push_t."""
+    """The Push-T task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_region, push_near or push_t."""
 
     aspect: str = "crop"
     """How the camera frame is fitted to the policy's image size (as the dataset converter did): crop, pad, stretch."""
@@ -462,6 +462,7 @@ def format_summary(label: str, result: EvalResult, config: EvalConfig) -> str:
 
 SUCCESS_RULES = {
     "reach": ("agent < 20 u from target", "< 40 u"),
+    "push_region": ("T centre < 30 u from the goal's", "< 60 u"),
     "push_near": ("coverage > 0.95", "coverage > 0.8"),
     "push_t": ("coverage > 0.95", "coverage > 0.8"),
 }

@@ -11,6 +11,12 @@ The ladder (DESIGN.md §8, issue 13) climbs from easy to the paper's task on one
   ``near_offset_px`` (position) and ``near_angle_rad`` (angle) of gym-pusht's goal pose, at least
   ``near_min_error_px`` of pose error away from it, the agent anywhere clear of the T. Goal picture
   and success as for full Push-T.
+- ``push_region`` — push the T into the goal region (the ladder's intermediate task). Start: the T at
+  ``region_start_px`` (a range) from its goal position in a random direction, turned at most
+  ``region_angle_rad`` from the goal angle, the agent ``region_agent_px`` behind it on the side away from
+  the goal (clear of the T). Goal picture as for full Push-T. Success: the T's centre of gravity within
+  ``region_success_px`` of the goal T's, whatever the angle (loose: twice that). One straight push can
+  solve it; what it needs that reach does not is contact.
 - ``push_t`` — gym-pusht's task as it is: its random reset, the T on the goal pose in the goal
   picture, success when the coverage of the goal T exceeds 0.95 (loose: 0.8).
 
@@ -31,7 +37,7 @@ import numpy as np
 
 ARENA_UNITS = 512.0
 
-TASKS = ("reach", "push_near", "push_t")
+TASKS = ("reach", "push_region", "push_near", "push_t")
 """Task names, from easy to the paper's."""
 
 SUCCESS_COVERAGE = 0.95
@@ -63,6 +69,14 @@ class TaskConfig:
     """push_near: the T's start angle is within this of the goal angle."""
     near_min_error_px: float = 15.0
     """push_near: the start's pose error is at least this (the episode does not start solved)."""
+    region_start_px: tuple[float, float] = (60.0, 120.0)
+    """push_region: the T's centre starts this far (a range) from the goal T's centre."""
+    region_angle_rad: float = 0.3
+    """push_region: the T's start angle is within this of the goal angle."""
+    region_agent_px: float = 100.0
+    """push_region: the agent starts about this far behind the T's centre, on the side away from the goal."""
+    region_success_px: float = 30.0
+    """push_region: success when the T's centre is within this of the goal T's centre (loose: twice that)."""
 
     def __post_init__(self) -> None:
         for name in ("reach_success_px", "reach_min_start_px", "near_offset_px", "near_angle_rad"):
@@ -70,6 +84,11 @@ class TaskConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 20.0 <= self.reach_margin_px < ARENA_UNITS / 2:
             raise ValueError(f"reach_margin_px must be in [20, 256) (the agent's reach), got {self.reach_margin_px}")
+        low, high = self.region_start_px
+        if not 0 < low <= high or self.region_agent_px <= 0 or self.region_success_px <= 0 \
+                or self.region_angle_rad < 0:
+            raise ValueError("region_start_px must be 0 < low <= high; region_agent_px and region_success_px "
+                             "positive; region_angle_rad >= 0")
         if self.near_min_error_px < 0:
             raise ValueError(f"near_min_error_px must be >= 0, got {self.near_min_error_px}")
 
@@ -177,6 +196,45 @@ class PushNear(PushTTask):
         return TaskStart(agent=start, block=pose)
 
 
+T_CENTRE = np.array([0.0, 45.0])
+"""The T's centre of gravity in its body frame (arena units; the bar and the stem weigh alike)."""
+
+
+def t_centre(pose: np.ndarray) -> np.ndarray:
+    """[x, y] of the T's centre of gravity at ``pose`` [x, y, angle] (arena units)."""
+    pose = np.asarray(pose, dtype=np.float64)
+    return pose[:2] + _rotation(float(pose[2])) @ T_CENTRE
+
+
+class PushRegion(PushTTask):
+    name = "push_region"
+    description = "push the T's centre into the goal region (within 30 arena units of the goal T's), any angle"
+
+    def start(self, agent: np.ndarray, block: np.ndarray, rng: np.random.Generator) -> TaskStart:
+        c = self.config
+        goal_centre = t_centre(GOAL_POSE)
+        for _ in range(1000):
+            direction = rng.uniform(-np.pi, np.pi)
+            away = np.array([np.cos(direction), np.sin(direction)])
+            angle = GOAL_POSE[2] + rng.uniform(-c.region_angle_rad, c.region_angle_rad)
+            centre = goal_centre + rng.uniform(*c.region_start_px) * away
+            origin = centre - _rotation(angle) @ T_CENTRE
+            pose = np.array([*origin, angle])
+            start = centre + c.region_agent_px * away + rng.normal(0.0, 10.0, size=2)
+            inside = np.all((start > 40.0) & (start < ARENA_UNITS - 40.0))
+            corners_inside = np.all((corners(pose) > 10.0) & (corners(pose) < ARENA_UNITS - 10.0))
+            if inside and corners_inside and disc_clears_t(start, pose, radius=25.0):
+                return TaskStart(agent=start, block=pose)
+        raise RuntimeError("push_region: no start found in 1000 draws (region_start_px / region_agent_px too large)")
+
+    def status(self, agent: np.ndarray, block: np.ndarray, goal: np.ndarray, coverage: float,
+               target: np.ndarray | None) -> TaskStatus:
+        distance = float(np.linalg.norm(t_centre(block) - t_centre(goal)))
+        return TaskStatus(coverage=coverage, pose_error=pose_error(block, goal), distance=distance,
+                          success=distance < self.config.region_success_px,
+                          loose_success=distance < 2 * self.config.region_success_px)
+
+
 class Reach(PushTTask):
     name = "reach"
     description = "move the agent onto the target shown in the goal picture (within 20 arena units)"
@@ -203,7 +261,8 @@ class Reach(PushTTask):
         return True
 
 
-_TASK_CLASSES: dict[str, type[PushTTask]] = {"reach": Reach, "push_near": PushNear, "push_t": PushT}
+_TASK_CLASSES: dict[str, type[PushTTask]] = {"reach": Reach, "push_region": PushRegion, "push_near": PushNear,
+                                              "push_t": PushT}
 
 
 def make_task(name: str, config: TaskConfig | None = None) -> PushTTask:
@@ -213,5 +272,5 @@ def make_task(name: str, config: TaskConfig | None = None) -> PushTTask:
     return _TASK_CLASSES[name](config)
 
 
-__all__ = ["GOAL_POSE", "LOOSE_COVERAGE", "SUCCESS_COVERAGE", "TASKS", "PushTTask", "TaskConfig", "TaskStart",
-           "TaskStatus", "corners", "disc_clears_t", "make_task", "pose_error"]
+__all__ = ["GOAL_POSE", "LOOSE_COVERAGE", "SUCCESS_COVERAGE", "TASKS", "T_CENTRE", "PushTTask", "TaskConfig",
+           "TaskStart", "TaskStatus", "corners", "disc_clears_t", "make_task", "pose_error", "t_centre"]

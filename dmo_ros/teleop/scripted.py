@@ -157,7 +157,7 @@ class ExpertStatistics:
 def _stand_in(robot: str, seed: int, task: str = "push_t"):
     """(observe, step, reset, close) of a robot's stand-in simulation; ``step`` takes an expert action.
 
-    Push-T's ``task`` (reach, push_near, push_t) picks the starts and the success rule; for reach the
+    Push-T's ``task`` (reach, push_region, push_near, push_t) picks the starts and the success rule; for reach the
     observation's goal is the episode's target."""
     if robot == "pusht":
         from dmo_ros.sims.pusht import PushTConfig, PushTSim
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episode-steps", type=int, default=150,
                         help="with --expert-only: control steps per episode (default 150: 30 s at 5 Hz)")
     parser.add_argument("--task", choices=TASKS, default="push_t",
-                        help="with --expert-only on pusht: the task (reach, push_near, push_t; default push_t)")
+                        help="with --expert-only on pusht: the task (one of %(choices)s; default push_t)")
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     options = parser.parse_args(argv)
     if options.episodes <= 0:

@@ -23,7 +23,7 @@ def starts(task: str, seed: int = 4, episodes: int = 6) -> list:
 
 
 def test_tasks_by_name_and_unknown_names():
-    assert TASKS == ("reach", "push_near", "push_t")
+    assert TASKS == ("reach", "push_region", "push_near", "push_t")
     for name in TASKS:
         assert make_task(name).name == name
     with pytest.raises(ValueError, match="unknown Push-T task"):
@@ -101,3 +101,30 @@ def test_push_near_succeeds_on_the_goal_pose():
     assert state.coverage > 0.95 and state.success and state.status.loose_success
     assert state.status.distance < 1.0
     sim.close()
+
+
+def test_push_region_starts_behind_the_t_and_succeeds_by_the_centre_alone():
+    from dmo_ros.sims.pusht_tasks import T_CENTRE, t_centre
+
+    config = TaskConfig()
+    goal_centre = t_centre(GOAL_POSE)
+    for state in starts("push_region", episodes=8):
+        centre = t_centre(state.block)
+        assert config.region_start_px[0] - 1e-6 <= np.linalg.norm(centre - goal_centre) <= config.region_start_px[1]
+        assert abs(state.block[2] - GOAL_POSE[2]) <= config.region_angle_rad + 1e-9
+        assert disc_clears_t(state.agent, state.block, radius=25.0)
+        # The agent is on the far side of the T from the goal: one straight push towards the goal moves the T there.
+        assert np.linalg.norm(state.agent - goal_centre) > np.linalg.norm(centre - goal_centre)
+        assert state.status.distance == pytest.approx(np.linalg.norm(centre - goal_centre)) and not state.success
+    np.testing.assert_allclose(t_centre([10.0, 20.0, np.pi / 2]), [10.0 - T_CENTRE[1], 20.0])
+
+    sim = PushTSim(PushTConfig(task="push_region", seed=3))
+    for offset, success, loose in ((20.0, True, True), (45.0, False, True), (80.0, False, False)):
+        angle = GOAL_POSE[2] + 1.0  # any angle: only the centre counts
+        origin = goal_centre + np.array([offset, 0.0]) - (t_centre([0.0, 0.0, angle]))
+        sim.env.block.angle, sim.env.block.position = angle, tuple(origin)
+        status = sim.state().status
+        assert status.distance == pytest.approx(offset) and (status.success, status.loose_success) == (success, loose)
+    sim.close()
+    with pytest.raises(ValueError, match="region_start_px"):
+        TaskConfig(region_start_px=(50.0, 20.0))
