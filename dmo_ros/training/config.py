@@ -21,6 +21,11 @@ class TrainConfig:
     """AdamW betas."""
     warmup_steps: int = 100
     """Steps of linear learning-rate warm-up from 0; constant afterwards."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights with this decay per step (0: off; EDM's practice for
+    diffusion models, Karras et al. 2022). With it on, the average is what checkpoints hold as the model's weights
+    (what every loader and the validation use); the raw weights the optimizer steps are kept in the trainer state
+    for resuming. Turned on for a run that had it off, the average starts from the resumed weights."""
     grad_clip: float = 1.0
     """Gradient-norm clipping threshold (0: no clipping)."""
     mixed_precision: bool = True
@@ -55,6 +60,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         for name in ("warmup_steps", "grad_clip", "val_every", "val_batches", "num_workers", "time_limit_s",

@@ -242,9 +242,16 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay)
     start_step = latest_step(run_dir) or 0
+    ema = None
     if start_step:
-        model.load_state_dict(load_model_weights(run_dir))
         state = load_trainer_state(run_dir)
+        saved = load_model_weights(run_dir)
+        # With an average kept, the checkpoint's model weights are the average and the raw ones are in the state.
+        model.load_state_dict(state.get("raw_weights", saved))
+        if config.ema_decay > 0:
+            ema = _moving_average(model, config.ema_decay)
+            if "raw_weights" in state:
+                ema.module.load_state_dict(saved)
         optimizer.load_state_dict(state["optimizer"])
         rng_states = state["rng"]
         _set_rng_state(rng_states[world.rank % len(rng_states)], device)
@@ -252,6 +259,10 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
         torch.manual_seed(config.seed * 1000 + world.rank)
         np.random.seed((config.seed * 1000 + world.rank) % 2**32)
         random.seed(config.seed * 1000 + world.rank)
+        if config.ema_decay > 0:
+            ema = _moving_average(model, config.ema_decay)
+    averaged = ema.module if ema is not None else model
+    """The weights checkpoints hold and validation measures."""
 
     trained = model
     if world.distributed:
@@ -292,9 +303,10 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
         else:
             rng_states = [rng]
         if world.is_main:
-            save_checkpoint(run_dir, step, model.state_dict(),
-                            {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_states},
-                            metrics, keep=config.keep_checkpoints)
+            trainer_state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_states}
+            if ema is not None:
+                trainer_state["raw_weights"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            save_checkpoint(run_dir, step, averaged.state_dict(), trainer_state, metrics, keep=config.keep_checkpoints)
         barrier(world)
 
     try:
@@ -319,6 +331,8 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
                     for group in optimizer.param_groups:
                         group["lr"] = learning_rate(config, step)
                     optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     bad_in_row = 0
                     averages.add({**logs, "loss": loss.detach().float(), "grad_norm": grad_norm})
                 else:
@@ -355,7 +369,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                     out_of_time = bool(flag.item())
                 if val_set is not None and ((config.val_every and step % config.val_every == 0) or last):
-                    result.val_logs = _validate(model, val_set, config, world, device, autocast, writer, step)
+                    result.val_logs = _validate(averaged, val_set, config, world, device, autocast, writer, step)
                     if world.is_main:
                         summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.val_logs.items()))
                         progress.write(f"[train] step {step}/{config.steps}: val {summary}")
@@ -382,6 +396,15 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     if world.is_main and result.stopped_early:
         print(f"[train] time limit reached at step {step}/{config.steps}; re-run to resume", flush=True)
     return result
+
+
+def _moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (PyTorch's ``AveragedModel``)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    average.update_parameters(model)  # starts at the current weights
+    return average
 
 
 def _validate(model: nn.Module, val_set: Dataset, config: TrainConfig, world: World, device: torch.device,

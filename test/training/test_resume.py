@@ -51,3 +51,28 @@ def test_resume_without_restoring_rng_would_differ(tmp_path: Path) -> None:
     wa = load_file(str(tmp_path / "a_out/rank0.safetensors"))["linear.weight"]
     wb = load_file(str(tmp_path / "b_out/rank0.safetensors"))["linear.weight"]
     assert (wa - wb).abs().max() > 1e-4
+
+
+def test_moving_average_is_checkpointed_and_resumed(tmp_path: Path) -> None:
+    """With ema_decay the checkpoint's model weights are the average (what loaders use), the raw weights resume
+    training exactly, and a killed run ends with the same average as an uninterrupted one."""
+    whole = _train(tmp_path / "whole", tmp_path / "whole_out", "--ema-decay", "0.8")
+    assert whole.returncode == 0, whole.stderr
+    killed = _train(tmp_path / "resumed", tmp_path / "resumed_out", "--ema-decay", "0.8", "--kill-at-call", "7")
+    assert killed.returncode == -9
+    resumed = _train(tmp_path / "resumed", tmp_path / "resumed_out", "--ema-decay", "0.8")
+    assert resumed.returncode == 0, resumed.stderr
+
+    raw_whole = load_file(str(tmp_path / "whole_out/rank0.safetensors"))
+    raw_resumed = load_file(str(tmp_path / "resumed_out/rank0.safetensors"))
+    average_whole = load_file(str(tmp_path / "whole/checkpoints/step_00000012/model.safetensors"))
+    average_resumed = load_file(str(tmp_path / "resumed/checkpoints/step_00000012/model.safetensors"))
+    for name in raw_whole:
+        torch.testing.assert_close(raw_resumed[name], raw_whole[name], rtol=0, atol=1e-6)
+        torch.testing.assert_close(average_resumed[name], average_whole[name], rtol=0, atol=1e-6)
+    # The average lags the raw weights (a decay of 0.8 over 12 noisy steps), so it is not a copy of them.
+    assert (average_whole["linear.weight"] - raw_whole["linear.weight"]).abs().max() > 1e-3
+    plain = _train(tmp_path / "plain", tmp_path / "plain_out")
+    assert plain.returncode == 0
+    torch.testing.assert_close(load_file(str(tmp_path / "plain_out/rank0.safetensors"))["linear.weight"],
+                               raw_whole["linear.weight"], rtol=0, atol=1e-6)  # the average never feeds back

@@ -84,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=4)
     parser.add_argument("--input-noise", type=float, default=0.0)
     parser.add_argument("--kill-at-call", type=int, default=0)
+    parser.add_argument("--ema-decay", type=float, default=0.0)
     args = parser.parse_args(argv)
     seed_everything(0)
     model = Regressor(args.input_noise, args.kill_at_call)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=3, grad_clip=10.0,
                          weight_decay=0.0, checkpoint_every=args.checkpoint_every, log_every=2, val_every=0,
-                         progress=False, device="cpu")
+                         progress=False, device="cpu", ema_decay=args.ema_decay)
     train(model, RegressionData(args.items), RegressionData(16, seed=1), config, args.run_dir,
           {"model": {"kind": "toy-regressor"}})
     args.out.mkdir(parents=True, exist_ok=True)
