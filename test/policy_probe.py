@@ -50,6 +50,22 @@ class Probe(ProbeClient):
             time.sleep(0.1)
         raise AssertionError(f"no non-zero command within {timeout} s")
 
+    def wait_commands(self, since: float, count: int, moving: bool = False, timeout: float = 20.0) -> list[list]:
+        """The commands after ``since`` once ``count`` of them (non-zero ones when ``moving``) have arrived.
+
+        Polls instead of sleeping a fixed time: on a loaded machine the 5 Hz node may fall behind, and a count
+        taken after a fixed sleep would then fail a test whose behaviour is right.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            commands = self.commands_since(since)
+            if sum(not zero(c) if moving else 1 for c in commands) >= count:
+                return commands
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} {'non-zero ' if moving else ''}commands not received within "
+                                     f"{timeout} s: {commands}")
+            time.sleep(0.1)
+
 
 def zero(command: list) -> bool:
     """Whether a recorded command [time, x, y, yaw, frame_id] is all zero."""
