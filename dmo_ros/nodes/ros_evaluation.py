@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from geometry_msgs.msg import TwistStamped
 from rclpy.node import Node
@@ -39,7 +40,7 @@ from std_srvs.srv import SetBool
 from dmo_msgs.msg import StandinState
 from dmo_ros.nodes.template import qos_profile
 from dmo_ros.policy.evaluate import EpisodeResult, EvalConfig, summarize_episodes
-from dmo_ros.sims.pusht import SUCCESS_COVERAGE
+from dmo_ros.sims.pusht_tasks import TaskStatus, make_task
 
 GRAPH = "deploy_pusht"
 COMMAND_TOPIC = "/servo_node/delta_twist_cmds"
@@ -93,6 +94,12 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
     evaluator.spin_until(lambda: bool(evaluator.states), 120.0, "standin_state from the stand-in", alive)
     evaluator.spin_until(lambda: evaluator.enable_client.service_is_ready(), 120.0,
                          "enable service of the policy node", alive)
+    task = make_task(config.task)
+
+    def status(state: StandinState) -> TaskStatus:  # the task's rules on the stand-in's ground truth
+        return task.status(np.asarray(state.agent), np.asarray(state.object), np.asarray(state.goal),
+                           float(state.progress), None)
+
     episodes: list[EpisodeResult] = []
     for index in range(config.episodes):
         if index:
@@ -100,7 +107,9 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
             evaluator.spin_until(lambda i=index: evaluator.states[-1].episode == i, 10.0, f"episode {index} start",
                                  alive)
         start = evaluator.states[-1]
-        max_coverage, success = float(start.progress), bool(start.progress > SUCCESS_COVERAGE)
+        now = status(start)
+        start_distance = now.distance
+        max_coverage, success, loose = float(start.progress), now.success, now.loose_success
         coverage = float(start.progress)
         if not success:
             commands = evaluator.commands
@@ -114,9 +123,10 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
                 for state in evaluator.states[seen:]:
                     if state.episode != index or state.step <= first_step or steps >= config.max_steps:
                         continue
-                    steps, coverage = state.step - first_step, float(state.progress)
+                    steps, coverage, now = state.step - first_step, float(state.progress), status(state)
                     max_coverage = max(max_coverage, coverage)
                     success = success or bool(state.success)
+                    loose = loose or now.loose_success
                     if success:
                         break
                 seen = len(evaluator.states)
@@ -124,7 +134,8 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
         else:
             steps = 0
         episodes.append(EpisodeResult(success=success, max_coverage=max_coverage, steps=steps,
-                                      final_coverage=coverage))
+                                      final_coverage=coverage, final_distance=now.distance,
+                                      start_distance=start_distance, loose_success=loose))
         if progress is not None:
             progress(index, episodes[-1])
         evaluator.states[:] = evaluator.states[-1:]  # keep the latest only: episodes may be long
@@ -137,7 +148,8 @@ def evaluate_through_ros(run_dir: Path, config: EvalConfig, launch_args: list[st
     """Start the graph, run the episodes, stop the graph; the result as :meth:`EvalResult.to_dict` gives it."""
     launcher = Path(sys.executable).parent / "dmo-launch"
     log_path = log_path or Path(tempfile.mkstemp(prefix="ros_eval_", suffix=".log")[1])
-    command = [str(launcher), GRAPH, f"checkpoint:={run_dir}", f"seed:={config.seed}", "start_enabled:=false",
+    command = [str(launcher), GRAPH, f"checkpoint:={run_dir}", f"seed:={config.seed}", f"task:={config.task}",
+               "start_enabled:=false",
                *(launch_args or [])]
     started = time.perf_counter()
     with open(log_path, "w") as log:
