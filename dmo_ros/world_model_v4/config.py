@@ -226,6 +226,8 @@ class DynamicsConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> DynamicsConfig:
         """The ``tiny`` / ``cpu`` / ``gpu`` dynamics with optional field overrides (action fields included)."""
+        if "action_size" in overrides:  # another action space: one scale per component again (default ones)
+            overrides.setdefault("action_scale", [])
         return _preset(cls, DYNAMICS_PRESETS, name, **overrides)
 
     @classmethod

@@ -261,7 +261,7 @@ class Dynamics(nn.Module):
                 f2 = self.predict(x_mid, mid_index, half_index, a_in, has)[0]
                 b2 = (f2 - x_mid) / (1 - tau_mid)
                 target[boot] = xb + (1 - taub) * (b1 + b2) / 2
-        weight = 0.9 * tau[..., 0, 0] + 0.1  # (B, T)
+        weight = 0.9 * tau[..., 0, 0] + 0.1  # (B, T): DreamerV4's ramp
         per_frame = (pred - target).pow(2).mean((-1, -2)) * weight
         flow = per_frame[~boot].mean() if (~boot).any() else per_frame.new_zeros(())
         bootstrap = per_frame[boot].mean() if boot.any() else per_frame.new_zeros(())
