@@ -121,6 +121,8 @@ def fidelity(model: WorldModelV4, windows: list, context: int, horizon: int, see
 def object_permanence(model: WorldModelV4, dataset: WindowDataset, context: int, horizon: int, seed: int,
                       limit: int) -> dict[str, Any]:
     """Cube IoU / centroid distance on the frames where the cube comes back, full vs 4-frame context."""
+    if context <= SHORT_CONTEXT:
+        return {"windows": 0, "skipped": f"a context of {context} frames is no longer than the short model's"}
     frames = open_arrays(dataset.folder)["frames"]
     visible = []
     for start in range(0, len(frames), 2048):
@@ -228,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_world_model_v4(args.run, args.device)
         context = args.context or model.config.l_init
-        if not SHORT_CONTEXT + 1 <= context <= model.config.context - 1:
-            raise ValueError(f"--context must be in [{SHORT_CONTEXT + 1}, {model.config.context - 1}], got {context}")
+        if not 2 <= context <= model.config.context - 1:
+            raise ValueError(f"--context must be in [2, {model.config.context - 1}], got {context}")
         if args.horizon < 1 or args.windows < 1:
             raise ValueError("--horizon and --windows must be at least 1")
         dataset = WindowDataset(args.dataset, context=context, horizon=args.horizon, split=args.split)
