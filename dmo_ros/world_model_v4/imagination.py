@@ -194,19 +194,33 @@ class WorldModelV4Env:
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         """Apply ``actions`` (B, A) (robot units) at the latest frame; returns the next frames (B, 3, H, W) in
         [-1, 1] and their rewards (B,)."""
+        return self.step_samples(actions, 1)[:, 0], self.rewards
+
+    def step_samples(self, actions: Tensor, samples: int) -> Tensor:
+        """Apply ``actions`` (B, A) and sample the next frame ``samples`` (K) times, each from its own noise.
+
+        Returns (B, K, 3, H, W) in [-1, 1]; the episodes continue from sample 0 (the others show how much the
+        model's answer depends on the noise: the dream node's hallucination flag), whose reward is in
+        :attr:`rewards`. K = 1 is exactly :meth:`step`.
+        """
         self._require_reset()
         b = self.batch_size
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
         actions = actions.to(self.device, torch.float32)
         if actions.shape != (b, self.config.action_size):
             raise ValueError(f"actions must be ({b}, {self.config.action_size}), got {tuple(actions.shape)}")
         with self._autograd():
-            if self.use_cache:
-                latents = self.dynamics.denoise(actions, self.steps, self.generator, cache=self.cache)
-            else:
-                history = self._history
-                start = self.cache.next_position - history["latents"].shape[1]
-                window = {**history, "positions": torch.arange(start, self.cache.next_position + 1, device=self.device)}
-                latents = self.dynamics.denoise(actions, self.steps, self.generator, window=window)
+            drawn = []
+            for _ in range(samples):  # each draw reads the same cache; only the first is committed
+                if self.use_cache:
+                    drawn.append(self.dynamics.denoise(actions, self.steps, self.generator, cache=self.cache))
+                else:
+                    start = self.cache.next_position - self._history["latents"].shape[1]
+                    window = {**self._history,
+                              "positions": torch.arange(start, self.cache.next_position + 1, device=self.device)}
+                    drawn.append(self.dynamics.denoise(actions, self.steps, self.generator, window=window))
+            latents = drawn[0]
             committed = {"latents": self.dynamics.renoise(latents[:, None], self.generator),
                          "actions_in": actions[:, None],
                          "has_action": torch.ones(b, 1, dtype=torch.bool, device=self.device)}
@@ -224,12 +238,12 @@ class WorldModelV4Env:
             keep = self.context - 1
             self._history = {key: torch.cat([self._history[key], value], 1)[:, -keep:]
                              for key, value in committed.items()}
-            frame = self.model.decode(latents)
+            frames = self.model.decode(torch.stack(drawn, dim=1))  # (B, K, 3, H, W)
             self.rewards = self.dynamics.reward(head[:, -1])
-            self._frames = torch.cat([self._frames, frame[:, None]], dim=1)[:, -self.frames_kept:]
+            self._frames = torch.cat([self._frames, frames[:, :1]], dim=1)[:, -self.frames_kept:]
             if self.frames_kept > 1:
                 self._actions = torch.cat([self._actions, actions[:, None]], dim=1)[:, -(self.frames_kept - 1):]
-        return frame, self.rewards
+        return frames
 
     def rollout(self, actions: Tensor) -> tuple[Tensor, Tensor]:
         """Step through ``actions`` (B, T, A) open-loop; returns frames (B, T, 3, H, W) and rewards (B, T)."""
