@@ -243,14 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    torch.set_grad_enabled(False)
     began = time.perf_counter()
     windows = [dataset[i] for i in _pick(dataset, args.windows, args.seed)]
     report: dict[str, Any] = {"run": str(args.run), "dataset": str(args.dataset), "split": args.split}
-    report["fidelity"] = fidelity(model, windows, context, args.horizon, args.seed)
-    report["object_permanence"] = object_permanence(model, dataset, context, args.horizon, args.seed,
-                                                    args.permanence_windows)
-    report["reward"] = reward_auc(model, args.dataset, args.split)
+    with torch.no_grad():
+        report["fidelity"] = fidelity(model, windows, context, args.horizon, args.seed)
+        report["object_permanence"] = object_permanence(model, dataset, context, args.horizon, args.seed,
+                                                        args.permanence_windows)
+        report["reward"] = reward_auc(model, args.dataset, args.split)
     report["seconds"] = time.perf_counter() - began
     print(format_report(report))
     if args.output is not None:
