@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 
 import pytest
@@ -29,9 +30,10 @@ def test_dream_node_runs_a_v4_world_model(ros_env, tiny_policies, tmp_path):
                         "-p", "rate_hz:=20.0", "-p", "seeds:=2"], ros_env)
     try:
         node.wait_for("dreaming 1 rollout(s)", timeout=60)
-        node.wait_for("rollouts from", timeout=60)
-        node.wait_for("imagined steps", timeout=60)  # "published N imagined steps": it steps the v4 model
+        node.wait_for("rollouts from", count=2, timeout=90)  # the first rollout's 4 steps are done: the next starts
     finally:
         code = node.stop()
     assert code == 0, node.output
     assert "Traceback" not in node.output
+    published = re.search(r"published (\d+) imagined steps", node.output)  # logged at shutdown
+    assert published and int(published.group(1)) >= 4, node.output
