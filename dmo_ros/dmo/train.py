@@ -186,13 +186,18 @@ def main(argv: list[str] | None = None) -> int:
         if simulated and robot != "pusht":
             raise ConfigError(f"--forward simulator steps the Push-T stand-in; the datasets are of robot {robot!r}")
         world_model = None
+        from dmo_ros.world_model_v4.model import is_world_model_v4, load_world_model_v4
+
+        v4 = args.world_model is not None and is_world_model_v4(args.world_model)  # a dmo-train-dynamics run
         if args.world_model is not None:
-            world_model = load_world_model(args.world_model, device)
+            world_model = (load_world_model_v4 if v4 else load_world_model)(args.world_model, device)
             if world_model.config.image_size != image_size or world_model.config.action_size != action_size:
                 raise DatasetError(f"{args.world_model} was trained on {world_model.config.image_size} px frames and "
                                    f"{world_model.config.action_size}-D actions; the datasets have {image_size} px, "
                                    f"{action_size}-D")
         context = world_model.config.context if world_model is not None else SIMULATOR_CONTEXT
+        if v4:  # the DreamerV4-style model starts from L_init real frames prefilled into its KV cache
+            context = world_model.config.l_init
         if robot == "pusht":  # the gates measure on the Push-T stand-in
             gated = {"reward": args.reward_run}
             if method != "no_diffusion" and not simulated:
@@ -215,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         if simulated:  # training episodes on seeds of their own, never the evaluation's
             return SimulatorEnv(reward_model, goal, batch_size, image_size, context, task=args.task,
                                 seed=run.seed, device=device)
+        if v4:  # rewards from the model's reward token (the reward run and goal are not used)
+            from dmo_ros.dmo.imagined_env_v4 import ImaginedEnvV4
+
+            return ImaginedEnvV4(world_model, starts, batch_size, device=device, generator=generator)
         return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, device=device, generator=generator)
 
     try:

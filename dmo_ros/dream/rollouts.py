@@ -40,6 +40,7 @@ from dmo_ros.dataset.loaders import WindowDataset, collate
 from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, to_uint8
 from dmo_ros.world_model.imagination import WorldModelEnv
+from dmo_ros.world_model_v4.model import WorldModelV4
 
 SPREAD_SUMMARIES = ("mean", "p99")
 """How the per-pixel variance map of a frame is summarised: its mean, or its 99th percentile (local blobs)."""
@@ -369,24 +370,35 @@ class Dreamer:
     """B imagined rollouts from a start, stepped together; see the module doc.
 
     Args:
-        world_model: the trained diffusion world model.
+        world_model: the trained diffusion world model, or a DreamerV4-style one
+            (:class:`dmo_ros.world_model_v4.WorldModelV4`, rewarded by its reward token).
         config: horizon, seeds, threshold.
         reward: a callable frames (B, 3, H, W) uint8 -> rewards (B,), with ``set_start(frames)`` like
             :class:`dmo_ros.reward.GoalReward` (it is given each episode's first frame), or None.
         device: where the world model runs (default: its device).
     """
 
-    def __init__(self, world_model: Denoiser, config: DreamConfig | None = None, reward=None,
+    def __init__(self, world_model: Denoiser | WorldModelV4, config: DreamConfig | None = None, reward=None,
                  device: torch.device | str | None = None) -> None:
         self.config = config or DreamConfig()
         self.world_model = world_model.eval()
         device = torch.device(device) if device is not None else world_model.device
         self.generator = torch.Generator(device=device).manual_seed(self.config.seed)
-        sampler = SamplerConfig(num_steps=self.config.sampling_steps) if self.config.sampling_steps else None
-        self.env = WorldModelEnv(world_model, sampler, device=device,
-                                 generator=self.generator)
         self.reward = reward
-        self.context = world_model.config.context
+        self.token_rewards = hasattr(world_model, "dynamics")
+        """A DreamerV4-style model (:mod:`dmo_ros.world_model_v4`): its reward token rewards the frames when no
+        reward model is given, and rollouts start from its L_init real frames prefilled into the KV cache."""
+        if self.token_rewards:
+            from dmo_ros.world_model_v4.imagination import WorldModelV4Env
+
+            self.env = WorldModelV4Env(world_model, self.config.sampling_steps or None, device=device,
+                                       generator=self.generator)
+            self.context = world_model.config.l_init
+        else:
+            sampler = SamplerConfig(num_steps=self.config.sampling_steps) if self.config.sampling_steps else None
+            self.env = WorldModelEnv(world_model, sampler, device=device,
+                                     generator=self.generator)
+            self.context = world_model.config.context
         self.start_windows: DreamStart | None = None
         self.source: ActionSource | None = None
         self.steps = 0
@@ -452,6 +464,8 @@ class Dreamer:
         imagined = to_uint8(samples[:, 0]).cpu()
         rewards = (torch.as_tensor(self.reward(imagined)).float().cpu().reshape(-1) if self.reward is not None
                    else torch.full((start.batch_size,), math.nan))
+        if self.reward is None and self.token_rewards:
+            rewards = self.env.rewards.float().cpu()
         off_data = spread > cfg.threshold if cfg.threshold > 0 else torch.zeros(start.batch_size, dtype=torch.bool)
         active = self.active.clone()
         if cfg.end_off_data:

@@ -72,7 +72,8 @@ SERIES = {"reward": (0.1, 0.8, 0.1), "value": (0.2, 0.4, 1.0), "spread": (0.9, 0
 
 @dataclass
 class DreamNodeParameters:
-    world_model: str = param("", "World-model run folder of dmo-train-world-model (safetensors + JSON).")
+    world_model: str = param("", "World-model run folder of dmo-train-world-model (DIAMOND) or of dmo-train-dynamics "
+                                 "(DreamerV4-style, rewarded by its reward token) (safetensors + JSON).")
     checkpoint_step: str = param("last", "Checkpoint of the world-model run: last or step_NNNNNNNN.")
     policy: str = param("", "Policy run folder of dmo-train-policy (action_source policy; its critic gives the value).")
     reward: str = param("", "Reward run folder of dmo-train-reward; empty: no reward (NaN).")
@@ -117,9 +118,12 @@ class DreamNode(DmoNode):
         torch.set_num_threads(p.torch_threads)
         from dmo_ros.training import CheckpointError
         from dmo_ros.world_model.denoiser import load_world_model
+        from dmo_ros.world_model_v4.model import is_world_model_v4, load_world_model_v4
 
+        # A dmo-train-dynamics run (DreamerV4-style, reward token) or a dmo-train-world-model run (DIAMOND).
+        loader = load_world_model_v4 if is_world_model_v4(p.world_model) else load_world_model
         try:
-            world_model = load_world_model(Path(p.world_model), p.device, p.checkpoint_step)
+            world_model = loader(Path(p.world_model), p.device, p.checkpoint_step)
         except (CheckpointError, FileNotFoundError, ValueError) as error:
             raise ValueError(f"world model {p.world_model}: {error}") from None
         self.model_config = cfg = world_model.config
@@ -130,14 +134,14 @@ class DreamNode(DmoNode):
         self.catalog = None
         if p.start_source == "dataset":
             try:
-                self.catalog = StartCatalog(p.dataset, cfg.context, p.horizon, p.split)
+                self.catalog = StartCatalog(p.dataset, self.dreamer.context, p.horizon, p.split)
                 self.index = self.catalog.find(p.episode if p.episode >= 0 else self.catalog.episodes[0], p.offset)
             except (ValueError, FileNotFoundError) as error:  # DatasetError is a ValueError
                 raise ValueError(f"dataset {p.dataset}: {error}") from None
         self.source = self._action_source(p, cfg)
         self.plots = [StripPlot(length=p.horizon) for _ in range(p.rollouts)]
-        self.live: deque = deque(maxlen=cfg.context)
-        self.live_actions: deque = deque(maxlen=cfg.context)
+        self.live: deque = deque(maxlen=self.dreamer.context)
+        self.live_actions: deque = deque(maxlen=self.dreamer.context)
         self.last_live = -math.inf
         self.frames_published = 0
 
@@ -285,7 +289,7 @@ class DreamNode(DmoNode):
             + ("; fewer seeds or rollouts, or a GPU (device), would keep up" if slow else ""))
 
     def live_start(self) -> DreamStart | None:
-        if len(self.live) < self.model_config.context:
+        if len(self.live) < self.dreamer.context:
             return None
         frames = np.stack(self.live)
         actions = np.stack(list(self.live_actions)[:-1])

@@ -1,0 +1,118 @@
+"""The whole DreamerV4-style world model (frozen tokenizer + dynamics) and how a run folder is loaded.
+
+``dmo-train-dynamics`` trains :class:`WorldModelV4`: the tokenizer of a ``dmo-train-tokenizer`` run, frozen,
+plus the dynamics transformer; its checkpoint holds both, so one run folder is the whole model::
+
+    model = load_world_model_v4("runs/v4_dynamics")        # safetensors + config.json: no code runs
+    latents = model.encode(frames)                           # (B, T, 3, H, W) -> (B, T, N_z, D_z)
+    frames = model.decode(latents)                           # and back, in [-1, 1]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
+from dmo_ros.world_model_v4.dynamics import Dynamics, LatentWindow
+from dmo_ros.world_model_v4.tokenizer import Tokenizer
+
+TOKENIZER_KIND = "world_model_v4_tokenizer"
+"""``config.json`` ``kind`` of a tokenizer run."""
+
+DYNAMICS_KIND = "world_model_v4"
+"""``config.json`` ``kind`` of a dynamics run (the whole world model)."""
+
+
+class WorldModelV4(nn.Module):
+    """Tokenizer (frozen: no gradient) + dynamics; ``forward(LatentWindow) -> (loss, logs)`` trains the dynamics.
+
+    ``config`` is the dynamics config (it carries ``image_size``, ``action_size`` and ``context``, what users
+    of a world model check).
+    """
+
+    def __init__(self, tokenizer_config: TokenizerConfig, dynamics_config: DynamicsConfig) -> None:
+        super().__init__()
+        if (tokenizer_config.latent_tokens, tokenizer_config.latent_dim, tokenizer_config.image_size) != (
+                dynamics_config.latent_tokens, dynamics_config.latent_dim, dynamics_config.image_size):
+            raise ValueError("the dynamics' latent_tokens, latent_dim and image_size must be the tokenizer's: "
+                             f"{tokenizer_config.latent_tokens}, {tokenizer_config.latent_dim}, "
+                             f"{tokenizer_config.image_size}")
+        self.tokenizer = Tokenizer(tokenizer_config).requires_grad_(False)
+        self.dynamics = Dynamics(dynamics_config)
+        self.config = dynamics_config
+        self.tokenizer_config = tokenizer_config
+
+    def train(self, mode: bool = True) -> WorldModelV4:
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: no masking, no dropout-like behaviour while the dynamics trains
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.dynamics.device
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of the dynamics (the trained part)."""
+        return sum(p.numel() for p in self.dynamics.parameters())
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor, batch_size: int = 256) -> Tensor:
+        """Frames (..., 3, H, W) uint8 or float in [-1, 1] -> latents (..., N_z, D_z), in chunks of ``batch_size``."""
+        lead = frames.shape[:-3]
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        parts = [self.tokenizer.encode(flat[i:i + batch_size].to(self.device)) for i in range(0, len(flat), batch_size)]
+        return torch.cat(parts).reshape(*lead, *parts[0].shape[1:])
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents (..., N_z, D_z) -> frames (..., 3, H, W) in [-1, 1] (clamped)."""
+        lead = latents.shape[:-2]
+        frames = self.tokenizer.decode(latents.reshape(-1, *latents.shape[-2:]))
+        return frames.clamp(-1, 1).reshape(*lead, *frames.shape[1:])
+
+    def forward(self, batch: LatentWindow) -> tuple[Tensor, dict[str, Any]]:
+        return self.dynamics(batch)
+
+
+def load_tokenizer(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Tokenizer:
+    """The tokenizer trained in ``run_dir`` (config.json + safetensors; loading runs no code)."""
+    from dmo_ros.training import load_model_weights, read_run_config
+
+    run_config = read_run_config(run_dir)
+    if run_config.get("kind") != TOKENIZER_KIND or "model" not in run_config:
+        raise ValueError(f"{run_dir}: not a dmo-train-tokenizer run (kind {run_config.get('kind')!r})")
+    tokenizer = Tokenizer(TokenizerConfig.from_dict(run_config["model"]))
+    tokenizer.load_state_dict(load_model_weights(run_dir, checkpoint))
+    return tokenizer.to(device).eval()
+
+
+def is_world_model_v4(run_dir: Path | str) -> bool:
+    """True when ``run_dir`` is a ``dmo-train-dynamics`` run (so callers pick this model's environment)."""
+    from dmo_ros.training import CheckpointError, read_run_config
+
+    try:
+        return read_run_config(run_dir).get("kind") == DYNAMICS_KIND
+    except CheckpointError:
+        return False
+
+
+def load_world_model_v4(run_dir: Path | str, device: torch.device | str = "cpu",
+                        checkpoint: str = "last") -> WorldModelV4:
+    """The world model of a ``dmo-train-dynamics`` run: tokenizer and dynamics from its one checkpoint."""
+    from dmo_ros.training import load_model_weights, read_run_config
+
+    run_config = read_run_config(run_dir)
+    if run_config.get("kind") != DYNAMICS_KIND or "model" not in run_config or "tokenizer" not in run_config:
+        raise ValueError(f"{run_dir}: not a dmo-train-dynamics run (kind {run_config.get('kind')!r})")
+    model = WorldModelV4(TokenizerConfig.from_dict(run_config["tokenizer"]),
+                         DynamicsConfig.from_dict(run_config["model"]))
+    model.load_state_dict(load_model_weights(run_dir, checkpoint))
+    return model.to(device).eval()
+
+
+__all__ = ["DYNAMICS_KIND", "TOKENIZER_KIND", "WorldModelV4", "is_world_model_v4", "load_tokenizer",
+           "load_world_model_v4"]

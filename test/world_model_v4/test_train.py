@@ -1,0 +1,103 @@
+"""``dmo-train-tokenizer``, ``dmo-train-dynamics`` and ``dmo-world-model-v4-report`` with the tiny preset: they
+train, checkpoint, resume exactly, load, report, and refuse bad input with a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.dataset.format import write_dataset
+from dmo_ros.training import load_model_weights, read_run_config
+from dmo_ros.world_model_v4.imagination import WorldModelV4Env
+from dmo_ros.world_model_v4.model import is_world_model_v4, load_tokenizer, load_world_model_v4
+from dmo_ros.world_model_v4.report import main as report_main
+from dmo_ros.world_model_v4.report import roc_auc
+from dmo_ros.world_model_v4.train import dynamics_main, tokenizer_main
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Five 14-sample episodes of 16 x 16 frames, 3-D Go2-like actions and intent labels."""
+    rng = np.random.default_rng(0)
+    n = 70
+    frames = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
+    frames[::7, 4:8, 4:8] = (240, 110, 10)  # an orange cube now and then (the permanence test's detector)
+    actions = rng.uniform(-0.5, 0.5, (n, 3)).astype(np.float32)
+    intent = rng.random(n) < 0.4
+    return write_dataset(tmp_path_factory.mktemp("data") / "ds", frames, actions, [14] * 5, intent=intent,
+                         validation_fraction=0.4, extra_meta={"robot": "go2"})
+
+
+def _common(run: Path, *extra: str) -> list[str]:
+    return ["--run-dir", str(run), "--preset", "tiny", "--batch-size", "4", "--device", "cpu", "--progress",
+            "false", "--checkpoint-every", "4", "--val-every", "4", *extra]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(dataset: Path, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("tokenizer") / "run"
+    assert tokenizer_main([str(dataset), *_common(run, "--steps", "4")]) == 0
+    return run
+
+
+def test_tokenizer_trains_and_loads(tokenizer_run: Path) -> None:
+    config = read_run_config(tokenizer_run)
+    assert config["kind"] == "world_model_v4_tokenizer" and config["model"]["image_size"] == 16
+    tokenizer = load_tokenizer(tokenizer_run)
+    assert tokenizer.encode(torch.zeros(1, 3, 16, 16, dtype=torch.uint8)).shape == (1, 4, 8)
+    assert not is_world_model_v4(tokenizer_run)
+
+
+def test_dynamics_trains_resumes_exactly_loads_and_steps(dataset: Path, tokenizer_run: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    args = [str(dataset), "--tokenizer", str(tokenizer_run)]
+    assert dynamics_main([*args, *_common(tmp_path / "whole", "--steps", "8")]) == 0
+    assert "trained to step 8" in capsys.readouterr().out
+    assert dynamics_main([*args, *_common(tmp_path / "split", "--steps", "4")]) == 0
+    assert dynamics_main([str(dataset), *_common(tmp_path / "split", "--steps", "8")]) == 0  # resumes its own copy
+    assert "resuming" in capsys.readouterr().out
+    whole, split = load_model_weights(tmp_path / "whole"), load_model_weights(tmp_path / "split")
+    assert any(name.startswith("tokenizer.") for name in whole)  # the run holds the whole world model
+    for name, value in whole.items():
+        torch.testing.assert_close(split[name], value, rtol=0, atol=1e-6)
+    config = read_run_config(tmp_path / "whole")
+    assert config["kind"] == "world_model_v4" and len(config["model"]["action_scale"]) == 3
+    assert is_world_model_v4(tmp_path / "whole")
+    model = load_world_model_v4(tmp_path / "whole")
+    env = WorldModelV4Env(model)
+    env.reset(torch.zeros(2, 3, 3, 16, 16, dtype=torch.uint8), torch.zeros(2, 3, 3))
+    frames, rewards = env.step(torch.zeros(2, 3))
+    assert frames.shape == (2, 3, 16, 16) and rewards.shape == (2,)
+
+    output = tmp_path / "report.json"
+    assert report_main([str(tmp_path / "whole"), str(dataset), "--windows", "3", "--horizon", "2",
+                        "--permanence-windows", "2", "--context", "5", "--output", str(output)]) == 0
+    text = capsys.readouterr().out
+    assert "copy-last" in text and "reward token: intent AUC" in text and "action shuffle" in text
+    report = json.loads(output.read_text())
+    assert len(report["fidelity"]["mse_model"]) == 2 and report["reward"]["frames"] > 0
+
+
+def test_bad_inputs_exit_2_with_a_message(dataset: Path, tokenizer_run: Path, tmp_path: Path, capsys) -> None:
+    assert dynamics_main([str(dataset), *_common(tmp_path / "r", "--steps", "2")]) == 2
+    assert "--tokenizer is required" in capsys.readouterr().err
+    assert dynamics_main([str(dataset), "--tokenizer", str(tmp_path / "none"), *_common(tmp_path / "r")]) == 2
+    assert tokenizer_main([str(tmp_path / "nothing"), *_common(tmp_path / "t")]) == 2
+    assert "no dataset here" in capsys.readouterr().err
+    assert dynamics_main([str(dataset), "--tokenizer", str(tokenizer_run), *_common(tmp_path / "r"),
+                          "--l-init", "99"]) == 2
+    assert "l_init" in capsys.readouterr().err
+    assert report_main([str(tokenizer_run), str(dataset)]) == 2
+    assert "not a dmo-train-dynamics run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tokenizer_main([str(dataset), "--preset", "huge"])
+
+
+def test_roc_auc() -> None:
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert np.isnan(roc_auc(np.array([0.1, 0.2]), np.array([1, 1])))
