@@ -584,6 +584,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["CEILINGS", "EPISODE_STEPS", "PushCubeEpisode", "PushCubeEvalConfig", "PushCubeResult", "episode_from_trace",
-           "evaluate_ceilings", "evaluate_controller", "evaluate_policy", "format_differences", "format_summary", "format_table",
-           "make_ceiling", "main", "result_from_dict",
-           "run_episode", "write_final_evaluation"]
+           "evaluate_ceilings", "evaluate_controller", "evaluate_policy", "format_differences", "format_summary",
+           "format_table", "make_ceiling", "main", "result_from_dict", "run_episode", "write_final_evaluation"]
