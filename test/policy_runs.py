@@ -34,7 +34,7 @@ def _save(run: Path, kind: str, model: torch.nn.Module, config: dict) -> Path:
     return run
 
 
-def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32) -> Path:
+def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, extra: tuple[str, ...] = ()) -> Path:
     """A DMO-SAPO policy run for ``robot`` (pusht: 2 actions, go2: 3), trained for ``max_samples`` imagined steps."""
     root = root / robot
     profile = load_robot_profile(robot)
@@ -63,7 +63,7 @@ def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32) -
     code = train_policy_main(["dmo", str(dataset), "--world-model", str(world_model), "--reward-run", str(reward),
                               "--goal", str(goal), "--local-model", str(local), "--run-dir", str(run),
                               "--preset", "tiny", "--device", "cpu", "--progress", "false", "--eval-every", "0",
-                              "--max-samples", str(max_samples), "--force-gates"])  # untrained models
+                              "--max-samples", str(max_samples), "--force-gates", *extra])  # untrained models
     assert code == 0, f"training the tiny {robot} policy failed ({code})"
     assert json.loads((run / "config.json").read_text())["deployment"]["robot"] == robot
     return run
