@@ -66,14 +66,19 @@ class Evaluator(Node):
         reliable = qos_profile("reliable")
         self.states: list[StandinState] = []
         self.commands = 0
+        self.moving_commands = 0
+        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
         _graph, command_type, command_topic = GRAPHS[robot]
         self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
         self.create_subscription(command_type, command_topic, self.on_command, reliable)
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
         self.enable_client = self.create_client(SetBool, "enable")
 
-    def on_command(self, _message: TwistStamped) -> None:
+    def on_command(self, message: Twist | TwistStamped) -> None:
         self.commands += 1
+        twist = message.twist if isinstance(message, TwistStamped) else message
+        if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
+            self.moving_commands += 1
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], bool] = lambda: True) -> None:
@@ -162,9 +167,13 @@ def run_push_cube_episodes(evaluator: Evaluator, config: PushCubeEvalConfig, ali
         start = evaluator.states[-1]
         trace = [start]
         if not start.success:
-            commands = evaluator.commands
+            # Count from the policy's first own (non-zero) command: until the node has a camera frame it sends the
+            # zero of its safety stop ("no camera frame received yet"), which a loaded machine can make last
+            # seconds after the graph starts; the direct evaluation has a frame from the first step.
+            commands = evaluator.moving_commands
             evaluator.set_enabled(True, alive)
-            evaluator.spin_until(lambda c=commands: evaluator.commands > c, 10.0, "a command of the policy", alive)
+            evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
+                                 "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
             first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
             trace = [evaluator.states[-1]]  # where the robot stood when the policy started commanding
             seen = len(evaluator.states)
