@@ -20,6 +20,10 @@ DEMO_RUNS := runs/demo
 # Samples (5 Hz teleop ticks) of play the main job records on the simulated clock (dmo-collect-fast: ~1 min per
 # 10 000 here; the same bags a live recording writes). The world model needs ~10k to follow actions (README "Gates").
 DEMO_SAMPLES ?= 10000
+# The Push-T task the demo's policy learns (push_region: the highest the laptop budget learns; push_t: the paper's)
+# and its imagined samples (the ladder's rung-2 budget).
+TASK ?= push_region
+POLICY_SAMPLES ?= 40000
 
 .PHONY: setup demo smoke test lint clean
 .DELETE_ON_ERROR:
@@ -29,10 +33,11 @@ setup: $(STAMPS)/dmo_ros
 # The main job, stage after stage on a fresh recording, each printing its progress and its wall time
 # (scripts/demo_pipeline.sh): record play data on the Push-T stand-in faster than real time, print what the recording holds, convert it
 # into a dataset, train the world model and write its fidelity report, save the goal picture, train and evaluate
-# the reward model, pretrain the local model, train a DMO-SAPO policy in the world model, and evaluate it on the
-# stand-in next to a random policy. Run folders go to runs/demo/<session>; a re-run training stage resumes.
+# the reward model, pretrain the local model, train a DMO-SAPO policy for TASK in the world model, and evaluate it
+# on the stand-in next to the random, zero-action and expert ceilings, then through the deploy graph. Run folders
+# go to runs/demo/<session>; a re-run training stage resumes.
 demo: setup
-	$(DEMO_ENV) scripts/demo_pipeline.sh $(BIN) $(DEMO_SAMPLES) $(DEMO_BAGS) $(DEMO_DATASETS) $(DEMO_RUNS)
+	$(DEMO_ENV) scripts/demo_pipeline.sh $(BIN) $(DEMO_SAMPLES) $(DEMO_BAGS) $(DEMO_DATASETS) $(DEMO_RUNS) $(TASK) $(POLICY_SAMPLES)
 
 # Two-node check of the ROS 2 setup.
 smoke: setup

@@ -72,7 +72,7 @@ from dmo_ros.recording.bag_reader import (
     MessageDecoder,
     UndecodableTypeError,
 )
-from dmo_ros.recording.bag_writer import session_splits
+from dmo_ros.recording.bag_writer import session_closed, session_in_use, session_splits
 
 INTENT_TYPE = "dmo_msgs/msg/Intent"
 CONVERTER_VERSION = 1
@@ -177,7 +177,11 @@ def find_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]]:
         if (path / "metadata.yaml").is_file():
             sources.append(Source(path, [path]))
         elif session_splits(path):
-            sources.append(Source(path, session_splits(path)))
+            if session_in_use(path):  # its newest split is still open: a dataset now would silently lack the rest
+                bad.append(SourceReport(str(path), error="is being recorded (a live recorder holds the session's "
+                                                         "lock): convert it after the recording stops"))
+            else:
+                sources.append(Source(path, session_splits(path)))
         elif path.is_dir():
             inner = [p for p in sorted(path.iterdir()) if p.is_dir()]
             found = [p for p in inner if (p / "metadata.yaml").is_file() or session_splits(p)]
@@ -418,6 +422,10 @@ class Converter:
             episode["length"] += 1
             self.skews_ns.append(sample.stamp - sample.frame_stamp)
 
+        if session_closed(source.path) is False:
+            report.warnings.append("the session was not closed (its recorder crashed or was killed): the seconds in "
+                                   "its .partial/ split are not converted; starting the recorder on the same output "
+                                   "folder recovers what is readable there, convert after that")
         aligner = Aligner(self.config, self.rate_hz, emit, report)
         reading = SourceReading()
         try:

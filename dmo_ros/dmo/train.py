@@ -44,7 +44,8 @@ METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
 """Subcommand -> the method name stored in config.json and eval.jsonl."""
 
 SIMULATOR_CONTEXT = 4
-"""Frames of context the simulator environment keeps when no world model sets it (DIAMOND's 4)."""
+"""Frames of context of the start windows when no world model sets it (the simulator environment and No Diffusion
+without ``--world-model``; DIAMOND's 4)."""
 
 FORWARDS = ("world-model", "simulator")
 """What steps the episodes (``--forward``): rung 2 and rung 1 of the ladder (DESIGN.md §8)."""
@@ -86,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("datasets", nargs="+", type=Path,
                          help="dataset folders (dmo-convert): real windows the imagined episodes start from")
         sub.add_argument("--world-model", type=Path, default=None,
-                         help="run folder of dmo-train-world-model (required unless --forward simulator)")
+                         help="run folder of dmo-train-world-model; optional: No Diffusion never steps it (it "
+                              "only sets the start windows' context length, default 4)"
+                         if name == "no-diffusion" else
+                         "run folder of dmo-train-world-model (required unless --forward simulator)")
         sub.add_argument("--reward-run", type=Path, required=True, help="run folder of dmo-train-reward")
         sub.add_argument("--goal", type=Path, required=True, help="goal picture (PNG/JPEG/.npy, see dmo-goal-image)")
         if name != "ppo":
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                      clash.items())
                                       + "; use another --run-dir")
         simulated = forward == "simulator"
-        if args.world_model is None and not simulated:
+        if args.world_model is None and not simulated and method != "no_diffusion":
             raise ConfigError("--world-model is required (unless --forward simulator)")
         run = apply_options(RUN_PRESETS[args.preset], args, args.run_options)
         configs = _configs(args, saved)

@@ -42,6 +42,7 @@ class PushTStandinParameters:
     max_speed_m_s: float = param(0.25, "End-effector speed limit in m/s; faster commands are scaled down.")
     max_episode_steps: int = param(0, "Reset after this many control steps; 0: only on the reset topic.")
     frame_id: str = param("camera", "frame_id of the camera images.")
+    task: str = param("push_t", "Push-T task played (resets and success): reach, push_region, push_near, push_t.")
 
 
 class PushTStandin(StandinNode):
@@ -57,13 +58,14 @@ class PushTStandin(StandinNode):
         self.standin = make_standin_sim(StandinSimConfig(
             robot="pusht", seed=p.seed, width=p.width, height=p.height, control_rate_hz=p.control_rate_hz,
             max_episode_steps=p.max_episode_steps, arena_size_m=p.arena_size_m, max_speed_m_s=p.max_speed_m_s,
+            task=p.task,
         ))
         self.sim = self.standin.sim
         self.start(TwistStamped, "action", 2)
         self.publish_state()
         self.get_logger().info(
             f"Push-T stand-in: control at {p.control_rate_hz} Hz, {p.width}x{p.height} rgb8 images at "
-            f"{p.image_rate_hz} Hz ({p.image_qos}); episode 0 (seed {p.seed})"
+            f"{p.image_rate_hz} Hz ({p.image_qos}); task {p.task}; episode 0 (seed {p.seed})"
         )
 
     def command_vector(self, message: TwistStamped) -> np.ndarray:

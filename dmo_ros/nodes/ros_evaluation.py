@@ -46,7 +46,7 @@ from dmo_msgs.msg import StandinState
 from dmo_ros.nodes.template import qos_profile
 from dmo_ros.policy.evaluate import EpisodeResult, EvalConfig, summarize_episodes
 from dmo_ros.policy.push_cube_eval import PushCubeEpisode, PushCubeEvalConfig, PushCubeResult, episode_from_trace
-from dmo_ros.sims.pusht import SUCCESS_COVERAGE
+from dmo_ros.sims.pusht_tasks import TaskStatus, make_task
 
 GRAPH = "deploy_pusht"
 COMMAND_TOPIC = "/servo_node/delta_twist_cmds"
@@ -108,6 +108,12 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
     evaluator.spin_until(lambda: bool(evaluator.states), 120.0, "standin_state from the stand-in", alive)
     evaluator.spin_until(lambda: evaluator.enable_client.service_is_ready(), 120.0,
                          "enable service of the policy node", alive)
+    task = make_task(config.task)
+
+    def status(state: StandinState) -> TaskStatus:  # the task's rules on the stand-in's ground truth
+        return task.status(np.asarray(state.agent), np.asarray(state.object), np.asarray(state.goal),
+                           float(state.progress), None)
+
     episodes: list[EpisodeResult] = []
     for index in range(config.episodes):
         if index:
@@ -115,7 +121,9 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
             evaluator.spin_until(lambda i=index: evaluator.states[-1].episode == i, 10.0, f"episode {index} start",
                                  alive)
         start = evaluator.states[-1]
-        max_coverage, success = float(start.progress), bool(start.progress > SUCCESS_COVERAGE)
+        now = status(start)
+        start_distance = now.distance
+        max_coverage, success, loose = float(start.progress), now.success, now.loose_success
         coverage = float(start.progress)
         if not success:
             commands = evaluator.commands
@@ -129,9 +137,10 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
                 for state in evaluator.states[seen:]:
                     if state.episode != index or state.step <= first_step or steps >= config.max_steps:
                         continue
-                    steps, coverage = state.step - first_step, float(state.progress)
+                    steps, coverage, now = state.step - first_step, float(state.progress), status(state)
                     max_coverage = max(max_coverage, coverage)
                     success = success or bool(state.success)
+                    loose = loose or now.loose_success
                     if success:
                         break
                 seen = len(evaluator.states)
@@ -139,7 +148,8 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
         else:
             steps = 0
         episodes.append(EpisodeResult(success=success, max_coverage=max_coverage, steps=steps,
-                                      final_coverage=coverage))
+                                      final_coverage=coverage, final_distance=now.distance,
+                                      start_distance=start_distance, loose_success=loose))
         if progress is not None:
             progress(index, episodes[-1])
         evaluator.states[:] = evaluator.states[-1:]  # keep the latest only: episodes may be long
@@ -201,7 +211,8 @@ def evaluate_through_ros(run_dir: Path, config: EvalConfig | PushCubeEvalConfig,
     :class:`EvalResult`; go2: :class:`PushCubeResult`)."""
     launcher = Path(sys.executable).parent / "dmo-launch"
     log_path = log_path or Path(tempfile.mkstemp(prefix="ros_eval_", suffix=".log")[1])
-    command = [str(launcher), GRAPHS[robot][0], f"checkpoint:={run_dir}", f"seed:={config.seed}",
+    task = [f"task:={config.task}"] if robot == "pusht" else []  # the Go2 stand-in plays Push Cube only
+    command = [str(launcher), GRAPHS[robot][0], f"checkpoint:={run_dir}", f"seed:={config.seed}", *task,
                "start_enabled:=false", *(launch_args or [])]
     started = time.perf_counter()
     with open(log_path, "w") as log:

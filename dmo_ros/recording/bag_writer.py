@@ -253,6 +253,25 @@ def _lock_session(folder: Path) -> int | None:
     return descriptor
 
 
+def session_in_use(session: Path | str) -> bool:
+    """Whether a live writer holds the session folder's lock (a recording still in progress)."""
+    descriptor = _lock_session(Path(session))
+    if descriptor is None:
+        return True
+    os.close(descriptor)  # closing our descriptor drops our probe lock
+    return False
+
+
+def session_closed(session: Path | str) -> bool | None:
+    """The manifest's ``closed`` flag (False: the writer crashed or was killed); None without a readable manifest."""
+    try:
+        manifest = yaml.safe_load((Path(session) / MANIFEST).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    closed = manifest.get("closed") if isinstance(manifest, dict) else None
+    return closed if isinstance(closed, bool) else None
+
+
 class SplitBagSession:
     """Writes serialized messages into a session folder of split rosbag2 bags (see module doc)."""
 

@@ -67,7 +67,7 @@ class PushTConfig:
     """Control steps after which ``done()`` is true (the caller resets); 0: never."""
 
     task: str = "push_t"
-    """The task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_near or push_t (gym-pusht's own)."""
+    """The task (:mod:`dmo_ros.sims.pusht_tasks`): reach, push_region, push_near or push_t (gym-pusht's own)."""
 
     task_config: TaskConfig = field(default_factory=TaskConfig)
     """The tasks' start distributions and success rules."""

@@ -46,12 +46,16 @@ class StandinSimConfig:
     """Push-T only: metres spanned by the 512-unit arena."""
     max_speed_m_s: float = 0.25
     """Push-T only: end-effector speed limit (m/s)."""
+    task: str = "push_t"
+    """Push-T only: the task whose resets and success rule the stand-in plays (:mod:`dmo_ros.sims.pusht_tasks`)."""
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
             raise ValueError(f"unknown robot '{self.robot}'; choose one of {', '.join(ROBOTS)}")
         if self.control_rate_hz <= 0:
             raise ValueError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
+        if self.robot == "go2" and self.task != "push_t":
+            raise ValueError(f"task {self.task!r} is a Push-T task; the go2 stand-in plays Push Cube only")
 
     @property
     def control_period_s(self) -> float:
@@ -98,7 +102,7 @@ class PushTStandinSim(StandinSim):
         self.sim = PushTSim(PushTConfig(
             seed=config.seed, width=config.width, height=config.height, arena_size_m=config.arena_size_m,
             max_speed_m_s=config.max_speed_m_s, control_period_s=config.control_period_s,
-            max_episode_steps=config.max_episode_steps,
+            max_episode_steps=config.max_episode_steps, task=config.task,
         ))
 
     def step(self, command: np.ndarray) -> None:

@@ -204,3 +204,37 @@ def test_a_long_stretch_without_actions_holds_no_frames_in_memory(tmp_path, monk
     dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
     assert report.ok and report.samples == 10, report.error
     assert max(kept) <= 10 * 3.5 + 2  # ~ (0.5 + 2 x 0.5 + 1) s of 10 Hz frames, not 600
+
+
+def write_session(folder, closed: bool):
+    """A recorder session: two split bags and the manifest, closed or (after a crash) not."""
+    folder.mkdir()
+    write_bag(folder / "split_00000", BagSpec(seconds=2.0))
+    write_bag(folder / "split_00001", BagSpec(seconds=2.0, start_s=2.0))
+    (folder / "session.yaml").write_text(f"format: dmo_ros split session 1\nclosed: {str(closed).lower()}\n")
+    return folder
+
+
+def test_a_session_being_recorded_is_refused_until_it_stops(tmp_path):
+    """Converting while the recorder writes would give a dataset silently missing the session's end."""
+    import fcntl
+    import os
+
+    session = write_session(tmp_path / "20261201-100000", closed=False)
+    recorder_lock = os.open(session, os.O_RDONLY)
+    fcntl.flock(recorder_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a live SplitBagSession holds
+    try:
+        dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
+        assert dataset is None and "is being recorded" in report.error
+    finally:
+        os.close(recorder_lock)
+    (session / "session.yaml").write_text("format: dmo_ros split session 1\nclosed: true\n")
+    dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
+    assert report.ok and report.samples == 20 and not report.warnings
+
+
+def test_a_crashed_session_converts_with_a_warning_that_names_the_recovery(tmp_path):
+    session = write_session(tmp_path / "20261201-110000", closed=False)
+    dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
+    assert report.ok and report.samples == 20
+    assert any("was not closed" in w and "recovers" in w for w in report.warnings), report.warnings

@@ -61,6 +61,21 @@ def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_mode
     assert any(not torch.equal(tuned["local." + key], before[key]) for key in before)  # the run's copy was tuned
 
 
+def test_no_diffusion_needs_no_world_model_and_the_others_say_they_do(policy_inputs, tmp_path, capsys):
+    """No Diffusion steps only the local RSSM: it trains without --world-model (start windows of 4 frames)."""
+    def without_world_model(method, run):
+        args = _args(method, policy_inputs, run, "--max-samples", "32")
+        at = args.index("--world-model")
+        return args[:at] + args[at + 2 :]
+
+    assert main(without_world_model("no-diffusion", tmp_path / "nd")) == 0
+    assert json.loads((tmp_path / "nd" / "config.json").read_text())["world_model"] is None
+    assert [r["samples"] for r in read_evaluations(tmp_path / "nd")] == [0, 32]
+    for method in ("dmo", "ppo"):
+        assert main(without_world_model(method, tmp_path / method)) == 2
+        assert "--world-model is required" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_clear_errors(policy_inputs, tmp_path, capsys):
     assert main(_args("dmo", policy_inputs, tmp_path / "a", "--world-model", str(tmp_path / "missing"))) == 2
     assert "not a training run folder" in capsys.readouterr().err

@@ -51,18 +51,24 @@ def steps_by_stamp(steps: list[list]) -> dict[int, list[list]]:
     return grouped
 
 
+def watch(process, watcher, started: str) -> dict:
+    """Wait for the node's ``started`` line, take the probe's result, stop the node and require exit code 0."""
+    try:
+        process.wait_for(started, timeout=60)
+        result = probe_result(watcher)
+    finally:
+        code = process.stop()
+    assert code == 0, process.output
+    return result
+
+
 def test_dream_graph_replays_recorded_actions_beside_real_frames(ros_env, tiny_policies, tmp_path):
     root = tiny_policies["pusht"].parent
     mcap = tmp_path / "dream.mcap"
     watcher = probe(ros_env, seconds=3.0, restart_at=1.0)
     run = dream_run(ros_env, root, "action_source:=recorded", "horizon:=16", f"mcap:={mcap}",
                     "foxglove:=true", "foxglove_port:=0")
-    try:
-        run.wait_for("dreaming 2 rollout(s)", timeout=60)
-        result = probe_result(watcher)
-    finally:
-        code = run.stop()
-    assert code == 0, run.output
+    result = watch(run, watcher, "dreaming 2 rollout(s)")
     steps, imagined, real = result["steps"], result["imagined"], result["real"]
     assert len(steps) >= 12 and len(imagined) >= 6, (len(steps), run.output)  # 10 Hz asked; a loaded CPU is slower
     # frames: rgb8, the two rollouts tiled side by side, upscaled twice (2 px gap); the step's own frame native
@@ -112,12 +118,7 @@ def test_dream_graph_with_the_policy_publishes_values_and_bounded_actions(ros_en
     root = tiny_policies["pusht"].parent
     watcher = probe(ros_env, seconds=4.0, restart_at=-1)
     run = dream_run(ros_env, root, "action_source:=policy", "horizon:=6", "threshold:=1.0e-12")
-    try:
-        run.wait_for("dreaming 2 rollout(s) of 6 steps with policy actions", timeout=60)
-        result = probe_result(watcher)
-    finally:
-        code = run.stop()
-    assert code == 0, run.output
+    result = watch(run, watcher, "dreaming 2 rollout(s) of 6 steps with policy actions")
     steps = result["steps"]
     assert len(steps) >= 10, run.output
     assert result["real"] == [] or all(s[0] in steps_by_stamp(steps) for s in result["real"])
@@ -134,12 +135,7 @@ def test_dream_node_from_the_camera_driven_by_teleop_actions(ros_env, tiny_polic
     node = LiveProcess([str(BIN / "dream"), "--ros-args", "-p", f"world_model:={root / 'world_model'}",
                         "-p", "start_source:=camera", "-p", "action_source:=teleop", "-p", "robot:=pusht",
                         "-p", "horizon:=6", "-p", "rate_hz:=10.0", "-p", "seeds:=2"], ros_env)
-    try:
-        node.wait_for("dreaming 1 rollout(s) of 6 steps with teleop actions from the camera", timeout=60)
-        result = probe_result(watcher)
-    finally:
-        code = node.stop()
-    assert code == 0, node.output
+    result = watch(node, watcher, "dreaming 1 rollout(s) of 6 steps with teleop actions from the camera")
     steps = result["steps"]
     assert len(steps) >= 10 and result["real"] == [], node.output  # nothing recorded to show beside it
     assert all(np.allclose(s[3], [0.1, -0.05]) for s in steps[2:])  # the gamepad drives the imagined robot

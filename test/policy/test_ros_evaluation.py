@@ -36,15 +36,16 @@ def constant_policy(trained, folder, action=(-0.4, -0.9)):
     return folder
 
 
-@pytest.mark.parametrize(("kind", "tolerance"), [("constant", 1e-3), ("trained", 0.02)])
-def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, tiny_policies, tmp_path, ros_env, monkeypatch,
-                                                     capsys):
+@pytest.mark.parametrize(("kind", "tolerance", "task"),
+                         [("constant", 1e-3, "push_t"), ("trained", 0.02, "push_t"), ("constant", 1e-3, "push_region")])
+def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, task, tiny_policies, tmp_path, ros_env,
+                                                     monkeypatch, capsys):
     for name, value in ros_env.items():  # the ROS evaluation's processes get this test's private DDS domain
         monkeypatch.setenv(name, value)
     run = tiny_policies["pusht"] if kind == "trained" else constant_policy(tiny_policies["pusht"], tmp_path / "c")
     out = tmp_path / "eval" / "both.json"
     code = main([str(run), "--mode", "both", "--episodes", "3", "--max-steps", "15", "--seed", "10000",
-                 "--out", str(out)])
+                 "--task", task, "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(out.read_text())
@@ -55,10 +56,16 @@ def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, tiny_polic
         assert abs(a["max_coverage"] - b["max_coverage"]) <= tolerance, (direct, through_ros)
         assert abs(a["final_coverage"] - b["final_coverage"]) <= tolerance, (direct, through_ros)
         assert b["steps"] == a["steps"]  # 15 control steps each (no success at this size)
+        # The task's own numbers (push_region: the T centre's distance, arena units) from the stand-in's ground truth.
+        assert a["loose_success"] == b["loose_success"]
+        assert abs(a["start_distance"] - b["start_distance"]) <= 1e-3
+        assert abs(a["final_distance"] - b["final_distance"]) <= 512 * tolerance, (direct, through_ros)
     lines = captured.out.splitlines()
     assert lines[1].startswith(f"policy {run} through ROS: success ")
     assert lines[2].startswith("per episode, ROS vs direct: same outcome 3/3")
-    if kind == "constant":  # the check is not vacuous: this policy moves the T (a still agent would not)
+    if task == "push_region":  # the graph's stand-in played push_region's resets: the T centre 60-120 u from the goal
+        assert all(60 <= b["start_distance"] <= 120 for b in through_ros), through_ros
+    elif kind == "constant":  # the check is not vacuous: this policy moves the T (a still agent would not)
         still = evaluate_policy(load_policy(tiny_policies["pusht"]), EvalConfig(episodes=3, max_steps=15))
         moved = [abs(a["final_coverage"] - s.final_coverage) for a, s in zip(direct, still.episodes, strict=True)]
         assert max(moved) > 0.01, moved

@@ -128,3 +128,16 @@ def test_push_region_starts_behind_the_t_and_succeeds_by_the_centre_alone():
     sim.close()
     with pytest.raises(ValueError, match="region_start_px"):
         TaskConfig(region_start_px=(50.0, 20.0))
+
+
+def test_the_stand_in_plays_the_task_it_is_given():
+    """The stand-in node's ``task`` parameter: its resets and success rule are the task's, as in the direct
+    evaluation (so the deploy graph can be scored on push_region); the go2 stand-in refuses a Push-T task."""
+    from dmo_ros.sims.standin import StandinSimConfig, make_standin_sim
+
+    standin = make_standin_sim(StandinSimConfig(robot="pusht", seed=10000, task="push_region"))
+    direct = PushTSim(PushTConfig(seed=10000, task="push_region"))
+    assert standin.sim.task.name == "push_region"
+    np.testing.assert_allclose(standin.observation().object, direct.state().block)
+    with pytest.raises(ValueError, match="go2 stand-in plays Push Cube only"):
+        StandinSimConfig(robot="go2", task="push_region")
