@@ -67,3 +67,23 @@ def test_push_cube_runs_without_a_final_evaluation_or_mixed_with_push_t_are_refu
 @pytest.fixture(autouse=True)
 def _headless(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def test_real_go2_runs_of_dmo_and_act_compare(tmp_path, capsys):
+    """Runs written by the real trainers (tiny): dmo-train-policy on Go2 data and dmo-train-act, each with its
+    Push Cube evaluations, go through dmo-compare together."""
+    from dmo_ros.baselines.act_train import main as train_act
+    from policy_runs import train_tiny_policy, write_go2_demonstrations
+
+    dmo = train_tiny_policy(tmp_path, "go2", max_samples=16,
+                            extra=("--eval-every", "1", "--eval-episodes", "1", "--eval-max-steps", "2",
+                                   "--final-eval-episodes", "1"))
+    act = tmp_path / "act"
+    assert train_act([str(write_go2_demonstrations(tmp_path / "demos")), "--run-dir", str(act), "--preset", "tiny",
+                      "--steps", "4", "--batch-size", "4", "--device", "cpu", "--progress", "false",
+                      "--eval-episodes", "1", "--eval-max-steps", "2"]) == 0
+    out = tmp_path / "out"
+    assert main([str(dmo), str(act), "--out", str(out)]) == 0
+    table = (out / "comparison.md").read_text()
+    assert "| DMO | 1 | 1 |" in table and "| ACT (behaviour cloning) | 1 | 1 |" in table
+    assert (out / "fig3b.png").is_file()
