@@ -67,6 +67,7 @@ setup(
             "dmo-goal-image = dmo_ros.reward.goal_image:main",
             "dmo-train-local-model = dmo_ros.local_model.train:main",
             "dmo-train-policy = dmo_ros.dmo.train:main",
+            "dmo-train-act = dmo_ros.baselines.act_train:main",
             "dmo-eval-policy = dmo_ros.policy.evaluate:main",
             "dmo-compare = dmo_ros.dmo.compare:main",
             "dmo-train-rung0 = dmo_ros.ladder.rung0:main",

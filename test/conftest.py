@@ -92,3 +92,11 @@ def tiny_policies(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny_policies")
     return {robot: train_tiny_policy(root, robot) for robot in ("pusht", "go2")}
+
+
+@pytest.fixture(scope="session")
+def tiny_act_policy(tmp_path_factory) -> Path:
+    """A tiny ACT policy run for the Go2 (dmo-train-act --preset tiny on a 32 px dataset; see policy_runs.py)."""
+    from policy_runs import train_tiny_act
+
+    return train_tiny_act(tmp_path_factory.mktemp("tiny_act"))

@@ -34,7 +34,7 @@ def _save(run: Path, kind: str, model: torch.nn.Module, config: dict) -> Path:
     return run
 
 
-def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32) -> Path:
+def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, extra: tuple[str, ...] = ()) -> Path:
     """A DMO-SAPO policy run for ``robot`` (pusht: 2 actions, go2: 3), trained for ``max_samples`` imagined steps."""
     root = root / robot
     profile = load_robot_profile(robot)
@@ -63,7 +63,7 @@ def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32) -
     code = train_policy_main(["dmo", str(dataset), "--world-model", str(world_model), "--reward-run", str(reward),
                               "--goal", str(goal), "--local-model", str(local), "--run-dir", str(run),
                               "--preset", "tiny", "--device", "cpu", "--progress", "false", "--eval-every", "0",
-                              "--max-samples", str(max_samples), "--force-gates"])  # untrained models
+                              "--max-samples", str(max_samples), "--force-gates", *extra])  # untrained models
     assert code == 0, f"training the tiny {robot} policy failed ({code})"
     assert json.loads((run / "config.json").read_text())["deployment"]["robot"] == robot
     return run
@@ -82,4 +82,34 @@ def nan_policy(trained: Path, folder: Path) -> Path:
     return folder
 
 
-__all__ = ["CAMERA", "IMAGE", "nan_policy", "train_tiny_policy"]
+def write_go2_demonstrations(folder: Path, episodes: int = 4, length: int = 20) -> Path:
+    """A tiny Go2 dataset (32 px, 96 x 96 source camera) whose second half of every episode is a demonstration."""
+    profile = load_robot_profile("go2")
+    limit = np.asarray(profile.action.limits)
+    rng = np.random.default_rng(1)
+    n = episodes * length
+    frames = rng.integers(0, 255, size=(n, IMAGE, IMAGE, 3), dtype=np.uint8)
+    actions = (rng.uniform(-1, 1, size=(n, len(limit))) * limit).astype(np.float32)
+    intent = np.tile(np.arange(length) >= length // 2, episodes)
+    action = profile.action
+    meta = {"robot": "go2", "rate_hz": profile.rate_hz,
+            "image": {"height": IMAGE, "width": IMAGE, "aspect": "crop",
+                      "source_formats": [f"{CAMERA[1]}x{CAMERA[0]} rgb8"]},
+            "action": {"message": action.message, "fields": list(action.fields), "names": list(action.names),
+                       "units": list(action.units), "scale": list(action.scale), "semantics": action.semantics}}
+    return write_dataset(folder, frames, actions, [length] * episodes, intent=intent, extra_meta=meta)
+
+
+def train_tiny_act(root: Path, steps: int = 20) -> Path:
+    """An ACT policy run (``dmo-train-act --preset tiny``) on :func:`write_go2_demonstrations`, no evaluation."""
+    from dmo_ros.baselines.act_train import main as train_act_main
+
+    dataset = write_go2_demonstrations(root / "go2_demos")
+    run = root / "act"
+    code = train_act_main([str(dataset), "--run-dir", str(run), "--preset", "tiny", "--steps", str(steps),
+                           "--batch-size", "4", "--device", "cpu", "--progress", "false", "--eval-episodes", "0"])
+    assert code == 0, f"training the tiny ACT policy failed ({code})"
+    return run
+
+
+__all__ = ["CAMERA", "IMAGE", "nan_policy", "train_tiny_act", "train_tiny_policy", "write_go2_demonstrations"]

@@ -1,5 +1,11 @@
 """The paper's Fig. 3 for Push-T from logged policy runs: ``dmo-compare RUN_DIR [RUN_DIR ...] --out DIR``.
 
+Push Cube runs (Go2: ``config.json`` ``task`` push_cube, from ``dmo-train-policy`` or ``dmo-train-act``) get the
+paper's Table II instead (:func:`compare_push_cube`): success, steps to success, straightness, curvature and the
+cube's time out of view per method from each run's ``final_eval.json``, the ceilings beside them, and Fig. 3b
+(``fig3b.png``: success against world-model samples and wall-clock; ACT, which learns from demonstrations only, as
+a line at its final success).
+
 Each run folder of ``dmo-train-policy`` holds ``config.json`` (``"kind": "policy"``, ``"method"``)
 and ``eval.jsonl``: one line per periodic stand-in evaluation, ``{"epoch", "samples", "wall_s",
 "success_rate", "mean_max_coverage", "episodes", "method"}``. A resumed run may log an epoch
@@ -46,6 +52,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "no_diffusion": ("No Diffusion", "tab:blue"),
     "ppo": ("PPO", "tab:green"),
     "sapo": ("SAPO on true state (rung 0)", "tab:purple"),
+    "act": ("ACT (behaviour cloning)", "tab:orange"),
 }
 """The methods a policy run can log, in the order they are listed and drawn."""
 
@@ -327,6 +334,8 @@ def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-
     if repeated:
         raise CompareError(f"run folder(s) given more than once: {', '.join(repeated)} (each would count as a seed)")
     runs = [read_run(run_dir) for run_dir in run_dirs]
+    if any(run.task == PUSH_CUBE for run in runs):
+        return compare_push_cube(runs, out_dir, title if title != "Push-T" else "Push Cube (Go2 stand-in)")
     groups = group_by_method(runs)
     for group in groups.values():
         aggregate(group, "success_rate", "samples")  # runs of a method share evaluated epochs: checked before writing
@@ -341,6 +350,160 @@ def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-
                           "Numbers: mean over a method's runs of each run's own value (its last evaluation, or its "
                           "best), (min-max) over the runs when there are several.\n" + ceiling_text)
     written = [*plot_figures(groups, out_dir, title), table_path, write_csv(rows, out_dir / "comparison.csv")]
+    return rows, written
+
+
+# -- Push Cube (the Go2 stand-in): Table II and Fig. 3b ---------------------------------------------------------
+
+PUSH_CUBE = "push_cube"
+"""``config.json`` ``task`` of Go2 runs (dmo-train-policy on Go2 data, dmo-train-act)."""
+
+PAPER_TABLE_II = {"dmo": (91.3, 0.881, 0.565), "ppo": (134.3, 0.597, 0.775), "act": (None, 0.447, 0.588)}
+"""The seed paper's Table II (Push Cube, N = 3 episodes): steps to success, straightness, curvature (rad/m)."""
+
+PUSH_CUBE_COLUMNS = ("method", "runs", "N", "success (pooled)", "success per run", "steps to success",
+                     "straightness", "curvature (rad/m)", "cube out of view", "samples", "wall-clock")
+
+
+def _final_push_cube(run: RunLog) -> dict[str, Any]:
+    path = run.run_dir / "final_eval.json"
+    if not path.is_file():
+        raise CompareError(f"{run.run_dir}: no final_eval.json (the Push Cube evaluation written when training ends; "
+                           "has the run finished? dmo-eval-policy --robot go2 RUN --out FILE measures one by hand)")
+    final = json.loads(path.read_text())
+    if final.get("task") != PUSH_CUBE:
+        raise CompareError(f"{path}: not a Push Cube evaluation (task {final.get('task')!r})")
+    return final
+
+
+def push_cube_rows(groups: dict[str, list[RunLog]]) -> list[dict[str, Any]]:
+    """Per method: every run's final Push Cube episodes pooled (success k/N with Wilson's interval; steps to success
+    over the successes; straightness and curvature where the robot moved), the success rate of each run, the mean
+    samples and wall-clock at the end."""
+    from dmo_ros.policy.evaluate import rate_interval
+    from dmo_ros.policy.push_cube_eval import mean_spread
+
+    rows = []
+    for method, runs in groups.items():
+        finals = [_final_push_cube(run) for run in runs]
+        episodes = [episode for final in finals for episode in final["policy"]["per_episode"]]
+        successes = sum(bool(episode["success"]) for episode in episodes)
+        row: dict[str, Any] = {
+            "method": method, "label": METHODS[method][0], "runs": len(runs), "episodes": len(episodes),
+            "successes": successes, "success_rate": successes / max(len(episodes), 1),
+            "success_ci95": list(rate_interval(successes, len(episodes))),
+            "run_success_rates": [final["policy"]["success_rate"] for final in finals],
+            "samples": float(np.mean([final["samples"] for final in finals])),
+            "wall_s": float(np.mean([final["wall_s"] for final in finals])),
+            "run_dirs": ";".join(str(run.run_dir) for run in runs)}
+        for key in ("steps_to_success", "straightness", "curvature_rad_m", "out_of_view_fraction"):
+            numbers = mean_spread([episode[key] for episode in episodes])
+            row[key], row[f"{key}_std"], row[f"{key}_n"] = numbers["mean"], numbers["std"], numbers["n"]
+        row["ceilings"] = finals[0].get("ceilings", {})
+        rows.append(row)
+    return rows
+
+
+def _metric(row: dict[str, Any], key: str, digits: int) -> str:
+    if not row.get(f"{key}_n"):
+        return "-"
+    return f"{row[key]:.{digits}f} +- {row[key + '_std']:.{digits}f}"
+
+
+def push_cube_markdown(rows: list[dict[str, Any]]) -> str:
+    """Table II for the compared runs, the ceilings of the same episodes, and the paper's numbers beside them."""
+    lines = ["| " + " | ".join(PUSH_CUBE_COLUMNS) + " |", "|---|" + "---:|" * (len(PUSH_CUBE_COLUMNS) - 1)]
+    for row in rows:
+        low, high = row["success_ci95"]
+        per_run = ", ".join(f"{100 * rate:.0f}%" for rate in row["run_success_rates"])
+        samples = "- (demonstrations)" if row["method"] == "act" else f"{row['samples']:,.0f}"
+        lines.append("| " + " | ".join([
+            row["label"], str(row["runs"]), str(row["episodes"]),
+            f"{row['successes']}/{row['episodes']} {100 * row['success_rate']:.0f}% "
+            f"[{100 * low:.0f}-{100 * high:.0f}%]",
+            per_run, _metric(row, "steps_to_success", 1), _metric(row, "straightness", 3),
+            _metric(row, "curvature_rad_m", 3), f"{100 * row['out_of_view_fraction']:.0f}% of steps", samples,
+            format_duration(row["wall_s"])]) + " |")
+    ceilings = rows[0]["ceilings"] if rows else {}
+    for label, numbers in ceilings.items():
+        low, high = numbers.get("success_ci95", [0.0, 1.0])
+        n = int(numbers["episodes"])
+
+        def mean(key: str, digits: int, numbers: dict = numbers) -> str:
+            value = numbers.get(key)
+            return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+        k = round(numbers["success_rate"] * n)
+        lines.append("| " + " | ".join([
+            label, "-", str(n), f"{k}/{n} {100 * numbers['success_rate']:.0f}% [{100 * low:.0f}-{100 * high:.0f}%]",
+            "-", mean("steps_to_success", 1), mean("straightness", 3), mean("curvature_rad_m", 3),
+            f"{100 * numbers.get('out_of_view_fraction', float('nan')):.0f}% of steps", "-", "-"]) + " |")
+    paper = "; ".join(f"{METHODS[m][0].split(' (')[0]} {'-' if v[0] is None else v[0]} steps, straightness {v[1]}, "
+                      f"curvature {v[2]} rad/m" for m, v in PAPER_TABLE_II.items())
+    return "\n".join(lines) + f"\n\nThe paper's Table II (real Go2, N = 3 episodes): {paper}."
+
+
+def plot_push_cube(groups: dict[str, list[RunLog]], rows: list[dict[str, Any]], out_dir: Path,
+                   title: str) -> list[Path]:
+    """Fig. 3b: success against world-model samples and against training wall-clock for the methods that learn in a
+    world model (their eval.jsonl), ACT (demonstrations only) as a dashed line at its final success."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learners = {method: runs for method, runs in groups.items() if method != "act"}
+    act = next((row for row in rows if row["method"] == "act"), None)
+    paths = []
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, x_key in zip(axes, ("samples", "wall_s"), strict=True):
+        if learners:
+            draw_panel(axis, learners, "success_rate", x_key)
+        else:
+            axis.set_xlabel(AXES[x_key])
+            axis.set_ylabel(METRICS["success_rate"])
+            axis.set_ylim(-0.02, 1.02)
+            axis.grid(alpha=0.3)
+        if act is not None:
+            axis.axhline(act["success_rate"], color=METHODS["act"][1], linestyle="--",
+                         label=f"ACT, final ({act['runs']} run{'s' * (act['runs'] > 1)}; demonstrations only)")
+        axis.legend(fontsize=8, loc="upper left")
+    figure.suptitle(f"{title}: success vs world-model samples and training wall-clock")
+    figure.tight_layout()
+    for name in ("fig3b.png",):
+        figure.savefig(out_dir / name, dpi=120)
+        paths.append(out_dir / name)
+    plt.close(figure)
+    return paths
+
+
+def compare_push_cube(runs: list[RunLog], out_dir: Path | str, title: str) -> tuple[list[dict], list[Path]]:
+    """The Push Cube comparison: ``comparison.md`` (Table II per method with the ceilings), ``comparison.csv`` and
+    ``fig3b.png`` in ``out_dir``; every run must be a Push Cube run with its ``final_eval.json``."""
+    other = sorted({run.task for run in runs if run.task != PUSH_CUBE})
+    if other:
+        raise CompareError(f"Push Cube runs mixed with runs of {', '.join(other)}; compare one task at a time")
+    groups = group_by_method(runs)
+    for method, group in groups.items():
+        if method != "act":
+            aggregate(group, "success_rate", "samples")  # a method's seeds share evaluated epochs
+    rows = push_cube_rows(groups)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = push_cube_markdown(rows)
+    (out_dir / "comparison.md").write_text(
+        f"# {title}\n\n{table}\n\nSuccess: every run's final evaluation episodes pooled, k/N [Wilson 95% CI], and "
+        "each run's rate; other numbers: mean +- std over the pooled episodes (steps to success over successes, "
+        "straightness and curvature where the robot moved). Ceilings: the first run's evaluation episodes.\n")
+    columns = ["method", "label", "runs", "episodes", "successes", "success_rate", "samples", "wall_s",
+               *(f"{key}{suffix}" for key in ("steps_to_success", "straightness", "curvature_rad_m",
+                                               "out_of_view_fraction") for suffix in ("", "_std", "_n")), "run_dirs"]
+    with open(out_dir / "comparison.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in columns})
+    written = [*plot_push_cube(groups, rows, out_dir, title), out_dir / "comparison.md", out_dir / "comparison.csv"]
     return rows, written
 
 
@@ -367,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CompareError, OSError) as error:
         print(f"dmo-compare: error: {error}", file=sys.stderr)
         return 2
-    print((options.out / "comparison.md").read_text() if options.ceilings else markdown_table(rows))
+    push_cube = bool(rows) and "run_success_rates" in rows[0]
+    print((options.out / "comparison.md").read_text() if options.ceilings or push_cube else markdown_table(rows))
     print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
 

@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folders = find_datasets(args.datasets)
         image_size, action_size, robot = dataset_shape(folders, "policy")
+        task = args.task
+        if robot == "go2":  # the Go2 stand-in plays one task: Push Cube (dmo_ros.policy.push_cube_eval)
+            if args.task != "push_t":
+                raise ConfigError(f"--task {args.task} is a Push-T task; Go2 runs are evaluated on push_cube")
+            task = "push_cube"
         try:
             saved = read_run_config(args.run_dir)
         except CheckpointError:
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         forward = getattr(args, "forward", "world-model")
         if saved is not None:
             held = {"forward": saved.get("forward", "world-model"), "task": saved.get("task", "push_t")}
-            clash = {key: value for key, value in held.items() if value != {"forward": forward, "task": args.task}[key]}
+            clash = {key: value for key, value in held.items() if value != {"forward": forward, "task": task}[key]}
             if clash:
                 raise CheckpointError(f"{args.run_dir} holds a run with " + ", ".join(f"--{k} {v}" for k, v in
                                                                                      clash.items())
@@ -257,11 +262,20 @@ def main(argv: list[str] | None = None) -> int:
 
         def evaluate(policy) -> dict[str, Any]:
             return evaluate_policy(policy, eval_config).record()
+    elif robot == "go2":
+        from dmo_ros.policy.push_cube_eval import PushCubeEvalConfig
+        from dmo_ros.policy.push_cube_eval import evaluate_policy as evaluate_push_cube
+
+        push_cube_config = PushCubeEvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps,
+                                              seed=run.eval_seed)
+
+        def evaluate(policy) -> dict[str, Any]:
+            return evaluate_push_cube(policy, push_cube_config).record()
     else:
-        print(f"note: no stand-in evaluation for robot {robot!r} yet (Push-T only); training without it", flush=True)
+        print(f"note: no stand-in evaluation for robot {robot!r}; training without it", flush=True)
 
     run_config = {"kind": POLICY_KIND, "method": method, "preset": args.preset, "robot": robot,
-                  "forward": forward, "task": args.task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
+                  "forward": forward, "task": task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
                   "datasets": [str(folder) for folder in folders],
                   "world_model": None if args.world_model is None else str(args.world_model),
                   "reward_run": str(args.reward_run), "goal": str(args.goal),
@@ -284,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
           + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
     if result.evaluations:
         last = result.evaluations[-1]
-        print(f"{method}: stand-in success {last['success_rate']:.0%}, mean max coverage "
-              f"{last['mean_max_coverage']:.3f} over {last['episodes']} episodes", flush=True)
+        print(f"{method}: stand-in success {last['success_rate']:.0%}, mean max "
+              f"{'progress' if robot == 'go2' else 'coverage'} {last['mean_max_coverage']:.3f} over "
+              f"{last['episodes']} episodes", flush=True)
     final_episodes = args.final_eval_episodes if args.final_eval_episodes is not None else \
         (0 if args.preset == "tiny" else 50)
     if robot == "pusht" and final_episodes > 0 and not result.stopped_early:
@@ -296,6 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         controller = PolicyController(algorithm.policy(), eval_config.aspect)
         print(write_final_evaluation(controller, label, args.run_dir, result.samples, result.wall_s, final_config,
                                      cache=args.ceilings_cache), flush=True)
+    if robot == "go2" and final_episodes > 0 and not result.stopped_early:
+        from dmo_ros.policy.push_cube_eval import EPISODE_STEPS
+        from dmo_ros.policy.push_cube_eval import PolicyController as CubeController
+        from dmo_ros.policy.push_cube_eval import write_final_evaluation as write_push_cube_evaluation
+
+        label = f"{method}, {result.samples} samples"
+        final_config = replace(push_cube_config, episodes=final_episodes, max_steps=EPISODE_STEPS)
+        controller = CubeController(algorithm.policy(), final_config.aspect)
+        print(write_push_cube_evaluation(controller, label, args.run_dir, result.samples, result.wall_s, final_config,
+                                         cache=args.ceilings_cache), flush=True)
     return 0
 
 

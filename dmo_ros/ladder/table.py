@@ -44,6 +44,10 @@ def ladder_table(run_dirs: list[Path]) -> str:
             raise ValueError(f"{run_dir}: no final_eval.json (has the run finished?)")
         final = json.loads(path.read_text())
         config = json.loads((Path(run_dir) / "config.json").read_text())
+        if final.get("task") == "push_cube" or config.get("task") == "push_cube":
+            raise ValueError(f"{run_dir} is a Push Cube run (Go2); the ladder table lists Push-T runs. Compare Push "
+                             f"Cube runs with: dmo-compare {run_dir} [RUN_DIR ...] --out DIR (its table is in "
+                             f"{Path(run_dir) / 'final_eval.md'})")
         task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
         rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
         rows.setdefault(task, []).append(_row(rung, task, config["method"], f"{final['samples']:,}",

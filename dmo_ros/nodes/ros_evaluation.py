@@ -1,5 +1,9 @@
 """Evaluation through ROS: the policy scored on the stand-in through the real deploy graph, over DDS.
 
+Push-T runs ``deploy_pusht``; ``--robot go2`` runs ``deploy_go2`` and scores the Push Cube task the same way
+(:func:`run_push_cube_episodes`: the per-step trace of the stand-in's ground truth, then
+:func:`dmo_ros.policy.push_cube_eval.episode_from_trace`).
+
 ``dmo-eval-policy RUN --mode ros`` runs this module in its own process (the core imports no rclpy). It starts the
 ``deploy_pusht`` graph (``pusht_standin`` + the ``policy`` node, commanding disabled) with ``dmo-launch`` and plays
 the evaluator as a ROS node:
@@ -29,10 +33,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
@@ -40,10 +45,13 @@ from std_srvs.srv import SetBool
 from dmo_msgs.msg import StandinState
 from dmo_ros.nodes.template import qos_profile
 from dmo_ros.policy.evaluate import EpisodeResult, EvalConfig, summarize_episodes
+from dmo_ros.policy.push_cube_eval import PushCubeEpisode, PushCubeEvalConfig, PushCubeResult, episode_from_trace
 from dmo_ros.sims.pusht_tasks import TaskStatus, make_task
 
 GRAPH = "deploy_pusht"
 COMMAND_TOPIC = "/servo_node/delta_twist_cmds"
+GRAPHS = {"pusht": (GRAPH, TwistStamped, COMMAND_TOPIC), "go2": ("deploy_go2", Twist, "/cmd_vel")}
+"""Per robot: the deploy graph, the policy node's command type and topic."""
 
 
 class EvaluationError(RuntimeError):
@@ -53,18 +61,24 @@ class EvaluationError(RuntimeError):
 class Evaluator(Node):
     """The evaluator's ROS side: ground truth in, resets and enable calls out."""
 
-    def __init__(self) -> None:
+    def __init__(self, robot: str = "pusht") -> None:
         super().__init__("policy_evaluator")
         reliable = qos_profile("reliable")
         self.states: list[StandinState] = []
         self.commands = 0
+        self.moving_commands = 0
+        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
+        _graph, command_type, command_topic = GRAPHS[robot]
         self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
-        self.create_subscription(TwistStamped, COMMAND_TOPIC, self.on_command, reliable)
+        self.create_subscription(command_type, command_topic, self.on_command, reliable)
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
         self.enable_client = self.create_client(SetBool, "enable")
 
-    def on_command(self, _message: TwistStamped) -> None:
+    def on_command(self, message: Twist | TwistStamped) -> None:
         self.commands += 1
+        twist = message.twist if isinstance(message, TwistStamped) else message
+        if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
+            self.moving_commands += 1
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], bool] = lambda: True) -> None:
@@ -142,22 +156,74 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
     return episodes
 
 
-def evaluate_through_ros(run_dir: Path, config: EvalConfig, launch_args: list[str] | None = None,
-                         log_path: Path | None = None,
-                         progress: Callable[[int, EpisodeResult], None] | None = None) -> dict:
-    """Start the graph, run the episodes, stop the graph; the result as :meth:`EvalResult.to_dict` gives it."""
+def run_push_cube_episodes(evaluator: Evaluator, config: PushCubeEvalConfig, alive: Callable[[], bool],
+                           progress: Callable[[int, PushCubeEpisode], None] | None = None) -> list[PushCubeEpisode]:
+    """The Push Cube episodes through ``deploy_go2`` (graph already started), as :func:`run_episodes` runs Push-T's:
+    the trace of each episode (robot pose, cube in view, cube-goal distance, success) from the stand-in's
+    ``standin_state`` at its start and after every control step from the policy's first command on."""
+    evaluator.spin_until(lambda: bool(evaluator.states), 120.0, "standin_state from the stand-in", alive)
+    evaluator.spin_until(lambda: evaluator.enable_client.service_is_ready(), 120.0,
+                         "enable service of the policy node", alive)
+    episodes: list[PushCubeEpisode] = []
+
+    def distance(state: StandinState) -> float:
+        return float(np.linalg.norm(np.asarray(state.object[:2]) - np.asarray(state.goal[:2])))
+
+    for index in range(config.episodes):
+        if index:
+            evaluator.reset()
+            evaluator.spin_until(lambda i=index: evaluator.states[-1].episode == i, 10.0, f"episode {index} start",
+                                 alive)
+        start = evaluator.states[-1]
+        trace = [start]
+        if not start.success:
+            # Count from the policy's first own (non-zero) command: until the node has a camera frame it sends the
+            # zero of its safety stop ("no camera frame received yet"), which a loaded machine can make last
+            # seconds after the graph starts; the direct evaluation has a frame from the first step.
+            commands = evaluator.moving_commands
+            evaluator.set_enabled(True, alive)
+            evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
+                                 "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
+            first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
+            trace = [evaluator.states[-1]]  # where the robot stood when the policy started commanding
+            seen = len(evaluator.states)
+            while not trace[-1].success and len(trace) <= config.max_steps:
+                evaluator.spin_until(lambda s=seen: len(evaluator.states) > s, 5.0, "a stand-in control step", alive)
+                for state in evaluator.states[seen:]:
+                    if state.episode == index and state.step > first_step and len(trace) <= config.max_steps \
+                            and not trace[-1].success:
+                        trace.append(state)
+                seen = len(evaluator.states)
+            evaluator.set_enabled(False, alive)
+        episodes.append(episode_from_trace(np.array([list(s.agent) for s in trace]),
+                                           [bool(s.object_in_view) for s in trace], [distance(s) for s in trace],
+                                           [bool(s.success) for s in trace]))
+        if progress is not None:
+            progress(index, episodes[-1])
+        evaluator.states[:] = evaluator.states[-1:]
+    return episodes
+
+
+def evaluate_through_ros(run_dir: Path, config: EvalConfig | PushCubeEvalConfig, launch_args: list[str] | None = None,
+                         log_path: Path | None = None, progress: Callable[[int, Any], None] | None = None,
+                         robot: str = "pusht") -> dict:
+    """Start the robot's deploy graph, run the episodes, stop the graph; the result as ``to_dict`` gives it (Push-T:
+    :class:`EvalResult`; go2: :class:`PushCubeResult`)."""
     launcher = Path(sys.executable).parent / "dmo-launch"
     log_path = log_path or Path(tempfile.mkstemp(prefix="ros_eval_", suffix=".log")[1])
-    command = [str(launcher), GRAPH, f"checkpoint:={run_dir}", f"seed:={config.seed}", f"task:={config.task}",
-               "start_enabled:=false",
-               *(launch_args or [])]
+    task = [f"task:={config.task}"] if robot == "pusht" else []  # the Go2 stand-in plays Push Cube only
+    command = [str(launcher), GRAPHS[robot][0], f"checkpoint:={run_dir}", f"seed:={config.seed}", *task,
+               "start_enabled:=false", *(launch_args or [])]
     started = time.perf_counter()
     with open(log_path, "w") as log:
         graph = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
         rclpy.init()
-        evaluator = Evaluator()
+        evaluator = Evaluator(robot)
         try:
-            episodes = run_episodes(evaluator, config, lambda: graph.poll() is None, progress)
+            if robot == "go2":
+                episodes = run_push_cube_episodes(evaluator, config, lambda: graph.poll() is None, progress)
+            else:
+                episodes = run_episodes(evaluator, config, lambda: graph.poll() is None, progress)
         except EvaluationError as error:
             raise EvaluationError(f"{error}; the graph's output is in {log_path}") from None
         finally:
@@ -170,6 +236,8 @@ def evaluate_through_ros(run_dir: Path, config: EvalConfig, launch_args: list[st
             except subprocess.TimeoutExpired:
                 graph.kill()
                 graph.wait()
+    if robot == "go2":
+        return {**PushCubeResult(episodes, time.perf_counter() - started).to_dict(), "graph_log": str(log_path)}
     result = summarize_episodes(episodes, time.perf_counter() - started)
     return {**result.to_dict(), "graph_log": str(log_path)}
 
@@ -179,22 +247,29 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Evaluate a policy through the deploy_pusht graph (dmo-eval-policy "
                                                  "--mode ros runs this).")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--config", required=True, help="EvalConfig as JSON")
+    parser.add_argument("--robot", default="pusht", choices=sorted(GRAPHS),
+                        help="pusht: deploy_pusht and EvalConfig; go2: deploy_go2 and PushCubeEvalConfig")
+    parser.add_argument("--config", required=True, help="EvalConfig (go2: PushCubeEvalConfig) as JSON")
     parser.add_argument("--out", type=Path, required=True, help="write the result JSON here")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("launch_args", nargs="*", help="extra NAME:=VALUE arguments of the deploy graph")
     options = parser.parse_args(argv)
-    config = EvalConfig(**json.loads(options.config))
+    go2 = options.robot == "go2"
+    config = PushCubeEvalConfig(**json.loads(options.config)) if go2 else EvalConfig(**json.loads(options.config))
 
-    def progress(index: int, episode: EpisodeResult) -> None:
-        if not options.quiet:
+    def progress(index: int, episode: Any) -> None:
+        if go2 and not options.quiet:
+            outcome = f"success in {episode.steps_to_success} steps" if episode.success else "no success"
+            print(f"  episode {index + 1}/{config.episodes} (ROS): {outcome}, final distance "
+                  f"{episode.final_distance_m:.2f} m", file=sys.stderr, flush=True)
+        elif not options.quiet:
             outcome = "success" if episode.success else "no success"
             print(f"  episode {index + 1}/{config.episodes} (ROS): {outcome}, max coverage {episode.max_coverage:.3f}, "
                   f"{episode.steps} steps", file=sys.stderr, flush=True)
 
     try:
         result = evaluate_through_ros(options.run_dir, config, options.launch_args,
-                                      options.out.with_suffix(".graph.log"), progress)
+                                      options.out.with_suffix(".graph.log"), progress, options.robot)
     except EvaluationError as error:
         print(f"dmo-eval-policy: error: {error}", file=sys.stderr)
         return 2

@@ -82,7 +82,8 @@ class LatentActorPolicy:
 
 def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tensor],
                       device: torch.device | str = "cpu") -> Policy:
-    """A policy from a run's ``config.json`` and its weights (``local.*`` + ``actor.*``, or PPO's ``agent.*``)."""
+    """A policy from a run's ``config.json`` and its weights (``local.*`` + ``actor.*``, PPO's ``agent.*``, or the
+    ACT network's own keys)."""
     policy = run_config.get("policy")
     if run_config.get("kind") != POLICY_KIND or not isinstance(policy, dict):
         raise PolicyError(f"not a policy run (kind {run_config.get('kind')!r}); train one with dmo-train-policy")
@@ -97,7 +98,11 @@ def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tenso
         return LatentActorPolicy(local, actor, limit, image_size, device)
     if method == "ppo":
         return ppo_policy_from_state(policy, without_prefix("agent.", weights), limit, image_size, device)
-    raise PolicyError(f"unknown policy method {method!r} (dmo, no_diffusion, ppo)")
+    if method == "act":
+        from dmo_ros.policy.act import act_policy_from_state
+
+        return act_policy_from_state(run_config, weights, device)
+    raise PolicyError(f"unknown policy method {method!r} (dmo, no_diffusion, ppo, act)")
 
 
 def load_policy(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Policy:

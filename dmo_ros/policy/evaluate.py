@@ -45,7 +45,7 @@ from dmo_ros.sims.pusht_tasks import LOOSE_COVERAGE, TASKS
 from dmo_ros.teleop.operator import Observation
 
 ROBOTS = ("pusht",)
-"""Robots whose stand-in can score a policy (Push Cube has no success measure here yet)."""
+"""Robots this module's :class:`EvalConfig` scores (the Go2's Push Cube: :mod:`dmo_ros.policy.push_cube_eval`)."""
 
 MODES = ("direct", "ros", "both")
 """How ``dmo-eval-policy`` runs the policy: in-process on the simulator, through the deploy graph, or both."""
@@ -91,8 +91,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.robot not in ROBOTS:
-            raise ValueError(f"evaluation of robot {self.robot!r} is not implemented yet (Push Cube has no stand-in "
-                             f"success measure); evaluate on one of: {', '.join(ROBOTS)}")
+            raise ValueError(f"EvalConfig scores Push-T (robot pusht), not {self.robot!r}; the Go2's Push Cube task "
+                             "is evaluated by dmo_ros.policy.push_cube_eval (dmo-eval-policy --robot go2)")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.episodes < 1:
@@ -527,13 +527,20 @@ def _load_policy(run_dir: Path, device_name: str, checkpoint: str) -> Policy:
 
 
 def main(argv: list[str] | None = None) -> int:
+    robot = argparse.ArgumentParser(add_help=False)
+    robot.add_argument("--robot", default="pusht")
+    if robot.parse_known_args(argv)[0].robot == "go2":  # Push Cube: its own options and table
+        from dmo_ros.policy.push_cube_eval import main as push_cube_main
+
+        return push_cube_main(argv)
     parser = argparse.ArgumentParser(
         prog="dmo-eval-policy",
         description="Evaluate a trained policy on the simulated Push-T stand-in over seeded episodes of a task: "
                     "success rate (push_t: coverage > 0.95, and > 0.8), mean max coverage of the goal T and the "
                     "final distance, each with its spread, beside the random, zero-action and expert ceilings.",
         epilog="Examples: dmo-eval-policy runs/demo/dmo; dmo-eval-policy --ceilings-only --task reach; "
-               "dmo-eval-policy runs/demo/dmo --compare-random --dataset datasets/play. "
+               "dmo-eval-policy runs/demo/dmo --compare-random --dataset datasets/play. The Go2's Push Cube task: "
+               "dmo-eval-policy --robot go2 --help (success, steps, straightness, curvature, cube out of view). "
                "Exit code: 0 done, 2 bad arguments or unreadable inputs.",
     )
     defaults = EvalConfig()
@@ -552,7 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", action="store_true",
                         help=f"episodes of {LONG_EPISODE_STEPS} steps (60 s) instead of the standard 30 s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="base seed of the start poses")
-    parser.add_argument("--robot", default=defaults.robot, help="stand-in robot (only pusht so far)")
+    parser.add_argument("--robot", default=defaults.robot, choices=("pusht", "go2"),
+                        help="stand-in robot: pusht (this table), go2 (Push Cube; see dmo-eval-policy --robot go2 "
+                             "--help)")
     parser.add_argument("--aspect", default=defaults.aspect, choices=ASPECTS,
                         help="how camera frames are fitted to the policy's size (as the dataset converter did)")
     parser.add_argument("--no-ceilings", action="store_true",

@@ -182,3 +182,20 @@ def test_simulator_env_follows_the_contract(policy_inputs):
     with pytest.raises(ValueError, match="non-finite"):
         env.step(torch.tensor([[float("nan"), 0.0]] * 3))
     env.close()
+
+
+def test_a_go2_run_is_evaluated_on_push_cube_during_and_after_training(tmp_path):
+    """Go2 runs: the periodic evaluations (eval.jsonl) and the final one (final_eval.json) are Push Cube's, with the
+    Table II metrics; the run's task is push_cube."""
+    from policy_runs import train_tiny_policy
+
+    run = train_tiny_policy(tmp_path, "go2", max_samples=16,
+                            extra=("--eval-every", "1", "--eval-episodes", "1", "--eval-max-steps", "3",
+                                   "--final-eval-episodes", "1"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "push_cube"
+    records = read_evaluations(run)
+    assert records and {"success_rate", "straightness", "curvature_rad_m", "out_of_view_fraction"} <= set(records[-1])
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["task"] == "push_cube" and final["policy"]["episodes"] == 1
+    assert "ceiling: scripted expert (privileged)" in final["ceilings"]

@@ -26,13 +26,17 @@ CASES = {
     "pusht": ("deploy_pusht", "TwistStamped", ("action_topic", "/servo_node/delta_twist_cmds"), 0.0, [1e-3, 1e-3]),
     "pusht_streamed": ("deploy_pusht", "TwistStamped", ("action_topic", "/servo_node/delta_twist_cmds"), 20.0, None),
     "go2": ("deploy_go2", "Twist", ("cmd_vel_topic", "/cmd_vel"), 0.0, None),
+    # The Push Cube baseline: an ACT run (action chunks, temporal ensembling) through the same policy node.
+    "go2_act": ("deploy_go2", "Twist", ("cmd_vel_topic", "/cmd_vel"), 0.0, None),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_deploy_graph_commands_at_the_control_rate_within_limits(case, ros_env, tiny_policies, tmp_path):
+def test_deploy_graph_commands_at_the_control_rate_within_limits(case, ros_env, request, tmp_path):
     graph, command_type, (topic_argument, topic), stream_hz, limits = CASES[case]
     robot = "go2" if graph == "deploy_go2" else "pusht"
+    checkpoint = (request.getfixturevalue("tiny_act_policy") if case == "go2_act"
+                  else request.getfixturevalue("tiny_policies")[robot])
     if limits is not None:  # a config folder whose robot profile has tight limits
         config = shutil.copytree(config_dir(), tmp_path / "config")
         profile_path = config / "robots" / f"{robot}.yaml"
@@ -43,7 +47,7 @@ def test_deploy_graph_commands_at_the_control_rate_within_limits(case, ros_env, 
     expected_limits = np.asarray(limits or yaml.safe_load((config_dir() / "robots" / f"{robot}.yaml").read_text())
                                  ["action"]["limits"])
     probe = Probe(ros_env, command_type, topic)
-    run = LiveRun([graph, f"checkpoint:={tiny_policies[robot]}", "start_enabled:=true", f"stream_rate_hz:={stream_hz}",
+    run = LiveRun([graph, f"checkpoint:={checkpoint}", "start_enabled:=true", f"stream_rate_hz:={stream_hz}",
                    f"{topic_argument}:={topic}"], ros_env)
     try:
         run.wait_for(f"on {topic} at 5.0 Hz", timeout=60)

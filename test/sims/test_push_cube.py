@@ -93,10 +93,37 @@ def test_the_cube_leaves_the_view_when_the_robot_turns_away(sim):
 
 def test_the_image_shows_the_cube_when_it_is_in_view(sim):
     sim.set_poses(robot=np.array([0.0, 0.0, 0.0]), cube=np.array([0.8, 0.0, 0.0]))
-    orange = lambda image: int(np.sum((image[..., 0] > 180) & (image[..., 1] < 140) & (image[..., 2] < 80)))  # noqa: E731
+    orange = orange_pixels
     with_cube = orange(sim.render())
     sim.set_poses(cube=np.array([-1.5, -1.5, 0.0]))
     assert with_cube > 50 and orange(sim.render()) < 5
+
+
+def orange_pixels(image: np.ndarray) -> int:
+    return int(np.sum((image[..., 0] > 180) & (image[..., 1] < 140) & (image[..., 2] < 80)))
+
+
+def test_a_cube_right_in_front_while_pushing_is_in_view(sim):
+    # Pushing: the cube touches the robot's front (0.45 m from its centre); its centre is below the image's lower
+    # edge, but the cube fills the bottom of the image. The centre-only rule called this "out of view".
+    sim.set_poses(robot=np.array([0.0, 0.0, 0.0]), cube=np.array([0.42, 0.0, 0.0]))
+    assert not sim.point_in_view(np.array([0.42, 0.0, 0.1]))
+    assert orange_pixels(sim.render()) > 500
+    assert sim.state().cube_in_view
+
+
+def test_in_view_agrees_with_what_the_camera_shows():
+    rng = np.random.default_rng(0)
+    agree, total = 0, 0
+    with PushCubeSim(PushCubeConfig(seed=5)) as simulation:
+        for _ in range(60):
+            distance, bearing = rng.uniform(0.4, 2.0), rng.uniform(-np.pi, np.pi)
+            cube = np.array([distance * math.cos(bearing), distance * math.sin(bearing), rng.uniform(-1, 1)])
+            simulation.set_poses(robot=np.array([0.0, 0.0, 0.0]), cube=cube)
+            shown = orange_pixels(simulation.render()) > 3
+            agree += shown == simulation.state().cube_in_view
+            total += 1
+    assert agree >= total - 2, f"in view disagrees with the image in {total - agree}/{total} placements"
 
 
 def test_render_has_the_configured_size_and_is_not_constant():
