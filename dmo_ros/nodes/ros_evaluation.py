@@ -126,9 +126,12 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
         max_coverage, success, loose = float(start.progress), now.success, now.loose_success
         coverage = float(start.progress)
         if not success:
-            commands = evaluator.commands
+            # From the policy's first own (non-zero) command, as for Push Cube below: the node's safety zeros before
+            # its first camera frame can last seconds on a loaded machine; the direct evaluation has a frame at once.
+            commands = evaluator.moving_commands
             evaluator.set_enabled(True, alive)
-            evaluator.spin_until(lambda c=commands: evaluator.commands > c, 10.0, "a command of the policy", alive)
+            evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
+                                 "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
             first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
             seen = len(evaluator.states)
             steps = 0
