@@ -11,12 +11,12 @@
 #   is the highest task the laptop budget learns (README "Ladder"), push_t is the paper's.
 #   POLICY_SAMPLES (default 40000): imagined samples of DMO-SAPO (the ladder's rung-2 budget).
 # Environment (the test runs the whole job small with them): DEMO_PRESET (default cpu) for every trainer,
-# DEMO_FINAL_EPISODES (default 50) of the policy's final evaluation, DEMO_DEPLOY_EPISODES (5) and
-# DEMO_DEPLOY_SECONDS (15) of the deployment stage.
+# DEMO_FINAL_EPISODES (default 50) of the policy's final evaluation, DEMO_REPORT_WINDOWS (64) of the world
+# model's fidelity report, DEMO_DEPLOY_EPISODES (5) and DEMO_DEPLOY_SECONDS (15) of the deployment stage.
 set -euo pipefail
 bin="$1"; samples="$2"; bags="$3"; datasets="$4"; runs_root="$5"; task="${6:-push_region}"; policy_samples="${7:-40000}"
 preset="${DEMO_PRESET:-cpu}"; final_episodes="${DEMO_FINAL_EPISODES:-50}"
-deploy_episodes="${DEMO_DEPLOY_EPISODES:-5}"; deploy_seconds="${DEMO_DEPLOY_SECONDS:-15}"
+report_windows="${DEMO_REPORT_WINDOWS:-64}"; deploy_episodes="${DEMO_DEPLOY_EPISODES:-5}"; deploy_seconds="${DEMO_DEPLOY_SECONDS:-15}"
 
 declare -a stage_names=() stage_seconds=()
 pipeline_start=$SECONDS
@@ -40,7 +40,7 @@ stage "bag info" "$bin/dmo-bag-info" "$session"
 stage "convert" "$bin/dmo-convert" "$session" -o "$data" --robot pusht
 stage "world model (${preset})" "$bin/dmo-train-world-model" "$data" --run-dir "$runs/world_model" --preset "$preset"
 stage "world model report" "$bin/dmo-world-model-report" "$runs/world_model" --dataset "$data" \
-  --out "$runs/world_model/report"
+  --windows "$report_windows" --out "$runs/world_model/report"
 stage "goal image" "$bin/dmo-goal-image" --robot pusht --size 64 64 -o "$runs/goal.png"
 stage "reward model (${preset})" "$bin/dmo-train-reward" "$data" --run-dir "$runs/reward" --preset "$preset" \
   --goal "$runs/goal.png"
