@@ -15,8 +15,8 @@ pytestmark = pytest.mark.ros
 
 
 def test_the_main_job_runs_every_stage_and_ends_on_the_policys_table(ros_env, tmp_path):
-    env = {**ros_env, "DEMO_PRESET": "tiny", "DEMO_FINAL_EPISODES": "2", "DEMO_REPORT_WINDOWS": "4", "DEMO_DEPLOY_EPISODES": "1",
-           "DEMO_DEPLOY_SECONDS": "8"}
+    env = {**ros_env, "DEMO_PRESET": "tiny", "DEMO_FINAL_EPISODES": "2", "DEMO_REPORT_WINDOWS": "4",
+           "DEMO_DEPLOY_EPISODES": "1", "DEMO_DEPLOY_SECONDS": "8"}
     finished = subprocess.run(
         [str(REPO / "scripts" / "demo_pipeline.sh"), str(BIN), "300", str(tmp_path / "bags"),
          str(tmp_path / "datasets"), str(tmp_path / "runs"), "push_region", "256"],

@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "only sets the start windows' context length, default 4)"
                          if name == "no-diffusion" else
                          "run folder of dmo-train-world-model (required unless --forward simulator)")
-        sub.add_argument("--reward-run", type=Path, required=True, help="run folder of dmo-train-reward")
-        sub.add_argument("--goal", type=Path, required=True, help="goal picture (PNG/JPEG/.npy, see dmo-goal-image)")
+        sub.add_argument("--reward-run", type=Path, default=None,
+                         help="run folder of dmo-train-reward (required unless --world-model is a DreamerV4-style "
+                              "run, whose reward token gives the rewards)")
+        sub.add_argument("--goal", type=Path, default=None,
+                         help="goal picture (PNG/JPEG/.npy, see dmo-goal-image; required with --reward-run)")
         if name != "ppo":
             sub.add_argument("--local-model", type=Path, required=True,
                              help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")
@@ -203,16 +206,23 @@ def main(argv: list[str] | None = None) -> int:
         context = world_model.config.context if world_model is not None else SIMULATOR_CONTEXT
         if v4:  # the DreamerV4-style model starts from L_init real frames prefilled into its KV cache
             context = world_model.config.l_init
+        if not v4 and (args.reward_run is None or args.goal is None):
+            raise ConfigError("--reward-run and --goal are required (unless --world-model is a DreamerV4-style run: "
+                              "its reward token gives the rewards)")
         if robot == "pusht":  # the gates measure on the Push-T stand-in
-            gated = {"reward": args.reward_run}
+            gated = {"reward": args.reward_run} if args.reward_run is not None else {}
             if method != "no_diffusion" and not simulated:
                 gated["world_model"] = args.world_model
             if method != "ppo":
                 gated["local_model"] = args.local_model
             for line in require_gates(gated, force=args.force_gates):
                 print(f"gate: {line}", flush=True)
-        reward_model = load_reward_model(args.reward_run, device)
-        goal = load_goal_image(args.goal, size=(image_size, image_size), notify=lambda text: print(f"goal: {text}"))
+        reward_model = goal = None  # a DreamerV4-style run rewards with its reward token
+        if args.reward_run is not None:
+            reward_model = load_reward_model(args.reward_run, device)
+        if args.goal is not None:
+            goal = load_goal_image(args.goal, size=(image_size, image_size),
+                                   notify=lambda text: print(f"goal: {text}"))
         starts = StartWindows(folders, context=context, split="train", seed=run.seed)
     except (DatasetError, ConfigError, CheckpointError, GateError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -278,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                   "forward": forward, "task": task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
                   "datasets": [str(folder) for folder in folders],
                   "world_model": None if args.world_model is None else str(args.world_model),
-                  "reward_run": str(args.reward_run), "goal": str(args.goal),
+                  "reward_run": None if args.reward_run is None else str(args.reward_run),
+                  "goal": None if args.goal is None else str(args.goal),
                   "local_model": str(getattr(args, "local_model", "")) or None,
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
                   "deployment": deployment_metadata(folders[0])}

@@ -57,12 +57,17 @@ def test_env_contract(policy_inputs, v4_run) -> None:
     assert env.samples == 6
 
 
-def test_dmo_trains_in_the_v4_world_model(policy_inputs, v4_run, tmp_path) -> None:
+def test_dmo_trains_in_the_v4_world_model(policy_inputs, v4_run, tmp_path, capsys) -> None:
+    """The reward token gives the rewards: no reward run or goal picture is needed (a DIAMOND run needs both)."""
     run = tmp_path / "dmo"
-    args = ["dmo", str(policy_inputs["dataset"]), "--world-model", str(v4_run), "--reward-run",
-            str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]), "--run-dir", str(run), "--preset",
+    args = ["dmo", str(policy_inputs["dataset"]), "--world-model", str(v4_run), "--run-dir", str(run), "--preset",
             "tiny", "--device", "cpu", "--progress", "false", "--eval-max-steps", "3", "--force-gates",
             "--local-model", str(policy_inputs["local_model"]), "--max-samples", "32"]
     assert main(args) == 0
     assert [r["samples"] for r in read_evaluations(run)] == [0, 32]
-    assert read_run_config(run)["world_model"] == str(v4_run)
+    config = read_run_config(run)
+    assert config["world_model"] == str(v4_run) and config["reward_run"] is None and config["goal"] is None
+    args[args.index(str(v4_run))] = str(policy_inputs["world_model"])
+    args[args.index(str(run))] = str(tmp_path / "diamond")
+    assert main(args) == 2
+    assert "--reward-run and --goal are required" in capsys.readouterr().err
