@@ -279,6 +279,26 @@ class Dynamics(nn.Module):
                 "x_mse": clean.mean(), "x_mse_ctx": clean[tau_index >= int(c.tau_ctx * c.k_max) - 1].mean()}
         return loss, logs
 
+    def reward_loss(self, batch: LatentWindow) -> tuple[Tensor, dict[str, Any]]:
+        """The reward token's loss alone, on frames as imagination reads them: clean latents re-noised to the
+        context level tau_ctx at the finest step (how :meth:`commit` sees a committed frame), the actions that
+        led into them. The reward post-training stage (:class:`~dmo_ros.world_model_v4.model.RewardPostTraining`)
+        trains on it."""
+        x = batch.latents.float()
+        b, t = x.shape[:2]
+        actions_in = torch.cat([torch.zeros_like(batch.actions[:, :1]), batch.actions[:, :-1]], dim=1)
+        has_action = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        has_action[:, 0] = False
+        tau_index, step_index = self.context_levels(b, t, x.device)
+        head = self.predict(self.renoise(x), tau_index, step_index, actions_in, has_action)[1]
+        intent = batch.intent.float()
+        bce = F.binary_cross_entropy_with_logits(head[..., 0], intent)
+        milestone = (head[..., 1] - batch.milestone.float()).pow(2).mean()
+        with torch.no_grad():
+            accuracy = ((head[..., 0] > 0) == (intent > 0.5)).float().mean()
+        return bce + milestone, {"reward_bce": bce.detach(), "milestone_mse": milestone.detach(),
+                                 "reward_accuracy": accuracy}
+
     # -- generation ------------------------------------------------------------------------------
 
     def context_levels(self, b: int, t: int, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -78,6 +78,33 @@ class WorldModelV4(nn.Module):
         return self.dynamics(batch)
 
 
+class RewardPostTraining(WorldModelV4):
+    """The reward post-training stage: a pretrained world model whose reward token alone trains on the labelled
+    play data (intent + milestone), on frames at the context noise level that imagination reads rewards from.
+
+    DreamerV4 (Hafner et al. 2025, "agent finetuning") adds task heads to the pretrained world model and trains
+    them on labelled data. Here the tokenizer and the whole transformer stay frozen and only the reward token's
+    input vector and its head train, so the latent predictions stay exactly the pretrained model's (the latent
+    tokens never read the reward token). Same parameters as :class:`WorldModelV4`: the run folder loads with
+    :func:`load_world_model_v4`.
+    """
+
+    TRAINED = ("dynamics.reward_token", "dynamics.reward_head.")
+
+    def __init__(self, tokenizer_config: TokenizerConfig, dynamics_config: DynamicsConfig) -> None:
+        super().__init__(tokenizer_config, dynamics_config)
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name.startswith(self.TRAINED))
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters that train in this stage (the reward token and its head)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def forward(self, batch: LatentWindow) -> tuple[Tensor, dict[str, Any]]:
+        return self.dynamics.reward_loss(batch)
+
+
 def load_tokenizer(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Tokenizer:
     """The tokenizer trained in ``run_dir`` (config.json + safetensors; loading runs no code)."""
     from dmo_ros.training import load_model_weights, read_run_config
@@ -114,5 +141,5 @@ def load_world_model_v4(run_dir: Path | str, device: torch.device | str = "cpu",
     return model.to(device).eval()
 
 
-__all__ = ["DYNAMICS_KIND", "TOKENIZER_KIND", "WorldModelV4", "is_world_model_v4", "load_tokenizer",
-           "load_world_model_v4"]
+__all__ = ["DYNAMICS_KIND", "TOKENIZER_KIND", "RewardPostTraining", "WorldModelV4", "is_world_model_v4",
+           "load_tokenizer", "load_world_model_v4"]

@@ -42,7 +42,13 @@ from dmo_ros.training import (
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
 from dmo_ros.world_model_v4.dynamics import LatentWindow
-from dmo_ros.world_model_v4.model import DYNAMICS_KIND, TOKENIZER_KIND, WorldModelV4, load_tokenizer
+from dmo_ros.world_model_v4.model import (
+    DYNAMICS_KIND,
+    TOKENIZER_KIND,
+    RewardPostTraining,
+    WorldModelV4,
+    load_tokenizer,
+)
 from dmo_ros.world_model_v4.tokenizer import FrameBatch, Tokenizer
 
 TOKENIZER_TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -217,6 +223,11 @@ def build_dynamics_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="run folder of dmo-train-tokenizer (required for a new run; a resumed run uses its own "
                              "copy of the tokenizer)")
+    parser.add_argument("--post-train-reward", type=Path, default=None, metavar="PRETRAINED_RUN",
+                        help="reward post-training stage: start from this dmo-train-dynamics run and train only its "
+                             "reward token and head on the datasets' intent/milestone labels, at the context noise "
+                             "level imagination reads rewards from (the rest frozen: frames unchanged); the result "
+                             "is a whole world model run in --run-dir. Schedules as the presets; set --steps")
     model_options = add_dataclass_options(parser, DynamicsConfig, title="dynamics (overrides the preset)",
                                           skip=DYNAMICS_SKIP)
     parser.set_defaults(train_options=train_options, model_options=model_options)
@@ -233,6 +244,10 @@ def dynamics_main(argv: list[str] | None = None) -> int:
         overrides = given_options(args, args.model_options)
         saved = saved_run(args.run_dir, DYNAMICS_KIND, "DreamerV4-style world model")
         device = resolve_device(train_config.device, World())
+        post_from = args.post_train_reward or (saved or {}).get("post_trained_from")
+        if post_from is not None:
+            return _post_train_reward(prog, args, folders, train_config, saved, Path(post_from), image_size,
+                                      action_size, robot, device)
         if saved is not None and args.tokenizer is None:
             from dmo_ros.training import load_model_weights
 
@@ -286,6 +301,53 @@ def dynamics_main(argv: list[str] | None = None) -> int:
     summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
     print(f"trained to step {result.step} in {result.seconds:.0f} s" + (f"; val {summary}" if summary else "")
           + f"; run folder {args.run_dir}", flush=True)
+    return 0
+
+
+def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path], train_config: TrainConfig,
+                       saved: dict | None, source: Path, image_size: int, action_size: int, robot: str,
+                       device: torch.device) -> int:
+    """``dmo-train-dynamics --post-train-reward PRETRAINED_RUN``: see :class:`RewardPostTraining`."""
+    from dmo_ros.training import load_model_weights, read_run_config
+
+    if args.tokenizer is not None or given_options(args, args.model_options):
+        raise ConfigError("--post-train-reward keeps the pretrained run's tokenizer and network: drop --tokenizer "
+                          "and the network options")
+    if saved is not None and Path(saved.get("post_trained_from") or "") != source:
+        raise ConfigError(f"{args.run_dir} holds a run that was not post-trained from {source}; choose another "
+                          "--run-dir")
+    pretrained = read_run_config(source)
+    if pretrained.get("kind") != DYNAMICS_KIND or "model" not in pretrained or "tokenizer" not in pretrained:
+        raise ConfigError(f"{source}: not a dmo-train-dynamics run (kind {pretrained.get('kind')!r})")
+    tokenizer_config = TokenizerConfig.from_dict(pretrained["tokenizer"])
+    config = DynamicsConfig.from_dict(pretrained["model"])
+    if (config.image_size, config.action_size) != (image_size, action_size):
+        raise ConfigError(f"{source} was trained on {config.image_size} px frames and {config.action_size}-D actions; "
+                          f"the datasets have {image_size} px, {action_size}-D")
+    model = RewardPostTraining(tokenizer_config, config)
+    if saved is None:  # a resumed run loads its own checkpoint in the loop
+        model.load_state_dict(load_model_weights(source))
+    model.tokenizer.to(device).eval()
+    latents = {folder: encode_dataset(model.tokenizer, folder) for folder in folders}
+    train_set = _concat([LatentWindows(folder, latents[folder], config.context, "train") for folder in folders])
+    val_set = _concat([LatentWindows(folder, latents[folder], config.context, "val") for folder in folders])
+    if train_set is None:
+        return _error(prog, ValueError(f"no training window of {config.context} samples in "
+                                       f"{', '.join(map(str, folders))}"))
+    seed_everything(train_config.seed)
+    print(f"reward post-training of {source}: {model.num_parameters} trained parameters (reward token and head), "
+          f"the rest frozen; {len(train_set)} training / {len(val_set) if val_set else 0} validation windows",
+          flush=True)
+    run_config = {"kind": DYNAMICS_KIND, "preset": args.preset, "model": pretrained["model"],
+                  "tokenizer": pretrained["tokenizer"], "tokenizer_run": pretrained.get("tokenizer_run"),
+                  "post_trained_from": str(source), "datasets": [str(folder) for folder in folders], "robot": robot}
+    try:
+        result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
+    except TrainingError as error:
+        return _error(prog, error, 1)
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
+    print(f"post-trained the reward to step {result.step} in {result.seconds:.0f} s"
+          + (f"; val {summary}" if summary else "") + f"; run folder {args.run_dir}", flush=True)
     return 0
 
 

@@ -101,3 +101,39 @@ def test_roc_auc() -> None:
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
     assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
     assert np.isnan(roc_auc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_reward_post_training_trains_only_the_reward_token_and_learns_the_labels(dataset: Path, tokenizer_run: Path,
+                                                                                 tmp_path: Path, capsys) -> None:
+    """The post-training stage: the reward token and head learn the intent labels at the context noise level,
+    everything else (tokenizer, transformer: the imagined frames) stays bitwise the pretrained model's."""
+    from dmo_ros.world_model_v4.dynamics import LatentWindow
+    from dmo_ros.world_model_v4.train import LatentWindows, encode_dataset
+
+    pretrained = tmp_path / "pretrained"
+    assert dynamics_main([str(dataset), "--tokenizer", str(tokenizer_run),
+                          *_common(pretrained, "--steps", "4")]) == 0
+    post = tmp_path / "post"
+    assert dynamics_main([str(dataset), "--post-train-reward", str(pretrained),
+                          *_common(post, "--steps", "60", "--lr", "1e-2")]) == 0
+    assert "reward post-training of" in capsys.readouterr().out
+    before, after = load_model_weights(pretrained), load_model_weights(post)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(n.startswith(("dynamics.reward_token", "dynamics.reward_head.")) for n in changed), changed
+    assert read_run_config(post)["post_trained_from"] == str(pretrained)
+
+    def reward_bce(run: Path) -> float:  # the stage's own loss on the training windows (the labels are random)
+        model = load_world_model_v4(run)
+        latents = encode_dataset(model.tokenizer, dataset)
+        windows = LatentWindows(dataset, latents, model.config.context, "train")
+        batch = LatentWindow.collate([windows[i] for i in range(len(windows))])
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return float(model.dynamics.reward_loss(batch)[1]["reward_bce"])
+
+    assert reward_bce(post) < 0.8 * reward_bce(pretrained)
+    # Resuming continues the same stage; a post-training run cannot be re-pointed at another source.
+    assert dynamics_main([str(dataset), *_common(post, "--steps", "64")]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert dynamics_main([str(dataset), "--post-train-reward", str(tokenizer_run), *_common(post)]) == 2
+    assert "not post-trained from" in capsys.readouterr().err
