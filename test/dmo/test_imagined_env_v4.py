@@ -57,12 +57,13 @@ def test_env_contract(policy_inputs, v4_run) -> None:
     assert env.samples == 6
 
 
-def test_dmo_trains_in_the_v4_world_model(policy_inputs, v4_run, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("method", ["dmo", "ppo"])
+def test_dmo_and_ppo_train_in_the_v4_world_model(method, policy_inputs, v4_run, tmp_path, capsys) -> None:
     """The reward token gives the rewards: no reward run or goal picture is needed (a DIAMOND run needs both)."""
-    run = tmp_path / "dmo"
-    args = ["dmo", str(policy_inputs["dataset"]), "--world-model", str(v4_run), "--run-dir", str(run), "--preset",
+    run = tmp_path / method
+    args = [method, str(policy_inputs["dataset"]), "--world-model", str(v4_run), "--run-dir", str(run), "--preset",
             "tiny", "--device", "cpu", "--progress", "false", "--eval-max-steps", "3", "--force-gates",
-            "--local-model", str(policy_inputs["local_model"]), "--max-samples", "32"]
+            *(["--local-model", str(policy_inputs["local_model"])] if method == "dmo" else []), "--max-samples", "32"]
     assert main(args) == 0
     assert [r["samples"] for r in read_evaluations(run)] == [0, 32]
     config = read_run_config(run)
