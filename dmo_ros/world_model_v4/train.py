@@ -141,6 +141,27 @@ def _concat(parts: list[Dataset]) -> Dataset | None:
     return ConcatDataset(parts) if parts else None
 
 
+def _latent_windows(tokenizer: Tokenizer, folders: list[Path], context: int) -> tuple[Dataset | None, Dataset | None]:
+    """Training and validation windows of ``context`` frames of the datasets, encoded once with ``tokenizer``."""
+    latents = {folder: encode_dataset(tokenizer, folder) for folder in folders}
+    print(f"encoded {sum(len(v) for v in latents.values())} frames with the tokenizer", flush=True)
+    return tuple(_concat([LatentWindows(folder, latents[folder], context, split) for folder in folders])
+                 for split in ("train", "val"))
+
+
+def _train_and_report(prog: str, model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None,
+                      train_config: TrainConfig, run_dir: Path, run_config: dict, done: str = "trained") -> int:
+    """Run the shared loop and print where it ended; exit code 0, or 1 when training failed."""
+    try:
+        result = train(model, train_set, val_set, train_config, run_dir, run_config)
+    except TrainingError as error:
+        return _error(prog, error, 1)
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
+    print(f"{done} to step {result.step} in {result.seconds:.0f} s" + (f"; val {summary}" if summary else "")
+          + f"; run folder {run_dir}", flush=True)
+    return 0
+
+
 def _error(prog: str, error: Exception, code: int = 2) -> int:
     print(f"{prog}: error: {error}", file=sys.stderr)
     return code
@@ -202,14 +223,7 @@ def tokenizer_main(argv: list[str] | None = None) -> int:
           f"{len(train_set)} training / {len(val_set) if val_set else 0} validation frames", flush=True)
     run_config = {"kind": TOKENIZER_KIND, "preset": args.preset, "model": asdict(config),
                   "datasets": [str(folder) for folder in folders], "robot": robot}
-    try:
-        result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
-    except TrainingError as error:
-        return _error(prog, error, 1)
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
-    print(f"trained to step {result.step} in {result.seconds:.0f} s" + (f"; val {summary}" if summary else "")
-          + f"; run folder {args.run_dir}", flush=True)
-    return 0
+    return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config)
 
 
 # -- stage 2: dynamics + reward ----------------------------------------------------------------------------
@@ -277,10 +291,7 @@ def dynamics_main(argv: list[str] | None = None) -> int:
     except (DatasetError, ConfigError, CheckpointError, ValueError) as error:
         return _error(prog, error)
     tokenizer.to(device).eval()
-    latents = {folder: encode_dataset(tokenizer, folder) for folder in folders}
-    print(f"encoded {sum(len(v) for v in latents.values())} frames with the tokenizer", flush=True)
-    train_set = _concat([LatentWindows(folder, latents[folder], config.context, "train") for folder in folders])
-    val_set = _concat([LatentWindows(folder, latents[folder], config.context, "val") for folder in folders])
+    train_set, val_set = _latent_windows(tokenizer, folders, config.context)
     if train_set is None:
         return _error(prog, ValueError(f"no training window of {config.context} samples in "
                                        f"{', '.join(map(str, folders))}; record longer episodes or lower --context"))
@@ -294,14 +305,7 @@ def dynamics_main(argv: list[str] | None = None) -> int:
     run_config = {"kind": DYNAMICS_KIND, "preset": args.preset, "model": asdict(config),
                   "tokenizer": asdict(tokenizer_config), "tokenizer_run": tokenizer_run,
                   "datasets": [str(folder) for folder in folders], "robot": robot}
-    try:
-        result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
-    except TrainingError as error:
-        return _error(prog, error, 1)
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
-    print(f"trained to step {result.step} in {result.seconds:.0f} s" + (f"; val {summary}" if summary else "")
-          + f"; run folder {args.run_dir}", flush=True)
-    return 0
+    return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config)
 
 
 def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path], train_config: TrainConfig,
@@ -328,9 +332,7 @@ def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path],
     if saved is None:  # a resumed run loads its own checkpoint in the loop
         model.load_state_dict(load_model_weights(source))
     model.tokenizer.to(device).eval()
-    latents = {folder: encode_dataset(model.tokenizer, folder) for folder in folders}
-    train_set = _concat([LatentWindows(folder, latents[folder], config.context, "train") for folder in folders])
-    val_set = _concat([LatentWindows(folder, latents[folder], config.context, "val") for folder in folders])
+    train_set, val_set = _latent_windows(model.tokenizer, folders, config.context)
     if train_set is None:
         return _error(prog, ValueError(f"no training window of {config.context} samples in "
                                        f"{', '.join(map(str, folders))}"))
@@ -341,14 +343,8 @@ def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path],
     run_config = {"kind": DYNAMICS_KIND, "preset": args.preset, "model": pretrained["model"],
                   "tokenizer": pretrained["tokenizer"], "tokenizer_run": pretrained.get("tokenizer_run"),
                   "post_trained_from": str(source), "datasets": [str(folder) for folder in folders], "robot": robot}
-    try:
-        result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
-    except TrainingError as error:
-        return _error(prog, error, 1)
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
-    print(f"post-trained the reward to step {result.step} in {result.seconds:.0f} s"
-          + (f"; val {summary}" if summary else "") + f"; run folder {args.run_dir}", flush=True)
-    return 0
+    return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config,
+                             done="post-trained the reward")
 
 
 if __name__ == "__main__":
