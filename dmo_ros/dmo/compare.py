@@ -60,7 +60,12 @@ METRICS = {"success_rate": "success rate", "mean_max_coverage": "mean max covera
 """The evaluation numbers plotted, with their axis labels."""
 
 AXES = {"samples": "world-model samples", "wall_s": "training wall-clock"}
-"""The x quantities, with their axis labels."""
+"""The x quantities, with their axis labels (the samples' label names the runs' forward model:
+:func:`samples_label`)."""
+
+SAMPLE_SOURCES = {"world-model": "world-model samples", "simulator": "simulator samples"}
+"""``config.json`` ``forward`` of a run: what its samples were drawn from (rung 2: a learned world model, the
+diffusion model or No Diffusion's RSSM; rungs 0 and 1: the stand-in simulator)."""
 
 FIGURES = {
     # file name: (metric, x)
@@ -93,6 +98,8 @@ class RunLog:
     """The ``eval.jsonl`` lines (one per epoch, the last logged line of each), sorted by epoch."""
     task: str = "push_t"
     """``config.json`` ``task`` (runs that predate tasks trained and evaluated on push_t)."""
+    forward: str = "world-model"
+    """What the samples came from (:data:`SAMPLE_SOURCES`): ``config.json`` ``forward``; rung 0 is the simulator."""
 
     def values(self, key: str) -> np.ndarray:
         """``key`` of every evaluation, in epoch order."""
@@ -150,7 +157,20 @@ def read_run(run_dir: Path | str) -> RunLog:
         by_epoch[int(record["epoch"])] = record  # a resumed run re-logs epochs: the later line wins
     if not by_epoch:
         raise CompareError(f"{log_path}: empty (no evaluation logged yet)")
-    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)], str(config.get("task", "push_t")))
+    forward = str(config.get("forward", "simulator" if config["kind"] == "rung0" else "world-model"))
+    if forward not in SAMPLE_SOURCES:
+        raise CompareError(f"{config_path}: unknown forward {forward!r}; expected one of {', '.join(SAMPLE_SOURCES)}")
+    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)],
+                  str(config.get("task", "push_t")), forward)
+
+
+def samples_label(runs: list[RunLog]) -> str:
+    """The samples axis's label: ``world-model samples``, ``simulator samples``, or both sources named when the
+    runs mix them (a ladder figure with rung 1 beside rung 2)."""
+    sources = sorted({run.forward for run in runs})
+    if len(sources) == 1:
+        return SAMPLE_SOURCES[sources[0]]
+    return "samples (" + " or ".join(source.replace("-", " ") for source in sources) + ")"
 
 
 # -- aggregation ---------------------------------------------------------------------------------
@@ -193,7 +213,8 @@ def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
         "final_mean_max_coverage": [run.records[-1]["mean_max_coverage"] for run in runs],
         "best_mean_max_coverage": [run.values("mean_max_coverage").max() for run in runs],
     }
-    row: dict[str, Any] = {"method": method, "label": METHODS[method][0], "runs": len(runs)}
+    row: dict[str, Any] = {"method": method, "label": METHODS[method][0], "runs": len(runs),
+                           "forward": runs[0].forward}
     for key, values in per_run.items():
         values = np.asarray(values, dtype=np.float64)
         row[key], row[f"{key}_min"], row[f"{key}_max"] = float(values.mean()), float(values.min()), float(values.max())
@@ -202,9 +223,18 @@ def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
 
 
 def group_by_method(runs: list[RunLog]) -> dict[str, list[RunLog]]:
-    """Runs per method, in :data:`METHODS` order (methods without runs left out)."""
-    return {method: [run for run in runs if run.method == method] for method in METHODS
-            if any(run.method == method for run in runs)}
+    """Runs per method, in :data:`METHODS` order (methods without runs left out).
+
+    Raises :class:`CompareError` when a method's runs drew samples from different forward models (they are not
+    seeds of one curve: compare one rung at a time)."""
+    groups = {method: [run for run in runs if run.method == method] for method in METHODS
+              if any(run.method == method for run in runs)}
+    for method, group in groups.items():
+        sources = sorted({run.forward for run in group})
+        if len(sources) > 1:
+            raise CompareError(f"the {METHODS[method][0]} runs mix forward models ({', '.join(sources)}): they are "
+                               "not seeds of one curve; compare one rung at a time")
+    return groups
 
 
 # -- outputs ---------------------------------------------------------------------------------------
@@ -226,7 +256,7 @@ def _spread(row: dict[str, Any], key: str, digits: int = 3) -> str:
     return text
 
 
-MARKDOWN_COLUMNS = ("method", "runs", "world-model samples", "wall-clock", "final success", "best success",
+MARKDOWN_COLUMNS = ("method", "runs", "samples (from)", "wall-clock", "final success", "best success",
                     "final coverage", "best coverage")
 
 
@@ -234,14 +264,15 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The comparison as a markdown table (numbers: mean over runs, (min-max) when there are several)."""
     lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 7) + "|"]
     for row in rows:
-        cells = [row["label"], str(row["runs"]), f"{row['samples']:,.0f}", format_duration(row["wall_s"]),
+        cells = [row["label"], str(row["runs"]), f"{row['samples']:,.0f} ({row['forward']})",
+                 format_duration(row["wall_s"]),
                  _spread(row, "final_success_rate"), _spread(row, "best_success_rate"),
                  _spread(row, "final_mean_max_coverage"), _spread(row, "best_mean_max_coverage")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-CSV_COLUMNS = ["method", "label", "runs",
+CSV_COLUMNS = ["method", "label", "runs", "forward",
                *(f"{key}{suffix}" for key in ("samples", "wall_s", "final_success_rate", "best_success_rate",
                                                "final_mean_max_coverage", "best_mean_max_coverage")
                  for suffix in ("", "_min", "_max")),
@@ -265,6 +296,11 @@ def _time_scale(seconds: float) -> tuple[float, str]:
     return 3600.0, "h"
 
 
+def x_axis_label(groups: dict[str, list[RunLog]], x_key: str) -> str:
+    """:data:`AXES`'s label of ``x_key``; for samples, :func:`samples_label` of the plotted runs."""
+    return samples_label([run for runs in groups.values() for run in runs]) if x_key == "samples" else AXES[x_key]
+
+
 def draw_panel(axis: Any, groups: dict[str, list[RunLog]], metric: str, x_key: str) -> None:
     """One panel: each method's mean over runs, with the min-max band where it has several."""
     scale, unit = (1.0, "") if x_key == "samples" else _time_scale(
@@ -277,7 +313,7 @@ def draw_panel(axis: Any, groups: dict[str, list[RunLog]], metric: str, x_key: s
                   label=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})")
         if len(runs) > 1:
             axis.fill_between(x, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
-    axis.set_xlabel(AXES[x_key] + (f" ({unit})" if unit else ""))
+    axis.set_xlabel(x_axis_label(groups, x_key) + (f" ({unit})" if unit else ""))
     axis.set_ylabel(METRICS[metric])
     axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
@@ -295,7 +331,7 @@ def plot_figures(groups: dict[str, list[RunLog]], out_dir: Path, title: str) -> 
     for name, (metric, x_key) in FIGURES.items():
         figure, axis = plt.subplots(figsize=(5.5, 4.0))
         draw_panel(axis, groups, metric, x_key)
-        axis.set_title(f"{title}: {METRICS[metric]} vs {AXES[x_key]}", fontsize=10)
+        axis.set_title(f"{title}: {METRICS[metric]} vs {x_axis_label(groups, x_key)}", fontsize=10)
         figure.tight_layout()
         figure.savefig(out_dir / name, dpi=120)
         plt.close(figure)

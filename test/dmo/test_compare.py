@@ -16,10 +16,12 @@ OUTPUTS = ["success_vs_samples.png", "success_vs_time.png", "coverage_vs_samples
            "fig3.png", "comparison.md", "comparison.csv"]
 
 
-def write_run(folder: Path, method: str, evals: list[tuple[int, float, float, float]], kind: str = "policy") -> Path:
+def write_run(folder: Path, method: str, evals: list[tuple[int, float, float, float]], kind: str = "policy",
+              forward: str | None = None) -> Path:
     """A run folder: config.json + eval.jsonl with one line per (samples, wall_s, success_rate, coverage)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"kind": kind, "method": method, "policy": {}}))
+    config = {"kind": kind, "method": method, "policy": {}} | ({"forward": forward} if forward else {})
+    (folder / "config.json").write_text(json.dumps(config))
     lines = [json.dumps({"epoch": 5 * (i + 1), "samples": samples, "wall_s": wall, "success_rate": success,
                          "mean_max_coverage": coverage, "episodes": 10, "method": method})
              for i, (samples, wall, success, coverage) in enumerate(evals)]
@@ -75,10 +77,10 @@ def test_compare_writes_figures_and_the_table(runs, tmp_path, capsys):
     table = (out / "comparison.md").read_text()
     assert "# Push-T demo" in table
     dmo_line = next(line for line in table.splitlines() if line.startswith("| DMO |"))
-    assert dmo_line == ("| DMO | 2 | 3,000 | 3.2 min | 0.600 (0.400-0.800) | 0.650 (0.500-0.800) | 0.775 (0.650-0.900) "
-                        "| 0.800 (0.700-0.900) |")
+    assert dmo_line == ("| DMO | 2 | 3,000 (world-model) | 3.2 min | 0.600 (0.400-0.800) | 0.650 (0.500-0.800) "
+                        "| 0.775 (0.650-0.900) | 0.800 (0.700-0.900) |")
     ppo_line = next(line for line in table.splitlines() if line.startswith("| PPO |"))
-    assert ppo_line == "| PPO | 1 | 8,000 | 60 s | 0.100 | 0.100 | 0.200 | 0.200 |"
+    assert ppo_line == "| PPO | 1 | 8,000 (world-model) | 60 s | 0.100 | 0.100 | 0.200 | 0.200 |"
     assert dmo_line in printed and ppo_line in printed
 
 
@@ -154,6 +156,31 @@ def test_unusable_runs_are_named(tmp_path, capsys):
     assert main([str(good), str(good), "--out", str(out)]) == 2
     assert "given more than once" in capsys.readouterr().err
     assert not out.exists()  # nothing written when a run is unusable
+
+
+def test_the_samples_axis_names_the_forward_model(tmp_path):
+    """Rung 1 draws its samples from the simulator, rung 2 from a world model: the x label and the table say
+    which; one method's runs on different forward models are not seeds of one curve."""
+    from dmo_ros.dmo.compare import group_by_method, samples_label
+
+    evals = [(1000, 60.0, 0.1, 0.3), (2000, 120.0, 0.4, 0.6)]
+    rung1 = read_run(write_run(tmp_path / "r1_dmo", "dmo", evals, forward="simulator"))
+    rung2 = read_run(write_run(tmp_path / "r2_nodiff", "no_diffusion", evals, forward="world-model"))
+    rung0 = read_run(write_run(tmp_path / "r0_sapo", "sapo", evals, kind="rung0"))
+    legacy = read_run(write_run(tmp_path / "legacy_dmo", "dmo", evals))  # runs logged before ``forward``
+    assert (rung1.forward, rung2.forward, rung0.forward, legacy.forward) == (
+        "simulator", "world-model", "simulator", "world-model")
+    assert samples_label([rung1, rung0]) == "simulator samples"
+    assert samples_label([rung2]) == "world-model samples"
+    assert samples_label([rung1, rung2]) == "samples (simulator or world model)"
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "r1_dmo"), str(tmp_path / "r2_nodiff"), "--out", str(out)]) == 0
+    table = (out / "comparison.md").read_text()
+    assert "| DMO | 1 | 2,000 (simulator) |" in table and "| No Diffusion | 1 | 2,000 (world-model) |" in table
+    with pytest.raises(CompareError, match="mix forward models"):
+        group_by_method([rung1, legacy])
+    with pytest.raises(CompareError, match="unknown forward 'dream'"):
+        read_run(write_run(tmp_path / "odd", "dmo", evals, forward="dream"))
 
 
 def test_rung0_runs_and_the_ceilings_beside_the_table(tmp_path, capsys):
