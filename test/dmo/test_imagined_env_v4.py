@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,32 @@ def test_dmo_and_ppo_train_in_the_v4_world_model(method, policy_inputs, v4_run, 
     args[args.index(str(run))] = str(tmp_path / "diamond")
     assert main(args) == 2
     assert "--reward-run and --goal are required" in capsys.readouterr().err
+
+
+def test_a_dmo_epoch_in_the_v4_world_model_updates_the_actor_only(policy_inputs, v4_run) -> None:
+    """As in the DIAMOND env: the policy gradient reaches the actor alone, never the DreamerV4-style model (its
+    tokenizer, dynamics or reward token) nor the pretrained local model; the imagined transitions, labelled by the
+    reward token, go into the replay buffer."""
+    from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
+    from dmo_ros.dmo.sapo import SAPOConfig
+    from dmo_ros.local_model.model import load_local_model
+
+    torch.manual_seed(0)
+    world_model = load_world_model_v4(v4_run)
+    starts = StartWindows([policy_inputs["dataset"]], context=world_model.config.l_init, seed=0)
+    config = DMOConfig.preset("tiny", finetune_steps=0)
+    env = ImaginedEnvV4(world_model, starts, config.batch_size, generator=torch.Generator().manual_seed(0))
+    local = load_local_model(policy_inputs["local_model"])
+    sapo = SAPOConfig.preset("tiny")
+    algorithm = LatentSAPO("dmo", local, starts, config, sapo, [0.25, 0.25], env)
+    actor_before = {k: v.clone() for k, v in algorithm.learner.actor.state_dict().items()}
+    local_before = {k: v.clone() for k, v in local.state_dict().items()}
+    world_before = {k: v.clone() for k, v in world_model.state_dict().items()}
+    logs = algorithm.train_epoch()
+    assert algorithm.samples == config.batch_size * sapo.horizon and np.isfinite(logs["actor_loss"])
+    assert any(not torch.equal(v, actor_before[k]) for k, v in algorithm.learner.actor.state_dict().items())
+    assert all(torch.equal(v, local_before[k]) for k, v in local.state_dict().items())
+    assert all(torch.equal(v, world_before[k]) for k, v in world_model.state_dict().items())
+    for model in (local, world_model):
+        assert all(p.grad is None for p in model.parameters())
+    assert logs["replay_sequences"] == config.batch_size and "global_return" in logs
