@@ -45,14 +45,14 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     from dmo_ros.dataset.loaders import collate
     from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes
     from dmo_ros.local_model.model import SequenceDataset, load_local_model
-    from dmo_ros.local_model.train import ensure_labels, goal_reward_function
+    from dmo_ros.local_model.train import ensure_labels, frame_labeller, goal_reward_function
     from dmo_ros.training.checkpoint import read_run_config
 
     gate_config = LocalModelGateConfig(**config)
     model = load_local_model(run_dir, device)
     size = model.config.image_size
     reward = goal_reward_function(reward_run, goal, size, torch.device(device))
-    labels = labels or ensure_labels([dataset], run_dir, lambda: reward)
+    labels = labels or ensure_labels([dataset], run_dir, lambda: frame_labeller(reward))
     length = int(read_run_config(run_dir).get("sequence_length", 8))
     sequences = SequenceDataset([dataset], length, "val", labels)
     if len(sequences) == 0:

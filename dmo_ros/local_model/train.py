@@ -8,8 +8,10 @@
 First every sample of every dataset gets a reward label from the global reward model:
 ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale`` with ``o_start`` the
 first frame of the sample's episode and ``o_goal`` the goal picture (see
-:class:`dmo_ros.reward.energy.GoalReward`). The labels are saved in the run folder
-(``rewards_<dataset>.npy``, listed in ``rewards.json``), so re-running the command resumes
+:class:`dmo_ros.reward.energy.GoalReward`) — or, when ``--reward-run`` is a ``dmo-train-dynamics`` run (the
+DreamerV4-style world model of Push Cube), its reward token's reward read along each recorded episode, with no
+goal picture (DESIGN §6; ``dmo-train-local-model datasets/go2 --reward-run runs/v4_dynamics``). The labels are
+saved in the run folder (``rewards_<dataset>.npy``, listed in ``rewards.json``), so re-running the command resumes
 training on the same labels without the reward model (``--relabel`` labels again). Then the
 model trains with :func:`dmo_ros.training.train`; at the end the single-step accuracy on the
 validation episodes is printed (``next_latent_error``, ``reward_error``, ...).
@@ -49,6 +51,7 @@ from dmo_ros.training import (
     train,
 )
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
+from dmo_ros.world_model_v4.model import is_world_model_v4
 
 KIND = "local_model"
 """``config.json`` ``kind`` of a local model run."""
@@ -119,11 +122,45 @@ def goal_reward_function(reward_run: Path, goal: Path, image_size: int, device: 
     return lambda frames, start: reward(frames, start)
 
 
-def ensure_labels(folders: Sequence[Path], run_dir: Path, make_reward_fn: Callable[[], RewardFunction] | None,
-                  relabel: bool = False, batch_size: int = 64, source: dict | None = None) -> dict[str, np.ndarray]:
+FolderLabeller = Callable[[Path], np.ndarray]
+"""dataset folder -> the reward of every sample (N,) float32 in sample order: :func:`frame_labeller` of a goal
+reward, or :func:`reward_token_labeller` of a DreamerV4-style world model."""
+
+
+def frame_labeller(reward_fn: RewardFunction, batch_size: int = 64) -> FolderLabeller:
+    """A :data:`FolderLabeller` from a per-frame reward function (:func:`label_rewards`)."""
+    return lambda folder: label_rewards(reward_fn, folder, batch_size)
+
+
+def reward_token_labeller(world_model_run: Path, device: torch.device) -> FolderLabeller:
+    """A :data:`FolderLabeller` from the reward token of a ``dmo-train-dynamics`` run (the global reward of
+    the DreamerV4-style world model, DESIGN §6): each sample's reward as that model reads it along the recorded
+    episode (teacher-forced, :func:`~dmo_ros.world_model_v4.model.reward_head_on_episodes`)."""
+    from dmo_ros.world_model_v4.model import load_world_model_v4, reward_head_on_episodes
+
+    model = load_world_model_v4(world_model_run, device)
+
+    def label(folder: Path) -> np.ndarray:
+        size = dataset_shape([folder], "reward token")[0]
+        if size != model.config.image_size:
+            raise DatasetError(f"{folder} has {size} px frames, the world model {world_model_run} was trained on "
+                               f"{model.config.image_size} px: label with a world model of this data")
+        rewards = np.full(len(open_arrays(folder)["frames"]), np.nan, dtype=np.float32)
+        indices, head = reward_head_on_episodes(model, folder, "all")
+        rewards[indices] = model.dynamics.reward(torch.from_numpy(head)).numpy()
+        if not np.isfinite(rewards).all():
+            raise DatasetError(f"{folder}: {int((~np.isfinite(rewards)).sum())} samples lie outside the episodes "
+                               "of meta.json and got no reward label")
+        return rewards
+
+    return label
+
+
+def ensure_labels(folders: Sequence[Path], run_dir: Path, make_labeller: Callable[[], FolderLabeller] | None,
+                  relabel: bool = False, source: dict | None = None) -> dict[str, np.ndarray]:
     """Reward labels per dataset folder: read from the run folder, or computed and saved there.
 
-    ``make_reward_fn`` is called only when some dataset has no saved labels (or ``relabel``); None
+    ``make_labeller`` is called only when some dataset has no saved labels (or ``relabel``); None
     then is an error that says what to pass. Labels are saved as ``run_dir/rewards_<name>.npy``
     and listed in ``run_dir/rewards.json`` with the dataset path, sample count and ``source``
     (atomically, and only by the main process under torchrun: the others label for themselves).
@@ -132,7 +169,7 @@ def ensure_labels(folders: Sequence[Path], run_dir: Path, make_reward_fn: Callab
     index_path = run_dir / LABELS_INDEX
     index: dict = json.loads(index_path.read_text()) if index_path.is_file() else {}
     labels: dict[str, np.ndarray] = {}
-    reward_fn: RewardFunction | None = None
+    labeller: FolderLabeller | None = None
     for folder in folders:
         key = str(folder.resolve())
         samples = int(len(open_arrays(folder)["frames"]))
@@ -144,13 +181,14 @@ def ensure_labels(folders: Sequence[Path], run_dir: Path, make_reward_fn: Callab
                 continue
             print(f"reward labels {entry['file']} hold {saved.shape[0]} samples, {folder} has {samples}: "
                   "labelling again", flush=True)
-        if reward_fn is None:
-            if make_reward_fn is None:
+        if labeller is None:
+            if make_labeller is None:
                 raise ValueError(f"{folder} has no reward labels in {run_dir}; give --reward-run RUN_DIR and "
-                                 "--goal IMAGE (the global reward model and its goal picture) to label it")
-            reward_fn = make_reward_fn()
+                                 "--goal IMAGE (the global reward model and its goal picture), or --reward-run "
+                                 "with a dmo-train-dynamics run (its reward token), to label it")
+            labeller = make_labeller()
         print(f"labelling {samples} samples of {folder} with the reward model ...", flush=True)
-        values = label_rewards(reward_fn, folder, batch_size)
+        values = labeller(folder)
         name = entry["file"] if entry else _free_name(folder.name, index)
         index[key] = {"file": name, "samples": samples, "source": source or {},
                       "mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
@@ -190,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit code: 0 trained, 1 training failed, 2 bad arguments or data.")
     parser.add_argument("datasets", nargs="+", type=Path, help="dataset folders (from dmo-convert), or folders of them")
     parser.add_argument("--reward-run", type=Path, default=None,
-                        help="run folder of the global reward model (dmo-train-reward) that labels the frames; "
-                             "needed unless the run folder already holds labels for every dataset")
+                        help="run folder of the global reward model (dmo-train-reward, with --goal) or of a "
+                             "DreamerV4-style world model (dmo-train-dynamics: its reward token) that labels the "
+                             "frames; needed unless the run folder already holds labels for every dataset")
     parser.add_argument("--goal", type=Path, default=None,
                         help="goal picture for the reward (PNG/JPEG/.npy, see dmo-goal-image); needed with "
                              "--reward-run")
@@ -241,18 +280,23 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--sequence-length must be at least 2 (one-step predictions), got {length}")
         if args.label_batch_size < 1:
             raise ValueError(f"--label-batch-size must be at least 1, got {args.label_batch_size}")
-        make_reward_fn = None
+        make_labeller = None
+        reward_token = args.reward_run is not None and is_world_model_v4(args.reward_run)
         if args.reward_run is not None:
-            if args.goal is None:
+            if args.goal is None and not reward_token:
                 raise ValueError("--reward-run needs --goal IMAGE, the goal picture the reward measures progress "
-                                 "toward (make one with dmo-goal-image)")
+                                 "toward (make one with dmo-goal-image); a dmo-train-dynamics run needs none (its "
+                                 "reward token is the reward)")
             device = resolve_device(train_config.device, World(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
 
-            def make_reward_fn() -> RewardFunction:
-                return goal_reward_function(args.reward_run, args.goal, image_size, device)
+            def make_labeller() -> FolderLabeller:
+                if reward_token:
+                    return reward_token_labeller(args.reward_run, device)
+                return frame_labeller(goal_reward_function(args.reward_run, args.goal, image_size, device),
+                                      args.label_batch_size)
 
-        source = {"reward_run": str(args.reward_run), "goal": str(args.goal)}
-        labels = ensure_labels(folders, args.run_dir, make_reward_fn, args.relabel, args.label_batch_size, source)
+        source = {"reward_run": str(args.reward_run), "goal": None if reward_token else str(args.goal)}
+        labels = ensure_labels(folders, args.run_dir, make_labeller, args.relabel, source)
         train_set = SequenceDataset(folders, length, "train", labels)
         val_set = SequenceDataset(folders, length, "val", labels)
     except (DatasetError, ConfigError, CheckpointError, ValueError, OSError) as error:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
-from dmo_ros.world_model_v4.dynamics import Dynamics, LatentWindow
+from dmo_ros.world_model_v4.dynamics import Dynamics, KVCache, LatentWindow
 from dmo_ros.world_model_v4.tokenizer import Tokenizer
 
 TOKENIZER_KIND = "world_model_v4_tokenizer"
@@ -141,5 +142,43 @@ def load_world_model_v4(run_dir: Path | str, device: torch.device | str = "cpu",
     return model.to(device).eval()
 
 
+@torch.no_grad()
+def reward_head_on_episodes(model: WorldModelV4, folder: Path | str, split: str = "all",
+                            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The reward token's head on every frame of a dataset's recorded episodes, teacher-forced.
+
+    Each episode's real frames and recorded actions are committed to the KV cache in chunks of up to
+    ``context - 1`` frames, re-noised to the context level as imagination commits frames, so the head reads each
+    frame as it would in an imagined rollout (an episode's first frame has no action into it). ``split``: "train",
+    "val" or "all" (meta.json's episodes). Returns the dataset sample indices (n,) int64 in order and the head
+    outputs (n, 2) float32 (intent logit, milestone); :meth:`Dynamics.reward` turns them into rewards. Used for the
+    reward token's AUC (``dmo-world-model-v4-report``) and to label the local model's rewards (DESIGN §6: the
+    local RSSM learns the global reward of the DreamerV4-style model).
+    """
+    from dmo_ros.dataset.loaders import WindowDataset
+
+    dataset = WindowDataset(folder, context=1, horizon=0, split=split)
+    arrays, dynamics, device = dataset.arrays, model.dynamics, model.device
+    chunk = model.config.context - 1
+    generator = torch.Generator(device=device).manual_seed(seed)
+    indices, heads = [], []
+    for episode in dataset.episodes:
+        first, length = int(episode["start"]), int(episode["length"])
+        for begin in range(first, first + length, chunk):
+            end = min(begin + chunk, first + length)
+            frames = torch.from_numpy(np.array(arrays["frames"][begin:end])).permute(0, 3, 1, 2)[None]
+            actions = torch.from_numpy(np.array(arrays["actions"][begin:end], dtype=np.float32))[None].to(device)
+            latents = dynamics.renoise(model.encode(frames.to(device)), generator)
+            actions_in = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+            has_action = torch.ones(1, end - begin, dtype=torch.bool, device=device)
+            has_action[:, 0] = begin > first
+            heads.append(dynamics.commit(KVCache(chunk), latents, actions_in, has_action)[0].float().cpu().numpy())
+            indices.append(np.arange(begin, end))
+    if not heads:
+        return np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
+    return np.concatenate(indices).astype(np.int64), np.concatenate(heads).astype(np.float32)
+
+
 __all__ = ["DYNAMICS_KIND", "TOKENIZER_KIND", "RewardPostTraining", "WorldModelV4", "is_world_model_v4",
-           "load_tokenizer", "load_world_model_v4"]
+           "load_tokenizer", "load_world_model_v4",
+           "reward_head_on_episodes"]

@@ -37,9 +37,8 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError, open_arrays
 from dmo_ros.dataset.loaders import WindowDataset, collate
-from dmo_ros.world_model_v4.dynamics import KVCache
 from dmo_ros.world_model_v4.imagination import WorldModelV4Env
-from dmo_ros.world_model_v4.model import WorldModelV4, load_world_model_v4
+from dmo_ros.world_model_v4.model import WorldModelV4, load_world_model_v4, reward_head_on_episodes
 from dmo_ros.world_model_v4.tokenizer import to_model_range
 
 SHORT_CONTEXT = 4
@@ -171,34 +170,15 @@ def object_permanence(model: WorldModelV4, dataset: WindowDataset, context: int,
     return result
 
 
-@torch.no_grad()
 def reward_auc(model: WorldModelV4, folder: Path, split: str = "val") -> dict[str, Any]:
     """ROC AUC of the reward token's intent probability on every frame of the split's episodes."""
-    dataset = WindowDataset(folder, context=1, horizon=0, split=split)
-    arrays = dataset.arrays
-    chunk = model.config.context - 1
-    dynamics = model.dynamics
-    scores, labels = [], []
-    generator = torch.Generator(device=model.device).manual_seed(0)
-    for episode in dataset.episodes:
-        first, length = int(episode["start"]), int(episode["length"])
-        for begin in range(first, first + length, chunk):
-            end = min(begin + chunk, first + length)
-            frames = torch.from_numpy(np.array(arrays["frames"][begin:end])).permute(0, 3, 1, 2)[None]
-            actions = torch.from_numpy(np.array(arrays["actions"][begin:end], dtype=np.float32))[None].to(model.device)
-            latents = dynamics.renoise(model.encode(frames.to(model.device)), generator)
-            actions_in = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
-            has_action = torch.ones(1, end - begin, dtype=torch.bool, device=model.device)
-            has_action[:, 0] = begin > first  # an episode's first frame has no action into it
-            head = dynamics.commit(KVCache(chunk), latents, actions_in, has_action)
-            scores.append(torch.sigmoid(head[0, :, 0]).cpu().numpy())
-            labels.append(np.array(arrays["intent"][begin:end], dtype=bool))
-    if not scores:
+    indices, head = reward_head_on_episodes(model, folder, split)
+    if not len(indices):
         return {"frames": 0, "auc": float("nan")}
-    scores_all, labels_all = np.concatenate(scores), np.concatenate(labels)
-    return {"frames": int(len(scores_all)), "intent_rate": float(labels_all.mean()),
-            "auc": roc_auc(scores_all, labels_all),
-            "accuracy": float(((scores_all > 0.5) == labels_all).mean())}
+    scores = 1.0 / (1.0 + np.exp(-head[:, 0]))
+    labels = np.asarray(open_arrays(folder)["intent"][indices], dtype=bool)
+    return {"frames": int(len(scores)), "intent_rate": float(labels.mean()), "auc": roc_auc(scores, labels),
+            "accuracy": float(((scores > 0.5) == labels).mean())}
 
 
 def build_parser() -> argparse.ArgumentParser:

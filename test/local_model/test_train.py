@@ -136,3 +136,40 @@ def test_bad_inputs_exit_2_with_a_message(dataset: Path, reward_run, tmp_path: P
     assert main(_labelled(dataset, tmp_path / "i", reward_run, "--steps", "2")) == 0
     assert main(_args(dataset, tmp_path / "i", "--steps", "4", "--deter-size", "16")) == 1
     assert "different model" in capsys.readouterr().err
+
+
+def _v4_run(folder: Path, image_size: int) -> Path:
+    """An untrained tiny DreamerV4-style world model run (dmo-train-dynamics's folder layout)."""
+    from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
+    from dmo_ros.world_model_v4.model import WorldModelV4
+
+    torch.manual_seed(0)
+    tokenizer = TokenizerConfig.preset("tiny", image_size=image_size, patch_size=8)
+    dynamics = DynamicsConfig.preset("tiny", action_size=2, action_scale=[0.2, 0.2], image_size=image_size,
+                                     latent_tokens=tokenizer.latent_tokens, latent_dim=tokenizer.latent_dim)
+    write_run_config(folder, {"kind": "world_model_v4", "model": asdict(dynamics), "tokenizer": asdict(tokenizer)})
+    save_checkpoint(folder, 1, WorldModelV4(tokenizer, dynamics).state_dict(), {}, {})
+    return folder
+
+
+def test_a_dreamerv4_run_labels_with_its_reward_token(dataset: Path, tmp_path: Path, capsys) -> None:
+    """Push Cube's local model learns the reward token's reward (DESIGN §6): no goal picture; each sample's label
+    is the token's reward along its recorded episode (frames and actions), as imagination would read it."""
+    from dmo_ros.world_model_v4.model import load_world_model_v4, reward_head_on_episodes
+
+    v4 = _v4_run(tmp_path / "v4", 16)
+    run = tmp_path / "run"
+    assert main(_args(dataset, run, "--reward-run", str(v4), "--steps", "2")) == 0
+    assert "labelling 48 samples" in capsys.readouterr().out
+    entry = json.loads((run / "rewards.json").read_text())[str(dataset.resolve())]
+    assert entry["source"] == {"reward_run": str(v4), "goal": None}
+    labels = np.load(run / entry["file"])
+    model = load_world_model_v4(v4)
+    indices, head = reward_head_on_episodes(model, dataset)
+    assert indices.tolist() == list(range(SAMPLES)) and head.shape == (SAMPLES, 2)
+    np.testing.assert_allclose(labels, model.dynamics.reward(torch.from_numpy(head)).numpy(), rtol=1e-5, atol=1e-6)
+    assert labels.std() > 1e-4  # read from each frame, not one constant
+
+    # A world model of other frames is refused with what to do, before anything trains.
+    assert main(_args(dataset, tmp_path / "other", "--reward-run", str(_v4_run(tmp_path / "v4_32", 32)))) == 2
+    assert "16 px frames, the world model" in capsys.readouterr().err
