@@ -33,13 +33,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from dmo_ros.dataset.format import DatasetError, read_meta
-from dmo_ros.dataset.images import ASPECTS, resize
+from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
+from dmo_ros.policy.episodes import (
+    CEILINGS,
+    Controller,
+    PolicyController,
+    StillController,
+    cached_ceilings,
+    run_seeded_episodes,
+    write_final_files,
+)
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import LOOSE_COVERAGE, TASKS
 from dmo_ros.teleop.operator import Observation
@@ -60,8 +69,6 @@ STANDARD_EPISODE_STEPS = 150
 LONG_EPISODE_STEPS = 300
 """The longer option (``--long``): 60 s at 5 Hz."""
 
-CEILINGS = ("random", "zero", "expert")
-"""The reference controllers evaluated beside every table: uniform random actions, no motion, the scripted expert."""
 
 
 @dataclass
@@ -227,40 +234,11 @@ ProgressCallback = Callable[[int, EpisodeResult], None]
 """Called after each episode with its index and result."""
 
 
-class Controller(Protocol):
-    """Anything that drives the stand-in for an evaluation: an image policy, a state policy, a ceiling."""
-
-    def reset(self, sim: PushTSim) -> None:
-        """A new episode starts (the simulator is at its start)."""
-
-    def act(self, sim: PushTSim) -> np.ndarray:
-        """The end-effector velocity (m/s) for the simulator's current step."""
-
-
-class PolicyController:
-    """A :class:`Policy` (camera frames in) as a controller: the 96 x 96 render, fitted to its size."""
-
-    def __init__(self, policy: Policy, aspect: str = "crop") -> None:
-        self.policy, self.aspect = policy, aspect
-
-    def reset(self, sim: PushTSim) -> None:
-        self.policy.reset()
-
-    def act(self, sim: PushTSim) -> np.ndarray:
-        height, width = self.policy.image_size
-        action = np.asarray(self.policy.act(resize(sim.render(), height, width, self.aspect)), dtype=np.float64)
-        self.policy.observe_action(action)  # executed as proposed (the policy clamped it to its limits)
-        return action
-
-
-class ZeroController:
+class ZeroController(StillController):
     """The zero-action ceiling: the arm holds still (the start's own coverage / distance)."""
 
-    def reset(self, sim: PushTSim) -> None:
-        pass
-
-    def act(self, sim: PushTSim) -> np.ndarray:
-        return np.zeros(2)
+    def __init__(self) -> None:
+        super().__init__(2)
 
 
 class RandomController:
@@ -348,17 +326,12 @@ def evaluate_controller(controller: Controller, config: EvalConfig | None = None
     config = config or EvalConfig()
     started = time.perf_counter()
     sim = PushTSim(config.sim_config())
-    episodes: list[EpisodeResult] = []
     try:
-        for index in range(config.episodes):
-            if index:
-                sim.reset()  # the next episode: seeded from (seed, episode), so reproducible
-            episodes.append(run_controlled_episode(controller, sim, config))
-            if progress is not None:
-                progress(index, episodes[-1])
+        results = run_seeded_episodes(sim, config.episodes,
+                                               lambda sim: run_controlled_episode(controller, sim, config), progress)
     finally:
         sim.close()
-    return summarize_episodes(episodes, time.perf_counter() - started)
+    return summarize_episodes(results, time.perf_counter() - started)
 
 
 def evaluate_policy(policy: Policy, config: EvalConfig | None = None,
@@ -375,27 +348,9 @@ def evaluate_ceilings(config: EvalConfig, names: tuple[str, ...] = CEILINGS,
                       cache: Path | str | None = None) -> list[tuple[str, EvalResult]]:
     """The ceilings' results on exactly ``config``'s episodes; remembered in this process and, given ``cache``,
     in that JSON file (keyed by the configuration), since the expert takes a minute or two for 50 episodes."""
-    stored: dict[str, Any] = {}
-    cache = Path(cache) if cache is not None else None
-    if cache is not None and cache.is_file():
-        stored = json.loads(cache.read_text())
-    rows = []
-    for name in names:
-        key = json.dumps({"ceiling": name, **asdict(config)}, sort_keys=True)
-        if key not in _CEILING_CACHE and key in stored:
-            _CEILING_CACHE[key] = result_from_dict(stored[key])
-        if key not in _CEILING_CACHE:
-            _CEILING_CACHE[key] = evaluate_controller(make_ceiling(name, config.seed), config)
-        stored[key] = _CEILING_CACHE[key].to_dict()
-        rows.append((CEILING_LABELS[name], _CEILING_CACHE[key]))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(stored) + "\n")
-    return rows
-
-
-CEILING_LABELS = {"random": "ceiling: random actions", "zero": "ceiling: zero action",
-                  "expert": "ceiling: scripted expert (privileged)"}
+    return cached_ceilings(config, names, lambda name: evaluate_controller(make_ceiling(name, config.seed),
+                                                                                   config),
+                                    result_from_dict, _CEILING_CACHE, cache)
 
 
 def write_final_evaluation(controller: Controller, label: str, run_dir: Path | str, samples: int, wall_s: float,
@@ -403,15 +358,9 @@ def write_final_evaluation(controller: Controller, label: str, run_dir: Path | s
     """Evaluate a trained run's ``controller`` on ``config``'s episodes beside the random, zero-action and expert
     ceilings; write ``final_eval.json`` (what ``dmo-ladder-table`` reads) and ``final_eval.md`` into ``run_dir``
     and return the table. ``cache``: the ceilings' results file (default ``ceilings.json`` beside the run)."""
-    run_dir = Path(run_dir)
-    final = evaluate_controller(controller, config)
-    rows = [(label, final), *evaluate_ceilings(config, cache=cache or run_dir.parent / "ceilings.json")]
-    table = format_table(rows, config)
-    (run_dir / "final_eval.json").write_text(json.dumps(
-        {"config": asdict(config), "samples": samples, "wall_s": wall_s, "policy": final.to_dict(),
-         "ceilings": {name: result.record() for name, result in rows[1:]}}, indent=1) + "\n")
-    (run_dir / "final_eval.md").write_text(table + "\n")
-    return table
+    rows = [(label, evaluate_controller(controller, config)),
+            *evaluate_ceilings(config, cache=cache or Path(run_dir).parent / "ceilings.json")]
+    return write_final_files(run_dir, rows, format_table(rows, config), config, samples, wall_s)
 
 
 def summarize_episodes(episodes: list[EpisodeResult], seconds: float) -> EvalResult:

@@ -32,13 +32,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from dmo_ros.dataset.format import DatasetError
-from dmo_ros.dataset.images import ASPECTS, resize
+from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.policy.base import Policy, PolicyError
+from dmo_ros.policy.episodes import (
+    CEILINGS,
+    Controller,
+    PolicyController,
+    StillController,
+    cached_ceilings,
+    run_seeded_episodes,
+    write_final_files,
+)
 from dmo_ros.policy.trajectory_metrics import trajectory_metrics, visibility_stats
 
 CAMERA_SIZE = (96, 96)
@@ -50,11 +59,6 @@ EPISODE_STEPS = 200
 MODES = ("direct", "ros", "both")
 """How an evaluation runs the policy: in-process on the simulator, through the deploy graph, or both."""
 
-CEILINGS = ("random", "zero", "expert")
-"""The reference controllers evaluated beside every table."""
-
-CEILING_LABELS = {"random": "ceiling: random actions", "zero": "ceiling: zero action",
-                  "expert": "ceiling: scripted expert (privileged)"}
 
 TASK = "push_cube"
 """The task name runs and tables use for Push Cube."""
@@ -221,40 +225,11 @@ def result_from_dict(numbers: dict[str, Any]) -> PushCubeResult:
 # -- controllers -----------------------------------------------------------------------------------
 
 
-class Controller(Protocol):
-    """Anything that drives the Push Cube stand-in for an evaluation: an image policy or a ceiling."""
-
-    def reset(self, sim: Any) -> None:
-        """A new episode starts (the simulator is at its start)."""
-
-    def act(self, sim: Any) -> np.ndarray:
-        """The body-velocity command [vx, vy, yaw rate] (m/s, m/s, rad/s) for the simulator's current step."""
-
-
-class PolicyController:
-    """A :class:`Policy` (camera frames in) as a controller: the 96 x 96 ego render, fitted to its size."""
-
-    def __init__(self, policy: Policy, aspect: str = "crop") -> None:
-        self.policy, self.aspect = policy, aspect
-
-    def reset(self, sim: Any) -> None:
-        self.policy.reset()
-
-    def act(self, sim: Any) -> np.ndarray:
-        height, width = self.policy.image_size
-        action = np.asarray(self.policy.act(resize(sim.render(), height, width, self.aspect)), dtype=np.float64)
-        self.policy.observe_action(action)
-        return action
-
-
-class ZeroController:
+class ZeroController(StillController):
     """The zero-action ceiling: the robot stands still."""
 
-    def reset(self, sim: Any) -> None:
-        pass
-
-    def act(self, sim: Any) -> np.ndarray:
-        return np.zeros(3)
+    def __init__(self) -> None:
+        super().__init__(3)
 
 
 class RandomController:
@@ -338,15 +313,10 @@ def evaluate_controller(controller: Controller, config: PushCubeEvalConfig | Non
 
     config = config or PushCubeEvalConfig()
     started = time.perf_counter()
-    episodes: list[PushCubeEpisode] = []
     with PushCubeSim(config.sim_config()) as sim:
-        for index in range(config.episodes):
-            if index:
-                sim.reset()  # the next episode: seeded from (seed, episode), so reproducible
-            episodes.append(run_episode(controller, sim, config))
-            if progress is not None:
-                progress(index, episodes[-1])
-    return PushCubeResult(episodes, time.perf_counter() - started)
+        results = run_seeded_episodes(sim, config.episodes,
+                                               lambda sim: run_episode(controller, sim, config), progress)
+    return PushCubeResult(results, time.perf_counter() - started)
 
 
 def evaluate_policy(policy: Policy, config: PushCubeEvalConfig | None = None,
@@ -363,21 +333,9 @@ def evaluate_ceilings(config: PushCubeEvalConfig, names: tuple[str, ...] = CEILI
                       cache: Path | str | None = None) -> list[tuple[str, PushCubeResult]]:
     """The ceilings' results on exactly ``config``'s episodes; remembered in this process and, given ``cache``, in
     that JSON file (keyed by the configuration)."""
-    cache = Path(cache) if cache is not None else None
-    stored: dict[str, Any] = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
-    rows = []
-    for name in names:
-        key = json.dumps({"task": TASK, "ceiling": name, **asdict(config)}, sort_keys=True)
-        if key not in _CEILING_CACHE and key in stored:
-            _CEILING_CACHE[key] = result_from_dict(stored[key])
-        if key not in _CEILING_CACHE:
-            _CEILING_CACHE[key] = evaluate_controller(make_ceiling(name, config.seed), config)
-        stored[key] = _CEILING_CACHE[key].to_dict()
-        rows.append((CEILING_LABELS[name], _CEILING_CACHE[key]))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(stored) + "\n")
-    return rows
+    return cached_ceilings(config, names, lambda name: evaluate_controller(make_ceiling(name, config.seed),
+                                                                                   config),
+                                    result_from_dict, _CEILING_CACHE, cache, {"task": TASK})
 
 
 # -- reports ---------------------------------------------------------------------------------------
@@ -439,15 +397,10 @@ def write_final_evaluation(controller: Controller, label: str, run_dir: Path | s
                            config: PushCubeEvalConfig, cache: Path | str | None = None) -> str:
     """Evaluate a trained run's ``controller`` beside the ceilings; write ``final_eval.json`` (``"task":
     "push_cube"``; what ``dmo-compare`` reads) and ``final_eval.md`` into ``run_dir``; return the table."""
-    run_dir = Path(run_dir)
-    final = evaluate_controller(controller, config)
-    rows = [(label, final), *evaluate_ceilings(config, cache=cache or run_dir.parent / "ceilings_push_cube.json")]
-    table = format_table(rows, config)
-    (run_dir / "final_eval.json").write_text(json.dumps(
-        {"task": TASK, "config": asdict(config), "samples": samples, "wall_s": wall_s, "policy": final.to_dict(),
-         "ceilings": {name: result.record() for name, result in rows[1:]}}, indent=1) + "\n")
-    (run_dir / "final_eval.md").write_text(table + "\n")
-    return table
+    rows = [(label, evaluate_controller(controller, config)),
+            *evaluate_ceilings(config, cache=cache or Path(run_dir).parent / "ceilings_push_cube.json")]
+    return write_final_files(run_dir, rows, format_table(rows, config), config, samples, wall_s,
+                                      {"task": TASK})
 
 
 # -- through ROS -----------------------------------------------------------------------------------

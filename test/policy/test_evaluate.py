@@ -16,6 +16,7 @@ from dmo_ros.local_model.model import LocalModel
 from dmo_ros.policy import evaluate
 from dmo_ros.policy.actor import SquashedGaussianActor
 from dmo_ros.policy.api import RandomPolicy, check_frame
+from dmo_ros.policy.episodes import CEILING_LABELS
 from dmo_ros.policy.evaluate import EvalConfig, EvalResult, evaluate_policy, main, random_policy_for
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTSim
 from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
@@ -293,7 +294,7 @@ def test_every_task_is_evaluated_with_its_distance_and_rules(task):
 def test_the_expert_ceiling_solves_reach_and_the_floor_does_not():
     config = EvalConfig(episodes=3, task="reach", seed=11)
     rows = dict(evaluate.evaluate_ceilings(config))
-    expert, random, zero = (rows[evaluate.CEILING_LABELS[name]] for name in ("expert", "random", "zero"))
+    expert, random, zero = (rows[CEILING_LABELS[name]] for name in ("expert", "random", "zero"))
     assert expert.success_rate == 1.0 and all(e.steps < 60 for e in expert.episodes)
     assert zero.success_rate == 0.0  # a random walk may pass the target (success at any step, as gym-pusht's)
     assert expert.summary()["mean_final_distance"] < 20.0 < zero.summary()["mean_final_distance"]
@@ -306,8 +307,8 @@ def test_ceilings_are_cached_in_a_file(tmp_path):
     first = dict(evaluate.evaluate_ceilings(config, ("zero",), cache=cache))
     evaluate._CEILING_CACHE.clear()
     second = dict(evaluate.evaluate_ceilings(config, ("zero",), cache=cache))
-    assert cache.is_file() and first[evaluate.CEILING_LABELS["zero"]].episodes == \
-        second[evaluate.CEILING_LABELS["zero"]].episodes
+    assert cache.is_file() and first[CEILING_LABELS["zero"]].episodes == \
+        second[CEILING_LABELS["zero"]].episodes
 
 
 def test_cli_ceilings_only_for_a_task(capsys):
