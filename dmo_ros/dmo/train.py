@@ -34,7 +34,7 @@ from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.runner import PolicyTrainConfig, set_seed, train_policy
 from dmo_ros.dmo.sapo import SAPOConfig
 from dmo_ros.dmo.simulator_env import PIXEL_TASKS, SimulatorEnv
-from dmo_ros.gates.report import GateError, require_gates
+from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
 from dmo_ros.training.checkpoint import CheckpointError, read_run_config
 from dmo_ros.training.distributed import World, resolve_device
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prog = f"{parser.prog} {args.method}"
     method = METHOD_NAMES[args.method]
+    gates_at_start: dict[str, dict] = {}  # the inputs' gates as they stood (config.json "gates")
     try:
         folders = find_datasets(args.datasets)
         image_size, action_size, robot = dataset_shape(folders, "policy")
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 gated["local_model"] = args.local_model
             for line in require_gates(gated, force=args.force_gates):
                 print(f"gate: {line}", flush=True)
+            gates_at_start = gate_snapshot(gated)
         reward_model = goal = None  # a DreamerV4-style run rewards with its reward token
         if args.reward_run is not None:
             reward_model = load_reward_model(args.reward_run, device)
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                   "goal": None if args.goal is None else str(args.goal),
                   "local_model": str(getattr(args, "local_model", "")) or None,
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
-                  "deployment": deployment_metadata(folders[0])}
+                  "deployment": deployment_metadata(folders[0]), "gates": gates_at_start}
     source = "simulator" if simulated else "world-model"
     print(f"{method} (rung {run_config['rung']}, task {args.task}): {algorithm.samples} {source} samples so far, "
           f"budget {run.max_samples}; device {device}; action limit {[round(float(v), 4) for v in limit]}; "

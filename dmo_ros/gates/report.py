@@ -161,5 +161,38 @@ def require_gates(runs: dict[str, Path | str], force: bool = False) -> list[str]
     return lines
 
 
-__all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "read_gate_report", "require_gates",
-           "write_gate_report"]
+def gate_snapshot(runs: dict[str, Path | str | None]) -> dict[str, dict[str, Any]]:
+    """The gate state of each input run (component -> run folder) as a policy run records it in its
+    ``config.json`` (``"gates"``), so a result can be read beside the gates of the models it was trained on
+    (``dmo-ladder-table --gates``): per component the run folder, ``passed`` (None: never gated) and each
+    check's value and bound."""
+    snapshot: dict[str, dict[str, Any]] = {}
+    for component, run in runs.items():
+        if run is None:
+            continue
+        report = read_gate_report(run)
+        snapshot[component] = {"run": str(run), "passed": None if report is None else report.passed,
+                               "checks": [] if report is None else [
+                                   {"name": c.name, "value": c.value if math.isfinite(c.value) else None,
+                                    "bound": c.bound, "direction": c.direction, "passed": c.passed}
+                                   for c in report.checks]}
+    return snapshot
+
+
+def format_gate_snapshot(snapshot: dict[str, dict[str, Any]]) -> str:
+    """One table cell: ``reward ok; world_model FAIL agent_visible 0.87 (>= 0.95); local_model never gated``."""
+    parts = []
+    for component, state in snapshot.items():
+        if state["passed"] is None:
+            parts.append(f"{component} never gated")
+        elif state["passed"]:
+            parts.append(f"{component} ok")
+        else:
+            failed = ", ".join(f"{c['name']} {'nan' if c['value'] is None else format(c['value'], '.3g')} "
+                               f"({c['direction']} {c['bound']:g})" for c in state["checks"] if not c["passed"])
+            parts.append(f"{component} FAIL {failed}")
+    return "; ".join(parts) or "-"
+
+
+__all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "format_gate_snapshot", "gate_snapshot",
+           "read_gate_report", "require_gates", "write_gate_report"]

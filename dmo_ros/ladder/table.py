@@ -4,6 +4,11 @@ One row per run (rung x task x method) from its ``final_eval.json`` (written by 
 end of a run): samples, training wall-clock, success and loose success (k/N with Wilson's 95 % interval),
 mean max coverage and final distance (mean +- std), N and the evaluation seed; under each task its random,
 zero-action and expert ceilings from the same file. Re-running the command regenerates the file.
+
+``--gates`` adds a column with the gates of the models each run was trained on (world model, local model,
+reward): the state the policy trainer recorded at its start (``config.json`` ``"gates"``), or, for runs that
+predate that record, the models' ``gate.json`` as they are now (marked "now") — so a result can be read beside
+whether its inputs passed (README "Gates").
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
 from dmo_ros.sims.pusht_tasks import TASKS
 
 COLUMNS = ("rung", "task", "method", "samples", "wall-clock", "success", "loose success", "mean max coverage",
@@ -34,8 +40,18 @@ def _row(rung: str, task: str, method: str, samples: str, wall: str, numbers: di
     return "| " + " | ".join(cells) + " |"
 
 
-def ladder_table(run_dirs: list[Path]) -> str:
-    """The markdown table of the runs (see the module doc)."""
+def input_gates(config: dict[str, Any]) -> str:
+    """The gates cell of a run (see the module doc)."""
+    if "gates" in config:
+        return format_gate_snapshot(config["gates"])
+    inputs = {"reward": config.get("reward_run"), "world_model": config.get("world_model"),
+              "local_model": config.get("local_model")}
+    inputs = {component: run for component, run in inputs.items() if run and Path(run).is_dir()}
+    return f"now: {format_gate_snapshot(gate_snapshot(inputs))}" if inputs else "-"
+
+
+def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
+    """The markdown table of the runs (see the module doc); ``gates``: with the inputs' gates column."""
     rows: dict[str, list[str]] = {}
     ceilings: dict[str, list[str]] = {}
     for run_dir in run_dirs:
@@ -50,12 +66,15 @@ def ladder_table(run_dirs: list[Path]) -> str:
                              f"{Path(run_dir) / 'final_eval.md'})")
         task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
         rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
-        rows.setdefault(task, []).append(_row(rung, task, config["method"], f"{final['samples']:,}",
-                                              f"{final['wall_s'] / 60:.1f} min", final["policy"], count, seed))
+        row = _row(rung, task, config["method"], f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
+                   final["policy"], count, seed)
+        rows.setdefault(task, []).append(row + (f" {input_gates(config)} |" if gates else ""))
         if task not in ceilings:
             ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
-                                   numbers["episodes"], seed) for label, numbers in final["ceilings"].items()]
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+                                   numbers["episodes"], seed) + (" - |" if gates else "")
+                              for label, numbers in final["ceilings"].items()]
+    columns = (*COLUMNS, "gates of its inputs") if gates else COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for task in sorted(rows, key=TASKS.index):
         lines += rows[task] + ceilings[task]
     return "\n".join(lines)
@@ -65,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    parser.add_argument("--gates", action="store_true",
+                        help="add a column with the gates of the models each run was trained on")
     options = parser.parse_args(argv)
     try:
-        table = ladder_table(options.run_dirs)
+        table = ladder_table(options.run_dirs, options.gates)
     except (ValueError, OSError, KeyError) as error:
         print(f"dmo-ladder-table: error: {error}", file=sys.stderr)
         return 2

@@ -142,6 +142,9 @@ def test_rung_1_trains_in_the_simulator_and_writes_the_final_evaluation(policy_i
     config = json.loads((run / "config.json").read_text())
     assert (config["forward"], config["task"], config["rung"], config["world_model"]) == \
         ("simulator", "push_near", 1, None)
+    # The gates of the models it trained on, as they stood at its start (no world model on rung 1).
+    assert set(config["gates"]) == ({"reward", "local_model"} if method == "dmo" else {"reward"})
+    assert config["gates"]["reward"]["run"] == str(policy_inputs["reward"])
     assert [r["samples"] for r in read_evaluations(run)] == [0, 32]
     final = json.loads((run / "final_eval.json").read_text())
     assert final["config"]["task"] == "push_near" and final["policy"]["episodes"] == 2

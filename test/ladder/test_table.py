@@ -16,3 +16,42 @@ def test_a_push_cube_run_is_refused_with_a_pointer_to_dmo_compare(tmp_path, caps
     assert main([str(run)]) == 2
     err = capsys.readouterr().err
     assert "Push Cube run" in err and "dmo-compare" in err and "Traceback" not in err
+
+
+NUMBERS = {"success_rate": 0.5, "success_ci95": [0.3, 0.7], "loose_success_rate": 0.75,
+           "loose_success_ci95": [0.5, 0.9], "mean_max_coverage": 0.3, "max_coverage_std": 0.1,
+           "mean_final_distance": 40.0, "final_distance_std": 10.0, "episodes": 4}
+
+
+def _finished_run(folder, config):
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"kind": "policy", "method": "dmo", "rung": 2, **config}))
+    (folder / "final_eval.json").write_text(json.dumps({
+        "config": {"task": "push_region", "seed": 7}, "samples": 4096, "wall_s": 120.0, "policy": NUMBERS,
+        "ceilings": {"ceiling: random actions": NUMBERS}}))
+    return folder
+
+
+def test_gates_column_reads_each_run_beside_the_gates_of_its_inputs(tmp_path, capsys):
+    """A run records its inputs' gates at its start; an older run falls back to the models' gate.json now."""
+    from dmo_ros.gates.report import GateCheck, GateReport, write_gate_report
+
+    world_model = tmp_path / "wm"
+    write_gate_report(world_model, GateReport("world_model", [GateCheck("agent_visible", 0.87, 0.95, ">=", ""),
+                                                             GateCheck("right_direction", 0.9, 0.8, ">=", "")]))
+    recorded = _finished_run(tmp_path / "recorded", {"gates": {
+        "reward": {"run": "r", "passed": True, "checks": []},
+        "local_model": {"run": "l", "passed": False, "checks": [
+            {"name": "gradient_cosine", "value": 0.25, "bound": 0.3, "direction": ">=", "passed": False}]}}})
+    legacy = _finished_run(tmp_path / "legacy", {"world_model": str(world_model), "local_model": str(tmp_path / "lm"),
+                                                 "reward_run": str(tmp_path / "gone")})
+    (tmp_path / "lm").mkdir()  # a local model that was never gated
+    assert main([str(recorded), str(legacy), "--gates"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| gates of its inputs |")
+    assert lines[2].endswith("| 2/4 [30-70%] | 3/4 [50-90%] | 0.300 +- 0.100 | 40.0 +- 10.0 | 4 | 7 | reward ok; "
+                             "local_model FAIL gradient_cosine 0.25 (>= 0.3) |")
+    assert lines[3].endswith("| now: world_model FAIL agent_visible 0.87 (>= 0.95); local_model never gated |")
+    assert lines[4].startswith("| - | push_region | random actions |") and lines[4].endswith("| - |")
+    assert main([str(recorded)]) == 0
+    assert "gates" not in capsys.readouterr().out  # the default table is unchanged
