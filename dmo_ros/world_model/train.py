@@ -41,7 +41,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: a few seconds on one CPU core.
     "tiny": TrainConfig(steps=60, batch_size=8, lr=1e-3, warmup_steps=10, log_every=10, val_every=30,
                         val_batches=2, checkpoint_every=30),
-    # The laptop demo: about 18 minutes on 2 idle CPU cores with the cpu network (patch 2 stem; see the README).
+    # The laptop demo: about 30-38 minutes on 2 idle CPU cores with the cpu network (patch 2 stem; see the README).
     # 2000 / 4000 / 6000 steps: agent visible 0.74 / 0.84 / 0.87 in the action-response gate.
     "cpu": TrainConfig(steps=6000, batch_size=16, lr=5e-4, warmup_steps=100, log_every=25, val_every=1000,
                        val_batches=8, checkpoint_every=500),
