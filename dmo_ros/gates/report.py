@@ -131,6 +131,13 @@ GATE_COMMANDS = {
 }
 
 
+def _failed_check(name: str, value: float | None, direction: str, bound: float, prefix: str = "") -> str:
+    """``agent_visible 0.854 (needs >= 0.95)``: one failed check as the gate lines and tables print it
+    (``value`` None: not finite, as a snapshot stores it)."""
+    shown = "nan" if value is None else format(value, ".3g")
+    return f"{name} {shown} ({prefix}{direction} {bound:g})"
+
+
 def require_gates(runs: dict[str, Path | str], force: bool = False) -> list[str]:
     """Check that every run in ``runs`` (component -> run folder) passed its gate.
 
@@ -147,7 +154,7 @@ def require_gates(runs: dict[str, Path | str], force: bool = False) -> list[str]
             problems.append(problem)
             lines.append(problem)
         elif not report.passed:
-            failed = ", ".join(f"{c.name} {c.value:.3g} (needs {c.direction} {c.bound:g})" for c in report.failed)
+            failed = ", ".join(_failed_check(c.name, c.value, c.direction, c.bound, "needs ") for c in report.failed)
             problem = f"{component} {run}: gate FAILED: {failed}"
             problems.append(problem)
             lines.append(problem)
@@ -188,8 +195,8 @@ def format_gate_snapshot(snapshot: dict[str, dict[str, Any]]) -> str:
         elif state["passed"]:
             parts.append(f"{component} ok")
         else:
-            failed = ", ".join(f"{c['name']} {'nan' if c['value'] is None else format(c['value'], '.3g')} "
-                               f"({c['direction']} {c['bound']:g})" for c in state["checks"] if not c["passed"])
+            failed = ", ".join(_failed_check(c["name"], c["value"], c["direction"], c["bound"])
+                               for c in state["checks"] if not c["passed"])
             parts.append(f"{component} FAIL {failed}")
     return "; ".join(parts) or "-"
 
