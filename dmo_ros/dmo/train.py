@@ -72,6 +72,27 @@ def _ppo():
     return ppo
 
 
+def _real_sequences(folders: list[Path], args: argparse.Namespace, length: int, image_size: int, v4: bool,
+                    device: torch.device):
+    """The datasets' training sequences of ``length`` frames labelled by the global reward (the goal reward, or a
+    DreamerV4-style run's reward token), for ``finetune_real_fraction``. Labels are computed once and kept in the
+    run folder (``rewards.json``), as ``dmo-train-local-model`` keeps its own."""
+    from dmo_ros.local_model.model import SequenceDataset
+    from dmo_ros.local_model.train import ensure_labels, frame_labeller, goal_reward_function, reward_token_labeller
+
+    def make_labeller():
+        if v4:
+            return reward_token_labeller(args.world_model, device)
+        return frame_labeller(goal_reward_function(args.reward_run, args.goal, image_size, device))
+
+    source = {"reward_run": str(args.world_model if v4 else args.reward_run), "goal": None if v4 else str(args.goal)}
+    labels = ensure_labels(folders, args.run_dir, make_labeller, source=source)
+    sequences = SequenceDataset(folders, length, "train", labels)
+    if len(sequences) == 0:
+        raise DatasetError(f"no training sequence of {length} samples in the datasets for finetune_real_fraction")
+    return sequences
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmo-train-policy",
@@ -260,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             env = None
             if method == "dmo":
                 env = make_env(dmo_config.batch_size)
-            algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed)
+            real_sequences = None
+            if method == "dmo" and dmo_config.finetune_steps > 0 and dmo_config.finetune_real_fraction > 0:
+                real_sequences = _real_sequences(folders, args, dmo_config.finetune_length, image_size, v4, device)
+            algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed,
+                                   real_sequences=real_sequences)
     except (DatasetError, CheckpointError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

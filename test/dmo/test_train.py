@@ -61,6 +61,40 @@ def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_mode
     assert any(not torch.equal(tuned["local." + key], before[key]) for key in before)  # the run's copy was tuned
 
 
+def test_dmo_fine_tunes_on_real_sequences_as_asked(policy_inputs, tmp_path, monkeypatch):
+    """``--finetune-real-fraction 1``: every fine-tuning sequence comes from the labelled real dataset (none from the
+    replay of world-model frames); the labels are kept in the run folder for a resume."""
+    from dmo_ros.dmo import algorithm
+    from dmo_ros.dmo.replay import ReplayBuffer
+
+    drawn = {"real": 0, "replay": 0}
+    real_concatenate, replay_sample = algorithm._concatenate, ReplayBuffer.sample
+
+    def counting_concatenate(sequences, batch):
+        drawn["real"] += len(sequences)
+        return real_concatenate(sequences, batch)
+
+    def counting_sample(self, batch_size, length):
+        drawn["replay"] += batch_size
+        return replay_sample(self, batch_size, length)
+
+    monkeypatch.setattr(algorithm, "_concatenate", counting_concatenate)
+    monkeypatch.setattr(ReplayBuffer, "sample", counting_sample)
+    run = tmp_path / "dmo"
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
+                      "--finetune-real-fraction", "1")) == 0
+    # tiny preset: 2 fine-tuning steps x 4 sequences in the second epoch (the first has an empty replay)
+    assert drawn == {"real": 8, "replay": 0}
+    labels = json.loads((run / "rewards.json").read_text())
+    assert list(labels) == [str(policy_inputs["dataset"].resolve())]
+    assert "local/next_latent_error" in json.loads((checkpoint_dir(run) / "meta.json").read_text())["metrics"]
+
+    drawn.update(real=0, replay=0)
+    assert main(_args("dmo", policy_inputs, tmp_path / "half", "--max-samples", "64", "--eval-every", "0",
+                      "--finetune-real-fraction", "0.5")) == 0
+    assert drawn == {"real": 4, "replay": 4}
+
+
 def test_no_diffusion_needs_no_world_model_and_the_others_say_they_do(policy_inputs, tmp_path, capsys):
     """No Diffusion steps only the local RSSM: it trains without --world-model (start windows of 4 frames)."""
     def without_world_model(method, run):
@@ -84,6 +118,8 @@ def test_bad_inputs_are_clear_errors(policy_inputs, tmp_path, capsys):
     assert "not a dmo policy" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(_args("dmo", policy_inputs, tmp_path / "b", "--no-such-option", "1"))
+    assert main(_args("dmo", policy_inputs, tmp_path / "c", "--finetune-real-fraction", "1.5")) == 2
+    assert "finetune_real_fraction must be in [0, 1]" in capsys.readouterr().err
     with pytest.raises(PolicyError, match="not a policy run"):
         load_policy(policy_inputs["reward"])
 
