@@ -100,6 +100,14 @@ class RunLog:
     """``config.json`` ``task`` (runs that predate tasks trained and evaluated on push_t)."""
     forward: str = "world-model"
     """What the samples came from (:data:`SAMPLE_SOURCES`): ``config.json`` ``forward``; rung 0 is the simulator."""
+    label: str | None = None
+    """The user's name for the run's group (``dmo-compare LABEL=RUN_DIR``: variants of one method, e.g. two
+    settings, as separate curves); None: grouped and named by its method."""
+
+    @property
+    def group(self) -> str:
+        """The curve the run is a seed of: its label, else its method."""
+        return self.label if self.label is not None else self.method
 
     def values(self, key: str) -> np.ndarray:
         """``key`` of every evaluation, in epoch order."""
@@ -114,8 +122,18 @@ class RunLog:
         return np.array([by_epoch[epoch] for epoch in epochs])
 
 
-def read_run(run_dir: Path | str) -> RunLog:
-    """A run's method and evaluations; :class:`CompareError` naming the file (and line) when unusable."""
+def parse_run_argument(text: str) -> tuple[str | None, Path]:
+    """``RUN_DIR`` or ``LABEL=RUN_DIR`` (a label names a group of runs; an existing folder whose name holds ``=``
+    is taken as a folder)."""
+    label, separator, path = text.partition("=")
+    if not separator or Path(text).exists() or "/" in label or not label.strip():
+        return None, Path(text)
+    return label.strip(), Path(path)
+
+
+def read_run(run_dir: Path | str, label: str | None = None) -> RunLog:
+    """A run's method and evaluations (``label``: see :attr:`RunLog.label`); :class:`CompareError` naming the file
+    (and line) when unusable."""
     run_dir = Path(run_dir)
     config_path, log_path = run_dir / RUN_CONFIG, run_dir / EVAL_LOG
     if not config_path.is_file():
@@ -161,7 +179,7 @@ def read_run(run_dir: Path | str) -> RunLog:
     if forward not in SAMPLE_SOURCES:
         raise CompareError(f"{config_path}: unknown forward {forward!r}; expected one of {', '.join(SAMPLE_SOURCES)}")
     return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)],
-                  str(config.get("task", "push_t")), forward)
+                  str(config.get("task", "push_t")), forward, label)
 
 
 def samples_label(runs: list[RunLog]) -> str:
@@ -192,11 +210,32 @@ class Curve:
     """Max over runs at each epoch."""
 
 
+def group_name(runs: list[RunLog]) -> str:
+    """How a group of runs is named in legends and tables: its label, else its method's name."""
+    return runs[0].label if runs[0].label is not None else METHODS[runs[0].method][0]
+
+
+EXTRA_COLOURS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+"""Colours of labelled groups after the first of a method (which keeps the method's colour)."""
+
+
+def group_colours(groups: dict[str, list[RunLog]]) -> dict[str, str]:
+    """A colour per group: a method's own for its first group, then :data:`EXTRA_COLOURS` in turn."""
+    colours, used, extra = {}, set(), 0
+    for key, runs in groups.items():
+        colour = METHODS[runs[0].method][1]
+        if colour in used:
+            colour, extra = EXTRA_COLOURS[extra % len(EXTRA_COLOURS)], extra + 1
+        colours[key] = colour
+        used.add(colour)
+    return colours
+
+
 def aggregate(runs: list[RunLog], metric: str, x_key: str) -> Curve:
     """Mean and min-max of ``metric`` over ``runs`` against ``x_key``, aligned by epoch (see the module doc)."""
     common = sorted(set.intersection(*(set(run.epochs()) for run in runs)))
     if not common:
-        raise CompareError(f"the {METHODS[runs[0].method][0]} runs ({', '.join(str(run.run_dir) for run in runs)}) "
+        raise CompareError(f"the {group_name(runs)} runs ({', '.join(str(run.run_dir) for run in runs)}) "
                            "share no evaluated epoch; evaluate every run of a method at the same epochs")
     x = np.stack([run.at_epochs(x_key, common) for run in runs])
     y = np.stack([run.at_epochs(metric, common) for run in runs])
@@ -204,7 +243,8 @@ def aggregate(runs: list[RunLog], metric: str, x_key: str) -> Curve:
 
 
 def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
-    """The table row of a method: each number the mean (and min, max) over runs of the run's own value."""
+    """The table row of a method (or a labelled group of its runs): each number the mean (and min, max) over runs
+    of the run's own value."""
     per_run = {
         "samples": [run.records[-1]["samples"] for run in runs],
         "wall_s": [run.records[-1]["wall_s"] for run in runs],
@@ -213,7 +253,7 @@ def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
         "final_mean_max_coverage": [run.records[-1]["mean_max_coverage"] for run in runs],
         "best_mean_max_coverage": [run.values("mean_max_coverage").max() for run in runs],
     }
-    row: dict[str, Any] = {"method": method, "label": METHODS[method][0], "runs": len(runs),
+    row: dict[str, Any] = {"method": method, "label": group_name(runs), "runs": len(runs),
                            "forward": runs[0].forward}
     for key, values in per_run.items():
         values = np.asarray(values, dtype=np.float64)
@@ -223,16 +263,23 @@ def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
 
 
 def group_by_method(runs: list[RunLog]) -> dict[str, list[RunLog]]:
-    """Runs per method, in :data:`METHODS` order (methods without runs left out).
+    """Runs per group (:attr:`RunLog.group`: the method, or the user's label), in :data:`METHODS` order and, within
+    a method, labelled groups in the order given (groups without runs left out).
 
-    Raises :class:`CompareError` when a method's runs drew samples from different forward models (they are not
-    seeds of one curve: compare one rung at a time)."""
-    groups = {method: [run for run in runs if run.method == method] for method in METHODS
-              if any(run.method == method for run in runs)}
-    for method, group in groups.items():
+    Raises :class:`CompareError` when a group's runs drew samples from different forward models (they are not
+    seeds of one curve: compare one rung at a time) or one label names runs of different methods."""
+    groups: dict[str, list[RunLog]] = {}
+    for method in METHODS:
+        for run in runs:
+            if run.method == method:
+                groups.setdefault(run.group, []).append(run)
+    for group in groups.values():
+        methods = sorted({run.method for run in group})
+        if len(methods) > 1:
+            raise CompareError(f"the label {group[0].label!r} names runs of different methods ({', '.join(methods)})")
         sources = sorted({run.forward for run in group})
         if len(sources) > 1:
-            raise CompareError(f"the {METHODS[method][0]} runs mix forward models ({', '.join(sources)}): they are "
+            raise CompareError(f"the {group_name(group)} runs mix forward models ({', '.join(sources)}): they are "
                                "not seeds of one curve; compare one rung at a time")
     return groups
 
@@ -305,8 +352,9 @@ def draw_panel(axis: Any, groups: dict[str, list[RunLog]], metric: str, x_key: s
     """One panel: each method's mean over runs, with the min-max band where it has several."""
     scale, unit = (1.0, "") if x_key == "samples" else _time_scale(
         max(run.values("wall_s").max() for runs in groups.values() for run in runs))
-    for method, runs in groups.items():
-        label, colour = METHODS[method]
+    colours = group_colours(groups)
+    for key, runs in groups.items():
+        label, colour = group_name(runs), colours[key]
         curve = aggregate(runs, metric, x_key)
         x = curve.x / scale
         axis.plot(x, curve.mean, color=colour, marker="o", markersize=3,
@@ -361,21 +409,25 @@ def ceilings_table(runs: list[RunLog], episodes: int = 50, cache: Path | None = 
 
 def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-T",
             ceilings: int = 0, ceilings_cache: Path | None = None) -> tuple[list[dict], list[Path]]:
-    """Read the runs, write the figures and tables into ``out_dir``; the table rows and the written files.
+    """Read the runs (each ``RUN_DIR`` or ``LABEL=RUN_DIR``: :func:`parse_run_argument`), write the figures and
+    tables into ``out_dir``; the table rows and the written files.
 
     ``ceilings`` > 0 adds the ceilings' table (that many episodes) under the comparison in ``comparison.md``."""
-    resolved = [Path(run_dir).resolve() for run_dir in run_dirs]
-    repeated = sorted({str(run_dir) for run_dir, path in zip(run_dirs, resolved, strict=True)
-                       if resolved.count(path) > 1})
+    labelled = [parse_run_argument(str(run_dir)) for run_dir in run_dirs]
+    resolved = [path.resolve() for _, path in labelled]
+    repeated = sorted({str(path) for (_, path), full in zip(labelled, resolved, strict=True)
+                       if resolved.count(full) > 1})
     if repeated:
         raise CompareError(f"run folder(s) given more than once: {', '.join(repeated)} (each would count as a seed)")
-    runs = [read_run(run_dir) for run_dir in run_dirs]
+    runs = [read_run(path, label) for label, path in labelled]
     if any(run.task == PUSH_CUBE for run in runs):
+        if any(run.label is not None for run in runs):
+            raise CompareError("labels (LABEL=RUN_DIR) group Push-T runs; the Push Cube comparison groups by method")
         return compare_push_cube(runs, out_dir, title if title != "Push-T" else "Push Cube (Go2 stand-in)")
     groups = group_by_method(runs)
     for group in groups.values():
         aggregate(group, "success_rate", "samples")  # runs of a method share evaluated epochs: checked before writing
-    rows = [summarise(method, group) for method, group in groups.items()]
+    rows = [summarise(group[0].method, group) for group in groups.values()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table_path = out_dir / "comparison.md"
@@ -549,9 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Compare policy runs (DMO, No Diffusion, PPO; several seeds each) as in the paper's Fig. 3: "
                     "success rate and mean max coverage on the stand-in against world-model samples and "
                     "wall-clock, plus a table.",
-        epilog="Runs of one method are aggregated (mean, min-max band). Exit code: 0 done, 2 unusable runs.",
+        epilog="Runs of one method (or one label) are aggregated (mean, min-max band). Exit code: 0 done, 2 unusable "
+               "runs.",
     )
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="policy run folders")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="policy run folders; LABEL=RUN_DIR puts runs under a name of their own (one curve and "
+                             "row per label: e.g. two settings of one method, seeds aggregated within each)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
     parser.add_argument("--title", default="Push-T", help="figure and table title")
     parser.add_argument("--ceilings", type=int, default=50, metavar="EPISODES",

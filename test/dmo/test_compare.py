@@ -192,3 +192,28 @@ def test_rung0_runs_and_the_ceilings_beside_the_table(tmp_path, capsys):
     assert "SAPO on true state (rung 0)" in printed and "| ceiling: scripted expert (privileged)" in printed
     assert "evaluation of task push_t" in (out / "comparison.md").read_text()
     assert (out / "ceilings.json").is_file()
+
+
+def test_labels_make_variants_of_one_method_separate_curves(runs, tmp_path, capsys):
+    """``LABEL=RUN_DIR``: two settings of DMO compared as two rows and curves (seeds aggregated within a label)."""
+    dmo_s0, dmo_s1, ppo, _ = runs
+    fixed = write_run(tmp_path / "dmo_fixed", "dmo", [(1000, 50.0, 0.6, 0.7), (2000, 100.0, 0.7, 0.8),
+                                                      (3000, 150.0, 0.8, 0.9)])
+    out = tmp_path / "variants"
+    assert main([f"fine-tuned={dmo_s0}", f"fine-tuned={dmo_s1}", f"fixed local model={fixed}", str(ppo),
+                 "--out", str(out), "--ceilings", "0"]) == 0
+    with open(out / "comparison.csv", newline="") as stream:
+        rows = {row["label"]: row for row in csv.DictReader(stream)}
+    assert list(rows) == ["fine-tuned", "fixed local model", "PPO"]
+    assert [rows[name]["method"] for name in rows] == ["dmo", "dmo", "ppo"]
+    assert int(rows["fine-tuned"]["runs"]) == 2
+    assert float(rows["fine-tuned"]["final_success_rate"]) == pytest.approx(0.6)
+    assert float(rows["fixed local model"]["final_success_rate"]) == pytest.approx(0.8)
+    assert "| fixed local model | 1 |" in capsys.readouterr().out
+
+    # One label over two methods is not one curve; a folder whose name holds "=" is still a folder.
+    assert main([f"mixed={dmo_s0}", f"mixed={ppo}", "--out", str(tmp_path / "bad"), "--ceilings", "0"]) == 2
+    assert "names runs of different methods" in capsys.readouterr().err
+    odd = write_run(tmp_path / "lr=1e-5", "dmo", [(1000, 50.0, 0.1, 0.2)])
+    assert main([str(odd), "--out", str(tmp_path / "odd"), "--ceilings", "0"]) == 0
+    assert "| DMO | 1 |" in capsys.readouterr().out
