@@ -38,10 +38,7 @@ def real_fit(model: LocalModel, sequences: SequenceDataset, rows: np.ndarray, ba
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             items = [sequences[int(row)] for row in rows[start : start + batch_size]]
-            batch = SequenceBatch(frames=torch.stack([s.frames for s in items]),
-                                  actions=torch.stack([s.actions for s in items]),
-                                  rewards=torch.stack([s.rewards for s in items]))
-            loss, logs = model(batch)
+            loss, logs = model(SequenceBatch.collate(items))
             for key, value in {"loss": float(loss), **logs}.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * len(items) / len(rows)
     return totals

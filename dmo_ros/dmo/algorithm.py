@@ -33,7 +33,7 @@ the actor and the critics alike, nothing new to fine-tune on. Its samples count 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -130,13 +130,11 @@ DMO_PRESETS: dict[str, DMOConfig] = {
 
 def _concatenate(sequences: list[SequenceBatch], batch: SequenceBatch | None) -> SequenceBatch:
     """One batch of single sequences (each (T, ...)) followed by a batch (B, T, ...) or nothing."""
-    parts = [SequenceBatch(frames=torch.stack([s.frames for s in sequences]),
-                           actions=torch.stack([s.actions for s in sequences]),
-                           rewards=torch.stack([s.rewards for s in sequences]))]
-    if batch is not None:
-        parts.append(batch)
-    return SequenceBatch(frames=torch.cat([p.frames for p in parts]), actions=torch.cat([p.actions for p in parts]),
-                         rewards=torch.cat([p.rewards for p in parts]))
+    stacked = SequenceBatch.collate(sequences)
+    if batch is None:
+        return stacked
+    return SequenceBatch(**{f.name: torch.cat([getattr(stacked, f.name), getattr(batch, f.name)])
+                            for f in fields(SequenceBatch)})
 
 
 class LatentSAPO:
