@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, DreamStep, PolicyActions, RecordedActions, StartCatalog
 from dmo_ros.dream.views import heat
+from dmo_ros.training.rollout_pictures import write_rollout_gif
 from dmo_ros.world_model.denoiser import load_world_model, to_model_range
-from dmo_ros.world_model.fidelity import write_rollout_gif
 
 LABEL_WIDTH, HEADER, GAP = 64, 14, 2
 

@@ -4,7 +4,8 @@
   resume, TensorBoard, progress bar), :mod:`dmo_ros.training.loop`;
 - :mod:`dmo_ros.training.checkpoint` — run folders, atomic checkpoints, safe loading;
 - :mod:`dmo_ros.training.options` — dataclass configs as command-line options;
-- :mod:`dmo_ros.training.distributed` — torchrun / DistributedDataParallel setup.
+- :mod:`dmo_ros.training.distributed` — torchrun / DistributedDataParallel setup;
+- :mod:`dmo_ros.training.rollout_pictures` — the world-model reports' real | imagined GIF and strip.
 """
 
 from dmo_ros.training.checkpoint import (

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
 from dmo_ros.training.distributed import World, resolve_device
+from dmo_ros.training.rollout_pictures import write_rollout_gif
 from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, load_world_model, to_model_range, to_uint8
 from dmo_ros.world_model.imagination import WorldModelEnv
@@ -157,40 +157,6 @@ def _select_windows(dataset_folder: Path, context: int, horizon: int, count: int
         raise DatasetError(f"{dataset_folder}: no episode has {context + horizon} samples; lower the horizon")
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
     return dataset, indices.tolist()
-
-
-def _upscale(frames: Tensor, factor: int) -> np.ndarray:
-    """(..., 3, h, w) float [-1, 1] -> (..., h*f, w*f, 3) uint8, nearest neighbour."""
-    image = to_uint8(frames).cpu().numpy()
-    image = np.moveaxis(image, -3, -1)
-    return image.repeat(factor, axis=-3).repeat(factor, axis=-2)
-
-
-def write_rollout_gif(path: Path, context: Tensor, real: Tensor, imagined: Tensor, scale: int = 3,
-                      frame_ms: int = 200) -> None:
-    """An animated GIF: one row per window, [real | imagined]; the context plays first (real on both sides).
-
-    ``context`` (N, L, 3, h, w), ``real`` / ``imagined`` (N, H, 3, h, w), all float in [-1, 1].
-    """
-    length, horizon = context.shape[1], real.shape[1]
-    left = _upscale(torch.cat([context, real], dim=1), scale)  # (N, L+H, h', w', 3)
-    right = _upscale(torch.cat([context, imagined], dim=1), scale)
-    gap, header = 2, 12
-    n, steps, h, w, _ = left.shape
-    canvas = np.full((steps, header + n * (h + gap), 2 * w + gap, 3), 255, np.uint8)
-    for row in range(n):
-        top = header + row * (h + gap)
-        canvas[:, top : top + h, :w] = left[row]
-        canvas[:, top : top + h, w + gap :] = right[row]
-    images = []
-    for t in range(steps):
-        image = Image.fromarray(canvas[t])
-        label = f"ctx {t + 1}" if t < length else f"+{t - length + 1}/{horizon}"
-        draw = ImageDraw.Draw(image)
-        draw.text((2, 0), f"real {label}", fill=(0, 0, 0))
-        draw.text((w + gap + 2, 0), "imagined", fill=(0, 0, 0))
-        images.append(image)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
 
 
 def _plot(path: Path, report: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@ axial attention, a KV cache and an intent reward token; batched imagination and 
 - :mod:`.model` — :class:`WorldModelV4` (tokenizer + dynamics) and the run-folder loaders.
 - :mod:`.imagination` — :class:`WorldModelV4Env`: batched reset / step / rollout with rewards.
 - :mod:`.train` — ``dmo-train-tokenizer`` and ``dmo-train-dynamics``.
-- :mod:`.report` — ``dmo-world-model-v4-report``: fidelity, object permanence, reward AUC, action shuffle.
+- :mod:`.report` — ``dmo-world-model-v4-report``: fidelity, object permanence, reward AUC, action shuffle;
+  pictures of imagined rollouts.
 
 Plain PyTorch: nothing here imports rclpy or the policy trainers.
 """

@@ -1,6 +1,7 @@
 """``dmo-world-model-v4-report``: how faithful the DreamerV4-style world model is on held-out play data.
 
-    dmo-world-model-v4-report runs/v4_dynamics datasets/go2 --windows 64 --horizon 16 --output report.json
+    dmo-world-model-v4-report runs/v4_dynamics datasets/go2 --windows 64 --horizon 16 --output report.json \
+        --out reports/v4
 
 Four measurements on the dataset's *validation* episodes (never trained on):
 
@@ -19,6 +20,12 @@ Four measurements on the dataset's *validation* episodes (never trained on):
    how much the imagined frames and rewards change, and the frame error with the wrong actions. A world model
    or reward token blind to the action would not change.
 
+Pictures of what the model imagines, in ``--out`` (default ``RUN/v4_report``), from ``--pictures`` of the
+windows of (1) (the same rollouts, not new ones): ``rollout.gif`` (real | imagined side by side, one row per
+window; the context plays first, as in ``dmo-world-model-report``), ``rollout.png`` (per window a row of real
+frames above a row of imagined ones at every horizon step, the last real context frame first) and
+``fidelity.png`` (the MSE of (1) versus the horizon: model, copy-last, tokenizer floor).
+
 Exit code: 0 on success, 2 on bad arguments or data.
 """
 
@@ -36,7 +43,8 @@ import torch
 from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError, open_arrays
-from dmo_ros.dataset.loaders import WindowDataset, collate
+from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.training.rollout_pictures import rollout_strip, write_rollout_gif
 from dmo_ros.world_model_v4.imagination import WorldModelV4Env
 from dmo_ros.world_model_v4.model import WorldModelV4, load_world_model_v4, reward_head_on_episodes
 from dmo_ros.world_model_v4.tokenizer import to_model_range
@@ -46,6 +54,9 @@ SHORT_CONTEXT = 4
 
 CUBE_MIN_PIXELS = 3
 """Pixels of cube colour for the cube to count as in view."""
+
+PICTURE_PIXELS = 128
+"""The pictures upscale frames (nearest neighbour, by a whole factor) to about this many pixels a side."""
 
 
 def cube_mask(frames: Tensor) -> Tensor:
@@ -89,8 +100,11 @@ def _rollout(model: WorldModelV4, frames: Tensor, actions: Tensor, context: int,
     return env.rollout(actions[:, context - 1: context - 1 + horizon])
 
 
-def fidelity(model: WorldModelV4, windows: list, context: int, horizon: int, seed: int) -> dict[str, Any]:
-    """Per-horizon MSE of the open-loop rollout, copy-last and the tokenizer floor; the action-shuffle test."""
+def fidelity(model: WorldModelV4, windows: list[Window], context: int, horizon: int,
+             seed: int) -> tuple[dict[str, Any], Tensor]:
+    """Per-horizon MSE of the open-loop rollout, copy-last and the tokenizer floor; the action-shuffle test.
+
+    Returns the report's section and the imagined frames (B, H, 3, h, w) in [-1, 1] (for the pictures)."""
     batch = collate(windows)
     real = to_model_range(batch.frames[:, context:context + horizon]).to(model.device)
     imagined, rewards = _rollout(model, batch.frames, batch.actions, context, horizon, seed)
@@ -114,7 +128,7 @@ def fidelity(model: WorldModelV4, windows: list, context: int, horizon: int, see
             "mse_model_true_actions": float((imagined - real).pow(2).mean()),
             "reward_abs_mean": float(rewards.abs().mean()),
         },
-    }
+    }, imagined
 
 
 def object_permanence(model: WorldModelV4, dataset: WindowDataset, context: int, horizon: int, seed: int,
@@ -170,6 +184,42 @@ def object_permanence(model: WorldModelV4, dataset: WindowDataset, context: int,
     return result
 
 
+def write_pictures(out: Path, windows: list[Window], imagined: Tensor, section: dict[str, Any], split: str,
+                   count: int) -> list[Path]:
+    """``rollout.gif``, ``rollout.png`` and ``fidelity.png`` in ``out`` from ``count`` of the fidelity test's
+    windows (evenly spread) and their imagined frames; returns the paths written."""
+    context, horizon = section["context"], section["horizon"]
+    shown = np.unique(np.linspace(0, len(windows) - 1, min(count, len(windows))).round().astype(int)).tolist()
+    frames = to_model_range(collate([windows[i] for i in shown]).frames)
+    fake = imagined[shown].float().cpu()
+    scale = max(1, PICTURE_PIXELS // frames.shape[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "rollout.gif", out / "rollout.png", out / "fidelity.png"]
+    write_rollout_gif(paths[0], frames[:, :context], frames[:, context:context + horizon], fake, scale=scale)
+    rollout_strip(frames[:, context - 1], frames[:, context:context + horizon], fake, scale=scale).save(paths[1])
+    _plot(paths[2], section, split)
+    return paths
+
+
+def _plot(path: Path, section: dict[str, Any], split: str) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
+
+    steps = range(1, section["horizon"] + 1)
+    figure = Figure(figsize=(6, 3.5), layout="constrained")
+    axis = figure.subplots()
+    axis.plot(steps, section["mse_model"], "o-", label="world model")
+    axis.plot(steps, section["mse_copy_last"], "k--", label="last frame repeated")
+    axis.plot(steps, section["mse_tokenizer_floor"], ":", color="gray", label="tokenizer floor")
+    axis.set_xlabel("open-loop step")
+    axis.set_ylabel("MSE (frames in [-1, 1])")
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.suptitle(f"open-loop fidelity, {section['windows']} {split} windows, {section['context']} real frames "
+                    "prefilled")
+    figure.savefig(path, dpi=100)
+
+
 def reward_auc(model: WorldModelV4, folder: Path, split: str = "val") -> dict[str, Any]:
     """ROC AUC of the reward token's intent probability on every frame of the split's episodes."""
     indices, head = reward_head_on_episodes(model, folder, split)
@@ -186,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dmo-world-model-v4-report",
         description="Fidelity report of a DreamerV4-style world model (dmo-train-dynamics run) on a dataset's "
                     "validation episodes: per-horizon open-loop error vs copy-last, object permanence vs a "
-                    "4-frame context, reward-token AUC, action-shuffle test.",
+                    "4-frame context, reward-token AUC, action-shuffle test; pictures of imagined rollouts "
+                    "(rollout.gif, rollout.png, fidelity.png in --out).",
         epilog="Exit code: 0 on success, 2 on bad arguments or data.")
     parser.add_argument("run", type=Path, help="run folder of dmo-train-dynamics")
     parser.add_argument("dataset", type=Path, help="dataset folder (dmo-convert); its validation episodes are used")
@@ -201,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="window choice and sampling noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder of the pictures rollout.gif, rollout.png and fidelity.png (default RUN/v4_report)")
+    parser.add_argument("--pictures", type=int, default=4,
+                        help="windows of the fidelity test shown in the pictures (default 4; 0: no pictures)")
     return parser
 
 
@@ -214,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--context must be in [2, {model.config.context - 1}], got {context}")
         if args.horizon < 1 or args.windows < 1:
             raise ValueError("--horizon and --windows must be at least 1")
+        if args.pictures < 0:
+            raise ValueError(f"--pictures must be at least 0, got {args.pictures}")
         dataset = WindowDataset(args.dataset, context=context, horizon=args.horizon, split=args.split)
         if dataset.image_shape != (model.config.image_size,) * 2 or dataset.action_size != model.config.action_size:
             raise DatasetError(f"{args.dataset} has {dataset.image_shape} frames and {dataset.action_size}-D actions; "
@@ -227,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = [dataset[i] for i in _pick(dataset, args.windows, args.seed)]
     report: dict[str, Any] = {"run": str(args.run), "dataset": str(args.dataset), "split": args.split}
     with torch.no_grad():
-        report["fidelity"] = fidelity(model, windows, context, args.horizon, args.seed)
+        report["fidelity"], imagined = fidelity(model, windows, context, args.horizon, args.seed)
         report["object_permanence"] = object_permanence(model, dataset, context, args.horizon, args.seed,
                                                         args.permanence_windows)
         report["reward"] = reward_auc(model, args.dataset, args.split)
@@ -237,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
         print(f"report written to {args.output}")
+    if args.pictures:
+        out = args.out or args.run / "v4_report"
+        gif, *others = write_pictures(out, windows, imagined, report["fidelity"], args.split, args.pictures)
+        print(f"wrote {gif}, {', '.join(path.name for path in others)}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """``dmo-train-tokenizer``, ``dmo-train-dynamics`` and ``dmo-world-model-v4-report`` with the tiny preset: they
-train, checkpoint, resume exactly, load, report, and refuse bad input with a message."""
+train, checkpoint, resume exactly, load, report (JSON and pictures), and refuse bad input with a message."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dmo_ros.dataset.format import write_dataset
 from dmo_ros.training import load_model_weights, read_run_config
@@ -73,13 +74,42 @@ def test_dynamics_trains_resumes_exactly_loads_and_steps(dataset: Path, tokenize
     frames, rewards = env.step(torch.zeros(2, 3))
     assert frames.shape == (2, 3, 16, 16) and rewards.shape == (2,)
 
-    output = tmp_path / "report.json"
+    output, pictures = tmp_path / "report.json", tmp_path / "pictures"
     assert report_main([str(tmp_path / "whole"), str(dataset), "--windows", "3", "--horizon", "2",
-                        "--permanence-windows", "2", "--context", "5", "--output", str(output)]) == 0
+                        "--permanence-windows", "2", "--context", "5", "--output", str(output),
+                        "--out", str(pictures), "--pictures", "2"]) == 0
     text = capsys.readouterr().out
     assert "copy-last" in text and "reward token: intent AUC" in text and "action shuffle" in text
+    assert f"wrote {pictures / 'rollout.gif'}, rollout.png, fidelity.png" in text
     report = json.loads(output.read_text())
     assert len(report["fidelity"]["mse_model"]) == 2 and report["reward"]["frames"] > 0
+    check_report_pictures(pictures, windows=2, context=5, horizon=2, side=16 * 8)  # 16 px upscaled to 128
+    assert report_main([str(tmp_path / "whole"), str(dataset), "--pictures", "-1"]) == 2
+    assert "--pictures must be at least 0" in capsys.readouterr().err
+
+
+def check_report_pictures(folder: Path, windows: int, context: int, horizon: int, side: int) -> None:
+    """The v4 report's pictures: their geometry, and real and imagined frames where they belong."""
+    gif = Image.open(folder / "rollout.gif")
+    assert gif.n_frames == context + horizon  # the context plays first, then the imagined steps
+    assert gif.size == (2 * side + 2, 12 + windows * (side + 2))  # [real | imagined] x windows rows
+    for t in range(gif.n_frames):
+        gif.seek(t)
+        frame = np.asarray(gif.convert("RGB"))[12:]
+        left, right = frame[:, :side], frame[:, side + 2:]
+        assert (t < context) == np.array_equal(left, right), t  # the context on both sides, then they differ
+
+    strip = np.asarray(Image.open(folder / "rollout.png").convert("RGB"))
+    cell, band = side + 2, 2 * (side + 2) + 8
+    assert strip.shape == (12 + windows * band, 64 + (horizon + 1) * cell, 3)
+    assert strip.std() > 20  # frames, not a blank canvas
+    for window in range(windows):
+        top = 12 + window * band
+        real, imagined = (strip[top + r * cell: top + r * cell + side, 64:] for r in (0, 1))
+        assert real[:, :side].std() > 0
+        np.testing.assert_array_equal(real[:, :side], imagined[:, :side])  # t=0: the last real context frame
+        assert not np.array_equal(real[:, cell:], imagined[:, cell:])  # the horizon: real vs imagined
+    assert Image.open(folder / "fidelity.png").size[0] > 300
 
 
 def test_bad_inputs_exit_2_with_a_message(dataset: Path, tokenizer_run: Path, tmp_path: Path, capsys) -> None:
