@@ -40,13 +40,18 @@ stage() {  # stage NAME COMMAND...: run one stage, print and remember its wall t
   printf '=== %s: %d min %02d s ===\n' "$name" $(( took / 60 )) $(( took % 60 ))
 }
 background_pid=""
-trap '[[ -n "$background_pid" ]] && kill "$background_pid" 2>/dev/null || true' EXIT  # a failed stage stops it too
+# A failed foreground stage stops the background one too (the trainer, then the subshell that times it).
+trap '[[ -n "$background_pid" ]] && { pkill -P "$background_pid"; kill "$background_pid"; } 2>/dev/null || true' EXIT
 background_stage() {  # background_stage NAME LOG COMMAND...: start one stage on half the cores in the background, its output to LOG
   background_name="$1"; background_log="$2"; shift 2
-  background_start=$SECONDS
   echo "=== stage (background, log ${background_log}): ${background_name} ==="
   echo "+ $*"
-  OMP_NUM_THREADS="$half_cores" "$@" > "$background_log" 2>&1 &
+  (  # the stage's own wall time, not the time until the foreground waits for it
+    start="$(date +%s)"; status=0
+    OMP_NUM_THREADS="$half_cores" "$@" || status=$?
+    echo $(( $(date +%s) - start )) > "${background_log}.seconds"
+    exit "$status"
+  ) > "$background_log" 2>&1 &
   background_pid=$!
 }
 wait_background_stage() {  # wait for the background stage, print its log's end and remember its wall time
@@ -59,7 +64,7 @@ wait_background_stage() {  # wait for the background stage, print its log's end 
     echo "=== ${background_name} failed (exit ${status}); its log: ${background_log} ===" >&2
     exit "$status"
   fi
-  local took=$(( SECONDS - background_start ))
+  local took; took="$(cat "${background_log}.seconds")"
   stage_names+=("$background_name (background)"); stage_seconds+=("$took")
   printf '=== %s: %d min %02d s ===\n' "$background_name" $(( took / 60 )) $(( took % 60 ))
 }
