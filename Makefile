@@ -26,7 +26,7 @@ TASK ?= push_region
 POLICY_SAMPLES ?= 12000
 # The world model's steps (the cpu preset's 6000 take 30-38 min on 2 idle cores; the demo trains 2000 on one core
 # beside the reward and local models, about as long as they take) and the local model's (empty: the preset's 1000;
-# with 500 DMO fell to 14/50 on push_region). README "The main job" has the measurements.
+# with 500 DMO fell to 14/50 on push_region). README "The main job's budget" has the measurements.
 DEMO_WORLD_MODEL_STEPS ?= 2000
 DEMO_LOCAL_MODEL_STEPS ?=
 
