@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
                   "deployment": deployment_metadata(folders[0]), "gates": gates_at_start}
     source = "simulator" if simulated else "world-model"
-    print(f"{method} (rung {run_config['rung']}, task {args.task}): {algorithm.samples} {source} samples so far, "
+    print(f"{method} (rung {run_config['rung']}, task {task}): {algorithm.samples} {source} samples so far, "
           f"budget {run.max_samples}; device {device}; action limit {[round(float(v), 4) for v in limit]}; "
           f"run folder {args.run_dir}", flush=True)
     try:
