@@ -17,16 +17,12 @@ def share_files(folder: str, pattern: str) -> list[tuple[str, list[str]]]:
     return sorted(groups.items())
 
 
-# Executables run by `ros2 run dmo_ros <name>` and named by the graphs in config/graphs.
+# Executables run by `ros2 run dmo_ros <name>` and named by the graphs in config/graphs. Each goes through
+# dmo_ros.nodes.executables, which installs the stop handler before the node's module (rclpy, torch) is imported.
 NODE_EXECUTABLES = [
-    "test_pattern = dmo_ros.nodes.test_pattern:main",
-    "topic_monitor = dmo_ros.nodes.topic_monitor:main",
-    "pusht_standin = dmo_ros.nodes.pusht_standin:main",
-    "go2_standin = dmo_ros.nodes.go2_standin:main",
-    "teleop = dmo_ros.nodes.teleop:main",
-    "recorder = dmo_ros.nodes.recorder:main",
-    "policy = dmo_ros.nodes.policy:main",
-    "dream = dmo_ros.nodes.dream:main",
+    f"{name} = dmo_ros.nodes.executables:{name}"
+    for name in ("test_pattern", "topic_monitor", "pusht_standin", "go2_standin", "teleop", "recorder", "policy",
+                 "dream")
 ]
 
 setup(

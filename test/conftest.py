@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,18 @@ class LiveProcess:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n{self.output}"
             if self.process.poll() is not None and not self._reader.is_alive():
                 raise AssertionError(f"exited ({self.process.returncode}) before {text!r}:\n{self.output}")
+            time.sleep(0.02)
+
+    def wait_for_match(self, pattern: str, timeout: float = 30.0) -> re.Match:
+        """Wait for a line matching the regular expression ``pattern``; its match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            assert time.monotonic() < deadline, f"no line matching {pattern!r} within {timeout} s:\n{self.output}"
+            if self.process.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"exited ({self.process.returncode}) before {pattern!r}:\n{self.output}")
             time.sleep(0.02)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:

@@ -127,8 +127,7 @@ class GraphRunner:
         self.stop_timeout = stop_timeout
         self.out = out or sys.stdout
         self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
-        self._stop_reason = ""
+        self._stop_reason: str | None = None  # set once by request_stop; see there why no Event
 
     def say(self, prefix: str, line: str) -> None:
         with self._lock:
@@ -136,9 +135,15 @@ class GraphRunner:
             self.out.flush()
 
     def request_stop(self, reason: str) -> None:
-        if not self._stop_requested.is_set():
+        """Ask the supervising loop to stop the graph (the first reason is kept).
+
+        Also the SIGINT/SIGTERM handler (``install_stop_handlers``), so it takes no lock: a Python
+        signal handler runs in the main thread between two bytecodes, possibly while that thread
+        holds a lock. The ``threading.Event`` this used to set deadlocked there (``Event.set``
+        waits for the lock that ``Event.wait`` holds around its bookkeeping): the runner then never
+        forwarded the SIGINT and the graph ran on. A plain attribute, polled every 50 ms, cannot."""
+        if self._stop_reason is None:
             self._stop_reason = reason
-            self._stop_requested.set()
 
     def run(self) -> int:
         """Start the graph, supervise it, and return the runner's exit code."""
@@ -204,7 +209,7 @@ class GraphRunner:
     def _supervise(self, running: list[_Running]) -> bool:
         """Wait until a stop is requested or every node has exited; True if a required node failed."""
         failed = False
-        while not self._stop_requested.is_set():
+        while self._stop_reason is None:
             for entry in running:
                 code = entry.process.poll()
                 if code is None or entry.reported:
@@ -223,7 +228,8 @@ class GraphRunner:
                     self.say(RUNNER, f"node '{entry.node.name}' exited (exit code 0)")
             if all(entry.reported for entry in running):
                 self.request_stop("every node exited")
-            self._stop_requested.wait(0.05)
+            else:
+                time.sleep(0.05)  # a signal handler runs during the sleep; the loop sees its request next
         return failed
 
     def _stop_all(self, running: list[_Running]) -> list[str]:
@@ -272,7 +278,9 @@ def _die_with_parent() -> None:
 
 
 def install_stop_handlers(request_stop: Callable[[str], None]) -> None:
-    """SIGINT and SIGTERM ask the runner to stop the graph (forwarded to the nodes once)."""
+    """SIGINT and SIGTERM ask the runner to stop the graph (forwarded to the nodes once).
+
+    ``request_stop`` runs inside the signal handler: it must not take a lock (see ``GraphRunner.request_stop``)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: request_stop(f"{signal.Signals(number).name} received"))
 

@@ -9,6 +9,9 @@
   still alive, so ``on_shutdown`` can still publish (a robot's zero command) and close files
   (a bag) before the node is destroyed. A node that completes its job calls ``finish(code)``;
   that code becomes the process exit code.
+- A stop signal is a clean stop from the process's first moments: the console scripts
+  (``executables``) install the handler (``stop_signals``) before the node's module and rclpy
+  are imported, and a signal that arrives before the node exists is kept for it.
 - Repeated signals never interrupt a shutdown: under ``ros2 launch`` every Ctrl-C of the
   terminal reaches every node, and a second one 50 ms after the first used to abort the
   recorder while it closed its split. Later SIGINT/SIGTERM are noted and ignored; a hung
@@ -25,11 +28,8 @@ This module and the other modules of ``dmo_ros.nodes`` are the only ones that im
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
 import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -47,6 +47,8 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.signals import SignalHandlerOptions
+
+from dmo_ros.nodes.stop_signals import StopRequests, ignore_stop_signals, stop_requests
 
 ParametersT = TypeVar("ParametersT")
 
@@ -121,50 +123,7 @@ class DmoNode(Node):
         """Release resources; the ROS context is still alive here (publishing works)."""
 
 
-_PR_SET_PDEATHSIG = 1
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SPIN_PERIOD = 0.1
-
-
-def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
-    """Linux: the kernel sends ``sig`` to this process when its parent exits (even by SIGKILL).
-
-    Strictly, when the parent's *thread* that started this process exits: ``ros2 launch``
-    (its asyncio loop) and ``dmo-launch`` start nodes from their main thread.
-    """
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
-
-
-class _StopRequests:
-    """SIGINT/SIGTERM handler of ``run_node``: the first signal asks the node to finish; later
-    ones, while the node shuts down, are reported and otherwise ignored."""
-
-    def __init__(self) -> None:
-        self.node: DmoNode | None = None
-        self.received: list[str] = []
-        self.shutting_down = False
-
-    def __call__(self, number: int, _frame: Any) -> None:
-        name = signal.Signals(number).name
-        self.received.append(name)
-        if len(self.received) == 1 and not self.shutting_down:
-            if self.node is not None:
-                self.node.finish(0)
-            return
-        # os.write: no Python buffer to re-enter. A launcher killed before its nodes leaves
-        # their output a broken pipe: an error raised here would interrupt the shutdown.
-        with contextlib.suppress(OSError):
-            os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
-                        "(files are being closed; SIGKILL aborts it)\n".encode())
-
-    def install(self) -> None:
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, self)
-
-    @property
-    def requested(self) -> bool:
-        return bool(self.received)
 
 
 def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, threads: int = 1) -> int:
@@ -174,23 +133,16 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, th
 
     ``threads`` > 1 spins a MultiThreadedExecutor, so callbacks of different callback groups run at the
     same time (the policy node's watchdog keeps running while an inference is in progress)."""
-    parent = os.getppid()
-    ask_for_signal_on_parent_death()
-    stop = _StopRequests()
-    # Installed before the node exists, so a Ctrl-C during a slow start (a simulator loading)
-    # is a clean stop too, and kept through the shutdown (run_node owns the process).
-    stop.install()
-    code = _run(make_node, args, stop, parent, threads)
-    # The process only exits from here on. Python's finalization puts back the default action
-    # of a signal that has a Python handler (death by signal: exit code -15, not 0) and keeps
-    # an ignored one ignored.
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    # Installed before the node exists (by the console script: before rclpy is even imported), so
+    # a Ctrl-C during a slow start (a simulator loading) is a clean stop too, and kept through the
+    # shutdown (run_node owns the process).
+    stop = stop_requests()
+    code = _run(make_node, args, stop, threads)
+    ignore_stop_signals()
     return code
 
 
-def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRequests, parent: int,
-         threads: int) -> int:
+def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: StopRequests, threads: int) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = make_node()
@@ -206,9 +158,9 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: _StopRe
         executor.add_node(node)
         while node.exit_code is None and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_PERIOD)
-            if os.getppid() != parent:
+            if os.getppid() != stop.parent:
                 node.get_logger().warning(
-                    f"the process that started this node (pid {parent}) is gone; stopping"
+                    f"the process that started this node (pid {stop.parent}) is gone; stopping"
                 )
                 node.finish(0)
     except ExternalShutdownException:

@@ -8,6 +8,7 @@ behaviour is tested in seconds; test/nodes runs it on real ROS 2 nodes.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,6 +85,52 @@ def test_sigint_is_forwarded_once_and_the_graph_stops_cleanly(tmp_path, fake_pre
     assert "--ros-args -r __node:=first --params-file" in first
     second = next(line for line in run.lines if line.startswith("[second] ready"))
     assert "-r camera/image:=/front/image" in second
+
+
+SIGNAL_AT_EVERY_LINE = """
+import signal, sys, time
+from types import SimpleNamespace
+from dmo_ros.graphs.runner import GraphRunner, _Running, install_stop_handlers
+
+real_sleep = time.sleep
+time.sleep = lambda seconds: real_sleep(0.001)  # the loop's 50 ms poll, shortened: the same lines, run faster
+
+def stop_with_a_signal_at_line(target):
+    runner = GraphRunner("g", [])
+    install_stop_handlers(runner.request_stop)
+    alive = _Running(SimpleNamespace(name="n", required=False), SimpleNamespace(poll=lambda: None), None)
+    seen = 0
+    def at_each_line(frame, event, arg):
+        nonlocal seen
+        if event == "line":
+            seen += 1
+            if seen == target:
+                # The handler runs at the next bytecode boundary, with this line's locks still held.
+                signal.raise_signal(signal.SIGINT)
+        return at_each_line
+    sys.settrace(at_each_line)
+    try:
+        runner._supervise([alive])
+    finally:
+        sys.settrace(None)
+    assert runner._stop_reason == "SIGINT received", runner._stop_reason
+    return seen
+
+lines = range(1, 61)  # several rounds of the loop: every line of it and of what it calls, in turn
+for line in lines:
+    stop_with_a_signal_at_line(line)
+print("stopped every time", len(lines), flush=True)
+"""
+
+
+def test_a_stop_signal_at_any_line_of_the_supervising_loop_stops_the_graph(ros_env):
+    """The loop is run once per line it executes, with the SIGINT handler made to run at that line. A handler
+    that sets a threading.Event deadlocked inside Event.wait's locked section: the runner never forwarded the
+    SIGINT (nor SIGTERM: the handler could not run again) and needed SIGKILL."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_AT_EVERY_LINE], env=ros_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert "stopped every time 60" in result.stdout, result.stdout
 
 
 def test_sigterm_is_forwarded_as_sigint(tmp_path, fake_prefix, ros_env):

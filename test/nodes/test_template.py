@@ -1,11 +1,17 @@
 """The node template's signal handling, in-process (the process-level behaviour: the
-recorder tests and test/launch/test_launch_parity.py)."""
+recorder tests, test_smoke_nodes.py and test/launch/test_launch_parity.py)."""
 
 from __future__ import annotations
 
+import inspect
 import signal
+from importlib import metadata
+from pathlib import Path
 
-from dmo_ros.nodes.template import _StopRequests
+import pytest
+
+from dmo_ros.nodes import executables, stop_signals
+from dmo_ros.nodes.stop_signals import STOP_SIGNALS, StopRequests, stop_requests
 
 
 class FakeNode:
@@ -17,7 +23,7 @@ class FakeNode:
 
 
 def test_the_first_signal_finishes_the_node_and_later_ones_are_only_reported(capfd):
-    node, stop = FakeNode(), _StopRequests()
+    node, stop = FakeNode(), StopRequests()
     stop.node = node
     stop(signal.SIGINT, None)
     assert node.finished == [0] and stop.requested
@@ -32,14 +38,44 @@ def test_the_first_signal_finishes_the_node_and_later_ones_are_only_reported(cap
 
 
 def test_a_signal_before_the_node_exists_is_kept_for_it():
-    stop = _StopRequests()
+    stop = StopRequests()
     stop(signal.SIGTERM, None)  # while the node is still being built (a simulator loading)
     assert stop.requested and stop.received == ["SIGTERM"]
 
 
 def test_a_first_signal_during_shutdown_does_not_finish_again(capfd):
-    node, stop = FakeNode(), _StopRequests()
+    node, stop = FakeNode(), StopRequests()
     stop.node, stop.shutting_down = node, True  # the node finished by itself and is closing
     stop(signal.SIGINT, None)
     assert node.finished == []
     assert "already stopping" in capfd.readouterr().err
+
+
+@pytest.fixture
+def own_stop_handlers(monkeypatch):
+    """Installing a node's handlers here leaves pytest's own as they were (and asks for no parent-death signal)."""
+    monkeypatch.setattr(stop_signals, "ask_for_signal_on_parent_death", lambda: None)
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_run_node_takes_over_the_handler_the_console_script_installed(own_stop_handlers):
+    early = stop_requests()  # what a console script does first
+    assert all(signal.getsignal(sig) is early for sig in STOP_SIGNALS)
+    early(signal.SIGINT, None)  # a Ctrl-C while the node's module is still being imported
+    later = stop_requests()  # what run_node does
+    assert later is early and later.requested
+
+
+def test_every_node_executable_installs_the_stop_handler_before_importing_its_node():
+    """The console scripts the graphs start are the functions of dmo_ros.nodes.executables, one per node module."""
+    scripts = {ep.name: ep.value for ep in metadata.distribution("dmo_ros").entry_points
+               if ep.group == "console_scripts" and not ep.name.startswith("dmo-")}
+    assert scripts, "no node executables installed"
+    for name, target in scripts.items():
+        assert target == f"dmo_ros.nodes.executables:{name}", (name, target)
+        module = Path(executables.__file__).with_name(f"{name}.py")
+        assert "\ndef main(" in module.read_text(), module
+        assert inspect.getsource(getattr(executables, name)).strip().endswith(f'return run("{name}")')

@@ -1,0 +1,96 @@
+"""How a node process stops: SIGINT/SIGTERM and the death of its parent (see ``template``).
+
+Plain Python, no rclpy: a node's console script (``dmo_ros.nodes.executables``) installs the
+handler before it imports the node's module. Those imports (rclpy, NumPy, the message
+packages; PyTorch for policy and dream) take seconds on a loaded machine, and a SIGINT in
+that window (a Ctrl-C, or a launcher stopping a graph just after starting it) used to kill the
+process with a KeyboardInterrupt traceback, its ``on_shutdown`` never run. ``run_node`` takes
+the installed handler over (``stop_requests``), so a signal received during the imports stops
+the node as one received while it is built does: the node is made, finishes at once and shuts
+down as usual.
+
+The handler only records the signal and sets a flag on the node: it takes no lock. A Python
+signal handler runs in the main thread between two bytecodes, possibly while that thread
+holds a lock, and waiting there for the same lock never returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from typing import Any, Protocol
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_PR_SET_PDEATHSIG = 1
+
+
+class Finishable(Protocol):
+    def finish(self, code: int = 0) -> None: ...
+
+
+def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
+    """Linux: the kernel sends ``sig`` to this process when its parent exits (even by SIGKILL).
+
+    Strictly, when the parent's *thread* that started this process exits: ``ros2 launch``
+    (its asyncio loop) and ``dmo-launch`` start nodes from their main thread.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+
+
+class StopRequests:
+    """The SIGINT/SIGTERM handler of a node process: the first signal asks the node to finish
+    (or, before the node exists, is kept for it); later ones, while the node shuts down, are
+    reported and otherwise ignored."""
+
+    def __init__(self) -> None:
+        self.node: Finishable | None = None
+        self.received: list[str] = []
+        self.shutting_down = False
+        self.parent = os.getppid()
+
+    def __call__(self, number: int, _frame: Any) -> None:
+        name = signal.Signals(number).name
+        self.received.append(name)
+        if len(self.received) == 1 and not self.shutting_down:
+            if self.node is not None:
+                self.node.finish(0)
+            return
+        # os.write: no Python buffer to re-enter. A launcher killed before its nodes leaves
+        # their output a broken pipe: an error raised here would interrupt the shutdown.
+        with contextlib.suppress(OSError):
+            os.write(2, f"[INFO] {name} again: already stopping; the shutdown finishes first "
+                        "(files are being closed; SIGKILL aborts it)\n".encode())
+
+    def install(self) -> None:
+        """Handle the stop signals from now on and get SIGTERM when the parent process dies."""
+        self.parent = os.getppid()
+        ask_for_signal_on_parent_death()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self)
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.received)
+
+
+def stop_requests() -> StopRequests:
+    """The process's stop handler: the one installed earlier (by the console script), else a new
+    one, installed now."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, StopRequests):
+        return handler
+    stop = StopRequests()
+    stop.install()
+    return stop
+
+
+def ignore_stop_signals() -> None:
+    """From here on the process only exits. Python's finalization puts back the default action
+    of a signal that has a Python handler (death by signal: exit code -15, not 0) and keeps an
+    ignored one ignored."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
