@@ -20,12 +20,14 @@ latency statistics live there, tested without ROS):
 - ``reset`` (``std_msgs/Header``, the operator's or the evaluator's reset event) starts a new episode: the
   policy's recurrent state is cleared;
 - logs the inference latency (p50/p99), camera-to-command latency and achieved rates every
-  ``statistics_period`` s and on shutdown, where it also publishes a zero command.
+  ``statistics_period`` s and on shutdown, where it also publishes a zero command: the last command the robot
+  gets from this node (see :meth:`PolicyNode.publish`).
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +130,11 @@ class PolicyNode(DmoNode):
         self.last_publish = -float("inf")
         self.last_sent: np.ndarray = np.zeros_like(self.controller.limits)
         self.last_error_log: dict[str, float] = {}
+        # The decision runs on one executor thread while e-stops, stream ticks and (from the main thread) the
+        # shutdown publish from others: every command goes out under this lock (see publish). Re-entrant, so a
+        # caller can hold it across a publish and what must happen with it (a disable, a timer reset).
+        self.command_lock = threading.RLock()
+        self.stopped = False
 
         # Two callback groups: the (slow) decision in one, everything else in the other, so the watchdog and the
         # stream keep running while an inference is in progress (run_node spins two threads).
@@ -193,10 +200,12 @@ class PolicyNode(DmoNode):
         return response
 
     def set_enabled(self, enabled: bool, source: str) -> None:
-        if self.controller.set_enabled(enabled):
+        with self.command_lock:  # disabled and zero sent at once: a decision in flight then publishes zero
+            changed = self.controller.set_enabled(enabled)
+            if not enabled:
+                self.publish(self.controller.zero)
+        if changed:
             self.get_logger().warn(f"{'enabled' if enabled else 'DISABLED (zero command)'} by the enable {source}")
-        if not enabled:
-            self.publish(self.controller.zero)
 
     def on_reset(self, _message: Header) -> None:
         self.controller.reset()
@@ -204,10 +213,10 @@ class PolicyNode(DmoNode):
     # -- outputs -------------------------------------------------------------------------------------------
 
     def on_control_tick(self) -> None:
-        decision = self.controller.decide()
-        self.publish(self.controller.share(decision.command))
-        if self.parameters.stream_rate_hz > 0:
-            self.stream_timer.reset()  # the streamed copies follow this command a full stream period apart
+        decision = self.controller.decide()  # the inference: outside the lock, so an e-stop or shutdown never waits
+        with self.command_lock:
+            if self.publish(self.controller.share(decision.command)) and self.parameters.stream_rate_hz > 0:
+                self.stream_timer.reset()  # the streamed copies follow this command a full stream period apart
         if not decision.ok:
             self.report_stop(decision)
 
@@ -231,7 +240,21 @@ class PolicyNode(DmoNode):
                 age = self.controller.last_decision_age(now)
                 self.throttled("watchdog", f"watchdog: no decision for {age:.2f} s; zero command", error=True)
 
-    def publish(self, command: np.ndarray) -> None:
+    def publish(self, command: np.ndarray) -> bool:
+        """Send ``command`` to the robot; returns whether it was sent. The one way a command leaves the node.
+
+        Under ``command_lock``: nothing after the shutdown's zero command (a decision that was in flight on the other
+        executor thread when the node stopped is dropped), and only zero while disabled (an e-stop that came during
+        the inference wins over its result). Without this, the last command the robot saw could be a moving one."""
+        with self.command_lock:
+            if self.stopped:
+                return False
+            if not self.controller.enabled:
+                command = self.controller.zero
+            self._write(command)
+            return True
+
+    def _write(self, command: np.ndarray) -> None:
         message = self.action_spec.write(self.command_type(), command)
         if self.stamped:
             message.header.stamp = self.get_clock().now().to_msg()
@@ -258,8 +281,16 @@ class PolicyNode(DmoNode):
         self.get_logger().info(f"statistics: {self.controller.statistics().summary()}")
 
     def on_shutdown(self) -> None:
-        self.controller.set_enabled(False)
-        self.publish(self.controller.zero)  # the robot stops with the node
+        """Stop the robot with the node: the zero command sent here is the last command the node publishes.
+
+        Runs in the main thread while a decision may still be running on an executor thread (run_node does not wait
+        for it: a slow inference must not delay the stop); that decision's publish is dropped (see publish)."""
+        for timer in self.timers:  # no new tick (none would run: the executor is no longer spun; belt and braces)
+            timer.cancel()
+        with self.command_lock:
+            self.controller.set_enabled(False)
+            self.publish(self.controller.zero)
+            self.stopped = True
         self.get_logger().info(f"final statistics: {self.controller.statistics().summary()}; sent a zero command")
 
 

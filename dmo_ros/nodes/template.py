@@ -132,7 +132,11 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, th
     ``finish(code)``'s code, 0 after a signal or the parent's exit, 2 for a bad parameter.
 
     ``threads`` > 1 spins a MultiThreadedExecutor, so callbacks of different callback groups run at the
-    same time (the policy node's watchdog keeps running while an inference is in progress)."""
+    same time (the policy node's watchdog keeps running while an inference is in progress). Then
+    ``on_shutdown`` also runs while a callback may still be running on an executor thread (nothing here
+    waits for it; a hung callback would hold the stop): a node whose callbacks publish commands must keep
+    them from publishing after its shutdown's zero command (the policy node's ``publish`` does). With one
+    thread, callbacks run in this thread, so none is running when ``on_shutdown`` is called."""
     # Installed before the node exists (by the console script: before rclpy is even imported), so
     # a Ctrl-C during a slow start (a simulator loading) is a clean stop too, and kept through the
     # shutdown (run_node owns the process).

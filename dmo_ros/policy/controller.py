@@ -8,7 +8,8 @@
 Safety rules, in the order :meth:`PolicyController.decide` applies them (the first that holds gives a zero
 command and says so in ``Decision.status``):
 
-1. ``disabled`` — the enable input is off (e-stop); it starts as ``ControllerConfig.start_enabled``.
+1. ``disabled`` — the enable input is off (e-stop); it starts as ``ControllerConfig.start_enabled``. An e-stop
+   that comes while the policy is inferring wins over that inference's action too.
 2. ``no_camera`` / ``stale_camera`` — no frame yet, or the newest is older than ``stale_timeout_s``.
 3. ``bad_image`` — the newest camera message could not be converted (wrong encoding, size, truncated data).
 4. ``non_finite`` — the policy's output is NaN/inf (:class:`~dmo_ros.policy.base.NonFiniteActionError`).
@@ -353,6 +354,9 @@ class PolicyController:
 
     def _finish(self, decision: Decision) -> Decision:
         with self._lock:
+            if decision.ok and not self.enabled:  # disabled (e-stop) during the inference: the stop wins over it
+                decision = Decision(self.zero.copy(), "disabled", "disabled during the inference", decision.proposed,
+                                    decision.inference_s, decision.time_s)
             if not decision.ok:
                 self._needs_reset = True
             self._last = decision

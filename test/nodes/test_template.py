@@ -4,6 +4,7 @@ recorder tests, test_smoke_nodes.py and test/launch/test_launch_parity.py)."""
 from __future__ import annotations
 
 import inspect
+import re
 import signal
 from importlib import metadata
 from pathlib import Path
@@ -79,3 +80,12 @@ def test_every_node_executable_installs_the_stop_handler_before_importing_its_no
         module = Path(executables.__file__).with_name(f"{name}.py")
         assert "\ndef main(" in module.read_text(), module
         assert inspect.getsource(getattr(executables, name)).strip().endswith(f'return run("{name}")')
+
+
+def test_only_the_policy_node_runs_callbacks_on_several_threads():
+    """With one executor thread no callback is running when ``on_shutdown`` is called, so a node's shutdown zero
+    command is its last one (see ``run_node``). A node that spins more threads must keep its callbacks from
+    publishing after it, as the policy node does (test_policy_node_shutdown.py); then it joins this set."""
+    nodes = Path(executables.__file__).parent
+    several = {path.stem for path in nodes.glob("*.py") if re.search(r"run_node\([^)]*threads=", path.read_text())}
+    assert several == {"policy"}

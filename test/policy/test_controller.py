@@ -105,6 +105,22 @@ def test_enable_input_starts_as_configured_and_disabling_zeroes_at_once():
     assert controller.decide().status == "disabled"
 
 
+def test_an_estop_during_the_inference_wins_over_its_action():
+    """The enable input is off by the time the (slow) inference returns: the decision is a stop, and the stream does
+    not pick the action up when commanding is enabled again."""
+    clock, policy, controller = make()
+    controller.on_frame(FRAME, clock.now)
+    act = policy.act
+    policy.act = lambda frame: (controller.set_enabled(False), act(frame))[1]  # the e-stop comes mid-inference
+    decision = controller.decide()
+    assert decision.status == "disabled" and not decision.command.any() and decision.proposed is not None
+    policy.act = act
+    assert controller.set_enabled(True)
+    assert not controller.stream_command().any()
+    controller.on_frame(FRAME, clock.now)
+    assert controller.decide().ok and policy.resets == 2  # the next decision starts a fresh episode
+
+
 def test_bad_image_zeroes_until_a_good_frame_arrives():
     clock, policy, controller = make()
     controller.on_frame(FRAME, clock.now)
