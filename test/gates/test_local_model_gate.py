@@ -55,6 +55,8 @@ def test_a_model_that_uses_the_action_passes(trained):  # noqa: F811
     assert report.passed, report.format()
     sensitivity = report.metrics["action_sensitivity"]
     assert sensitivity["shuffled"]["next_latent_kl"] > 1.5 * sensitivity["true"]["next_latent_kl"]
+    gradient = report.metrics["gradient"]
+    assert 0 < gradient["gradient_cosine_standard_error"] < 0.5 and "standard error" in report.format()
 
 
 def test_the_same_model_with_its_action_input_zeroed_fails_shuffle_and_cosine(trained):  # noqa: F811
