@@ -1,0 +1,91 @@
+"""Which part of a local model bends the reward gradient DMO hands the actor: the prior or the reward head?
+
+The local-model gate (``dmo-gate local-model``) compares the one-step gradient d r̂(prior(h, z, a)) / d a
+with a finite difference of the global reward through the Push-T stand-in. This splits that comparison
+at the same simulator probes (evaluation only) into:
+
+- ``gate``: the gate's own number, the local one-step gradient;
+- ``posterior``: a finite difference of the local model's reward of the *true* next frame (the history
+  filtered, then the frame the simulator rendered after a ± ε) — the reward head reading real frames;
+- ``prior``: a finite difference of the one-step prior's reward at a ± ε — the dynamics' response.
+
+If ``posterior`` agrees with the truth and ``prior`` does not, the prior's action response is what to
+fix; if neither does, the reward head is.
+
+    .venv/bin/python scripts/local_model_gradient_parts.py --reward-run runs/reward --goal goal.png \\
+        runs/local_model runs/local_model_2500
+
+Prints, per model and part, the mean cosine with the simulator's finite difference over the larger-|FD|
+half of ``--probes`` probes, its standard error, and the median norm ratio to the finite difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dmo_ros.gates.local_model import local_reward_gradient, simulator_probes
+from dmo_ros.local_model.model import load_local_model
+from dmo_ros.local_model.train import goal_reward_function
+
+PARTS = {"gate": "local one-step gradient", "posterior": "FD of the reward of the true next frame",
+         "prior": "FD of the one-step prior's reward"}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator > 0 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("local_models", nargs="+", type=Path, help="local-model run folders")
+    parser.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
+    parser.add_argument("--goal", type=Path, required=True, help="goal picture")
+    parser.add_argument("--probes", type=int, default=128, help="simulator probes (default 128)")
+    parser.add_argument("--epsilon", type=float, default=0.05, help="finite-difference step, m/s (default 0.05)")
+    parser.add_argument("--seed", type=int, default=7, help="probe seed (default 7, unlike the gate's 0)")
+    args = parser.parse_args(argv)
+
+    first = load_local_model(args.local_models[0], "cpu")
+    size, length = first.config.image_size, 8
+    reward = goal_reward_function(args.reward_run, args.goal, size, torch.device("cpu"))
+    next_frames = []  # the four frames after a ± ε e_i of each probe, as the probes' reward call sees them
+
+    def capturing(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        next_frames.append(frames.clone())
+        return reward(frames, start)
+
+    probes = simulator_probes(capturing, args.probes, length, size, args.epsilon, args.seed)
+    action_size = probes[0].actions.shape[-1]
+    shifts = torch.cat([torch.eye(action_size), -torch.eye(action_size)], 1).reshape(2 * action_size, action_size)
+    truth = np.stack([probe.gradient for probe in probes])
+    norms = np.linalg.norm(truth, axis=1)
+    top = norms >= np.median(norms)
+    for path in args.local_models:
+        model = load_local_model(path, "cpu").eval()
+        found = {part: [] for part in PARTS}
+        for probe, after in zip(probes, next_frames, strict=True):
+            found["gate"].append(local_reward_gradient(model, probe))
+            count = 2 * action_size
+            frames = torch.cat([probe.frames[None].expand(count, -1, -1, -1, -1), after[:, None]], 1)
+            actions = torch.cat([probe.actions[None].expand(count, -1, -1), torch.zeros(count, 1, action_size)], 1)
+            actions[:, -2] = probe.actions[-1] + args.epsilon * shifts  # + e_0, - e_0, + e_1, - e_1, ...
+            with torch.no_grad():
+                posteriors, priors = model.observe(frames, actions, sample=False)
+                for part, states in (("posterior", posteriors), ("prior", priors)):
+                    values = model.reward(states.at(-1)).double().numpy().reshape(action_size, 2)
+                    found[part].append((values[:, 0] - values[:, 1]) / (2 * args.epsilon))
+        for part, meaning in PARTS.items():
+            cosines = np.array([_cosine(t, g) for t, g in zip(truth, found[part], strict=True)])[top]
+            ratio = np.median([np.linalg.norm(g) / max(n, 1e-9) for g, n in zip(found[part], norms, strict=True)])
+            print(f"{path}  {part:9s} cosine {cosines.mean():+.3f} ± {cosines.std(ddof=1) / np.sqrt(len(cosines)):.3f}"
+                  f"  norm ratio {ratio:.2f}  ({meaning}; {len(cosines)} of {len(probes)} probes)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
