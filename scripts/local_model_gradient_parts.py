@@ -7,7 +7,10 @@ at the same simulator probes (evaluation only) into:
 - ``gate``: the gate's own number, the local one-step gradient;
 - ``posterior``: a finite difference of the local model's reward of the *true* next frame (the history
   filtered, then the frame the simulator rendered after a ± ε) — the reward head reading real frames;
-- ``prior``: a finite difference of the one-step prior's reward at a ± ε — the dynamics' response.
+- ``prior``: a finite difference of the one-step prior's reward at a ± ε — the dynamics' response;
+- ``decoupled``: the gradient DMO's actor receives (``dmo_ros.dmo.decoupled``): the prior's Jacobian
+  with the state's value swapped to the posterior of the simulator's next frame (the forward model
+  here is the simulator: rung 1), averaged over the 2A frames after a ± ε.
 
 If ``posterior`` agrees with the truth and ``prior`` does not, the prior's action response is what to
 fix; if neither does, the reward head is.
@@ -27,17 +30,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmo_ros.dmo.decoupled import decoupled_step
 from dmo_ros.gates.local_model import local_reward_gradient, simulator_probes
 from dmo_ros.local_model.model import load_local_model
+from dmo_ros.local_model.rssm import RSSMState
 from dmo_ros.local_model.train import goal_reward_function
 
-PARTS = {"gate": "local one-step gradient", "posterior": "FD of the reward of the true next frame",
-         "prior": "FD of the one-step prior's reward"}
+PARTS = {"gate": "local one-step gradient", "decoupled": "DMO's gradient: value swapped to the true next frame's",
+         "posterior": "FD of the reward of the true next frame", "prior": "FD of the one-step prior's reward"}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     denominator = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / denominator) if denominator > 0 else 0.0
+
+
+def _decoupled_gradient(model, probe, forward_next) -> np.ndarray:
+    """(A,) d r̂ / d a as DMO's actor gets it at ``probe``, averaged over the forward states (N, ...)."""
+    with torch.no_grad():
+        history, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
+    count = forward_next.deter.shape[0]
+    last = history.at(-1)
+    start = RSSMState(*(part.expand(count, *part.shape[1:]) for part in (last.deter, last.stoch, last.logits)))
+    action = probe.actions[-1][None].expand(count, -1).clone().requires_grad_(True)
+    state = decoupled_step(model.rssm.prior_step(start, action, sample=False), forward_next)
+    (gradient,) = torch.autograd.grad(model.reward(state).sum(), action)
+    return gradient.mean(0).double().numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 for part, states in (("posterior", posteriors), ("prior", priors)):
                     values = model.reward(states.at(-1)).double().numpy().reshape(action_size, 2)
                     found[part].append((values[:, 0] - values[:, 1]) / (2 * args.epsilon))
+            found["decoupled"].append(_decoupled_gradient(model, probe, posteriors.at(-1)))
         for part, meaning in PARTS.items():
             cosines = np.array([_cosine(t, g) for t, g in zip(truth, found[part], strict=True)])[top]
             ratio = np.median([np.linalg.norm(g) / max(n, 1e-9) for g, n in zip(found[part], norms, strict=True)])

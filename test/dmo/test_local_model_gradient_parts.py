@@ -23,7 +23,7 @@ def test_each_part_is_compared_with_the_simulator_at_the_same_probes(policy_inpu
     assert parts.main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
                        "--probes", "6", local]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines] == ["gate", "posterior", "prior"]
+    assert [line.split()[1] for line in lines] == ["gate", "decoupled", "posterior", "prior"]
     cosines = [float(line.split()[3]) for line in lines]
     assert all(np.isfinite(cosines)) and all(-1 <= c <= 1 for c in cosines)
     assert all("of 6 probes" in line for line in lines)
