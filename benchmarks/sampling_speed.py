@@ -11,13 +11,16 @@ and how far each variant's frames are from *before*'s (same weights, same contex
   operations (``inner_model.reference_ops``: AdaGN's scale and shift apart, SiLU out of place),
   ``torch.no_grad``, float32 — the sampler as it was;
 - ``prepared``: the context's share computed once per frame (``Denoiser.prepare``; the stem's
-  convolution split by input channels, exact up to float rounding), the last Euler step returning
-  D(x) directly, AdaGN's scale and shift and the SiLU after it in place (no grad), ``torch.inference_mode``
-  — the default now;
-- ``prepared + channels_last``: the same with the UNet in channels-last memory format;
+  convolution split by input channels, exact up to float rounding), and with it the conditioning at every
+  noise level the sampler will use (each AdaGN's scale and shift: one matrix product per frame instead of
+  one per layer and step), the last Euler step returning D(x) directly, AdaGN's scale and shift, the SiLU
+  after it and the residual sums in place (no grad), ``torch.inference_mode``;
+- ``prepared + channels_last``: the same with the UNet in channels-last memory format (and the output's
+  depth-to-space written back channels-first) — what ``WorldModelEnv`` runs on a CPU;
 - ``prepared + bf16``: the same under bfloat16 autocast (oneDNN uses AMX where the CPU has it) — not
   unchanged outputs: its own tolerance is reported;
-- ``prepared + compile`` (``--compile``): ``torch.compile`` with inductor freezing; the compile time is
+- ``prepared + channels_last + compile`` (``--compile``): the network's denoiser call
+  (``InnerModel.forward_prepared``) through ``torch.compile`` with inductor freezing; the compile time is
   reported (minutes on 2 loaded cores).
 
 Tolerances: "unchanged" is max |frame difference| <= 1e-4 on the [-1, 1] scale (1/78 of one uint8
@@ -26,7 +29,7 @@ level difference are shown. Weights: ``--world-model RUN_DIR`` loads a trained m
 preset's random initialisation with its zero-initialised output layers given small random weights
 (else the UNet's output would be 0 and the comparison trivial).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampling_speed.py --batch 16 --rounds 5
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sampling_speed.py --batch 16 --rounds 5 [--sampler-steps 1]
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="imagined episodes per step (default 16)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--repeats", type=int, default=2, help="frames per variant per round (default 2)")
+    parser.add_argument("--sampler-steps", type=int, default=3,
+                        help="Euler steps per frame (default 3, DIAMOND's; the cpu preset samples with 1)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--no-bf16", action="store_true", help="leave out the bf16 variant")
     args = parser.parse_args(argv)
@@ -86,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                 return sampler.sample(context, actions, torch.Generator().manual_seed(0)).float()
         return run
 
-    reference = DiffusionSampler(denoiser, SamplerConfig(), fast=False)
-    prepared = DiffusionSampler(denoiser, SamplerConfig())
+    steps = SamplerConfig(num_steps=args.sampler_steps)
+    reference = DiffusionSampler(denoiser, steps, fast=False)
+    prepared = DiffusionSampler(denoiser, steps)
     def before() -> contextlib.AbstractContextManager:
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepared context, inference_mode": (variant(prepared, torch.inference_mode), EXACT_TOLERANCE),
     }
     channels_last = build(args).to(memory_format=torch.channels_last)
-    variants["prepared + channels_last"] = (variant(DiffusionSampler(channels_last, SamplerConfig()),
+    variants["prepared + channels_last"] = (variant(DiffusionSampler(channels_last, steps),
                                                     torch.inference_mode), EXACT_TOLERANCE)
     if not args.no_bf16:
         def bf16() -> contextlib.AbstractContextManager:
@@ -109,20 +115,25 @@ def main(argv: list[str] | None = None) -> int:
             return stack
 
         variants["prepared + bf16 autocast"] = (variant(prepared, bf16), BF16_TOLERANCE)
-        variants["prepared + channels_last + bf16"] = (variant(DiffusionSampler(channels_last, SamplerConfig()), bf16),
+        variants["prepared + channels_last + bf16"] = (variant(DiffusionSampler(channels_last, steps), bf16),
                                                        BF16_TOLERANCE)
     compile_s = None
     if args.compile:
         import torch._inductor.config as inductor
 
         inductor.freezing = True
-        compiled = build(args)
-        compiled.inner_model = torch.compile(compiled.inner_model)
-        run = variant(DiffusionSampler(compiled, SamplerConfig()), torch.no_grad)
+        compiled = build(args).to(memory_format=torch.channels_last)
+        network = torch.compile(compiled.inner_model.forward_prepared, dynamic=False)
+
+        def forward_prepared(noisy, c_noise, features, modulation=None):  # the conditioning inside the graph
+            return network(noisy, c_noise, features)
+
+        compiled.inner_model.forward_prepared = forward_prepared
+        run = variant(DiffusionSampler(compiled, steps), torch.no_grad)
         begin = time.perf_counter()
         run()
         compile_s = time.perf_counter() - begin
-        variants["prepared + torch.compile (freezing)"] = (run, EXACT_TOLERANCE)
+        variants["prepared + channels_last + compile"] = (run, EXACT_TOLERANCE)
 
     outputs = {name: run() for name, (run, _) in variants.items()}  # also the warm-up
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"world-model sampling, {args.world_model or args.preset + ' preset (random weights)'}: "
           f"{denoiser.num_parameters / 1e6:.2f} M parameters, {config.image_size}x{config.image_size}, "
-          f"context {config.context}, 3 Euler steps; batch {args.batch}; torch {torch.__version__}, "
+          f"context {config.context}, {args.sampler_steps} Euler step(s); batch {args.batch}; "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), {torch.backends.cpu.get_cpu_capability()}; median of "
           f"{args.rounds} interleaved rounds x {args.repeats} frames, "
           f"{'CPU time of this thread' if clock is time.thread_time else 'wall-clock'}"

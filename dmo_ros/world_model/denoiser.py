@@ -24,6 +24,7 @@ Actions enter in the robot's units and are divided by ``config.action_scale`` he
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from dmo_ros.dataset.loaders import Window
 from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
-from dmo_ros.world_model.inner_model import ContextFeatures, InnerModel
+from dmo_ros.world_model.inner_model import ContextFeatures, InnerModel, Modulation
 from dmo_ros.world_model.sampler import DiffusionSampler
 
 
@@ -43,6 +44,8 @@ class PreparedContext(NamedTuple):
     batch: int
     origin: Tensor | None = None
     """The last context frame where the model diffuses the change from it (``predict_residual``), else None."""
+    modulations: dict[float, Modulation] = {}
+    """The UNet's adaptive-GroupNorm scales and shifts at the noise levels the sampler announced, by level."""
 
 
 class Preconditioning(NamedTuple):
@@ -169,10 +172,13 @@ class Denoiser(nn.Module):
             return to_model_range(context_frames[:, -1])
         return torch.zeros((), device=context_frames.device)
 
-    def prepare(self, context_frames: Tensor, context_actions: Tensor) -> PreparedContext:
+    def prepare(self, context_frames: Tensor, context_actions: Tensor,
+                sigmas: Sequence[float] = ()) -> PreparedContext:
         """Checks and scales the context once, and computes its share of the network (the stem's context
         channels, the action embedding), for every denoiser call of one generated frame
-        (:meth:`denoise_prepared`). Same arguments as :meth:`denoise`."""
+        (:meth:`denoise_prepared`). Same arguments as :meth:`denoise`, and the noise levels ``sigmas`` the
+        calls will use (optional): the conditioning at those levels (every adaptive GroupNorm's scale and
+        shift) is computed here too, in one batch."""
         context_frames = to_model_range(context_frames)
         b = context_frames.shape[0]
         cfg = self.config
@@ -184,7 +190,12 @@ class Denoiser(nn.Module):
         features = self.inner_model.prepare_context(context_frames / cfg.sigma_data,
                                                     context_actions.float() / self.action_scale)
         origin = context_frames[:, -1] if cfg.predict_residual else None
-        return PreparedContext(features, b, origin)
+        levels = list(dict.fromkeys(sigmas))  # distinct, in order
+        if not levels:
+            return PreparedContext(features, b, origin)
+        c_noise = torch.tensor([math.log(sigma) / 4 for sigma in levels], device=context_frames.device)
+        modulations = self.inner_model.modulations(c_noise[:, None].expand(-1, b), features)
+        return PreparedContext(features, b, origin, dict(zip(levels, modulations, strict=True)))
 
     def denoise_prepared(self, noisy: Tensor, sigma: float, context: PreparedContext) -> Tensor:
         """:meth:`denoise` at one noise level ``sigma`` (a Python float) for a prepared context: the same
@@ -196,7 +207,8 @@ class Denoiser(nn.Module):
         c_noise = torch.full((b,), math.log(sigma) / 4, device=noisy.device)
         if context.origin is not None:  # predict_residual: the process runs on the change from the last frame
             noisy = noisy - context.origin
-        output = self.inner_model.forward_prepared(noisy * c_in, c_noise, context.features)
+        output = self.inner_model.forward_prepared(noisy * c_in, c_noise, context.features,
+                                                   context.modulations.get(sigma))
         denoised = torch.add(output * c_out, noisy, alpha=c_skip)
         return denoised if context.origin is None else denoised + context.origin
 

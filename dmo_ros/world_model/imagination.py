@@ -46,10 +46,11 @@ class WorldModelEnv:
         grad: keep the autograd graph through sampling (default False: every call runs under ``no_grad``).
         generator: source of the sampler's noise, for reproducible rollouts (on any device).
         channels_last: on a CPU, put the denoiser's weights in channels-last memory format (oneDNN's preferred
-            layout: ~1.4x faster sampling, the same frames up to float rounding; ``benchmarks/sampling_speed.py``).
+            layout: with the sampler's prepared context and conditioning 1.5-1.8x faster sampling than before,
+            the same frames up to float rounding; ``benchmarks/sampling_speed.py``, README "Sampling speed").
             It converts ``denoiser`` in place, which changes no result elsewhere.
-        bf16: sample under bfloat16 autocast (AMX on CPUs that have it: another ~1.9x on top; frames differ by
-            up to ~5e-3, i.e. at most one uint8 level in ~8 % of the pixels). Default off.
+        bf16: sample under bfloat16 autocast (fast only on CPUs with bf16 hardware, AMX: ~2x on top there;
+            frames differ by up to two uint8 levels; much slower on an AVX2-only CPU). Default off.
     """
 
     def __init__(self, denoiser: Denoiser, sampler_config: SamplerConfig | None = None,

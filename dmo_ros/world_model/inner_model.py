@@ -72,6 +72,14 @@ class FourierFeatures(nn.Module):
         return torch.cat([phase.cos(), phase.sin()], dim=-1)
 
 
+class Modulation(NamedTuple):
+    """Every adaptive GroupNorm's ``1 + scale`` and ``shift`` (B, C, 1, 1) at one noise level, computed ahead
+    (:meth:`InnerModel.modulations`: one matrix product for all the layers and all the noise levels of a frame)
+    and passed through the UNet in place of the conditioning vector."""
+
+    factors: dict[nn.Module, tuple[Tensor, Tensor]]
+
+
 class AdaGroupNorm(nn.Module):
     """GroupNorm whose per-channel scale and shift come from the conditioning vector."""
 
@@ -80,12 +88,16 @@ class AdaGroupNorm(nn.Module):
         self.groups = _groups(channels)
         self.to_scale_shift = nn.Linear(cond_channels, 2 * channels)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        scale, shift = self.to_scale_shift(cond)[:, :, None, None].chunk(2, dim=1)
+    def forward(self, x: Tensor, cond: Tensor | Modulation) -> Tensor:
+        if isinstance(cond, Modulation):  # 1 + scale and shift computed ahead (InnerModel.modulations)
+            factor, shift = cond.factors[self]
+        else:
+            scale, shift = self.to_scale_shift(cond)[:, :, None, None].chunk(2, dim=1)
+            factor = 1 + scale
         normed = F.group_norm(x, self.groups)
         if _REFERENCE_OPS[0] or torch.is_grad_enabled():  # training: exactly the original operations
-            return normed * (1 + scale) + shift
-        return normed.mul_(1 + scale).add_(shift)  # sampling: in place, no new tensors
+            return normed * factor + shift
+        return normed.mul_(factor).add_(shift)  # sampling: in place, no new tensors
 
 
 class SelfAttention2d(nn.Module):
@@ -104,7 +116,10 @@ class SelfAttention2d(nn.Module):
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
         y = F.scaled_dot_product_attention(q, k, v)  # (b, heads, h*w, c/heads)
-        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+        out = self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+        if _REFERENCE_OPS[0] or torch.is_grad_enabled():
+            return x + out
+        return out.add_(x)  # sampling: into the fresh output (the same sum)
 
 
 class ResBlock(nn.Module):
@@ -120,11 +135,11 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.weight)  # each block starts as (a projection of) the identity
         self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        in_place = not (torch.is_grad_enabled() or _REFERENCE_OPS[0])  # a fresh norm output: SiLU may overwrite
+    def forward(self, x: Tensor, cond: Tensor | Modulation) -> Tensor:
+        in_place = not (torch.is_grad_enabled() or _REFERENCE_OPS[0])  # fresh outputs: SiLU and the sum may overwrite
         h = self.conv1(F.silu(self.norm1(x, cond), inplace=in_place))
         h = self.conv2(F.silu(self.norm2(h, cond), inplace=in_place))
-        return self.attention(self.skip(x) + h)
+        return self.attention(h.add_(self.skip(x)) if in_place else self.skip(x) + h)
 
 
 class UNet(nn.Module):
@@ -155,7 +170,7 @@ class UNet(nn.Module):
             ResBlock(channels[-1], channels[-1], cond_channels, mid_attention) for _ in range(2)
         )
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor | Modulation) -> Tensor:
         height, width = x.shape[-2:]
         multiple = 2 ** (len(self.down_blocks) - 1)  # pad so every downsampling halves exactly
         if height % multiple or width % multiple or _REFERENCE_OPS[0]:
@@ -183,6 +198,16 @@ class ContextFeatures(NamedTuple):
     """(B, channels[0], H', W') the stem convolution of the context channels, bias included."""
     actions: Tensor
     """(B, cond_channels) the action embedding."""
+
+
+def depth_to_space(x: Tensor, patch: int) -> Tensor:
+    """``F.pixel_shuffle`` into a plain (channels-first) tensor: the same values, without pixel_shuffle's slow
+    channels-last path (and its channels-last output, which makes the sampler's arithmetic slow too)."""
+    b, c, h, w = x.shape
+    if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+        return F.pixel_shuffle(x, patch)
+    rows = x.permute(0, 2, 3, 1).unflatten(3, (c // patch**2, patch, patch))  # (B, H, W, C', r, r), a view
+    return rows.permute(0, 3, 1, 4, 2, 5).reshape(b, c // patch**2, h * patch, w * patch)
 
 
 def noisy_channels(conv_in: nn.Conv2d, noisy: Tensor) -> slice:
@@ -220,14 +245,36 @@ class InnerModel(nn.Module):
         stem = F.conv2d(x, self.conv_in.weight[:, : x.shape[1]], self.conv_in.bias, padding=1)
         return ContextFeatures(stem=stem, actions=self.action_embedding(context_actions.flatten(1)))
 
-    def forward_prepared(self, noisy: Tensor, c_noise: Tensor, context: ContextFeatures) -> Tensor:
-        """:meth:`forward` with the context's part from :meth:`prepare_context` (the same output, up to rounding)."""
-        cond = self.cond_mlp(self.noise_embedding(c_noise) + context.actions)
+    def modulations(self, c_noise: Tensor, context: ContextFeatures) -> list[Modulation]:
+        """Every adaptive GroupNorm's scale and shift at S noise levels ``c_noise`` (S, B), for
+        :meth:`forward_prepared`: what depends on the noise level and the context but not on the noisy frame,
+        once per generated frame — one conditioning MLP pass and one matrix product for all the layers and
+        levels instead of one small product per layer and denoiser call (the same values up to rounding)."""
+        steps, batch = c_noise.shape
+        cond = self.cond_mlp(self.noise_embedding(c_noise.flatten()) + context.actions.repeat(steps, 1))
+        norms = [module for module in self.modules() if isinstance(module, AdaGroupNorm)]
+        weight = torch.cat([norm.to_scale_shift.weight for norm in norms])
+        bias = torch.cat([norm.to_scale_shift.bias for norm in norms])
+        outputs = F.linear(cond, weight, bias).unflatten(0, (steps, batch))[..., None, None]
+        sizes = [norm.to_scale_shift.out_features for norm in norms]
+        factors: list[dict[nn.Module, tuple[Tensor, Tensor]]] = [{} for _ in range(steps)]
+        for norm, output in zip(norms, outputs.split(sizes, dim=2), strict=True):
+            scale, shift = output.chunk(2, dim=2)
+            factor, shift = 1 + scale, shift.contiguous()
+            for step in range(steps):
+                factors[step][norm] = (factor[step], shift[step])
+        return [Modulation(step) for step in factors]
+
+    def forward_prepared(self, noisy: Tensor, c_noise: Tensor, context: ContextFeatures,
+                         modulation: Modulation | None = None) -> Tensor:
+        """:meth:`forward` with the context's part from :meth:`prepare_context` (the same output, up to rounding),
+        and the noise level's part from :meth:`modulations` if given (else computed from ``c_noise``)."""
+        cond = modulation if modulation is not None else self.cond_mlp(self.noise_embedding(c_noise) + context.actions)
         x = F.pixel_unshuffle(noisy, self.config.patch_size) if self.config.patch_size > 1 else noisy
         x = context.stem + F.conv2d(x, self.conv_in.weight[:, noisy_channels(self.conv_in, x)], None, padding=1)
         x = self.unet(x, cond)
         x = self.conv_out(F.silu(self.norm_out(x)))
-        return F.pixel_shuffle(x, self.config.patch_size) if self.config.patch_size > 1 else x
+        return depth_to_space(x, self.config.patch_size) if self.config.patch_size > 1 else x
 
     def forward(self, noisy: Tensor, c_noise: Tensor, context_frames: Tensor, context_actions: Tensor) -> Tensor:
         """Args (all already scaled by the denoiser):

@@ -78,8 +78,12 @@ class DiffusionSampler:
             where = generator.device if generator is not None else device
             return torch.randn((b, c, h, w), generator=generator, device=where).to(device)
 
-        if self.fast:
-            prepared = self.denoiser.prepare(context_frames, context_actions)
+        sigmas = self.sigmas.tolist()
+        gamma = min(cfg.s_churn / cfg.num_steps, math.sqrt(2) - 1)
+        if self.fast:  # every noise level the denoiser will be called at: its conditioning is prepared with the context
+            levels = [sigma * (1 + gamma) for sigma in sigmas[:-1]]
+            levels += [sigma for sigma in sigmas[1:-1] if cfg.order == 2]
+            prepared = self.denoiser.prepare(context_frames, context_actions, levels)
 
             def denoise(x: Tensor, sigma: float) -> Tensor:
                 return self.denoiser.denoise_prepared(x, sigma, prepared)
@@ -87,8 +91,6 @@ class DiffusionSampler:
             def denoise(x: Tensor, sigma: float) -> Tensor:
                 return self.denoiser.denoise(x, sigma, context_frames, context_actions)
 
-        sigmas = self.sigmas.tolist()
-        gamma = min(cfg.s_churn / cfg.num_steps, math.sqrt(2) - 1)
         x = self.denoiser.origin(context_frames) + sigmas[0] * noise()
         for sigma, next_sigma in itertools.pairwise(sigmas):
             sigma_hat = sigma * (1 + gamma)

@@ -12,7 +12,7 @@ import torch
 from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
 from dmo_ros.world_model.imagination import WorldModelEnv
-from dmo_ros.world_model.inner_model import reference_ops
+from dmo_ros.world_model.inner_model import depth_to_space, reference_ops
 from dmo_ros.world_model.sampler import DiffusionSampler
 
 TOLERANCE = 1e-4
@@ -114,3 +114,77 @@ def test_fused_operations_keep_gradients_for_training():
         assert torch.allclose(parameter.grad, reference, atol=1e-5, rtol=1e-4)
     with torch.no_grad():
         assert (denoiser.denoise(noisy, 0.7, frames, actions) - expected).abs().max() <= TOLERANCE  # in place
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu"])
+@pytest.mark.parametrize("steps", [3, 1])
+def test_world_model_env_default_path_gives_the_reference_frames(preset, steps):
+    """What imagination runs by default (channels-last weights, the conditioning prepared per frame, in-place
+    operations, no grad) against the sampler as it was (per-call context, the original operations)."""
+    denoiser = trained_looking(preset)
+    frames, actions = context(denoiser, batch=2)
+    sampler_config = SamplerConfig(num_steps=steps)
+    with torch.no_grad(), reference_ops():
+        reference = DiffusionSampler(denoiser, sampler_config, fast=False).sample(
+            frames, actions, torch.Generator().manual_seed(2))
+    env = WorldModelEnv(trained_looking(preset), sampler_config, generator=torch.Generator().manual_seed(2))
+    env.reset(frames, actions[:, :-1])
+    fast = env.step(actions[:, -1])
+    assert reference.std() > 0.05
+    assert (fast - reference).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("sampler_config", [SamplerConfig(), SamplerConfig(order=2, s_churn=0.5)])
+def test_the_sampler_prepares_the_conditioning_of_every_noise_level_it_uses(sampler_config):
+    denoiser = trained_looking("tiny")
+    frames, actions = context(denoiser, batch=2)
+    calls = []
+    denoise_prepared = denoiser.denoise_prepared
+
+    def spy(noisy, sigma, prepared):
+        calls.append(sigma in prepared.modulations)
+        return denoise_prepared(noisy, sigma, prepared)
+
+    denoiser.denoise_prepared = spy
+    with torch.no_grad():
+        DiffusionSampler(denoiser, sampler_config).sample(frames, actions)
+    assert calls and all(calls)
+
+
+def test_prepared_modulations_match_the_conditioning_vector():
+    denoiser = trained_looking("cpu")
+    frames, actions = context(denoiser, batch=2)
+    noisy = torch.randn(2, 3, 32, 32)
+    sigmas = [5.0, 0.3]
+    prepared = denoiser.prepare(frames, actions, sigmas)
+    assert set(prepared.modulations) == set(sigmas)
+    plain = denoiser.prepare(frames, actions)
+    assert not plain.modulations
+    with torch.no_grad():
+        for sigma in sigmas:
+            expected = denoiser.denoise(noisy, sigma, frames, actions)
+            assert (denoiser.denoise_prepared(noisy, sigma, prepared) - expected).abs().max() <= TOLERANCE
+            assert (denoiser.denoise_prepared(noisy, sigma, plain) - expected).abs().max() <= TOLERANCE
+
+
+def test_fast_sampling_keeps_gradients_to_the_actions():
+    denoiser = trained_looking("tiny")
+    frames, actions = context(denoiser, batch=2)
+    grads = []
+    for fast in (False, True):
+        wanted = actions.clone().requires_grad_(True)
+        sampled = DiffusionSampler(denoiser, fast=fast).sample(frames, wanted, torch.Generator().manual_seed(4))
+        sampled.square().mean().backward()
+        grads.append(wanted.grad)
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depth_to_space_is_pixel_shuffle(channels_last):
+    x = torch.randn(2, 12, 5, 7)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    out = depth_to_space(x, 2)
+    assert torch.equal(out, torch.nn.functional.pixel_shuffle(x, 2))
+    assert out.is_contiguous()
