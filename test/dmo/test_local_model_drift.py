@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
+from script_modules import load_script
 
 from dmo_ros.dataset.format import open_arrays
 from dmo_ros.dmo.train import main as train_policy
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local_model_drift.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("local_model_drift", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/local_model_drift.py")
 
 
 def test_the_drift_table_compares_the_pretrained_model_with_a_fine_tuned_copy(policy_inputs, tmp_path, capsys):

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local_model_gradient_parts.py"
+from script_modules import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("local_model_gradient_parts", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/local_model_gradient_parts.py")
 
 
 def test_each_part_is_compared_with_the_simulator_at_the_same_probes(policy_inputs, capsys):
