@@ -97,7 +97,9 @@ def _nanmean(values, axis=None) -> np.ndarray:
         return np.nanmean(values, axis=axis)
 
 
-def _windows(dataset_folder: Path, context: int, count: int) -> tuple[WindowDataset, list[int]]:
+def gate_windows(dataset_folder: Path, context: int, count: int) -> tuple[WindowDataset, list[int]]:
+    """Up to ``count`` evenly spread windows (``context`` frames + 1) of the validation split (the training
+    split when it has none): the dataset and the chosen indices."""
     dataset = WindowDataset(dataset_folder, context=context, horizon=1, split="val")
     if len(dataset) == 0:
         dataset = WindowDataset(dataset_folder, context=context, horizon=1, split="train")
@@ -136,7 +138,7 @@ def world_model_gate(denoiser: Denoiser, dataset_folder: Path | str, config: Wor
     cfg = denoiser.config
     if cfg.action_size != 2:
         raise ValueError(f"the action-response gate knows the Push-T stand-in (2 actions), got {cfg.action_size}")
-    dataset, indices = _windows(Path(dataset_folder), cfg.context, config.windows)
+    dataset, indices = gate_windows(Path(dataset_folder), cfg.context, config.windows)
     report = action_response_gate(denoiser_rollout(denoiser, sampler_config, config.seed), dataset, indices, config,
                                   picture)
     report.metrics.update(dataset=str(dataset_folder), sampler=vars(sampler_config or denoiser.sampler_config))
@@ -277,5 +279,5 @@ def write_action_response_picture(rollouts: dict[str, torch.Tensor], path: Path,
     return path
 
 
-__all__ = ["COMMANDS", "Rollout", "WorldModelGateConfig", "action_response_gate", "denoiser_rollout",
+__all__ = ["COMMANDS", "Rollout", "WorldModelGateConfig", "action_response_gate", "denoiser_rollout", "gate_windows",
            "simulator_displacement", "world_model_gate", "write_action_response_picture"]

@@ -115,6 +115,12 @@ class LocalModelConfig:
     action moves the reward by ~0.01 a step where rewards span ~1.5, so an absolute reward loss barely sees the
     part of r̂ that d r̂ / d a is made of; this loss sees nothing else. 0: none."""
 
+    train_sample: bool = True
+    """Training filters with categorical *draws* for z (DreamerV3); false: each categorical's mode (straight-through
+    gradients either way). DMO and the gates take modes. On Push-T frames a draw-fed decoder learns slowly: an
+    autoencoder with this bottleneck reached a reconstruction error of 0.0133 after 600 steps with draws, 0.0092
+    with modes and 0.0050 with no categorical bottleneck (README "What the local model's latent holds")."""
+
     def __post_init__(self) -> None:
         if self.action_size < 1:
             raise ValueError(f"action_size must be at least 1, got {self.action_size}")

@@ -168,7 +168,7 @@ class LocalModel(nn.Module):
         """DreamerV3's world-model loss on a sequence batch, and the single-step accuracy metrics."""
         if batch.length < 2:
             raise ValueError("sequences of at least 2 frames are needed (one-step predictions)")
-        posteriors, priors = self.observe(batch.frames, batch.actions)
+        posteriors, priors = self.observe(batch.frames, batch.actions, sample=self.config.train_sample)
         kl = kl_loss(posteriors, priors, self.config)
         post_features = features(posteriors)
         reward_logits = self.reward_head(post_features)

@@ -14,6 +14,7 @@ intent toggling inside episodes and demos starting from varied states.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,6 +87,12 @@ class ScriptedOperatorConfig:
     """Steps of zero action (intent still on) after success before the reset."""
     reset_retry_steps: int = 10
     """Reset is pressed again if the stand-in has not reset after this many steps."""
+    play_action_noise: float = 0.0
+    """Standard deviation (the robot's action units: m/s, rad/s) of independent Gaussian noise added to every
+    component of every play action; 0: none. A scripted operator's actions are smooth, so the action at t is
+    nearly predictable from the motion before it and a model of the recording can ignore it; per-step noise
+    makes each action carry information of its own (the behaviour noise of DART, Laskey et al. 2017).
+    Demonstrations stay noise-free. The stand-in clamps the noisy command like any other."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
@@ -95,6 +102,8 @@ class ScriptedOperatorConfig:
             raise ValueError(f"demo_probability must be in [0, 1], got {self.demo_probability}")
         if self.demo_timeout_steps <= 0:
             raise ValueError("demo_timeout_steps must be positive")
+        if not self.play_action_noise >= 0:  # also rejects NaN
+            raise ValueError(f"play_action_noise must be >= 0, got {self.play_action_noise}")
 
 
 @dataclass
@@ -129,6 +138,9 @@ class ScriptedOperator:
     config: ScriptedOperatorConfig = field(default_factory=ScriptedOperatorConfig)
     press_milestone: bool = False
     """Press the milestone key when a demonstration first succeeds (Push Cube)."""
+    limit_action: Callable[[np.ndarray], np.ndarray] | None = None
+    """The robot's command limits, applied to noisy play actions (``play_action_noise``) so that the
+    recorded action is the one the robot carries out; None: no limit."""
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.config.seed)
@@ -175,7 +187,7 @@ class ScriptedOperator:
     def _tick(self, observation: Observation) -> Command:
         if self.mode is Mode.PLAY:
             if self.steps_in_mode < self.play_budget:
-                return Command(self.explorer.act(observation), intent=False)
+                return Command(self._play_action(observation), intent=False)
             if self.will_demo and not observation.success:
                 self._enter(Mode.DEMO, observation)
             else:
@@ -198,6 +210,14 @@ class ScriptedOperator:
         # RESET: wait for the stand-in's episode counter to change; press again if it does not.
         press = self.steps_in_mode % self.config.reset_retry_steps == 0
         return Command(self.zero(), intent=False, reset=press)
+
+    def _play_action(self, observation: Observation) -> np.ndarray:
+        action = np.asarray(self.explorer.act(observation), dtype=np.float64)
+        if self.config.play_action_noise > 0:  # no draw without noise: seeded recordings stay as they were
+            action = action + self.rng.normal(0.0, self.config.play_action_noise, action.shape)
+            if self.limit_action is not None:
+                action = self.limit_action(action)
+        return action
 
     def _reset(self) -> Command:
         self.mode = Mode.RESET

@@ -64,6 +64,13 @@ class PushTUnits:
     def reachable(self, point: np.ndarray) -> bool:
         return bool(np.all(point >= self.reach_margin_px) and np.all(point <= self.arena_px - self.reach_margin_px))
 
+    def clamp(self, velocity: np.ndarray) -> np.ndarray:
+        """A velocity command (m/s) scaled down to the operator's largest move, ``max_step_px`` per control step
+        (0.195 m/s with the defaults, inside the stand-in's 0.25 m/s limit)."""
+        limit = self.max_step_px * (self.arena_size_m / self.arena_px) / self.control_period_s
+        norm = float(np.linalg.norm(velocity))
+        return velocity * (limit / norm) if norm > limit else velocity
+
     def velocity(self, delta_px: np.ndarray) -> np.ndarray:
         norm = float(np.linalg.norm(delta_px))
         if norm > self.max_step_px:

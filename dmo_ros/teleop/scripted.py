@@ -40,8 +40,18 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
     config = config or ScriptedOperatorConfig(demo_timeout_steps=DEMO_TIMEOUT_STEPS[robot])
     if robot == "pusht":
         units = PushTUnits(arena_size_m=arena_size_m)
-        return ScriptedOperator(PushTExplorer(units), PushTExpert(units), ACTION_SIZE[robot], config)
-    return ScriptedOperator(PushCubeExplorer(), PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True)
+        return ScriptedOperator(PushTExplorer(units), PushTExpert(units), ACTION_SIZE[robot], config,
+                                limit_action=units.clamp)
+    return ScriptedOperator(PushCubeExplorer(), PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
+                            limit_action=_clamp_body_velocity)
+
+
+GO2_COMMAND_LIMITS = np.array([0.5, 0.3, 1.0])
+"""|vx| (m/s), |vy| (m/s), |yaw rate| (rad/s) the Go2 stand-in carries out (its PushCubeConfig defaults)."""
+
+
+def _clamp_body_velocity(command: np.ndarray) -> np.ndarray:
+    return np.clip(command, -GO2_COMMAND_LIMITS, GO2_COMMAND_LIMITS)
 
 
 @dataclass

@@ -205,3 +205,16 @@ def test_reward_difference_loss_measures_the_reward_change_in_rms_units(model: L
     assert logs["reward_difference_loss"] != pytest.approx(float(expected), rel=1e-4)
     loss.backward()
     assert with_difference.rssm.input_layer[0].weight.grad[:, -2:].abs().sum() > 0  # reaches the action input
+
+
+def test_train_sample_false_filters_with_the_modes() -> None:
+    torch.manual_seed(0)
+    drawn = LocalModel(LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=SIZE))
+    modes = LocalModel(replace(drawn.config, train_sample=False))
+    modes.load_state_dict(drawn.state_dict())
+    batch = _batch()
+    assert drawn(batch)[0] != drawn(batch)[0]  # categorical draws: another loss each call
+    assert modes(batch)[0] == modes(batch)[0]
+    loss, _ = modes(batch)
+    loss.backward()
+    assert modes.encoder.convs[0].weight.grad.abs().sum() > 0  # straight-through: the encoder still learns

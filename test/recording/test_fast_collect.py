@@ -129,6 +129,18 @@ def test_bad_settings_are_clear_errors(tmp_path, capsys):
         collect_fast(FastCollectConfig(samples=5, output=str(blocked / "bags")))
 
 
+def test_play_action_noise_changes_the_play_actions(tmp_path):
+    _, clean = fast(tmp_path / "clean", samples=40)
+    _, noisy = fast(tmp_path / "noisy", samples=40, play_action_noise=0.1)
+    action_topic = "/servo_node/delta_twist_cmds"
+    clean_actions, noisy_actions = ([m.data for m in read_session(r.session) if m.topic == action_topic]
+                                    for r in (clean, noisy))
+    assert len(clean_actions) == len(noisy_actions) == 40
+    assert all(a != b for a, b in zip(clean_actions[:5], noisy_actions[:5], strict=True))  # >= 5 play steps first
+    with pytest.raises(SystemExit):
+        main(["--samples", "10", "--play-action-noise", "-1", "-o", str(tmp_path)])
+
+
 def test_cli_writes_a_session(tmp_path, capsys):
     assert main(["--samples", "10", "--output", str(tmp_path), "--quiet", "--storage", "sqlite3"]) == 0
     out = capsys.readouterr().out
@@ -192,8 +204,9 @@ def test_defaults_are_the_nodes_parameters_and_the_graphs_arguments():
         config.control_rate_hz, config.action_frame_id, config.demo_timeout_steps)
     assert RecorderParameters().split_duration == config.split_duration
     graph = collect_graph_defaults("pusht")
+    assert teleop.play_action_noise == config.play_action_noise
     for name in ("storage", "split_duration", "seed", "demo_probability", "play_steps_min", "play_steps_max",
-                 "camera_topic", "action_topic", "intent_topic", "reset_topic", "output"):
+                 "play_action_noise", "camera_topic", "action_topic", "intent_topic", "reset_topic", "output"):
         assert getattr(config, name) == graph[name], name
     assert FastCollectConfig(robot="go2").action_topic == collect_graph_defaults("go2")["action_topic"] == "/cmd_vel"
     assert {f.name for f in dataclasses.fields(FastCollectConfig)} >= set(SHORT_PLAY)

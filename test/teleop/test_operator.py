@@ -25,10 +25,10 @@ def observation(episode: int, success: bool = False) -> Observation:
     return Observation(episode, 0, np.zeros(2), np.zeros(3), np.zeros(3), 0.0, success)
 
 
-def make(demo_probability: float, press_milestone: bool = False, **config) -> ScriptedOperator:
+def make(demo_probability: float, press_milestone: bool = False, limit_action=None, **config) -> ScriptedOperator:
     settings = {"play_steps": (3, 3), "demo_probability": demo_probability, "demo_timeout_steps": 4, **config}
     return ScriptedOperator(Constant(-1.0), Constant(1.0), 2, ScriptedOperatorConfig(**settings),
-                            press_milestone=press_milestone)
+                            press_milestone=press_milestone, limit_action=limit_action)
 
 
 def test_play_then_demo_then_reset_with_intent_only_during_the_demo():
@@ -86,7 +86,30 @@ def test_demo_probability_mixes_episodes_reproducibly():
     assert 10 <= sum(demos(3)) <= 30
 
 
-@pytest.mark.parametrize("settings", [{"play_steps": (5, 2)}, {"demo_probability": 1.5}, {"demo_timeout_steps": 0}])
+def test_play_action_noise_is_per_step_within_the_limits_and_spares_the_demonstrations():
+    operator = make(demo_probability=1.0, play_steps=(400, 400), demo_timeout_steps=50, play_action_noise=0.3,
+                    limit_action=lambda a: np.clip(a, -1.5, 1.5))
+    commands = [operator.act(observation(0)) for _ in range(450)]
+    play = np.stack([c.action for c in commands[:400]])
+    noise = play - (-1.0)
+    assert abs(noise.std() - 0.3) < 0.05 and abs(noise.mean()) < 0.05  # limits clip only > 1.7 std below
+    assert play.min() >= -1.5
+    # Independent from step to step: knowing one step's noise says nothing of the next one's.
+    assert abs(np.corrcoef(noise[:-1, 0], noise[1:, 0])[0, 1]) < 0.15
+    assert all(c.intent and (c.action == 1.0).all() for c in commands[400:450])  # demonstrations are clean
+
+
+def test_without_play_action_noise_the_seeded_operator_acts_as_before():
+    def run(**config) -> list:
+        operator = make(demo_probability=0.5, seed=5, play_steps=(1, 6), demo_timeout_steps=2, **config)
+        return [(tuple(c.action), c.intent, c.reset) for c in (operator.act(observation(e // 9)) for e in range(90))]
+
+    assert run() == run(play_action_noise=0.0)
+    assert run() != run(play_action_noise=0.1)
+
+
+@pytest.mark.parametrize("settings", [{"play_steps": (5, 2)}, {"demo_probability": 1.5}, {"demo_timeout_steps": 0},
+                                      {"play_action_noise": -0.1}, {"play_action_noise": float("nan")}])
 def test_bad_settings_are_rejected(settings):
     with pytest.raises(ValueError):
         ScriptedOperatorConfig(**settings)

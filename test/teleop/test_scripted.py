@@ -81,3 +81,21 @@ def test_expert_statistics_on_the_reach_task():
 
     stats = expert_statistics("pusht", episodes=3, seed=2, episode_steps=150, task="reach")
     assert stats.successes == 3 and stats.median_steps_to_success < 60
+
+
+def test_noisy_play_actions_stay_within_what_each_robot_carries_out():
+    from dataclasses import fields
+
+    from dmo_ros.sims.push_cube import PushCubeConfig
+    from dmo_ros.sims.pusht import PushTConfig
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+    from dmo_ros.teleop.scripted import GO2_COMMAND_LIMITS, make_operator
+
+    defaults = {f.name: f.default for f in fields(PushCubeConfig)}
+    assert GO2_COMMAND_LIMITS.tolist() == [defaults["max_vx"], defaults["max_vy"], defaults["max_yaw_rate"]]
+    pusht = make_operator("pusht", ScriptedOperatorConfig(play_action_noise=5.0))
+    huge = pusht.limit_action(np.array([3.0, -4.0]))
+    assert np.isclose(np.linalg.norm(huge), 40.0 * 0.5 / 512 / 0.2) and huge[0] > 0 > huge[1]  # direction kept
+    assert np.linalg.norm(huge) < PushTConfig().max_speed_m_s  # the stand-in applies it unchanged
+    go2 = make_operator("go2", ScriptedOperatorConfig(play_action_noise=5.0))
+    assert go2.limit_action(np.array([9.0, -9.0, 0.5])).tolist() == [0.5, -0.3, 0.5]

@@ -1,0 +1,81 @@
+"""Does the local model's prior move the agent where the action says? The world-model gate's action-response
+measurement applied to the local RSSM's imagination, decoded to frames.
+
+The local-model gate finds the one-step reward gradient d r̂(prior(h, z, a)) / d a nearly unrelated to the
+true one (``scripts/local_model_gradient_parts.py``: the reward head reading real next frames agrees far
+better than the prior's own reward). This looks one step earlier: from real validation windows it filters
+the context frames, holds each command of {0, ±x, ±y} for ``--horizon`` steps with ``RSSM.imagine`` (each
+categorical at its mode), decodes every prior state with the model's decoder and locates the agent there
+(:func:`dmo_ros.gates.world_model.action_response_gate`, the stand-in's colours; evaluation only). It
+prints the agent's visibility, its displacement along the command per step against the simulator's, the
+fraction of rollouts moving the right way, and the one-step error against copying the last frame, and
+writes a PNG of the rollouts to look at.
+
+    .venv/bin/python scripts/local_model_action_response.py runs/local_model --dataset datasets/play \\
+        --out reports/local_action_response.png
+
+Needs a local model with a decoder (``decoder_loss_scale`` > 0, every preset's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from dmo_ros.dataset.loaders import Window
+from dmo_ros.gates.world_model import Rollout, WorldModelGateConfig, action_response_gate, gate_windows
+from dmo_ros.local_model.model import LocalModel, load_local_model
+from dmo_ros.local_model.rssm import features
+
+
+def local_model_rollout(model: LocalModel) -> Rollout:
+    """The local model as a :data:`dmo_ros.gates.world_model.Rollout`: filter the window's context, imagine
+    under the given actions (modes, no sampling) and decode each prior state to a frame in [-1, 1]."""
+    if model.decoder is None:
+        raise ValueError("this local model has no decoder (decoder_loss_scale 0): nothing to look at")
+    model.eval()
+
+    @torch.no_grad()
+    def rollout(window: Window, actions: torch.Tensor) -> torch.Tensor:
+        context = window.context_frames.shape[1]
+        # actions[:, t] leads from frame t to t + 1: the context's own, the last one leading out, is unused here.
+        posteriors, _ = model.observe(window.context_frames, window.actions[:, :context].float(), sample=False)
+        priors = model.rssm.imagine(posteriors.at(-1), actions.float(), sample=False)
+        return model.decoder(features(priors)).float().clamp(-1, 1)
+
+    return rollout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("local_model", type=Path, help="local-model run folder")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset folder (its validation windows)")
+    parser.add_argument("--context", type=int, default=4, help="frames filtered before imagining (default 4)")
+    parser.add_argument("--windows", type=int, default=64, help="validation windows (default 64)")
+    parser.add_argument("--horizon", type=int, default=WorldModelGateConfig.horizon,
+                        help=f"steps each command is held (default {WorldModelGateConfig.horizon})")
+    parser.add_argument("--out", type=Path, help="PNG of the held-command rollouts (default: none)")
+    parser.add_argument("--json", type=Path, help="write the measurements here as JSON")
+    args = parser.parse_args(argv)
+
+    model = load_local_model(args.local_model, "cpu")
+    dataset, indices = gate_windows(args.dataset, args.context, args.windows)
+    config = WorldModelGateConfig(windows=args.windows, horizon=args.horizon)
+    report = action_response_gate(local_model_rollout(model), dataset, indices, config, args.out)
+    report.name = "local_model_action_response"
+    print(report.format())
+    metrics = report.metrics
+    print(f"simulator px per step (held command): {[round(v, 2) for v in metrics['simulator_px_per_step']]}")
+    print(f"imagined px along the command:        {[round(v, 2) for v in metrics['imagined_along_px_per_step']]}")
+    for name, entry in metrics["commands"].items():
+        print(f"  {name:>4}: visible {entry['visible']:.3f}, right direction {entry.get('right_direction', '-')}")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
