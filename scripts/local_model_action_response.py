@@ -7,7 +7,8 @@ better than the prior's own reward). This looks one step earlier: from real vali
 the context frames, holds each command of {0, ±x, ±y} for ``--horizon`` steps with ``RSSM.imagine`` (each
 categorical at its mode), decodes every prior state with the model's decoder and locates the agent there
 (:func:`dmo_ros.gates.world_model.action_response_gate`, the stand-in's colours; evaluation only). It
-prints the agent's visibility, its displacement along the command per step against the simulator's, the
+prints the agent's visibility (also in the decoded *posteriors* of the context frames: does the latent hold the
+agent at all?), its displacement along the command per step against the simulator's, the
 fraction of rollouts moving the right way, and the one-step error against copying the last frame, and
 writes a PNG of the rollouts to look at.
 
@@ -25,10 +26,11 @@ from pathlib import Path
 
 import torch
 
-from dmo_ros.dataset.loaders import Window
+from dmo_ros.dataset.loaders import Window, collate
 from dmo_ros.gates.world_model import Rollout, WorldModelGateConfig, action_response_gate, gate_windows
 from dmo_ros.local_model.model import LocalModel, load_local_model
 from dmo_ros.local_model.rssm import features
+from dmo_ros.sims.pusht_frames import locate_agent
 
 
 def local_model_rollout(model: LocalModel) -> Rollout:
@@ -49,6 +51,22 @@ def local_model_rollout(model: LocalModel) -> Rollout:
     return rollout
 
 
+@torch.no_grad()
+def posterior_agent_visible(model: LocalModel, dataset, indices: list[int]) -> float:
+    """Fraction of context frames showing the agent whose *posterior* state, decoded, shows it too: what the
+    latent holds before any prediction (frame 0, filtered from the initial state alone, is left out)."""
+    found = shown = 0
+    for first in range(0, len(indices), 32):
+        window = collate([dataset[i] for i in indices[first : first + 32]])
+        context = window.context_frames.shape[1]
+        posteriors, _ = model.observe(window.context_frames, window.actions[:, :context].float(), sample=False)
+        decoded = ((model.decoder(features(posteriors)).float().clamp(-1, 1) + 1) * 127.5).round().byte()
+        _, real = locate_agent(window.context_frames[:, 1:].numpy())
+        _, seen = locate_agent(decoded[:, 1:].numpy())
+        found, shown = found + int((seen & real).sum()), shown + int(real.sum())
+    return found / shown if shown else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("local_model", type=Path, help="local-model run folder")
@@ -66,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     config = WorldModelGateConfig(windows=args.windows, horizon=args.horizon)
     report = action_response_gate(local_model_rollout(model), dataset, indices, config, args.out)
     report.name = "local_model_action_response"
+    report.metrics["posterior_agent_visible"] = posterior_agent_visible(model, dataset, indices)
     print(report.format())
+    print(f"agent visible in the decoded posteriors of the context frames: "
+          f"{report.metrics['posterior_agent_visible']:.3f}")
     metrics = report.metrics
     print(f"simulator px per step (held command): {[round(v, 2) for v in metrics['simulator_px_per_step']]}")
     print(f"imagined px along the command:        {[round(v, 2) for v in metrics['imagined_along_px_per_step']]}")

@@ -34,7 +34,7 @@ def test_the_command_prints_the_gate_and_writes_the_picture(policy_inputs, tmp_p
     assert _script().main([str(policy_inputs["local_model"]), "--dataset", str(policy_inputs["dataset"]),
                            "--windows", "4", "--horizon", "3", "--out", str(out), "--json", str(report)]) == 0
     printed = capsys.readouterr().out
-    assert "agent_visible" in printed and "simulator px per step" in printed
+    assert "agent_visible" in printed and "simulator px per step" in printed and "decoded posteriors" in printed
     assert out.stat().st_size > 0
     assert set(json.loads(report.read_text())["metrics"]["commands"]) == {"zero", "+x", "-x", "+y", "-y"}
 
