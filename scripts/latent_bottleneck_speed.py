@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     batch_of = lambda index: torch.from_numpy(np.ascontiguousarray(frames[np.sort(index)])).permute(0, 3, 1, 2)  # noqa: E731
     real = batch_of(val)
-    _, real_seen = locate_agent(real.numpy())
+    real_position, real_seen = locate_agent(real.numpy())  # the real frames' agent, found once
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         batch = batch_of(rng.integers(0, count - 256, args.batch_size))
@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
             model.train()
             mse = float((decoded - to_model_images(real)).pow(2).mean())
             position, seen = locate_agent(((decoded + 1) * 127.5).round().byte().numpy())
-            real_position, _ = locate_agent(real.numpy())
             both = seen & real_seen
             error = np.linalg.norm(position[both] - real_position[both], axis=-1).mean() if both.any() else np.nan
             visible = seen[real_seen].mean() if real_seen.any() else np.nan  # of the frames that show it

@@ -92,7 +92,8 @@ class ScriptedOperatorConfig:
     component of every play action; 0: none. A scripted operator's actions are smooth, so the action at t is
     nearly predictable from the motion before it and a model of the recording can ignore it; per-step noise
     makes each action carry information of its own (the behaviour noise of DART, Laskey et al. 2017).
-    Demonstrations stay noise-free. The stand-in clamps the noisy command like any other."""
+    Demonstrations stay noise-free. Noisy actions are clamped to the robot's limits
+    (:attr:`ScriptedOperator.limit_action`), so the recorded action is the one carried out."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
