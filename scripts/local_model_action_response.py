@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset, indices = gate_windows(args.dataset, args.context, args.windows)
     config = WorldModelGateConfig(windows=args.windows, horizon=args.horizon)
     report = action_response_gate(local_model_rollout(model), dataset, indices, config, args.out)
-    report.name = "local_model_action_response"
+    report.component = "local_model (action response, decoded)"
     report.metrics["posterior_agent_visible"] = posterior_agent_visible(model, dataset, indices)
     print(report.format())
     print(f"agent visible in the decoded posteriors of the context frames: "

@@ -35,6 +35,7 @@ def test_the_command_prints_the_gate_and_writes_the_picture(policy_inputs, tmp_p
                            "--windows", "4", "--horizon", "3", "--out", str(out), "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "agent_visible" in printed and "simulator px per step" in printed and "decoded posteriors" in printed
+    assert "gate local_model (action response, decoded)" in printed
     assert out.stat().st_size > 0
     assert set(json.loads(report.read_text())["metrics"]["commands"]) == {"zero", "+x", "-x", "+y", "-y"}
 
