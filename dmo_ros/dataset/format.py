@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 FORMAT_NAME = "dmo_ros.dataset"
 FORMAT_VERSION = 1
@@ -126,16 +127,31 @@ class NpyAppender:
 
 
 class DatasetWriter:
-    """Writes a dataset sample by sample into ``<folder>.partial``; ``finish`` renames it into place."""
+    """Writes a dataset sample by sample into ``<folder>.partial``; ``finish`` renames it into place.
+
+    While it writes it holds ``<folder>.lock`` (an OS file lock, released even if the process dies), so a
+    second writer of the same folder stops with :class:`DatasetError` instead of deleting this one's
+    ``.partial`` as the remains of an interrupted conversion.
+    """
 
     def __init__(self, folder: Path | str, image_shape: tuple[int, int], action_size: int) -> None:
         self.folder = Path(folder)
         if self.folder.exists():
             raise DatasetError(f"{self.folder} already exists; choose another output or remove it")
         self.partial = self.folder.with_name(self.folder.name + ".partial")
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(self.folder.with_name(self.folder.name + ".lock"))
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise DatasetError(f"another process is writing {self.folder} (it holds {self.lock.lock_file}); "
+                               "wait for it to finish or choose another output") from None
+        if self.folder.exists():  # finished by another writer just before the lock was taken
+            self._unlock()
+            raise DatasetError(f"{self.folder} already exists; choose another output or remove it")
         if self.partial.exists():  # the remains of an interrupted conversion
             shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
+        self.partial.mkdir()
         height, width = image_shape
         shapes = {"frames": (height, width, 3), "actions": (action_size,)}
         self.arrays = {
@@ -165,12 +181,20 @@ class DatasetWriter:
         meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **meta, "samples": self.count}
         (self.partial / META_FILE).write_text(json.dumps(meta, indent=1))
         self.partial.rename(self.folder)
+        self._unlock()
         return self.folder
 
     def abort(self) -> None:
         for appender in self.arrays.values():
             appender.file.close()
         shutil.rmtree(self.partial, ignore_errors=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        # The lock file goes too, so no stray file stays beside the dataset. A writer that opened it just
+        # before the unlink still holds a real lock; after a finish it then finds the folder and stops.
+        self.lock.release()
+        Path(self.lock.lock_file).unlink(missing_ok=True)
 
 
 def split_episodes(lengths: list[int], validation_fraction: float, seed: int) -> list[str]:

@@ -154,6 +154,22 @@ def test_an_interrupted_conversion_leaves_no_dataset_that_looks_complete(tmp_pat
     assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()
 
 
+def test_a_second_conversion_into_the_same_output_stops_and_spares_the_first(tmp_path, monkeypatch):
+    write_bag(tmp_path / "bag", BagSpec())
+    sample, seconds = convert_module.Aligner._sample, []
+
+    def meanwhile(self, stamp, action):
+        if not seconds:  # a second conversion into the same folder starts while this one writes
+            seconds.append(run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "ds")))
+        return sample(self, stamp, action)
+
+    monkeypatch.setattr(convert_module.Aligner, "_sample", meanwhile)
+    dataset, [report] = convert([tmp_path / "bag"], tmp_path / "ds", ConvertConfig())
+    assert seconds[0].returncode == 2 and "another process is writing" in seconds[0].stderr
+    assert report.ok and dataset == tmp_path / "ds" and read_meta(dataset)["samples"] == report.samples > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "ds"]  # no lock file or partial left
+
+
 def test_existing_output_and_bad_options_are_clear_errors(tmp_path):
     write_bag(tmp_path / "bag", BagSpec())
     (tmp_path / "ds").mkdir()
