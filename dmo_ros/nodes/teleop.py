@@ -50,6 +50,9 @@ class TeleopParameters:
     play_action_noise: float = param(
         0.0, "Scripted: std (m/s, rad/s) of per-step Gaussian noise on play actions; 0: none."
     )
+    play_hold_probability: float = param(
+        0.0, "Scripted: per play step, probability of holding a random direction for 3-10 steps; 0: none."
+    )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")
     joy_axes: list[int] = param([1, 0, 3], "Joy axis index per action component (x, y, yaw).")
     joy_scales: list[float] = param([0.1, 0.1, 1.0], "Action at full stick per component (m/s, m/s, rad/s).")
@@ -104,6 +107,7 @@ class Teleop(DmoNode):
                 demo_probability=p.demo_probability,
                 demo_timeout_steps=p.demo_timeout_steps or DEMO_TIMEOUT_STEPS[p.robot],
                 play_action_noise=p.play_action_noise,
+                play_hold_probability=p.play_hold_probability,
             )
             self.scripted = make_operator(p.robot, config, p.arena_size_m)
             self.observation: Observation | None = None

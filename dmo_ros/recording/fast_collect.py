@@ -82,6 +82,9 @@ class FastCollectConfig:
     play_action_noise: float = 0.0
     """Std (m/s, rad/s) of per-step Gaussian noise on the operator's play actions; 0: none
     (:attr:`ScriptedOperatorConfig.play_action_noise`)."""
+    play_hold_probability: float = 0.0
+    """Per play step, the probability of starting a held command (a random direction kept for a few steps,
+    walls included; :attr:`ScriptedOperatorConfig.play_hold_probability`); 0: none."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -205,7 +208,7 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
         seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
         demo_probability=config.demo_probability,
         demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
-        play_action_noise=config.play_action_noise,
+        play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
     ))
     action_size = operator.action_size
     command_action = np.zeros(action_size)  # the stand-in's latest command
@@ -297,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--play-steps-max", type=int, help="most play steps per episode")
     parser.add_argument("--play-action-noise", type=float,
                         help="std (m/s, rad/s) of per-step Gaussian noise on play actions (default: the graph's)")
+    parser.add_argument("--play-hold-probability", type=float,
+                        help="per play step, probability of holding a random direction for a few steps, walls "
+                             "included (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")
@@ -307,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = {"output": options.output, "seed": options.seed, "demo_probability": options.demo_probability,
                   "play_steps_min": options.play_steps_min, "play_steps_max": options.play_steps_max,
                   "play_action_noise": options.play_action_noise,
+                  "play_hold_probability": options.play_hold_probability,
                   "storage": options.storage, "split_duration": options.split_duration}
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
         config = FastCollectConfig(
@@ -316,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         ScriptedOperatorConfig(play_steps=(config.play_steps_min, config.play_steps_max),
                                demo_probability=config.demo_probability,
-                               play_action_noise=config.play_action_noise)  # operator settings checked up front
+                               play_action_noise=config.play_action_noise,
+                               play_hold_probability=config.play_hold_probability)  # checked up front
     except (ValueError, GraphError) as error:
         parser.error(str(error))
     print(f"recording {config.samples} samples ({config.samples / config.control_rate_hz:g} simulated s) of "

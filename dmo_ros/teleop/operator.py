@@ -94,6 +94,15 @@ class ScriptedOperatorConfig:
     makes each action carry information of its own (the behaviour noise of DART, Laskey et al. 2017).
     Demonstrations stay noise-free. Noisy actions are clamped to the robot's limits
     (:attr:`ScriptedOperator.limit_action`), so the recorded action is the one carried out."""
+    play_hold_probability: float = 0.0
+    """Per play step, the probability of starting a *held command*: a random direction at ``play_hold_speed``
+    kept for ``play_hold_steps`` steps whatever is in the way — walls and the object included. Play otherwise
+    walks around the object and rarely presses into a border, so a model of the recording never sees the
+    agent stopped there, while a policy (and the world-model gate) holds commands into walls. 0: none."""
+    play_hold_steps: tuple[int, int] = (3, 10)
+    """Range of a held command's length (control steps, inclusive)."""
+    play_hold_speed: float = 0.2
+    """Norm of a held command in the robot's action units (m/s, rad/s), clamped by the robot's limits."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
@@ -105,6 +114,13 @@ class ScriptedOperatorConfig:
             raise ValueError("demo_timeout_steps must be positive")
         if not self.play_action_noise >= 0:  # also rejects NaN
             raise ValueError(f"play_action_noise must be >= 0, got {self.play_action_noise}")
+        if not 0.0 <= self.play_hold_probability <= 1.0:
+            raise ValueError(f"play_hold_probability must be in [0, 1], got {self.play_hold_probability}")
+        low, high = self.play_hold_steps
+        if not 1 <= low <= high:
+            raise ValueError(f"play_hold_steps must be (low, high) with 1 <= low <= high, got {self.play_hold_steps}")
+        if not self.play_hold_speed > 0:
+            raise ValueError(f"play_hold_speed must be > 0, got {self.play_hold_speed}")
 
 
 @dataclass
@@ -140,7 +156,7 @@ class ScriptedOperator:
     press_milestone: bool = False
     """Press the milestone key when a demonstration first succeeds (Push Cube)."""
     limit_action: Callable[[np.ndarray], np.ndarray] | None = None
-    """The robot's command limits, applied to noisy play actions (``play_action_noise``) so that the
+    """The robot's command limits, applied to noisy play actions (``play_action_noise``) and held commands so that the
     recorded action is the one the robot carries out; None: no limit."""
 
     def __post_init__(self) -> None:
@@ -152,6 +168,8 @@ class ScriptedOperator:
         self.play_budget = 0
         self.will_demo = False
         self.succeeded_steps = 0
+        self.held: np.ndarray | None = None
+        self.held_steps_left = 0
 
     def zero(self) -> np.ndarray:
         return np.zeros(self.action_size)
@@ -178,6 +196,7 @@ class ScriptedOperator:
         self.mode = mode
         self.steps_in_mode = 0
         if mode is Mode.PLAY:
+            self.held_steps_left = 0
             self.explorer.begin(observation, self.rng)
         elif mode is Mode.DEMO:
             self.stats.demos += 1
@@ -212,7 +231,24 @@ class ScriptedOperator:
         press = self.steps_in_mode % self.config.reset_retry_steps == 0
         return Command(self.zero(), intent=False, reset=press)
 
+    def _held_command(self) -> np.ndarray | None:
+        """The held play command for this step, starting one with ``play_hold_probability``; None: play on."""
+        if self.held_steps_left <= 0:
+            # No draw without holds: seeded recordings stay as they were.
+            if not self.config.play_hold_probability or self.rng.random() >= self.config.play_hold_probability:
+                return None
+            direction = self.rng.normal(size=self.action_size)
+            held = direction / max(float(np.linalg.norm(direction)), 1e-12) * self.config.play_hold_speed
+            self.held = self.limit_action(held) if self.limit_action is not None else held
+            low, high = self.config.play_hold_steps
+            self.held_steps_left = int(self.rng.integers(low, high + 1))
+        self.held_steps_left -= 1
+        return self.held.copy()
+
     def _play_action(self, observation: Observation) -> np.ndarray:
+        held = self._held_command()
+        if held is not None:
+            return held
         action = np.asarray(self.explorer.act(observation), dtype=np.float64)
         if self.config.play_action_noise > 0:  # no draw without noise: seeded recordings stay as they were
             action = action + self.rng.normal(0.0, self.config.play_action_noise, action.shape)

@@ -141,6 +141,18 @@ def test_play_action_noise_changes_the_play_actions(tmp_path):
         main(["--samples", "10", "--play-action-noise", "-1", "-o", str(tmp_path)])
 
 
+def test_play_hold_probability_holds_play_actions_in_the_recording(tmp_path):
+    _, held = fast(tmp_path / "held", samples=40, play_hold_probability=1.0)
+    store = CollectMessages().store
+    twists = [store.deserialize_cdr(m.data, m.msgtype).twist.linear for m in read_session(held.session)
+              if m.topic == "/servo_node/delta_twist_cmds"]
+    actions = [(t.x, t.y) for t in twists]
+    # A hold starts on the first play step and lasts 3-10 steps: its first 3 commands are one velocity.
+    assert len(actions) == 40 and actions[0] == actions[1] == actions[2] != (0.0, 0.0)
+    with pytest.raises(SystemExit):
+        main(["--samples", "10", "--play-hold-probability", "2", "-o", str(tmp_path)])
+
+
 def test_cli_writes_a_session(tmp_path, capsys):
     assert main(["--samples", "10", "--output", str(tmp_path), "--quiet", "--storage", "sqlite3"]) == 0
     out = capsys.readouterr().out
@@ -205,8 +217,10 @@ def test_defaults_are_the_nodes_parameters_and_the_graphs_arguments():
     assert RecorderParameters().split_duration == config.split_duration
     graph = collect_graph_defaults("pusht")
     assert teleop.play_action_noise == config.play_action_noise
+    assert teleop.play_hold_probability == config.play_hold_probability
     for name in ("storage", "split_duration", "seed", "demo_probability", "play_steps_min", "play_steps_max",
-                 "play_action_noise", "camera_topic", "action_topic", "intent_topic", "reset_topic", "output"):
+                 "play_action_noise", "play_hold_probability", "camera_topic", "action_topic", "intent_topic",
+                 "reset_topic", "output"):
         assert getattr(config, name) == graph[name], name
     assert FastCollectConfig(robot="go2").action_topic == collect_graph_defaults("go2")["action_topic"] == "/cmd_vel"
     assert {f.name for f in dataclasses.fields(FastCollectConfig)} >= set(SHORT_PLAY)

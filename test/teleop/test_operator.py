@@ -108,8 +108,47 @@ def test_without_play_action_noise_the_seeded_operator_acts_as_before():
     assert run() != run(play_action_noise=0.1)
 
 
+def test_held_commands_keep_one_direction_at_the_hold_speed_for_their_length_then_play_resumes():
+    operator = make(demo_probability=1.0, play_steps=(600, 600), demo_timeout_steps=20, play_hold_probability=0.1,
+                    play_hold_steps=(3, 5), play_hold_speed=0.2, limit_action=lambda a: np.clip(a, -0.15, 0.15))
+    commands = [operator.act(observation(0)) for _ in range(620)]
+    play = np.stack([c.action for c in commands[:600]])
+    held = ~np.all(play == -1.0, axis=1)  # the explorer's play is a constant -1
+    runs, length = [], 0
+    for step in range(600):
+        if held[step]:
+            length += 1
+            if step + 1 == 600 or not held[step + 1] or not np.array_equal(play[step + 1], play[step]):
+                runs.append((step - length + 1, length))
+                length = 0
+    assert 20 <= len(runs) <= 90  # ~600 / (1 / 0.1 + 4) holds
+    # Back-to-back holds are cut where the direction changes, so a run is one hold: 3-5 steps long.
+    assert all(3 <= n <= 5 for _, n in runs[:-1])
+    for start, n in runs:
+        direction = play[start]
+        assert (play[start : start + n] == direction).all()
+        assert np.abs(direction).max() <= 0.15 + 1e-12  # the robot's limits
+        assert np.linalg.norm(direction) == pytest.approx(0.2) or np.abs(direction).max() == pytest.approx(0.15)
+    directions = np.stack([play[start] for start, _ in runs])
+    assert (directions[:, 0] > 0).any() and (directions[:, 0] < 0).any() and (directions[:, 1] > 0).any()
+    assert all(c.intent and (c.action == 1.0).all() for c in commands[600:620])  # demonstrations hold nothing
+
+
+def test_without_held_commands_the_seeded_operator_acts_as_before():
+    def run(**config) -> list:
+        operator = make(demo_probability=0.5, seed=5, play_steps=(1, 6), demo_timeout_steps=2, **config)
+        return [(tuple(c.action), c.intent, c.reset) for c in (operator.act(observation(e // 9)) for e in range(90))]
+
+    assert run() == run(play_hold_probability=0.0)
+    assert run() != run(play_hold_probability=0.3)
+
+
 @pytest.mark.parametrize("settings", [{"play_steps": (5, 2)}, {"demo_probability": 1.5}, {"demo_timeout_steps": 0},
-                                      {"play_action_noise": -0.1}, {"play_action_noise": float("nan")}])
+                                      {"play_action_noise": -0.1}, {"play_action_noise": float("nan")},
+                                      {"play_hold_probability": -0.1}, {"play_hold_probability": 1.5},
+                                      {"play_hold_probability": float("nan")}, {"play_hold_steps": (0, 3)},
+                                      {"play_hold_steps": (5, 3)}, {"play_hold_speed": 0.0},
+                                      {"play_hold_speed": float("nan")}])
 def test_bad_settings_are_rejected(settings):
     with pytest.raises(ValueError):
         ScriptedOperatorConfig(**settings)
