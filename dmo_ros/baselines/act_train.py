@@ -48,7 +48,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
-from dmo_ros.training.checkpoint import read_run_config
+from dmo_ros.training.checkpoint import read_run_config, recorded_path
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: a few seconds on one CPU core.
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "policy": {"action_limit": [float(v) for v in limit], "image_size": [image_size, image_size],
                    "temporal_ensembling": bool(args.temporal_ensembling), "ensemble_decay": float(args.ensemble_decay)},
         "deployment": {key: meta.get(key) for key in ("robot", "rate_hz", "image", "action")},
-        "datasets": [str(folder) for folder in folders], "demonstration_samples": len(train_set),
+        "datasets": [recorded_path(folder) for folder in folders], "demonstration_samples": len(train_set),
     }
     began = time.perf_counter()
     try:

@@ -36,7 +36,7 @@ from dmo_ros.dmo.sapo import SAPOConfig
 from dmo_ros.dmo.simulator_env import PIXEL_TASKS, SimulatorEnv
 from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
-from dmo_ros.training.checkpoint import CheckpointError, read_run_config
+from dmo_ros.training.checkpoint import CheckpointError, read_run_config, recorded_path
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
 
@@ -85,7 +85,8 @@ def _real_sequences(folders: list[Path], args: argparse.Namespace, length: int, 
             return reward_token_labeller(args.world_model, device)
         return frame_labeller(goal_reward_function(args.reward_run, args.goal, image_size, device))
 
-    source = {"reward_run": str(args.world_model if v4 else args.reward_run), "goal": None if v4 else str(args.goal)}
+    source = {"reward_run": recorded_path(args.world_model if v4 else args.reward_run),
+              "goal": None if v4 else recorded_path(args.goal)}
     labels = ensure_labels(folders, args.run_dir, make_labeller, source=source)
     sequences = SequenceDataset(folders, length, "train", labels)
     if len(sequences) == 0:
@@ -313,11 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_config = {"kind": POLICY_KIND, "method": method, "preset": args.preset, "robot": robot,
                   "forward": forward, "task": task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
-                  "datasets": [str(folder) for folder in folders],
-                  "world_model": None if args.world_model is None else str(args.world_model),
-                  "reward_run": None if args.reward_run is None else str(args.reward_run),
-                  "goal": None if args.goal is None else str(args.goal),
-                  "local_model": str(getattr(args, "local_model", "")) or None,
+                  "datasets": [recorded_path(folder) for folder in folders],
+                  "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
+                  "goal": recorded_path(args.goal), "local_model": recorded_path(getattr(args, "local_model", None)),
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
                   "deployment": deployment_metadata(folders[0]), "gates": gates_at_start}
     source = "simulator" if simulated else "world-model"

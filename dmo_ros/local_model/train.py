@@ -50,6 +50,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
 from dmo_ros.world_model_v4.model import is_world_model_v4
 
@@ -295,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                 return frame_labeller(goal_reward_function(args.reward_run, args.goal, image_size, device),
                                       args.label_batch_size)
 
-        source = {"reward_run": str(args.reward_run), "goal": None if reward_token else str(args.goal)}
+        source = {"reward_run": recorded_path(args.reward_run),
+                  "goal": None if reward_token else recorded_path(args.goal)}
         labels = ensure_labels(folders, args.run_dir, make_labeller, args.relabel, source)
         train_set = SequenceDataset(folders, length, "train", labels)
         val_set = SequenceDataset(folders, length, "val", labels)
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
           f"[{all_labels.min():.3g}, {all_labels.max():.3g}]"
           + ("" if len(val_set) else " (no validation episodes: validation skipped)"), flush=True)
     run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config), "sequence_length": length,
-                  "datasets": [str(folder) for folder in folders], "robot": robot,
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot,
                   "labels": {"file": LABELS_INDEX, **source}}
     try:
         result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)

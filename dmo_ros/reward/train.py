@@ -36,6 +36,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {train_set}\n      {val_set}" + ("" if len(val_set) else " (no validation pairs: skipped)"),
           flush=True)
     run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
-                  "datasets": [str(folder) for folder in folders], "intent_only": args.intent_only}
+                  "datasets": [recorded_path(folder) for folder in folders], "intent_only": args.intent_only}
     try:
         result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)
     except TrainingError as error:

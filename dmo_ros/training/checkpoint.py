@@ -55,6 +55,13 @@ def write_run_config(run_dir: Path | str, config: dict[str, Any]) -> None:
     _write_atomic(run_dir / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def recorded_path(path: Path | str | None) -> str | None:
+    """An input's path as a run's ``config.json`` records it: absolute, so the record still names the input
+    when it is read from another working directory (``dmo-ladder-table --gates``, a later session); None
+    stays None."""
+    return None if path is None else str(Path(path).resolve())
+
+
 def read_run_config(run_dir: Path | str) -> dict[str, Any]:
     """The run's ``config.json``; :class:`CheckpointError` when the folder is not a run."""
     path = Path(run_dir) / CONFIG

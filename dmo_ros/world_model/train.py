@@ -33,6 +33,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
 from dmo_ros.world_model.config import WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(folders)} dataset(s)" + ("" if val_set else " (no validation episodes: validation skipped)"),
           flush=True)
     run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
-                  "datasets": [str(folder) for folder in folders], "robot": robot}
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
     try:
         result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
     except TrainingError as error:

@@ -39,6 +39,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
+from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
 from dmo_ros.world_model_v4.dynamics import LatentWindow
@@ -222,7 +223,7 @@ def tokenizer_main(argv: list[str] | None = None) -> int:
           f"{image_size}x{image_size} frames -> {config.latent_tokens} x {config.latent_dim} latents; "
           f"{len(train_set)} training / {len(val_set) if val_set else 0} validation frames", flush=True)
     run_config = {"kind": TOKENIZER_KIND, "preset": args.preset, "model": asdict(config),
-                  "datasets": [str(folder) for folder in folders], "robot": robot}
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
     return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config)
 
 
@@ -273,7 +274,7 @@ def dynamics_main(argv: list[str] | None = None) -> int:
             tokenizer_run = saved.get("tokenizer_run")
         elif args.tokenizer is not None:
             tokenizer = load_tokenizer(args.tokenizer)
-            tokenizer_config, tokenizer_run = tokenizer.config, str(args.tokenizer)
+            tokenizer_config, tokenizer_run = tokenizer.config, recorded_path(args.tokenizer)
         else:
             raise ConfigError("--tokenizer is required for a new run (a dmo-train-tokenizer run folder)")
         if tokenizer_config.image_size != image_size:
@@ -304,7 +305,7 @@ def dynamics_main(argv: list[str] | None = None) -> int:
           f"{len(val_set) if val_set else 0} validation windows", flush=True)
     run_config = {"kind": DYNAMICS_KIND, "preset": args.preset, "model": asdict(config),
                   "tokenizer": asdict(tokenizer_config), "tokenizer_run": tokenizer_run,
-                  "datasets": [str(folder) for folder in folders], "robot": robot}
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
     return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config)
 
 
@@ -342,7 +343,8 @@ def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path],
           flush=True)
     run_config = {"kind": DYNAMICS_KIND, "preset": args.preset, "model": pretrained["model"],
                   "tokenizer": pretrained["tokenizer"], "tokenizer_run": pretrained.get("tokenizer_run"),
-                  "post_trained_from": str(source), "datasets": [str(folder) for folder in folders], "robot": robot}
+                  "post_trained_from": recorded_path(source),
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
     return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config,
                              done="post-trained the reward")
 

@@ -47,6 +47,13 @@ def test_trains_checkpoints_and_loads(dataset: Path, tmp_path: Path, capsys) -> 
     assert torch.isfinite(model.energy(x, x, x)).all()
 
 
+def test_the_run_config_records_its_inputs_as_absolute_paths(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """Given relative to the working directory, the dataset is still named when the record is read elsewhere."""
+    monkeypatch.chdir(dataset.parent)
+    assert main(_args(Path(dataset.name), tmp_path / "run", "--steps", "1")) == 0
+    assert read_run_config(tmp_path / "run")["datasets"] == [str(dataset.resolve())]
+
+
 def test_resume_continues_exactly(dataset: Path, tmp_path: Path) -> None:
     """3 steps, then the same command to 6, equals 6 steps at once (the fresh pair draws included)."""
     assert main(_args(dataset, tmp_path / "whole", "--steps", "6")) == 0
