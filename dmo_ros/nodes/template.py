@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -124,6 +125,24 @@ class DmoNode(Node):
 
 
 _SPIN_PERIOD = 0.1
+CALLBACK_DRAIN_S = 5.0
+"""Seconds a stopping node waits for callbacks still running on executor threads before it is destroyed."""
+
+
+def _drain_callbacks(executor: SingleThreadedExecutor | MultiThreadedExecutor | None, node: DmoNode) -> None:
+    """Stop ``executor`` and wait up to ``CALLBACK_DRAIN_S`` for its running callbacks, so that none of them
+    touches the node after ``destroy_node``. A callback that does not return in time is reported and left
+    behind (its thread is a daemon's for the rest of the process's short life)."""
+    if executor is None:
+        return
+    # MultiThreadedExecutor.shutdown joins its worker threads without a time limit: join it with one.
+    stopper = threading.Thread(target=executor.shutdown, name="executor-shutdown", daemon=True)
+    stopper.start()
+    stopper.join(CALLBACK_DRAIN_S)
+    if stopper.is_alive():
+        node.get_logger().warning(
+            f"a callback is still running {CALLBACK_DRAIN_S:g} s after the stop; destroying the node anyway"
+        )
 
 
 def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, threads: int = 1) -> int:
@@ -133,10 +152,12 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, th
 
     ``threads`` > 1 spins a MultiThreadedExecutor, so callbacks of different callback groups run at the
     same time (the policy node's watchdog keeps running while an inference is in progress). Then
-    ``on_shutdown`` also runs while a callback may still be running on an executor thread (nothing here
-    waits for it; a hung callback would hold the stop): a node whose callbacks publish commands must keep
-    them from publishing after its shutdown's zero command (the policy node's ``publish`` does). With one
-    thread, callbacks run in this thread, so none is running when ``on_shutdown`` is called."""
+    ``on_shutdown`` also runs while a callback may still be running on an executor thread, so that a stop
+    is not held up by a slow one: a node whose callbacks publish commands must keep them from publishing
+    after its shutdown's zero command (the policy node's ``publish`` does). The node is destroyed only
+    after the callbacks still running have returned (up to ``CALLBACK_DRAIN_S``; a warning names a hung
+    one). With one thread, callbacks run in this thread, so none is running when ``on_shutdown`` is
+    called."""
     # Installed before the node exists (by the console script: before rclpy is even imported), so
     # a Ctrl-C during a slow start (a simulator loading) is a clean stop too, and kept through the
     # shutdown (run_node owns the process).
@@ -157,6 +178,7 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: StopReq
     stop.node = node
     if stop.requested:
         node.finish(0)
+    executor = None
     try:
         executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
@@ -174,6 +196,7 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: StopReq
         try:
             node.on_shutdown()
         finally:
+            _drain_callbacks(executor, node)
             node.destroy_node()
             rclpy.try_shutdown()
     return node.exit_code or 0

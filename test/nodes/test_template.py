@@ -89,3 +89,54 @@ def test_only_the_policy_node_runs_callbacks_on_several_threads():
     nodes = Path(executables.__file__).parent
     several = {path.stem for path in nodes.glob("*.py") if re.search(r"run_node\([^)]*threads=", path.read_text())}
     assert several == {"policy"}
+
+
+def test_a_node_is_destroyed_only_after_its_running_callbacks_return(own_stop_handlers, monkeypatch):
+    """With several executor threads a callback may still run when the node stops: ``run_node`` calls
+    ``on_shutdown`` at once (the zero command is not held up) but destroys the node only after it returned."""
+    import threading
+    import time
+
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+    from dmo_ros.nodes import template
+
+    events: list[str] = []
+    started = threading.Event()
+
+    class SlowCallbackNode(template.DmoNode):
+        def __init__(self) -> None:
+            super().__init__("slow_callback_test")
+            self.slow = self.create_timer(0.01, self.slow_step, MutuallyExclusiveCallbackGroup())
+            self.stopper = self.create_timer(0.01, self.stop, MutuallyExclusiveCallbackGroup())
+
+        def slow_step(self) -> None:
+            self.slow.cancel()
+            started.set()
+            time.sleep(0.5)  # an inference in progress
+            events.append("callback returned")
+
+        def stop(self) -> None:
+            if started.is_set():
+                self.stopper.cancel()
+                self.finish(0)
+
+        def on_shutdown(self) -> None:
+            events.append("on_shutdown")
+
+        def destroy_node(self) -> None:
+            events.append("destroyed")
+            super().destroy_node()
+
+    assert template.run_node(SlowCallbackNode, args=[], threads=2) == 0
+    assert events == ["on_shutdown", "callback returned", "destroyed"]
+
+    # A callback that hangs does not hang the stop: the node is destroyed after CALLBACK_DRAIN_S.
+    events.clear()
+    started.clear()
+    monkeypatch.setattr(template, "CALLBACK_DRAIN_S", 0.1)
+    monkeypatch.setattr(SlowCallbackNode, "slow_step", lambda self: (self.slow.cancel(), started.set(),
+                                                                     time.sleep(1.5)))
+    begin = time.monotonic()
+    assert template.run_node(SlowCallbackNode, args=[], threads=2) == 0
+    assert events == ["on_shutdown", "destroyed"] and time.monotonic() - begin < 1.4
