@@ -49,6 +49,7 @@ from dmo_ros.training import (
     train,
 )
 from dmo_ros.training.checkpoint import read_run_config, recorded_path
+from dmo_ros.training.options import finite_float
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: a few seconds on one CPU core.
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temporal-ensembling", action=argparse.BooleanOptionalAction, default=True,
                         help="at run time average every chunk's prediction of the current step (ACT's temporal "
                              "ensembling, default); --no-temporal-ensembling executes each chunk open loop")
-    parser.add_argument("--ensemble-decay", type=float, default=0.01,
+    parser.add_argument("--ensemble-decay", type=finite_float, default=0.01,
                         help="m of the ensembling weights exp(-m i), i = 0 the oldest prediction (default 0.01)")
     parser.add_argument("--eval-episodes", type=int, default=None,
                         help="Push Cube episodes of the final evaluation of a Go2 run (default: 50; tiny preset 2; "

@@ -47,6 +47,7 @@ The dataset is written under ``OUT.partial`` and renamed to ``OUT`` only when co
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import struct
 import sys
@@ -119,6 +120,10 @@ class ConvertConfig:
     """Read the messages written before the cut of a truncated MCAP file instead of refusing the input."""
 
     def __post_init__(self) -> None:
+        for name in ("rate_hz", "gap_threshold_s", "max_frame_age_s", "reorder_window_s", "validation_fraction",
+                     "rate_tolerance"):  # nan passes every comparison below
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"frame size must be positive, got {self.width}x{self.height}")
         if self.aspect not in ASPECTS:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 
 @dataclass
@@ -55,6 +56,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        for field in fields(self):  # nan passes every comparison below, inf trains garbage: refuse both first
+            values = getattr(self, field.name)
+            for value in values if isinstance(values, tuple) else (values,):
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{field.name} must be a finite number, got {value}")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -52,9 +53,22 @@ def _field_types(cls: type) -> dict[str, Any]:
 def _scalar_parser(kind: Any):
     if kind is bool:
         return _parse_bool
-    if kind in (int, float, str):
+    if kind is float:
+        return finite_float
+    if kind in (int, str):
         return kind
     return None
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a number: nan and inf are refused (they pass every ``< 0`` check, poison training)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _parse_bool(text: str) -> bool:
@@ -130,4 +144,5 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "conf
         raise ConfigError(f"{where}: {error}") from error
 
 
-__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "given_options"]
+__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "finite_float",
+           "given_options"]

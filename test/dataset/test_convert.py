@@ -179,6 +179,15 @@ def test_existing_output_and_bad_options_are_clear_errors(tmp_path):
     assert result.returncode == 2 and "no robot profile 'spot'" in result.stderr and "go2, pusht" in result.stderr
 
 
+@pytest.mark.parametrize("field", ["rate_hz", "gap_threshold_s", "max_frame_age_s", "reorder_window_s",
+                                   "validation_fraction", "rate_tolerance"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_options_are_refused_by_name(field, value):
+    """nan passes every range check (``--rate nan`` used to fail deep inside with 'cannot convert float NaN')."""
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        ConvertConfig(**{field: value})
+
+
 def test_metadata_describes_the_dataset(tmp_path):
     write_bag(tmp_path / "bag", BagSpec(width=80, height=60))
     result = run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "ds"), "--size", "32", "40", "--aspect", "pad")

@@ -30,6 +30,20 @@ def test_given_options_override_the_preset_only() -> None:
         apply_options(TrainConfig(), parser.parse_args(["--steps", "0"]), names)
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_float_options_refuse_non_finite_numbers(text, capsys) -> None:
+    """``--lr nan`` used to crash inside AdamW with a traceback; ``--lr inf``, ``--grad-clip nan`` trained garbage."""
+    parser = argparse.ArgumentParser()
+    add_dataclass_options(parser, TrainConfig)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args([f"--lr={text}"])
+    assert exit_info.value.code == 2
+    assert f"argument --lr: expected a finite number, got '{text}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--grad-clip", "abc"])
+    assert "expected a number, got 'abc'" in capsys.readouterr().err
+
+
 def test_config_from_dict_is_strict() -> None:
     assert config_from_dict(TrainConfig, {"steps": 5}).steps == 5
     with pytest.raises(ConfigError, match="unknown key\\(s\\) stepz .*valid keys: .*steps"):
