@@ -36,7 +36,7 @@ from dmo_ros.dmo.sapo import SAPOConfig
 from dmo_ros.dmo.simulator_env import PIXEL_TASKS, SimulatorEnv
 from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
-from dmo_ros.training.checkpoint import CheckpointError, read_run_config, recorded_path
+from dmo_ros.training.checkpoint import CheckpointError, check_run_dir, latest_step, read_run_config, recorded_path
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
 
@@ -188,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.task != "push_t":
                 raise ConfigError(f"--task {args.task} is a Push-T task; Go2 runs are evaluated on push_cube")
             task = "push_cube"
+        check_run_dir(args.run_dir)
         try:
             saved = read_run_config(args.run_dir)
         except CheckpointError:
             saved = None
         if saved is not None and (saved.get("kind") != POLICY_KIND or saved.get("method") != method):
             raise CheckpointError(f"{args.run_dir} holds a run that is not a {method} policy; choose another --run-dir")
+        latest_step(args.run_dir)  # a damaged last checkpoint is refused now, before the models load
         forward = getattr(args, "forward", "world-model")
         if saved is not None:
             held = {"forward": saved.get("forward", "world-model"), "task": saved.get("task", "push_t")}

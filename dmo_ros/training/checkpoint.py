@@ -33,6 +33,7 @@ LAST = "last"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 TRAINER_STATE = "trainer.pt"
+DATASET_META = "meta.json"  # what marks a dataset folder (dmo_ros.dataset.format.META_FILE)
 
 
 class CheckpointError(RuntimeError):
@@ -48,9 +49,21 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_run_dir(run_dir: Path | str) -> None:
+    """Refuse a ``--run-dir`` that cannot hold a run: a file, or a dataset folder (a run's files would be mixed
+    into the dataset's); :class:`CheckpointError` with the fix."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
+    if (run_dir / DATASET_META).is_file():
+        raise CheckpointError(f"--run-dir {run_dir} is a dataset folder ({DATASET_META}); give the dataset as "
+                              "the input and a new folder (e.g. runs/NAME) as --run-dir")
+
+
 def write_run_config(run_dir: Path | str, config: dict[str, Any]) -> None:
     """Write ``config.json`` (atomically) — the config a later load rebuilds the model from."""
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -79,12 +92,14 @@ def saved_run(run_dir: Path | str, kind: str, what: str) -> dict[str, Any] | Non
     A trainer re-run with the same command resumes from it; a run folder of another kind is a
     :class:`CheckpointError` (``what`` names the expected model in the message).
     """
+    check_run_dir(run_dir)
     try:
         saved = read_run_config(run_dir)
     except CheckpointError:
         return None
     if saved.get("kind") != kind or "model" not in saved:
         raise CheckpointError(f"{run_dir} holds a run that is not a {what}; choose another --run-dir")
+    latest_step(run_dir)  # a damaged last checkpoint is refused now, before any work
     return saved
 
 
@@ -103,12 +118,35 @@ def checkpoint_dir(run_dir: Path | str, checkpoint: str = LAST) -> Path:
 
 
 def latest_step(run_dir: Path | str) -> int | None:
-    """Step of the ``last`` checkpoint, or None when the run has none."""
+    """Step of the ``last`` checkpoint, or None when the run has none (no ``last`` pointer).
+
+    A ``last`` pointer whose checkpoint is missing or damaged is a :class:`CheckpointError` that names the
+    complete checkpoints to go back to: resuming must not silently start over (and overwrite the run)."""
+    if not (Path(run_dir) / CHECKPOINTS / LAST).is_file():
+        return None
     try:
         folder = checkpoint_dir(run_dir)
-    except CheckpointError:
-        return None
-    return int(json.loads((folder / "meta.json").read_text())["step"])
+        for name in (WEIGHTS, TRAINER_STATE, "meta.json"):
+            if not (folder / name).is_file():
+                raise CheckpointError(f"{folder}: incomplete checkpoint (no {name})")
+        try:
+            return int(json.loads((folder / "meta.json").read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{folder / 'meta.json'}: unreadable ({type(error).__name__}: {error})") from error
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; {resume_hint(run_dir)}") from error
+
+
+def resume_hint(run_dir: Path | str) -> str:
+    """How to get past a damaged last checkpoint: the complete ones left, or a new run folder."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointed = (root / LAST).read_text().strip() if (root / LAST).is_file() else ""
+    others = sorted(path.name for path in root.glob("step_*")
+                    if path.name != pointed and not path.name.endswith(".tmp") and (path / WEIGHTS).is_file())
+    if others:
+        return (f"to resume from an earlier checkpoint write its name ({', '.join(others)}) into {root / LAST}, "
+                "or train into a new --run-dir")
+    return f"no earlier checkpoint is left: remove {run_dir} to start over, or train into a new --run-dir"
 
 
 def save_checkpoint(run_dir: Path | str, step: int, model_state: dict[str, torch.Tensor],
@@ -164,11 +202,13 @@ def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str,
 
 __all__ = [
     "CheckpointError",
+    "check_run_dir",
     "checkpoint_dir",
     "latest_step",
     "load_model_weights",
     "load_trainer_state",
     "read_run_config",
+    "resume_hint",
     "save_checkpoint",
     "saved_run",
     "write_run_config",

@@ -40,6 +40,7 @@ from dmo_ros.training.checkpoint import (
     load_model_weights,
     load_trainer_state,
     read_run_config,
+    resume_hint,
     save_checkpoint,
     write_run_config,
 )
@@ -226,8 +227,11 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     run_dir = Path(run_dir)
     world, device = init_world(config.device)
     if world.is_main:
-        _check_run_folder(run_dir, run_config, model)
-        write_run_config(run_dir, {**run_config, "train": asdict(config), "world_size": world.size})
+        try:
+            _check_run_folder(run_dir, run_config, model)
+            write_run_config(run_dir, {**run_config, "train": asdict(config), "world_size": world.size})
+        except CheckpointError as error:
+            raise TrainingError(str(error)) from error
     barrier(world)
 
     num_items = len(train_set)
@@ -241,11 +245,16 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
                                   weight_decay=config.weight_decay)
-    start_step = latest_step(run_dir) or 0
+    try:
+        start_step = latest_step(run_dir) or 0
+        if start_step:
+            state = load_trainer_state(run_dir)
+            saved = load_model_weights(run_dir)
+    except CheckpointError as error:
+        message = str(error)
+        raise TrainingError(message if "--run-dir" in message else f"{message}; {resume_hint(run_dir)}") from error
     ema = None
     if start_step:
-        state = load_trainer_state(run_dir)
-        saved = load_model_weights(run_dir)
         # With an average kept, the checkpoint's model weights are the average and the raw ones are in the state.
         model.load_state_dict(state.get("raw_weights", saved))
         if config.ema_decay > 0:

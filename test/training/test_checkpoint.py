@@ -93,3 +93,19 @@ def test_safetensors_whose_header_length_looks_like_a_pickle_still_load(tmp_path
     weights.write_bytes(pickle.dumps({name: 1}))  # a real pickle in its place is still refused
     with pytest.raises(CheckpointError, match="pickle payload"):
         load_model_weights(tmp_path / str(length))
+
+
+def test_saved_run_refuses_a_damaged_last_checkpoint_and_a_dataset_folder(tmp_path: Path) -> None:
+    """Trainers ask saved_run before loading data: the refusal comes at once, as a bad argument (exit 2)."""
+    from dmo_ros.training.checkpoint import saved_run
+
+    write_run_config(tmp_path / "run", {"kind": "toy", "model": {}})
+    assert saved_run(tmp_path / "run", "toy", "toy model") is not None
+    _save(tmp_path / "run", 10)
+    (tmp_path / "run/checkpoints/step_00000010/meta.json").write_text("{")
+    with pytest.raises(CheckpointError, match="meta.json: unreadable .*remove .*run to start over"):
+        saved_run(tmp_path / "run", "toy", "toy model")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds/meta.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="is a dataset folder"):
+        saved_run(tmp_path / "ds", "toy", "toy model")

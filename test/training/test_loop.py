@@ -73,6 +73,37 @@ def test_run_folder_of_another_model_is_not_resumed(tmp_path: Path) -> None:
               {"model": {"kind": "toy", "width": 2}})
 
 
+def test_a_file_or_a_dataset_folder_as_run_folder_is_refused(tmp_path: Path) -> None:
+    """--run-dir naming a file used to end in a FileExistsError traceback; naming a dataset folder trained into it."""
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(TrainingError, match="is a file, not a folder"):
+        train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "notes.txt", {"model": {}})
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds/meta.json").write_text("{}")
+    with pytest.raises(TrainingError, match="is a dataset folder"):
+        train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "ds", {"model": {}})
+    assert sorted(path.name for path in (tmp_path / "ds").iterdir()) == ["meta.json"]
+
+
+@pytest.mark.parametrize("damage", ["weights", "trainer_state", "meta", "pointer"])
+def test_a_damaged_last_checkpoint_is_refused_with_the_way_back(tmp_path: Path, damage: str) -> None:
+    """Resuming a damaged last checkpoint used to end in a traceback (weights, trainer state, meta.json) or, with
+    ``last`` naming a missing folder, silently start over from step 0 and overwrite the run."""
+    train(Regressor(), RegressionData(64), None, _config(steps=8, checkpoint_every=4), tmp_path, {"model": {}})
+    last = tmp_path / "checkpoints/step_00000008"
+    if damage == "pointer":
+        (tmp_path / "checkpoints/last").write_text("step_00000099\n")
+    else:
+        name = {"weights": "model.safetensors", "trainer_state": "trainer.pt", "meta": "meta.json"}[damage]
+        (last / name).write_bytes((last / name).read_bytes()[:20])
+    with pytest.raises(TrainingError, match=r"write its name \(step_00000004.*\) into .*last, or train into a new"):
+        train(Regressor(), RegressionData(64), None, _config(steps=12, checkpoint_every=4), tmp_path, {"model": {}})
+    (tmp_path / "checkpoints/last").write_text("step_00000004\n")  # the way back the message names
+    result = train(Regressor(), RegressionData(64), None, _config(steps=12, checkpoint_every=4), tmp_path,
+                   {"model": {}})
+    assert result.start_step == 4 and result.step == 12
+
+
 def test_time_limit_stops_with_a_checkpoint_and_rerun_continues(tmp_path: Path) -> None:
     first = train(Regressor(), RegressionData(64), None, _config(steps=100_000, time_limit_s=0.5), tmp_path,
                   {"model": {"kind": "toy"}})
