@@ -49,6 +49,7 @@ from dmo_ros.training import (
     train,
 )
 from dmo_ros.training.checkpoint import read_run_config, recorded_path
+from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.training.options import finite_float
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -167,6 +168,7 @@ def _saved(run_dir: Path) -> dict[str, Any] | None:
     return saved
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
 from dmo_ros.training.checkpoint import CheckpointError, check_run_dir, latest_step, read_run_config, recorded_path
 from dmo_ros.training.distributed import World, resolve_device
+from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
 
 METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
@@ -174,6 +175,7 @@ def deployment_metadata(dataset: Path) -> dict[str, Any]:
     return {key: meta.get(key) for key in ("robot", "rate_hz", "image", "action")}
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

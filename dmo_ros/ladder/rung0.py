@@ -45,6 +45,7 @@ from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, o
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
 from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.training.loop import exit_on_interrupt
 
 METHODS = ("sapo", "ppo")
 RUN_KIND = "rung0"
@@ -526,6 +527,7 @@ def build(config: Rung0Config, seed: int) -> Rung0SAPO | Rung0PPO:
     return Rung0SAPO(config, seed) if config.method == "sapo" else Rung0PPO(config, seed)
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     from dmo_ros.policy.evaluate import EvalConfig, evaluate_controller, write_final_evaluation
 

@@ -52,6 +52,7 @@ from dmo_ros.training import (
 )
 from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
+from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model_v4.model import is_world_model_v4
 
 KIND = "local_model"
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -38,6 +38,7 @@ from dmo_ros.training import (
 )
 from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
+from dmo_ros.training.loop import exit_on_interrupt
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: seconds on one CPU core (the tiny network learns a toy video in ~150 steps of 64).
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

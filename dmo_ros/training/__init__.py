@@ -17,7 +17,7 @@ from dmo_ros.training.checkpoint import (
     saved_run,
 )
 from dmo_ros.training.config import TrainConfig
-from dmo_ros.training.loop import TrainingError, TrainResult, seed_everything, train
+from dmo_ros.training.loop import TrainingError, TrainResult, exit_on_interrupt, seed_everything, train
 from dmo_ros.training.options import (
     ConfigError,
     add_dataclass_options,
@@ -36,6 +36,7 @@ __all__ = [
     "apply_options",
     "checkpoint_dir",
     "config_from_dict",
+    "exit_on_interrupt",
     "given_options",
     "latest_step",
     "load_model_weights",

@@ -17,7 +17,9 @@ What every trainer gets from it (the world model, the reward model, the local mo
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
 import sys
 import time
@@ -454,4 +456,27 @@ def _validate(model: nn.Module, val_set: Dataset, config: TrainConfig, world: Wo
     return {key: value for key, value in logs.items() if math.isfinite(value)}
 
 
-__all__ = ["GlobalBatches", "TrainResult", "TrainingError", "learning_rate", "seed_everything", "train"]
+INTERRUPTED_EXIT_CODE = 130
+"""A command stopped by Ctrl-C exits 128 + SIGINT, as a shell reports it."""
+
+
+def exit_on_interrupt(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a trainer's ``main``: Ctrl-C ends it with one line and exit code 130, not a traceback.
+
+    The loop has already written a checkpoint when it is interrupted in training (its ``[train] interrupted``
+    line), so the line says that re-running the same command resumes."""
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            prog = os.path.basename(sys.argv[0])
+            print(f"\n{prog}: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+            return INTERRUPTED_EXIT_CODE
+
+    return wrapped
+
+
+__all__ = ["INTERRUPTED_EXIT_CODE", "GlobalBatches", "TrainResult", "TrainingError", "exit_on_interrupt",
+           "learning_rate", "seed_everything", "train"]

@@ -35,6 +35,7 @@ from dmo_ros.training import (
 )
 from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
+from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model.config import WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

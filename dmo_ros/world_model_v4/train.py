@@ -41,6 +41,7 @@ from dmo_ros.training import (
 )
 from dmo_ros.training.checkpoint import recorded_path
 from dmo_ros.training.distributed import World, resolve_device
+from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
 from dmo_ros.world_model_v4.dynamics import LatentWindow
 from dmo_ros.world_model_v4.model import (
@@ -196,6 +197,7 @@ def build_tokenizer_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_interrupt
 def tokenizer_main(argv: list[str] | None = None) -> int:
     prog = "dmo-train-tokenizer"
     args = build_tokenizer_parser().parse_args(argv)
@@ -249,6 +251,7 @@ def build_dynamics_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_interrupt
 def dynamics_main(argv: list[str] | None = None) -> int:
     prog = "dmo-train-dynamics"
     args = build_dynamics_parser().parse_args(argv)

@@ -148,3 +148,26 @@ def test_a_run_saved_before_a_config_field_existed_resumes_with_its_default(tmp_
     with pytest.raises(TrainingError, match="different model .*gain"):  # another value than the default is not
         train(model(ToyConfig(gain=2.0)), RegressionData(64), None, _config(steps=12), tmp_path,
               {"model": {"width": 1, "gain": 2.0}})
+
+
+TRAINER_MAINS = [("dmo_ros.world_model.train", "main", []), ("dmo_ros.reward.train", "main", []),
+                 ("dmo_ros.local_model.train", "main", []), ("dmo_ros.baselines.act_train", "main", []),
+                 ("dmo_ros.dmo.train", "main", ["dmo", "--local-model", "loc"]),
+                 ("dmo_ros.world_model_v4.train", "tokenizer_main", []),
+                 ("dmo_ros.world_model_v4.train", "dynamics_main", ["--tokenizer", "tok"])]
+
+
+@pytest.mark.parametrize(("module", "name", "extra"), TRAINER_MAINS)
+def test_ctrl_c_ends_a_trainer_with_one_line_and_exit_130(module, name, extra, tmp_path, monkeypatch, capsys):
+    """Ctrl-C used to end every trainer in a KeyboardInterrupt traceback (after the loop's checkpoint)."""
+    import importlib
+
+    trainer = importlib.import_module(module)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "find_datasets", interrupted)
+    monkeypatch.setattr("sys.argv", ["dmo-train-something"])
+    assert getattr(trainer, name)([*extra, str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip() == "dmo-train-something: interrupted; re-run the same command to resume"
