@@ -61,7 +61,14 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
     path = folder / META_FILE
     if not path.is_file():
         raise DatasetError(f"{folder} is not a dmo_ros dataset (no {META_FILE}; an interrupted conversion leaves none)")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: unreadable ({error}); the dataset is damaged: convert its recordings again "
+                           "with dmo-convert") from error
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: holds a {type(meta).__name__}, not a dataset's metadata; convert its "
+                           "recordings again with dmo-convert")
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise DatasetError(
             f"{folder}: format {meta.get('format')} v{meta.get('version')}, expected {FORMAT_NAME} v{FORMAT_VERSION}"
@@ -72,8 +79,21 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
 def open_arrays(folder: Path | str) -> dict[str, np.ndarray]:
     """Every array of the dataset, memory-mapped read-only (nothing is read until indexed)."""
     folder = Path(folder)
-    read_meta(folder)
-    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+    meta = read_meta(folder)
+    arrays = {}
+    for name in ARRAYS:
+        path = folder / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:  # missing, cut short (mmap length > file size) or not .npy at all
+            raise DatasetError(f"{path}: unreadable ({error}); the dataset is damaged: convert its recordings again "
+                               "with dmo-convert") from error
+    samples = meta.get("samples")
+    short = sorted(name for name, array in arrays.items() if isinstance(samples, int) and len(array) != samples)
+    if short:
+        raise DatasetError(f"{folder}: the length of {', '.join(f'{name}.npy' for name in short)} is not {META_FILE}'s "
+                           f"{samples} samples; the dataset is damaged: convert its recordings again with dmo-convert")
+    return arrays
 
 
 # -- writing ---------------------------------------------------------------------------------
