@@ -86,7 +86,11 @@ def resize(pixels: np.ndarray, height: int, width: int, aspect: str = "crop") ->
     """Resize an RGB image to (height, width) with the given aspect handling (see the module doc)."""
     if aspect not in ASPECTS:
         raise ValueError(f"unknown aspect handling '{aspect}'; choose one of {', '.join(ASPECTS)}")
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be at least 1x1 pixels, got {height}x{width} (height x width)")
     source_h, source_w = pixels.shape[:2]
+    if source_h < 1 or source_w < 1:
+        raise ValueError(f"cannot resize an empty {source_h}x{source_w} image")
     if aspect == "crop":
         target_ratio = width / height
         if source_w / source_h > target_ratio:  # too wide: crop the sides

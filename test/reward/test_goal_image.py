@@ -136,3 +136,11 @@ def test_cli_from_dataset_and_errors(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--robot", "go2", "-o", str(tmp_path / "goal.png")])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("size", [["0", "0"], ["-3", "64"], ["64", "0"]])
+def test_cli_refuses_a_size_below_one_pixel(tmp_path: Path, size: list[str], capsys) -> None:
+    """``--size 0 0`` used to end in a ZeroDivisionError traceback inside the resize."""
+    assert main(["-o", str(tmp_path / "goal.png"), "--size", *size]) == 2
+    assert "image size must be at least 1x1 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "goal.png").exists()
