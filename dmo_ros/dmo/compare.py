@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from dmo_ros.output_paths import output_folder
+
 EVAL_LOG = "eval.jsonl"
 RUN_CONFIG = "config.json"
 
@@ -607,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="policy run folders; LABEL=RUN_DIR puts runs under a name of their own (one curve and "
                              "row per label: e.g. two settings of one method, seeds aggregated within each)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the figures and tables")
+    parser.add_argument("--out", type=output_folder, required=True, help="folder for the figures and tables")
     parser.add_argument("--title", default="Push-T", help="figure and table title")
     parser.add_argument("--ceilings", type=int, default=50, metavar="EPISODES",
                         help="evaluate the random, zero-action and expert ceilings on the runs' task over this many "

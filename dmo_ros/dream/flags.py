@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, RecordedActions, StartCatalog, summarise_spread
+from dmo_ros.output_paths import output_folder
 from dmo_ros.reward.evaluate import spearman
 from dmo_ros.world_model.denoiser import Denoiser, load_world_model
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run (default: last)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/dream_flags)")
+    parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN_DIR/dream_flags)")
     args = parser.parse_args(argv)
     try:
         denoiser = load_world_model(args.run_dir, args.device, args.checkpoint)

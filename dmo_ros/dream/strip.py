@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, DreamStep, PolicyActions, RecordedActions, StartCatalog
 from dmo_ros.dream.views import heat
+from dmo_ros.output_paths import output_folder
 from dmo_ros.training.rollout_pictures import write_rollout_gif
 from dmo_ros.world_model.denoiser import load_world_model, to_model_range
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     "one imagined rollout from a dataset's start window.")
     parser.add_argument("run_dir", type=Path, help="world-model run folder (config.json + safetensors weights)")
     parser.add_argument("--dataset", type=Path, required=True, help="dataset folder of the start window")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/dream_strip)")
+    parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN_DIR/dream_strip)")
     parser.add_argument("--horizon", type=int, default=30, help="imagined steps (default 30 = 6 s)")
     parser.add_argument("--every", type=int, default=5, help="steps between the strip's columns (default 5)")
     parser.add_argument("--scale", type=int, default=3, help="upscaling of the frames (default 3)")

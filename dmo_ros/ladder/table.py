@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
+from dmo_ros.output_paths import output_file
 from dmo_ros.sims.pusht_tasks import TASKS
 
 COLUMNS = ("rung", "task", "method", "samples", "wall-clock", "success", "loose success", "mean max coverage",
@@ -83,7 +84,7 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table to this markdown file")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the table to this markdown file")
     parser.add_argument("--gates", action="store_true",
                         help="add a column with the gates of the models each run was trained on")
     options = parser.parse_args(argv)

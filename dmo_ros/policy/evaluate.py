@@ -39,6 +39,7 @@ import numpy as np
 
 from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.images import ASPECTS
+from dmo_ros.output_paths import output_file
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
 from dmo_ros.policy.episodes import (
     CEILINGS,
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="direct: the policy API on the simulator in-process; ros: through the deploy_pusht graph "
                              "(policy node and stand-in over DDS, real time: max-steps / 5 s per episode; push_t "
                              "only); both: both, with the per-episode differences")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON to this file")
+    parser.add_argument("--out", type=output_file, default=None, help="write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-episode progress on stderr")
     options = parser.parse_args(argv)
     if options.random and options.run_dir is not None:

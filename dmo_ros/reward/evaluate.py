@@ -39,6 +39,7 @@ import torch
 
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
 from dmo_ros.dataset.images import resize
+from dmo_ros.output_paths import output_folder
 from dmo_ros.reward.energy import EnergyNet, GoalReward
 from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
 from dmo_ros.reward.pairs import PairDataset, RankingPairs, true_runs
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=32, help="most validation segments to score")
     parser.add_argument("--pairs", type=int, default=2000, help="most held-out pairs for the accuracy")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default last)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/reward_eval)")
+    parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN_DIR/reward_eval)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out pairs and the stand-in episodes")
     options = parser.parse_args(argv)

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.output_paths import output_folder
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.rollout_pictures import write_rollout_gif
 from dmo_ros.world_model.config import SamplerConfig
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows rolled out together (default 32)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default: last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/fidelity)")
+    parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN_DIR/fidelity)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     try:

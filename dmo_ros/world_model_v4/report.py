@@ -44,6 +44,7 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError, open_arrays
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.output_paths import output_file, output_folder
 from dmo_ros.training.rollout_pictures import rollout_strip, write_rollout_gif
 from dmo_ros.world_model_v4.imagination import WorldModelV4Env
 from dmo_ros.world_model_v4.model import WorldModelV4, load_world_model_v4, reward_head_on_episodes
@@ -251,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="val", choices=("val", "train", "all"), help="episodes (default val)")
     parser.add_argument("--seed", type=int, default=0, help="window choice and sampling noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--output", type=output_file, default=None, help="write the report as JSON here")
+    parser.add_argument("--out", type=output_folder, default=None,
                         help="folder of the pictures rollout.gif, rollout.png and fidelity.png (default RUN/v4_report)")
     parser.add_argument("--pictures", type=int, default=4,
                         help="windows of the fidelity test shown in the pictures (default 4; 0: no pictures)")
