@@ -278,8 +278,8 @@ def load_local_model(run_dir: Path | str, device: torch.device | str = "cpu", ch
     """The local model trained in ``run_dir``: ``config.json``'s ``"model"`` + safetensors weights (no code runs)."""
     from dmo_ros.training import load_model_weights, read_run_config  # the training package pulls in TensorBoard
 
-    run_config = read_run_config(run_dir)
-    if run_config.get("kind") not in (None, "local_model") or "model" not in run_config:
+    run_config = read_run_config(run_dir, kind="local_model")
+    if "model" not in run_config:
         raise ValueError(f"{run_dir}: not a local model run (kind {run_config.get('kind')!r})")
     return local_model_from_state(run_config["model"], load_model_weights(run_dir, checkpoint), device)
 

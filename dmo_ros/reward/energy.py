@@ -291,7 +291,7 @@ def load_reward_model(run_dir: Path | str, device: torch.device | str = "cpu", c
     """The trained energy of a run: config from ``config.json`` ("model"), weights from safetensors (no code runs)."""
     from dmo_ros.training import load_model_weights, read_run_config
 
-    config = RewardConfig.from_dict(read_run_config(run_dir)["model"])
+    config = RewardConfig.from_dict(read_run_config(run_dir, kind="reward")["model"])
     model = EnergyNet(config)
     model.load_state_dict(load_model_weights(run_dir, checkpoint))
     return model.to(device).eval()

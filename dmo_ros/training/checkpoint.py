@@ -75,15 +75,43 @@ def recorded_path(path: Path | str | None) -> str | None:
     return None if path is None else str(Path(path).resolve())
 
 
-def read_run_config(run_dir: Path | str) -> dict[str, Any]:
-    """The run's ``config.json``; :class:`CheckpointError` when the folder is not a run."""
+RUN_KINDS = {
+    "world_model": ("world model", "dmo-train-world-model"),
+    "world_model_v4": ("DreamerV4-style world model", "dmo-train-dynamics"),
+    "world_model_v4_tokenizer": ("tokenizer", "dmo-train-tokenizer"),
+    "reward": ("reward model", "dmo-train-reward"),
+    "local_model": ("local model", "dmo-train-local-model"),
+    "policy": ("policy", "dmo-train-policy or dmo-train-act"),
+    "rung0": ("rung 0 policy", "dmo-train-rung0"),
+}
+"""A run's ``config.json`` ``kind`` -> (what it holds, the command that trains it), for the messages."""
+
+
+class RunKindError(CheckpointError, ValueError):
+    """A run folder of another kind than the command needs (a reward run given as the world model)."""
+
+
+def read_run_config(run_dir: Path | str, kind: str | None = None) -> dict[str, Any]:
+    """The run's ``config.json``; :class:`CheckpointError` when the folder is not a run.
+
+    ``kind``: the kind of run the caller needs; a run of another kind is a :class:`RunKindError` that says what
+    the folder holds and which command trains the one needed (a run that records no kind is taken as it is)."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: not a training run folder (no {CONFIG})")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: holds a {type(config).__name__}, not a run's config")
+    held = config.get("kind", kind)
+    if kind is not None and held != kind:
+        held_name, held_command = RUN_KINDS.get(held, (repr(held), "another command"))
+        name, command = RUN_KINDS.get(kind, (kind, "its trainer"))
+        raise RunKindError(f"{run_dir} holds a {held_name} run (from {held_command}), not a {name} run; give the "
+                           f"run folder of a {name} ({command})")
+    return config
 
 
 def saved_run(run_dir: Path | str, kind: str, what: str) -> dict[str, Any] | None:
@@ -201,7 +229,9 @@ def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str,
 
 
 __all__ = [
+    "RUN_KINDS",
     "CheckpointError",
+    "RunKindError",
     "check_run_dir",
     "checkpoint_dir",
     "latest_step",

@@ -283,7 +283,7 @@ def load_world_model(run_dir: Path | str, device: torch.device | str = "cpu", ch
     # Imported on use: the training package pulls in TensorBoard and friends, which using a model does not need.
     from dmo_ros.training import load_model_weights, read_run_config
 
-    run_config = read_run_config(run_dir)
+    run_config = read_run_config(run_dir, kind="world_model")
     if "model" not in run_config:
         raise ValueError(f"{run_dir}: config.json has no \"model\" section; is this a world-model run?")
     return world_model_from_state(run_config["model"], load_model_weights(run_dir, checkpoint), device)

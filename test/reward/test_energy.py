@@ -200,6 +200,13 @@ def test_head_runs_in_float32_under_autocast() -> None:
     assert f.dtype == torch.float32
 
 
+def test_load_reward_model_refuses_a_run_of_another_kind(tmp_path: Path) -> None:
+    """A world-model run given as --reward-run was refused only by a list of 'unknown RewardConfig field(s)'."""
+    write_run_config(tmp_path, {"kind": "world_model", "model": {"channels": [8]}})
+    with pytest.raises(ValueError, match="holds a world model run .*not a reward model run.*dmo-train-reward"):
+        load_reward_model(tmp_path, "cpu")
+
+
 def test_load_reward_model_from_a_run(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = _config(channels=(8, 16))

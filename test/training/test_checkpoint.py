@@ -109,3 +109,19 @@ def test_saved_run_refuses_a_damaged_last_checkpoint_and_a_dataset_folder(tmp_pa
     (tmp_path / "ds/meta.json").write_text("{}")
     with pytest.raises(CheckpointError, match="is a dataset folder"):
         saved_run(tmp_path / "ds", "toy", "toy model")
+
+
+def test_read_run_config_names_a_run_of_the_wrong_kind(tmp_path: Path) -> None:
+    """A reward run given as the world model was refused only by a list of 'unknown WorldModelConfig keys'."""
+    from dmo_ros.training.checkpoint import RunKindError
+
+    write_run_config(tmp_path / "reward", {"kind": "reward", "model": {}})
+    with pytest.raises(RunKindError, match=r"holds a reward model run \(from dmo-train-reward\), not a world model "
+                                           r"run; give the run folder of a world model \(dmo-train-world-model\)"):
+        read_run_config(tmp_path / "reward", kind="world_model")
+    assert read_run_config(tmp_path / "reward", kind="reward")["kind"] == "reward"
+    write_run_config(tmp_path / "old", {"model": {}})  # a run from before kinds were recorded: taken as it is
+    assert read_run_config(tmp_path / "old", kind="world_model") == {"model": {}}
+    (tmp_path / "old/config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="holds a list, not a run's config"):
+        read_run_config(tmp_path / "old")

@@ -248,3 +248,13 @@ def test_change_weight_weights_only_the_pixels_that_move() -> None:
     assert loss_weighted > loss_plain
     with pytest.raises(ValueError, match="change_weight"):
         WorldModelConfig(change_weight=-1.0)
+
+
+def test_load_world_model_refuses_a_run_of_another_kind(tmp_path) -> None:
+    """A reward run given as the world model was refused only by a list of 'unknown WorldModelConfig keys'."""
+    from dmo_ros.training.checkpoint import write_run_config
+    from dmo_ros.world_model.denoiser import load_world_model
+
+    write_run_config(tmp_path, {"kind": "reward", "model": {"hidden_size": 8}})
+    with pytest.raises(ValueError, match="holds a reward model run .*not a world model run.*dmo-train-world-model"):
+        load_world_model(tmp_path)
