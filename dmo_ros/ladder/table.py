@@ -51,6 +51,20 @@ def input_gates(config: dict[str, Any]) -> str:
     return f"now: {format_gate_snapshot(gate_snapshot(inputs))}" if inputs else "-"
 
 
+def _read_record(path: Path) -> dict[str, Any]:
+    """A run's JSON record; ValueError naming the file when it is missing, damaged or not an object."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing (not a run folder of dmo-train-policy, dmo-train-act or "
+                         "dmo-train-rung0?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({error})") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: holds a {type(record).__name__}, not a run's record")
+    return record
+
+
 def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
     """The markdown table of the runs (see the module doc); ``gates``: with the inputs' gates column."""
     rows: dict[str, list[str]] = {}
@@ -59,21 +73,24 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
         path = Path(run_dir) / "final_eval.json"
         if not path.is_file():
             raise ValueError(f"{run_dir}: no final_eval.json (has the run finished?)")
-        final = json.loads(path.read_text())
-        config = json.loads((Path(run_dir) / "config.json").read_text())
+        final, config = _read_record(path), _read_record(Path(run_dir) / "config.json")
         if final.get("task") == "push_cube" or config.get("task") == "push_cube":
             raise ValueError(f"{run_dir} is a Push Cube run (Go2); the ladder table lists Push-T runs. Compare Push "
                              f"Cube runs with: dmo-compare {run_dir} [RUN_DIR ...] --out DIR (its table is in "
                              f"{Path(run_dir) / 'final_eval.md'})")
-        task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
-        rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
-        row = _row(rung, task, config["method"], f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
-                   final["policy"], count, seed)
+        try:
+            task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
+            rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
+            row = _row(rung, task, config["method"], f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
+                       final["policy"], count, seed)
+            if task not in ceilings:
+                ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
+                                       numbers["episodes"], seed) + (" - |" if gates else "")
+                                  for label, numbers in final["ceilings"].items()]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{run_dir}: its final_eval.json or config.json lacks {error} (not a finished run of "
+                             "dmo-train-policy, dmo-train-act or dmo-train-rung0, or a damaged one)") from error
         rows.setdefault(task, []).append(row + (f" {input_gates(config)} |" if gates else ""))
-        if task not in ceilings:
-            ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
-                                   numbers["episodes"], seed) + (" - |" if gates else "")
-                              for label, numbers in final["ceilings"].items()]
     columns = (*COLUMNS, "gates of its inputs") if gates else COLUMNS
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for task in sorted(rows, key=TASKS.index):

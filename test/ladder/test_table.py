@@ -55,3 +55,25 @@ def test_gates_column_reads_each_run_beside_the_gates_of_its_inputs(tmp_path, ca
     assert lines[4].startswith("| - | push_region | random actions |") and lines[4].endswith("| - |")
     assert main([str(recorded)]) == 0
     assert "gates" not in capsys.readouterr().out  # the default table is unchanged
+
+
+def test_damaged_or_foreign_records_are_named(tmp_path, capsys):
+    """A cut final_eval.json was reported as a bare "Expecting ',' delimiter", a missing key as "'config'" and a
+    missing config.json as "[Errno 2] ..." with no word about which run or what to do."""
+    run = _finished_run(tmp_path / "run", {})
+    (run / "final_eval.json").write_text('{"task": "push_t"')
+    assert main([str(run)]) == 2
+    assert "run/final_eval.json: unreadable (Expecting" in capsys.readouterr().err
+    (run / "final_eval.json").write_text('{"task": "push_t"}')
+    assert main([str(run)]) == 2
+    assert "its final_eval.json or config.json lacks 'config' (not a finished run of" in capsys.readouterr().err
+    (run / "final_eval.json").write_text(json.dumps({"config": {"task": "push_region", "seed": 7}, "samples": 1,
+                                                     "wall_s": 1.0, "policy": NUMBERS}))
+    assert main([str(run)]) == 2
+    assert "lacks 'ceilings'" in capsys.readouterr().err
+    (run / "config.json").unlink()
+    assert main([str(run)]) == 2
+    assert "run/config.json is missing (not a run folder of dmo-train-policy" in capsys.readouterr().err
+    (run / "config.json").write_text("[]")
+    assert main([str(run)]) == 2
+    assert "config.json: holds a list" in capsys.readouterr().err
