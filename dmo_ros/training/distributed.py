@@ -40,16 +40,29 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class DeviceError(ValueError):
+    """A ``--device`` that is not a device name, or names a device this machine does not have."""
+
+
 def resolve_device(name: str, world: World) -> torch.device:
-    """``auto`` → this process's GPU when CUDA is available, else the CPU."""
+    """``auto`` → this process's GPU when CUDA is available, else the CPU; :class:`DeviceError` for a device name
+    torch does not know or a GPU this machine lacks."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name!r}: only cpu and cuda devices are supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available here (use --device cpu)")
+            raise DeviceError(f"device {name!r} requested but CUDA is not available here (use --device cpu)")
         if device.index is None:
             device = torch.device("cuda", world.local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(device)!r} requested but this machine has {torch.cuda.device_count()} "
+                              f"GPU(s); use --device cuda (or cuda:N below {torch.cuda.device_count()})")
         torch.cuda.set_device(device)
     return device
 
@@ -87,4 +100,4 @@ def shutdown(world: World) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["World", "all_reduce_mean", "barrier", "init_world", "resolve_device", "shutdown"]
+__all__ = ["DeviceError", "World", "all_reduce_mean", "barrier", "init_world", "resolve_device", "shutdown"]

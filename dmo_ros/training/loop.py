@@ -47,7 +47,7 @@ from dmo_ros.training.checkpoint import (
     write_run_config,
 )
 from dmo_ros.training.config import TrainConfig
-from dmo_ros.training.distributed import World, all_reduce_mean, barrier, init_world
+from dmo_ros.training.distributed import DeviceError, World, all_reduce_mean, barrier, init_world
 
 
 class TrainingError(RuntimeError):
@@ -227,7 +227,10 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
             the loss stayed non-finite for ``max_bad_steps`` steps.
     """
     run_dir = Path(run_dir)
-    world, device = init_world(config.device)
+    try:
+        world, device = init_world(config.device)
+    except DeviceError as error:
+        raise TrainingError(str(error)) from error
     if world.is_main:
         try:
             _check_run_folder(run_dir, run_config, model)

@@ -104,6 +104,13 @@ def test_a_damaged_last_checkpoint_is_refused_with_the_way_back(tmp_path: Path, 
     assert result.start_step == 4 and result.step == 12
 
 
+def test_a_bad_device_is_a_training_error(tmp_path: Path) -> None:
+    """--device banana used to end every trainer in a RuntimeError traceback from inside the loop."""
+    with pytest.raises(TrainingError, match="is not a device"):
+        train(Regressor(), RegressionData(64), None, _config(steps=2, device="banana"), tmp_path, {"model": {}})
+    assert not (tmp_path / "config.json").exists()
+
+
 def test_time_limit_stops_with_a_checkpoint_and_rerun_continues(tmp_path: Path) -> None:
     first = train(Regressor(), RegressionData(64), None, _config(steps=100_000, time_limit_s=0.5), tmp_path,
                   {"model": {"kind": "toy"}})
