@@ -69,11 +69,12 @@ def bag_metadata(bag: Path) -> dict[str, Any]:
     try:
         info = yaml.load((bag / "metadata.yaml").read_text(), Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
         info = info["rosbag2_bagfile_information"]
-        if not isinstance(info.get("relative_file_paths"), list):
+        if not isinstance(info, dict) or not isinstance(info.get("relative_file_paths"), list):
             raise KeyError("relative_file_paths")
         return info
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        raise BagError(f"{bag / 'metadata.yaml'} is unreadable: {type(error).__name__}: {error}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError) as error:
+        detail = " ".join(str(error).split())  # YAML errors span lines: one line for the report
+        raise BagError(f"{bag / 'metadata.yaml'} is unreadable: {type(error).__name__}: {detail}") from None
 
 
 def listed_files(info: dict[str, Any]) -> list[str]:

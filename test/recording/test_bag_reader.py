@@ -80,3 +80,19 @@ def test_two_definitions_of_one_type_decode_side_by_side():
 def test_types_without_a_usable_definition_are_named(connection, reason):
     with pytest.raises(UndecodableTypeError, match=reason):
         MessageDecoder().deserializer(connection)
+
+
+@pytest.mark.parametrize(("text", "reason"), [("garbage: [\n", "ScannerError|ParserError"),
+                                              ("rosbag2_bagfile_information: [1, 2]\n", "KeyError"),
+                                              ("- a\n- b\n", "TypeError"),
+                                              (b"\xff\xfe", "UnicodeDecodeError")])
+def test_a_damaged_metadata_yaml_is_one_line_naming_the_file(tmp_path, text, reason):
+    """A list under rosbag2_bagfile_information ended dmo-bag-info and dmo-convert in an AttributeError traceback;
+    a YAML syntax error gave a three-line message."""
+    from dmo_ros.recording.bag_reader import bag_metadata
+
+    path = tmp_path / "metadata.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(BagError, match=f"metadata.yaml is unreadable: ({reason})") as error:
+        bag_metadata(tmp_path)
+    assert "\n" not in str(error.value)
