@@ -21,6 +21,19 @@ FILE_COMMANDS = [("dmo_ros.ladder.table", ["run"]), ("dmo_ros.policy.evaluate", 
                  ("dmo_ros.policy.push_cube_eval", ["run"])]
 
 
+@pytest.mark.parametrize(("module", "option"), [("dmo_ros.dataset.convert", ["bags", "-o"]),
+                                                ("dmo_ros.dataset.lerobot_export", ["dataset"]),
+                                                ("dmo_ros.reward.goal_image", ["-o"])])
+def test_outputs_below_a_file_are_refused(module: str, option: list[str], tmp_path: Path, capsys) -> None:
+    """dmo-convert -o, dmo-export-lerobot OUT and dmo-goal-image -o under a file ended in a FileExistsError or
+    NotADirectoryError traceback."""
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main([*option, str(tmp_path / "notes.txt/out.png")])
+    assert exit_info.value.code == 2
+    assert "notes.txt is a file, so no folder can be made there" in capsys.readouterr().err
+
+
 def test_output_folder(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     assert output_folder(str(tmp_path / "new/deeper")) == tmp_path / "new/deeper"

@@ -65,6 +65,7 @@ from rosbags.rosbag2 import ReaderError
 from dmo_ros.dataset.format import DatasetWriter, read_meta, split_episodes
 from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, camera_frame, image_format
 from dmo_ros.dataset.robot_profile import ProfileError, RobotProfile, load_robot_profile
+from dmo_ros.output_paths import output_folder
 from dmo_ros.recording.bag_reader import (
     DECODE_ERRORS,
     BagError,
@@ -655,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-convert", description="Convert rosbag2 recordings into a dataset.",
                                      epilog="Exit code: 0 all inputs converted, 1 some failed, 2 none.")
     parser.add_argument("inputs", nargs="+", type=Path, help="bags, recorder sessions, or folders of them")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="dataset folder to create")
+    parser.add_argument("-o", "--output", type=output_folder, required=True, help="dataset folder to create")
     defaults = ConvertConfig()
     parser.add_argument("--robot", default=defaults.robot, help="robot profile name or YAML path (default pusht)")
     for role in ("camera", "action", "intent", "reset"):

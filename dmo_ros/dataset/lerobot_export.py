@@ -96,6 +96,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
+from dmo_ros.output_paths import output_folder
 
 CODEBASE_VERSIONS = ("v3.0", "v2.1")
 DEFAULT_CODEBASE_VERSION = "v3.0"
@@ -579,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Export a dmo_ros dataset to the LeRobotDataset layout (frames as PNG images).",
         epilog="v3.0 loads in LeRobot >= 0.4 (checked with 0.4.4); v2.1 in LeRobot < 0.4 (0.3.3).")
     parser.add_argument("dataset", type=Path, help="dmo_ros dataset folder (with meta.json)")
-    parser.add_argument("out", type=Path, help="output folder (must not exist)")
+    parser.add_argument("out", type=output_folder, help="output folder (must not exist)")
     parser.add_argument("--repo-id", default="local/dmo_ros", help="dataset name for LeRobotDataset (recorded)")
     parser.add_argument("--task", default=DEFAULT_TASKS[True], help="task of frames with intent on (task 1)")
     parser.add_argument("--play-task", default=DEFAULT_TASKS[False], help="task of frames with intent off (task 0)")

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.output_paths import output_file
 from dmo_ros.sims.pusht_tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -187,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(e.g. ros2 run image_view image_saver --ros-args -r image:=/camera/image "
                     "-p filename_format:=goal.png), or record it and use --from-dataset.",
     )
-    parser.add_argument("-o", "--output", type=Path, required=True, help="file to write: .png (recommended), .jpg "
-                        "or .npy")
+    parser.add_argument("-o", "--output", type=output_file, required=True,
+                        help="file to write: .png (recommended), .jpg or .npy")
     parser.add_argument("--robot", choices=ROBOTS, default="pusht", help="stand-in to render (default pusht)")
     parser.add_argument("--seed", type=int, default=0, help="stand-in seed (places the arm in the picture)")
     parser.add_argument("--task", choices=TASKS, default="push_t",
