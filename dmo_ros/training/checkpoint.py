@@ -55,6 +55,10 @@ def check_run_dir(run_dir: Path | str) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"--run-dir {run_dir} is a file, not a folder; choose another --run-dir")
+    blocking = next((parent for parent in run_dir.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise CheckpointError(f"--run-dir {run_dir}: {blocking} is a file, so no folder can be made there; "
+                              "choose another --run-dir")
     if (run_dir / DATASET_META).is_file():
         raise CheckpointError(f"--run-dir {run_dir} is a dataset folder ({DATASET_META}); give the dataset as "
                               "the input and a new folder (e.g. runs/NAME) as --run-dir")

@@ -78,6 +78,8 @@ def test_a_file_or_a_dataset_folder_as_run_folder_is_refused(tmp_path: Path) -> 
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(TrainingError, match="is a file, not a folder"):
         train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "notes.txt", {"model": {}})
+    with pytest.raises(TrainingError, match="notes.txt is a file, so no folder can be made there"):
+        train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "notes.txt/run", {"model": {}})
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds/meta.json").write_text("{}")
     with pytest.raises(TrainingError, match="is a dataset folder"):
