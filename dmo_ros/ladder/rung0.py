@@ -46,6 +46,7 @@ from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
 from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.training.loop import exit_on_interrupt
+from dmo_ros.training.options import field_value
 
 METHODS = ("sapo", "ppo")
 RUN_KIND = "rung0"
@@ -502,24 +503,19 @@ class _PPODeterministic(nn.Module):
 
 
 def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
-    """``FIELD=VALUE`` overrides (``sapo.FIELD`` for the SAPO config); values are JSON or plain strings."""
+    """``FIELD=VALUE`` overrides (``sapo.FIELD`` for the SAPO config), each value read by its field's type
+    (:func:`dmo_ros.training.options.field_value`): an unknown field or a value of the wrong type is a ValueError."""
     for setting in settings:
         key, separator, text = setting.partition("=")
         if not separator:
             raise ValueError(f"--set wants FIELD=VALUE, got {setting!r}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
         if key.startswith("sapo."):
-            name = key[5:]
-            if name not in {f.name for f in fields(SAPOConfig)}:
-                raise ValueError(f"unknown SAPO field {name!r}")
-            config = replace(config, sapo=replace(config.sapo, **{name: value}))
-        elif key in {f.name for f in fields(Rung0Config)} and key != "sapo":
-            config = replace(config, **{key: value})
+            value = field_value(SAPOConfig, key[5:], text)
+            config = replace(config, sapo=replace(config.sapo, **{key[5:]: value}))
+        elif key == "sapo":
+            raise ValueError("--set sapo.FIELD=VALUE sets one SAPO field (e.g. sapo.alpha_init=0.02)")
         else:
-            raise ValueError(f"unknown rung-0 field {key!r}")
+            config = replace(config, **{key: field_value(Rung0Config, key, text)})
     return config
 
 
@@ -553,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON file remembering the ceilings' results (default: beside the run folder)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a Rung0Config field (model_updates=64) or a SAPO one (sapo.alpha_init=0.02); "
-                             "VALUE is read as JSON, else as a string; repeatable")
+                             "VALUE is read by the field's type (lists as JSON, [0.9, 0.99]); repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
 

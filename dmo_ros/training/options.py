@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import json
 import math
 import textwrap
 import types
@@ -80,6 +81,48 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def field_value(cls: type, name: str, text: str) -> Any:
+    """``text`` read as the value of field ``name`` of dataclass ``cls`` by the field's type (``FIELD=VALUE``
+    overrides): int, finite float, bool (true/false), str, ``None`` (none/null) for an optional field, a list or
+    tuple as JSON (``[0.9, 0.99]``) or as space/comma-separated numbers. An unknown field or a value of the
+    wrong type is a :class:`ConfigError` that names the field and what it takes."""
+    hints = _field_types(cls)
+    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_"))
+    if name not in valid:
+        raise ConfigError(f"unknown {cls.__name__} field {name!r}; valid fields: {', '.join(valid)}")
+    kind = hints[name]
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if text.strip().lower() in ("none", "null"):
+            return None
+        if len(non_none) == 1:
+            kind = non_none[0]
+            origin, args = typing.get_origin(kind), typing.get_args(kind)
+    try:
+        if origin in (list, tuple) and args:
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                items = text.replace(",", " ").split()
+            if not isinstance(items, list):
+                items = [items]
+            parse = _scalar_parser(args[0])
+            if parse is None:
+                raise argparse.ArgumentTypeError(f"cannot read {kind} from the command line")
+            values = [parse(str(item)) for item in items]
+            return tuple(values) if origin is tuple else values
+        parse = _scalar_parser(kind)
+        if parse is None:
+            raise argparse.ArgumentTypeError(f"cannot read {kind} from the command line")
+        if kind is str and len(text) >= 2 and text[0] == text[-1] == '"':
+            return json.loads(text)  # a JSON string literal, as the values of --set once were read
+        return parse(text)
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        what = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"{cls.__name__} field {name!r} takes {what}, got {text!r} ({error})") from None
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None,
                           skip: tuple[str, ...] = ()) -> list[str]:
     """Add ``--field-name`` for each scalar or list field of ``cls``; returns the field names added.
@@ -144,5 +187,5 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "conf
         raise ConfigError(f"{where}: {error}") from error
 
 
-__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "finite_float",
-           "given_options"]
+__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "field_value",
+           "finite_float", "given_options"]

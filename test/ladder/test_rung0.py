@@ -132,3 +132,22 @@ def test_settings_override_fields_and_refuse_unknown_ones():
             rung0.apply_settings(rung0.Rung0Config(), [bad])
     with pytest.raises(ValueError, match="task"):
         rung0.apply_settings(rung0.Rung0Config(), ["task=stack"])
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("model_hidden=abc", "Rung0Config field 'model_hidden' takes int, got 'abc'"),
+    ("model_hidden=2.5", "takes int"),
+    ("model_lr=NaN", "takes float, got 'NaN' .*finite"),
+    ("sapo.gamma=inf", "SAPOConfig field 'gamma' takes float"),
+    ("bogus=1", "unknown Rung0Config field 'bogus'; valid fields: .*model_hidden"),
+])
+def test_settings_of_the_wrong_type_are_refused_by_field(setting, message):
+    """--set model_hidden=abc ended in a TypeError traceback, --set model_lr=NaN in AdamW's 'Invalid learning
+    rate: nan' traceback; an unknown field did not say which ones exist."""
+    with pytest.raises(ValueError, match=message):
+        rung0.apply_settings(rung0.Rung0Config(), [setting])
+
+
+def test_settings_read_lists_and_json_strings():
+    config = rung0.apply_settings(rung0.Rung0Config(), ["sapo.adam_betas=[0.8, 0.99]", 'task="push_t"'])
+    assert config.sapo.adam_betas == (0.8, 0.99) and config.task == "push_t"

@@ -50,3 +50,20 @@ def test_config_from_dict_is_strict() -> None:
         config_from_dict(TrainConfig, {"stepz": 5}, where="run.json train")
     with pytest.raises(ConfigError, match="lr must be positive"):
         config_from_dict(TrainConfig, {"lr": -1})
+
+
+def test_field_value_reads_each_field_by_its_type() -> None:
+    from dmo_ros.training.options import field_value
+
+    assert field_value(TrainConfig, "steps", "7") == 7
+    assert field_value(TrainConfig, "lr", "3e-4") == 3e-4
+    assert field_value(TrainConfig, "mixed_precision", "false") is False
+    assert field_value(TrainConfig, "device", "cpu") == "cpu"
+    assert field_value(TrainConfig, "betas", "[0.8, 0.9]") == (0.8, 0.9)
+    assert field_value(TrainConfig, "betas", "0.8 0.9") == (0.8, 0.9)
+    with pytest.raises(ConfigError, match="TrainConfig field 'steps' takes int, got 'many'"):
+        field_value(TrainConfig, "steps", "many")
+    with pytest.raises(ConfigError, match="takes float, got 'nan'"):
+        field_value(TrainConfig, "lr", "nan")
+    with pytest.raises(ConfigError, match="unknown TrainConfig field 'stepz'; valid fields: .*steps"):
+        field_value(TrainConfig, "stepz", "1")
