@@ -137,6 +137,8 @@ class ConvertConfig:
             raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got '{self.time_source}'")
         if not 0 <= self.rate_tolerance < 1:
             raise ValueError(f"rate_tolerance must be in [0, 1), got {self.rate_tolerance}")
+        if self.seed < 0:  # numpy seeds the train/validation split; it takes no negative seed
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 class SourceError(ValueError):

@@ -105,6 +105,8 @@ class EvalConfig:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.seed < 0:  # numpy seeds the stand-in's episodes; it takes no negative seed
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.aspect not in ASPECTS:

@@ -83,6 +83,8 @@ class PushCubeEvalConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.seed < 0:  # numpy seeds the placements; it takes no negative seed
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.aspect not in ASPECTS:

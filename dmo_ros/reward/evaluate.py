@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out pairs and the stand-in episodes")
     options = parser.parse_args(argv)
-    if options.episodes < 0 or options.steps < 1 or options.segments < 0 or options.pairs < 1:
-        parser.error("--episodes and --segments must be >= 0, --steps and --pairs >= 1")
+    if options.episodes < 0 or options.steps < 1 or options.segments < 0 or options.pairs < 1 or options.seed < 0:
+        parser.error("--episodes, --segments and --seed must be >= 0, --steps and --pairs >= 1")
     from dmo_ros.reward.energy import load_reward_model
 
     try:

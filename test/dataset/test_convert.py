@@ -188,6 +188,12 @@ def test_non_finite_options_are_refused_by_name(field, value):
         ConvertConfig(**{field: value})
 
 
+def test_a_negative_seed_is_refused_by_name():
+    """--seed -1 was reported as a bare 'expected non-negative integer' from numpy."""
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        ConvertConfig(seed=-1)
+
+
 def test_metadata_describes_the_dataset(tmp_path):
     write_bag(tmp_path / "bag", BagSpec(width=80, height=60))
     result = run_convert(str(tmp_path / "bag"), "-o", str(tmp_path / "ds"), "--size", "32", "40", "--aspect", "pad")

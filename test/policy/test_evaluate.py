@@ -318,3 +318,13 @@ def test_cli_ceilings_only_for_a_task(capsys):
     assert out.count("| ceiling:") == 3
     with pytest.raises(SystemExit):
         main(["--ceilings-only", "--task", "reach", "--mode", "ros"])
+
+
+def test_a_negative_seed_is_refused_by_name(capsys) -> None:
+    """--seed -1 ended dmo-eval-policy in numpy's 'expected non-negative integer' traceback."""
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        EvalConfig(seed=-1)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--random", "--dataset", "nowhere", "--seed", "-1", "--no-ceilings"])
+    assert exit_info.value.code == 2
+    assert "seed must be >= 0, got -1" in capsys.readouterr().err

@@ -78,3 +78,8 @@ def test_command_line_for_go2_writes_the_table_and_json(tiny_act_policy, tmp_pat
     assert "error" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         eval_main(["--robot", "go2", "--episodes", "0", "--ceilings-only"])
+
+
+def test_a_negative_seed_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="seed must be >= 0, got -3"):
+        PushCubeEvalConfig(seed=-3)

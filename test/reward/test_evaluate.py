@@ -160,3 +160,11 @@ def test_cli_on_a_run(tmp_path: Path, capsys) -> None:
     assert "not a training run folder" in capsys.readouterr().err
     assert main([*args, "--goal-image", str(tmp_path / "missing.png")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_a_bad_argument(capsys) -> None:
+    """--seed -5 was reported as a bare 'expected non-negative integer'."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--seed", "-5"])
+    assert exit_info.value.code == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
