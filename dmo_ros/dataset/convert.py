@@ -65,6 +65,7 @@ from rosbags.rosbag2 import ReaderError
 from dmo_ros.dataset.format import DatasetWriter, read_meta, split_episodes
 from dmo_ros.dataset.images import ASPECTS, CAMERA_TYPES, ImageError, camera_frame, image_format
 from dmo_ros.dataset.robot_profile import ProfileError, RobotProfile, load_robot_profile
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.recording.bag_reader import (
     DECODE_ERRORS,
@@ -654,6 +655,7 @@ def format_summary(meta: dict[str, Any], seconds: float, total_bytes: int, camer
     ])
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-convert", description="Convert rosbag2 recordings into a dataset.",
                                      epilog="Exit code: 0 all inputs converted, 1 some failed, 2 none.")

@@ -96,6 +96,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 
 CODEBASE_VERSIONS = ("v3.0", "v2.1")
@@ -574,6 +575,7 @@ def _write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
 
 # -- command line --------------------------------------------------------------------------------
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-export-lerobot",

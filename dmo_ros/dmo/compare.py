@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 
 EVAL_LOG = "eval.jsonl"
@@ -597,6 +598,7 @@ def compare_push_cube(runs: list[RunLog], out_dir: Path | str, title: str) -> tu
     return rows, written
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-compare",

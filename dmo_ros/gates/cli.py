@@ -20,6 +20,7 @@ import torch
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.gates.report import GateReport, write_gate_report
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.options import ConfigError, add_dataclass_options, given_options
 
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = given_options(args, args.gate_options)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.sims.pusht_tasks import TASKS
 
@@ -98,6 +99,7 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
     return "\n".join(lines)
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")

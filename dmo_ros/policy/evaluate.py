@@ -39,6 +39,7 @@ import numpy as np
 
 from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.images import ASPECTS
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
 from dmo_ros.policy.episodes import (
@@ -478,6 +479,7 @@ def _load_policy(run_dir: Path, device_name: str, checkpoint: str) -> Policy:
     return load_policy(run_dir, device, checkpoint)
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     robot = argparse.ArgumentParser(add_help=False)
     robot.add_argument("--robot", default="pusht")

@@ -38,6 +38,7 @@ import numpy as np
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.images import ASPECTS
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.base import Policy, PolicyError
 from dmo_ros.policy.episodes import (
@@ -437,6 +438,7 @@ def random_policy_for(dataset: Path | str, seed: int = 0):
     return random_for(dataset, seed)
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     """``dmo-eval-policy --robot go2 ...``: the Push Cube evaluation's command line."""
     parser = argparse.ArgumentParser(

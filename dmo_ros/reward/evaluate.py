@@ -39,6 +39,7 @@ import torch
 
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
 from dmo_ros.dataset.images import resize
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.reward.energy import EnergyNet, GoalReward
 from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
@@ -346,6 +347,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-reward-eval",

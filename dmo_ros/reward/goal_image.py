@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.sims.pusht_tasks import TASKS
 
@@ -180,6 +181,7 @@ def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t"
         sim.close()
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-goal-image",

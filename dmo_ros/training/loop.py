@@ -17,9 +17,7 @@ What every trainer gets from it (the world model, the reward model, the local mo
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import random
 import sys
 import time
@@ -36,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dmo_ros.dataset.loaders import collate, seed_worker
+from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, stop_on_interrupt
 from dmo_ros.training.checkpoint import (
     CheckpointError,
     latest_step,
@@ -459,26 +458,12 @@ def _validate(model: nn.Module, val_set: Dataset, config: TrainConfig, world: Wo
     return {key: value for key, value in logs.items() if math.isfinite(value)}
 
 
-INTERRUPTED_EXIT_CODE = 130
-"""A command stopped by Ctrl-C exits 128 + SIGINT, as a shell reports it."""
-
-
 def exit_on_interrupt(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a trainer's ``main``: Ctrl-C ends it with one line and exit code 130, not a traceback.
 
     The loop has already written a checkpoint when it is interrupted in training (its ``[train] interrupted``
     line), so the line says that re-running the same command resumes."""
-
-    @functools.wraps(main)
-    def wrapped(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except KeyboardInterrupt:
-            prog = os.path.basename(sys.argv[0])
-            print(f"\n{prog}: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
-            return INTERRUPTED_EXIT_CODE
-
-    return wrapped
+    return stop_on_interrupt(main, note="re-run the same command to resume")
 
 
 __all__ = ["INTERRUPTED_EXIT_CODE", "GlobalBatches", "TrainResult", "TrainingError", "exit_on_interrupt",

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.rollout_pictures import write_rollout_gif
@@ -286,6 +287,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-world-model-report",

@@ -1,0 +1,46 @@
+"""Ctrl-C in a command: one line and exit code 130, never a KeyboardInterrupt traceback.
+
+Before, every command below ended a Ctrl-C with a traceback (a trainer after writing its checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, stop_on_interrupt
+
+SETUP = Path(__file__).resolve().parents[1] / "setup.py"
+ENTRY_POINTS = dict((name, (module, function)) for name, module, function in
+                    re.findall(r'"(dmo-[\w-]+) = ([\w.]+):(\w+)"', SETUP.read_text()))
+COMMANDS = ["dmo-bag-info", "dmo-convert", "dmo-export-lerobot", "dmo-goal-image", "dmo-train-reward",
+            "dmo-train-world-model", "dmo-train-local-model", "dmo-train-policy", "dmo-train-act", "dmo-train-rung0",
+            "dmo-train-tokenizer", "dmo-train-dynamics", "dmo-gate", "dmo-eval-policy", "dmo-compare",
+            "dmo-ladder-table", "dmo-world-model-report", "dmo-reward-eval"]
+
+
+def test_stop_on_interrupt_prints_one_line_and_returns_130(monkeypatch, capsys) -> None:
+    def main(argv=None) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sys.argv", ["/usr/bin/dmo-something"])
+    assert stop_on_interrupt(main, note="nothing kept")([]) == INTERRUPTED_EXIT_CODE == 130
+    assert capsys.readouterr().err.strip() == "dmo-something: interrupted; nothing kept"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_ctrl_c_with_one_line(command: str, monkeypatch, capsys) -> None:
+    module, function = ENTRY_POINTS[command]
+    main = getattr(importlib.import_module(module), function)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the command works (here: as soon as it reads its arguments)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    monkeypatch.setattr("sys.argv", [command])
+    assert main([]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().startswith(f"{command}: interrupted") and "Traceback" not in err
