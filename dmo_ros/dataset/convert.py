@@ -180,7 +180,24 @@ class SourceReport:
 
 
 def find_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]]:
-    """Expand the inputs into bags and sessions; paths that are neither are reported."""
+    """Expand the inputs into bags and sessions; paths that are neither are reported, and so is an input whose
+    bags an earlier input already holds (a session listed twice, or beside its folder or one of its splits):
+    converted twice, one recording would be two episodes, one of them maybe in the validation split."""
+    sources, bad = _expand_sources(paths)
+    unique, seen = [], {}
+    for source in sources:
+        bags = {bag.resolve() for bag in source.bags}
+        first = next((seen[bag] for bag in bags if bag in seen), None)
+        if first is not None:
+            bad.append(SourceReport(str(source.path), error=f"repeats recordings of {first} (listed twice, or inside "
+                                                            f"it); converted once, as {first}"))
+            continue
+        seen.update(dict.fromkeys(bags, source.path))
+        unique.append(source)
+    return unique, bad
+
+
+def _expand_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]]:
     sources, bad = [], []
     for path in paths:
         if (path / "metadata.yaml").is_file():
@@ -195,7 +212,7 @@ def find_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]]:
             inner = [p for p in sorted(path.iterdir()) if p.is_dir()]
             found = [p for p in inner if (p / "metadata.yaml").is_file() or session_splits(p)]
             if found:
-                more, more_bad = find_sources(found)
+                more, more_bad = _expand_sources(found)
                 sources += more
                 bad += more_bad
             else:

@@ -188,6 +188,19 @@ def test_non_finite_options_are_refused_by_name(field, value):
         ConvertConfig(**{field: value})
 
 
+def test_a_recording_listed_twice_is_converted_once(tmp_path):
+    """Listed twice (or beside its folder) a bag became two identical episodes, one of them maybe in the
+    validation split: silent leakage between train and validation."""
+    write_bag(tmp_path / "bags/bag", BagSpec())
+    dataset, reports = convert([tmp_path / "bags", tmp_path / "bags/bag"], tmp_path / "ds", ConvertConfig(),
+                               log=lambda _: None)
+    once, _ = convert([tmp_path / "bags/bag"], tmp_path / "ds_once", ConvertConfig(), log=lambda _: None)
+    assert read_meta(dataset)["samples"] == read_meta(once)["samples"]
+    assert len(read_meta(dataset)["episodes"]) == len(read_meta(once)["episodes"])
+    repeated = [report for report in reports if not report.ok]
+    assert len(repeated) == 1 and "repeats recordings of" in repeated[0].error and "listed twice" in repeated[0].error
+
+
 def test_a_negative_seed_is_refused_by_name():
     """--seed -1 was reported as a bare 'expected non-negative integer' from numpy."""
     with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
