@@ -403,7 +403,7 @@ def find_datasets(paths: Sequence[Path | str]) -> list[Path]:
     """Dataset folders named by ``paths``: each a dataset, or a folder whose sub-folders are datasets.
 
     So ``datasets/demo`` (one dataset per recording session) and ``datasets/demo/<session>`` both
-    work. Raises :class:`DatasetError` naming a path that holds no dataset.
+    work. Raises :class:`DatasetError` naming a path that holds no dataset, or a dataset named twice.
     """
     found: list[Path] = []
     for path in map(Path, paths):
@@ -415,6 +415,11 @@ def find_datasets(paths: Sequence[Path | str]) -> list[Path]:
             raise DatasetError(f"{path}: no dataset here (no meta.json in it or in its sub-folders); "
                                "convert recordings with dmo-convert first")
         found.extend(child.parent for child in children)
+    first: dict[Path, Path] = {}
+    for folder in found:
+        earlier = first.setdefault(folder.resolve(), folder)
+        if earlier is not folder:  # it would be trained on twice as often, its validation episodes counted twice
+            raise DatasetError(f"{folder}: the dataset is named twice (also as {earlier}); give each dataset once")
     for folder in found:
         read_meta(folder)  # the format check, with its message, before any training starts
     return found

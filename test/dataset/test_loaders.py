@@ -278,3 +278,15 @@ def test_window_arguments_are_validated(small, kwargs, message):
 def test_clip_length_is_validated(small):
     with pytest.raises(ValueError, match="length must be > 0"):
         ClipDataset(small, length=0)
+
+
+def test_a_dataset_named_twice_is_refused(tmp_path: Path) -> None:
+    """``dmo-train-world-model syn ./syn`` (or a folder of datasets beside one of them) trained on the dataset
+    twice as often, silently, its validation windows counted twice."""
+    make_dataset(tmp_path / "all/a", [6])
+    make_dataset(tmp_path / "all/b", [6])
+    assert loaders.find_datasets([tmp_path / "all"]) == [tmp_path / "all/a", tmp_path / "all/b"]
+    with pytest.raises(DatasetError, match="the dataset is named twice .*give each dataset once"):
+        loaders.find_datasets([tmp_path / "all", tmp_path / "all/b"])
+    with pytest.raises(DatasetError, match="named twice"):
+        loaders.find_datasets([tmp_path / "all/a", tmp_path / "all/../all/a"])
