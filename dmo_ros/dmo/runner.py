@@ -130,6 +130,8 @@ class PolicyTrainResult:
     """The last epoch's logs."""
     stopped_early: bool = False
     """True when the time limit or Ctrl-C ended the call before the budget."""
+    interrupted: bool = False
+    """True when Ctrl-C ended it (after a checkpoint): its command exits 130, so a script running it stops too."""
 
 
 Evaluate = Callable[[Policy], dict[str, Any]]
@@ -199,7 +201,7 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
     if evaluate is not None and config.eval_every and not any(r["epoch"] == epoch for r in evaluations):
         run_evaluation()  # the untrained policy: where every curve starts
     logs: dict[str, float] = {}
-    stopped_early = False
+    stopped_early = interrupted = False
     call_start = time.monotonic()
     try:
         while algorithm.samples < config.max_samples and not (config.max_epochs and epoch >= config.max_epochs):
@@ -227,7 +229,7 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
             if epoch % config.checkpoint_every == 0:
                 checkpoint(logs)
     except KeyboardInterrupt:
-        stopped_early = True
+        stopped_early = interrupted = True
         progress.write("interrupted: writing a checkpoint (re-run the same command to resume)")
     finally:
         progress.close()
@@ -236,7 +238,7 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
     checkpoint(logs)
     writer.close()
     return PolicyTrainResult(epochs=epoch, samples=algorithm.samples, wall_s=wall_s, evaluations=new_records,
-                             logs=logs, stopped_early=stopped_early)
+                             logs=logs, stopped_early=stopped_early, interrupted=interrupted)
 
 
 def set_seed(seed: int) -> None:

@@ -38,7 +38,7 @@ from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
 from dmo_ros.training.checkpoint import CheckpointError, check_run_dir, latest_step, read_run_config, recorded_path
 from dmo_ros.training.distributed import World, resolve_device
-from dmo_ros.training.loop import exit_on_interrupt
+from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
 
 METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
@@ -337,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
     print(f"{method}: {result.epochs} epochs, {result.samples} {source} samples, {result.wall_s:.0f} s of training"
           + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
+    if result.interrupted:  # exit as a Ctrl-C does: a script that runs this stops here too
+        print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT_CODE
     if result.evaluations:
         last = result.evaluations[-1]
         print(f"{method}: stand-in success {last['success_rate']:.0%}, mean max "

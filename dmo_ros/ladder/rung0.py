@@ -45,7 +45,7 @@ from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, o
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
 from dmo_ros.sims.pusht_tasks import TASKS
-from dmo_ros.training.loop import exit_on_interrupt
+from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import field_value
 
 METHODS = ("sapo", "ppo")
@@ -594,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         algorithm.close()
     print(f"{config.method}: {result.epochs} epochs, {result.samples} samples, {result.wall_s:.0f} s of training"
           + (" (stopped early; re-run to resume)" if result.stopped_early else ""), flush=True)
+    if result.interrupted:  # exit as a Ctrl-C does: a script that runs this stops here too
+        print("dmo-train-rung0: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT_CODE
     if options.final_eval_episodes and not result.stopped_early:
         final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
         print(write_final_evaluation(algorithm.policy(), f"rung 0 {config.method}, {result.samples} samples",
