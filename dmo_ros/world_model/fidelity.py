@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         denoiser = load_world_model(args.run_dir, device, args.checkpoint)
         fidelity_report(denoiser, args.dataset, args.out or args.run_dir / "fidelity", horizon=args.horizon,
                         windows=args.windows,
-                        sampler_config=SamplerConfig(num_steps=args.steps or denoiser.config.sampler_steps,
+                        sampler_config=SamplerConfig(num_steps=denoiser.config.sampler_steps if args.steps is None
+                                                     else args.steps,
                                                      order=args.order),
                         device=device, batch_size=args.batch_size, seed=args.seed)
     except (ValueError, FileNotFoundError, RuntimeError) as error:  # DatasetError is a ValueError

@@ -114,3 +114,7 @@ def test_command_line_on_a_trained_run(tmp_path: Path, capsys) -> None:
     assert "not a training run folder" in capsys.readouterr().err
     assert main([str(run), "--dataset", str(tmp_path / "none")]) == 2
     assert "not a dmo_ros dataset" in capsys.readouterr().err
+    # --steps 0 silently ran the model's own sampler_steps; it is refused like --steps -2
+    assert main([str(run), "--dataset", str(dataset), "--horizon", "3", "--windows", "2", "--steps", "0",
+                 "--device", "cpu"]) == 2
+    assert "num_steps must be at least 1, got 0" in capsys.readouterr().err
