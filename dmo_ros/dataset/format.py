@@ -38,6 +38,8 @@ from filelock import FileLock, Timeout
 FORMAT_NAME = "dmo_ros.dataset"
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
+DAMAGED = "the dataset is damaged: convert its recordings again with dmo-convert"
+"""The way out that every error about a damaged dataset folder ends with."""
 
 ARRAYS: dict[str, tuple[str, str]] = {
     # name: (dtype, shape after N) — the arrays every dataset has.
@@ -64,8 +66,7 @@ def read_meta(folder: Path | str) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: unreadable ({error}); the dataset is damaged: convert its recordings again "
-                           "with dmo-convert") from error
+        raise DatasetError(f"{path}: unreadable ({error}); {DAMAGED}") from error
     if not isinstance(meta, dict):
         raise DatasetError(f"{path}: holds a {type(meta).__name__}, not a dataset's metadata; convert its "
                            "recordings again with dmo-convert")
@@ -86,13 +87,12 @@ def open_arrays(folder: Path | str) -> dict[str, np.ndarray]:
         try:
             arrays[name] = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as error:  # missing, cut short (mmap length > file size) or not .npy at all
-            raise DatasetError(f"{path}: unreadable ({error}); the dataset is damaged: convert its recordings again "
-                               "with dmo-convert") from error
+            raise DatasetError(f"{path}: unreadable ({error}); {DAMAGED}") from error
     samples = meta.get("samples")
     short = sorted(name for name, array in arrays.items() if isinstance(samples, int) and len(array) != samples)
     if short:
         raise DatasetError(f"{folder}: the length of {', '.join(f'{name}.npy' for name in short)} is not {META_FILE}'s "
-                           f"{samples} samples; the dataset is damaged: convert its recordings again with dmo-convert")
+                           f"{samples} samples; {DAMAGED}")
     return arrays
 
 
