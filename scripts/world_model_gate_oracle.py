@@ -22,8 +22,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.gates.world_model import COMMANDS, WorldModelGateConfig, simulator_displacement
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent
-from dmo_ros.teleop.operator import Observation
-from dmo_ros.teleop.scripted import make_operator
+from dmo_ros.teleop.scripted import make_operator, pusht_observation
 
 
 def simulator_action_response(episodes: int, config: WorldModelGateConfig, image_size: int = 64,
@@ -37,10 +36,6 @@ def simulator_action_response(episodes: int, config: WorldModelGateConfig, image
     visible = {name: [] for name in COMMANDS}
     right = judged = 0
 
-    def observe() -> Observation:
-        s = sim.state()
-        return Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success)
-
     def camera() -> np.ndarray:
         return resize(sim.render(), image_size, image_size, "crop")
 
@@ -50,9 +45,9 @@ def simulator_action_response(episodes: int, config: WorldModelGateConfig, image
             if episode:
                 sim.reset()
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
-            policy.begin(observe(), rng)
+            policy.begin(pusht_observation(sim.state()), rng)
             for _ in range(int(rng.integers(6, 61))):
-                sim.step(np.asarray(policy.act(observe()), dtype=np.float64) * period)
+                sim.step(np.asarray(policy.act(pusht_observation(sim.state())), dtype=np.float64) * period)
             snapshot = sim.snapshot()
             start, _ = locate_agent(camera())
             for name, direction in COMMANDS.items():

@@ -109,8 +109,7 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
     Every probe comes from a fresh episode after a random number of operator steps in ``warmup``.
     """
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
-    from dmo_ros.teleop.operator import Observation
-    from dmo_ros.teleop.scripted import make_operator
+    from dmo_ros.teleop.scripted import make_operator, pusht_observation
 
     rng = np.random.default_rng(seed)
     sim = PushTSim(PushTConfig(seed=seed + 10_000))
@@ -118,10 +117,6 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
 
     def camera() -> np.ndarray:
         return resize(sim.render(), image_size, image_size, "crop")
-
-    def observe() -> Observation:
-        s = sim.state()
-        return Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success)
 
     def frame_after(action: np.ndarray) -> np.ndarray:
         sim.restore(snapshot)
@@ -135,19 +130,19 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
                 sim.reset()
             # Half the probes follow the expert, half the explorer; only the one used plans its episode.
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
-            policy.begin(observe(), rng)
+            policy.begin(pusht_observation(sim.state()), rng)
             steps = int(rng.integers(warmup[0], warmup[1] + 1))
             # Only the start (the reward's reference) and the last `history` frames are used: rendering
             # the rest would cost more than the simulation.
             frames, actions = [camera()], []
             for step in range(steps):
-                action = np.asarray(policy.act(observe()), dtype=np.float64)
+                action = np.asarray(policy.act(pusht_observation(sim.state())), dtype=np.float64)
                 sim.step(action * sim.config.control_period_s)
                 actions.append(action)
                 if step >= steps - history:
                     frames.append(camera())
             start = torch.from_numpy(frames[0]).permute(2, 0, 1)
-            action = np.asarray(policy.act(observe()), dtype=np.float64)
+            action = np.asarray(policy.act(pusht_observation(sim.state())), dtype=np.float64)
             snapshot = sim.snapshot()
             shifted = [action + sign * epsilon * np.eye(len(action))[i] for i in range(len(action)) for sign in (1, -1)]
             after = torch.from_numpy(np.stack([frame_after(a) for a in shifted])).permute(0, 3, 1, 2)

@@ -80,8 +80,8 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
     """The three measurements of the module doc (curves included, for the plots)."""
     from dmo_ros.reward.evaluate import _render_shapes
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
-    from dmo_ros.teleop.operator import Observation
     from dmo_ros.teleop.pusht_expert import PushTExpert
+    from dmo_ros.teleop.scripted import pusht_observation
 
     config = config or RewardGateConfig()
     size = config.image_size
@@ -134,8 +134,7 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
             expert.begin(None, rng)
             images, coverage = [sim_frame(sim, size)], [sim.state().coverage]
             for _ in range(config.expert_steps):
-                s = sim.state()
-                action = expert.act(Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success))
+                action = expert.act(pusht_observation(sim.state()))
                 sim.step(np.asarray(action) * sim.config.control_period_s)
                 images.append(sim_frame(sim, size))
                 coverage.append(sim.state().coverage)

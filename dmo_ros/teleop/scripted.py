@@ -32,6 +32,12 @@ DEMO_TIMEOUT_STEPS = {"pusht": 150, "go2": 150}
 """Default demonstration timeouts (control steps: 30 s at 5 Hz)."""
 
 
+def pusht_observation(state) -> Observation:
+    """What the operator sees of a Push-T stand-in state (:meth:`dmo_ros.sims.pusht.PushTSim.state`)."""
+    return Observation(state.episode, state.step, state.agent, state.block, state.goal, state.coverage,
+                       state.success)
+
+
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
                   ) -> ScriptedOperator:
     """The scripted operator of a robot (Push Cube's presses the milestone key on success)."""
@@ -76,8 +82,7 @@ def _pusht_run(operator: ScriptedOperator, episodes: int, seed: int):
     sim = PushTSim(PushTConfig(seed=seed))
     try:
         while operator.stats.episodes <= episodes:
-            s = sim.state()
-            command = operator.act(Observation(s.episode, s.step, s.agent, s.block, s.goal, s.coverage, s.success))
+            command = operator.act(pusht_observation(sim.state()))
             if command.reset:
                 if operator.stats.episodes == episodes:
                     return
