@@ -42,6 +42,7 @@ from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
+from dmo_ros.policy.episode_video import EpisodeVideos, add_video_options, check_video_options, videos
 from dmo_ros.policy.episodes import (
     CEILINGS,
     Controller,
@@ -325,24 +326,36 @@ def run_episode(policy: Policy, sim: PushTSim, config: EvalConfig) -> EpisodeRes
 
 
 def evaluate_controller(controller: Controller, config: EvalConfig | None = None,
-                        progress: ProgressCallback | None = None) -> EvalResult:
-    """Run ``config.episodes`` seeded stand-in episodes of ``config.task`` with ``controller``."""
+                        progress: ProgressCallback | None = None, videos: EpisodeVideos | None = None) -> EvalResult:
+    """Run ``config.episodes`` seeded stand-in episodes of ``config.task`` with ``controller``; given ``videos``,
+    each episode's camera frames are written as a GIF and all of them as a contact sheet."""
     config = config or EvalConfig()
     started = time.perf_counter()
     sim = PushTSim(config.sim_config())
+
+    def episode(sim: PushTSim) -> EpisodeResult:
+        if videos is None:
+            return run_controlled_episode(controller, sim, config)
+        result = run_controlled_episode(videos.wrap(controller), sim, config)
+        videos.finish(sim, result.success, f"{'success' if result.success else 'fail'} after {result.steps} steps, "
+                                           f"distance {result.start_distance:.0f} -> {result.final_distance:.0f} u, "
+                                           f"max coverage {result.max_coverage:.2f}")
+        return result
+
     try:
-        results = run_seeded_episodes(sim, config.episodes,
-                                               lambda sim: run_controlled_episode(controller, sim, config), progress)
+        results = run_seeded_episodes(sim, config.episodes, episode, progress)
     finally:
         sim.close()
+        if videos is not None:
+            videos.write_contact_sheet()
     return summarize_episodes(results, time.perf_counter() - started)
 
 
 def evaluate_policy(policy: Policy, config: EvalConfig | None = None,
-                    progress: ProgressCallback | None = None) -> EvalResult:
+                    progress: ProgressCallback | None = None, videos: EpisodeVideos | None = None) -> EvalResult:
     """Run ``config.episodes`` stand-in episodes with an image ``policy`` (see the module doc)."""
     config = config or EvalConfig()
-    return evaluate_controller(PolicyController(policy, config.aspect), config, progress)
+    return evaluate_controller(PolicyController(policy, config.aspect), config, progress, videos)
 
 
 _CEILING_CACHE: dict[str, EvalResult] = {}
@@ -532,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                              "only); both: both, with the per-episode differences")
     parser.add_argument("--out", type=output_file, default=None, help="write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-episode progress on stderr")
+    add_video_options(parser)
     options = parser.parse_args(argv)
+    check_video_options(parser, options)
     if options.random and options.run_dir is not None:
         parser.error("give either RUN_DIR or --random, not both")
     if not options.random and not options.ceilings_only and options.run_dir is None:
@@ -565,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.run_dir is not None and options.mode in ("direct", "both"):
             policy = _load_policy(options.run_dir, options.device, options.checkpoint)
-            result = evaluate_policy(policy, config, progress)
+            result = evaluate_policy(policy, config, progress, videos(options))
             report.update(run_dir=str(options.run_dir), policy=result.to_dict())
             lines.append(format_summary(f"policy {options.run_dir}", result, config))
             rows.append(("policy, direct (policy API on the simulator)", result))
@@ -578,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
             if options.mode == "both":
                 lines.append(format_differences(result, through_ros))
         if options.random or options.compare_random:
-            result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress)
+            result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress,
+                                     videos(options) if options.random else None)
             report.update(dataset=str(options.dataset), random=result.to_dict())
             lines.append(format_summary("random policy", result, config))
             rows.append(("random policy (dataset's limits), direct", result))
@@ -597,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         options.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {options.out}")
+    if options.video is not None:
+        print(f"wrote the episodes' GIFs and their contact sheet episodes.png into {options.video}")
     return 0
 
 

@@ -41,6 +41,7 @@ from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.base import Policy, PolicyError
+from dmo_ros.policy.episode_video import EpisodeVideos, add_video_options, check_video_options, videos
 from dmo_ros.policy.episodes import (
     CEILINGS,
     Controller,
@@ -311,23 +312,40 @@ ProgressCallback = Callable[[int, PushCubeEpisode], None]
 
 
 def evaluate_controller(controller: Controller, config: PushCubeEvalConfig | None = None,
-                        progress: ProgressCallback | None = None) -> PushCubeResult:
-    """Run ``config.episodes`` seeded Push Cube episodes with ``controller``."""
+                        progress: ProgressCallback | None = None,
+                        videos: EpisodeVideos | None = None) -> PushCubeResult:
+    """Run ``config.episodes`` seeded Push Cube episodes with ``controller``; given ``videos``, each episode's
+    camera frames are written as a GIF and all of them as a contact sheet."""
     from dmo_ros.sims.push_cube import PushCubeSim
 
     config = config or PushCubeEvalConfig()
     started = time.perf_counter()
-    with PushCubeSim(config.sim_config()) as sim:
-        results = run_seeded_episodes(sim, config.episodes,
-                                               lambda sim: run_episode(controller, sim, config), progress)
+
+    def episode(sim: Any) -> PushCubeEpisode:
+        if videos is None:
+            return run_episode(controller, sim, config)
+        result = run_episode(videos.wrap(controller), sim, config)
+        outcome = f"success in {result.steps_to_success} steps" if result.success else f"fail ({result.steps} steps)"
+        videos.finish(sim, result.success, f"{outcome}, cube-goal {result.start_distance_m:.2f} -> "
+                                           f"{result.final_distance_m:.2f} m, cube out of view "
+                                           f"{100 * result.out_of_view_fraction:.0f}%")
+        return result
+
+    try:
+        with PushCubeSim(config.sim_config()) as sim:
+            results = run_seeded_episodes(sim, config.episodes, episode, progress)
+    finally:
+        if videos is not None:
+            videos.write_contact_sheet()
     return PushCubeResult(results, time.perf_counter() - started)
 
 
 def evaluate_policy(policy: Policy, config: PushCubeEvalConfig | None = None,
-                    progress: ProgressCallback | None = None) -> PushCubeResult:
+                    progress: ProgressCallback | None = None,
+                    videos: EpisodeVideos | None = None) -> PushCubeResult:
     """Run ``config.episodes`` Push Cube episodes with an image ``policy`` (see the module doc)."""
     config = config or PushCubeEvalConfig()
-    return evaluate_controller(PolicyController(policy, config.aspect), config, progress)
+    return evaluate_controller(PolicyController(policy, config.aspect), config, progress, videos)
 
 
 _CEILING_CACHE: dict[str, PushCubeResult] = {}
@@ -475,7 +493,9 @@ def main(argv: list[str] | None = None) -> int:
                              "both, with the per-episode differences")
     parser.add_argument("--out", type=output_file, default=None, help="write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-episode progress on stderr")
+    add_video_options(parser)
     options = parser.parse_args(argv)
+    check_video_options(parser, options)
     if options.random and options.run_dir is not None:
         parser.error("give either RUN_DIR or --random, not both")
     if not options.random and not options.ceilings_only and options.run_dir is None:
@@ -506,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             from dmo_ros.policy.evaluate import _load_policy
 
             direct = evaluate_policy(_load_policy(options.run_dir, options.device, options.checkpoint), config,
-                                     progress)
+                                     progress, videos(options))
             report.update(run_dir=str(options.run_dir), policy=direct.to_dict())
             lines.append(format_summary(f"policy {options.run_dir}", direct))
             rows.append(("policy, direct (policy API on the simulator)", direct))
@@ -519,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
             if direct is not None:
                 lines.append(format_differences(direct, through_ros))
         if options.random:
-            result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress)
+            result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress,
+                                     videos(options))
             report.update(dataset=str(options.dataset), random=result.to_dict())
             lines.append(format_summary("random policy", result))
             rows.append(("random policy (dataset's limits), direct", result))
@@ -538,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         options.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {options.out}")
+    if options.video is not None:
+        print(f"wrote the episodes' GIFs and their contact sheet episodes.png into {options.video}")
     return 0
 
 
