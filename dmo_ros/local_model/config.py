@@ -115,6 +115,14 @@ class LocalModelConfig:
     action moves the reward by ~0.01 a step where rewards span ~1.5, so an absolute reward loss barely sees the
     part of r̂ that d r̂ / d a is made of; this loss sees nothing else. 0: none."""
 
+    keypoints: int = 0
+    """Spatial-softmax keypoints in the encoder (Levine et al. 2016, "End-to-End Training of Deep Visuomotor
+    Policies"; robomimic's ``SpatialSoftmax``): a 1x1 convolution of the second convolution's map (16 x 16 at
+    64 x 64 frames) gives ``keypoints`` heat maps, each turned by a softmax over its pixels into an expected
+    (x, y) in [-1, 1], appended to the flattened features before the projection. A flattened 4 x 4 map carries a
+    4-pixel agent's position only through learned channel patterns; a keypoint is a position. 0: none (DreamerV3);
+    runs saved before the option load as 0."""
+
     train_sample: bool = True
     """Training filters with categorical *draws* for z (DreamerV3); false: each categorical's mode (straight-through
     gradients either way). DMO and the gates take modes. On Push-T frames a draw-fed decoder learns slowly: the cpu
@@ -142,6 +150,10 @@ class LocalModelConfig:
         for name in ("embed_size", "deter_size", "stoch_size", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.keypoints < 0:
+            raise ValueError(f"keypoints must be >= 0, got {self.keypoints}")
+        if self.keypoints and len(self.encoder_channels) < 2:
+            raise ValueError("keypoints read the second convolution's map: encoder_channels needs >= 2 stages")
         if self.classes < 2:
             raise ValueError(f"classes must be at least 2 per categorical, got {self.classes}")
         if self.head_layers < 0:

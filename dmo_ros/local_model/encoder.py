@@ -34,6 +34,23 @@ class ChannelNorm(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+class SpatialSoftmax(nn.Module):
+    """(N, C, H, W) maps -> (N, 2 K) expected keypoint positions (x, y) in [-1, 1] (Levine et al. 2016; robomimic's
+    ``SpatialSoftmax``): a 1x1 convolution to K heat maps, a softmax over each map's pixels with a learned
+    temperature, and the expectation of the pixel coordinates under it."""
+
+    def __init__(self, channels: int, keypoints: int, height: int, width: int) -> None:
+        super().__init__()
+        self.to_heat = nn.Conv2d(channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        heat = self.to_heat(maps).flatten(2) / self.log_temperature.exp()  # (N, K, H W)
+        return (heat.softmax(-1) @ self.grid).flatten(1)  # (N, K, 2) -> (N, 2 K)
+
+
 class ImageEncoder(nn.Module):
     """(..., 3, H, W) uint8 or float in [-1, 1] -> (..., embed_size); any number of leading dimensions."""
 
@@ -49,6 +66,11 @@ class ImageEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.min_resolution = config.image_size // 2 ** len(config.encoder_channels)
         flat = width_in * self.min_resolution**2
+        self.keypoints = None
+        if config.keypoints:  # read after the second stage (3 modules a stage: conv, norm, SiLU)
+            side = config.image_size // 4
+            self.keypoints = SpatialSoftmax(config.encoder_channels[1], config.keypoints, side, side)
+            flat += 2 * config.keypoints
         self.project = nn.Sequential(nn.Linear(flat, config.embed_size, bias=False),
                                      nn.LayerNorm(config.embed_size, eps=1e-3), nn.SiLU())
 
@@ -58,7 +80,11 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected frames (..., 3, {size}, {size}), got shape {tuple(frames.shape)}")
         lead = frames.shape[:-3]
         x = to_model_images(frames.reshape(-1, 3, size, size))
-        x = self.convs(x).flatten(1)
+        if self.keypoints is None:
+            x = self.convs(x).flatten(1)
+        else:
+            early = self.convs[:6](x)
+            x = torch.cat([self.convs[6:](early).flatten(1), self.keypoints(early)], dim=1)
         return self.project(x).reshape(*lead, -1)
 
 
