@@ -44,7 +44,7 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     """The local-model gate of a run folder (validation sequences of ``dataset``, probes rewarded by the
     global reward of ``reward_run`` toward ``goal``), written to ``run_dir/gate.json``."""
     from dmo_ros.dataset.loaders import collate
-    from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes
+    from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes, state_probe
     from dmo_ros.local_model.model import SequenceDataset, load_local_model
     from dmo_ros.local_model.train import ensure_labels, frame_labeller, goal_reward_function
     from dmo_ros.training.checkpoint import read_run_config
@@ -63,7 +63,9 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     picks = torch.linspace(0, len(sequences) - 1, min(gate_config.sequences, len(sequences))).round().long().unique()
     batch = collate([sequences[int(i)] for i in picks])
     probes = simulator_probes(reward, gate_config.probes, length, size, gate_config.epsilon, gate_config.seed)
-    report = local_model_gate(model.cpu(), batch, probes, gate_config)
+    positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed) \
+        if gate_config.state_probe_episodes else None
+    report = local_model_gate(model.cpu(), batch, probes, gate_config, positions)
     report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal))
     write_gate_report(run_dir, report)
     return report

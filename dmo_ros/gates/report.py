@@ -62,6 +62,8 @@ class GateReport:
     """Everything measured (per-horizon curves, per-command numbers, baselines), JSON-able."""
     seconds: float = 0.0
     """Wall time of the measurement."""
+    notes: list[str] = field(default_factory=list)
+    """Measured numbers shown beside the checks that are not checks themselves (no bound is known for them yet)."""
 
     @property
     def passed(self) -> bool:
@@ -75,13 +77,14 @@ class GateReport:
         return {"component": self.component, "passed": self.passed, "seconds": self.seconds,
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "checks": _jsonable([{**asdict(c), "passed": c.passed} for c in self.checks]),
-                "metrics": _jsonable(self.metrics)}
+                "metrics": _jsonable(self.metrics), "notes": list(self.notes)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GateReport:
         checks = [GateCheck(c["name"], c["value"], c["bound"], c["direction"], c.get("meaning", ""))
                   for c in values.get("checks", [])]
-        return cls(values["component"], checks, values.get("metrics", {}), values.get("seconds", 0.0))
+        return cls(values["component"], checks, values.get("metrics", {}), values.get("seconds", 0.0),
+                   list(values.get("notes", [])))
 
     def format(self) -> str:
         """The printed table: one line per check."""
@@ -89,6 +92,7 @@ class GateReport:
         for c in self.checks:
             lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name:<28} {c.value:9.3f} {c.direction} "
                          f"{c.bound:<7g} {c.meaning}")
+        lines += [f"  info {note}" for note in self.notes]
         return "\n".join(lines)
 
 

@@ -17,9 +17,12 @@ from dmo_ros.gates.local_model import (
     GradientProbe,
     LocalModelGateConfig,
     action_sensitivity,
+    linear_probe_errors,
     local_model_gate,
     simulator_probes,
+    state_probe,
 )
+from dmo_ros.gates.report import GateReport
 from dmo_ros.sims.pusht_frames import locate_agent
 
 
@@ -88,3 +91,36 @@ def test_simulator_probes_recover_a_known_gradient():
     assert len(probes) == 6 and probes[0].frames.shape == (3, 3, 64, 64) and probes[0].actions.shape == (3, 2)
     cosines = [p.gradient[0] / np.linalg.norm(p.gradient) for p in probes if np.linalg.norm(p.gradient) > 0]
     assert np.median(cosines) > 0.9, [p.gradient for p in probes]
+
+
+def test_the_linear_probe_reads_positions_the_inputs_hold_and_not_others():
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(0, 512, (600, 4))
+    holding = np.c_[targets @ rng.normal(size=(4, 4)), rng.normal(size=(600, 20))]  # a linear mix + noise columns
+    good = linear_probe_errors(holding, targets, 300, ridge=0.01)  # (a ridge of 10 shrinks this mix to ~15-35 u)
+    assert good["agent_error"] < 1 and good["block_error"] < 1 and good["agent_error_baseline"] > 100
+    blind = linear_probe_errors(rng.normal(size=(600, 24)), targets, 300)
+    assert blind["agent_error"] > 0.95 * blind["agent_error_baseline"] and blind["samples"] == 600
+    with pytest.raises(ValueError, match="train must leave rows"):
+        linear_probe_errors(holding, targets, 600)
+
+
+def test_the_state_probe_filters_stand_in_play_through_the_model():
+    from dmo_ros.local_model import LocalModel, LocalModelConfig
+
+    torch.manual_seed(0)
+    model = LocalModel(LocalModelConfig.preset("tiny", 2, [0.195, 0.195], image_size=32))
+    result = state_probe(model, episodes=4, steps=10, seed=3)
+    assert result["samples"] == 40 and result["agent_error_baseline"] > 20 and np.isfinite(result["agent_error"])
+    with pytest.raises(ValueError, match="state_probe needs"):
+        state_probe(model, episodes=1)
+
+
+def test_the_state_probe_is_reported_beside_the_checks(trained):  # noqa: F811
+    model, held_out, _, _ = trained
+    positions = {"agent_error": 70.0, "agent_error_baseline": 130.0, "block_error": 15.0,
+                 "block_error_baseline": 60.0, "samples": 1600}
+    report = local_model_gate(model, held_out, _toy_probes(), LocalModelGateConfig(), positions)
+    assert report.metrics["state_probe"] == positions
+    assert "info state probe: agent position from the latent to 70 u (the mean: 130 u)" in report.format()
+    assert GateReport.from_dict(report.to_dict()).notes == report.notes
