@@ -97,10 +97,13 @@ def test_the_linear_probe_reads_positions_the_inputs_hold_and_not_others():
     rng = np.random.default_rng(0)
     targets = rng.uniform(0, 512, (600, 4))
     holding = np.c_[targets @ rng.normal(size=(4, 4)), rng.normal(size=(600, 20))]  # a linear mix + noise columns
-    good = linear_probe_errors(holding, targets, 300, ridge=0.01)  # (a ridge of 10 shrinks this mix to ~15-35 u)
+    good = linear_probe_errors(holding, targets, 300, ridge=0.01)
     assert good["agent_error"] < 1 and good["block_error"] < 1 and good["agent_error_baseline"] > 100
     blind = linear_probe_errors(rng.normal(size=(600, 24)), targets, 300)
     assert blind["agent_error"] > 0.95 * blind["agent_error_baseline"] and blind["samples"] == 600
+    # A huge ridge shrinks the read-out to the training mean (not to 0): the baseline's error, no worse.
+    shrunk = linear_probe_errors(holding, targets, 300, ridge=1e9)
+    assert shrunk["agent_error"] == pytest.approx(shrunk["agent_error_baseline"], rel=1e-3)
     with pytest.raises(ValueError, match="train must leave rows"):
         linear_probe_errors(holding, targets, 600)
 
