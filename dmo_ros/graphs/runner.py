@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,8 @@ from dmo_ros.graphs.definition import (
 )
 
 RUNNER = "dmo-launch"
+PARAMETER_FOLDER_PREFIX = "dmo-launch-"
+"""The runner writes each node's parameters into ``<tmp>/dmo-launch-<runner pid>-<random>/`` for the run."""
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 _CLEAN_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM)
@@ -103,6 +106,27 @@ def _not_installed(node: ResolvedNode) -> str | None:
     return f"which is not installed (installed {node.package} executables: {known})"
 
 
+def remove_stale_parameter_folders(folder: Path | str | None = None) -> list[Path]:
+    """Remove the parameter folders of runners that no longer run (a runner killed with SIGKILL cannot remove its
+    own): ``dmo-launch-<pid>-*`` in ``folder`` (default: the temporary directory) whose pid is not alive. Returns
+    the removed folders. Folders of live runners, other users' runners and other names are left alone."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{PARAMETER_FOLDER_PREFIX}*-*"):
+        pid_text = path.name[len(PARAMETER_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # that runner is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 @dataclass
 class _Running:
     node: ResolvedNode
@@ -147,7 +171,8 @@ class GraphRunner:
 
     def run(self) -> int:
         """Start the graph, supervise it, and return the runner's exit code."""
-        with tempfile.TemporaryDirectory(prefix="dmo-launch-") as params_dir:
+        remove_stale_parameter_folders()
+        with tempfile.TemporaryDirectory(prefix=f"{PARAMETER_FOLDER_PREFIX}{os.getpid()}-") as params_dir:
             running = self._start_all(Path(params_dir))
             failed = self._supervise(running)
             unclean = self._stop_all(running)

@@ -211,3 +211,40 @@ def test_dry_run_and_show_args(ros_env):
     plan = yaml.safe_load(dry.stdout)
     assert [n["name"] for n in plan["nodes"]] == ["go2_standin", "teleop", "recorder"]
     assert plan["nodes"][2]["parameters"]["duration"] == 10.0
+
+
+def test_a_killed_runners_parameter_folder_is_removed_by_the_next_run(tmp_path, fake_prefix, ros_env):
+    """SIGKILL leaves the runner no chance to remove its nodes' parameter files; the next runner removes them."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**ros_env, "AMENT_PREFIX_PATH": str(fake_prefix), "TMPDIR": str(temporary)}
+    graph = write_graph(tmp_path, [{"name": "only", "executable": "waiter", "parameters": {"rate": 5}}])
+    killed = LiveRun([str(graph)], env)
+    killed.wait_for("ready")
+    killed.process.kill()
+    killed.process.wait(timeout=10)
+    (left,) = temporary.glob(f"dmo-launch-{killed.process.pid}-*")
+    assert (left / "only.yaml").is_file()
+    crashing = write_graph(tmp_path, [{"name": "worker", "executable": "crasher"}])
+    result = run_command([str(BIN / "dmo-launch"), str(crashing)], env)
+    assert "[worker] something broke" in result.stdout and not left.exists()
+    assert not list(temporary.glob("dmo-launch-*"))  # the second run's own folder went at its end
+
+
+def test_only_folders_of_runners_that_are_gone_are_removed(tmp_path):
+    from dmo_ros.graphs.runner import remove_stale_parameter_folders
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stale = tmp_path / f"dmo-launch-{gone.pid}-abc"
+        live = tmp_path / f"dmo-launch-{alive.pid}-def"
+        other = tmp_path / "dmo-launch-notapid"
+        for folder in (stale, live, other):
+            folder.mkdir()
+        assert remove_stale_parameter_folders(tmp_path) == [stale]
+        assert not stale.exists() and live.exists() and other.exists()
+    finally:
+        alive.kill()
+        alive.wait()
