@@ -17,9 +17,10 @@ camera), not the policy's resized input. Plain PIL; no ROS, no torch.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,6 +30,8 @@ from dmo_ros.policy.episodes import Controller
 
 SHEET_COLUMNS = 8
 """Frames per episode in the contact sheet: the start, evenly spaced frames, the final frame."""
+
+Result = TypeVar("Result")
 
 LABEL_HEIGHT = 12
 """Pixels above each GIF frame and each contact-sheet row for the text."""
@@ -138,6 +141,21 @@ class EpisodeVideos:
         path = self.out_dir / name
         sheet.save(path)
         return path
+
+
+def recorded_episode(videos: EpisodeVideos | None, controller: Controller, run: Callable[[Controller, Any], Result],
+                     describe: Callable[[Result], tuple[bool, str]]) -> Callable[[Any], Result]:
+    """One evaluation episode as a function of the simulator: ``run(controller, sim)``; given ``videos``, run with
+    the recording controller and finished with ``describe(result)`` = (success, the contact sheet's summary)."""
+    if videos is None:
+        return lambda sim: run(controller, sim)
+
+    def episode(sim: Any) -> Result:
+        result = run(videos.wrap(controller), sim)
+        videos.finish(sim, *describe(result))
+        return result
+
+    return episode
 
 
 class _RecordingController:

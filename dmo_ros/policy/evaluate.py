@@ -42,7 +42,13 @@ from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.api import Policy, PolicyError, RandomPolicy, load_policy
-from dmo_ros.policy.episode_video import EpisodeVideos, add_video_options, check_video_options, videos
+from dmo_ros.policy.episode_video import (
+    EpisodeVideos,
+    add_video_options,
+    check_video_options,
+    recorded_episode,
+    videos,
+)
 from dmo_ros.policy.episodes import (
     CEILINGS,
     Controller,
@@ -333,15 +339,12 @@ def evaluate_controller(controller: Controller, config: EvalConfig | None = None
     started = time.perf_counter()
     sim = PushTSim(config.sim_config())
 
-    def episode(sim: PushTSim) -> EpisodeResult:
-        if videos is None:
-            return run_controlled_episode(controller, sim, config)
-        result = run_controlled_episode(videos.wrap(controller), sim, config)
-        videos.finish(sim, result.success, f"{'success' if result.success else 'fail'} after {result.steps} steps, "
-                                           f"distance {result.start_distance:.0f} -> {result.final_distance:.0f} u, "
-                                           f"max coverage {result.max_coverage:.2f}")
-        return result
+    def describe(result: EpisodeResult) -> tuple[bool, str]:
+        return result.success, (f"{'success' if result.success else 'fail'} after {result.steps} steps, distance "
+                                f"{result.start_distance:.0f} -> {result.final_distance:.0f} u, max coverage "
+                                f"{result.max_coverage:.2f}")
 
+    episode = recorded_episode(videos, controller, lambda c, sim: run_controlled_episode(c, sim, config), describe)
     try:
         results = run_seeded_episodes(sim, config.episodes, episode, progress)
     finally:

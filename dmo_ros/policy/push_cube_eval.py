@@ -41,7 +41,13 @@ from dmo_ros.dataset.images import ASPECTS
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.policy.base import Policy, PolicyError
-from dmo_ros.policy.episode_video import EpisodeVideos, add_video_options, check_video_options, videos
+from dmo_ros.policy.episode_video import (
+    EpisodeVideos,
+    add_video_options,
+    check_video_options,
+    recorded_episode,
+    videos,
+)
 from dmo_ros.policy.episodes import (
     CEILINGS,
     Controller,
@@ -321,16 +327,12 @@ def evaluate_controller(controller: Controller, config: PushCubeEvalConfig | Non
     config = config or PushCubeEvalConfig()
     started = time.perf_counter()
 
-    def episode(sim: Any) -> PushCubeEpisode:
-        if videos is None:
-            return run_episode(controller, sim, config)
-        result = run_episode(videos.wrap(controller), sim, config)
+    def describe(result: PushCubeEpisode) -> tuple[bool, str]:
         outcome = f"success in {result.steps_to_success} steps" if result.success else f"fail ({result.steps} steps)"
-        videos.finish(sim, result.success, f"{outcome}, cube-goal {result.start_distance_m:.2f} -> "
-                                           f"{result.final_distance_m:.2f} m, cube out of view "
-                                           f"{100 * result.out_of_view_fraction:.0f}%")
-        return result
+        return result.success, (f"{outcome}, cube-goal {result.start_distance_m:.2f} -> {result.final_distance_m:.2f}"
+                                f" m, cube out of view {100 * result.out_of_view_fraction:.0f}%")
 
+    episode = recorded_episode(videos, controller, lambda c, sim: run_episode(c, sim, config), describe)
     try:
         with PushCubeSim(config.sim_config()) as sim:
             results = run_seeded_episodes(sim, config.episodes, episode, progress)
