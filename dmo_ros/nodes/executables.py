@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import importlib
 
-from dmo_ros.nodes.stop_signals import stop_requests
+from dmo_ros.nodes.stop_signals import stop_requests, watch_exit
 
 
 def run(module: str) -> int:
-    """Install the stop handler, then import ``dmo_ros.nodes.<module>`` and run its ``main()``."""
+    """Install the stop handler, then import ``dmo_ros.nodes.<module>`` and run its ``main()``; the interpreter's
+    exit after it is bounded by the node's teardown deadline (``stop_signals.watch_exit``)."""
     stop_requests()
-    return importlib.import_module(f"dmo_ros.nodes.{module}").main()
+    code = importlib.import_module(f"dmo_ros.nodes.{module}").main()
+    watch_exit(code)
+    return code
 
 
 def test_pattern() -> int:

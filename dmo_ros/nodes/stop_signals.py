@@ -21,10 +21,45 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from typing import Any, Protocol
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TEARDOWN_LIMIT_S = 3.0
+"""Seconds from the end of a node's ``on_shutdown`` to its process's exit, past which the process ends itself with
+its exit code. Both launchers send SIGTERM 5 s after SIGINT, and a stop that needs it counts as unclean."""
 _PR_SET_PDEATHSIG = 1
+
+
+class TeardownWatchdog:
+    """Ends the process with ``code`` unless :meth:`disarm` is called within ``TEARDOWN_LIMIT_S`` (or by ``deadline``,
+    a ``time.monotonic()`` value).
+
+    For what follows a node's ``on_shutdown``, when nothing is left to save: destroying the node, shutting rclpy
+    down, the interpreter's exit (joining leftover threads, atexit handlers). ``phase`` says what is under way, for
+    the warning. It runs on a daemon thread, which keeps running through the interpreter's exit, and writes with
+    ``os.write`` and exits with ``os._exit`` because a hung thread may hold the locks of Python's streams."""
+
+    def __init__(self, name: str, code: int, phase: str, deadline: float | None = None) -> None:
+        self.name, self.code, self.phase = name, int(code), phase
+        self.begun = time.monotonic()
+        self.deadline = self.begun + TEARDOWN_LIMIT_S if deadline is None else deadline
+        self._disarmed = threading.Event()
+        threading.Thread(target=self._watch, name="teardown-watchdog", daemon=True).start()
+
+    def disarm(self) -> None:
+        self._disarmed.set()
+
+    def _watch(self) -> None:
+        if self._disarmed.wait(max(0.0, self.deadline - time.monotonic())):
+            return
+        busy = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+        where = self.phase + (f" (threads still running: {', '.join(busy)})" if busy else "")
+        with contextlib.suppress(OSError):
+            os.write(2, f"[WARN] [{self.name}]: the teardown after on_shutdown hung while {where}; exiting with "
+                        f"code {self.code} (nothing left to save)\n".encode())
+        os._exit(self.code)
 
 
 class Finishable(Protocol):
@@ -51,6 +86,8 @@ class StopRequests:
         self.received: list[str] = []
         self.shutting_down = False
         self.parent = os.getppid()
+        self.teardown: TeardownWatchdog | None = None
+        """The node's teardown watchdog, once ``on_shutdown`` has returned (its deadline also bounds the exit)."""
 
     def __call__(self, number: int, _frame: Any) -> None:
         name = signal.Signals(number).name
@@ -80,12 +117,25 @@ class StopRequests:
 def stop_requests() -> StopRequests:
     """The process's stop handler: the one installed earlier (by the console script), else a new
     one, installed now."""
+    global _installed
     handler = signal.getsignal(signal.SIGINT)
     if isinstance(handler, StopRequests):
         return handler
-    stop = StopRequests()
-    stop.install()
-    return stop
+    _installed = StopRequests()
+    _installed.install()
+    return _installed
+
+
+_installed: StopRequests | None = None
+"""The handler ``stop_requests`` installed last (still known after ``ignore_stop_signals`` replaced it)."""
+
+
+def watch_exit(code: int) -> None:
+    """Bound the interpreter's exit after a node ran (the console script's last step): past the node's teardown
+    deadline the process ends itself with ``code``. A process that ran no node is left alone."""
+    teardown = None if _installed is None else _installed.teardown
+    if teardown is not None:
+        TeardownWatchdog(teardown.name, code, "exiting the interpreter", deadline=teardown.deadline)
 
 
 def ignore_stop_signals() -> None:

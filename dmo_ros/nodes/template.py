@@ -49,7 +49,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from dmo_ros.nodes.stop_signals import StopRequests, ignore_stop_signals, stop_requests
+from dmo_ros.nodes.stop_signals import StopRequests, TeardownWatchdog, ignore_stop_signals, stop_requests
 
 ParametersT = TypeVar("ParametersT")
 
@@ -125,10 +125,8 @@ class DmoNode(Node):
 
 
 _SPIN_PERIOD = 0.1
-CALLBACK_DRAIN_S = 5.0
+CALLBACK_DRAIN_S = 2.0
 """Seconds a stopping node waits for callbacks still running on executor threads before it is destroyed."""
-
-
 def _drain_callbacks(executor: SingleThreadedExecutor | MultiThreadedExecutor | None, node: DmoNode) -> None:
     """Stop ``executor`` and wait up to ``CALLBACK_DRAIN_S`` for its running callbacks, so that none of them
     touches the node after ``destroy_node``. A callback that does not return in time is reported and left
@@ -196,7 +194,14 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: StopReq
         try:
             node.on_shutdown()
         finally:
+            # Nothing is left to save: a teardown that hangs (seen under load: a node that had logged its
+            # shutdown was SIGKILLed 10 s later) ends the process with its code instead (stop_signals).
+            watchdog = TeardownWatchdog(node.get_name(), node.exit_code or 0, "stopping the executor")
+            stop.teardown = watchdog
             _drain_callbacks(executor, node)
+            watchdog.phase = "destroying the node"
             node.destroy_node()
+            watchdog.phase = "shutting rclpy down"
             rclpy.try_shutdown()
+            watchdog.disarm()
     return node.exit_code or 0

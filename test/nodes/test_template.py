@@ -140,3 +140,57 @@ def test_a_node_is_destroyed_only_after_its_running_callbacks_return(own_stop_ha
     begin = time.monotonic()
     assert template.run_node(SlowCallbackNode, args=[], threads=2) == 0
     assert events == ["on_shutdown", "destroyed"] and time.monotonic() - begin < 1.4
+
+
+TEARDOWN_SCRIPT = """
+import sys, threading, time
+from dmo_ros.nodes import stop_signals, template
+stop_signals.TEARDOWN_LIMIT_S = 0.5
+hang = sys.argv[1]
+
+class Node(template.DmoNode):
+    def __init__(self):
+        super().__init__("teardown_test")
+        self.create_timer(0.01, lambda: self.finish(3))
+
+    def on_shutdown(self):
+        print("on_shutdown done", flush=True)
+
+    def destroy_node(self):
+        if hang == "destroy":
+            time.sleep(60)
+        super().destroy_node()
+
+if hang == "thread":  # a leftover non-daemon thread the interpreter's exit would join forever
+    threading.Thread(target=time.sleep, args=(60,), name="stuck").start()
+code = template.run_node(Node, args=[])
+if hang == "none":
+    time.sleep(1.5)  # past the limit: a teardown that finished disarmed its watchdog
+    print("still alive", flush=True)
+else:
+    stop_signals.watch_exit(code)  # the console script's last step
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("hang, phase", [("destroy", "while destroying the node"),
+                                         ("thread", "while exiting the interpreter (threads still running: stuck)"),
+                                         ("none", None), ("quick", None)])
+def test_a_hung_teardown_ends_the_process_with_the_nodes_exit_code(hang, phase, ros_env):
+    """After ``on_shutdown`` nothing is left to save: a teardown or an interpreter exit that hangs (a node SIGKILLed
+    10 s after its shutdown, seen under load) must not outlast the launchers' 5 s SIGINT window."""
+    import subprocess
+    import sys
+    import time
+
+    begun = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", TEARDOWN_SCRIPT, hang], env=ros_env, capture_output=True,
+                            text=True, timeout=50)
+    elapsed = time.monotonic() - begun
+    assert result.returncode == 3, result.stderr  # finish(3)'s code, not a signal's
+    assert "on_shutdown done" in result.stdout
+    if phase is None:
+        assert ("still alive" in result.stdout) == (hang == "none") and "hung" not in result.stderr
+    else:
+        assert f"the teardown after on_shutdown hung {phase}; exiting with code 3" in result.stderr
+        assert elapsed < 30  # the hang was 60 s
