@@ -31,7 +31,7 @@ from dmo_ros.sims.pusht_tasks import TASKS
 
 PIXEL_TASKS = tuple(task for task in TASKS if task != "reach")
 """Tasks an image policy can be trained on here: ``reach`` draws a target per episode that only its goal
-picture shows, and the policies see the camera, not the goal picture."""
+picture shows, and the policies see the camera, not the goal picture (``reach_fixed`` keeps one target)."""
 
 
 class SimulatorEnv:

@@ -44,7 +44,7 @@ from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
 from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, observe, state_reward
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
-from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import field_value
 
@@ -357,7 +357,7 @@ def _task_distance(observation: Tensor, task: str) -> float:
     """Mean task distance in arena units (reach: agent to target; pushing: the T's pose error), for logs."""
     from dmo_ros.ladder.state_env import HALF, t_pose_error
 
-    if task == "reach":
+    if task in REACH_TASKS:
         return (observation[..., 0:2] - observation[..., 6:8]).norm(dim=-1).mean().item() * HALF
     return t_pose_error(observation).mean().item() * HALF
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from dmo_ros.sims.pusht import PushTConfig, PushTSim, PushTState
-from dmo_ros.sims.pusht_tasks import GOAL_POSE, T_CENTRE, t_centre
+from dmo_ros.sims.pusht_tasks import GOAL_POSE, REACH_TASKS, T_CENTRE, t_centre
 
 OBSERVATION_SIZE = 8
 ACTION_SIZE = 2
@@ -84,7 +84,7 @@ def state_reward(observation: Tensor, task: str, approach: float = 0.1,
                  approach_radius: float = APPROACH_RADIUS) -> Tensor:
     """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc)."""
     agent = observation[..., 0:2]
-    if task == "reach":
+    if task in REACH_TASKS:
         return -(agent - observation[..., 6:8]).norm(dim=-1)
     centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
                     observation[..., 5])[..., 0, :]

@@ -7,6 +7,11 @@ The ladder (DESIGN.md §8, issue 13) climbs from easy to the paper's task on one
   at least ``reach_min_start_px`` from the agent's start. The goal picture is the start scene with the
   agent drawn on the target (the only place the target is shown: the live camera never shows it).
   Success: the agent within ``reach_success_px`` arena units of the target (loose: twice that).
+- ``reach_fixed`` — reach with one target for every episode (``reach_fixed_target``), so that a policy that
+  sees only the camera can learn it from one goal picture (reach's target changes per episode and the camera
+  never shows it). Start: the T resting on its goal pose, the agent anywhere clear of it and at least
+  ``reach_min_start_px`` from the target. Goal picture: the start scene with the agent on the target. Success
+  as for reach.
 - ``push_near`` — push the T the last bit onto its goal pose. Start: the T within
   ``near_offset_px`` (position) and ``near_angle_rad`` (angle) of gym-pusht's goal pose, at least
   ``near_min_error_px`` of pose error away from it, the agent anywhere clear of the T. Goal picture
@@ -37,8 +42,11 @@ import numpy as np
 
 ARENA_UNITS = 512.0
 
-TASKS = ("reach", "push_region", "push_near", "push_t")
+TASKS = ("reach", "reach_fixed", "push_region", "push_near", "push_t")
 """Task names, from easy to the paper's."""
+
+REACH_TASKS = ("reach", "reach_fixed")
+"""The tasks scored by the agent's distance to a target (the others by the T's pose)."""
 
 SUCCESS_COVERAGE = 0.95
 """Pushing tasks succeed when the T covers more than this of the goal T (gym-pusht's threshold)."""
@@ -63,6 +71,8 @@ class TaskConfig:
     """reach: the target is drawn at least this far from the agent's start."""
     reach_margin_px: float = 60.0
     """reach: the target is drawn this far inside the arena border at least."""
+    reach_fixed_target: tuple[float, float] = (384.0, 128.0)
+    """reach_fixed: the target [x, y] of every episode (arena units; clear of the T on its goal pose)."""
     near_offset_px: float = 40.0
     """push_near: the T's start position is within this of the goal position."""
     near_angle_rad: float = 0.5
@@ -89,6 +99,11 @@ class TaskConfig:
                 or self.region_angle_rad < 0:
             raise ValueError("region_start_px must be 0 < low <= high; region_agent_px and region_success_px "
                              "positive; region_angle_rad >= 0")
+        target = np.asarray(self.reach_fixed_target, dtype=np.float64)
+        if target.shape != (2,) or not np.all((target >= 20.0) & (target <= ARENA_UNITS - 20.0)) \
+                or not disc_clears_t(target, GOAL_POSE, radius=25.0):
+            raise ValueError(f"reach_fixed_target must be [x, y] inside the arena (20-492 units) with the agent's disc "
+                             f"clear of the T on its goal pose, got {self.reach_fixed_target}")
         if self.near_min_error_px < 0:
             raise ValueError(f"near_min_error_px must be >= 0, got {self.near_min_error_px}")
 
@@ -261,8 +276,22 @@ class Reach(PushTTask):
         return True
 
 
-_TASK_CLASSES: dict[str, type[PushTTask]] = {"reach": Reach, "push_region": PushRegion, "push_near": PushNear,
-                                              "push_t": PushT}
+class ReachFixed(Reach):
+    name = "reach_fixed"
+    description = "move the agent onto the one target of every episode, shown in the goal picture (within 20 units)"
+
+    def start(self, agent: np.ndarray, block: np.ndarray, rng: np.random.Generator) -> TaskStart:
+        c = self.config
+        target = np.asarray(c.reach_fixed_target, dtype=np.float64)
+        for _ in range(1000):
+            start = rng.uniform(40.0, ARENA_UNITS - 40.0, size=2)
+            if disc_clears_t(start, GOAL_POSE, radius=25.0) and np.linalg.norm(start - target) >= c.reach_min_start_px:
+                return TaskStart(agent=start, block=GOAL_POSE.copy(), target=target)
+        raise RuntimeError("reach_fixed: no start found in 1000 draws (reach_min_start_px too large)")
+
+
+_TASK_CLASSES: dict[str, type[PushTTask]] = {"reach": Reach, "reach_fixed": ReachFixed, "push_region": PushRegion,
+                                              "push_near": PushNear, "push_t": PushT}
 
 
 def make_task(name: str, config: TaskConfig | None = None) -> PushTTask:
@@ -272,5 +301,5 @@ def make_task(name: str, config: TaskConfig | None = None) -> PushTTask:
     return _TASK_CLASSES[name](config)
 
 
-__all__ = ["GOAL_POSE", "LOOSE_COVERAGE", "SUCCESS_COVERAGE", "TASKS", "T_CENTRE", "PushTTask", "TaskConfig",
-           "TaskStart", "TaskStatus", "corners", "disc_clears_t", "make_task", "pose_error", "t_centre"]
+__all__ = ["GOAL_POSE", "LOOSE_COVERAGE", "REACH_TASKS", "SUCCESS_COVERAGE", "TASKS", "T_CENTRE", "PushTTask",
+           "TaskConfig", "TaskStart", "TaskStatus", "corners", "disc_clears_t", "make_task", "pose_error", "t_centre"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
 from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer
 from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits, ReachExpert
@@ -201,7 +201,7 @@ def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: i
                       task: str = "push_t") -> ExpertStatistics:
     """Run the robot's expert alone for ``episodes`` episodes of at most ``episode_steps`` control steps
     (Push-T: on ``task``; reach's expert walks to the target)."""
-    expert = ReachExpert() if robot == "pusht" and task == "reach" else make_operator(robot).expert
+    expert = ReachExpert() if robot == "pusht" and task in REACH_TASKS else make_operator(robot).expert
     observe, step, reset, close = _stand_in(robot, seed, task)
     best, steps_to_success, expert_seconds, expert_steps = [], [], 0.0, 0
     started = time.monotonic()

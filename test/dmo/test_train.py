@@ -161,32 +161,32 @@ def test_an_epoch_updates_the_actor_only(policy_inputs, method):
         assert logs["replay_sequences"] == 4 and "global_return" in logs
 
 
-@pytest.mark.parametrize("method", ["dmo", "ppo"])
-def test_rung_1_trains_in_the_simulator_and_writes_the_final_evaluation(policy_inputs, tmp_path, method, capsys):
+@pytest.mark.parametrize("method, task", [("dmo", "push_near"), ("ppo", "reach_fixed")])
+def test_rung_1_trains_in_the_simulator_and_writes_the_final_evaluation(policy_inputs, tmp_path, method, task, capsys):
     """Rung 1: the stand-in simulator steps the episodes (no world model given), the task's resets start them, and the
     run ends with the evaluation dmo-ladder-table reads."""
     from dmo_ros.ladder.table import ladder_table
 
     run = tmp_path / f"rung1_{method}"
     args = [a for a in _args(method, policy_inputs, run, "--max-samples", "32", "--forward", "simulator",
-                             "--task", "push_near", "--final-eval-episodes", "2") if a]
+                             "--task", task, "--final-eval-episodes", "2") if a]
     at = args.index("--world-model")
     del args[at : at + 2]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "rung 1, task push_near" in out and "simulator samples" in out
+    assert f"rung 1, task {task}" in out and "simulator samples" in out
     config = json.loads((run / "config.json").read_text())
     assert (config["forward"], config["task"], config["rung"], config["world_model"]) == \
-        ("simulator", "push_near", 1, None)
+        ("simulator", task, 1, None)
     # The gates of the models it trained on, as they stood at its start (no world model on rung 1).
     assert set(config["gates"]) == ({"reward", "local_model"} if method == "dmo" else {"reward"})
     assert config["gates"]["reward"]["run"] == str(policy_inputs["reward"])
     assert [r["samples"] for r in read_evaluations(run)] == [0, 32]
     final = json.loads((run / "final_eval.json").read_text())
-    assert final["config"]["task"] == "push_near" and final["policy"]["episodes"] == 2
+    assert final["config"]["task"] == task and final["policy"]["episodes"] == 2
     assert {"ceiling: random actions", "ceiling: scripted expert (privileged)"} <= set(final["ceilings"])
     table = ladder_table([run])
-    assert f"| 1 | push_near | {method} | 32 |" in table
+    assert f"| 1 | {task} | {method} | 32 |" in table
 
     # Resuming with another forward model or task is refused, not mixed into one run.
     assert main(_args(method, policy_inputs, run, "--max-samples", "64")) == 2
@@ -202,6 +202,9 @@ def test_simulator_env_follows_the_contract(policy_inputs):
     goal = load_goal_image(policy_inputs["goal"], size=(32, 32))
     with pytest.raises(ValueError, match="reach"):
         SimulatorEnv(reward, goal, 2, 32, 4, task="reach")
+    fixed = SimulatorEnv(reward, goal, batch_size=2, image_size=32, context=4, task="reach_fixed", seed=1)
+    assert fixed.reset().shape == (2, 3, 32, 32)  # one target for every episode: learnable from the camera
+    fixed.close()
     env = SimulatorEnv(reward, goal, batch_size=3, image_size=32, context=4, task="push_t", seed=1)
     first = env.reset()
     assert first.shape == (3, 3, 32, 32) and -1 <= first.min() and first.max() <= 1

@@ -279,7 +279,7 @@ def test_spread_of_rates_and_means():
     assert numbers["success_ci95"][0] < 1 / 3 < numbers["success_ci95"][1]
 
 
-@pytest.mark.parametrize("task", ["reach", "push_near", "push_t"])
+@pytest.mark.parametrize("task", ["reach", "reach_fixed", "push_near", "push_t"])
 def test_every_task_is_evaluated_with_its_distance_and_rules(task):
     config = EvalConfig(episodes=2, max_steps=4, task=task, seed=5)
     result = evaluate.evaluate_controller(evaluate.ZeroController(), config)
@@ -291,8 +291,9 @@ def test_every_task_is_evaluated_with_its_distance_and_rules(task):
     assert f"task {task}" in table and evaluate.SUCCESS_RULES[task][0] in table
 
 
-def test_the_expert_ceiling_solves_reach_and_the_floor_does_not():
-    config = EvalConfig(episodes=3, task="reach", seed=11)
+@pytest.mark.parametrize("task", ["reach", "reach_fixed"])
+def test_the_expert_ceiling_solves_reach_and_the_floor_does_not(task):
+    config = EvalConfig(episodes=3, task=task, seed=11)
     rows = dict(evaluate.evaluate_ceilings(config))
     expert, random, zero = (rows[CEILING_LABELS[name]] for name in ("expert", "random", "zero"))
     assert expert.success_rate == 1.0 and all(e.steps < 60 for e in expert.episodes)

@@ -23,7 +23,7 @@ def starts(task: str, seed: int = 4, episodes: int = 6) -> list:
 
 
 def test_tasks_by_name_and_unknown_names():
-    assert TASKS == ("reach", "push_region", "push_near", "push_t")
+    assert TASKS == ("reach", "reach_fixed", "push_region", "push_near", "push_t")
     for name in TASKS:
         assert make_task(name).name == name
     with pytest.raises(ValueError, match="unknown Push-T task"):
@@ -32,6 +32,9 @@ def test_tasks_by_name_and_unknown_names():
         PushTConfig(task="stack")
     with pytest.raises(ValueError, match="reach_success_px"):
         TaskConfig(reach_success_px=0)
+    for bad in ((256.0, 256.0), (600.0, 100.0), (1.0, 2.0, 3.0)):  # on the T, outside, not [x, y]
+        with pytest.raises(ValueError, match="reach_fixed_target"):
+            TaskConfig(reach_fixed_target=bad)
 
 
 def test_push_t_keeps_gym_pushts_own_reset():
@@ -78,6 +81,35 @@ def test_reach_succeeds_within_the_radius_and_the_goal_picture_shows_the_target(
         assert (status.success, status.loose_success) == (success, loose)
         assert sim.state().success == success
     sim.close()
+
+
+def test_reach_fixed_keeps_one_target_with_the_t_on_its_goal_pose():
+    config = TaskConfig()
+    states = starts("reach_fixed", episodes=8)
+    for state in states:
+        np.testing.assert_allclose(state.target, config.reach_fixed_target)
+        np.testing.assert_allclose(state.block[:2], GOAL_POSE[:2], atol=1e-6)
+        assert state.coverage > 0.99  # the T rests on its goal pose
+        assert np.linalg.norm(state.target - state.agent) >= config.reach_min_start_px
+        assert disc_clears_t(state.agent, state.block, radius=20.0)
+        assert state.status.distance == pytest.approx(np.linalg.norm(state.target - state.agent))
+        assert not state.success
+    assert len({tuple(state.agent.round(3)) for state in states}) == len(states)  # the agent's start varies
+
+
+def test_reach_fixed_goal_picture_is_the_same_every_episode_and_shows_the_target():
+    sim = PushTSim(PushTConfig(task="reach_fixed", seed=3))
+    first = sim.goal_image()
+    sim.reset()
+    second = sim.goal_image()
+    sim.close()
+    np.testing.assert_array_equal(first, second)
+    position, visible = locate_agent(first)
+    assert visible and np.allclose(position * 512 / 96, TaskConfig().reach_fixed_target, atol=8.0)
+    other = PushTSim(PushTConfig(task="reach_fixed", seed=9, task_config=TaskConfig(reach_fixed_target=(128, 128))))
+    position, _ = locate_agent(other.goal_image())
+    other.close()
+    assert np.allclose(position * 512 / 96, (128, 128), atol=8.0)
 
 
 def test_push_near_starts_near_the_goal_but_not_on_it():
