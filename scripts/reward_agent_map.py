@@ -1,0 +1,124 @@
+"""Where the learned reward puts the agent: its reward over a grid of agent positions, the T held still.
+
+The reward gate (``dmo-gate reward``) checks the reward of the pushing tasks: rising as the T nears its goal
+pose and indifferent to the agent. A reach task needs the opposite: with the T still, the reward must rise as
+the agent nears the target the goal picture shows. This places the Push-T stand-in's agent on a grid (every
+``--step`` arena units, clear of the T) with the T on the task's start pose (reach_fixed: its goal pose), takes
+the camera's frame of each, and scores them with the reward model toward the goal picture (evaluation only:
+the stand-in is used to draw the frames).
+
+    .venv/bin/python scripts/reward_agent_map.py --reward-run runs/reward --goal goal_reach.png \\
+        --task reach_fixed --out reports/reward_agent_map.png
+
+Prints the Spearman correlation of the reward with minus the agent's distance to the target, the best grid
+spot against the target, and the mean reward near the target (< 60 u) and far from it (> 200 u); the PNG
+shows the goal picture beside the map. Exit code 2 on bad inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dmo_ros.gates.reward import _place, sim_frame
+from dmo_ros.reward.evaluate import spearman
+
+
+def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, image_size: int = 64,
+                     seed: int = 0) -> dict:
+    """The reward (``reward(frames (N, 3, H, W) uint8, start (3, H, W) uint8) -> (N,)``) of the agent on a grid
+    (arena units; the T where the task's first episode starts it), with the target of that episode.
+
+    Returns ``{"points": (N, 2), "reward": (N,), "target": (2,), "spearman": float, "best": (2,),
+    "near": float, "far": float}``; ``near`` / ``far``: mean reward within 60 u / beyond 200 u of the target."""
+    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS, disc_clears_t
+
+    if task not in REACH_TASKS:
+        raise ValueError(f"task {task!r} has no agent target; choose one of {', '.join(REACH_TASKS)}")
+    sim = PushTSim(PushTConfig(task=task, seed=seed))
+    try:
+        state = sim.state()
+        target, block = state.target, state.block
+        grid = np.arange(48.0, ARENA_UNITS - 40.0, step)
+        points, images = [], []
+        for y in grid:
+            for x in grid:
+                point = np.array([x, y])
+                if disc_clears_t(point, block, radius=25.0):
+                    _place(sim, block, point)
+                    points.append(point)
+                    images.append(sim_frame(sim, image_size))
+    finally:
+        sim.close()
+    frames = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        values = reward(frames, frames[0]).float().cpu().numpy()
+    points = np.array(points)
+    distance = np.linalg.norm(points - target, axis=1)
+    return {"points": points, "reward": values, "target": target,
+            "spearman": float(spearman(values, -distance)), "best": points[int(np.argmax(values))],
+            "near": float(values[distance < 60].mean()) if (distance < 60).any() else float("nan"),
+            "far": float(values[distance > 200].mean()) if (distance > 200).any() else float("nan")}
+
+
+def plot_map(result: dict, goal: np.ndarray, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9.5, 4.2))
+    axes[0].imshow(goal)
+    axes[0].set(title="goal picture", xticks=[], yticks=[])
+    points = result["points"]
+    dots = axes[1].scatter(points[:, 0], points[:, 1], c=result["reward"], s=60, cmap="viridis")
+    axes[1].plot(*result["target"], "rx", ms=12, mew=2)
+    axes[1].invert_yaxis()
+    axes[1].set_aspect("equal")
+    axes[1].set(title=f"reward by agent position (Spearman with -distance {result['spearman']:.2f})",
+                xlabel="x (arena units)", ylabel="y")
+    figure.colorbar(dots, ax=axes[1])
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reward-run", type=Path, required=True, help="the reward model's run folder")
+    parser.add_argument("--goal", type=Path, required=True, help="the goal picture (dmo-goal-image --task TASK)")
+    parser.add_argument("--task", default="reach_fixed", help="a reach task (default reach_fixed)")
+    parser.add_argument("--step", type=float, default=24.0, help="grid spacing in arena units (default 24)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG to draw the map into")
+    options = parser.parse_args(argv)
+
+    from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
+    from dmo_ros.training.checkpoint import CheckpointError
+
+    try:
+        size = load_reward_model(options.reward_run, "cpu").config.image_size
+        reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
+        result = reward_agent_map(reward, options.task, options.step, size)
+    except (CheckpointError, GoalImageError, OSError, ValueError) as error:
+        print(f"reward_agent_map: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Spearman(reward, -distance to the target) {result['spearman']:.3f} over {len(result['points'])} spots; "
+          f"best spot {result['best'].round().tolist()} (target {result['target'].round().tolist()}); mean reward "
+          f"within 60 u {result['near']:.3f}, beyond 200 u {result['far']:.3f}")
+    if options.out is not None:
+        goal = load_goal_image(options.goal, size=(size, size))
+        print(f"wrote {plot_map(result, goal, options.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""``scripts/reward_agent_map.py``: the reward over agent positions, for the reach tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from script_modules import load_script
+
+
+def _script():
+    return load_script("scripts/reward_agent_map.py")
+
+
+def test_a_reward_that_measures_the_distance_to_the_target_scores_one(monkeypatch):
+    """A reward that reads the agent's distance to the target off the frame ranks the grid perfectly; one that
+    ignores the frame does not."""
+    from dmo_ros.sims.pusht_frames import locate_agent
+
+    script = _script()
+    target = np.array((384.0, 128.0))
+
+    def distance_reward(frames, start):
+        spots = [locate_agent(frame.permute(1, 2, 0).numpy())[0] * 512 / 64 for frame in frames]
+        return torch.tensor([-np.linalg.norm(spot - target) for spot in spots])
+
+    result = script.reward_agent_map(distance_reward, "reach_fixed", step=64.0)
+    assert result["spearman"] > 0.95 and np.linalg.norm(result["best"] - target) < 64
+    assert result["near"] > result["far"]
+    flat = script.reward_agent_map(lambda frames, start: torch.zeros(len(frames)), "reach_fixed", step=64.0)
+    assert not flat["spearman"] > 0.5
+    with pytest.raises(ValueError, match="no agent target"):
+        script.reward_agent_map(distance_reward, "push_t")
+
+
+def test_the_command_draws_the_map_and_refuses_a_missing_run(policy_inputs, tmp_path, capsys):
+    script = _script()
+    out = tmp_path / "map.png"
+    assert script.main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
+                        "--step", "96", "--out", str(out)]) == 0
+    assert out.is_file() and "Spearman(reward, -distance to the target)" in capsys.readouterr().out
+    assert script.main(["--reward-run", str(tmp_path / "none"), "--goal", str(policy_inputs["goal"])]) == 2
+    assert "reward_agent_map: error" in capsys.readouterr().err
