@@ -12,7 +12,9 @@ the stand-in is used to draw the frames).
 
 Prints the Spearman correlation of the reward with minus the agent's distance to the target, the best grid
 spot against the target, and the mean reward near the target (< 60 u) and far from it (> 200 u); the PNG
-shows the goal picture beside the map. Exit code 2 on bad inputs.
+shows the goal picture beside the map. ``--local-model RUN`` adds the same map of the local model's own reward
+head (what DMO differentiates), on the posterior of each frame (the frame held for ``HOLD_STEPS`` filter steps
+with a zero action, so the deterministic state has seen it). Exit code 2 on bad inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ import torch
 
 from dmo_ros.gates.reward import _place, sim_frame
 from dmo_ros.reward.evaluate import spearman
+
+HOLD_STEPS = 4
+"""Filter steps of the local model on each held frame before its reward head is read."""
+
+
+def local_reward_of_frames(model):
+    """The local model's reward head as a frame reward: ``(frames (N, 3, H, W) uint8, start) -> (N,)``, on the
+    posterior after ``HOLD_STEPS`` filter steps of each frame with a zero action (``start`` is not used)."""
+
+    @torch.no_grad()
+    def reward(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        state = model.rssm.initial(len(frames), "cpu")
+        zero = torch.zeros(len(frames), model.config.action_size)
+        embed = model.encode(frames)
+        for _ in range(HOLD_STEPS):
+            state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
+        return model.reward(state)
+
+    return reward
 
 
 def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, image_size: int = 64,
@@ -66,23 +88,26 @@ def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, imag
             "far": float(values[distance > 200].mean()) if (distance > 200).any() else float("nan")}
 
 
-def plot_map(result: dict, goal: np.ndarray, path: Path) -> Path:
+def plot_map(results: dict[str, dict], goal: np.ndarray, path: Path) -> Path:
+    """The goal picture, then one map per entry of ``results`` (title: its key)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(9.5, 4.2))
+    figure, axes = plt.subplots(1, 1 + len(results), figsize=(4.6 * (1 + len(results)), 4.2), squeeze=False)
+    axes = axes[0]
     axes[0].imshow(goal)
     axes[0].set(title="goal picture", xticks=[], yticks=[])
-    points = result["points"]
-    dots = axes[1].scatter(points[:, 0], points[:, 1], c=result["reward"], s=60, cmap="viridis")
-    axes[1].plot(*result["target"], "rx", ms=12, mew=2)
-    axes[1].invert_yaxis()
-    axes[1].set_aspect("equal")
-    axes[1].set(title=f"reward by agent position (Spearman with -distance {result['spearman']:.2f})",
-                xlabel="x (arena units)", ylabel="y")
-    figure.colorbar(dots, ax=axes[1])
+    for axis, (name, result) in zip(axes[1:], results.items(), strict=True):
+        points = result["points"]
+        dots = axis.scatter(points[:, 0], points[:, 1], c=result["reward"], s=40, cmap="viridis")
+        axis.plot(*result["target"], "rx", ms=12, mew=2)
+        axis.invert_yaxis()
+        axis.set_aspect("equal")
+        axis.set(title=f"{name}: Spearman with -distance {result['spearman']:.2f}", xlabel="agent x (arena units)",
+                 ylabel="agent y")
+        figure.colorbar(dots, ax=axis)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
@@ -96,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--goal", type=Path, required=True, help="the goal picture (dmo-goal-image --task TASK)")
     parser.add_argument("--task", default="reach_fixed", help="a reach task (default reach_fixed)")
     parser.add_argument("--step", type=float, default=24.0, help="grid spacing in arena units (default 24)")
+    parser.add_argument("--local-model", type=Path, default=None, metavar="RUN",
+                        help="also map this local model's reward head (trained toward the same goal picture)")
     parser.add_argument("--out", type=Path, default=None, help="PNG to draw the map into")
     options = parser.parse_args(argv)
 
@@ -106,17 +133,23 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         size = load_reward_model(options.reward_run, "cpu").config.image_size
-        reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
-        result = reward_agent_map(reward, options.task, options.step, size)
+        rewards = {"learned reward": goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))}
+        if options.local_model is not None:
+            from dmo_ros.local_model.model import load_local_model
+
+            rewards["local model's reward head"] = local_reward_of_frames(load_local_model(options.local_model, "cpu"))
+        results = {name: reward_agent_map(reward, options.task, options.step, size) for name, reward in rewards.items()}
     except (CheckpointError, GoalImageError, OSError, ValueError) as error:
         print(f"reward_agent_map: error: {error}", file=sys.stderr)
         return 2
-    print(f"Spearman(reward, -distance to the target) {result['spearman']:.3f} over {len(result['points'])} spots; "
-          f"best spot {result['best'].round().tolist()} (target {result['target'].round().tolist()}); mean reward "
-          f"within 60 u {result['near']:.3f}, beyond 200 u {result['far']:.3f}")
+    for name, result in results.items():
+        print(f"{name}: Spearman(reward, -distance to the target) {result['spearman']:.3f} over "
+              f"{len(result['points'])} spots; best spot {result['best'].round().tolist()} (target "
+              f"{result['target'].round().tolist()}); mean reward within 60 u {result['near']:.3f}, beyond 200 u "
+              f"{result['far']:.3f}")
     if options.out is not None:
         goal = load_goal_image(options.goal, size=(size, size))
-        print(f"wrote {plot_map(result, goal, options.out)}")
+        print(f"wrote {plot_map(results, goal, options.out)}")
     return 0
 
 

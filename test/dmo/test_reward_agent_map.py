@@ -37,7 +37,9 @@ def test_the_command_draws_the_map_and_refuses_a_missing_run(policy_inputs, tmp_
     script = _script()
     out = tmp_path / "map.png"
     assert script.main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
-                        "--step", "96", "--out", str(out)]) == 0
-    assert out.is_file() and "Spearman(reward, -distance to the target)" in capsys.readouterr().out
+                        "--local-model", str(policy_inputs["local_model"]), "--step", "96", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "learned reward: Spearman(reward, -distance to the target)" in printed
+    assert "local model's reward head: Spearman" in printed
     assert script.main(["--reward-run", str(tmp_path / "none"), "--goal", str(policy_inputs["goal"])]) == 2
     assert "reward_agent_map: error" in capsys.readouterr().err
