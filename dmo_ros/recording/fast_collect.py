@@ -48,6 +48,7 @@ import numpy as np
 from dmo_ros.graphs.definition import GraphError, load_graph, resolve_arguments
 from dmo_ros.recording.bag_writer import STORAGES, SplitBagSession, TypeRegistry, new_session_folder
 from dmo_ros.recording.collect_messages import ACTION_TYPE, IMAGE_TYPE, INTENT_TYPE, RESET_TYPE, CollectMessages
+from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.sims.standin import ROBOTS, StandinSimConfig, make_standin_sim
 from dmo_ros.teleop.operator import ScriptedOperatorConfig
 from dmo_ros.teleop.scripted import DEMO_TIMEOUT_STEPS, make_operator
@@ -71,6 +72,9 @@ class FastCollectConfig:
     """Simulated seconds per split bag (the recorder's ``split_duration``)."""
     seed: int = 0
     """Seed of the stand-in and the scripted operator (the graph's ``seed``)."""
+    task: str = "push_t"
+    """Push-T only: the task whose resets the stand-in plays (:mod:`dmo_ros.sims.pusht_tasks`; the stand-in node's
+    ``task``), e.g. reach_fixed for play around the T resting on its goal pose."""
     demo_probability: float = 0.5
     """Share of episodes whose play is followed by a demonstration (intent on)."""
     play_steps_min: int = 20
@@ -119,6 +123,9 @@ class FastCollectConfig:
             raise ValueError(f"unknown robot '{self.robot}'; choose one of {', '.join(ROBOTS)}")
         if self.samples <= 0:
             raise ValueError(f"samples must be positive, got {self.samples}")
+        if self.task not in TASKS or (self.robot != "pusht" and self.task != "push_t"):
+            raise ValueError(f"task {self.task!r}: the pusht stand-in plays one of {', '.join(TASKS)}; the go2 "
+                             "stand-in plays Push Cube only (leave task at push_t)")
         if self.storage not in STORAGES:
             raise ValueError(f"unknown storage '{self.storage}'; choose one of {', '.join(STORAGES)}")
         if self.split_duration <= 0:
@@ -202,7 +209,7 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
 
     standin = make_standin_sim(StandinSimConfig(
         robot=config.robot, seed=config.seed, width=config.width, height=config.height,
-        control_rate_hz=config.control_rate_hz, max_episode_steps=config.max_episode_steps,
+        control_rate_hz=config.control_rate_hz, max_episode_steps=config.max_episode_steps, task=config.task,
     ))
     operator = make_operator(config.robot, ScriptedOperatorConfig(
         seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
@@ -306,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")
+    parser.add_argument("--task", choices=TASKS, default="push_t",
+                        help="Push-T: the task whose resets the stand-in plays (default push_t)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     options = parser.parse_args(argv)
     try:
@@ -318,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
         config = FastCollectConfig(
             robot=options.robot, samples=options.samples, max_episode_steps=options.max_episode_steps,
+            task=options.task,
             camera_topic=graph["camera_topic"], action_topic=graph["action_topic"],
             intent_topic=graph["intent_topic"], reset_topic=graph["reset_topic"], **values,
         )

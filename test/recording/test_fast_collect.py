@@ -120,6 +120,10 @@ def test_bad_settings_are_clear_errors(tmp_path, capsys):
         FastCollectConfig(robot="spot")
     with pytest.raises(ValueError, match="whole multiple of control_rate_hz"):
         FastCollectConfig(image_rate_hz=7.0)
+    with pytest.raises(ValueError, match="task 'stack'"):
+        FastCollectConfig(task="stack")
+    with pytest.raises(ValueError, match="go2 stand-in plays Push Cube only"):
+        FastCollectConfig(robot="go2", task="reach_fixed")
     with pytest.raises(SystemExit) as exit_info:
         main(["--samples", "10", "--play-steps-min", "9", "--play-steps-max", "3", "-o", str(tmp_path)])
     assert exit_info.value.code == 2 and "play_steps must be (low, high)" in capsys.readouterr().err
@@ -127,6 +131,22 @@ def test_bad_settings_are_clear_errors(tmp_path, capsys):
     blocked.write_text("not a folder")
     with pytest.raises(ValueError, match="cannot write to output folder"):
         collect_fast(FastCollectConfig(samples=5, output=str(blocked / "bags")))
+
+
+def test_the_task_sets_the_stand_ins_resets(tmp_path):
+    """``--task reach_fixed``: play around the T resting on its goal pose (the first frame shows it there)."""
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+    _, played = fast(tmp_path / "fixed", samples=5, task="reach_fixed")
+    store = CollectMessages().store
+    first = next(store.deserialize_cdr(m.data, m.msgtype) for m in read_session(played.session)
+                 if m.topic == "/camera/image")
+    sim = PushTSim(PushTConfig(task="reach_fixed", seed=0))
+    expected = sim.render()
+    sim.close()
+    pixels = np.frombuffer(bytes(first.data), np.uint8).reshape(first.height, first.width, 3)
+    np.testing.assert_array_equal(pixels, expected)
+    assert main(["--samples", "5", "--task", "reach_fixed", "-o", str(tmp_path / "cli"), "--quiet"]) == 0
 
 
 def test_play_action_noise_changes_the_play_actions(tmp_path):
