@@ -15,7 +15,9 @@
 - Repeated signals never interrupt a shutdown: under ``ros2 launch`` every Ctrl-C of the
   terminal reaches every node, and a second one 50 ms after the first used to abort the
   recorder while it closed its split. Later SIGINT/SIGTERM are noted and ignored; a hung
-  shutdown is ended by the launcher's SIGKILL (both launchers escalate to it).
+  ``on_shutdown`` is ended by the launcher's SIGKILL (both launchers escalate to it). What follows
+  ``on_shutdown`` (destroying the node, rclpy's shutdown, the interpreter's exit) has nothing left
+  to save and is bounded: past ``stop_signals.TEARDOWN_LIMIT_S`` the process exits with its code.
 - A node never outlives the process that started it (``ros2 launch``, ``dmo-launch``,
   ``ros2 run``): ``ros2 launch`` exits on SIGTERM without stopping its nodes (upstream
   launch: "using SIGTERM can result in orphaned processes"), and nothing stops a node whose
@@ -126,7 +128,10 @@ class DmoNode(Node):
 
 _SPIN_PERIOD = 0.1
 CALLBACK_DRAIN_S = 2.0
-"""Seconds a stopping node waits for callbacks still running on executor threads before it is destroyed."""
+"""Seconds a stopping node waits for callbacks still running on executor threads before it is destroyed (within
+``stop_signals.TEARDOWN_LIMIT_S``, which bounds the whole teardown)."""
+
+
 def _drain_callbacks(executor: SingleThreadedExecutor | MultiThreadedExecutor | None, node: DmoNode) -> None:
     """Stop ``executor`` and wait up to ``CALLBACK_DRAIN_S`` for its running callbacks, so that none of them
     touches the node after ``destroy_node``. A callback that does not return in time is reported and left
