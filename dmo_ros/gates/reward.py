@@ -78,7 +78,6 @@ def _block_centre(sim) -> np.ndarray:
 @torch.no_grad()
 def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None = None) -> dict:
     """The three measurements of the module doc (curves included, for the plots)."""
-    from dmo_ros.reward.evaluate import _render_shapes
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.teleop.pusht_expert import PushTExpert
     from dmo_ros.teleop.scripted import pusht_observation
@@ -92,7 +91,7 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
                         [ARENA_UNITS - margin, ARENA_UNITS - margin]])
 
     def camera() -> np.ndarray:
-        return resize(_render_shapes(sim), size, size, "crop")
+        return resize(sim.render_shapes(), size, size, "crop")
 
     paths, spreads, agent_curves = [], [], []
     try:

@@ -189,35 +189,12 @@ def goal_reaching_episodes(count: int, steps: int = 40, seed: int = 0, size: tup
                 env.agent.position = (float(agent[0]), float(agent[1]))
                 env.space.reindex_shapes_for_body(block)
                 env.space.reindex_shapes_for_body(env.agent)
-                frames.append(resize(_render_shapes(sim), size[0], size[1], "crop"))
+                frames.append(resize(sim.render_shapes(), size[0], size[1], "crop"))
                 coverage.append(float(env._get_coverage()))
             episodes.append(OracleEpisode(np.stack(frames), np.array(coverage), goal_picture, sim.episode))
     finally:
         sim.close()
     return episodes
-
-
-def _render_shapes(sim: Any) -> np.ndarray:
-    """The stand-in camera's picture, drawn as ``PushTSim.render`` does but without pymunk's contact points.
-
-    The bodies are placed without a physics step, so the space still holds the contacts of the
-    last step, and debug drawing would show them as stray lines between the moved bodies.
-    """
-    import pygame
-    from gym_pusht.envs.pymunk_override import DrawOptions
-
-    env = sim.env
-    screen = pygame.Surface((512, 512))
-    screen.fill((255, 255, 255))
-    goal_body = env.get_goal_pose_body(env.goal_pose)
-    for shape in env.block.shapes:
-        points = [goal_body.local_to_world(v) for v in shape.get_vertices()]
-        points = [(round(p.x), round(p.y)) for p in points]  # whole pixels, as gym-pusht draws it
-        pygame.draw.polygon(screen, pygame.Color("LightGreen"), points + points[:1])
-    options = DrawOptions(screen)
-    options.flags = DrawOptions.DRAW_SHAPES
-    env.space.debug_draw(options)
-    return np.ascontiguousarray(env._get_img(screen, sim.config.width, sim.config.height))
 
 
 # -- the evaluation ----------------------------------------------------------------------------

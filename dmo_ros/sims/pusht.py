@@ -253,21 +253,23 @@ class PushTSim:
             block.angle = float(env.goal_pose[2])
             block.position = tuple(float(v) for v in env.goal_pose[:2])
             env.space.reindex_shapes_for_body(block)  # the drawing reads the shapes' cached vertices
-            return self._render_shapes()
+            return self.render_shapes()
         finally:
             block.angle, block.position = saved_angle, saved_position
             env.space.reindex_shapes_for_body(block)
 
-    def _render_shapes(self) -> np.ndarray:
-        """The camera's picture of the bodies where they are now, without contact points: a goal picture is
-        drawn after moving a body by hand, and the arbiters of the last step would show as stale red dots."""
+    def render_shapes(self) -> np.ndarray:
+        """The camera's picture as :meth:`render` draws it, but without pymunk's contact points: after bodies are
+        placed by hand (a goal picture, the reward's evaluation paths) the space still holds the last step's
+        arbiters, which would show as stray red dots and lines between the moved bodies."""
         env = self.env
         screen = pygame.Surface((int(ARENA_UNITS), int(ARENA_UNITS)))
         screen.fill((255, 255, 255))
         goal_body = env.get_goal_pose_body(env.goal_pose)
         for shape in env.block.shapes:
             points = [goal_body.local_to_world(v) for v in shape.get_vertices()]
-            pygame.draw.polygon(screen, pygame.Color("LightGreen"), [(p.x, p.y) for p in points])
+            points = [(round(p.x), round(p.y)) for p in points]  # whole pixels, as gym-pusht draws it
+            pygame.draw.polygon(screen, pygame.Color("LightGreen"), points + points[:1])
         options = DrawOptions(screen)
         options.flags = DrawOptions.DRAW_SHAPES
         env.space.debug_draw(options)
@@ -280,7 +282,7 @@ class PushTSim:
         try:
             agent.position = tuple(float(v) for v in self.target)
             self.env.space.reindex_shapes_for_body(agent)
-            return self._render_shapes()
+            return self.render_shapes()
         finally:
             agent.position = saved
             self.env.space.reindex_shapes_for_body(agent)

@@ -17,7 +17,6 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.energy import EnergyNet
 from dmo_ros.reward.evaluate import (
-    _render_shapes,
     average_ranks,
     evaluate_reward,
     format_table,
@@ -84,7 +83,7 @@ def test_oracle_frames_are_drawn_like_the_standin_camera() -> None:
     sim = PushTSim(PushTConfig(seed=0))  # at its episode 0, the state the oracle's episode 0 starts from
     try:
         episode = goal_reaching_episodes(1, steps=4, seed=0, size=(64, 64))[0]
-        assert np.array_equal(_render_shapes(sim), sim.render())
+        assert np.array_equal(sim.render_shapes(), sim.render())
         assert np.array_equal(episode.goal_image, resize(sim.goal_image(), 64, 64, "crop"))
     finally:
         sim.close()
