@@ -11,7 +11,11 @@ the stand-in is used to draw the frames).
         --task reach_fixed --out reports/reward_agent_map.png
 
 Prints the Spearman correlation of the reward with minus the agent's distance to the target, the best grid
-spot against the target, and the mean reward near the target (< 60 u) and far from it (> 200 u); the PNG
+spot against the target, the mean reward near the target (< 60 u) and far from it (> 200 u), and the *ascent*
+share: from how many spots a hill-climb on the map (to the best of the 8 neighbouring spots while it improves)
+ends within 1.5 grid steps of the target, i.e. what a policy that follows the reward's slope reaches. The
+grid spans the agent's whole reachable range (``PushTConfig.arena_margin`` from each wall), walls and
+corners included (a learned reward can be higher there than in the open, which a policy finds). The PNG
 shows the goal picture beside the map. ``--local-model RUN`` adds the same map of the local model's own reward
 head (what DMO differentiates), on the posterior of each frame (the frame held for ``HOLD_STEPS`` filter steps
 with a zero action, so the deterministic state has seen it). Exit code 2 on bad inputs.
@@ -56,7 +60,9 @@ def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, imag
     (arena units; the T where the task's first episode starts it), with the target of that episode.
 
     Returns ``{"points": (N, 2), "reward": (N,), "target": (2,), "spearman": float, "best": (2,),
-    "near": float, "far": float}``; ``near`` / ``far``: mean reward within 60 u / beyond 200 u of the target."""
+    "near": float, "far": float, "ascent": float, "ends": (N, 2)}``; ``near`` / ``far``: mean reward within 60 u
+    / beyond 200 u of the target; ``ascent``: the share of spots whose hill-climb ends within 1.5 steps of the
+    target, ``ends`` where each climb ends."""
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import REACH_TASKS, disc_clears_t
 
@@ -66,7 +72,8 @@ def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, imag
     try:
         state = sim.state()
         target, block = state.target, state.block
-        grid = np.arange(48.0, ARENA_UNITS - 40.0, step)
+        margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
+        grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, step), ARENA_UNITS - margin))
         points, images = [], []
         for y in grid:
             for x in grid:
@@ -82,10 +89,29 @@ def reward_agent_map(reward, task: str = "reach_fixed", step: float = 24.0, imag
         values = reward(frames, frames[0]).float().cpu().numpy()
     points = np.array(points)
     distance = np.linalg.norm(points - target, axis=1)
+    ends = hill_climb_ends(points, values, step)
     return {"points": points, "reward": values, "target": target,
             "spearman": float(spearman(values, -distance)), "best": points[int(np.argmax(values))],
             "near": float(values[distance < 60].mean()) if (distance < 60).any() else float("nan"),
-            "far": float(values[distance > 200].mean()) if (distance > 200).any() else float("nan")}
+            "far": float(values[distance > 200].mean()) if (distance > 200).any() else float("nan"),
+            "ascent": float((np.linalg.norm(ends - target, axis=1) <= 1.5 * step).mean()), "ends": ends}
+
+
+def hill_climb_ends(points: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:
+    """(N, 2): where a climb from each grid spot ends, moving to the best of its (up to 8) neighbouring spots
+    (within 1.5 ``step``; spots inside the T are missing) while that improves the reward."""
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    neighbours = [np.flatnonzero((row > 0) & (row <= 1.5 * step)) for row in gaps]
+    ends = np.empty_like(points)
+    for start in range(len(points)):
+        here = start
+        while len(neighbours[here]):
+            best = neighbours[here][np.argmax(values[neighbours[here]])]
+            if values[best] <= values[here]:
+                break
+            here = best
+        ends[start] = points[here]
+    return ends
 
 
 def plot_map(results: dict[str, dict], goal: np.ndarray, path: Path) -> Path:
@@ -103,9 +129,12 @@ def plot_map(results: dict[str, dict], goal: np.ndarray, path: Path) -> Path:
         points = result["points"]
         dots = axis.scatter(points[:, 0], points[:, 1], c=result["reward"], s=40, cmap="viridis")
         axis.plot(*result["target"], "rx", ms=12, mew=2)
+        ends = np.unique(result["ends"], axis=0)  # where following the reward's slope stops
+        axis.scatter(ends[:, 0], ends[:, 1], s=90, facecolors="none", edgecolors="r")
         axis.invert_yaxis()
         axis.set_aspect("equal")
-        axis.set(title=f"{name}: Spearman with -distance {result['spearman']:.2f}", xlabel="agent x (arena units)",
+        axis.set(title=f"{name}: Spearman {result['spearman']:.2f}, ascent {result['ascent']:.0%}",
+                 xlabel="agent x (arena units)",
                  ylabel="agent y")
         figure.colorbar(dots, ax=axis)
     figure.tight_layout()
@@ -146,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: Spearman(reward, -distance to the target) {result['spearman']:.3f} over "
               f"{len(result['points'])} spots; best spot {result['best'].round().tolist()} (target "
               f"{result['target'].round().tolist()}); mean reward within 60 u {result['near']:.3f}, beyond 200 u "
-              f"{result['far']:.3f}")
+              f"{result['far']:.3f}; ascent: {result['ascent']:.0%} of the spots climb to the target")
     if options.out is not None:
         goal = load_goal_image(options.goal, size=(size, size))
         print(f"wrote {plot_map(results, goal, options.out)}")

@@ -15,6 +15,14 @@ they generate (``samples``), so they compare at equal samples:
   critics are still untrained and their gradient is noise).
 - **ppo**: CleanRL's clipped PPO with an MLP actor-critic on the same observations and rewards.
 
+``--reward learned --reward-run R --goal G`` swaps the known reward for the learned one (the rung between
+0 and 1: true state, learned reward): every real state's camera frame (the stand-in's render, resized as the
+dataset converter does) is scored by the goal-conditioned energy of ``R`` toward the goal picture ``G``, as
+rung 1 scores its frames. PPO takes those labels as its rewards. SAPO needs a reward differentiable in the
+state: a :class:`StateRewardModel` MLP regresses the labels of the replayed states, and the actor's reward
+is ``r_hat(s') + stopgrad(label - r_hat(s'))`` (the label's value, the regressor's gradient; DMO's local
+reward head plays this part on rung 1). The state and the success rule stay the simulator's.
+
 Training runs through :func:`dmo_ros.dmo.runner.train_policy`: TensorBoard scalars, periodic
 evaluation on the task (``eval.jsonl``: success rates with intervals, max coverage, final distance),
 atomic checkpoints and resume. At the end the final policy is evaluated on ``final_eval_episodes``
@@ -37,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dmo_ros.dataset.images import resize
 from dmo_ros.dmo.decoupled import rollout_decoupled
 from dmo_ros.dmo.ppo import compute_gae, ppo_losses
 from dmo_ros.dmo.runner import PolicyTrainConfig, train_policy
@@ -45,10 +54,12 @@ from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, o
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
+from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import field_value
 
 METHODS = ("sapo", "ppo")
+REWARDS = ("true", "learned")
 RUN_KIND = "rung0"
 
 
@@ -99,6 +110,15 @@ class Rung0Config:
     """ppo: width of the actor's and the critic's MLPs (two hidden layers each, tanh as CleanRL)."""
     ppo_ent_coef: float = 0.0
     """ppo: entropy bonus weight."""
+    reward: str = "true"
+    """true: the task's reward of the state (:func:`~dmo_ros.ladder.state_env.state_reward`); learned: the
+    learned goal-conditioned reward of the state's camera frame (needs ``reward_run`` and ``goal``)."""
+    reward_run: str = ""
+    """reward=learned: the ``dmo-train-reward`` run folder whose energy scores the frames."""
+    goal: str = ""
+    """reward=learned: the goal picture (``dmo-goal-image``) the energy scores toward."""
+    reward_hidden: int = 256
+    """reward=learned, sapo: width of the state reward regressor's MLP (two hidden layers)."""
     sapo: SAPOConfig = field(default_factory=SAPOConfig)
     """The SAPO actor-critic (horizon, learning rates, networks)."""
 
@@ -109,7 +129,11 @@ class Rung0Config:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for name in ("num_envs", "episode_steps", "model_hidden", "model_batch", "replay_size",
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
+        if self.reward == "learned" and not (self.reward_run and self.goal):
+            raise ValueError("reward=learned needs a reward run and a goal picture (--reward-run R --goal G)")
+        for name in ("num_envs", "episode_steps", "model_hidden", "model_batch", "replay_size", "reward_hidden",
                      "ppo_rollout_steps", "ppo_update_epochs", "ppo_minibatches", "ppo_hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -158,34 +182,85 @@ class StateModel(nn.Module):
 
 
 class Replay:
-    """A ring buffer of real transitions (s, a, s')."""
+    """A ring buffer of real transitions (s, a, s') and, with a learned reward, the label of s'."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.data = torch.zeros(size, 2 * OBSERVATION_SIZE + ACTION_SIZE)
+        self.data = torch.zeros(size, 2 * OBSERVATION_SIZE + ACTION_SIZE + 1)
         self.count = 0
 
     def __len__(self) -> int:
         return min(self.count, self.size)
 
-    def add(self, states: Tensor, actions: Tensor, next_states: Tensor) -> None:
-        rows = torch.cat([states, actions, next_states], dim=-1).reshape(-1, self.data.shape[1]).detach().cpu()
+    def add(self, states: Tensor, actions: Tensor, next_states: Tensor, labels: Tensor | None = None) -> None:
+        if labels is None:
+            labels = next_states.new_zeros(next_states.shape[:-1])
+        rows = torch.cat([states, actions, next_states, labels[..., None]], dim=-1)
+        rows = rows.reshape(-1, self.data.shape[1]).detach().cpu()
         index = (self.count + torch.arange(len(rows))) % self.size
         self.data[index] = rows
         self.count += len(rows)
 
+    def _rows(self, batch: int, generator: torch.Generator) -> Tensor:
+        return self.data[torch.randint(len(self), (batch,), generator=generator)]
+
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        rows = self.data[torch.randint(len(self), (batch,), generator=generator)]
-        a, b = OBSERVATION_SIZE, OBSERVATION_SIZE + ACTION_SIZE
-        return rows[:, :a], rows[:, a:b], rows[:, b:]
+        rows = self._rows(batch, generator)
+        a, b, c = OBSERVATION_SIZE, OBSERVATION_SIZE + ACTION_SIZE, 2 * OBSERVATION_SIZE + ACTION_SIZE
+        return rows[:, :a], rows[:, a:b], rows[:, b:c]
+
+    def sample_labels(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(next states (batch, 8), their reward labels (batch,))."""
+        rows = self._rows(batch, generator)
+        return rows[:, OBSERVATION_SIZE + ACTION_SIZE:-1], rows[:, -1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"data": self.data[: len(self)].clone(), "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         data = state["data"]
-        self.data[: len(data)] = data
+        self.data[: len(data), : data.shape[1]] = data  # a checkpoint from before the label column: labels 0
         self.count = int(state["count"])
+
+
+class StateRewardModel(nn.Module):
+    """r_hat(s): an MLP (two hidden layers) regressing the learned reward's labels, states (..., 8) -> (...)."""
+
+    def __init__(self, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(mlp(OBSERVATION_SIZE, hidden, 2), nn.Linear(hidden, 1))
+
+    def forward(self, state: Tensor) -> Tensor:
+        return self.net(state).squeeze(-1)
+
+
+class FrameRewards:
+    """The learned goal-conditioned reward of B stand-ins' current camera frames (rung 1's labels, on rung 0).
+
+    Args:
+        reward_run: a ``dmo-train-reward`` run folder; its energy must be Markov (no ``condition_on_start``).
+        goal: the goal picture, resized to the reward model's size as the dataset converter does.
+
+    Raises:
+        ValueError: an energy conditioned on each episode's start (rung 0 keeps no start frames).
+    """
+
+    def __init__(self, reward_run: str | Path, goal: str | Path) -> None:
+        from dmo_ros.reward.energy import GoalReward, load_reward_model
+        from dmo_ros.reward.goal_image import load_goal_image
+
+        model = load_reward_model(reward_run)
+        if model.config.condition_on_start:
+            raise ValueError(f"{reward_run}: its energy is conditioned on the episode's start; rung 0's learned "
+                             "reward takes a Markov one (condition_on_start false, the default)")
+        self.size = model.config.image_size
+        self.reward = GoalReward(model, load_goal_image(goal, size=(self.size, self.size)))
+
+    def __call__(self, sims: list[PushTSim]) -> Tensor:
+        """(B,) float32 rewards of the sims' current renders (resized with the dataset's centre crop)."""
+        frames = np.stack([resize(sim.render(), self.size, self.size, "crop") for sim in sims])
+        with torch.no_grad():
+            return self.reward(frames).float().cpu()
 
 
 # -- the policy as the evaluation drives it ------------------------------------------------------------------
@@ -235,6 +310,10 @@ class Rung0SAPO:
         self.replay = Replay(config.replay_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
+        self.reward_model = StateRewardModel(config.reward_hidden)
+        self.reward_optimizer = torch.optim.Adam(self.reward_model.parameters(), lr=config.model_lr)
+        self._reward_losses: list[float] = []
         self.epoch = 0
         self.warmed_up = False
         self._samples_before = 0  # samples of earlier calls (resume): the envs count from 0 again
@@ -250,17 +329,22 @@ class Rung0SAPO:
         return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
 
     def state_dict(self) -> dict[str, Tensor]:
+        learned = {f"reward_model.{k}": v for k, v in self.reward_model.state_dict().items()} \
+            if self.frame_rewards is not None else {}
         return {**{f"learner.{k}": v for k, v in self.learner.state_dict().items()},
-                **{f"model.{k}": v for k, v in self.model.state_dict().items()}}
+                **{f"model.{k}": v for k, v in self.model.state_dict().items()}, **learned}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.learner.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("learner.")})
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        if self.frame_rewards is not None:
+            self.reward_model.load_state_dict({k[13:]: v for k, v in state.items() if k.startswith("reward_model.")})
 
     def trainer_state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "samples": self.samples, "warmed_up": self.warmed_up,
                 "optimizers": {k: o.state_dict() for k, o in self.learner.optimizers.items()},
                 "model_optimizer": self.model_optimizer.state_dict(), "replay": self.replay.state_dict(),
+                "reward_optimizer": self.reward_optimizer.state_dict(),
                 "generator": self.generator.get_state(), "skipped_steps": self.learner.skipped_steps}
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
@@ -269,6 +353,8 @@ class Rung0SAPO:
         for key, optimizer in self.learner.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][key])
         self.model_optimizer.load_state_dict(state["model_optimizer"])
+        if "reward_optimizer" in state:
+            self.reward_optimizer.load_state_dict(state["reward_optimizer"])
         self.replay.load_state_dict(state["replay"])
         self.generator.set_state(state["generator"])
         self.learner.skipped_steps = int(state["skipped_steps"])
@@ -277,6 +363,7 @@ class Rung0SAPO:
         self.envs.steps[:] = 0
 
     def _train_model(self, updates: int) -> float:
+        """``updates`` minibatches of the state model (and of the reward regressor, with a learned reward)."""
         losses = []
         self.model.train()
         for _ in range(updates):
@@ -287,8 +374,23 @@ class Rung0SAPO:
             nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
             self.model_optimizer.step()
             losses.append(loss.item())
+            if self.frame_rewards is not None:
+                self._reward_losses.append(self._train_reward_model())
         self.model.eval()
         return float(np.mean(losses)) if losses else float("nan")
+
+    def _train_reward_model(self) -> float:
+        state, label = self.replay.sample_labels(self.config.model_batch, self.generator)
+        loss = (self.reward_model(state) - label).pow(2).mean()
+        self.reward_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.reward_model.parameters(), 10.0)
+        self.reward_optimizer.step()
+        return loss.item()
+
+    def _labels(self) -> Tensor | None:
+        """The learned reward of the stand-ins' current frames (None with the true reward)."""
+        return self.frame_rewards(self.envs.sims) if self.frame_rewards is not None else None
 
     def _warm_up(self) -> dict[str, float]:
         """Random-action transitions, the state model's scale from them, then its pretraining."""
@@ -297,7 +399,7 @@ class Rung0SAPO:
         while self.envs.samples < self.config.warmup_samples:
             actions = rng.uniform(-1.0, 1.0, size=(self.envs.batch_size, ACTION_SIZE)).astype(np.float32)
             next_states = torch.from_numpy(self.envs.step(actions))
-            self.replay.add(states, torch.from_numpy(actions), next_states)
+            self.replay.add(states, torch.from_numpy(actions), next_states, self._labels())
             states = next_states
             if self.envs.restart_ended():
                 states = torch.from_numpy(self.envs.observations())
@@ -316,6 +418,8 @@ class Rung0SAPO:
         restarted = envs.restart_ended()
         start = torch.from_numpy(envs.observations())
         real: list[Tensor] = [start]
+        labels: list[Tensor] = []
+        self._reward_losses = []
 
         def act(state: Tensor) -> tuple[Tensor, Tensor]:
             action, log_prob = self.learner.actor(state)
@@ -324,21 +428,32 @@ class Rung0SAPO:
         def forward_step(state: Tensor, action: Tensor) -> Tensor:
             next_state = torch.from_numpy(envs.step(action.numpy()))
             real.append(next_state)
+            if self.frame_rewards is not None:
+                labels.append(self._labels())
             return next_state
 
         rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
         states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
-        rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius)
+        if self.frame_rewards is None:
+            rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius)
+        else:  # the labels' values, the regressor's gradient (as DMO's local reward head on rung 1)
+            predicted = self.reward_model(states[1:])
+            label = torch.stack(labels)
+            rewards = predicted + (label - predicted).detach()
+            logs["reward_model_error"] = (predicted - label).pow(2).mean().item()
+            logs["label_mean"] = label.mean().item()
         entropies = -torch.stack([extras[0] for extras in rollout.policy_extras])
         actions = torch.stack(rollout.actions).detach()
         terminal_weight = 1.0 if self.epoch >= config.critic_warmup else 0.0
         logs.update(self.learner.update(Trajectory(states, rewards, entropies), terminal_weight=terminal_weight))
         real_states = torch.stack(real)
-        self.replay.add(real_states[:-1], actions, real_states[1:])
+        self.replay.add(real_states[:-1], actions, real_states[1:], torch.stack(labels) if labels else None)
         with torch.no_grad():  # how far the model's one-step prediction is from the simulator on this rollout
             predicted = self.model(real_states[:-1], actions)
             logs["model_error"] = ((predicted - real_states[1:]) / self.model.scale).pow(2).mean().item()
         logs["model_loss"] = self._train_model(config.model_updates)
+        if self._reward_losses:
+            logs["reward_model_loss"] = float(np.mean(self._reward_losses))
         self.epoch += 1
         final = states[-1].detach()
         logs.update({"samples": float(self.samples), "episodes_restarted": float(restarted),
@@ -404,6 +519,7 @@ class Rung0PPO:
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.ppo_lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
         self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
         self.observation = torch.from_numpy(self.envs.observations())
         self.iteration = 0
         self._samples_before = 0
@@ -454,8 +570,8 @@ class Rung0PPO:
                 log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
                 values[t] = agent.value(self.observation)
                 next_observation = torch.from_numpy(envs.step(actions[t].clamp(-1.0, 1.0).numpy()))
-                rewards[t] = state_reward(next_observation, config.task, config.approach,
-                                          config.approach_radius)
+                rewards[t] = state_reward(next_observation, config.task, config.approach, config.approach_radius) \
+                    if self.frame_rewards is None else self.frame_rewards(envs.sims)
                 ended = torch.from_numpy(envs.steps >= config.episode_steps)
                 if ended.any():
                     final_values[t, ended] = agent.value(next_observation[ended])
@@ -537,6 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=TASKS, default=None, help="task (default: the preset's, reach)")
     parser.add_argument("--method", choices=METHODS, default=None, help="sapo or ppo (default sapo)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="size preset (default cpu)")
+    parser.add_argument("--reward", choices=REWARDS, default=None,
+                        help="true: the task's reward of the state (default); learned: the learned reward of the "
+                             "state's camera frame (with --reward-run and --goal), the rung between 0 and 1")
+    parser.add_argument("--reward-run", type=Path, default=None, help="--reward learned: the dmo-train-reward run")
+    parser.add_argument("--goal", type=Path, default=None, help="--reward learned: the goal picture (dmo-goal-image)")
     parser.add_argument("--max-samples", type=int, default=None, help="sample budget (real transitions)")
     parser.add_argument("--time-limit", type=float, default=None, help="stop (with a checkpoint) after these seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the networks and the training episodes")
@@ -556,7 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     config, run = PRESETS[options.preset]
     saved = options.run_dir / "config.json"
     overrides = {key: value for key, value in (("task", options.task), ("method", options.method),
-                                                ("num_envs", options.num_envs)) if value is not None}
+                                                ("num_envs", options.num_envs), ("reward", options.reward),
+                                                ("reward_run", options.reward_run and str(options.reward_run)),
+                                                ("goal", options.goal and str(options.goal)))
+                 if value is not None}
     try:
         if saved.is_file():  # resume: the saved configuration wins; a contradicting option is an error
             stored = json.loads(saved.read_text())
@@ -583,11 +707,15 @@ def main(argv: list[str] | None = None) -> int:
     def evaluate(policy: StatePolicy) -> dict[str, Any]:
         return evaluate_controller(policy, eval_config).record()
 
-    algorithm = build(config, run.seed)
+    try:
+        algorithm = build(config, run.seed)
+    except (ValueError, OSError, CheckpointError) as error:  # a missing or unreadable reward run or goal picture
+        parser.error(str(error))
     run_config = {"kind": RUN_KIND, "method": config.method, "task": config.task, "preset": options.preset,
                   "rung0": asdict(config), "run": asdict(run)}
-    print(f"rung 0, {config.method} on {config.task}: {config.num_envs} stand-ins, budget {run.max_samples} samples; "
-          f"run folder {options.run_dir}", flush=True)
+    reward = "the task's true reward" if config.reward == "true" else f"the learned reward of {config.reward_run}"
+    print(f"rung 0, {config.method} on {config.task} with {reward}: {config.num_envs} stand-ins, budget "
+          f"{run.max_samples} samples; run folder {options.run_dir}", flush=True)
     try:
         result = train_policy(algorithm, run, options.run_dir, run_config, evaluate)
     finally:

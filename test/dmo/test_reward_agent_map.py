@@ -26,7 +26,16 @@ def test_a_reward_that_measures_the_distance_to_the_target_scores_one(monkeypatc
 
     result = script.reward_agent_map(distance_reward, "reach_fixed", step=64.0)
     assert result["spearman"] > 0.95 and np.linalg.norm(result["best"] - target) < 64
-    assert result["near"] > result["far"]
+    assert result["near"] > result["far"] and result["ascent"] > 0.95
+    # The grid reaches the walls: a reward that is also high in a corner traps the climbs that start near it.
+    assert result["points"].min() == 20.0 and result["points"].max() == 492.0
+
+    def corner_trap(frames, start):
+        spots = [locate_agent(frame.permute(1, 2, 0).numpy())[0] * 512 / 64 for frame in frames]
+        return torch.tensor([-np.linalg.norm(spot - target) + 600.0 * (min(spot) > 420) for spot in spots])
+
+    trapped = script.reward_agent_map(corner_trap, "reach_fixed", step=64.0)
+    assert trapped["ascent"] < 0.9 and trapped["best"].min() > 420
     flat = script.reward_agent_map(lambda frames, start: torch.zeros(len(frames)), "reach_fixed", step=64.0)
     assert not flat["spearman"] > 0.5
     with pytest.raises(ValueError, match="no agent target"):

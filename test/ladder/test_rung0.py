@@ -151,3 +151,89 @@ def test_settings_of_the_wrong_type_are_refused_by_field(setting, message):
 def test_settings_read_lists_and_json_strings():
     config = rung0.apply_settings(rung0.Rung0Config(), ["sapo.adam_betas=[0.8, 0.99]", 'task="push_t"'])
     assert config.sapo.adam_betas == (0.8, 0.99) and config.task == "push_t"
+
+
+# -- the learned reward on true state (the rung between 0 and 1) ---------------------------------------------
+
+
+def _tiny_reward_run(root):
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from dmo_ros.reward.config import RewardConfig
+    from dmo_ros.reward.energy import EnergyNet
+    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+    torch.manual_seed(0)
+    config = RewardConfig.preset("tiny", image_size=32)
+    run = root / "reward"
+    write_run_config(run, {"kind": "reward", "model": asdict(config)})
+    save_checkpoint(run, 1, EnergyNet(config).state_dict(), {}, {})
+    goal = root / "goal.png"
+    Image.fromarray(np.full((96, 96, 3), 255, np.uint8)).save(goal)
+    return run, goal
+
+
+@pytest.mark.parametrize("method", rung0.METHODS)
+def test_tiny_rung0_with_the_learned_reward_runs_and_records_it(tmp_path, capsys, method):
+    reward_run, goal = _tiny_reward_run(tmp_path)
+    run = tmp_path / f"learned_{method}"
+    args = [str(run), "--preset", "tiny", "--task", "reach_fixed", "--method", method, "--reward", "learned",
+            "--reward-run", str(reward_run), "--goal", str(goal), "--final-eval-episodes", "0", "--no-progress"]
+    assert rung0.main(args) == 0
+    assert f"with the learned reward of {reward_run}" in capsys.readouterr().out
+    saved = json.loads((run / "config.json").read_text())["rung0"]
+    assert (saved["reward"], saved["reward_run"], saved["goal"]) == ("learned", str(reward_run), str(goal))
+    if method == "sapo":
+        assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
+
+
+def test_the_learned_reward_needs_a_readable_run_and_goal(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        rung0.main([str(tmp_path / "a"), "--preset", "tiny", "--reward", "learned"])
+    assert "needs a reward run and a goal picture" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rung0.main([str(tmp_path / "b"), "--preset", "tiny", "--reward", "learned", "--reward-run",
+                    str(tmp_path / "missing"), "--goal", str(tmp_path / "missing.png")])
+    assert "missing" in capsys.readouterr().err
+
+
+def test_frame_rewards_score_the_resized_render_as_the_reward_model_does(tmp_path):
+    from dmo_ros.dataset.images import resize
+    from dmo_ros.reward.energy import GoalReward, load_reward_model
+    from dmo_ros.reward.goal_image import load_goal_image
+
+    reward_run, goal = _tiny_reward_run(tmp_path)
+    sims = [PushTSim(PushTConfig(task="reach_fixed", seed=s)) for s in range(3)]
+    labels = rung0.FrameRewards(reward_run, goal)(sims)
+    reference = GoalReward(load_reward_model(reward_run), load_goal_image(goal, size=(32, 32)))
+    expected = reference(np.stack([resize(sim.render(), 32, 32, "crop") for sim in sims]))
+    torch.testing.assert_close(labels, expected.float())
+    assert labels.shape == (3,) and labels.std() > 0  # three different frames, three different rewards
+
+
+def test_the_reward_regressor_learns_the_labels_and_points_the_actor_to_the_target(monkeypatch):
+    """With labels that measure the distance to the target, the regressor the actor differentiates learns their
+    slope: its gradient in the agent's position points at the target (fails if the labels never reach it)."""
+
+    class DistanceLabels:
+        def __init__(self, reward_run, goal):
+            pass
+
+        def __call__(self, sims):
+            return torch.tensor([-float(np.linalg.norm(sim.state().agent - sim.state().target)) / HALF
+                                 for sim in sims])
+
+    monkeypatch.setattr(rung0, "FrameRewards", DistanceLabels)
+    config = rung0.Rung0Config(task="reach_fixed", reward="learned", reward_run="r", goal="g", num_envs=16,
+                               warmup_samples=2048, warmup_updates=400, model_batch=128, reward_hidden=64)
+    algorithm = rung0.Rung0SAPO(config, seed=0)
+    logs = algorithm._warm_up()
+    assert np.isfinite(logs["model_warmup_loss"])
+    states = torch.from_numpy(algorithm.envs.observations()).requires_grad_(True)
+    algorithm.reward_model(states).sum().backward()
+    toward = states.detach()[:, 6:8] - states.detach()[:, 0:2]
+    cosine = torch.nn.functional.cosine_similarity(states.grad[:, 0:2], toward, dim=-1)
+    assert (cosine > 0.5).float().mean() > 0.8, cosine
+    algorithm.close()
