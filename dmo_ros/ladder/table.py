@@ -81,7 +81,10 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
                              f"{Path(run_dir) / 'final_eval.md'})")
         try:
             task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
-            rung = "0 (true state)" if config.get("kind") == "rung0" else str(config.get("rung", "?"))
+            rung = str(config.get("rung", "?"))
+            if config.get("kind") == "rung0":
+                learned = config.get("rung0", {}).get("reward") == "learned"
+                rung = "0 (true state, learned reward)" if learned else "0 (true state)"
             row = _row(rung, task, config["method"], f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
                        final["policy"], count, seed)
             if task not in ceilings:

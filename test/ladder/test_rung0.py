@@ -180,13 +180,14 @@ def test_tiny_rung0_with_the_learned_reward_runs_and_records_it(tmp_path, capsys
     reward_run, goal = _tiny_reward_run(tmp_path)
     run = tmp_path / f"learned_{method}"
     args = [str(run), "--preset", "tiny", "--task", "reach_fixed", "--method", method, "--reward", "learned",
-            "--reward-run", str(reward_run), "--goal", str(goal), "--final-eval-episodes", "0", "--no-progress"]
+            "--reward-run", str(reward_run), "--goal", str(goal), "--final-eval-episodes", "2", "--no-progress"]
     assert rung0.main(args) == 0
     assert f"with the learned reward of {reward_run}" in capsys.readouterr().out
     saved = json.loads((run / "config.json").read_text())["rung0"]
     assert (saved["reward"], saved["reward_run"], saved["goal"]) == ("learned", str(reward_run), str(goal))
     if method == "sapo":
         assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
+    assert f"| 0 (true state, learned reward) | reach_fixed | {method} |" in ladder_table([run])
 
 
 def test_the_learned_reward_needs_a_readable_run_and_goal(tmp_path, capsys):
