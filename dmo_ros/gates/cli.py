@@ -3,6 +3,7 @@
     dmo-gate world-model runs/wm --dataset datasets/play
     dmo-gate local-model runs/local --dataset datasets/play --reward-run runs/reward --goal goal.png
     dmo-gate reward runs/reward --goal goal.png          # also writes runs/reward/gate/reward_shape.png
+    dmo-gate reward runs/reward --goal goal_reach.png --task reach_fixed   # the reach gate (+ its map PNG)
 
 The trainers run the same measurement at the end of training; ``dmo-train-policy`` refuses a model
 whose gate failed (or was never measured) unless ``--force-gates``. The gates use the Push-T
@@ -90,9 +91,34 @@ def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu
     return report
 
 
+def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,
+                          **config: object) -> GateReport:
+    """The reach reward gate of a run folder with a goal picture of that reach task, written to
+    ``run_dir/gate.json`` (replacing a pushing-task gate there: the file holds the latest measurement, its
+    ``metrics["task"]`` says which) and the map to ``run_dir/gate/reward_reach_map.png``."""
+    from dmo_ros.gates.reward import ReachRewardGateConfig, reach_reward_gate, reach_reward_map_plot
+    from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import load_goal_image
+
+    size = load_reward_model(run_dir, "cpu").config.image_size
+    reward = goal_reward_function(run_dir, goal, size, torch.device(device))
+    report = reach_reward_gate(reward, ReachRewardGateConfig(**{"image_size": size, **config}))
+    report.metrics["goal"] = str(goal)
+    values = {check.name: check.value for check in report.checks}
+    figure = {**report.metrics["map"], "ascent": values["ascent"], "spearman": values["distance_spearman"]}
+    if plot:
+        png = reach_reward_map_plot({"learned reward": figure}, load_goal_image(goal, size=(size, size)),
+                                    run_dir / "gate" / "reward_reach_map.png")
+        report.metrics["plot"] = str(png)
+    del report.metrics["map"]  # in the plot; the JSON keeps the summary numbers
+    write_gate_report(run_dir, report)
+    return report
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dmo_ros.gates.local_model import LocalModelGateConfig
-    from dmo_ros.gates.reward import RewardGateConfig
+    from dmo_ros.gates.reward import ReachRewardGateConfig, RewardGateConfig
     from dmo_ros.gates.world_model import WorldModelGateConfig
 
     parser = argparse.ArgumentParser(prog="dmo-gate", description=__doc__.split("\n\n")[0],
@@ -113,19 +139,32 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
         options = add_dataclass_options(sub, config_class, title="measurement and bounds",
                                         skip=["image_size"])
-        sub.set_defaults(gate_class=config_class, gate_options=options)
+        reach_options = add_dataclass_options(
+            sub, ReachRewardGateConfig, title="reach tasks (--task reach_fixed or reach: the agent-to-target map)",
+            skip=["image_size", "seed"]) if name == "reward" else []
+        sub.set_defaults(gate_class=config_class, gate_options=options, reach_options=reach_options)
     return parser
 
 
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     config = given_options(args, args.gate_options)
+    reach = given_options(args, args.reach_options)
+    if reach and "task" not in reach:
+        parser.error(f"--{next(iter(reach)).replace('_', '-')} measures the reach gate: give --task reach_fixed "
+                     "(or reach) too")
+    if reach and set(config) - {"seed"}:
+        parser.error(f"--{next(iter(set(config) - {'seed'})).replace('_', '-')} belongs to the pushing tasks' "
+                     f"reward gate, not the reach gate (--task {reach['task']})")
     try:
         if args.component == "world-model":
             report = world_model_run_gate(args.run_dir, args.dataset, args.device, **config)
         elif args.component == "local-model":
             report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
+        elif reach:
+            report = reach_reward_run_gate(args.run_dir, args.goal, args.device, **config, **reach)
         else:
             report = reward_run_gate(args.run_dir, args.goal, args.device, **config)
     except (DatasetError, CheckpointError, ConfigError, ValueError, OSError) as error:

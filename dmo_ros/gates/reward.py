@@ -14,6 +14,21 @@ Measured on the Push-T stand-in (evaluation only; the reward model sees frames, 
   whose coverage changes).
 
 ``reward_shape_plots`` draws the three as one PNG.
+
+**Reach tasks** (the T still, the agent to a target) need the opposite shape, measured by
+:func:`reach_reward_gate` (``dmo-gate reward RUN --goal G --task reach_fixed``): the agent is placed on a
+grid over its whole reachable range (walls and corners included), the T held on the task's start pose, and
+each frame is scored toward the goal picture:
+
+- **ascent**: from how many grid spots a hill-climb on the map (to the best of the 8 neighbouring spots
+  while that improves the reward) ends within 1.5 grid steps of the target, i.e. what a policy that follows
+  the reward's slope reaches: >= 0.9, counted over the spots from which a climb on the true distance
+  arrives (a few behind the T's concave corners trap even that one);
+- **peak offset**: the best spot's distance from the target <= the reach success radius (20 u): a policy
+  parks on the reward's peak;
+- **Spearman** of the reward with minus the distance to the target >= 0.8.
+
+``reach_reward_map_plot`` draws the map (the climbs' end spots circled) beside the goal picture.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.gates.local_model import RewardOfFrames
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.reward.evaluate import spearman
+from dmo_ros.sims.pusht_tasks import REACH_TASKS
 
 
 @dataclass
@@ -212,4 +228,151 @@ def reward_shape_plots(report: GateReport, path: Path | str) -> Path:
     return path
 
 
-__all__ = ["RewardGateConfig", "measure_reward_shape", "reward_gate", "reward_shape_plots", "sim_frame"]
+# -- reach tasks ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReachRewardGateConfig:
+    """How the reach reward gate measures and what it requires (see the module doc)."""
+
+    task: str = "reach_fixed"
+    """The reach task whose first episode (seed ``seed``) gives the T's pose and the target."""
+    step: float = 24.0
+    """Grid spacing in arena units."""
+    min_ascent: float = 0.9
+    """Gate: share of grid spots whose hill-climb ends within 1.5 steps of the target."""
+    max_peak_offset: float = 20.0
+    """Gate: arena units between the best grid spot and the target (the reach success radius)."""
+    min_spearman: float = 0.8
+    """Gate: Spearman of the reward with minus the agent's distance to the target."""
+    image_size: int = 64
+    """Side of the frames the reward model takes."""
+    seed: int = 0
+    """Seed of the stand-in episode whose T pose and target are mapped."""
+
+    def __post_init__(self) -> None:
+        if self.task not in REACH_TASKS:
+            raise ValueError(f"task {self.task!r} has no agent target; choose one of {', '.join(REACH_TASKS)}")
+        if self.step <= 0:
+            raise ValueError(f"step must be > 0 arena units, got {self.step}")
+
+
+def hill_climb_ends(points: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:
+    """(N, 2): where a climb from each grid spot ``points`` (N, 2) ends, moving to the best of its (up to 8)
+    neighbouring spots (within 1.5 ``step``; spots inside the T are missing) while that raises ``values`` (N,)."""
+    gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    neighbours = [np.flatnonzero((row > 0) & (row <= 1.5 * step)) for row in gaps]
+    ends = np.empty_like(points)
+    for start in range(len(points)):
+        here = start
+        while len(neighbours[here]):
+            best = neighbours[here][np.argmax(values[neighbours[here]])]
+            if values[best] <= values[here]:
+                break
+            here = best
+        ends[start] = points[here]
+    return ends
+
+
+def measure_reach_reward(reward: RewardOfFrames, config: ReachRewardGateConfig | None = None) -> dict:
+    """The reward over a grid of agent positions (the T still; see the module doc).
+
+    Returns ``{"points": (N, 2) arena units, "reward": (N,), "target": (2,), "spearman", "best": (2,),
+    "peak_offset" (u), "near", "far", "ascent", "oracle_ascent", "ends": (N, 2)}``; ``near`` / ``far``: mean
+    reward within 60 u / beyond 200 u of the target; ``ends``: where each spot's hill-climb ends; ``ascent``: the
+    share of climbs that end at the target among the spots from which a climb on minus the true distance does
+    (``oracle_ascent`` of all spots: the rest sit behind the T's concave corners)."""
+    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_tasks import disc_clears_t
+
+    config = config or ReachRewardGateConfig()
+    sim = PushTSim(PushTConfig(task=config.task, seed=config.seed))
+    try:
+        state = sim.state()
+        target, block = state.target, state.block
+        margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
+        grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, config.step), ARENA_UNITS - margin))
+        points, images = [], []
+        for y in grid:
+            for x in grid:
+                point = np.array([x, y])
+                if disc_clears_t(point, block, radius=25.0):
+                    _place(sim, block, point)
+                    points.append(point)
+                    images.append(sim_frame(sim, config.image_size))
+    finally:
+        sim.close()
+    frames = _frames(images)
+    with torch.no_grad():
+        values = reward(frames, frames[0]).float().cpu().numpy()
+    points = np.array(points)
+    distance = np.linalg.norm(points - target, axis=1)
+    ends = hill_climb_ends(points, values, config.step)
+    arrives = np.linalg.norm(ends - target, axis=1) <= 1.5 * config.step
+    # Spots behind the T can trap a climb even on the true distance (the T's concave corners): count only
+    # the spots from which a climb on the true distance itself arrives.
+    oracle_ends = hill_climb_ends(points, -distance, config.step)
+    fair = np.linalg.norm(oracle_ends - target, axis=1) <= 1.5 * config.step
+    best = points[int(np.argmax(values))]
+    return {"points": points, "reward": values, "target": target,
+            "spearman": float(spearman(values, -distance)), "best": best,
+            "peak_offset": float(np.linalg.norm(best - target)),
+            "near": float(values[distance < 60].mean()) if (distance < 60).any() else float("nan"),
+            "far": float(values[distance > 200].mean()) if (distance > 200).any() else float("nan"),
+            "ascent": float(arrives[fair].mean()), "oracle_ascent": float(fair.mean()), "ends": ends}
+
+
+def reach_reward_gate(reward: RewardOfFrames, config: ReachRewardGateConfig | None = None) -> GateReport:
+    """The reach reward gate (see the module doc); the map stays in ``metrics["map"]`` for the plot."""
+    config = config or ReachRewardGateConfig()
+    begin = time.perf_counter()
+    shape = measure_reach_reward(reward, config)
+    checks = [
+        GateCheck("ascent", shape["ascent"], config.min_ascent, ">=",
+                  f"share of {len(shape['points'])} agent spots whose hill-climb on the reward ends at the target"),
+        GateCheck("peak_offset_u", shape["peak_offset"], config.max_peak_offset, "<=",
+                  f"arena units from the reward's best spot {shape['best'].round().tolist()} to the target "
+                  f"{shape['target'].round().tolist()}"),
+        GateCheck("distance_spearman", shape["spearman"], config.min_spearman, ">=",
+                  "Spearman(reward, -agent distance to the target), the T still"),
+    ]
+    metrics = {"task": config.task, "near": shape["near"], "far": shape["far"], "oracle_ascent": shape["oracle_ascent"],
+               "map": {k: np.asarray(shape[k]).tolist() for k in ("points", "reward", "target", "ends")}}
+    return GateReport("reward", checks, metrics, time.perf_counter() - begin)
+
+
+def reach_reward_map_plot(maps: dict[str, dict], goal: np.ndarray, path: Path | str) -> Path:
+    """The goal picture, then one map per entry of ``maps`` (title: its key; values as
+    :func:`measure_reach_reward` returns them, or a reach gate's ``metrics["map"]`` with ``ascent`` and
+    ``spearman`` added); the hill-climbs' end spots are circled in red, the target is a red cross."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 1 + len(maps), figsize=(4.6 * (1 + len(maps)), 4.2), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(goal)
+    axes[0].set(title="goal picture", xticks=[], yticks=[])
+    for axis, (name, result) in zip(axes[1:], maps.items(), strict=True):
+        points = np.asarray(result["points"])
+        dots = axis.scatter(points[:, 0], points[:, 1], c=result["reward"], s=40, cmap="viridis")
+        axis.plot(*result["target"], "rx", ms=12, mew=2)
+        ends = np.unique(np.asarray(result["ends"]), axis=0)  # where following the reward's slope stops
+        axis.scatter(ends[:, 0], ends[:, 1], s=90, facecolors="none", edgecolors="r")
+        axis.invert_yaxis()
+        axis.set_aspect("equal")
+        axis.set(title=f"{name}: Spearman {result['spearman']:.2f}, ascent {result['ascent']:.0%}",
+                 xlabel="agent x (arena units)", ylabel="agent y")
+        figure.colorbar(dots, ax=axis)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+__all__ = ["ReachRewardGateConfig", "RewardGateConfig", "hill_climb_ends", "measure_reach_reward",
+           "measure_reward_shape", "reach_reward_gate", "reach_reward_map_plot", "reward_gate", "reward_shape_plots",
+           "sim_frame"]

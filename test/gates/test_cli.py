@@ -56,6 +56,23 @@ def test_dmo_gate_re_measures_prints_and_exits_1_below_the_gate(runs, capsys):
                       "--agent-places", "3", "--expert-runs", "1", "--expert-steps", "10"]) in (0, 1)
 
 
+def test_dmo_gate_reward_with_a_reach_task_measures_the_reach_gate(runs, tmp_path, capsys):
+    import shutil
+
+    reward = shutil.copytree(runs["reward"], tmp_path / "reward")  # the session's run keeps its pushing gate
+    code = gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--task", "reach_fixed", "--step", "96"])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "ascent" in out and "peak_offset_u" in out
+    written = json.loads((reward / "gate.json").read_text())
+    assert written["metrics"]["task"] == "reach_fixed" and "map" not in written["metrics"]
+    assert (reward / "gate" / "reward_reach_map.png").is_file()
+    with pytest.raises(SystemExit):  # a reach bound without the task, or a pushing option with it
+        gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--min-ascent", "0.5"])
+    with pytest.raises(SystemExit):
+        gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--task", "reach_fixed", "--episodes", "2"])
+    assert "belongs to the pushing tasks' reward gate" in capsys.readouterr().err
+
+
 def _policy_args(runs, run_dir, *extra):
     return ["dmo", str(runs["dataset"]), "--world-model", str(runs["wm"]), "--reward-run", str(runs["reward"]),
             "--goal", str(runs["goal"]), "--local-model", str(runs["local"]), "--run-dir", str(run_dir),

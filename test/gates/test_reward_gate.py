@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmo_ros.gates.reward import RewardGateConfig, reward_gate, reward_shape_plots, sim_frame
+from dmo_ros.gates.reward import (
+    ReachRewardGateConfig,
+    RewardGateConfig,
+    hill_climb_ends,
+    reach_reward_gate,
+    reach_reward_map_plot,
+    reward_gate,
+    reward_shape_plots,
+    sim_frame,
+)
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent, locate_block
 
@@ -47,3 +56,56 @@ def test_a_reward_that_follows_the_agent_fails(tmp_path):
     checks = {c.name: c for c in report.checks}
     assert not checks["t_gain_over_agent_spread"].passed and not checks["t_path_spearman"].passed
     assert not report.passed
+
+
+# -- reach tasks ---------------------------------------------------------------------------------------------
+
+REACH = ReachRewardGateConfig(task="reach_fixed", step=36.0)
+"""A 36 u grid has a spot 4 u from reach_fixed's target (384, 128): (380, 128)."""
+TARGET = np.array((384.0, 128.0))
+
+
+def _agent_spots(frames: torch.Tensor) -> list[np.ndarray]:
+    return [locate_agent(frame.permute(1, 2, 0).numpy())[0] * 512 / 64 for frame in frames]
+
+
+def test_a_reward_of_the_agents_distance_to_the_target_passes_the_reach_gate(tmp_path):
+    def distance(frames, start):
+        return torch.tensor([-np.linalg.norm(spot - TARGET) for spot in _agent_spots(frames)])
+
+    report = reach_reward_gate(distance, REACH)
+    assert report.passed, report.format()
+    grid = np.asarray(report.metrics["map"]["points"])
+    assert grid.min() == 20.0 and grid.max() == 492.0  # the agent's whole reachable range, walls included
+    shape = {**report.metrics["map"], "ascent": 1.0, "spearman": 1.0}
+    png = reach_reward_map_plot({"distance": shape}, np.full((64, 64, 3), 255, np.uint8), tmp_path / "map.png")
+    assert png.stat().st_size > 5_000
+
+
+def test_a_reward_that_is_also_high_in_a_corner_or_peaks_off_target_or_is_flat_fails_the_reach_gate():
+    def wall_trap(frames, start):  # the distance, but the walls outscore the open arena beside them
+        return torch.tensor([-np.linalg.norm(spot - TARGET) + 300.0 * (min(spot) < 40 or max(spot) > 470)
+                             for spot in _agent_spots(frames)])
+
+    failed = {c.name for c in reach_reward_gate(wall_trap, REACH).failed}
+    assert "ascent" in failed and "peak_offset_u" in failed
+
+    def off_target(frames, start):  # smooth, but its peak is 60 u from the target
+        return torch.tensor([-np.linalg.norm(spot - TARGET - 60.0) for spot in _agent_spots(frames)])
+
+    assert "peak_offset_u" in {c.name for c in reach_reward_gate(off_target, REACH).failed}
+    flat = reach_reward_gate(lambda frames, start: torch.zeros(len(frames)), REACH)
+    assert {c.name for c in flat.failed} >= {"ascent", "distance_spearman"}
+
+
+def test_hill_climbs_end_on_local_maxima():
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    ends = hill_climb_ends(points, np.array([0.0, 1.0, 0.5, 2.0]), step=1.0)
+    np.testing.assert_array_equal(ends[:, 0], [1.0, 1.0, 3.0, 3.0])
+
+
+def test_the_reach_gate_takes_only_reach_tasks():
+    import pytest
+
+    with pytest.raises(ValueError, match="no agent target"):
+        ReachRewardGateConfig(task="push_t")
