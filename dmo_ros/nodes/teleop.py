@@ -53,6 +53,11 @@ class TeleopParameters:
     play_hold_probability: float = param(
         0.0, "Scripted: per play step, probability of holding a random direction for 3-10 steps; 0: none."
     )
+    task: str = param("push_t", "Scripted Push-T: the task demonstrated (the stand-in's task): reach tasks walk to "
+                                "the target the stand-in's state carries as its goal; the others push the T.")
+    play_wander_probability: float = param(
+        0.0, "Scripted Push-T: per play primitive, probability of walking to a random point of the arena; 0: none."
+    )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")
     joy_axes: list[int] = param([1, 0, 3], "Joy axis index per action component (x, y, yaw).")
     joy_scales: list[float] = param([0.1, 0.1, 1.0], "Action at full stick per component (m/s, m/s, rad/s).")
@@ -108,8 +113,9 @@ class Teleop(DmoNode):
                 demo_timeout_steps=p.demo_timeout_steps or DEMO_TIMEOUT_STEPS[p.robot],
                 play_action_noise=p.play_action_noise,
                 play_hold_probability=p.play_hold_probability,
+                play_wander_probability=p.play_wander_probability,
             )
-            self.scripted = make_operator(p.robot, config, p.arena_size_m)
+            self.scripted = make_operator(p.robot, config, p.arena_size_m, task=p.task)
             self.observation: Observation | None = None
             self.create_subscription(StandinState, "standin_state", self.on_state, reliable)
         else:

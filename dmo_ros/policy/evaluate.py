@@ -283,8 +283,7 @@ class ExpertController:
 
     def _observation(self, sim: PushTSim) -> Observation:
         s = sim.state()
-        goal = s.goal if s.target is None else np.array([*s.target, 0.0])
-        return Observation(s.episode, s.step, s.agent, s.block, goal, s.coverage, s.success)
+        return Observation(s.episode, s.step, s.agent, s.block, s.operator_goal, s.coverage, s.success)
 
     def reset(self, sim: PushTSim) -> None:
         self.expert = self.experts["reach" if sim.task.shows_target else "push"]

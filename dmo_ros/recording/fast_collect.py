@@ -89,6 +89,9 @@ class FastCollectConfig:
     play_hold_probability: float = 0.0
     """Per play step, the probability of starting a held command (a random direction kept for a few steps,
     walls included; :attr:`ScriptedOperatorConfig.play_hold_probability`); 0: none."""
+    play_wander_probability: float = 0.0
+    """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
+    the T (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -216,7 +219,8 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
         demo_probability=config.demo_probability,
         demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
         play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
-    ))
+        play_wander_probability=config.play_wander_probability,
+    ), task=config.task)
     action_size = operator.action_size
     command_action = np.zeros(action_size)  # the stand-in's latest command
     frame: np.ndarray | None = None  # the camera image of the current state (rendered on demand)
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--play-hold-probability", type=float,
                         help="per play step, probability of holding a random direction for a few steps, walls "
                              "included (default: the graph's)")
+    parser.add_argument("--play-wander-probability", type=float,
+                        help="Push-T: per play primitive, probability of walking to a random point of the arena "
+                             "instead of pushing the T (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")
@@ -323,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                   "play_steps_min": options.play_steps_min, "play_steps_max": options.play_steps_max,
                   "play_action_noise": options.play_action_noise,
                   "play_hold_probability": options.play_hold_probability,
+                  "play_wander_probability": options.play_wander_probability,
                   "storage": options.storage, "split_duration": options.split_duration}
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
         config = FastCollectConfig(
@@ -334,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         ScriptedOperatorConfig(play_steps=(config.play_steps_min, config.play_steps_max),
                                demo_probability=config.demo_probability,
                                play_action_noise=config.play_action_noise,
-                               play_hold_probability=config.play_hold_probability)  # checked up front
+                               play_hold_probability=config.play_hold_probability,
+                               play_wander_probability=config.play_wander_probability)  # checked up front
     except (ValueError, GraphError) as error:
         parser.error(str(error))
     print(f"recording {config.samples} samples ({config.samples / config.control_rate_hz:g} simulated s) of "

@@ -107,6 +107,12 @@ class PushTState:
     """The task's success rule holds at this step (push_t and push_near: coverage > 0.95)."""
     target: np.ndarray | None = field(default=None, repr=False)
     """reach: the agent's target [x, y] this episode; None for the pushing tasks."""
+
+    @property
+    def operator_goal(self) -> np.ndarray:
+        """The goal as the scripted operator, the expert and ``StandinState.goal`` give it: the reach tasks' target
+        as [x, y, 0], else the goal T pose [x, y, angle] (arena units, radians)."""
+        return self.goal if self.target is None else np.array([*self.target, 0.0])
     status: TaskStatus | None = None
     """The task's numbers at this step (distance, both success rules)."""
 

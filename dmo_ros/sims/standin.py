@@ -110,7 +110,7 @@ class PushTStandinSim(StandinSim):
 
     def observation(self) -> Observation:
         s = self.sim.state()
-        return Observation(episode=s.episode, step=s.step, agent=s.agent, object=s.block, goal=s.goal,
+        return Observation(episode=s.episode, step=s.step, agent=s.agent, object=s.block, goal=s.operator_goal,
                            progress=_as_float32(s.coverage), success=bool(s.success), object_in_view=True)
 
     def done(self) -> bool:

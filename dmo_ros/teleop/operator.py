@@ -103,6 +103,10 @@ class ScriptedOperatorConfig:
     """Range of a held command's length (control steps, inclusive)."""
     play_hold_speed: float = 0.2
     """Norm of a held command in the robot's action units (m/s, rad/s), clamped by the robot's limits."""
+    play_wander_probability: float = 0.0
+    """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
+    the T (:class:`~dmo_ros.teleop.pusht_expert.PushTExplorer`), so play covers the workspace (a reach task's
+    target and the walls); 0: none. Push Cube's explorer wanders on its own."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
@@ -119,6 +123,8 @@ class ScriptedOperatorConfig:
         low, high = self.play_hold_steps
         if not 1 <= low <= high:
             raise ValueError(f"play_hold_steps must be (low, high) with 1 <= low <= high, got {self.play_hold_steps}")
+        if not 0.0 <= self.play_wander_probability <= 1.0:
+            raise ValueError(f"play_wander_probability must be in [0, 1], got {self.play_wander_probability}")
         if not self.play_hold_speed > 0:
             raise ValueError(f"play_hold_speed must be > 0, got {self.play_hold_speed}")
 

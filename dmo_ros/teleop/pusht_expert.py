@@ -428,20 +428,34 @@ class ReachExpert:
 
 
 class PushTExplorer:
-    """Play: push primitives toward random points on the T from random directions."""
+    """Play: push primitives toward random points on the T from random directions; with probability
+    ``wander_probability`` a primitive is instead a walk (around the T) to a uniformly random reachable point of
+    the arena, so the recording also shows the agent away from the T, e.g. where a reach target lies."""
 
-    def __init__(self, units: PushTUnits | None = None, push_steps: tuple[int, int] = (2, 6)) -> None:
+    def __init__(self, units: PushTUnits | None = None, push_steps: tuple[int, int] = (2, 6),
+                 wander_probability: float = 0.0) -> None:
+        if not 0.0 <= wander_probability <= 1.0:
+            raise ValueError(f"wander_probability must be in [0, 1], got {wander_probability}")
         self.units = units or PushTUnits()
         self.push_steps = push_steps
+        self.wander_probability = wander_probability
+        self._wander_to: np.ndarray | None = None
         self.rng = np.random.default_rng(0)
         self._target: tuple[np.ndarray, np.ndarray] | None = None
         self._left = 0
 
     def begin(self, observation: Observation, rng: np.random.Generator) -> None:
         self.rng = rng
-        self._target = None
+        self._target = self._wander_to = None
 
     def _new_primitive(self) -> None:
+        # No draw without wandering: seeded recordings stay as they were.
+        if self.wander_probability and self.rng.random() < self.wander_probability:
+            margin = self.units.reach_margin_px
+            self._wander_to = self.rng.uniform(margin, self.units.arena_px - margin, 2)
+            self._left = 40  # steps to get there (the walk around the T included)
+            return
+        self._wander_to = None
         point, normal = _T_OUTLINE[self.rng.integers(len(_T_OUTLINE))]
         jitter = self.rng.normal(0.0, 0.3)
         inward = -np.asarray(normal)
@@ -453,8 +467,13 @@ class PushTExplorer:
 
     def act(self, observation: Observation) -> np.ndarray:
         agent, block = observation.agent[:2], observation.object
-        if self._target is None or self._left <= 0:
+        if (self._target is None and self._wander_to is None) or self._left <= 0:
             self._new_primitive()
+        if self._wander_to is not None:
+            self._left -= 1
+            if np.linalg.norm(agent - self._wander_to) < 10.0:
+                self._left = 0  # arrived: the next step starts a new primitive
+            return self.units.velocity(_move_toward(agent, self._wander_to, block, self.units))
         point, inward_body = self._target
         inward = _rotation(block[2]) @ inward_body
         contact = to_world(block, point)

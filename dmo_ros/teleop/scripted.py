@@ -34,19 +34,31 @@ DEMO_TIMEOUT_STEPS = {"pusht": 150, "go2": 150}
 
 def pusht_observation(state) -> Observation:
     """What the operator sees of a Push-T stand-in state (:meth:`dmo_ros.sims.pusht.PushTSim.state`)."""
-    return Observation(state.episode, state.step, state.agent, state.block, state.goal, state.coverage,
+    return Observation(state.episode, state.step, state.agent, state.block, state.operator_goal, state.coverage,
                        state.success)
 
 
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
-                  ) -> ScriptedOperator:
-    """The scripted operator of a robot (Push Cube's presses the milestone key on success)."""
+                  task: str = "push_t") -> ScriptedOperator:
+    """The scripted operator of a robot (Push Cube's presses the milestone key on success). Push-T's demonstrates
+    ``task``: the reach tasks with :class:`ReachExpert` (to the target its observations carry as the goal), the
+    pushing tasks with :class:`PushTExpert`.
+
+    Raises:
+        ValueError: an unknown robot or task, or a task other than push_t for the go2 (it plays Push Cube only).
+    """
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}'; choose one of {', '.join(ROBOTS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if robot == "go2" and task != "push_t":
+        raise ValueError(f"task {task!r}: the go2 stand-in plays Push Cube only (leave task at push_t)")
     config = config or ScriptedOperatorConfig(demo_timeout_steps=DEMO_TIMEOUT_STEPS[robot])
     if robot == "pusht":
         units = PushTUnits(arena_size_m=arena_size_m)
-        return ScriptedOperator(PushTExplorer(units), PushTExpert(units), ACTION_SIZE[robot], config,
+        explorer = PushTExplorer(units, wander_probability=config.play_wander_probability)
+        expert = ReachExpert(units) if task in REACH_TASKS else PushTExpert(units)
+        return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config,
                                 limit_action=units.clamp)
     return ScriptedOperator(PushCubeExplorer(), PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
                             limit_action=_clamp_body_velocity)
@@ -201,7 +213,7 @@ def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: i
                       task: str = "push_t") -> ExpertStatistics:
     """Run the robot's expert alone for ``episodes`` episodes of at most ``episode_steps`` control steps
     (Push-T: on ``task``; reach's expert walks to the target)."""
-    expert = ReachExpert() if robot == "pusht" and task in REACH_TASKS else make_operator(robot).expert
+    expert = make_operator(robot, task=task).expert
     observe, step, reset, close = _stand_in(robot, seed, task)
     best, steps_to_success, expert_seconds, expert_steps = [], [], 0.0, 0
     started = time.monotonic()

@@ -149,6 +149,13 @@ def test_the_task_sets_the_stand_ins_resets(tmp_path):
     assert main(["--samples", "5", "--task", "reach_fixed", "-o", str(tmp_path / "cli"), "--quiet"]) == 0
 
 
+def test_reach_demonstrations_walk_to_the_target(tmp_path):
+    """On a reach task the operator's demonstrations are the reach expert's (they used to push the T and never
+    succeeded): the recording shows the task solved."""
+    _, played = fast(tmp_path / "reach", samples=120, task="reach_fixed", play_wander_probability=0.5)
+    assert played.demos >= 2 and played.demo_successes >= played.demos - 1
+
+
 def test_play_action_noise_changes_the_play_actions(tmp_path):
     _, clean = fast(tmp_path / "clean", samples=40)
     _, noisy = fast(tmp_path / "noisy", samples=40, play_action_noise=0.1)
@@ -238,9 +245,11 @@ def test_defaults_are_the_nodes_parameters_and_the_graphs_arguments():
     graph = collect_graph_defaults("pusht")
     assert teleop.play_action_noise == config.play_action_noise
     assert teleop.play_hold_probability == config.play_hold_probability
+    assert teleop.play_wander_probability == config.play_wander_probability
+    assert teleop.task == PushTStandinParameters().task == config.task
     for name in ("storage", "split_duration", "seed", "demo_probability", "play_steps_min", "play_steps_max",
-                 "play_action_noise", "play_hold_probability", "camera_topic", "action_topic", "intent_topic",
-                 "reset_topic", "output"):
+                 "play_action_noise", "play_hold_probability", "play_wander_probability", "task", "camera_topic",
+                 "action_topic", "intent_topic", "reset_topic", "output"):
         assert getattr(config, name) == graph[name], name
     assert FastCollectConfig(robot="go2").action_topic == collect_graph_defaults("go2")["action_topic"] == "/cmd_vel"
     assert {f.name for f in dataclasses.fields(FastCollectConfig)} >= set(SHORT_PLAY)

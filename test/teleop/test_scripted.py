@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import numpy as np
+import pytest
 
 from conftest import BIN
 from dmo_ros.teleop.operator import Observation
@@ -99,3 +100,39 @@ def test_noisy_play_actions_stay_within_what_each_robot_carries_out():
     assert np.linalg.norm(huge) < PushTConfig().max_speed_m_s  # the stand-in applies it unchanged
     go2 = make_operator("go2", ScriptedOperatorConfig(play_action_noise=5.0))
     assert go2.limit_action(np.array([9.0, -9.0, 0.5])).tolist() == [0.5, -0.3, 0.5]
+
+
+def test_wandering_play_covers_the_arena_and_plain_play_stays_by_the_t():
+    """``play_wander_probability``: play walks to random points of the arena as well as pushing the T, so every
+    quarter of the arena is visited (reach_fixed's target lies in the top-right one, which plain play avoids)."""
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+    from dmo_ros.teleop.scripted import make_operator, pusht_observation
+
+    def quarters(wander: float) -> np.ndarray:
+        operator = make_operator("pusht", ScriptedOperatorConfig(seed=4, demo_probability=0.0, play_steps=(400, 400),
+                                                                 play_wander_probability=wander))
+        sim = PushTSim(PushTConfig(task="reach_fixed", seed=4))
+        visits = np.zeros((2, 2))
+        for _ in range(400):
+            command = operator.act(pusht_observation(sim.state()))
+            sim.step(np.asarray(command.action) * sim.config.control_period_s)
+            x, y = sim.state().agent
+            visits[int(y >= 256), int(x >= 256)] += 1
+        sim.close()
+        return visits / visits.sum()
+
+    assert quarters(0.5).min() > 0.05
+    assert quarters(0.0)[0, 1] < 0.05  # without wandering the top-right quarter is hardly visited
+
+
+def test_the_operator_demonstrates_the_reach_tasks_by_walking_to_the_target():
+    from dmo_ros.teleop.pusht_expert import PushTExpert, ReachExpert
+    from dmo_ros.teleop.scripted import make_operator
+
+    assert isinstance(make_operator("pusht", task="reach_fixed").expert, ReachExpert)
+    assert isinstance(make_operator("pusht", task="push_region").expert, PushTExpert)
+    with pytest.raises(ValueError, match="plays Push Cube only"):
+        make_operator("go2", task="reach")
+    with pytest.raises(ValueError, match="unknown task"):
+        make_operator("pusht", task="stack")
