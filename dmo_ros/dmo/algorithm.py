@@ -87,11 +87,18 @@ class DMOConfig:
     from the real frames its encoder reads on the robot (README, "Rung 2": one-step error on real sequences
     0.24 -> 0.39 after 20 k samples with a cpu world model); real sequences anchor it. 0: Algorithm 1 as written."""
 
+    critic_warmup: int = 0
+    """Epochs before the critics' terminal value counts in the actor's objective (rung 0's ``critic_warmup``):
+    before it the actor maximises the H-step return alone. 0: from the first epoch (Algorithm 1 as written); more
+    epochs than the run has: never, so no critic gradient through the latent reaches the actor."""
+
     sample_forward_latent: bool = False
     """Sample the forward latent s_fwd from the posterior (True) or take each categorical's mode (False: the
     image's most likely code, a deterministic encoding of the world model's frame)."""
 
     def __post_init__(self) -> None:
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         for name in ("batch_size", "episode_steps", "finetune_batch_size", "replay_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -363,7 +370,9 @@ class LatentSAPO:
                                      "models' checkpoints)")
         trajectory = Trajectory(features=features(states), rewards=local_rewards, entropies=entropies,
                                 value_rewards=value_rewards)
-        logs.update(self.learner.update(trajectory))
+        terminal_weight = 1.0 if self.epoch >= self.config.critic_warmup else 0.0
+        logs.update(self.learner.update(trajectory, terminal_weight=terminal_weight))
+        logs["terminal_weight"] = terminal_weight
 
         self.state = detach_state(rollout.states[-1])
         self.episode_steps += horizon

@@ -124,7 +124,7 @@ def test_bad_inputs_are_clear_errors(policy_inputs, tmp_path, capsys):
         load_policy(policy_inputs["reward"])
 
 
-def _latent_sapo(inputs, method):
+def _latent_sapo(inputs, method, **dmo_overrides):
     from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
     from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
     from dmo_ros.dmo.sapo import SAPOConfig
@@ -136,7 +136,7 @@ def _latent_sapo(inputs, method):
     world_model = load_world_model(inputs["world_model"])
     reward = load_reward_model(inputs["reward"])
     starts = StartWindows([inputs["dataset"]], context=world_model.config.context, seed=0)
-    config = DMOConfig.preset("tiny", finetune_steps=0)
+    config = DMOConfig.preset("tiny", finetune_steps=0, **dmo_overrides)
     env = ImaginedEnv(world_model, reward, load_goal_image(inputs["goal"], size=(32, 32)), starts, config.batch_size)
     local = load_local_model(inputs["local_model"])
     algorithm = LatentSAPO(method, local, starts, config, SAPOConfig.preset("tiny"), np.array([0.25, 0.25]),
@@ -159,6 +159,22 @@ def test_an_epoch_updates_the_actor_only(policy_inputs, method):
     if method == "dmo":
         # The world model's transitions went into the replay buffer, labelled by the global reward.
         assert logs["replay_sequences"] == 4 and "global_return" in logs
+
+
+def test_the_terminal_value_counts_after_the_critic_warmup(policy_inputs, monkeypatch):
+    """``critic_warmup`` epochs of the H-step return alone, then the critics' terminal value joins the objective."""
+    from dmo_ros.dmo.algorithm import DMOConfig
+
+    algorithm = _latent_sapo(policy_inputs, "no_diffusion", critic_warmup=2)[0]
+    weights = []
+    update = algorithm.learner.update
+    monkeypatch.setattr(algorithm.learner, "update",
+                        lambda trajectory, terminal_weight=1.0: weights.append(terminal_weight) or update(
+                            trajectory, terminal_weight=terminal_weight))
+    logs = [algorithm.train_epoch()["terminal_weight"] for _ in range(3)]
+    assert weights == logs == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="critic_warmup"):
+        DMOConfig(critic_warmup=-1)
 
 
 @pytest.mark.parametrize("method, task", [("dmo", "push_near"), ("ppo", "reach_fixed")])
