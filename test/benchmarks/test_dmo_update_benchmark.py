@@ -100,11 +100,11 @@ def test_dmo_update_never_reaches_the_world_model(bench) -> None:
     seen = {}
     update = algorithm.learner.update
 
-    def spy(trajectory):
+    def spy(trajectory, **options):
         objective = trajectory.rewards.sum() + trajectory.features.sum()
         seen["world"] = torch.autograd.grad(objective, world_parameters, retain_graph=True, allow_unused=True)
         seen["actor"] = torch.autograd.grad(objective, actor, retain_graph=True, allow_unused=True)
-        return update(trajectory)
+        return update(trajectory, **options)
 
     algorithm.learner.update = spy
     logs = algorithm.train_epoch()
