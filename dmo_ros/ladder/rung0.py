@@ -313,7 +313,6 @@ class Rung0SAPO:
         self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
         self.reward_model = StateRewardModel(config.reward_hidden)
         self.reward_optimizer = torch.optim.Adam(self.reward_model.parameters(), lr=config.model_lr)
-        self._reward_losses: list[float] = []
         self.epoch = 0
         self.warmed_up = False
         self._samples_before = 0  # samples of earlier calls (resume): the envs count from 0 again
@@ -362,9 +361,10 @@ class Rung0SAPO:
             sim.reset(seed=sim._base_seed + 7919 * (self.epoch + 1))
         self.envs.steps[:] = 0
 
-    def _train_model(self, updates: int) -> float:
-        """``updates`` minibatches of the state model (and of the reward regressor, with a learned reward)."""
-        losses = []
+    def _train_model(self, updates: int) -> tuple[float, float | None]:
+        """``updates`` minibatches of the state model (and of the reward regressor, with a learned reward);
+        returns their mean losses (the regressor's None with the true reward)."""
+        losses, reward_losses = [], []
         self.model.train()
         for _ in range(updates):
             state, action, next_state = self.replay.sample(self.config.model_batch, self.generator)
@@ -375,9 +375,10 @@ class Rung0SAPO:
             self.model_optimizer.step()
             losses.append(loss.item())
             if self.frame_rewards is not None:
-                self._reward_losses.append(self._train_reward_model())
+                reward_losses.append(self._train_reward_model())
         self.model.eval()
-        return float(np.mean(losses)) if losses else float("nan")
+        return (float(np.mean(losses)) if losses else float("nan"),
+                float(np.mean(reward_losses)) if reward_losses else None)
 
     def _train_reward_model(self) -> float:
         state, label = self.replay.sample_labels(self.config.model_batch, self.generator)
@@ -406,7 +407,7 @@ class Rung0SAPO:
         if len(self.replay):
             state, _, next_state = self.replay.sample(min(len(self.replay), 4096), self.generator)
             self.model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
-        loss = self._train_model(self.config.warmup_updates)
+        loss, _ = self._train_model(self.config.warmup_updates)
         self.warmed_up = True
         return {"model_warmup_loss": loss}
 
@@ -419,7 +420,6 @@ class Rung0SAPO:
         start = torch.from_numpy(envs.observations())
         real: list[Tensor] = [start]
         labels: list[Tensor] = []
-        self._reward_losses = []
 
         def act(state: Tensor) -> tuple[Tensor, Tensor]:
             action, log_prob = self.learner.actor(state)
@@ -451,9 +451,9 @@ class Rung0SAPO:
         with torch.no_grad():  # how far the model's one-step prediction is from the simulator on this rollout
             predicted = self.model(real_states[:-1], actions)
             logs["model_error"] = ((predicted - real_states[1:]) / self.model.scale).pow(2).mean().item()
-        logs["model_loss"] = self._train_model(config.model_updates)
-        if self._reward_losses:
-            logs["reward_model_loss"] = float(np.mean(self._reward_losses))
+        logs["model_loss"], reward_loss = self._train_model(config.model_updates)
+        if reward_loss is not None:
+            logs["reward_model_loss"] = reward_loss
         self.epoch += 1
         final = states[-1].detach()
         logs.update({"samples": float(self.samples), "episodes_restarted": float(restarted),
