@@ -63,9 +63,11 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
         raise DatasetError(f"{dataset}: no sequence of {length} samples")
     picks = torch.linspace(0, len(sequences) - 1, min(gate_config.sequences, len(sequences))).round().long().unique()
     batch = collate([sequences[int(i)] for i in picks])
-    probes = simulator_probes(reward, gate_config.probes, length, size, gate_config.epsilon, gate_config.seed)
-    positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed) \
-        if gate_config.state_probe_episodes else None
+    probes = simulator_probes(reward, gate_config.probes, length, size, gate_config.epsilon, gate_config.seed,
+                              task=gate_config.task)
+    probe_task = "push_region" if gate_config.task == "push_t" else gate_config.task
+    positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed,
+                            task=probe_task) if gate_config.state_probe_episodes else None
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions)
     report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal))
     write_gate_report(run_dir, report)

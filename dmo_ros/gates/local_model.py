@@ -63,6 +63,18 @@ class LocalModelGateConfig:
     state_probe_episodes: int = 80
     """Stand-in episodes (40 steps each, ~25 s on one core) of the state probe (:func:`state_probe`: how precisely
     the latent holds the agent's and the T's positions; reported, not a check); 0: skip it."""
+    task: str = "push_t"
+    """The Push-T stand-in task whose states the gradient probes and the state probe visit: its resets, its
+    scripted operator (a reach task's drives the agent to the target) and, for the reward, a goal picture of that
+    task. A policy for a reach task needs the gradient where the agent goes there, not beside a T being pushed.
+    ``push_t``: the probes follow the pushing operator from push_t's resets, the state probe runs on push_region's
+    (the T's pose spread over the table, as before this option)."""
+
+    def __post_init__(self) -> None:
+        from dmo_ros.sims.pusht_tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
 
 
 @dataclass
@@ -109,18 +121,19 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
-                     seed: int = 0, warmup: tuple[int, int] = (6, 60)) -> list[GradientProbe]:
+                     seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t") -> list[GradientProbe]:
     """``count`` states of the Push-T stand-in reached by its scripted operator, each with the finite-difference
     gradient of ``reward`` (start: the episode's first frame) with respect to the operator's next action.
 
-    Every probe comes from a fresh episode after a random number of operator steps in ``warmup``.
+    Every probe comes from a fresh episode of ``task`` (its resets, its operator: :func:`make_operator`) after a
+    random number of operator steps in ``warmup``.
     """
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
     from dmo_ros.teleop.scripted import make_operator, pusht_observation
 
     rng = np.random.default_rng(seed)
-    sim = PushTSim(PushTConfig(seed=seed + 10_000))
-    operator = make_operator("pusht")
+    sim = PushTSim(PushTConfig(seed=seed + 10_000, task=task))
+    operator = make_operator("pusht", task=task)
 
     def camera() -> np.ndarray:
         return resize(sim.render(), image_size, image_size, "crop")
@@ -272,14 +285,15 @@ def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[G
         GateCheck("gradient_cosine", agreement["gradient_cosine"], config.min_gradient_cosine, ">=",
                   f"cos(d r̂/d a local, simulator finite difference), mean ± standard error "
                   f"{agreement['gradient_cosine_standard_error']:.3f} over the larger-|FD| half of "
-                  f"{agreement['probes']} probes"),
+                  f"{agreement['probes']} probes ({config.task})"),
         GateCheck("reward_error_vs_constant",
                   sensitivity["true"]["reward_error"] - sensitivity["constant"]["reward_error"], 0.0, "<=",
                   f"one-step reward error ({sensitivity['true']['reward_error']:.3f}) minus a constant's "
                   f"({sensitivity['constant']['reward_error']:.3f})"),
     ]
     metrics = {"sequences": int(sequences.frames.shape[0]), "sequence_length": sequences.length,
-               "action_sensitivity": sensitivity, "gradient": agreement, "epsilon": config.epsilon}
+               "action_sensitivity": sensitivity, "gradient": agreement, "epsilon": config.epsilon,
+               "task": config.task}
     notes = []
     if positions is not None:
         metrics["state_probe"] = positions

@@ -142,28 +142,52 @@ def _failed_check(name: str, value: float | None, direction: str, bound: float, 
     return f"{name} {shown} ({prefix}{direction} {bound:g})"
 
 
-def require_gates(runs: dict[str, Path | str], force: bool = False) -> list[str]:
-    """Check that every run in ``runs`` (component -> run folder) passed its gate.
+def task_mismatch(component: str, report: GateReport, task: str | None) -> str | None:
+    """Why ``report`` does not vouch for a policy on ``task`` (None: it does, or no task was given).
+
+    The reward and local-model gates measure on a task (``metrics["task"]``; a report without it was measured on
+    the pushing tasks). A reach task needs a gate measured on that very task (the reward's agent-to-target map,
+    the local model's probes along reaches); a pushing task needs a gate of the pushing tasks. The world model's
+    action response does not depend on the task."""
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    if task is None or component == "world_model":
+        return None
+    measured = report.metrics.get("task")
+    if task in REACH_TASKS and measured != task:
+        return f"gated on {measured or 'the pushing tasks'}, not on {task}"
+    if task not in REACH_TASKS and measured in REACH_TASKS:
+        return f"gated on {measured}, not on the pushing task {task}"
+    return None
+
+
+def require_gates(runs: dict[str, Path | str], force: bool = False, task: str | None = None) -> list[str]:
+    """Check that every run in ``runs`` (component -> run folder) passed its gate, measured on ``task`` where the
+    gate depends on the task (:func:`task_mismatch`; None: any task).
 
     Returns the lines to print (one per component). Raises :class:`GateError` naming each failed
-    check (or the missing report and the command that measures it), unless ``force``: then the
-    same lines come back marked as forced.
+    check (or the missing report, or the other task it was measured on, and the command that measures it),
+    unless ``force``: then the same lines come back marked as forced.
     """
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
     lines, problems = [], []
     for component, run in runs.items():
         report = read_gate_report(run)
+        reach = task in REACH_TASKS and component != "world_model"
+        command = GATE_COMMANDS[component].format(run=run) + (f" --task {task}" if reach else "")
         if report is None:
-            problem = (f"{component} {run}: never gated (no {GATE_FILE}); measure it with "
-                       + GATE_COMMANDS[component].format(run=run))
-            problems.append(problem)
-            lines.append(problem)
+            problem = f"{component} {run}: never gated (no {GATE_FILE}); measure it with {command}"
+        elif (other := task_mismatch(component, report, task)) is not None:
+            problem = f"{component} {run}: {other}; measure it with {command}"
         elif not report.passed:
             failed = ", ".join(_failed_check(c.name, c.value, c.direction, c.bound, "needs ") for c in report.failed)
             problem = f"{component} {run}: gate FAILED: {failed}"
-            problems.append(problem)
-            lines.append(problem)
         else:
             lines.append(f"{component} {run}: gate passed")
+            continue
+        problems.append(problem)
+        lines.append(problem)
     if problems and not force:
         raise GateError("a model is below its gate:\n  " + "\n  ".join(problems)
                         + "\n(pass --force-gates to train on it anyway)")
@@ -183,6 +207,7 @@ def gate_snapshot(runs: dict[str, Path | str | None]) -> dict[str, dict[str, Any
             continue
         report = read_gate_report(run)
         snapshot[component] = {"run": str(run), "passed": None if report is None else report.passed,
+                               "task": None if report is None else report.metrics.get("task"),
                                "checks": [] if report is None else [
                                    {"name": c.name, "value": c.value if math.isfinite(c.value) else None,
                                     "bound": c.bound, "direction": c.direction, "passed": c.passed}
@@ -206,4 +231,4 @@ def format_gate_snapshot(snapshot: dict[str, dict[str, Any]]) -> str:
 
 
 __all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "format_gate_snapshot", "gate_snapshot",
-           "read_gate_report", "require_gates", "write_gate_report"]
+           "read_gate_report", "require_gates", "task_mismatch", "write_gate_report"]

@@ -38,6 +38,7 @@ from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
 from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.model import LocalModel, SequenceDataset
+from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.training import (
     CheckpointError,
     ConfigError,
@@ -254,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(train_options=train_options, model_options=model_options)
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the gate at the end (Push-T, with --reward-run; as dmo-gate local-model)")
+    parser.add_argument("--gate-task", choices=TASKS, default="push_t",
+                        help="the Push-T task the gate probes (the goal picture's; a reach task's probes follow "
+                             "reaches; default: push_t)")
     return parser
 
 
@@ -340,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from dmo_ros.gates.cli import local_model_run_gate
 
-            small = {"sequences": 8, "probes": 4} if args.preset == "tiny" else {}
+            small = {"sequences": 8, "probes": 4, "state_probe_episodes": 2} if args.preset == "tiny" else {}
             report = local_model_run_gate(args.run_dir, folders[0], args.reward_run, args.goal,
-                                          resolve_device(train_config.device, World()), labels, **small)
+                                          resolve_device(train_config.device, World()), labels, task=args.gate_task,
+                                          **small)
             print(report.format(), flush=True)
     return 0
 

@@ -24,6 +24,7 @@ from dmo_ros.dataset.loaders import find_datasets
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.energy import EnergyNet
 from dmo_ros.reward.pairs import PairDataset
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.training import (
     CheckpointError,
     ConfigError,
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(Push-T; as dmo-gate reward)")
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
                         help="measure the reward-shape gate at the end when --goal is given")
+    parser.add_argument("--gate-task", choices=TASKS, default="push_t",
+                        help="the Push-T task of the goal picture: a reach task's gate is the agent-to-target map "
+                             "(as dmo-gate reward --task), the pushing tasks' the shape gate (default: push_t)")
     return parser
 
 
@@ -141,11 +145,16 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     robot = read_meta(folders[0]).get("robot")
     if args.gate and args.goal is not None and robot == "pusht" and is_main_process():
-        from dmo_ros.gates.cli import reward_run_gate
+        from dmo_ros.gates.cli import reach_reward_run_gate, reward_run_gate
 
-        small = {"episodes": 2, "steps": 6, "agent_places": 4, "expert_runs": 1, "expert_steps": 20} \
-            if args.preset == "tiny" else {}
-        report = reward_run_gate(args.run_dir, args.goal, resolve_device(train_config.device, World()), **small)
+        device = resolve_device(train_config.device, World())
+        if args.gate_task in REACH_TASKS:
+            small = {"step": 96.0} if args.preset == "tiny" else {}
+            report = reach_reward_run_gate(args.run_dir, args.goal, device, task=args.gate_task, **small)
+        else:
+            small = {"episodes": 2, "steps": 6, "agent_places": 4, "expert_runs": 1, "expert_steps": 20} \
+                if args.preset == "tiny" else {}
+            report = reward_run_gate(args.run_dir, args.goal, device, **small)
         print(report.format(), flush=True)
     return 0
 

@@ -4,6 +4,7 @@ below their gate (or never gated) unless forced — naming the failed check."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,22 @@ def test_dmo_gate_reward_with_a_reach_task_measures_the_reach_gate(runs, tmp_pat
     assert "belongs to the pushing tasks' reward gate" in capsys.readouterr().err
 
 
+def test_the_trainers_gate_a_reach_task_with_gate_task(runs, tmp_path, capsys):
+    data = str(runs["dataset"])
+    assert train_reward([data, "--run-dir", str(tmp_path / "reward"), "--goal", str(runs["goal"]),
+                         "--gate-task", "reach_fixed", *COMMON]) == 0
+    assert "ascent" in capsys.readouterr().out
+    assert read_gate_report(tmp_path / "reward").metrics["task"] == "reach_fixed"
+    assert (tmp_path / "reward" / "gate" / "reward_reach_map.png").is_file()
+    assert train_local([data, "--run-dir", str(tmp_path / "local"), "--reward-run", str(runs["reward"]), "--goal",
+                        str(runs["goal"]), "--sequence-length", "4", "--gate-task", "reach_fixed", *COMMON]) == 0
+    local = read_gate_report(tmp_path / "local")
+    assert local.metrics["task"] == "reach_fixed" and "(reach_fixed)" in local.checks[1].meaning
+    # The session's models were gated on the pushing tasks: a reach_fixed policy is refused, naming the command.
+    assert train_policy(_policy_args(runs, tmp_path / "reach", "--task", "reach_fixed")) == 2
+    assert "gated on the pushing tasks, not on reach_fixed" in capsys.readouterr().err
+
+
 def _policy_args(runs, run_dir, *extra):
     return ["dmo", str(runs["dataset"]), "--world-model", str(runs["wm"]), "--reward-run", str(runs["reward"]),
             "--goal", str(runs["goal"]), "--local-model", str(runs["local"]), "--run-dir", str(run_dir),
@@ -94,6 +111,29 @@ def test_a_model_never_gated_is_refused_with_the_command_that_gates_it(tmp_path)
         require_gates({"world_model": tmp_path})
     write_gate_report(tmp_path, GateReport("world_model", [GateCheck("x", 1.0, 0.5, ">=", "")]))
     assert require_gates({"world_model": tmp_path}) == [f"world_model {tmp_path}: gate passed"]
+
+
+def test_a_gate_measured_on_another_task_is_refused_with_the_command_for_this_one(tmp_path):
+    def gated(name: str, component: str, task: str | None) -> Path:
+        run = tmp_path / name
+        write_gate_report(run, GateReport(component, [GateCheck("x", 1.0, 0.5, ">=", "")],
+                                          {} if task is None else {"task": task}))
+        return run
+
+    push_reward, reach_reward = gated("push", "reward", None), gated("reach", "reward", "reach_fixed")
+    local_push, world = gated("local", "local_model", "push_t"), gated("wm", "world_model", None)
+    with pytest.raises(Exception, match=r"gated on the pushing tasks, not on reach_fixed; measure it with "
+                                        r"dmo-gate reward .* --task reach_fixed"):
+        require_gates({"reward": push_reward}, task="reach_fixed")
+    with pytest.raises(Exception, match="gated on reach_fixed, not on the pushing task push_region"):
+        require_gates({"reward": reach_reward}, task="push_region")
+    with pytest.raises(Exception, match="local_model .*gated on push_t, not on reach"):
+        require_gates({"local_model": local_push}, task="reach")
+    assert require_gates({"reward": reach_reward, "world_model": world}, task="reach_fixed") == [
+        f"reward {reach_reward}: gate passed", f"world_model {world}: gate passed"]
+    assert require_gates({"reward": push_reward, "local_model": local_push}, task="push_region")[1].endswith("passed")
+    forced = require_gates({"reward": push_reward}, force=True, task="reach_fixed")
+    assert forced[0].endswith("[forced]") and "not on reach_fixed" in forced[0]
 
 
 def test_a_nan_measurement_fails_its_check():

@@ -93,6 +93,28 @@ def test_simulator_probes_recover_a_known_gradient():
     assert np.median(cosines) > 0.9, [p.gradient for p in probes]
 
 
+def test_simulator_probes_of_a_reach_task_follow_reaches_to_its_target():
+    """task=reach_fixed: the probes come from reach_fixed episodes whose operator drives to the target, so the
+    probed actions point from the agent to the target (push_t's operator goes for the T instead)."""
+
+    def agent_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.nan_to_num(locate_agent(frames.numpy())[0][:, 0]))
+
+    target = np.array([384.0, 128.0]) * 64 / 512  # reach_fixed's target in 64 x 64 pixels
+    cosines = []
+    for task in ("reach_fixed", "push_t"):
+        probes = simulator_probes(agent_x, count=8, history=2, image_size=64, epsilon=0.05, seed=2, warmup=(2, 5),
+                                  task=task)
+        agents = locate_agent(torch.stack([p.frames[-1] for p in probes]).numpy())[0]
+        toward = target - agents
+        actions = np.stack([p.actions[-1].numpy() for p in probes])
+        cosines.append(np.median((actions * toward).sum(1) / (np.linalg.norm(actions, axis=1)
+                                                                * np.linalg.norm(toward, axis=1) + 1e-9)))
+    assert cosines[0] > 0.8 and cosines[1] < 0.5, cosines
+    with pytest.raises(ValueError, match="unknown task"):
+        LocalModelGateConfig(task="reach_far")
+
+
 def test_the_linear_probe_reads_positions_the_inputs_hold_and_not_others():
     rng = np.random.default_rng(0)
     targets = rng.uniform(0, 512, (600, 4))
