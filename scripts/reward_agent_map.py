@@ -12,7 +12,10 @@ grid spot against the target, the mean reward near the target (< 60 u) and far f
 ascent share (from how many spots a hill-climb on the map ends at the target; see the gate). The PNG
 shows the goal picture beside the map. ``--local-model RUN`` adds the same map of the local model's own reward
 head (what DMO differentiates), on the posterior of each frame (the frame held for ``HOLD_STEPS`` filter steps
-with a zero action, so the deterministic state has seen it). Exit code 2 on bad inputs.
+with a zero action, so the deterministic state has seen it), and the gradient DMO hands the actor there: the
+local model's ``d r̂ / d a`` at a = 0 through ``--gradient-steps`` prior steps with the action held (1: the
+local gate's one-step gradient; the cpu preset's horizon: 16), printed as its mean cosine with the direction
+to the target and drawn as arrows into ``OUT``'s ``*_gradient.png``. Exit code 2 on bad inputs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from dmo_ros.gates.reward import ReachRewardGateConfig, measure_reach_reward, reach_reward_map_plot
+from dmo_ros.gates.reward import ReachRewardGateConfig, measure_reach_reward, reach_grid, reach_reward_map_plot
 
 HOLD_STEPS = 4
 """Filter steps of the local model on each held frame before its reward head is read."""
@@ -46,6 +49,49 @@ def local_reward_of_frames(model):
     return reward
 
 
+def local_reward_gradients(model, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """(N, 2) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model, ``s_k`` its prior after k of ``steps`` steps with
+    the action a held from the posterior of each frame (filtered as :func:`local_reward_of_frames` does)."""
+    model.eval()
+    zero = torch.zeros(len(frames), model.config.action_size)
+    with torch.no_grad():
+        state, embed = model.rssm.initial(len(frames), "cpu"), model.encode(frames)
+        for _ in range(HOLD_STEPS):
+            state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
+    action = zero.clone().requires_grad_(True)
+    total = torch.zeros(())
+    for _ in range(steps):
+        state = model.rssm.prior_step(state, action, sample=False)
+        total = total + model.reward(state).sum()
+    (gradient,) = torch.autograd.grad(total, action)
+    return gradient
+
+
+def gradient_field_plot(points, gradients, target, title: str, path: Path) -> Path:
+    """Unit arrows of ``gradients`` (N, 2) at ``points`` (arena units), coloured by their cosine with the
+    direction to ``target`` (green: toward it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    toward = target - points
+    cosine = (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1) + 1e-12)
+    unit = gradients / (np.linalg.norm(gradients, axis=1, keepdims=True) + 1e-12)
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    arrows = axis.quiver(points[:, 0], points[:, 1], unit[:, 0], unit[:, 1], cosine, cmap="RdYlGn", clim=(-1, 1),
+                         angles="xy", pivot="middle", scale=20)  # fixed: autoscale divides by 0 on all-zero arrows
+    axis.plot(*target, "rx", ms=12, mew=2)
+    axis.set(xlim=(0, 512), ylim=(512, 0), aspect="equal", title=title, xlabel="agent x (arena units)",
+             ylabel="agent y")
+    figure.colorbar(arrows, ax=axis, label="cosine with the direction to the target")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reward-run", type=Path, required=True, help="the reward model's run folder")
@@ -54,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=float, default=24.0, help="grid spacing in arena units (default 24)")
     parser.add_argument("--local-model", type=Path, default=None, metavar="RUN",
                         help="also map this local model's reward head (trained toward the same goal picture)")
+    parser.add_argument("--gradient-steps", type=int, default=1,
+                        help="prior steps with the action held for the local model's reward gradient (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="PNG to draw the map into")
     options = parser.parse_args(argv)
 
@@ -65,10 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         size = load_reward_model(options.reward_run, "cpu").config.image_size
         rewards = {"learned reward": goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))}
+        local = None
         if options.local_model is not None:
             from dmo_ros.local_model.model import load_local_model
 
-            rewards["local model's reward head"] = local_reward_of_frames(load_local_model(options.local_model, "cpu"))
+            local = load_local_model(options.local_model, "cpu")
+            rewards["local model's reward head"] = local_reward_of_frames(local)
+        if options.gradient_steps < 1:
+            raise ValueError(f"--gradient-steps must be >= 1, got {options.gradient_steps}")
         config = ReachRewardGateConfig(task=options.task, step=options.step, image_size=size)
         results = {name: measure_reach_reward(reward, config) for name, reward in rewards.items()}
     except (CheckpointError, GoalImageError, OSError, ValueError) as error:
@@ -82,6 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     if options.out is not None:
         goal = load_goal_image(options.goal, size=(size, size))
         print(f"wrote {reach_reward_map_plot(results, goal, options.out)}")
+    if local is not None:
+        import numpy as np
+
+        points, frames, target = reach_grid(ReachRewardGateConfig(task=options.task, step=options.step,
+                                                                  image_size=local.config.image_size))
+        gradients = local_reward_gradients(local, frames, options.gradient_steps).numpy()
+        toward = target - points
+        cosine = (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1)
+                                                + 1e-12)
+        away = np.linalg.norm(toward, axis=1) > 40  # at the target itself any direction is as good
+        print(f"local model's reward gradient ({options.gradient_steps} prior steps, action held): mean cosine with "
+              f"the direction to the target {cosine[away].mean():.3f}, toward it at {np.mean(cosine[away] > 0):.0%} "
+              f"of {away.sum()} spots > 40 u from it")
+        if options.out is not None:
+            path = options.out.with_name(options.out.stem + "_gradient.png")
+            title = f"local d r̂/d a ({options.gradient_steps} steps): cosine {cosine[away].mean():.2f}"
+            print(f"wrote {gradient_field_plot(points, gradients, target, title, path)}")
     return 0
 
 

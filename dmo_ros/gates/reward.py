@@ -274,14 +274,12 @@ def hill_climb_ends(points: np.ndarray, values: np.ndarray, step: float) -> np.n
     return ends
 
 
-def measure_reach_reward(reward: RewardOfFrames, config: ReachRewardGateConfig | None = None) -> dict:
-    """The reward over a grid of agent positions (the T still; see the module doc).
+def reach_grid(config: ReachRewardGateConfig | None = None) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """The agent on a grid over its reachable range (every ``config.step`` arena units, the walls included), the T
+    still at the pose of the reach task's first episode, wherever the agent's disc clears the T.
 
-    Returns ``{"points": (N, 2) arena units, "reward": (N,), "target": (2,), "spearman", "best": (2,),
-    "peak_offset" (u), "near", "far", "ascent", "oracle_ascent", "ends": (N, 2)}``; ``near`` / ``far``: mean
-    reward within 60 u / beyond 200 u of the target; ``ends``: where each spot's hill-climb ends; ``ascent``: the
-    share of climbs that end at the target among the spots from which a climb on minus the true distance does
-    (``oracle_ascent`` of all spots: the rest sit behind the T's concave corners)."""
+    Returns ``(points (N, 2) arena units, frames (N, 3, S, S) uint8 camera frames at config.image_size, target (2,)
+    arena units)``. Evaluation only: it places the stand-in's bodies."""
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import disc_clears_t
 
@@ -302,10 +300,21 @@ def measure_reach_reward(reward: RewardOfFrames, config: ReachRewardGateConfig |
                     images.append(sim_frame(sim, config.image_size))
     finally:
         sim.close()
-    frames = _frames(images)
+    return np.array(points), _frames(images), np.asarray(target, dtype=np.float64)
+
+
+def measure_reach_reward(reward: RewardOfFrames, config: ReachRewardGateConfig | None = None) -> dict:
+    """The reward over a grid of agent positions (the T still; see the module doc and :func:`reach_grid`).
+
+    Returns ``{"points": (N, 2) arena units, "reward": (N,), "target": (2,), "spearman", "best": (2,),
+    "peak_offset" (u), "near", "far", "ascent", "oracle_ascent", "ends": (N, 2)}``; ``near`` / ``far``: mean
+    reward within 60 u / beyond 200 u of the target; ``ends``: where each spot's hill-climb ends; ``ascent``: the
+    share of climbs that end at the target among the spots from which a climb on minus the true distance does
+    (``oracle_ascent`` of all spots: the rest sit behind the T's concave corners)."""
+    config = config or ReachRewardGateConfig()
+    points, frames, target = reach_grid(config)
     with torch.no_grad():
         values = reward(frames, frames[0]).float().cpu().numpy()
-    points = np.array(points)
     distance = np.linalg.norm(points - target, axis=1)
     ends = hill_climb_ends(points, values, config.step)
     arrives = np.linalg.norm(ends - target, axis=1) <= 1.5 * config.step
@@ -374,5 +383,5 @@ def reach_reward_map_plot(maps: dict[str, dict], goal: np.ndarray, path: Path | 
 
 
 __all__ = ["ReachRewardGateConfig", "RewardGateConfig", "hill_climb_ends", "measure_reach_reward",
-           "measure_reward_shape", "reach_reward_gate", "reach_reward_map_plot", "reward_gate", "reward_shape_plots",
-           "sim_frame"]
+           "measure_reward_shape", "reach_grid", "reach_reward_gate", "reach_reward_map_plot", "reward_gate",
+           "reward_shape_plots", "sim_frame"]

@@ -17,5 +17,9 @@ def test_the_command_draws_the_map_and_refuses_a_missing_run(policy_inputs, tmp_
     printed = capsys.readouterr().out
     assert out.is_file() and "learned reward: Spearman(reward, -distance to the target)" in printed
     assert "local model's reward head: Spearman" in printed
+    assert "local model's reward gradient (1 prior steps, action held): mean cosine" in printed
+    assert (tmp_path / "map_gradient.png").stat().st_size > 5_000
+    assert script.main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
+                        "--gradient-steps", "0"]) == 2
     assert script.main(["--reward-run", str(tmp_path / "none"), "--goal", str(policy_inputs["goal"])]) == 2
     assert "reward_agent_map: error" in capsys.readouterr().err
