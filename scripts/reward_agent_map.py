@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="reach_fixed", help="a reach task (default reach_fixed)")
     parser.add_argument("--step", type=float, default=24.0, help="grid spacing in arena units (default 24)")
     parser.add_argument("--local-model", type=Path, default=None, metavar="RUN",
-                        help="also map this local model's reward head (trained toward the same goal picture)")
+                        help="also map this local model's reward head (trained toward the same goal picture); a DMO "
+                             "policy run: the local model as its fine-tuning left it")
     parser.add_argument("--gradient-steps", type=int, default=1,
                         help="prior steps with the action held for the local model's reward gradient (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="PNG to draw the map into")
@@ -116,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         local = None
         if options.local_model is not None:
             from dmo_ros.local_model.model import load_local_model
+            from dmo_ros.training import read_run_config
 
-            local = load_local_model(options.local_model, "cpu")
+            if read_run_config(options.local_model).get("method") in ("dmo", "no_diffusion"):
+                from dmo_ros.policy.api import load_policy  # a DMO run: its local model as fine-tuned there
+
+                local = load_policy(options.local_model, "cpu").local_model
+            else:
+                local = load_local_model(options.local_model, "cpu")
             rewards["local model's reward head"] = local_reward_of_frames(local)
         if options.gradient_steps < 1:
             raise ValueError(f"--gradient-steps must be >= 1, got {options.gradient_steps}")

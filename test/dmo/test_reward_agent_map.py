@@ -23,3 +23,13 @@ def test_the_command_draws_the_map_and_refuses_a_missing_run(policy_inputs, tmp_
                         "--gradient-steps", "0"]) == 2
     assert script.main(["--reward-run", str(tmp_path / "none"), "--goal", str(policy_inputs["goal"])]) == 2
     assert "reward_agent_map: error" in capsys.readouterr().err
+
+
+def test_a_dmo_run_maps_the_local_model_its_fine_tuning_left(tmp_path, capsys):
+    from policy_runs import train_tiny_policy
+
+    run = train_tiny_policy(tmp_path)
+    capsys.readouterr()
+    assert _script().main(["--reward-run", str(run.parent / "reward"), "--goal", str(run.parent / "goal.png"),
+                           "--local-model", str(run), "--step", "160"]) == 0
+    assert "local model's reward gradient" in capsys.readouterr().out
