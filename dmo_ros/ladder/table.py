@@ -1,9 +1,11 @@
-"""The ladder table from finished runs: ``dmo-ladder-table RUN_DIR ... [--out ladder.md]``.
+"""The ladder table from finished runs: ``dmo-ladder-table [LABEL=]RUN_DIR ... [--out ladder.md]``.
 
 One row per run (rung x task x method) from its ``final_eval.json`` (written by ``dmo-train-rung0`` at the
 end of a run): samples, training wall-clock, success and loose success (k/N with Wilson's 95 % interval),
 mean max coverage and final distance (mean +- std), N and the evaluation seed; under each task its random,
 zero-action and expert ceilings from the same file. Re-running the command regenerates the file.
+``LABEL=RUN_DIR`` names the run's setting in its method cell (``dmo (fine-tuned)``), as ``dmo-compare``'s labels
+name its curves.
 
 ``--gates`` adds a column with the gates of the models each run was trained on (world model, local model,
 reward): the state the policy trainer recorded at its start (``config.json`` ``"gates"``), or, for runs that
@@ -19,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dmo_ros.dmo.compare import parse_run_argument
 from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
@@ -66,11 +69,13 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
-    """The markdown table of the runs (see the module doc); ``gates``: with the inputs' gates column."""
+def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
+    """The markdown table of the runs (each a folder, or ``"LABEL=RUN_DIR"``; see the module doc); ``gates``: with
+    the inputs' gates column."""
     rows: dict[str, list[str]] = {}
     ceilings: dict[str, list[str]] = {}
-    for run_dir in run_dirs:
+    for argument in run_dirs:
+        label, run_dir = parse_run_argument(str(argument))
         path = Path(run_dir) / "final_eval.json"
         if not path.is_file():
             raise ValueError(f"{run_dir}: no final_eval.json (has the run finished?)")
@@ -85,7 +90,8 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
             if config.get("kind") == "rung0":
                 learned = config.get("rung0", {}).get("reward") == "learned"
                 rung = "0 (true state, learned reward)" if learned else "0 (true state)"
-            row = _row(rung, task, config["method"], f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
+            method = config["method"] if label is None else f"{config['method']} ({label})"
+            row = _row(rung, task, method, f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
                        final["policy"], count, seed)
             if task not in ceilings:
                 ceilings[task] = [_row("-", task, label.removeprefix("ceiling: "), "-", "-", numbers,
@@ -105,7 +111,8 @@ def ladder_table(run_dirs: list[Path], gates: bool = False) -> str:
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="finished run folders; LABEL=RUN_DIR names the run's setting in its method cell")
     parser.add_argument("--out", type=output_file, default=None, help="also write the table to this markdown file")
     parser.add_argument("--gates", action="store_true",
                         help="add a column with the gates of the models each run was trained on")

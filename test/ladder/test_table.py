@@ -57,6 +57,13 @@ def test_gates_column_reads_each_run_beside_the_gates_of_its_inputs(tmp_path, ca
     assert "gates" not in capsys.readouterr().out  # the default table is unchanged
 
 
+def test_a_label_names_the_setting_in_the_method_cell(tmp_path, capsys):
+    run = _finished_run(tmp_path / "ft4", {})
+    assert main([f"fine-tuned={run}", str(run)]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:4]
+    assert rows[0].startswith("| 2 | push_region | dmo (fine-tuned) | 4,096 |") and "| dmo | 4,096 |" in rows[1]
+
+
 def test_damaged_or_foreign_records_are_named(tmp_path, capsys):
     """A cut final_eval.json was reported as a bare "Expecting ',' delimiter", a missing key as "'config'" and a
     missing config.json as "[Errno 2] ..." with no word about which run or what to do."""
