@@ -67,6 +67,14 @@ def local_reward_gradients(model, frames: torch.Tensor, steps: int = 1) -> torch
     return gradient
 
 
+def cosine_toward(points, gradients, target):
+    """(N,) cosine of each gradient (N, 2) with the direction from its point (N, 2) to ``target`` (2,)."""
+    import numpy as np
+
+    toward = target - points
+    return (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1) + 1e-12)
+
+
 def gradient_field_plot(points, gradients, target, title: str, path: Path) -> Path:
     """Unit arrows of ``gradients`` (N, 2) at ``points`` (arena units), coloured by their cosine with the
     direction to ``target`` (green: toward it)."""
@@ -76,8 +84,7 @@ def gradient_field_plot(points, gradients, target, title: str, path: Path) -> Pa
     import matplotlib.pyplot as plt
     import numpy as np
 
-    toward = target - points
-    cosine = (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1) + 1e-12)
+    cosine = cosine_toward(points, gradients, target)
     unit = gradients / (np.linalg.norm(gradients, axis=1, keepdims=True) + 1e-12)
     figure, axis = plt.subplots(figsize=(5.5, 5))
     arrows = axis.quiver(points[:, 0], points[:, 1], unit[:, 0], unit[:, 1], cosine, cmap="RdYlGn", clim=(-1, 1),
@@ -147,10 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         points, frames, target = reach_grid(ReachRewardGateConfig(task=options.task, step=options.step,
                                                                   image_size=local.config.image_size))
         gradients = local_reward_gradients(local, frames, options.gradient_steps).numpy()
-        toward = target - points
-        cosine = (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1)
-                                                + 1e-12)
-        away = np.linalg.norm(toward, axis=1) > 40  # at the target itself any direction is as good
+        cosine = cosine_toward(points, gradients, target)
+        away = np.linalg.norm(target - points, axis=1) > 40  # at the target itself any direction is as good
         print(f"local model's reward gradient ({options.gradient_steps} prior steps, action held): mean cosine with "
               f"the direction to the target {cosine[away].mean():.3f}, toward it at {np.mean(cosine[away] > 0):.0%} "
               f"of {away.sum()} spots > 40 u from it")
