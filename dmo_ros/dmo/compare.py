@@ -28,6 +28,11 @@ Outputs in ``--out``:
   at the final evaluation, final and best success rate, final and best mean max coverage. Each
   number is the mean over the method's runs of that run's own value (its last evaluation, or its
   best one); the CSV adds each one's min and max over the runs. The table is printed too.
+
+Runs of a reach task (:data:`dmo_ros.sims.pusht_tasks.REACH_TASKS`) leave the T where it is, so its coverage says
+nothing there; their second metric is the agent's final distance to the target (``mean_final_distance``, arena
+units, lower is better; best = lowest): ``distance_vs_samples.png``, ``distance_vs_time.png``, the bottom row of
+``fig3.png`` and the table's distance columns.
 """
 
 from __future__ import annotations
@@ -59,8 +64,15 @@ METHODS: dict[str, tuple[str, str]] = {
 }
 """The methods a policy run can log, in the order they are listed and drawn."""
 
-METRICS = {"success_rate": "success rate", "mean_max_coverage": "mean max coverage"}
+METRICS = {"success_rate": "success rate", "mean_max_coverage": "mean max coverage",
+           "mean_final_distance": "final distance to the target (u)"}
 """The evaluation numbers plotted, with their axis labels."""
+
+COVERAGE, DISTANCE = "mean_max_coverage", "mean_final_distance"
+"""The second metric: the goal T's coverage on the pushing tasks, the agent's final distance on a reach task."""
+
+LOWER_IS_BETTER = {DISTANCE}
+"""Metrics whose best evaluation is the lowest."""
 
 AXES = {"samples": "world-model samples", "wall_s": "training wall-clock"}
 """The x quantities, with their axis labels (the samples' label names the runs' forward model:
@@ -77,6 +89,29 @@ FIGURES = {
     "coverage_vs_samples.png": ("mean_max_coverage", "samples"),
     "coverage_vs_time.png": ("mean_max_coverage", "wall_s"),
 }
+"""The pushing tasks' panels; a reach task's bottom row is :func:`figures` with the distance."""
+
+
+def figures(second_metric: str = COVERAGE) -> dict[str, tuple[str, str]]:
+    """File name -> (metric, x) of the four panels: success on top, ``second_metric`` below."""
+    if second_metric == COVERAGE:
+        return dict(FIGURES)
+    name = {DISTANCE: "distance"}[second_metric]
+    return {**{key: value for key, value in FIGURES.items() if value[0] == "success_rate"},
+            f"{name}_vs_samples.png": (second_metric, "samples"), f"{name}_vs_time.png": (second_metric, "wall_s")}
+
+
+def second_metric(runs: list[RunLog]) -> str:
+    """The runs' second metric: the final distance when they are all on reach tasks, else the coverage.
+
+    Raises :class:`CompareError` when reach runs are mixed with pushing ones (their metrics differ)."""
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    reach = {run.task in REACH_TASKS for run in runs}
+    if len(reach) > 1:
+        tasks = ", ".join(sorted({run.task for run in runs}))
+        raise CompareError(f"reach runs mixed with pushing runs ({tasks}); compare one task at a time")
+    return DISTANCE if reach == {True} else COVERAGE
 
 RUN_KINDS = ("policy", "rung0")
 """``config.json`` kinds of the runs compared: dmo-train-policy's and dmo-train-rung0's."""
@@ -178,11 +213,19 @@ def read_run(run_dir: Path | str, label: str | None = None) -> RunLog:
         by_epoch[int(record["epoch"])] = record  # a resumed run re-logs epochs: the later line wins
     if not by_epoch:
         raise CompareError(f"{log_path}: empty (no evaluation logged yet)")
+    task = str(config.get("task", "push_t"))
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    if task in REACH_TASKS:
+        for epoch, record in by_epoch.items():
+            value = record.get(DISTANCE)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise CompareError(f"{log_path}: epoch {epoch} of a {task} run has no finite {DISTANCE} "
+                                   f"(got {value!r})")
     forward = str(config.get("forward", "simulator" if config["kind"] == "rung0" else "world-model"))
     if forward not in SAMPLE_SOURCES:
         raise CompareError(f"{config_path}: unknown forward {forward!r}; expected one of {', '.join(SAMPLE_SOURCES)}")
-    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)],
-                  str(config.get("task", "push_t")), forward, label)
+    return RunLog(run_dir, method, [by_epoch[epoch] for epoch in sorted(by_epoch)], task, forward, label)
 
 
 def samples_label(runs: list[RunLog]) -> str:
@@ -245,16 +288,17 @@ def aggregate(runs: list[RunLog], metric: str, x_key: str) -> Curve:
     return Curve(np.array(common), x.mean(0), y.mean(0), y.min(0), y.max(0))
 
 
-def summarise(method: str, runs: list[RunLog]) -> dict[str, Any]:
+def summarise(method: str, runs: list[RunLog], metric: str = COVERAGE) -> dict[str, Any]:
     """The table row of a method (or a labelled group of its runs): each number the mean (and min, max) over runs
-    of the run's own value."""
+    of the run's own value; ``metric`` is the second metric (:func:`second_metric`)."""
+    best = np.min if metric in LOWER_IS_BETTER else np.max
     per_run = {
         "samples": [run.records[-1]["samples"] for run in runs],
         "wall_s": [run.records[-1]["wall_s"] for run in runs],
         "final_success_rate": [run.records[-1]["success_rate"] for run in runs],
         "best_success_rate": [run.values("success_rate").max() for run in runs],
-        "final_mean_max_coverage": [run.records[-1]["mean_max_coverage"] for run in runs],
-        "best_mean_max_coverage": [run.values("mean_max_coverage").max() for run in runs],
+        f"final_{metric}": [run.records[-1][metric] for run in runs],
+        f"best_{metric}": [best(run.values(metric)) for run in runs],
     }
     row: dict[str, Any] = {"method": method, "label": group_name(runs), "runs": len(runs),
                            "forward": runs[0].forward}
@@ -309,32 +353,44 @@ def _spread(row: dict[str, Any], key: str, digits: int = 3) -> str:
 MARKDOWN_COLUMNS = ("method", "runs", "samples (from)", "wall-clock", "final success", "best success",
                     "final coverage", "best coverage")
 
+METRIC_COLUMNS = {COVERAGE: ("final coverage", "best coverage"),
+                  DISTANCE: ("final distance (u)", "best distance (u)")}
+"""The table's headers of each second metric."""
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+
+def markdown_table(rows: list[dict[str, Any]], metric: str = COVERAGE) -> str:
     """The comparison as a markdown table (numbers: mean over runs, (min-max) when there are several)."""
-    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 7) + "|"]
+    columns = (*MARKDOWN_COLUMNS[:6], *METRIC_COLUMNS[metric])
+    digits = 1 if metric == DISTANCE else 3
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] + ["---:"] * 7) + "|"]
     for row in rows:
         cells = [row["label"], str(row["runs"]), f"{row['samples']:,.0f} ({row['forward']})",
                  format_duration(row["wall_s"]),
                  _spread(row, "final_success_rate"), _spread(row, "best_success_rate"),
-                 _spread(row, "final_mean_max_coverage"), _spread(row, "best_mean_max_coverage")]
+                 _spread(row, f"final_{metric}", digits), _spread(row, f"best_{metric}", digits)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-CSV_COLUMNS = ["method", "label", "runs", "forward",
-               *(f"{key}{suffix}" for key in ("samples", "wall_s", "final_success_rate", "best_success_rate",
-                                               "final_mean_max_coverage", "best_mean_max_coverage")
-                 for suffix in ("", "_min", "_max")),
-               "run_dirs"]
+def csv_columns(metric: str = COVERAGE) -> list[str]:
+    """The CSV's columns with ``metric`` as the second metric."""
+    return ["method", "label", "runs", "forward",
+            *(f"{key}{suffix}" for key in ("samples", "wall_s", "final_success_rate", "best_success_rate",
+                                            f"final_{metric}", f"best_{metric}")
+              for suffix in ("", "_min", "_max")),
+            "run_dirs"]
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+CSV_COLUMNS = csv_columns()
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path, metric: str = COVERAGE) -> Path:
+    columns = csv_columns(metric)
     with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(stream, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: row[key] for key in CSV_COLUMNS})
+            writer.writerow({key: row[key] for key in columns})
     return path
 
 
@@ -365,31 +421,36 @@ def draw_panel(axis: Any, groups: dict[str, list[RunLog]], metric: str, x_key: s
         if len(runs) > 1:
             axis.fill_between(x, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
     axis.set_xlabel(x_axis_label(groups, x_key) + (f" ({unit})" if unit else ""))
-    axis.set_ylabel(METRICS[metric])
-    axis.set_ylim(-0.02, 1.02)
+    axis.set_ylabel(METRICS[metric] + (", lower is better" if metric in LOWER_IS_BETTER else ""))
+    if metric in LOWER_IS_BETTER:
+        axis.set_ylim(bottom=0)
+    else:
+        axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
 
 
-def plot_figures(groups: dict[str, list[RunLog]], out_dir: Path, title: str) -> list[Path]:
-    """The four single panels and the 2 x 2 ``fig3.png``."""
+def plot_figures(groups: dict[str, list[RunLog]], out_dir: Path, title: str,
+                 metric: str = COVERAGE) -> list[Path]:
+    """The four single panels (:func:`figures` of the second ``metric``) and the 2 x 2 ``fig3.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    for name, (metric, x_key) in FIGURES.items():
+    panels = figures(metric)
+    for name, (panel_metric, x_key) in panels.items():
         figure, axis = plt.subplots(figsize=(5.5, 4.0))
-        draw_panel(axis, groups, metric, x_key)
-        axis.set_title(f"{title}: {METRICS[metric]} vs {x_axis_label(groups, x_key)}", fontsize=10)
+        draw_panel(axis, groups, panel_metric, x_key)
+        axis.set_title(f"{title}: {METRICS[panel_metric]} vs {x_axis_label(groups, x_key)}", fontsize=10)
         figure.tight_layout()
         figure.savefig(out_dir / name, dpi=120)
         plt.close(figure)
         paths.append(out_dir / name)
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for axis, (metric, x_key) in zip(axes.flat, FIGURES.values(), strict=True):
-        draw_panel(axis, groups, metric, x_key)
+    for axis, (panel_metric, x_key) in zip(axes.flat, panels.values(), strict=True):
+        draw_panel(axis, groups, panel_metric, x_key)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(out_dir / "fig3.png", dpi=120)
@@ -428,19 +489,21 @@ def compare(run_dirs: list[Path | str], out_dir: Path | str, title: str = "Push-
             raise CompareError("labels (LABEL=RUN_DIR) group Push-T runs; the Push Cube comparison groups by method")
         return compare_push_cube(runs, out_dir, title if title != "Push-T" else "Push Cube (Go2 stand-in)")
     groups = group_by_method(runs)
+    metric = second_metric(runs)
     for group in groups.values():
         aggregate(group, "success_rate", "samples")  # runs of a method share evaluated epochs: checked before writing
-    rows = [summarise(group[0].method, group) for group in groups.values()]
+    rows = [summarise(group[0].method, group, metric) for group in groups.values()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table_path = out_dir / "comparison.md"
     ceiling_text = ""
     if ceilings:
         ceiling_text = f"\nCeilings on the same task:\n\n{ceilings_table(runs, ceilings, ceilings_cache)}\n"
-    table_path.write_text(f"# {title}\n\n{markdown_table(rows)}\n\n"
+    table_path.write_text(f"# {title}\n\n{markdown_table(rows, metric)}\n\n"
                           "Numbers: mean over a method's runs of each run's own value (its last evaluation, or its "
                           "best), (min-max) over the runs when there are several.\n" + ceiling_text)
-    written = [*plot_figures(groups, out_dir, title), table_path, write_csv(rows, out_dir / "comparison.csv")]
+    written = [*plot_figures(groups, out_dir, title, metric), table_path,
+               write_csv(rows, out_dir / "comparison.csv", metric)]
     return rows, written
 
 
@@ -625,8 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CompareError, OSError) as error:
         print(f"dmo-compare: error: {error}", file=sys.stderr)
         return 2
-    push_cube = bool(rows) and "run_success_rates" in rows[0]
-    print((options.out / "comparison.md").read_text() if options.ceilings or push_cube else markdown_table(rows))
+    print((options.out / "comparison.md").read_text())
     print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
 

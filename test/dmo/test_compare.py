@@ -217,3 +217,56 @@ def test_labels_make_variants_of_one_method_separate_curves(runs, tmp_path, caps
     odd = write_run(tmp_path / "lr=1e-5", "dmo", [(1000, 50.0, 0.1, 0.2)])
     assert main([str(odd), "--out", str(tmp_path / "odd"), "--ceilings", "0"]) == 0
     assert "| DMO | 1 |" in capsys.readouterr().out
+
+
+def write_reach_run(folder: Path, method: str, evals: list[tuple[int, float, float, float | None]]) -> Path:
+    """A reach_fixed run: eval.jsonl lines of (samples, wall_s, success_rate, final distance or None: left out);
+    its coverage is 1.0 throughout (the T never moves on a reach task)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"kind": "policy", "method": method, "task": "reach_fixed",
+                                                    "forward": "world-model"}))
+    lines = [json.dumps({"epoch": 5 * (i + 1), "samples": samples, "wall_s": wall, "success_rate": success,
+                         "mean_max_coverage": 1.0, "episodes": 10, "method": method}
+                        | ({} if distance is None else {"mean_final_distance": distance}))
+             for i, (samples, wall, success, distance) in enumerate(evals)]
+    (folder / "eval.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_reach_runs_plot_and_tabulate_the_final_distance(tmp_path, capsys):
+    """On a reach task the coverage is 1.0 always: the bottom row and the table give the final distance instead,
+    its best being the lowest."""
+    dmo = [write_reach_run(tmp_path / "dmo_s0", "dmo", [(1000, 60.0, 0.2, 300.0), (2000, 120.0, 0.9, 40.0),
+                                                        (3000, 180.0, 0.7, 90.0)]),
+           write_reach_run(tmp_path / "dmo_s1", "dmo", [(1000, 65.0, 0.1, 320.0), (2000, 125.0, 0.5, 150.0),
+                                                        (3000, 185.0, 0.8, 60.0)])]
+    ppo = write_reach_run(tmp_path / "ppo_s0", "ppo", [(1500, 30.0, 0.0, 280.0), (3000, 60.0, 0.1, 250.0)])
+    out = tmp_path / "fig3"
+    assert main([*map(str, [*dmo, ppo]), "--out", str(out), "--title", "reach", "--ceilings", "0"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("success_vs_samples.png", "success_vs_time.png", "distance_vs_samples.png", "distance_vs_time.png",
+                 "fig3.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and np.asarray(image.convert("RGB")).std() > 5, name
+    assert not (out / "coverage_vs_samples.png").exists()
+    rows = read_csv(out / "comparison.csv")
+    assert "final_mean_max_coverage" not in rows["dmo"]
+    assert float(rows["dmo"]["final_mean_final_distance"]) == pytest.approx(75.0)
+    assert float(rows["dmo"]["best_mean_final_distance"]) == pytest.approx((40.0 + 60.0) / 2)  # each run's lowest
+    assert float(rows["ppo"]["best_mean_final_distance"]) == 250.0
+    table = (out / "comparison.md").read_text()
+    assert "| final distance (u) | best distance (u) |" in table and "coverage" not in table
+    assert "| DMO | 2 | 3,000 (world-model) | 3.0 min | 0.750 (0.700-0.800) | 0.850 (0.800-0.900) " \
+           "| 75.0 (60.0-90.0) | 50.0 (40.0-60.0) |" in printed
+
+
+def test_reach_runs_need_their_distance_and_are_not_mixed_with_pushing_runs(tmp_path, capsys):
+    reach = write_reach_run(tmp_path / "reach", "dmo", [(1000, 60.0, 0.2, 300.0)])
+    push = write_run(tmp_path / "push", "dmo", [(1000, 60.0, 0.2, 0.3)])
+    assert main([f"reach={reach}", f"push={push}", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "reach runs mixed with pushing runs (push_t, reach_fixed)" in err and "Traceback" not in err
+    undistanced = write_reach_run(tmp_path / "old", "dmo", [(1000, 60.0, 0.2, None)])
+    with pytest.raises(CompareError, match="epoch 5 of a reach_fixed run has no finite mean_final_distance"):
+        read_run(undistanced)
+    assert not (tmp_path / "out").exists()
