@@ -2,7 +2,8 @@
 
 One row per run (rung x task x method) from its ``final_eval.json`` (written by ``dmo-train-rung0`` at the
 end of a run): samples, training wall-clock, success and loose success (k/N with Wilson's 95 % interval),
-mean max coverage and final distance (mean +- std), N and the evaluation seed; under each task its random,
+mean max coverage (``-`` on a reach task: its T starts on the goal pose, so it is 1.0 always) and final distance
+(mean +- std), N and the evaluation seed; under each task its random,
 zero-action and expert ceilings from the same file. Re-running the command regenerates the file.
 ``LABEL=RUN_DIR`` names the run's setting in its method cell (``dmo (fine-tuned)``), as ``dmo-compare``'s labels
 name its curves.
@@ -25,7 +26,7 @@ from dmo_ros.dmo.compare import parse_run_argument
 from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
-from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 
 COLUMNS = ("rung", "task", "method", "samples", "wall-clock", "success", "loose success", "mean max coverage",
            "final distance (u)", "N", "seed")
@@ -40,7 +41,7 @@ def _row(rung: str, task: str, method: str, samples: str, wall: str, numbers: di
          seed: int) -> str:
     cells = (rung, task, method, samples, wall, _rate(numbers, "success", count),
              _rate(numbers, "loose_success", count),
-             f"{numbers['mean_max_coverage']:.3f} +- {numbers['max_coverage_std']:.3f}",
+             "-" if task in REACH_TASKS else f"{numbers['mean_max_coverage']:.3f} +- {numbers['max_coverage_std']:.3f}",
              f"{numbers['mean_final_distance']:.1f} +- {numbers['final_distance_std']:.1f}", str(count), str(seed))
     return "| " + " | ".join(cells) + " |"
 

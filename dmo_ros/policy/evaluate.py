@@ -421,9 +421,10 @@ def format_summary(label: str, result: EvalResult, config: EvalConfig) -> str:
     """``policy runs/x: success 3/50 (6%, 95% CI 2-16%), mean max coverage 0.412 +- 0.210 over 50 episodes ...``."""
     count, numbers = len(result.episodes), result.summary()
     low, high = numbers["success_ci95"]
+    coverage = ("" if config.task in REACH_TASKS else  # 1.0 in every reach episode: see format_table
+                f" mean max coverage {numbers['mean_max_coverage']:.3f} +- {numbers['max_coverage_std']:.3f},")
     return (f"{label}: success {result.successes}/{count} ({100 * result.success_rate:.0f}%, 95% CI "
-            f"{100 * low:.0f}-{100 * high:.0f}%), mean max coverage {numbers['mean_max_coverage']:.3f} +- "
-            f"{numbers['max_coverage_std']:.3f}, final distance {numbers['mean_final_distance']:.1f} +- "
+            f"{100 * low:.0f}-{100 * high:.0f}%),{coverage} final distance {numbers['mean_final_distance']:.1f} +- "
             f"{numbers['final_distance_std']:.1f} over {count} episodes of {config.task} "
             f"({config.max_steps} steps max)")
 
@@ -441,10 +442,12 @@ SUCCESS_RULES = {
 def format_table(rows: list[tuple[str, EvalResult]], config: EvalConfig) -> str:
     """The evaluation table: one row per policy / ceiling, every number with its spread.
 
-    Rates: k/N and Wilson's 95 % interval; means: +- the sample std, [95 % CI half-width]."""
+    Rates: k/N and Wilson's 95 % interval; means: +- the sample std, [95 % CI half-width]. A reach task's table
+    has no coverage column (its T starts on the goal pose, so the max coverage is 1.0 in every episode)."""
     strict, loose = SUCCESS_RULES.get(config.task, ("success", "loose"))
+    covered = config.task not in REACH_TASKS  # a reach task starts with the T on its goal: max coverage is 1 always
     header = (f"| {'':42} | {'N':>3} | {'success (' + strict + ')':>34} | {'success (' + loose + ')':>26} | "
-              f"{'mean max coverage':>26} | {'final distance (u)':>24} |")
+              + (f"{'mean max coverage':>26} | " if covered else "") + f"{'final distance (u)':>24} |")
     lines = [f"evaluation of task {config.task} on the Push-T stand-in: seed {config.seed}, {config.episodes} "
              f"episodes of at most {config.max_steps} steps ({config.max_steps * config.control_period_s:g} s at "
              f"{1 / config.control_period_s:g} Hz); rates k/N [Wilson 95% CI], means +- std [95% CI half-width]",
@@ -460,8 +463,8 @@ def format_table(rows: list[tuple[str, EvalResult]], config: EvalConfig) -> str:
         distance = (f"{numbers['mean_final_distance']:.1f} +- {numbers['final_distance_std']:.1f} "
                     f"[{numbers['final_distance_ci95']:.1f}]")
         lines.append(f"| {label:42} | {n:>3} | {rate(result.successes, n, numbers['success_ci95']):>34} | "
-                     f"{rate(result.loose_successes, n, numbers['loose_success_ci95']):>26} | {coverage:>26} | "
-                     f"{distance:>24} |")
+                     f"{rate(result.loose_successes, n, numbers['loose_success_ci95']):>26} | "
+                     + (f"{coverage:>26} | " if covered else "") + f"{distance:>24} |")
     return "\n".join(lines)
 
 

@@ -84,3 +84,17 @@ def test_damaged_or_foreign_records_are_named(tmp_path, capsys):
     (run / "config.json").write_text("[]")
     assert main([str(run)]) == 2
     assert "config.json: holds a list" in capsys.readouterr().err
+
+
+def test_a_reach_row_leaves_the_coverage_out(tmp_path, capsys):
+    """A reach task's T starts on its goal pose: its max coverage is 1.0 in every episode and says nothing."""
+    run = _finished_run(tmp_path / "reach", {})
+    record = json.loads((run / "final_eval.json").read_text())
+    record["config"]["task"] = "reach_fixed"
+    (run / "final_eval.json").write_text(json.dumps(record))
+    assert main([str(run), str(_finished_run(tmp_path / "push", {}))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    reach = next(line for line in lines if line.startswith("| 2 | reach_fixed |"))
+    push = next(line for line in lines if line.startswith("| 2 | push_region |"))
+    assert reach.endswith("| 3/4 [50-90%] | - | 40.0 +- 10.0 | 4 | 7 |")
+    assert push.endswith("| 3/4 [50-90%] | 0.300 +- 0.100 | 40.0 +- 10.0 | 4 | 7 |")

@@ -317,6 +317,7 @@ def test_cli_ceilings_only_for_a_task(capsys):
     out = capsys.readouterr().out
     assert "evaluation of task reach" in out and "agent < 20 u from target" in out
     assert out.count("| ceiling:") == 3
+    assert "coverage" not in out and "final distance (u)" in out  # 1.0 in every reach episode: not a column
     with pytest.raises(SystemExit):
         main(["--ceilings-only", "--task", "reach", "--mode", "ros"])
 
