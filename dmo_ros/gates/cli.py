@@ -4,9 +4,12 @@
     dmo-gate local-model runs/local --dataset datasets/play --reward-run runs/reward --goal goal.png
     dmo-gate reward runs/reward --goal goal.png          # also writes runs/reward/gate/reward_shape.png
     dmo-gate reward runs/reward --goal goal_reach.png --task reach_fixed   # the reach gate (+ its map PNG)
+    dmo-gate world-model-paths runs/wm --policy runs/dmo --task reach_fixed   # the world model where the policy goes
 
 The trainers run the same measurement at the end of training; ``dmo-train-policy`` refuses a model
-whose gate failed (or was never measured) unless ``--force-gates``. The gates use the Push-T
+whose gate failed (or was never measured) unless ``--force-gates``. ``world-model-paths`` measures a world model
+along a trained policy's own paths (walls, contact with the T) and writes ``world_model_paths.json`` and ``.png``
+into the policy's run (or ``--out``); no trainer reads it. The gates use the Push-T
 stand-in simulator for *evaluation* (reference displacements, finite differences, ground-truth
 coverage); the models never see it. Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.
 """
@@ -22,6 +25,7 @@ import torch
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.gates.report import GateReport, write_gate_report
 from dmo_ros.interrupt import stop_on_interrupt
+from dmo_ros.policy.api import PolicyError
 from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.options import ConfigError, add_dataclass_options, given_options
 
@@ -120,6 +124,7 @@ def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str 
 
 def build_parser() -> argparse.ArgumentParser:
     from dmo_ros.gates.local_model import LocalModelGateConfig
+    from dmo_ros.gates.policy_paths import PolicyPathConfig
     from dmo_ros.gates.reward import ReachRewardGateConfig, RewardGateConfig
     from dmo_ros.gates.world_model import WorldModelGateConfig
 
@@ -145,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub, ReachRewardGateConfig, title="reach tasks (--task reach_fixed or reach: the agent-to-target map)",
             skip=["image_size", "seed"]) if name == "reward" else []
         sub.set_defaults(gate_class=config_class, gate_options=options, reach_options=reach_options)
+    help_text = "the world model along a policy's own paths: walls, contact with the T (a report, no trainer reads it)"
+    sub = parts.add_parser("world-model-paths", help=help_text, description=help_text)
+    sub.add_argument("run_dir", type=Path, help="the world model's run folder")
+    sub.add_argument("--policy", type=Path, required=True, help="a dmo-train-policy run whose policy drives the paths")
+    sub.add_argument("--out", type=Path, default=None,
+                     help="where world_model_paths.json and .png go (default: the policy's run folder)")
+    options = add_dataclass_options(sub, PolicyPathConfig, title="paths, step classes and bounds")
+    sub.set_defaults(gate_class=PolicyPathConfig, gate_options=options, reach_options=[])
     return parser
 
 
@@ -161,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--{next(iter(set(config) - {'seed'})).replace('_', '-')} belongs to the pushing tasks' "
                      f"reward gate, not the reach gate (--task {reach['task']})")
     try:
-        if args.component == "world-model":
+        if args.component == "world-model-paths":
+            from dmo_ros.gates.policy_paths import PolicyPathConfig, world_model_paths_check
+
+            report = world_model_paths_check(args.run_dir, args.policy, args.out, PolicyPathConfig(**config),
+                                             args.device, progress=lambda line: print(line, flush=True))
+        elif args.component == "world-model":
             report = world_model_run_gate(args.run_dir, args.dataset, args.device, **config)
         elif args.component == "local-model":
             report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
@@ -169,10 +187,16 @@ def main(argv: list[str] | None = None) -> int:
             report = reach_reward_run_gate(args.run_dir, args.goal, args.device, **config, **reach)
         else:
             report = reward_run_gate(args.run_dir, args.goal, args.device, **config)
-    except (DatasetError, CheckpointError, ConfigError, ValueError, OSError) as error:
+    except (DatasetError, CheckpointError, ConfigError, PolicyError, ValueError, OSError) as error:
         print(f"dmo-gate: error: {error}", file=sys.stderr)
         return 2
     print(report.format())
+    if args.component == "world-model-paths":
+        from dmo_ros.gates.policy_paths import REPORT_FILE
+
+        out = args.out or args.policy
+        print(f"wrote {out / REPORT_FILE} and {report.metrics['picture']}")
+        return 0 if report.passed else 1
     plot = f" and {report.metrics['plot']}" if "plot" in report.metrics else ""
     print(f"wrote {args.run_dir / 'gate.json'}{plot}")
     return 0 if report.passed else 1
