@@ -42,7 +42,8 @@ class PushTStandinParameters:
     max_speed_m_s: float = param(0.25, "End-effector speed limit in m/s; faster commands are scaled down.")
     max_episode_steps: int = param(0, "Reset after this many control steps; 0: only on the reset topic.")
     frame_id: str = param("camera", "frame_id of the camera images.")
-    task: str = param("push_t", "Push-T task played (resets and success): reach, push_region, push_near, push_t.")
+    task: str = param("push_t", "Push-T task played (resets and success): reach, reach_fixed, push_region, push_near, "
+                               "push_t.")
 
 
 class PushTStandin(StandinNode):

@@ -111,8 +111,10 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
     task = make_task(config.task)
 
     def status(state: StandinState) -> TaskStatus:  # the task's rules on the stand-in's ground truth
-        return task.status(np.asarray(state.agent), np.asarray(state.object), np.asarray(state.goal),
-                           float(state.progress), None)
+        goal = np.asarray(state.goal)
+        # A reach task's goal is the episode's target [x, y, 0] (StandinState.goal); the T rests on its goal pose.
+        target = goal[:2] if task.shows_target else None
+        return task.status(np.asarray(state.agent), np.asarray(state.object), goal, float(state.progress), target)
 
     episodes: list[EpisodeResult] = []
     for index in range(config.episodes):

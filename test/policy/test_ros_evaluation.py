@@ -37,7 +37,8 @@ def constant_policy(trained, folder, action=(-0.4, -0.9)):
 
 
 @pytest.mark.parametrize(("kind", "tolerance", "task"),
-                         [("constant", 1e-3, "push_t"), ("trained", 0.02, "push_t"), ("constant", 1e-3, "push_region")])
+                         [("constant", 1e-3, "push_t"), ("trained", 0.02, "push_t"), ("constant", 1e-3, "push_region"),
+                          ("constant", 1e-3, "reach_fixed")])
 def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, task, tiny_policies, tmp_path, ros_env,
                                                      monkeypatch, capsys):
     for name, value in ros_env.items():  # the ROS evaluation's processes get this test's private DDS domain
@@ -65,6 +66,9 @@ def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, task, tiny
     assert lines[2].startswith("per episode, ROS vs direct: same outcome 3/3")
     if task == "push_region":  # the graph's stand-in played push_region's resets: the T centre 60-120 u from the goal
         assert all(60 <= b["start_distance"] <= 120 for b in through_ros), through_ros
+    elif task == "reach_fixed":  # scored on the episode's target (the agent's distance to it, arena units)
+        assert all(b["start_distance"] > 40 for b in through_ros), through_ros
+        assert any(abs(b["final_distance"] - b["start_distance"]) > 20 for b in through_ros), through_ros
     elif kind == "constant":  # the check is not vacuous: this policy moves the T (a still agent would not)
         still = evaluate_policy(load_policy(tiny_policies["pusht"]), EvalConfig(episodes=3, max_steps=15))
         moved = [abs(a["final_coverage"] - s.final_coverage) for a, s in zip(direct, still.episodes, strict=True)]
