@@ -23,6 +23,9 @@ there a world model that lets the agent slide along a wall or pass through the T
    and the T (:mod:`dmo_ros.sims.pusht_frames`; evaluation-side).
 3. **Open loop** (reported, not gated): from the start at rest, the whole path's actions; the imagined
    agent's error and visibility per step, and how far it ends from the real agent.
+4. **The policy in the model** (reported, when a policy is given): the same policy from the same start, acting
+   on the frames the model imagines — where it believes it goes — and how far its imagined agent ends from
+   the real one.
 
 Checks (defaults): free and contact, mean model error <= ``max_error_ratio`` x the blind baseline's; wall, mean
 push into the wall <= ``max_wall_push_px`` (scaled to the frame from 64 px); the agent visible in >=
@@ -50,10 +53,12 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.dataset.loaders import Window
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.gates.world_model import Rollout
+from dmo_ros.policy.api import Policy
 from dmo_ros.policy.episodes import Controller
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent, locate_block
 from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.world_model.denoiser import Denoiser
 
 STEP_CLASSES = ("free", "wall", "contact")
 """The classes of a scored step (a step that is both wall and contact counts as contact)."""
@@ -194,8 +199,11 @@ def _nanmean(values: np.ndarray) -> float:
 
 @torch.no_grad()
 def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
-                       config: PolicyPathConfig | None = None, picture: Path | None = None) -> GateReport:
-    """The check of the module doc for any :data:`Rollout` (``context`` frames) on recorded ``paths``."""
+                       config: PolicyPathConfig | None = None, picture: Path | None = None,
+                       policy_in_model: np.ndarray | None = None) -> GateReport:
+    """The check of the module doc for any :data:`Rollout` (``context`` frames) on recorded ``paths``;
+    ``policy_in_model``: (N, T, H, W, 3) uint8 frames of the policy acting in the model from the same starts
+    (:func:`imagine_policy`), reported and drawn when given."""
     config = config or PolicyPathConfig()
     begin = time.perf_counter()
     kind, real = classify_steps(paths, config)
@@ -277,13 +285,22 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
                       "final_agent_visible": float(open_seen[:, -1].mean())},
         "px_per_arena_unit": paths.image_size / ARENA_UNITS,
     }
+    if policy_in_model is not None:
+        believed, believed_seen = locate_agent(policy_in_model)
+        gap = np.linalg.norm(believed[:, -1] - agent_next[:, -1], axis=-1)
+        metrics["policy_in_model"] = {"final_gap_px": _nanmean(gap), "final_gap_px_per_episode": gap.tolist(),
+                                      "final_agent_visible": float(believed_seen[:, -1].mean())}
     notes = [f"steps: {', '.join(f'{k} {v}' for k, v in metrics['step_class_counts'].items())}, "
              f"unscored {metrics['unscored_steps']}",
              f"open loop from the start: agent error {_nanmean(open_error[:, min(4, steps - 1)]):.1f} px after "
              f"{min(5, steps)} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
              f"(visible {metrics['open_loop']['final_agent_visible']:.2f})"]
+    if policy_in_model is not None:
+        notes.append(f"the policy acting in the model ends {metrics['policy_in_model']['final_gap_px']:.1f} px from "
+                     f"where it really ends after {steps} steps (the agent visible in "
+                     f"{metrics['policy_in_model']['final_agent_visible']:.2f} of its last imagined frames)")
     if picture is not None:
-        write_paths_picture(paths, kind, open_pixels, imagined, picture)
+        write_paths_picture(paths, kind, open_pixels, imagined, picture, policy_in_model)
         metrics["picture"] = str(picture)
     return GateReport("world_model_paths", checks, metrics, time.perf_counter() - begin, notes)
 
@@ -293,9 +310,11 @@ CLASS_COLOURS = {-1: (200, 200, 200), 0: (90, 170, 90), 1: (220, 60, 60), 2: (24
 
 
 def write_paths_picture(paths: PolicyPaths, kind: np.ndarray, open_loop: np.ndarray, one_step: np.ndarray,
-                        path: Path, episodes: int = 4, every: int = 2, scale: int = 2) -> Path:
-    """A PNG: per episode three rows — the real path, the model's one-step frames (fed the real frames), the
-    model's open-loop frames — every ``every``-th step, a coloured bar under each column for the step's class."""
+                        path: Path, policy_in_model: np.ndarray | None = None, episodes: int = 4, every: int = 2,
+                        scale: int = 2) -> Path:
+    """A PNG: per episode the rows — the real path, the model's one-step frames (fed the real frames), the
+    model's open-loop frames (the real actions), and, given ``policy_in_model``, the policy acting in the model —
+    every ``every``-th step, a coloured bar under each column for the step's class."""
     from PIL import Image, ImageDraw
 
     size = paths.image_size
@@ -303,23 +322,51 @@ def write_paths_picture(paths: PolicyPaths, kind: np.ndarray, open_loop: np.ndar
     shown = min(episodes, kind.shape[0])
     bar, gap, label = 4, 6, 64
     row_height = size * scale
-    canvas = Image.new("RGB", (label + len(columns) * size * scale, shown * (3 * row_height + bar + gap)), "grey")
+    count = 3 if policy_in_model is None else 4
+    canvas = Image.new("RGB", (label + len(columns) * size * scale, shown * (count * row_height + bar + gap)), "grey")
     draw = ImageDraw.Draw(canvas)
     for e in range(shown):
-        top = e * (3 * row_height + bar + gap)
-        for r, (name, frames) in enumerate((("real", paths.frames[e, 1:]), ("1 step", one_step[e]),
-                                            ("open loop", open_loop[e]))):
+        top = e * (count * row_height + bar + gap)
+        rows = [("real", paths.frames[e, 1:]), ("1 step", one_step[e]), ("open loop", open_loop[e])]
+        if policy_in_model is not None:
+            rows.append(("policy in\nmodel", policy_in_model[e]))
+        for r, (name, frames) in enumerate(rows):
             strip = np.concatenate([frames[t] for t in columns], axis=1)
             image = Image.fromarray(strip).resize((strip.shape[1] * scale, row_height), Image.NEAREST)
             canvas.paste(image, (label, top + r * row_height))
-            draw.text((2, top + r * row_height + row_height // 2 - 5), f"{e}: {name}", fill="white")
+            draw.multiline_text((2, top + r * row_height + row_height // 2 - 5), f"{e}: {name}", fill="white")
         for c, t in enumerate(columns):
             x = label + c * size * scale
-            draw.rectangle([x, top + 3 * row_height, x + size * scale - 1, top + 3 * row_height + bar - 1],
+            y = top + count * row_height
+            draw.rectangle([x, y, x + size * scale - 1, y + bar - 1],
                            fill=CLASS_COLOURS[int(kind[e, t])])
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+@torch.no_grad()
+def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed: int = 0) -> np.ndarray:
+    """(N, T, H, W, 3) uint8: ``policy`` acting on the frames ``denoiser`` imagines, from each path's start at rest
+    (one episode at a time: a policy keeps its own memory of the episode)."""
+    from dmo_ros.world_model.imagination import WorldModelEnv
+
+    env = WorldModelEnv(denoiser, generator=torch.Generator(device=denoiser.device).manual_seed(seed))
+    context = denoiser.config.context
+    n, steps = paths.actions.shape[:2]
+    out = np.zeros((n, steps, *paths.frames.shape[2:]), dtype=np.uint8)
+    for e in range(n):
+        env.reset_from_windows(path_windows(paths, context, [(e, 0)]))
+        policy.reset()
+        frame = paths.frames[e, 0]
+        for t in range(steps):
+            action = np.asarray(policy.act(frame), dtype=np.float32)
+            policy.observe_action(action)
+            imagined = env.step(torch.from_numpy(action)[None].to(denoiser.device))[0]
+            frame = ((imagined.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
+            frame = frame.numpy()
+            out[e, t] = frame
+    return out
 
 
 def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str, out_dir: Path | str | None = None,
@@ -347,9 +394,12 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
     paths = record_paths(PolicyController(run.policy, run.aspect), config, size)
     if progress:
         progress(f"imagining {config.episodes * config.steps} one-step frames and {config.episodes} open-loop paths")
+    if progress:
+        progress(f"the policy acting in the world model from the same {config.episodes} starts")
+    believed = imagine_policy(denoiser, run.policy, paths)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser), paths, denoiser.config.context, config,
-                                out / PICTURE_FILE)
+                                out / PICTURE_FILE, believed)
     report.metrics.update(world_model=str(world_model_run), policy=str(policy_run))
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
@@ -357,4 +407,5 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
 
 
 __all__ = ["PICTURE_FILE", "REPORT_FILE", "STEP_CLASSES", "PolicyPathConfig", "PolicyPaths", "classify_steps",
-           "path_windows", "policy_path_report", "record_paths", "world_model_paths_check", "write_paths_picture"]
+           "imagine_policy", "path_windows", "policy_path_report", "record_paths", "world_model_paths_check",
+           "write_paths_picture"]

@@ -136,6 +136,7 @@ def test_the_command_writes_its_report(tiny_policies, tmp_path, capsys):
     assert "gate world_model_paths: FAILED" in out and "wrote" in out
     saved = json.loads((tmp_path / "world_model_paths.json").read_text())
     assert saved["metrics"]["task"] == "reach_fixed" and saved["metrics"]["episodes"] == 2
+    assert len(saved["metrics"]["policy_in_model"]["final_gap_px_per_episode"]) == 2  # the policy in the model too
     assert (tmp_path / "world_model_paths.png").is_file()
 
 
