@@ -238,6 +238,7 @@ class Denoiser(nn.Module):
         context_frames, context_actions, target = self._split_window(batch)
         self._check_inputs(target, context_frames, context_actions)
         b = target.shape[0]
+        last_real = context_frames[:, -1]  # what really changed is measured on the frames as recorded
         if self.training and self.config.context_noise > 0:
             context_frames = context_frames + self.config.context_noise * torch.randn_like(context_frames)
         clean = target - self.origin(context_frames)  # the frame, or its change from the last context frame
@@ -249,7 +250,7 @@ class Denoiser(nn.Module):
         squared_error = (output - f_target) ** 2
         logs = {}
         if self.config.change_weight > 0:
-            changed = ((target - context_frames[:, -1]).abs() > CHANGE_THRESHOLD).any(dim=1, keepdim=True)
+            changed = ((target - last_real).abs() > CHANGE_THRESHOLD).any(dim=1, keepdim=True)
             squared_error = squared_error * (1 + self.config.change_weight * changed)
             logs["changed_pixels"] = changed.float().mean().item()
         loss = squared_error.mean()

@@ -248,6 +248,9 @@ def test_change_weight_weights_only_the_pixels_that_move() -> None:
     assert loss_weighted > loss_plain
     with pytest.raises(ValueError, match="change_weight"):
         WorldModelConfig(change_weight=-1.0)
+    # Context noise (robustness to the model's own hazy frames) does not make the still pixels count as changed.
+    noisy = Denoiser(replace(base, change_weight=9.0, context_noise=0.2)).train()
+    assert noisy(window)[1]["changed_pixels"] == pytest.approx(1 / 16)
 
 
 def test_load_world_model_refuses_a_run_of_another_kind(tmp_path) -> None:
