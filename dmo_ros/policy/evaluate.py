@@ -562,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--random and --compare-random need --dataset DATASET_DIR (for the action limits)")
     if options.ceilings_only and options.no_ceilings:
         parser.error("--ceilings-only and --no-ceilings contradict each other")
+    if options.mode != "direct" and options.run_dir is None:
+        parser.error(f"--mode {options.mode} runs a policy RUN_DIR through the deploy graph; the ceilings and "
+                     "--random run directly (leave --mode out)")
 
     try:
         config = EvalConfig(episodes=options.episodes,

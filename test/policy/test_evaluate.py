@@ -318,8 +318,10 @@ def test_cli_ceilings_only_for_a_task(capsys):
     assert "evaluation of task reach" in out and "agent < 20 u from target" in out
     assert out.count("| ceiling:") == 3
     assert "coverage" not in out and "final distance (u)" in out  # 1.0 in every reach episode: not a column
+    # Through ROS only a policy runs (the reach tasks included); the ceilings run directly.
     with pytest.raises(SystemExit):
         main(["--ceilings-only", "--task", "reach", "--mode", "ros"])
+    assert "--mode ros runs a policy RUN_DIR through the deploy graph" in capsys.readouterr().err
 
 
 def test_a_negative_seed_is_refused_by_name(capsys) -> None:
