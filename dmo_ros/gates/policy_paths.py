@@ -55,10 +55,10 @@ from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.gates.world_model import Rollout
 from dmo_ros.policy.api import Policy
 from dmo_ros.policy.episodes import Controller
-from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+from dmo_ros.sims.pusht import ARENA_UNITS, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent, locate_block
 from dmo_ros.sims.pusht_tasks import TASKS
-from dmo_ros.world_model.denoiser import Denoiser
+from dmo_ros.world_model.denoiser import Denoiser, to_uint8
 
 STEP_CLASSES = ("free", "wall", "contact")
 """The classes of a scored step (a step that is both wall and contact counts as contact)."""
@@ -125,9 +125,9 @@ class PolicyPaths:
 
 def record_paths(controller: Controller, config: PolicyPathConfig, image_size: int) -> PolicyPaths:
     """Drive the stand-in from the first ``config.episodes`` evaluation starts for ``config.steps`` steps each."""
-    from dmo_ros.policy.evaluate import CAMERA_SIZE
+    from dmo_ros.policy.evaluate import EvalConfig
 
-    sim = PushTSim(PushTConfig(seed=config.seed, width=CAMERA_SIZE[1], height=CAMERA_SIZE[0], task=config.task))
+    sim = PushTSim(EvalConfig(seed=config.seed, task=config.task).sim_config())  # the evaluation's stand-in
     px_per_unit = image_size / ARENA_UNITS
     frames, actions, clipped = [], [], []
     try:
@@ -216,7 +216,7 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         chunk = scored[first : first + config.batch_size]
         window = path_windows(paths, context, chunk)
         frames = rollout(window, window.actions[:, context - 1 : context])[:, 0]
-        pixels = ((frames.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+        pixels = to_uint8(frames.cpu()).permute(0, 2, 3, 1)
         for (p, t), image in zip(chunk, pixels.numpy(), strict=True):
             imagined[p, t] = image
     agent_pred, agent_seen = locate_agent(imagined)
@@ -267,7 +267,7 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         actions = torch.from_numpy(paths.actions[first : first + len(chunk)])
         open_frames.append(rollout(window, actions).float().cpu())
     open_loop = torch.cat(open_frames)
-    open_pixels = ((open_loop.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    open_pixels = to_uint8(open_loop).permute(0, 1, 3, 4, 2).numpy()
     open_agent, open_seen = locate_agent(open_pixels)
     open_error = np.linalg.norm(open_agent - agent_next, axis=-1)
     with warnings.catch_warnings():
@@ -363,9 +363,7 @@ def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed:
             action = np.asarray(policy.act(frame), dtype=np.float32)
             policy.observe_action(action)
             imagined = env.step(torch.from_numpy(action)[None].to(denoiser.device))[0]
-            frame = ((imagined.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
-            frame = frame.numpy()
-            out[e, t] = frame
+            frame = out[e, t] = to_uint8(imagined.cpu()).permute(1, 2, 0).numpy()
     return out
 
 
