@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ import torch
 from dmo_ros.dataset.images import resize
 from dmo_ros.dataset.loaders import Window
 from dmo_ros.gates.report import GateCheck, GateReport
-from dmo_ros.gates.world_model import Rollout
+from dmo_ros.gates.world_model import Rollout, nanmean
 from dmo_ros.policy.api import Policy
 from dmo_ros.policy.episodes import Controller
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTSim
@@ -191,10 +190,8 @@ def classify_steps(paths: PolicyPaths, config: PolicyPathConfig) -> tuple[np.nda
     return kind, {"agent": agent, "block": block}
 
 
-def _nanmean(values: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(values)) if np.size(values) else float("nan")
+def _mean_px(values: np.ndarray) -> float:
+    return float(nanmean(values))
 
 
 @torch.no_grad()
@@ -237,14 +234,14 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         error = block_error if name == "contact" else agent_error
         # An imagined frame without the agent (or the T) scores as badly as the baseline's twice.
         model = np.where(np.isnan(error), 2 * baselines[name], error)[mask]
-        model_mean, baseline_mean = _nanmean(model), _nanmean(baselines[name][mask])
+        model_mean, baseline_mean = _mean_px(model), _mean_px(baselines[name][mask])
         ratio = model_mean / baseline_mean if mask.any() and baseline_mean > 0 else float("nan")
         per_class[name] = {"steps": int(mask.sum()), "model_error_px": model_mean,
                            "baseline_error_px": baseline_mean, "ratio": ratio,
                            "agent_visible": float(agent_seen[mask].mean()) if mask.any() else float("nan")}
         if name == "wall":
             into = paths.clipped_px / np.maximum(np.linalg.norm(paths.clipped_px, axis=-1, keepdims=True), 1e-9)
-            push = _nanmean(((agent_pred - agent_next) * into).sum(-1)[mask])
+            push = _mean_px(((agent_pred - agent_next) * into).sum(-1)[mask])
             per_class[name]["push_into_wall_px"] = push
             bound = config.max_wall_push_px * paths.image_size / 64
             checks.append(GateCheck("wall_push_px", push, bound, "<=",
@@ -270,9 +267,7 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
     open_pixels = to_uint8(open_loop).permute(0, 1, 3, 4, 2).numpy()
     open_agent, open_seen = locate_agent(open_pixels)
     open_error = np.linalg.norm(open_agent - agent_next, axis=-1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        open_per_step = np.nanmean(open_error, axis=0)
+    open_per_step = nanmean(open_error, axis=0)
     metrics = {
         "task": config.task, "episodes": n, "steps": steps, "seed": config.seed,
         "classes": per_class,
@@ -281,18 +276,18 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         "agent_visible_one_step": visible,
         "open_loop": {"agent_error_px_per_step": open_per_step.tolist(),
                       "agent_visible_per_step": open_seen.mean(0).tolist(),
-                      "final_agent_error_px": _nanmean(open_error[:, -1]),
+                      "final_agent_error_px": _mean_px(open_error[:, -1]),
                       "final_agent_visible": float(open_seen[:, -1].mean())},
         "px_per_arena_unit": paths.image_size / ARENA_UNITS,
     }
     if policy_in_model is not None:
         believed, believed_seen = locate_agent(policy_in_model)
         gap = np.linalg.norm(believed[:, -1] - agent_next[:, -1], axis=-1)
-        metrics["policy_in_model"] = {"final_gap_px": _nanmean(gap), "final_gap_px_per_episode": gap.tolist(),
+        metrics["policy_in_model"] = {"final_gap_px": _mean_px(gap), "final_gap_px_per_episode": gap.tolist(),
                                       "final_agent_visible": float(believed_seen[:, -1].mean())}
     notes = [f"steps: {', '.join(f'{k} {v}' for k, v in metrics['step_class_counts'].items())}, "
              f"unscored {metrics['unscored_steps']}",
-             f"open loop from the start: agent error {_nanmean(open_error[:, min(4, steps - 1)]):.1f} px after "
+             f"open loop from the start: agent error {_mean_px(open_error[:, min(4, steps - 1)]):.1f} px after "
              f"{min(5, steps)} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
              f"(visible {metrics['open_loop']['final_agent_visible']:.2f})"]
     if policy_in_model is not None:

@@ -90,8 +90,8 @@ def simulator_displacement(speed: float, horizon: int, image_size: int, sim_conf
     return np.array(travelled) * image_size / ARENA_UNITS
 
 
-def _nanmean(values, axis=None) -> np.ndarray:
-    """Mean ignoring NaN (frames where the agent was not found); NaN, without a warning, where all are NaN."""
+def nanmean(values, axis=None) -> np.ndarray:
+    """Mean ignoring NaN (frames where the agent was not found); NaN, without a warning, where all are NaN or none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(values, axis=axis)
@@ -208,10 +208,10 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
                  "visible_clear_of_border": float(visible_all[name][use].mean()) if use.any() else float("nan")}
         if name == "zero":
             drift = np.linalg.norm(moved_all[name][use], axis=-1)
-            entry["drift_px_per_step"] = _nanmean(drift, axis=0).tolist() if use.any() else []
+            entry["drift_px_per_step"] = nanmean(drift, axis=0).tolist() if use.any() else []
         else:
             along_use = along[use]
-            entry["along_px_per_step"] = _nanmean(along_use, axis=0).tolist() if use.any() else []
+            entry["along_px_per_step"] = nanmean(along_use, axis=0).tolist() if use.any() else []
             ok = np.nan_to_num(along_use[:, k], nan=-np.inf) >= 0.25 * reference[k]
             entry["right_direction"] = float(ok.mean()) if use.any() else float("nan")
             right += int(ok.sum())
@@ -223,7 +223,7 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
     right_fraction = right / judged if judged else float("nan")
     one_step = float(torch.cat(pred_error).mean())
     copy = float(torch.cat(copy_error).mean())
-    along_steps = _nanmean([per_command[n]["along_px_per_step"] for n in ("+x", "-x", "+y", "-y")
+    along_steps = nanmean([per_command[n]["along_px_per_step"] for n in ("+x", "-x", "+y", "-y")
                               if per_command[n]["along_px_per_step"]], axis=0)
     checks = [
         GateCheck("agent_visible", visible_fraction, config.min_visible, ">=",
