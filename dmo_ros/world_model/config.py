@@ -76,6 +76,14 @@ class WorldModelConfig:
     """Std of Gaussian noise added to the context frames during training (robustness to the model's
     own imperfect frames in long rollouts); 0 turns it off, as in DIAMOND."""
 
+    rollout_context: int = 0
+    """Train on the model's own frames in the context (scheduled sampling, Bengio et al. 2015): each training
+    step draws j uniformly from 0..rollout_context, samples j frames autoregressively (no gradient, the
+    model's ``sampler_steps``, the recorded actions) from the real context j steps earlier, and learns the
+    recorded next frame from that partly imagined context, so the model learns to undo its own errors
+    (the trails and haze an open-loop rollout gathers) instead of repeating them. Windows then span
+    context + rollout_context + 1 frames. 0: real context only, as DIAMOND."""
+
     predict_residual: bool = False
     """Diffuse the change from the last context frame instead of the frame itself (False: DIAMOND).
     An untrained model then repeats the last frame, and the network's capacity goes to what moves
@@ -131,6 +139,8 @@ class WorldModelConfig:
             raise ValueError("sigma_data and sigma_scale must be positive")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.rollout_context < 0:
+            raise ValueError(f"rollout_context must be >= 0, got {self.rollout_context}")
         if self.context_noise < 0:
             raise ValueError(f"context_noise must be >= 0, got {self.context_noise}")
         if self.sampler_steps < 1:

@@ -233,12 +233,40 @@ class Denoiser(nn.Module):
         frames = to_model_range(batch.frames[:, : length + 1])
         return frames[:, :length], batch.actions[:, :length].float(), frames[:, length]
 
+    def _imagined_context(self, batch: Window) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """(context frames, context actions, target, recorded last context frame, frames imagined) for
+        ``rollout_context``: the target is each window's last frame; the context before it ends in j frames
+        this model sampled (without gradient) from the recorded context j steps earlier, j uniform in
+        0..rollout_context, the same for the whole batch."""
+        length, extra = self.config.context, self.config.rollout_context
+        if batch.frames.ndim != 5 or batch.context != length or batch.horizon < extra + 1:
+            raise ValueError(f"rollout_context {extra} needs windows with context={length} and horizon >= "
+                             f"{extra + 1}, got context={batch.context}, horizon={batch.horizon}")
+        frames = to_model_range(batch.frames[:, : length + extra + 1])
+        actions = batch.actions[:, : length + extra].float()
+        imagined = int(torch.randint(0, extra + 1, ()).item())
+        start = extra - imagined
+        context = frames[:, start : start + length]
+        if imagined:
+            sampler = DiffusionSampler(self)
+            with torch.no_grad():
+                for offset in range(start, extra):
+                    frame = sampler.sample(context, actions[:, offset : offset + length])
+                    context = torch.cat([context[:, 1:], frame[:, None]], dim=1)
+        return context, actions[:, extra:], frames[:, -1], frames[:, -2], imagined
+
     def forward(self, batch: Window) -> tuple[Tensor, dict[str, float]]:
-        """Denoising loss on the first future frame of each window (the training-loop contract)."""
-        context_frames, context_actions, target = self._split_window(batch)
+        """Denoising loss on the first future frame of each window (the training-loop contract; with
+        ``rollout_context``, on the last frame, after a partly imagined context)."""
+        imagined = 0
+        if self.training and self.config.rollout_context > 0:
+            context_frames, context_actions, target, last_real, imagined = self._imagined_context(batch)
+        else:
+            context_frames, context_actions, target = self._split_window(batch)
+            last_real = context_frames[:, -1]  # what really changed is measured on the frames as recorded
         self._check_inputs(target, context_frames, context_actions)
         b = target.shape[0]
-        last_real = context_frames[:, -1]  # what really changed is measured on the frames as recorded
+        last_context = context_frames[:, -1]
         if self.training and self.config.context_noise > 0:
             context_frames = context_frames + self.config.context_noise * torch.randn_like(context_frames)
         clean = target - self.origin(context_frames)  # the frame, or its change from the last context frame
@@ -251,9 +279,13 @@ class Denoiser(nn.Module):
         logs = {}
         if self.config.change_weight > 0:
             changed = ((target - last_real).abs() > CHANGE_THRESHOLD).any(dim=1, keepdim=True)
+            if imagined:  # and what the imagined last frame got wrong (a trail to erase) counts as a change too
+                changed |= ((target - last_context).abs() > CHANGE_THRESHOLD).any(dim=1, keepdim=True)
             squared_error = squared_error * (1 + self.config.change_weight * changed)
             logs["changed_pixels"] = changed.float().mean().item()
         loss = squared_error.mean()
+        if self.config.rollout_context > 0 and self.training:
+            logs["imagined_context_frames"] = float(imagined)
         return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item(), **logs}
 
     @torch.no_grad()

@@ -60,8 +60,8 @@ MODEL_OPTIONS_SKIP = ("action_size", "action_scale", "image_size", "image_channe
 """Model fields that come from the data, not from the command line."""
 
 
-def _windows(folders: list[Path], context: int, split: str) -> Dataset | None:
-    parts = [WindowDataset(folder, context=context, horizon=1, split=split) for folder in folders]
+def _windows(folders: list[Path], context: int, split: str, horizon: int = 1) -> Dataset | None:
+    parts = [WindowDataset(folder, context=context, horizon=horizon, split=split) for folder in folders]
     parts = [part for part in parts if len(part)]
     return ConcatDataset(parts) if parts else None
 
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             scale = [max(value, 1e-3) for value in action_statistics(folders)["max_abs"]]
             model_config = WorldModelConfig.preset(args.preset, action_size, scale, image_size=image_size,
                                                    **overrides)
-        train_set = _windows(folders, model_config.context, "train")
+        # rollout_context trains on windows that run on past the real context (validation stays one step)
+        train_set = _windows(folders, model_config.context, "train", horizon=model_config.rollout_context + 1)
         val_set = _windows(folders, model_config.context, "val")
     except (DatasetError, ConfigError, CheckpointError, ValueError) as error:
         print(f"dmo-train-world-model: error: {error}", file=sys.stderr)

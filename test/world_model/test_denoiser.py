@@ -261,3 +261,43 @@ def test_load_world_model_refuses_a_run_of_another_kind(tmp_path) -> None:
     write_run_config(tmp_path, {"kind": "reward", "model": {"hidden_size": 8}})
     with pytest.raises(ValueError, match="holds a reward model run .*not a world model run.*dmo-train-world-model"):
         load_world_model(tmp_path)
+
+
+def test_rollout_context_trains_on_the_models_own_frames(monkeypatch) -> None:
+    # rollout_context 2: windows of context + 3 frames; the target is the last, and with j imagined frames the
+    # context's last j are the model's own samples from the recorded context j steps earlier.
+    model = tiny(rollout_context=2, predict_residual=True, sigma_data=0.1, sigma_loc=-2.0)
+    randomise_zero_layers(model)
+    model.train()
+    window = windows(batch=2, horizon=3)
+    frames = to_model_range(window.frames)
+    for imagined in (0, 1, 2):
+        monkeypatch.setattr(torch, "randint", lambda low, high, size, imagined=imagined: torch.tensor(imagined))
+        torch.manual_seed(3)
+        context, actions, target, last_real, count = model._imagined_context(window)
+        assert count == imagined and torch.equal(target, frames[:, -1]) and torch.equal(last_real, frames[:, -2])
+        assert torch.equal(actions, window.actions[:, 2:6].float())  # the recorded actions of the last context
+        start = 2 - imagined
+        real_part = context[:, : 4 - imagined]
+        assert torch.equal(real_part, frames[:, start + imagined : start + 4])
+        expected = frames[:, start : start + 4]
+        sampler = DiffusionSampler(model)
+        torch.manual_seed(3)
+        for offset in range(start, 2):  # the same samples (the same noise), step by step
+            frame = sampler.sample(expected, window.actions[:, offset : offset + 4].float())
+            expected = torch.cat([expected[:, 1:], frame[:, None]], dim=1)
+        assert torch.allclose(context, expected, atol=1e-6)
+        if imagined:
+            assert not torch.equal(context[:, -1], frames[:, -2])  # not the recorded frame
+        loss, logs = model(window)
+        assert math.isfinite(loss.item()) and logs["imagined_context_frames"] == imagined
+    monkeypatch.undo()
+    loss.backward()  # the imagined frames carry no graph: only this step's denoising trains
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # Windows too short for the imagined steps are refused by name; evaluation stays one step on real context.
+    with pytest.raises(ValueError, match="rollout_context 2 needs windows"):
+        model(windows(batch=2, horizon=1))
+    model.eval()
+    assert math.isfinite(model(windows(batch=2, horizon=1))[0].item())
+    with pytest.raises(ValueError, match="rollout_context"):
+        WorldModelConfig(rollout_context=-1)
