@@ -194,13 +194,38 @@ def _mean_px(values: np.ndarray) -> float:
     return float(nanmean(values))
 
 
+def policy_actions(policy: Policy, frames: np.ndarray, executed: np.ndarray) -> np.ndarray:
+    """(N, T, A) the actions ``policy`` proposes on each path's frames (N, T, H, W, 3) uint8, one episode at a
+    time, its memory stepped with the ``executed`` actions (N, T, A) of the path (so only the frames differ)."""
+    out = np.zeros(executed.shape, dtype=np.float32)
+    for e in range(frames.shape[0]):
+        policy.reset()
+        for t in range(frames.shape[1]):
+            out[e, t] = policy.act(frames[e, t])
+            policy.observe_action(executed[e, t])
+    return out
+
+
+def _action_gap(proposed: np.ndarray, real: np.ndarray, limit: np.ndarray) -> dict[str, float]:
+    """How far actions proposed on imagined frames are from those on the real frames of the same steps: mean
+    |difference| over |action limit|, and the mean cosine of their directions (steps where both move)."""
+    scale = float(np.linalg.norm(limit))
+    norms = np.linalg.norm(proposed, axis=-1) * np.linalg.norm(real, axis=-1)
+    moving = norms > 1e-6 * scale**2
+    cosine = (proposed * real).sum(-1)[moving] / norms[moving]
+    return {"action_gap": float(np.linalg.norm(proposed - real, axis=-1).mean() / scale),
+            "direction_cosine": float(cosine.mean()) if moving.any() else float("nan")}
+
+
 @torch.no_grad()
 def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
                        config: PolicyPathConfig | None = None, picture: Path | None = None,
-                       policy_in_model: np.ndarray | None = None) -> GateReport:
+                       policy_in_model: np.ndarray | None = None, policy: Policy | None = None) -> GateReport:
     """The check of the module doc for any :data:`Rollout` (``context`` frames) on recorded ``paths``;
     ``policy_in_model``: (N, T, H, W, 3) uint8 frames of the policy acting in the model from the same starts
-    (:func:`imagine_policy`), reported and drawn when given."""
+    (:func:`imagine_policy`), reported and drawn when given. ``policy`` (the one that drove the paths): also
+    report how differently it acts on the imagined frames than on the real frames of the same steps
+    (:func:`policy_actions`; its input in imagination against its input on the robot)."""
     config = config or PolicyPathConfig()
     begin = time.perf_counter()
     kind, real = classify_steps(paths, config)
@@ -280,6 +305,14 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
                       "final_agent_visible": float(open_seen[:, -1].mean())},
         "px_per_arena_unit": paths.image_size / ARENA_UNITS,
     }
+    if policy is not None:
+        limit = np.asarray(policy.action_limit, dtype=np.float64)
+        real_actions = policy_actions(policy, paths.frames[:, :-1], paths.actions)
+        inputs = {"replay_gap": _action_gap(real_actions, paths.actions, limit)["action_gap"]}  # ~0: deterministic
+        for name, frames in (("one_step", imagined), ("open_loop", open_pixels)):
+            seen = np.concatenate([paths.frames[:, :1], frames[:, :-1]], axis=1)  # step t sees frame t
+            inputs[name] = _action_gap(policy_actions(policy, seen, paths.actions), real_actions, limit)
+        metrics["policy_on_imagined_frames"] = inputs
     if policy_in_model is not None:
         believed, believed_seen = locate_agent(policy_in_model)
         gap = np.linalg.norm(believed[:, -1] - agent_next[:, -1], axis=-1)
@@ -290,6 +323,12 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
              f"open loop from the start: agent error {_mean_px(open_error[:, min(4, steps - 1)]):.1f} px after "
              f"{min(5, steps)} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
              f"(visible {metrics['open_loop']['final_agent_visible']:.2f})"]
+    if policy is not None:
+        gaps = metrics["policy_on_imagined_frames"]
+        notes.append("the policy on imagined frames of the real steps acts off by "
+                     + ", ".join(f"{gaps[k]['action_gap']:.2f} of its limit (direction cosine "
+                                 f"{gaps[k]['direction_cosine']:.2f}) {k.replace('_', '-')}"
+                                 for k in ("one_step", "open_loop")))
     if policy_in_model is not None:
         notes.append(f"the policy acting in the model ends {metrics['policy_in_model']['final_gap_px']:.1f} px from "
                      f"where it really ends after {steps} steps (the agent visible in "
@@ -392,7 +431,7 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
     believed = imagine_policy(denoiser, run.policy, paths)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser), paths, denoiser.config.context, config,
-                                out / PICTURE_FILE, believed)
+                                out / PICTURE_FILE, believed, run.policy)
     report.metrics.update(world_model=str(world_model_run), policy=str(policy_run))
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
@@ -400,5 +439,5 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
 
 
 __all__ = ["PICTURE_FILE", "REPORT_FILE", "STEP_CLASSES", "PolicyPathConfig", "PolicyPaths", "classify_steps",
-           "imagine_policy", "path_windows", "policy_path_report", "record_paths", "world_model_paths_check",
-           "write_paths_picture"]
+           "imagine_policy", "path_windows", "policy_actions", "policy_path_report", "record_paths",
+           "world_model_paths_check", "write_paths_picture"]

@@ -145,3 +145,39 @@ def test_the_command_refuses_an_unknown_task(tiny_policies, capsys):
     code = gate_main(["world-model-paths", str(policy.parent / "world_model"), "--policy", str(policy),
                       "--task", "reach_far"])
     assert code == 2 and "unknown task 'reach_far'" in capsys.readouterr().err
+
+
+class TowardACorner:
+    """A stand-in policy that acts on what it sees: toward the top-left corner from the agent it locates."""
+
+    action_limit = np.array([0.3, 0.3])
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        position, seen = locate_agent(frame)
+        way = np.array([8.0, 8.0]) - np.nan_to_num(position, nan=32.0)
+        return (0.3 * way / max(np.linalg.norm(way), 1e-6)).astype(np.float32)
+
+    def observe_action(self, action: np.ndarray) -> None:
+        pass
+
+
+def test_the_policy_acts_the_same_on_true_frames_and_otherwise_on_frozen_ones(paths):
+    policy = TowardACorner()
+    config = PolicyPathConfig(task="push_region")
+    true = policy_path_report(oracle(paths), paths, context=3, config=config, policy=policy)
+    inputs = true.metrics["policy_on_imagined_frames"]
+    for name in ("one_step", "open_loop"):
+        assert inputs[name]["action_gap"] == pytest.approx(0.0, abs=1e-6)
+        assert inputs[name]["direction_cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert "acts off by 0.00 of its limit" in true.format()
+
+    def frozen(window: Window, actions: torch.Tensor) -> torch.Tensor:  # the agent never moves in the picture
+        return to_model_range(window.context_frames[:, -1:]).repeat(1, actions.shape[1], 1, 1, 1)
+
+    still = policy_path_report(frozen, paths, context=3, config=config, policy=policy)
+    gaps = still.metrics["policy_on_imagined_frames"]
+    assert gaps["open_loop"]["action_gap"] > 0.1 and gaps["open_loop"]["direction_cosine"] < 0.99
+    assert gaps["open_loop"]["action_gap"] > gaps["one_step"]["action_gap"]  # one step behind vs from the start
