@@ -309,9 +309,16 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         limit = np.asarray(policy.action_limit, dtype=np.float64)
         real_actions = policy_actions(policy, paths.frames[:, :-1], paths.actions)
         inputs = {"replay_gap": _action_gap(real_actions, paths.actions, limit)["action_gap"]}  # ~0: deterministic
+        # En route (a real command of at least half the limit) and settling (smaller: near the goal, where the
+        # direction of a small command turns with every pixel) are reported apart.
+        en_route = np.linalg.norm(real_actions, axis=-1) >= 0.5 * np.linalg.norm(limit)
         for name, frames in (("one_step", imagined), ("open_loop", open_pixels)):
             seen = np.concatenate([paths.frames[:, :1], frames[:, :-1]], axis=1)  # step t sees frame t
-            inputs[name] = _action_gap(policy_actions(policy, seen, paths.actions), real_actions, limit)
+            proposed = policy_actions(policy, seen, paths.actions)
+            inputs[name] = {**_action_gap(proposed, real_actions, limit), "en_route_steps": float(en_route.mean())}
+            for part, mask in (("en_route", en_route), ("settling", ~en_route)):
+                gap = _action_gap(proposed[mask], real_actions[mask], limit) if mask.any() else {}
+                inputs[name].update({f"{part}_{key}": value for key, value in gap.items()})
         metrics["policy_on_imagined_frames"] = inputs
     if policy_in_model is not None:
         believed, believed_seen = locate_agent(policy_in_model)
@@ -327,8 +334,10 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         gaps = metrics["policy_on_imagined_frames"]
         notes.append("the policy on imagined frames of the real steps acts off by "
                      + ", ".join(f"{gaps[k]['action_gap']:.2f} of its limit (direction cosine "
-                                 f"{gaps[k]['direction_cosine']:.2f}) {k.replace('_', '-')}"
-                                 for k in ("one_step", "open_loop")))
+                                 f"{gaps[k]['direction_cosine']:.2f}; en route "
+                                 f"{gaps[k].get('en_route_direction_cosine', float('nan')):.2f}, settling "
+                                 f"{gaps[k].get('settling_direction_cosine', float('nan')):.2f}) "
+                                 f"{k.replace('_', '-')}" for k in ("one_step", "open_loop")))
     if policy_in_model is not None:
         notes.append(f"the policy acting in the model ends {metrics['policy_in_model']['final_gap_px']:.1f} px from "
                      f"where it really ends after {steps} steps (the agent visible in "

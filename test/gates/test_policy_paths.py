@@ -172,6 +172,8 @@ def test_the_policy_acts_the_same_on_true_frames_and_otherwise_on_frozen_ones(pa
     for name in ("one_step", "open_loop"):
         assert inputs[name]["action_gap"] == pytest.approx(0.0, abs=1e-6)
         assert inputs[name]["direction_cosine"] == pytest.approx(1.0, abs=1e-6)
+        assert inputs[name]["en_route_direction_cosine"] == pytest.approx(1.0, abs=1e-6)  # it always drives
+        assert inputs[name]["en_route_steps"] == 1.0 and "settling_direction_cosine" not in inputs[name]
     assert "acts off by 0.00 of its limit" in true.format()
 
     def frozen(window: Window, actions: torch.Tensor) -> torch.Tensor:  # the agent never moves in the picture
