@@ -177,6 +177,40 @@ def test_the_terminal_value_counts_after_the_critic_warmup(policy_inputs, monkey
         DMOConfig(critic_warmup=-1)
 
 
+@pytest.mark.parametrize("noise", [0.0, 8.0])
+def test_frame_noise_perturbs_only_what_the_actor_reads(policy_inputs, monkeypatch, noise):
+    """``frame_noise`` adds pixel noise to the frames the local model encodes for the actor (starts and forward
+    steps); the world model's own frames, which the replay keeps and the reward reads, stay clean."""
+    from dmo_ros.dmo.algorithm import DMOConfig
+    from dmo_ros.dmo.replay import to_uint8_frames
+    from dmo_ros.local_model.encoder import to_model_images
+
+    algorithm, _, _, local = _latent_sapo(policy_inputs, "dmo", frame_noise=noise)
+    encoded, stepped, contexts = [], [], []
+    encode, step, reset = local.encode, algorithm.env.step, algorithm.env.reset
+    monkeypatch.setattr(local, "encode", lambda frames: encoded.append(frames.detach().clone()) or encode(frames))
+    monkeypatch.setattr(algorithm.env, "step",
+                        lambda action: (lambda out: stepped.append(out[0].detach().clone()) or out)(step(action)))
+    monkeypatch.setattr(algorithm.env, "reset", lambda: (reset(), contexts.append(algorithm.env.context[0].clone())))
+    algorithm.train_epoch()
+    context = contexts[0]  # the episodes' real start frames
+    horizon = algorithm.sapo.horizon
+    assert len(stepped) == horizon and len(encoded) == horizon + 1  # the start's filter, then one per step
+    gaps = [encoded[0] - to_model_images(context.to(encoded[0].device))] + \
+        [seen - clean for seen, clean in zip(encoded[1:], stepped, strict=True)]
+    if noise == 0:
+        assert all(gap.abs().max() == 0 for gap in gaps)
+    else:
+        std = noise / 127.5  # uint8 levels on the [-1, 1] scale; clamping at white halves what white pixels get
+        for gap in gaps:
+            inside = gap[gap != 0]
+            assert gap.abs().max() <= 6 * std and 0.3 * std < inside.std().item() < 1.2 * std
+    # The replay holds the world model's frames as they were.
+    assert torch.equal(algorithm.replay.frames[0, 1:horizon + 1], torch.stack([to_uint8_frames(f[0]) for f in stepped]))
+    with pytest.raises(ValueError, match="frame_noise"):
+        DMOConfig(frame_noise=-1.0)
+
+
 @pytest.mark.parametrize("method, task", [("dmo", "push_near"), ("ppo", "reach_fixed")])
 def test_rung_1_trains_in_the_simulator_and_writes_the_final_evaluation(policy_inputs, tmp_path, method, task, capsys):
     """Rung 1: the stand-in simulator steps the episodes (no world model given), the task's resets start them, and the
