@@ -94,6 +94,9 @@ class PolicyPathConfig:
     """One-step contexts sampled at once."""
     aspect: str = "crop"
     """How the stand-in's camera frame is fitted to the model's size (as the dataset converter did)."""
+    input_noise: float = 2.0
+    """Std (uint8 levels) of the Gaussian pixel noise put on the real frames for the policy's robustness row
+    (``real_noisy``: the same policy on the real frames plus noise a camera could add; 0 leaves them exact)."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -102,6 +105,8 @@ class PolicyPathConfig:
             raise ValueError(f"episodes and steps must be >= 1, got {self.episodes} and {self.steps}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not (np.isfinite(self.input_noise) and self.input_noise >= 0):
+            raise ValueError(f"input_noise must be a number >= 0 (uint8 levels), got {self.input_noise}")
         if self.max_error_ratio <= 0 or self.max_wall_push_px <= 0 or not 0 <= self.min_visible <= 1:
             raise ValueError("max_error_ratio and max_wall_push_px must be > 0, min_visible in [0, 1]")
 
@@ -312,13 +317,18 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         # En route (a real command of at least half the limit) and settling (smaller: near the goal, where the
         # direction of a small command turns with every pixel) are reported apart.
         en_route = np.linalg.norm(real_actions, axis=-1) >= 0.5 * np.linalg.norm(limit)
-        for name, frames in (("one_step", imagined), ("open_loop", open_pixels)):
-            seen = np.concatenate([paths.frames[:, :1], frames[:, :-1]], axis=1)  # step t sees frame t
+        # The real frames plus invisible pixel noise: how much of the gap any perturbation of the input makes.
+        noise = np.random.default_rng(config.seed).normal(0.0, config.input_noise, paths.frames.shape)
+        noisy = np.clip(np.round(paths.frames + noise), 0, 255).astype(np.uint8)
+        for name, frames in (("one_step", imagined), ("open_loop", open_pixels), ("real_noisy", noisy[:, 1:])):
+            seen = np.concatenate([noisy[:, :1] if name == "real_noisy" else paths.frames[:, :1], frames[:, :-1]],
+                                  axis=1)  # step t sees frame t
             proposed = policy_actions(policy, seen, paths.actions)
             inputs[name] = {**_action_gap(proposed, real_actions, limit), "en_route_steps": float(en_route.mean())}
             for part, mask in (("en_route", en_route), ("settling", ~en_route)):
                 gap = _action_gap(proposed[mask], real_actions[mask], limit) if mask.any() else {}
                 inputs[name].update({f"{part}_{key}": value for key, value in gap.items()})
+        inputs["real_noisy"]["input_noise"] = config.input_noise
         metrics["policy_on_imagined_frames"] = inputs
     if policy_in_model is not None:
         believed, believed_seen = locate_agent(policy_in_model)
@@ -337,7 +347,11 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
                                  f"{gaps[k]['direction_cosine']:.2f}; en route "
                                  f"{gaps[k].get('en_route_direction_cosine', float('nan')):.2f}, settling "
                                  f"{gaps[k].get('settling_direction_cosine', float('nan')):.2f}) "
-                                 f"{k.replace('_', '-')}" for k in ("one_step", "open_loop")))
+                                 f"{k.replace('_', '-')}" for k in ("one_step", "open_loop"))
+                     + f"; on the real frames with pixel noise of std {config.input_noise:g}: "
+                     f"{gaps['real_noisy']['action_gap']:.2f} (cosine {gaps['real_noisy']['direction_cosine']:.2f}; "
+                     f"en route {gaps['real_noisy'].get('en_route_direction_cosine', float('nan')):.2f}, settling "
+                     f"{gaps['real_noisy'].get('settling_direction_cosine', float('nan')):.2f})")
     if policy_in_model is not None:
         notes.append(f"the policy acting in the model ends {metrics['policy_in_model']['final_gap_px']:.1f} px from "
                      f"where it really ends after {steps} steps (the agent visible in "

@@ -175,6 +175,14 @@ def test_the_policy_acts_the_same_on_true_frames_and_otherwise_on_frozen_ones(pa
         assert inputs[name]["en_route_direction_cosine"] == pytest.approx(1.0, abs=1e-6)  # it always drives
         assert inputs[name]["en_route_steps"] == 1.0 and "settling_direction_cosine" not in inputs[name]
     assert "acts off by 0.00 of its limit" in true.format()
+    # Pixel noise on the real frames moves where it locates the agent a little, never the way it drives.
+    noisy = inputs["real_noisy"]
+    assert noisy["input_noise"] == 2.0 and 0 < noisy["action_gap"] < 0.1 and noisy["direction_cosine"] > 0.99
+    exact = policy_path_report(oracle(paths), paths, context=3, policy=policy,
+                               config=PolicyPathConfig(task="push_region", input_noise=0.0))
+    assert exact.metrics["policy_on_imagined_frames"]["real_noisy"]["action_gap"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="input_noise"):
+        PolicyPathConfig(input_noise=-1.0)
 
     def frozen(window: Window, actions: torch.Tensor) -> torch.Tensor:  # the agent never moves in the picture
         return to_model_range(window.context_frames[:, -1:]).repeat(1, actions.shape[1], 1, 1, 1)
