@@ -53,6 +53,9 @@ class TeleopParameters:
     play_hold_probability: float = param(
         0.0, "Scripted: per play step, probability of holding a random direction for 3-10 steps; 0: none."
     )
+    play_slow_probability: float = param(
+        0.0, "Scripted: per play step, probability of standing still or creeping for 3-10 steps; 0: none."
+    )
     task: str = param("push_t", "Scripted Push-T: the task demonstrated (the stand-in's task): reach tasks walk to "
                                 "the target the stand-in's state carries as its goal; the others push the T.")
     play_wander_probability: float = param(
@@ -113,6 +116,7 @@ class Teleop(DmoNode):
                 demo_timeout_steps=p.demo_timeout_steps or DEMO_TIMEOUT_STEPS[p.robot],
                 play_action_noise=p.play_action_noise,
                 play_hold_probability=p.play_hold_probability,
+                play_slow_probability=p.play_slow_probability,
                 play_wander_probability=p.play_wander_probability,
             )
             self.scripted = make_operator(p.robot, config, p.arena_size_m, task=p.task)

@@ -89,6 +89,9 @@ class FastCollectConfig:
     play_hold_probability: float = 0.0
     """Per play step, the probability of starting a held command (a random direction kept for a few steps,
     walls included; :attr:`ScriptedOperatorConfig.play_hold_probability`); 0: none."""
+    play_slow_probability: float = 0.0
+    """Per play step, the probability of starting a slow hold (still or creeping for a few steps;
+    :attr:`ScriptedOperatorConfig.play_slow_probability`); 0: none."""
     play_wander_probability: float = 0.0
     """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
     the T (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
@@ -219,7 +222,7 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
         demo_probability=config.demo_probability,
         demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
         play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
-        play_wander_probability=config.play_wander_probability,
+        play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
     ), task=config.task)
     action_size = operator.action_size
     command_action = np.zeros(action_size)  # the stand-in's latest command
@@ -314,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--play-hold-probability", type=float,
                         help="per play step, probability of holding a random direction for a few steps, walls "
                              "included (default: the graph's)")
+    parser.add_argument("--play-slow-probability", type=float,
+                        help="per play step, probability of standing still or creeping for a few steps (default: "
+                             "the graph's)")
     parser.add_argument("--play-wander-probability", type=float,
                         help="Push-T: per play primitive, probability of walking to a random point of the arena "
                              "instead of pushing the T (default: the graph's)")
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                   "play_steps_min": options.play_steps_min, "play_steps_max": options.play_steps_max,
                   "play_action_noise": options.play_action_noise,
                   "play_hold_probability": options.play_hold_probability,
+                  "play_slow_probability": options.play_slow_probability,
                   "play_wander_probability": options.play_wander_probability,
                   "storage": options.storage, "split_duration": options.split_duration}
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
@@ -343,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                                demo_probability=config.demo_probability,
                                play_action_noise=config.play_action_noise,
                                play_hold_probability=config.play_hold_probability,
+                               play_slow_probability=config.play_slow_probability,
                                play_wander_probability=config.play_wander_probability)  # checked up front
     except (ValueError, GraphError) as error:
         parser.error(str(error))

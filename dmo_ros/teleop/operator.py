@@ -103,6 +103,13 @@ class ScriptedOperatorConfig:
     """Range of a held command's length (control steps, inclusive)."""
     play_hold_speed: float = 0.2
     """Norm of a held command in the robot's action units (m/s, rad/s), clamped by the robot's limits."""
+    play_slow_probability: float = 0.0
+    """Per play step, the probability of starting a *slow hold* for ``play_hold_steps`` steps: standing still (half
+    of them) or a random direction at a speed drawn uniformly from [0, ``play_slow_speed``]. Play otherwise moves
+    at the operator's pace (1-2 % of its steps command under 5 % of the action limit), so a world model of the
+    recording never sees the agent still or creeping, which is what a policy does where it stops; 0: none."""
+    play_slow_speed: float = 0.05
+    """Fastest slow hold in the robot's action units (m/s, rad/s): a quarter of the operator's 0.2."""
     play_wander_probability: float = 0.0
     """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
     the T (:class:`~dmo_ros.teleop.pusht_expert.PushTExplorer`), so play covers the workspace (a reach task's
@@ -125,6 +132,10 @@ class ScriptedOperatorConfig:
             raise ValueError(f"play_hold_steps must be (low, high) with 1 <= low <= high, got {self.play_hold_steps}")
         if not 0.0 <= self.play_wander_probability <= 1.0:
             raise ValueError(f"play_wander_probability must be in [0, 1], got {self.play_wander_probability}")
+        if not 0.0 <= self.play_slow_probability <= 1.0:
+            raise ValueError(f"play_slow_probability must be in [0, 1], got {self.play_slow_probability}")
+        if not self.play_slow_speed > 0:
+            raise ValueError(f"play_slow_speed must be > 0, got {self.play_slow_speed}")
         if not self.play_hold_speed > 0:
             raise ValueError(f"play_hold_speed must be > 0, got {self.play_hold_speed}")
 
@@ -238,18 +249,29 @@ class ScriptedOperator:
         return Command(self.zero(), intent=False, reset=press)
 
     def _held_command(self) -> np.ndarray | None:
-        """The held play command for this step, starting one with ``play_hold_probability``; None: play on."""
+        """The held play command for this step, starting one with ``play_hold_probability`` (or a slow one with
+        ``play_slow_probability``); None: play on."""
         if self.held_steps_left <= 0:
-            # No draw without holds: seeded recordings stay as they were.
-            if not self.config.play_hold_probability or self.rng.random() >= self.config.play_hold_probability:
+            speed = self._hold_speed()
+            if speed is None:
                 return None
             direction = self.rng.normal(size=self.action_size)
-            held = direction / max(float(np.linalg.norm(direction)), 1e-12) * self.config.play_hold_speed
+            held = direction / max(float(np.linalg.norm(direction)), 1e-12) * speed
             self.held = self.limit_action(held) if self.limit_action is not None else held
             low, high = self.config.play_hold_steps
             self.held_steps_left = int(self.rng.integers(low, high + 1))
         self.held_steps_left -= 1
         return self.held.copy()
+
+    def _hold_speed(self) -> float | None:
+        """The speed of a hold starting at this step, or None: no hold. No draw for a probability of 0, so seeded
+        recordings without holds stay as they were."""
+        config = self.config
+        if config.play_hold_probability and self.rng.random() < config.play_hold_probability:
+            return config.play_hold_speed
+        if config.play_slow_probability and self.rng.random() < config.play_slow_probability:
+            return 0.0 if self.rng.random() < 0.5 else float(self.rng.uniform(0.0, config.play_slow_speed))
+        return None
 
     def _play_action(self, observation: Observation) -> np.ndarray:
         held = self._held_command()

@@ -134,6 +134,19 @@ def test_held_commands_keep_one_direction_at_the_hold_speed_for_their_length_the
     assert all(c.intent and (c.action == 1.0).all() for c in commands[600:620])  # demonstrations hold nothing
 
 
+def test_slow_holds_stand_still_or_creep_below_the_slow_speed():
+    operator = make(demo_probability=1.0, play_steps=(2000, 2000), demo_timeout_steps=20, play_slow_probability=0.1,
+                    play_hold_steps=(3, 5), play_slow_speed=0.05)
+    play = np.stack([operator.act(observation(0)).action for _ in range(2000)])
+    held = play[~np.all(play == -1.0, axis=1)]  # the explorer's play is a constant -1
+    speeds = np.linalg.norm(held, axis=1)
+    assert 0.2 < len(held) / len(play) < 0.5  # ~0.1 x 4 steps per play step, holds back to back
+    assert speeds.max() <= 0.05 + 1e-12
+    still = speeds == 0.0
+    assert 0.3 < still.mean() < 0.7  # half of the holds stand still
+    assert np.ptp(speeds[~still]) > 0.02  # the others creep at speeds spread over [0, 0.05]
+
+
 def test_without_held_commands_the_seeded_operator_acts_as_before():
     def run(**config) -> list:
         operator = make(demo_probability=0.5, seed=5, play_steps=(1, 6), demo_timeout_steps=2, **config)
@@ -141,6 +154,7 @@ def test_without_held_commands_the_seeded_operator_acts_as_before():
 
     assert run() == run(play_hold_probability=0.0)
     assert run() != run(play_hold_probability=0.3)
+    assert run() == run(play_slow_probability=0.0) and run() != run(play_slow_probability=0.3)
 
 
 @pytest.mark.parametrize("settings", [{"play_steps": (5, 2)}, {"demo_probability": 1.5}, {"demo_timeout_steps": 0},
@@ -148,7 +162,8 @@ def test_without_held_commands_the_seeded_operator_acts_as_before():
                                       {"play_hold_probability": -0.1}, {"play_hold_probability": 1.5},
                                       {"play_hold_probability": float("nan")}, {"play_hold_steps": (0, 3)},
                                       {"play_hold_steps": (5, 3)}, {"play_hold_speed": 0.0},
-                                      {"play_hold_speed": float("nan")}])
+                                      {"play_hold_speed": float("nan")}, {"play_slow_probability": -0.1},
+                                      {"play_slow_probability": float("nan")}, {"play_slow_speed": 0.0}])
 def test_bad_settings_are_rejected(settings):
     with pytest.raises(ValueError):
         ScriptedOperatorConfig(**settings)
