@@ -243,10 +243,15 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         "imagined_along_px_per_step": along_steps.tolist() if np.ndim(along_steps) else [],
         "commands": per_command, "speed": config.speed, "horizon": config.horizon,
     }
+    notes = []
+    drift = per_command["zero"].get("drift_px_per_step") or []
+    if drift:  # the real agent stops under a zero command; a policy settling at its goal relies on that
+        notes.append(f"zero command: the imagined agent drifts {drift[0]:.2f} px in one step, {drift[-1]:.2f} px in "
+                     f"{len(drift)} (the stand-in's agent stops within a step: ~0.25 px at 64 x 64)")
     if picture is not None and shown:
         write_action_response_picture(shown, picture)
         metrics["picture"] = str(picture)
-    return GateReport("world_model", checks, metrics, time.perf_counter() - begin)
+    return GateReport("world_model", checks, metrics, time.perf_counter() - begin, notes)
 
 
 PICTURE_WINDOWS = 3

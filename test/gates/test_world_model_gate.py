@@ -38,6 +38,9 @@ def test_the_true_simulator_passes(pusht_play, tmp_path):
     assert checks["right_direction"].value >= 0.9
     assert report.metrics["one_step_error"] < 0.1 * report.metrics["copy_last_frame_error"]
     assert report.metrics["one_step_abs_error"] < 1e-3 < report.metrics["copy_last_frame_abs_error"]
+    # Under a zero command the real agent stops within a step: the drift note reads a fraction of a pixel.
+    drift = report.metrics["commands"]["zero"]["drift_px_per_step"]
+    assert max(drift) < 0.6 and "zero command: the imagined agent drifts" in report.format()
 
 
 def test_a_model_that_repeats_the_last_frame_fails_the_direction_check(pusht_play):
@@ -52,6 +55,7 @@ def test_a_model_that_repeats_the_last_frame_fails_the_direction_check(pusht_pla
     assert not report.passed
     assert checks["agent_visible"].passed and not checks["right_direction"].passed
     assert checks["right_direction"].value == 0.0
+    assert report.metrics["commands"]["zero"]["drift_px_per_step"] == [0.0] * CONFIG.horizon  # a frozen agent
 
 
 def test_a_model_that_loses_the_agent_fails_visibility(pusht_play):
