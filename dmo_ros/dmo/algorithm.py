@@ -102,7 +102,9 @@ class DMOConfig:
     the actor during policy training (episode starts and the forward model's frames; not the fine-tuning batches).
     Trains the actor on perturbed views so that its small settling commands near a goal do not hinge on exact pixels:
     a rung-2 reach policy fed real frames with std 2 noise turned its settling commands (direction cosine 0.85;
-    README "More tries at rung 2 reach"). 0: off (Algorithm 1 as written)."""
+    README "More tries at rung 2 reach"). Measured there (seeds 1-2, 60 k samples): 4 levels brought 95/100 agents
+    within 40 u of the target (78/100 without) and stopped as many within 20 u (44/100 vs 46/100); 8 levels lowered
+    both. 0: off (Algorithm 1 as written)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.frame_noise) and self.frame_noise >= 0):
