@@ -320,9 +320,11 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         # The real frames plus invisible pixel noise: how much of the gap any perturbation of the input makes.
         noise = np.random.default_rng(config.seed).normal(0.0, config.input_noise, paths.frames.shape)
         noisy = np.clip(np.round(paths.frames + noise), 0, 255).astype(np.uint8)
-        for name, frames in (("one_step", imagined), ("open_loop", open_pixels), ("real_noisy", noisy[:, 1:])):
-            seen = np.concatenate([noisy[:, :1] if name == "real_noisy" else paths.frames[:, :1], frames[:, :-1]],
-                                  axis=1)  # step t sees frame t
+        # What the policy sees at step t: the real start, then the frame each row puts after step t - 1.
+        seen_by_row = {"one_step": np.concatenate([paths.frames[:, :1], imagined[:, :-1]], axis=1),
+                       "open_loop": np.concatenate([paths.frames[:, :1], open_pixels[:, :-1]], axis=1),
+                       "real_noisy": noisy[:, :-1]}
+        for name, seen in seen_by_row.items():
             proposed = policy_actions(policy, seen, paths.actions)
             inputs[name] = {**_action_gap(proposed, real_actions, limit), "en_route_steps": float(en_route.mean())}
             for part, mask in (("en_route", en_route), ("settling", ~en_route)):
