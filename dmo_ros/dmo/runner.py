@@ -106,7 +106,15 @@ class PolicyTrainConfig:
     progress: bool = True
     """Show a progress bar over samples."""
 
+    sampler_change_threshold: float | None = None
+    """The diffusion world model's sampler: soft threshold (uint8 levels) on each imagined frame's change from
+    the previous one (the world model sampler's change_threshold); None: the model's own
+    (``sampler_change_threshold`` of its config). Not used by No Diffusion or the simulator forward."""
+
     def __post_init__(self) -> None:
+        if self.sampler_change_threshold is not None and not 0 <= self.sampler_change_threshold < 255:
+            raise ValueError(f"sampler_change_threshold must be in [0, 255) uint8 levels or none, got "
+                             f"{self.sampler_change_threshold}")
         for name in ("max_samples", "eval_episodes", "eval_max_steps", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

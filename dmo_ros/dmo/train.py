@@ -210,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.world_model is None and not simulated and method != "no_diffusion":
             raise ConfigError("--world-model is required (unless --forward simulator)")
         run = apply_options(RUN_PRESETS[args.preset], args, args.run_options)
+        if saved is not None:  # the imagined frames keep the sampler they started with
+            held_threshold = saved.get("run", {}).get("sampler_change_threshold")
+            if run.sampler_change_threshold is None:
+                run = replace(run, sampler_change_threshold=held_threshold)
+            elif run.sampler_change_threshold != held_threshold:
+                raise CheckpointError(f"{args.run_dir} holds a run with --sampler-change-threshold "
+                                      f"{'none' if held_threshold is None else held_threshold}; use another --run-dir")
         configs = _configs(args, saved)
         device = resolve_device(run.device, World())
         limit = np.maximum(np.asarray(action_statistics(folders)["max_abs"], dtype=np.float64), 1e-3)
@@ -267,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
             from dmo_ros.dmo.imagined_env_v4 import ImaginedEnvV4
 
             return ImaginedEnvV4(world_model, starts, batch_size, device=device, generator=generator)
-        return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, device=device, generator=generator)
+        sampler = world_model.sampler_config
+        if run.sampler_change_threshold is not None:  # the run's own threshold over the model's
+            sampler = replace(sampler, change_threshold=run.sampler_change_threshold)
+        return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, sampler_config=sampler, device=device,
+                           generator=generator)
 
     try:
         if method == "ppo":

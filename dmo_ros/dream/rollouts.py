@@ -27,7 +27,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +37,6 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import WindowDataset, collate
-from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, to_uint8
 from dmo_ros.world_model.imagination import WorldModelEnv
 from dmo_ros.world_model_v4.model import WorldModelV4
@@ -395,7 +394,8 @@ class Dreamer:
                                        generator=self.generator)
             self.context = world_model.config.l_init
         else:
-            sampler = SamplerConfig(num_steps=self.config.sampling_steps) if self.config.sampling_steps else None
+            sampler = (replace(world_model.sampler_config, num_steps=self.config.sampling_steps)
+                       if self.config.sampling_steps else None)  # the model's change threshold kept
             self.env = WorldModelEnv(world_model, sampler, device=device,
                                      generator=self.generator)
             self.context = world_model.config.context

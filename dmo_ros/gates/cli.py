@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,16 +32,26 @@ from dmo_ros.training.options import ConfigError, add_dataclass_options, given_o
 
 
 def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | str = "cpu",
-                         **config: object) -> GateReport:
+                         change_threshold: float | None = None, **config: object) -> GateReport:
     """The world-model gate of a run folder on a dataset, written to ``run_dir/gate.json``, with the
-    held-command rollouts drawn in ``run_dir/action_response.png``."""
+    held-command rollouts drawn in ``run_dir/action_response.png``; ``change_threshold`` (uint8 levels) samples
+    with that soft threshold on each frame's change instead of the model's own (recorded in the report)."""
     from dmo_ros.gates.world_model import WorldModelGateConfig, world_model_gate
     from dmo_ros.world_model.denoiser import load_world_model
 
-    report = world_model_gate(load_world_model(run_dir, device), dataset, WorldModelGateConfig(**config),
+    denoiser = load_world_model(run_dir, device)
+    report = world_model_gate(denoiser, dataset, WorldModelGateConfig(**config),
+                              sampler_config=with_change_threshold(denoiser, change_threshold),
                               picture=Path(run_dir) / "action_response.png")
     write_gate_report(run_dir, report)
     return report
+
+
+def with_change_threshold(denoiser, change_threshold: float | None):
+    """The world model's own sampler, with ``change_threshold`` (uint8 levels) when one is given."""
+    if change_threshold is None:
+        return denoiser.sampler_config
+    return replace(denoiser.sampler_config, change_threshold=change_threshold)
 
 
 def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: Path,
@@ -122,6 +133,12 @@ def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str 
     return report
 
 
+def add_change_threshold(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--change-threshold", type=float, default=None, metavar="LEVELS",
+                        help="sample the world model with this soft threshold (uint8 levels) on each frame's change "
+                             "(default: the model's own sampler_change_threshold; 0: none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dmo_ros.gates.local_model import LocalModelGateConfig
     from dmo_ros.gates.policy_paths import PolicyPathConfig
@@ -144,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--goal", type=Path, required=True, help="goal picture (dmo-goal-image)")
         if name == "local-model":
             sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
+        if name == "world-model":
+            add_change_threshold(sub)
         options = add_dataclass_options(sub, config_class, title="measurement and bounds",
                                         skip=["image_size"])
         reach_options = add_dataclass_options(
@@ -156,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--policy", type=Path, required=True, help="a dmo-train-policy run whose policy drives the paths")
     sub.add_argument("--out", type=Path, default=None,
                      help="where world_model_paths.json and .png go (default: the policy's run folder)")
+    add_change_threshold(sub)
     options = add_dataclass_options(sub, PolicyPathConfig, title="paths, step classes and bounds")
     sub.set_defaults(gate_class=PolicyPathConfig, gate_options=options, reach_options=[])
     return parser
@@ -178,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             from dmo_ros.gates.policy_paths import PolicyPathConfig, world_model_paths_check
 
             report = world_model_paths_check(args.run_dir, args.policy, args.out, PolicyPathConfig(**config),
-                                             args.device, progress=lambda line: print(line, flush=True))
+                                             args.device, progress=lambda line: print(line, flush=True),
+                                             change_threshold=args.change_threshold)
         elif args.component == "world-model":
-            report = world_model_run_gate(args.run_dir, args.dataset, args.device, **config)
+            report = world_model_run_gate(args.run_dir, args.dataset, args.device, args.change_threshold, **config)
         elif args.component == "local-model":
             report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
         elif reach:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from dmo_ros.policy.episodes import Controller
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent, locate_block
 from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser, to_uint8
 
 STEP_CLASSES = ("free", "wall", "contact")
@@ -405,12 +406,15 @@ def write_paths_picture(paths: PolicyPaths, kind: np.ndarray, open_loop: np.ndar
 
 
 @torch.no_grad()
-def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed: int = 0) -> np.ndarray:
-    """(N, T, H, W, 3) uint8: ``policy`` acting on the frames ``denoiser`` imagines, from each path's start at rest
-    (one episode at a time: a policy keeps its own memory of the episode)."""
+def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed: int = 0,
+                   sampler_config: SamplerConfig | None = None) -> np.ndarray:
+    """(N, T, H, W, 3) uint8: ``policy`` acting on the frames ``denoiser`` imagines (with ``sampler_config``,
+    default the model's own), from each path's start at rest (one episode at a time: a policy keeps its own
+    memory of the episode)."""
     from dmo_ros.world_model.imagination import WorldModelEnv
 
-    env = WorldModelEnv(denoiser, generator=torch.Generator(device=denoiser.device).manual_seed(seed))
+    env = WorldModelEnv(denoiser, sampler_config,
+                        generator=torch.Generator(device=denoiser.device).manual_seed(seed))
     context = denoiser.config.context
     n, steps = paths.actions.shape[:2]
     out = np.zeros((n, steps, *paths.frames.shape[2:]), dtype=np.uint8)
@@ -428,9 +432,11 @@ def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed:
 
 def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str, out_dir: Path | str | None = None,
                             config: PolicyPathConfig | None = None, device: torch.device | str = "cpu",
-                            progress: Callable[[str], None] | None = None) -> GateReport:
+                            progress: Callable[[str], None] | None = None,
+                            change_threshold: float | None = None) -> GateReport:
     """Load a world model and a policy run, record the policy's paths, measure, and write
-    ``world_model_paths.json`` and ``.png`` into ``out_dir`` (default: the policy run)."""
+    ``world_model_paths.json`` and ``.png`` into ``out_dir`` (default: the policy run). ``change_threshold``
+    (uint8 levels): sample the world model with that soft threshold on each frame's change instead of its own."""
     from dmo_ros.gates.world_model import denoiser_rollout
     from dmo_ros.policy.api import load_policy_run
     from dmo_ros.policy.episodes import PolicyController
@@ -453,11 +459,14 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
         progress(f"imagining {config.episodes * config.steps} one-step frames and {config.episodes} open-loop paths")
     if progress:
         progress(f"the policy acting in the world model from the same {config.episodes} starts")
-    believed = imagine_policy(denoiser, run.policy, paths)
+    sampler = denoiser.sampler_config
+    if change_threshold is not None:
+        sampler = replace(sampler, change_threshold=change_threshold)
+    believed = imagine_policy(denoiser, run.policy, paths, sampler_config=sampler)
     out = Path(out_dir or policy_run)
-    report = policy_path_report(denoiser_rollout(denoiser), paths, denoiser.config.context, config,
+    report = policy_path_report(denoiser_rollout(denoiser, sampler), paths, denoiser.config.context, config,
                                 out / PICTURE_FILE, believed, run.policy)
-    report.metrics.update(world_model=str(world_model_run), policy=str(policy_run))
+    report.metrics.update(world_model=str(world_model_run), policy=str(policy_run), sampler=asdict(sampler))
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
     return report

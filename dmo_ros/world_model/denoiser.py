@@ -112,8 +112,10 @@ class Denoiser(nn.Module):
 
     @property
     def sampler_config(self) -> SamplerConfig:
-        """How this model is sampled by default: ``config.sampler_steps`` deterministic Euler steps."""
-        return SamplerConfig(num_steps=self.config.sampler_steps)
+        """How this model is sampled by default: ``config.sampler_steps`` deterministic Euler steps, the change
+        thresholded at ``config.sampler_change_threshold``."""
+        return SamplerConfig(num_steps=self.config.sampler_steps,
+                             change_threshold=self.config.sampler_change_threshold)
 
     @property
     def device(self) -> torch.device:

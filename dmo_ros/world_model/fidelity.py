@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="denoising steps per frame (default: the model's sampler_steps)")
     parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="1: Euler (default), 2: Heun")
+    parser.add_argument("--change-threshold", type=float, default=None, metavar="LEVELS",
+                        help="soft threshold on each frame's change, uint8 levels (default: the model's "
+                             "sampler_change_threshold; 0: none)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows rolled out together (default 32)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default: last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
@@ -312,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         denoiser = load_world_model(args.run_dir, device, args.checkpoint)
         fidelity_report(denoiser, args.dataset, args.out or args.run_dir / "fidelity", horizon=args.horizon,
                         windows=args.windows,
-                        sampler_config=SamplerConfig(num_steps=denoiser.config.sampler_steps if args.steps is None
-                                                     else args.steps,
-                                                     order=args.order),
+                        sampler_config=replace(denoiser.sampler_config, order=args.order,
+                                               num_steps=denoiser.config.sampler_steps if args.steps is None
+                                               else args.steps,
+                                               change_threshold=denoiser.config.sampler_change_threshold
+                                               if args.change_threshold is None else args.change_threshold),
                         device=device, batch_size=args.batch_size, seed=args.seed)
     except (ValueError, FileNotFoundError, RuntimeError) as error:  # DatasetError is a ValueError
         print(f"dmo-world-model-report: error: {error}", file=sys.stderr)

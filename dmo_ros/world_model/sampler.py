@@ -46,6 +46,16 @@ def karras_sigmas(num_steps: int, sigma_min: float, sigma_max: float, rho: float
     return torch.cat([sigmas, sigmas.new_zeros(1)]).to(device=device, dtype=torch.float32)
 
 
+def soft_threshold_change(frame: Tensor, last: Tensor, levels: float) -> Tensor:
+    """``frame`` (B, C, H, W) in [-1, 1] with its change from ``last`` (the last context frame, uint8 or float in
+    [-1, 1]) soft-thresholded at ``levels`` uint8 levels: ``last + sign(d) max(|d| - t, 0)``, d the change.
+    Differentiable almost everywhere (a caller may backpropagate through it)."""
+    last = last.float() / 127.5 - 1 if last.dtype == torch.uint8 else last
+    change = frame - last
+    threshold = levels / 127.5  # uint8 levels in [-1, 1] units
+    return last + change.sign() * (change.abs() - threshold).clamp(min=0)
+
+
 class DiffusionSampler:
     """Samples next frames from a denoiser given context frames and actions."""
 
@@ -106,4 +116,6 @@ class DiffusionSampler:
                 next_slope = (x_next - denoise(x_next, next_sigma)) / next_sigma
                 x_next = x + (next_sigma - sigma_hat) * (slope + next_slope) / 2
             x = x_next
+        if cfg.change_threshold > 0:
+            x = soft_threshold_change(x, context_frames[:, -1], cfg.change_threshold)
         return x.clamp(-1, 1)

@@ -95,6 +95,38 @@ def test_dmo_fine_tunes_on_real_sequences_as_asked(policy_inputs, tmp_path, monk
     assert drawn == {"real": 4, "replay": 4}
 
 
+@pytest.mark.parametrize("method", ["dmo", "ppo"])
+def test_the_runs_change_threshold_samples_the_world_model_and_holds_on_resume(policy_inputs, tmp_path, method,
+                                                                              monkeypatch, capsys):
+    """``--sampler-change-threshold``: the imagined episodes use it (over the model's own 0), the run keeps it on a
+    resume without the option, and a different one is refused."""
+    from dmo_ros.world_model import sampler
+
+    used = []
+    real_sample = sampler.DiffusionSampler.sample
+
+    def recording_sample(self, *args, **kwargs):
+        used.append(self.config.change_threshold)
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(sampler.DiffusionSampler, "sample", recording_sample)
+    run = tmp_path / method
+    assert main(_args(method, policy_inputs, run, "--max-samples", "32", "--eval-every", "0",
+                      "--sampler-change-threshold", "3")) == 0
+    assert used and set(used) == {3.0}
+    assert json.loads((run / "config.json").read_text())["run"]["sampler_change_threshold"] == 3.0
+    used.clear()
+    assert main(_args(method, policy_inputs, run, "--max-samples", "64", "--eval-every", "0")) == 0
+    assert used and set(used) == {3.0}
+    capsys.readouterr()
+    assert main(_args(method, policy_inputs, run, "--max-samples", "96", "--sampler-change-threshold", "0")) == 2
+    assert "--sampler-change-threshold 3.0" in capsys.readouterr().err
+    used.clear()
+    assert main(_args(method, policy_inputs, tmp_path / "own", "--max-samples", "32", "--eval-every", "0")) == 0
+    assert used and set(used) == {0.0}  # none given: the model's own (the tiny preset: 0)
+    assert main(_args(method, policy_inputs, tmp_path / "bad", "--sampler-change-threshold", "-1")) == 2
+
+
 def test_no_diffusion_needs_no_world_model_and_the_others_say_they_do(policy_inputs, tmp_path, capsys):
     """No Diffusion steps only the local RSSM: it trains without --world-model (start windows of 4 frames)."""
     def without_world_model(method, run):

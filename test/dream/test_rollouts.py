@@ -232,3 +232,12 @@ def test_config_validation():
     for bad in ({"horizon": 0}, {"seeds": 0}, {"threshold": -1.0}, {"summary": "median"}):
         with pytest.raises(ValueError):
             DreamConfig(**bad)
+
+
+def test_the_dream_samples_with_the_models_change_threshold_at_any_number_of_steps():
+    model = denoiser()
+    model.config.sampler_change_threshold = 4.0
+    for steps in (0, 2):  # the model's own steps, or the dream's: the threshold stays the model's
+        sampler = Dreamer(model, DreamConfig(horizon=2, seeds=1, sampling_steps=steps)).env.sampler.config
+        assert sampler.change_threshold == 4.0
+        assert sampler.num_steps == (steps or model.config.sampler_steps)

@@ -51,7 +51,15 @@ def test_dmo_gate_re_measures_prints_and_exits_1_below_the_gate(runs, capsys):
                       "--horizon", "3"])
     out = capsys.readouterr().out
     assert code == 1 and "gate world_model: FAILED" in out and "right_direction" in out
-    assert json.loads((runs["wm"] / "gate.json").read_text())["passed"] is False
+    saved = json.loads((runs["wm"] / "gate.json").read_text())
+    assert saved["passed"] is False and saved["metrics"]["sampler"]["change_threshold"] == 0.0  # the model's own
+    code = gate_main(["world-model", str(runs["wm"]), "--dataset", str(runs["dataset"]), "--windows", "4",
+                      "--horizon", "3", "--change-threshold", "4"])
+    sampler = json.loads((runs["wm"] / "gate.json").read_text())["metrics"]["sampler"]
+    assert code == 1 and sampler["change_threshold"] == 4
+    assert gate_main(["world-model", str(runs["wm"]), "--dataset", str(runs["dataset"]),
+                      "--change-threshold", "-2"]) == 2
+    assert "change_threshold" in capsys.readouterr().err
     assert gate_main(["world-model", str(runs["wm"] / "missing"), "--dataset", str(runs["dataset"])]) == 2
     assert gate_main(["reward", str(runs["reward"]), "--goal", str(runs["goal"]), "--episodes", "1", "--steps", "4",
                       "--agent-places", "3", "--expert-runs", "1", "--expert-steps", "10"]) in (0, 1)

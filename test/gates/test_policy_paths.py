@@ -138,6 +138,11 @@ def test_the_command_writes_its_report(tiny_policies, tmp_path, capsys):
     assert saved["metrics"]["task"] == "reach_fixed" and saved["metrics"]["episodes"] == 2
     assert len(saved["metrics"]["policy_in_model"]["final_gap_px_per_episode"]) == 2  # the policy in the model too
     assert (tmp_path / "world_model_paths.png").is_file()
+    assert saved["metrics"]["sampler"]["change_threshold"] == 0.0  # the model's own sampler
+    code = gate_main(["world-model-paths", str(world_model), "--policy", str(policy), "--episodes", "1",
+                      "--steps", "2", "--task", "reach_fixed", "--out", str(tmp_path), "--change-threshold", "4"])
+    assert code == 1
+    assert json.loads((tmp_path / "world_model_paths.json").read_text())["metrics"]["sampler"]["change_threshold"] == 4
 
 
 def test_the_command_refuses_an_unknown_task(tiny_policies, capsys):

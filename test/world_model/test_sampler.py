@@ -105,3 +105,62 @@ def test_without_a_config_the_sampler_uses_the_models_sampler_steps() -> None:
     assert DiffusionSampler(Oracle(torch.zeros(1))).config == SamplerConfig()  # DIAMOND's 3 Euler steps
     with pytest.raises(ValueError, match="sampler_steps"):
         WorldModelConfig(sampler_steps=0)
+
+
+def test_change_threshold_drops_small_changes_and_shrinks_large_ones_by_it() -> None:
+    last = torch.zeros(1, 4, 3, SIZE, SIZE)  # mid-grey context: 127.5 levels
+    level = 1 / 127.5  # one uint8 level in [-1, 1] units
+    change = torch.zeros(1, 3, SIZE, SIZE)
+    change[..., 0, :] = 3 * level  # a faint haze row: below a threshold of 4 levels
+    change[..., 1, :] = -3.9 * level
+    change[..., 2, :] = 100 * level  # the agent arriving: kept, 4 levels fainter
+    change[..., 3, :] = -60 * level
+    oracle = Oracle(change)
+    plain = DiffusionSampler(oracle, SamplerConfig(num_steps=1)).sample(last, torch.zeros(1, 4, 2))
+    assert torch.allclose(plain, change, atol=1e-6)  # 0: the sample as the ODE returns it
+    out = DiffusionSampler(oracle, SamplerConfig(num_steps=1, change_threshold=4)).sample(last, torch.zeros(1, 4, 2))
+    assert (out[..., :2, :] == 0).all() and (out[..., 4:, :] == 0).all()
+    assert out[..., 2, :] == pytest.approx(torch.full_like(out[..., 2, :], 96 * level), abs=1e-6)
+    assert out[..., 3, :] == pytest.approx(torch.full_like(out[..., 3, :], -56 * level), abs=1e-6)
+    uint8_context = torch.full((1, 4, 3, SIZE, SIZE), 128, dtype=torch.uint8)  # uint8 context: same rule
+    shifted = DiffusionSampler(Oracle(change + 0.5 / 127.5), SamplerConfig(num_steps=1, change_threshold=4)).sample(
+        uint8_context, torch.zeros(1, 4, 2))
+    assert shifted[..., 0, :] == pytest.approx(torch.full_like(shifted[..., 0, :], 128 / 127.5 - 1), abs=1e-7)  # kept
+
+
+def test_change_threshold_keeps_static_pixels_still_over_an_open_loop_rollout() -> None:
+    # A model of the change that adds faint noise everywhere: without a threshold the haze builds up step by step.
+    class Hazy(Oracle):
+        def denoise(self, noisy, sigma, context_frames, context_actions):
+            last = context_frames[:, -1]
+            return last + 2 / 127.5 * torch.randn(last.shape, generator=torch.Generator().manual_seed(len(self.calls)))
+
+        def origin(self, context_frames):
+            return context_frames[:, -1]
+
+    def rollout(threshold: float) -> torch.Tensor:
+        frames = torch.zeros(1, 4, 3, SIZE, SIZE)
+        sampler = DiffusionSampler(Hazy(torch.zeros(1)), SamplerConfig(num_steps=1, change_threshold=threshold))
+        for _ in range(20):
+            frames = torch.cat([frames[:, 1:], sampler.sample(frames, torch.zeros(1, 4, 2))[:, None]], 1)
+        return frames[:, -1]
+
+    assert rollout(0).abs().max() * 127.5 > 10  # a random walk of 2-level steps: over 10 levels in 20 steps
+    assert rollout(8).abs().max() == 0  # below 4 sigma of the haze: nothing moves
+
+
+def test_the_models_sampler_carries_its_change_threshold_and_bad_thresholds_are_refused() -> None:
+    model = Denoiser(WorldModelConfig.preset("tiny", 2, image_size=SIZE, sampler_steps=1, sampler_change_threshold=4))
+    assert DiffusionSampler(model).config == SamplerConfig(num_steps=1, change_threshold=4)
+    model = tiny_denoiser()
+    model.config.sampler_change_threshold = 4.0
+    frames = torch.rand(2, 4, 3, SIZE, SIZE) * 2 - 1
+    actions = torch.randn(2, 4, 2, requires_grad=True)
+    out = DiffusionSampler(model).sample(frames, actions, torch.Generator().manual_seed(0))
+    (out * torch.randn_like(out)).sum().backward()  # still differentiable to the actions
+    assert actions.grad is not None and actions.grad.abs().sum() > 0
+    for bad in (-1.0, float("nan"), 255.0):
+        with pytest.raises(ValueError, match="change_threshold"):
+            SamplerConfig(change_threshold=bad)
+        with pytest.raises(ValueError, match="sampler_change_threshold"):
+            WorldModelConfig(sampler_change_threshold=bad)
