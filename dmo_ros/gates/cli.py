@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, default=None,
                      help="where world_model_paths.json and .png go (default: the policy's run folder)")
     add_change_threshold(sub)
+    sub.add_argument("--reward-run", type=Path, default=None,
+                     help="also report this learned reward (dmo-train-reward) on the real and imagined frames")
+    sub.add_argument("--goal", type=Path, default=None, help="the reward's goal picture (with --reward-run)")
     options = add_dataclass_options(sub, PolicyPathConfig, title="paths, step classes and bounds")
     sub.set_defaults(gate_class=PolicyPathConfig, gate_options=options, reach_options=[])
     return parser
@@ -199,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
             report = world_model_paths_check(args.run_dir, args.policy, args.out, PolicyPathConfig(**config),
                                              args.device, progress=lambda line: print(line, flush=True),
-                                             change_threshold=args.change_threshold)
+                                             change_threshold=args.change_threshold, reward_run=args.reward_run,
+                                             goal=args.goal)
         elif args.component == "world-model":
             report = world_model_run_gate(args.run_dir, args.dataset, args.device, args.change_threshold, **config)
         elif args.component == "local-model":

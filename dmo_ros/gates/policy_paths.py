@@ -50,6 +50,7 @@ import torch
 
 from dmo_ros.dataset.images import resize
 from dmo_ros.dataset.loaders import Window
+from dmo_ros.gates.local_model import RewardOfFrames
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.gates.world_model import Rollout, nanmean
 from dmo_ros.policy.api import Policy
@@ -226,12 +227,15 @@ def _action_gap(proposed: np.ndarray, real: np.ndarray, limit: np.ndarray) -> di
 @torch.no_grad()
 def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
                        config: PolicyPathConfig | None = None, picture: Path | None = None,
-                       policy_in_model: np.ndarray | None = None, policy: Policy | None = None) -> GateReport:
+                       policy_in_model: np.ndarray | None = None, policy: Policy | None = None,
+                       reward: RewardOfFrames | None = None) -> GateReport:
     """The check of the module doc for any :data:`Rollout` (``context`` frames) on recorded ``paths``;
     ``policy_in_model``: (N, T, H, W, 3) uint8 frames of the policy acting in the model from the same starts
     (:func:`imagine_policy`), reported and drawn when given. ``policy`` (the one that drove the paths): also
     report how differently it acts on the imagined frames than on the real frames of the same steps
-    (:func:`policy_actions`; its input in imagination against its input on the robot)."""
+    (:func:`policy_actions`; its input in imagination against its input on the robot). ``reward`` (a learned
+    reward of frames): also report it per step on the real frames and on the imagined ones (what imagination pays
+    the policy where the real frames would pay it something else)."""
     config = config or PolicyPathConfig()
     begin = time.perf_counter()
     kind, real = classify_steps(paths, config)
@@ -299,6 +303,7 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
     open_agent, open_seen = locate_agent(open_pixels)
     open_error = np.linalg.norm(open_agent - agent_next, axis=-1)
     open_per_step = nanmean(open_error, axis=0)
+    haze = table_haze(paths.frames[:, 1:], open_pixels)
     metrics = {
         "task": config.task, "episodes": n, "steps": steps, "seed": config.seed,
         "classes": per_class,
@@ -308,7 +313,8 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         "open_loop": {"agent_error_px_per_step": open_per_step.tolist(),
                       "agent_visible_per_step": open_seen.mean(0).tolist(),
                       "final_agent_error_px": _mean_px(open_error[:, -1]),
-                      "final_agent_visible": float(open_seen[:, -1].mean())},
+                      "final_agent_visible": float(open_seen[:, -1].mean()),
+                      "table_haze_levels_per_step": haze.tolist()},
         "px_per_arena_unit": paths.image_size / ARENA_UNITS,
     }
     if policy is not None:
@@ -338,11 +344,24 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         gap = np.linalg.norm(believed[:, -1] - agent_next[:, -1], axis=-1)
         metrics["policy_in_model"] = {"final_gap_px": _mean_px(gap), "final_gap_px_per_episode": gap.tolist(),
                                       "final_agent_visible": float(believed_seen[:, -1].mean())}
+    early = min(4, steps - 1)  # the note's "after 5 steps"
     notes = [f"steps: {', '.join(f'{k} {v}' for k, v in metrics['step_class_counts'].items())}, "
              f"unscored {metrics['unscored_steps']}",
-             f"open loop from the start: agent error {_mean_px(open_error[:, min(4, steps - 1)]):.1f} px after "
-             f"{min(5, steps)} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
-             f"(visible {metrics['open_loop']['final_agent_visible']:.2f})"]
+             f"open loop from the start: agent error {_mean_px(open_error[:, early]):.1f} px after "
+             f"{early + 1} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
+             f"(visible {metrics['open_loop']['final_agent_visible']:.2f}); haze on the table {haze[early]:.1f} "
+             f"and {haze[-1]:.1f} uint8 levels"]
+    if reward is not None:
+        starts = paths.frames[:, 0]
+        on = {"real": paths.frames[:, 1:], "open_loop": open_pixels}
+        if policy_in_model is not None:
+            on["policy_in_model"] = policy_in_model
+        per_step = {name: _reward_per_step(reward, frames, starts) for name, frames in on.items()}
+        metrics["reward"] = {f"{name}_per_step": values.tolist() for name, values in per_step.items()}
+        gap = per_step["open_loop"] - per_step["real"]
+        notes.append(f"the learned reward on the open-loop frames (the real actions) minus on the real frames: "
+                     f"{gap[early]:+.3f} after {early + 1} steps, {gap[-1]:+.3f} after {steps} (the real frames' "
+                     f"reward goes {per_step['real'][0]:+.3f} -> {per_step['real'][-1]:+.3f})")
     if policy is not None:
         gaps = metrics["policy_on_imagined_frames"]
         notes.append("the policy on imagined frames of the real steps acts off by "
@@ -363,6 +382,25 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         write_paths_picture(paths, kind, open_pixels, imagined, picture, policy_in_model)
         metrics["picture"] = str(picture)
     return GateReport("world_model_paths", checks, metrics, time.perf_counter() - begin, notes)
+
+
+def table_haze(real: np.ndarray, imagined: np.ndarray) -> np.ndarray:
+    """(T,) mean over episodes of how far (uint8 levels, largest channel) the imagined frames (N, T, H, W, 3) stray
+    from the real ones (same shape) where the real frame shows the bare table: its most common colour."""
+    colours, counts = np.unique(real.reshape(-1, 3), axis=0, return_counts=True)
+    table = np.all(real == colours[counts.argmax()], axis=-1)  # (N, T, H, W)
+    off = np.abs(imagined.astype(np.int16) - real.astype(np.int16)).max(-1)
+    return (off * table).sum((0, 2, 3)) / np.maximum(table.sum((0, 2, 3)), 1)
+
+
+def _reward_per_step(reward: RewardOfFrames, frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """(T,) mean ``reward`` of frames (N, T, H, W, 3) uint8, each episode's start (N, H, W, 3) as its start."""
+    n, steps = frames.shape[:2]
+    flat = torch.from_numpy(np.ascontiguousarray(frames.reshape(n * steps, *frames.shape[2:]))).permute(0, 3, 1, 2)
+    start = torch.from_numpy(np.repeat(starts, steps, axis=0)).permute(0, 3, 1, 2)
+    values = torch.cat([reward(flat[i : i + 256], start[i : i + 256]).float().cpu()
+                        for i in range(0, len(flat), 256)])
+    return values.numpy().reshape(n, steps).mean(0)
 
 
 CLASS_COLOURS = {-1: (200, 200, 200), 0: (90, 170, 90), 1: (220, 60, 60), 2: (240, 160, 40)}
@@ -433,10 +471,12 @@ def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed:
 def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str, out_dir: Path | str | None = None,
                             config: PolicyPathConfig | None = None, device: torch.device | str = "cpu",
                             progress: Callable[[str], None] | None = None,
-                            change_threshold: float | None = None) -> GateReport:
+                            change_threshold: float | None = None, reward_run: Path | str | None = None,
+                            goal: Path | str | None = None) -> GateReport:
     """Load a world model and a policy run, record the policy's paths, measure, and write
     ``world_model_paths.json`` and ``.png`` into ``out_dir`` (default: the policy run). ``change_threshold``
-    (uint8 levels): sample the world model with that soft threshold on each frame's change instead of its own."""
+    (uint8 levels): sample the world model with that soft threshold on each frame's change instead of its own.
+    ``reward_run`` and ``goal`` (together): also report that learned reward on the real and imagined frames."""
     from dmo_ros.gates.world_model import denoiser_rollout
     from dmo_ros.policy.api import load_policy_run
     from dmo_ros.policy.episodes import PolicyController
@@ -459,13 +499,20 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
         progress(f"imagining {config.episodes * config.steps} one-step frames and {config.episodes} open-loop paths")
     if progress:
         progress(f"the policy acting in the world model from the same {config.episodes} starts")
+    if (reward_run is None) != (goal is None):
+        raise ValueError("the reward on the paths needs both a reward run and its goal picture")
+    reward = None
+    if reward_run is not None:
+        from dmo_ros.local_model.train import goal_reward_function
+
+        reward = goal_reward_function(Path(reward_run), Path(goal), size, torch.device(device))
     sampler = denoiser.sampler_config
     if change_threshold is not None:
         sampler = replace(sampler, change_threshold=change_threshold)
     believed = imagine_policy(denoiser, run.policy, paths, sampler_config=sampler)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser, sampler), paths, denoiser.config.context, config,
-                                out / PICTURE_FILE, believed, run.policy)
+                                out / PICTURE_FILE, believed, run.policy, reward)
     report.metrics.update(world_model=str(world_model_run), policy=str(policy_run), sampler=asdict(sampler))
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))

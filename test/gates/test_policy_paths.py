@@ -143,6 +143,16 @@ def test_the_command_writes_its_report(tiny_policies, tmp_path, capsys):
                       "--steps", "2", "--task", "reach_fixed", "--out", str(tmp_path), "--change-threshold", "4"])
     assert code == 1
     assert json.loads((tmp_path / "world_model_paths.json").read_text())["metrics"]["sampler"]["change_threshold"] == 4
+    capsys.readouterr()
+    with_reward = ["world-model-paths", str(world_model), "--policy", str(policy), "--episodes", "2", "--steps", "3",
+                   "--task", "reach_fixed", "--out", str(tmp_path), "--reward-run", str(policy.parent / "reward")]
+    assert gate_main(with_reward) == 2 and "both a reward run and its goal" in capsys.readouterr().err
+    assert gate_main([*with_reward, "--goal", str(policy.parent / "goal.png")]) == 1
+    assert "the learned reward on the open-loop frames" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "world_model_paths.json").read_text())["metrics"]
+    assert set(metrics["reward"]) == {"real_per_step", "open_loop_per_step", "policy_in_model_per_step"}
+    assert all(len(v) == 3 and np.isfinite(v).all() for v in metrics["reward"].values())
+    assert len(metrics["open_loop"]["table_haze_levels_per_step"]) == 3
 
 
 def test_the_command_refuses_an_unknown_task(tiny_policies, capsys):
@@ -196,3 +206,14 @@ def test_the_policy_acts_the_same_on_true_frames_and_otherwise_on_frozen_ones(pa
     gaps = still.metrics["policy_on_imagined_frames"]
     assert gaps["open_loop"]["action_gap"] > 0.1 and gaps["open_loop"]["direction_cosine"] < 0.99
     assert gaps["open_loop"]["action_gap"] > gaps["one_step"]["action_gap"]  # one step behind vs from the start
+
+
+def test_table_haze_measures_the_imagined_frames_only_where_the_real_one_shows_the_table():
+    from dmo_ros.gates.policy_paths import table_haze
+
+    real = np.full((2, 3, 8, 8, 3), 255, np.uint8)
+    real[:, :, 2:4, 2:4] = (60, 90, 250)  # the agent: not table
+    imagined = real.copy()
+    imagined[:, 1] = np.where(real[:, 1] == 255, 250, 0)  # step 1: the table 5 levels off, the agent lost entirely
+    imagined[:, 2, ..., 0] = 252  # step 2: 3 levels off in one channel, the agent painted over too
+    assert table_haze(real, imagined).tolist() == [0.0, 5.0, 3.0]
