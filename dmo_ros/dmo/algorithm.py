@@ -88,6 +88,11 @@ class DMOConfig:
     from the real frames its encoder reads on the robot (README, "Rung 2": one-step error on real sequences
     0.24 -> 0.39 after 20 k samples with a cpu world model); real sequences anchor it. 0: Algorithm 1 as written."""
 
+    finetune_encoder: bool = True
+    """Fine-tune the local model's image encoder with the rest (True: Algorithm 1 as written). False keeps the
+    pretrained encoder, which learned only real frames: the world model's frames then train the RSSM, reward head
+    and decoder but cannot move how the actor's inputs read a real frame."""
+
     critic_warmup: int = 0
     """Epochs before the critics' terminal value counts in the actor's objective (rung 0's ``critic_warmup``):
     before it the actor maximises the H-step return alone. 0: from the first epoch (Algorithm 1 as written); more
@@ -208,7 +213,10 @@ class LatentSAPO:
         self._limit = torch.as_tensor(self.action_limit, dtype=torch.float32, device=self.device)
         feature_size = local_model.config.feature_size
         self.learner = SAPOLearner(feature_size, len(self.action_limit), sapo).to(self.device)
-        self.finetune_optimizer = torch.optim.AdamW(self.local.parameters(), lr=config.finetune_lr, weight_decay=0.0)
+        # Fine-tuned: the whole local model, or all but the image encoder (the actor's view of real frames stays put).
+        self.finetuned = [parameter for name, parameter in self.local.named_parameters()
+                          if config.finetune_encoder or not name.startswith("encoder.")]
+        self.finetune_optimizer = torch.optim.AdamW(self.finetuned, lr=config.finetune_lr, weight_decay=0.0)
         image_size = local_model.config.image_size
         self.replay = ReplayBuffer(config.replay_capacity, sapo.horizon + 1, (3, image_size, image_size),
                                    len(self.action_limit), seed=seed)
@@ -337,11 +345,11 @@ class LatentSAPO:
             if not torch.isfinite(loss):
                 continue  # a NaN batch must not poison the local model; the next one is fresh
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.local.parameters(), config.finetune_grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.finetuned, config.finetune_grad_clip)
             self.finetune_optimizer.step()
             for key, value in logs.items():
                 totals[key] = totals.get(key, 0.0) + value / config.finetune_steps
-        self.finetune_optimizer.zero_grad(set_to_none=True)
+        self.local.zero_grad(set_to_none=True)  # the encoder's too when it is not fine-tuned
         return {f"local/{key}": value for key, value in totals.items()}
 
     def _act(self, state: RSSMState) -> tuple[Tensor, Tensor]:

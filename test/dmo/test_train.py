@@ -61,6 +61,18 @@ def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_mode
     assert any(not torch.equal(tuned["local." + key], before[key]) for key in before)  # the run's copy was tuned
 
 
+def test_dmo_fine_tunes_all_but_the_encoder_when_asked(policy_inputs, tmp_path):
+    before = load_model_weights(policy_inputs["local_model"])
+    for encoder in ("true", "false"):
+        run = tmp_path / encoder
+        assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
+                          "--finetune-encoder", encoder)) == 0
+        tuned = load_model_weights(run)
+        moved = {key.split(".")[0] for key in before if not torch.equal(tuned["local." + key], before[key])}
+        assert "rssm" in moved and "reward_head" in moved
+        assert ("encoder" in moved) == (encoder == "true")
+
+
 def test_dmo_fine_tunes_on_real_sequences_as_asked(policy_inputs, tmp_path, monkeypatch):
     """``--finetune-real-fraction 1``: every fine-tuning sequence comes from the labelled real dataset (none from the
     replay of world-model frames); the labels are kept in the run folder for a resume."""
