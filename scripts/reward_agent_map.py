@@ -9,7 +9,9 @@ The map of the reach reward gate (``dmo-gate reward RUN --goal G --task reach_fi
 
 Prints per map the Spearman correlation of the reward with minus the agent's distance to the target, the best
 grid spot against the target, the mean reward near the target (< 60 u) and far from it (> 200 u), and the
-ascent share (from how many spots a hill-climb on the map ends at the target; see the gate). The PNG
+ascent share (from how many spots a hill-climb on the map ends at the target; see the gate), and with
+``--local-model`` a table by distance to the target (each map's mean reward, the local gradient's norm and cosine
+per band: how steep the reward is where a reach is won or lost). The PNG
 shows the goal picture beside the map. ``--local-model RUN`` adds the same map of the local model's own reward
 head (what DMO differentiates), on the posterior of each frame (the frame held for ``HOLD_STEPS`` filter steps
 with a zero action, so the deterministic state has seen it), and the gradient DMO hands the actor there: the
@@ -27,6 +29,9 @@ from pathlib import Path
 import torch
 
 from dmo_ros.gates.reward import ReachRewardGateConfig, measure_reach_reward, reach_grid, reach_reward_map_plot
+
+DISTANCE_BINS = ((0, 12), (12, 24), (24, 36), (36, 48), (48, 64), (64, 90), (90, 150), (150, 800))
+"""Distance bands (arena units) of the printed table near the target (strict reach success: < 20 u)."""
 
 HOLD_STEPS = 4
 """Filter steps of the local model on each held frame before its reward head is read."""
@@ -159,6 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local model's reward gradient ({options.gradient_steps} prior steps, action held): mean cosine with "
               f"the direction to the target {cosine[away].mean():.3f}, toward it at {np.mean(cosine[away] > 0):.0%} "
               f"of {away.sum()} spots > 40 u from it")
+        # Near the target, where a reach is won or lost: how steep each reward is and where the gradient points.
+        distance = np.linalg.norm(target - points, axis=1)
+        near = {name: result["reward"] for name, result in results.items()}
+        magnitude = np.linalg.norm(gradients, axis=1)
+        print(f"by distance to the target (u): spots | {' | '.join(f'{name}' for name in near)} | local gradient: "
+              "norm, cosine")
+        for low, high in DISTANCE_BINS:
+            inside = (distance >= low) & (distance < high)
+            if inside.any():
+                print(f"  {low:3d}-{high:<3d}: {inside.sum():4d} | "
+                      + " | ".join(f"{values[inside].mean():+.3f}" for values in near.values())
+                      + f" | {magnitude[inside].mean():.3f}, {cosine[inside].mean():+.2f}")
         if options.out is not None:
             path = options.out.with_name(options.out.stem + "_gradient.png")
             title = f"local d r̂/d a ({options.gradient_steps} steps): cosine {cosine[away].mean():.2f}"

@@ -88,6 +88,12 @@ class DMOConfig:
     from the real frames its encoder reads on the robot (README, "Rung 2": one-step error on real sequences
     0.24 -> 0.39 after 20 k samples with a cpu world model); real sequences anchor it. 0: Algorithm 1 as written."""
 
+    finetune_real_priority: float = 0.0
+    """How strongly the real sequences of ``finetune_real_fraction`` favour high rewards: each is drawn with
+    probability proportional to exp(priority x z), z its largest reward label standardised over the dataset. Near
+    the goal the recordings are thin (a reach ends there once per demonstration), and the local reward head is
+    flattest there; 0: uniform."""
+
     finetune_encoder: bool = True
     """Fine-tune the local model's image encoder with the rest (True: Algorithm 1 as written). False keeps the
     pretrained encoder, which learned only real frames: the world model's frames then train the RSSM, reward head
@@ -125,6 +131,8 @@ class DMOConfig:
             raise ValueError(f"finetune_length must be at least 2 (one-step predictions), got {self.finetune_length}")
         if not (math.isfinite(self.finetune_lr) and self.finetune_lr > 0):
             raise ValueError(f"finetune_lr must be a positive number, got {self.finetune_lr}")
+        if not (math.isfinite(self.finetune_real_priority) and self.finetune_real_priority >= 0):
+            raise ValueError(f"finetune_real_priority must be a number >= 0, got {self.finetune_real_priority}")
         if not 0.0 <= self.finetune_real_fraction <= 1.0:
             raise ValueError(f"finetune_real_fraction must be in [0, 1], got {self.finetune_real_fraction}")
 
@@ -221,6 +229,12 @@ class LatentSAPO:
         self.replay = ReplayBuffer(config.replay_capacity, sapo.horizon + 1, (3, image_size, image_size),
                                    len(self.action_limit), seed=seed)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.real_weights = None
+        """Sampling weights of the real sequences (``finetune_real_priority`` > 0), else None: uniform."""
+        if real_sequences is not None and config.finetune_real_priority > 0:
+            best = torch.from_numpy(real_sequences.sequence_rewards()).double()
+            z = (best - best.mean()) / best.std().clamp(min=1e-6)
+            self.real_weights = torch.softmax(config.finetune_real_priority * z, 0)
         self.epoch = 0
         self._samples = 0  # No Diffusion's own count (DMO counts the environment's)
         self.state: RSSMState | None = None
@@ -337,7 +351,11 @@ class LatentSAPO:
             batch = self.replay.sample(config.finetune_batch_size - real, config.finetune_length) \
                 if real < config.finetune_batch_size else None
             if real:
-                rows = torch.randint(len(self.real_sequences), (real,), generator=self.generator).tolist()
+                if self.real_weights is None:
+                    rows = torch.randint(len(self.real_sequences), (real,), generator=self.generator).tolist()
+                else:
+                    rows = torch.multinomial(self.real_weights, real, replacement=True,
+                                             generator=self.generator).tolist()
                 batch = _concatenate([self.real_sequences[row] for row in rows], batch)
             batch = batch.to(self.device)
             loss, logs = self.local(batch)

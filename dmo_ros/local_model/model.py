@@ -117,6 +117,12 @@ class SequenceDataset(Dataset):
         return SequenceBatch(frames=window.frames, actions=window.actions,
                              rewards=torch.from_numpy(labels[start : start + self.length].copy()))
 
+    def sequence_rewards(self) -> np.ndarray:
+        """(len,) float32: the largest reward label of each sequence, in index order (no frame is read)."""
+        steps = np.arange(self.length)
+        return np.concatenate([labels[np.asarray(windows.starts)[:, None] + steps].max(1) if len(windows) else
+                               np.zeros(0, np.float32) for windows, labels in self.parts]).astype(np.float32)
+
     def __repr__(self) -> str:
         return f"SequenceDataset({len(self.parts)} dataset(s): {len(self)} sequences of {self.length})"
 

@@ -61,6 +61,37 @@ def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_mode
     assert any(not torch.equal(tuned["local." + key], before[key]) for key in before)  # the run's copy was tuned
 
 
+def test_real_priority_draws_the_high_reward_sequences(policy_inputs, tmp_path, monkeypatch):
+    """``--finetune-real-priority``: real sequences drawn in proportion to exp(priority x z) of their best label;
+    ``sequence_rewards`` reads the labels without the frames, in index order."""
+    from dmo_ros.dmo import algorithm
+    from dmo_ros.local_model.model import SequenceDataset
+
+    drawn = []
+    real_concatenate = algorithm._concatenate
+
+    def recording_concatenate(sequences, batch):
+        drawn.extend(float(sequence.rewards.max()) for sequence in sequences)
+        return real_concatenate(sequences, batch)
+
+    monkeypatch.setattr(algorithm, "_concatenate", recording_concatenate)
+    best = {}
+    for priority in ("0", "30"):
+        drawn.clear()
+        run = tmp_path / priority
+        assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
+                          "--finetune-real-fraction", "1", "--finetune-real-priority", priority)) == 0
+        best[priority] = np.mean(drawn)
+    index = json.loads((tmp_path / "0" / "rewards.json").read_text())
+    labels = {key: np.load(tmp_path / "0" / entry["file"]) for key, entry in index.items()}
+    sequences = SequenceDataset([policy_inputs["dataset"]], 4, "train", labels)
+    each = sequences.sequence_rewards()
+    assert each.shape == (len(sequences),)
+    assert each[:5].tolist() == [float(sequences[i].rewards.max()) for i in range(5)]
+    assert best["30"] > np.quantile(each, 0.9) > best["0"]  # priority 30: (nearly) only the top sequences
+    assert main(_args("dmo", policy_inputs, tmp_path / "bad", "--finetune-real-priority", "-1")) == 2
+
+
 def test_dmo_fine_tunes_all_but_the_encoder_when_asked(policy_inputs, tmp_path):
     before = load_model_weights(policy_inputs["local_model"])
     for encoder in ("true", "false"):
