@@ -38,6 +38,7 @@ from dmo_ros.training.checkpoint import (
     save_checkpoint,
     write_run_config,
 )
+from dmo_ros.training.cpu_load import oversubscription_warning
 
 EVAL_LOG = "eval.jsonl"
 """File in the run folder with one JSON line per stand-in evaluation."""
@@ -177,6 +178,9 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
     from tqdm import tqdm
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
+    busy = oversubscription_warning() if str(getattr(algorithm, "device", "cpu")).startswith("cpu") else None
+    if busy:
+        print(busy, flush=True)
     progress = tqdm(total=config.max_samples, initial=min(algorithm.samples, config.max_samples), unit="sample",
                     disable=not config.progress, dynamic_ncols=True, desc=algorithm.method)
     new_records: list[dict[str, Any]] = []

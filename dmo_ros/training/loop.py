@@ -46,6 +46,7 @@ from dmo_ros.training.checkpoint import (
     write_run_config,
 )
 from dmo_ros.training.config import TrainConfig
+from dmo_ros.training.cpu_load import oversubscription_warning
 from dmo_ros.training.distributed import DeviceError, World, all_reduce_mean, barrier, init_world
 
 
@@ -290,6 +291,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
         writer = SummaryWriter(str(run_dir / "tensorboard"))
         if start_step:
             print(f"[train] resuming {run_dir} from step {start_step}", flush=True)
+        busy = oversubscription_warning() if device.type == "cpu" else None
+        if busy:
+            print(f"[train] {busy}", flush=True)
     result = TrainResult(step=start_step, start_step=start_step, seconds=0.0, samples=0)
     if start_step >= config.steps:
         if world.is_main:

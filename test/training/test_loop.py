@@ -180,3 +180,11 @@ def test_ctrl_c_ends_a_trainer_with_one_line_and_exit_130(module, name, extra, t
     monkeypatch.setattr("sys.argv", ["dmo-train-something"])
     assert getattr(trainer, name)([*extra, str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err.strip() == "dmo-train-something: interrupted; re-run the same command to resume"
+
+
+def test_a_busy_machine_is_named_at_the_start(tmp_path: Path, capsys, monkeypatch) -> None:
+    from dmo_ros.training import loop
+
+    monkeypatch.setattr(loop, "oversubscription_warning", lambda: "warning: the machine is busy (test)")
+    train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "run", {"model": {"kind": "toy"}})
+    assert "[train] warning: the machine is busy (test)" in capsys.readouterr().out
