@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,17 +40,10 @@ def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | st
 
     denoiser = load_world_model(run_dir, device)
     report = world_model_gate(denoiser, dataset, WorldModelGateConfig(**config),
-                              sampler_config=with_change_threshold(denoiser, change_threshold),
+                              sampler_config=denoiser.sampler_with(change_threshold),
                               picture=Path(run_dir) / "action_response.png")
     write_gate_report(run_dir, report)
     return report
-
-
-def with_change_threshold(denoiser, change_threshold: float | None):
-    """The world model's own sampler, with ``change_threshold`` (uint8 levels) when one is given."""
-    if change_threshold is None:
-        return denoiser.sampler_config
-    return replace(denoiser.sampler_config, change_threshold=change_threshold)
 
 
 def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: Path,

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -506,9 +506,7 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
         from dmo_ros.local_model.train import goal_reward_function
 
         reward = goal_reward_function(Path(reward_run), Path(goal), size, torch.device(device))
-    sampler = denoiser.sampler_config
-    if change_threshold is not None:
-        sampler = replace(sampler, change_threshold=change_threshold)
+    sampler = denoiser.sampler_with(change_threshold)
     believed = imagine_policy(denoiser, run.policy, paths, sampler_config=sampler)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser, sampler), paths, denoiser.config.context, config,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -116,6 +117,12 @@ class Denoiser(nn.Module):
         thresholded at ``config.sampler_change_threshold``."""
         return SamplerConfig(num_steps=self.config.sampler_steps,
                              change_threshold=self.config.sampler_change_threshold)
+
+    def sampler_with(self, change_threshold: float | None = None) -> SamplerConfig:
+        """This model's own sampler, with ``change_threshold`` (uint8 levels) in place of its own when given."""
+        if change_threshold is None:
+            return self.sampler_config
+        return replace(self.sampler_config, change_threshold=change_threshold)
 
     @property
     def device(self) -> torch.device:
