@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from dmo_ros.dmo.decoupled import detach_state, map_state, rollout_decoupled
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.replay import ReplayBuffer, to_uint8_frames
-from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
+from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, scheduled_lr
 from dmo_ros.local_model.encoder import to_model_images
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
 from dmo_ros.local_model.rssm import RSSMState, features
@@ -184,12 +184,15 @@ class LatentSAPO:
         real_sequences: real dataset sequences of ``config.finetune_length`` frames with reward labels
             (:class:`~dmo_ros.local_model.model.SequenceDataset`); required when ``config.finetune_real_fraction``
             is above 0 for "dmo".
+        max_samples: the run's sample budget, which ``sapo.lr_schedule`` "linear" spreads its decay over (the
+            local model's fine-tuning rate decays alongside the actor's: the actor reads its features); required
+            by that schedule.
     """
 
     def __init__(self, method: str, local_model: LocalModel, starts: StartWindows, config: DMOConfig,
                  sapo: SAPOConfig, action_limit: np.ndarray, env: ImaginedEnv | None = None,
                  device: torch.device | str = "cpu", seed: int = 0,
-                 real_sequences: Dataset | None = None) -> None:
+                 real_sequences: Dataset | None = None, max_samples: int | None = None) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if method == "dmo" and env is None:
@@ -203,6 +206,9 @@ class LatentSAPO:
             if real_sequences[0].length != config.finetune_length:
                 raise ValueError(f"the real sequences hold {real_sequences[0].length} frames, fine-tuning uses "
                                  f"{config.finetune_length}")
+        if sapo.lr_schedule != "constant" and not (max_samples and max_samples > 0):
+            raise ValueError(f"lr_schedule {sapo.lr_schedule!r} needs the run's sample budget (max_samples)")
+        self.max_samples = max_samples
         self.real_sequences = real_sequences
         if config.finetune_length > sapo.horizon + 1:
             raise ValueError(f"finetune_length {config.finetune_length} exceeds the replayed sequences' "
@@ -375,9 +381,22 @@ class LatentSAPO:
         action, log_prob = self.learner.actor(features(state))
         return action * self._limit, log_prob
 
+    def _schedule_learning_rates(self) -> dict[str, float]:
+        """Set this epoch's learning rates by ``sapo.lr_schedule`` (the actor and critics, and the local model's
+        fine-tuning); returns them for the logs (none under a constant schedule)."""
+        if self.sapo.lr_schedule == "constant":
+            return {}
+        progress = self.samples / self.max_samples
+        finetune_lr = scheduled_lr(self.config.finetune_lr, self.sapo.lr_schedule, progress)
+        for group in self.finetune_optimizer.param_groups:
+            group["lr"] = finetune_lr
+        return {"actor_lr": self.learner.set_progress(progress), "finetune_lr": finetune_lr}
+
     def train_epoch(self) -> dict[str, float]:
         """One epoch of Algorithm 1 (fine-tune, imagine H steps, update actor / critics / alpha); returns logs."""
+        learning_rates = self._schedule_learning_rates()
         logs = self._finetune()
+        logs.update(learning_rates)
         restarted = self._start_episodes()
         horizon = self.sapo.horizon
         frames: list[Tensor] = []

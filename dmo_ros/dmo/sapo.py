@@ -28,6 +28,24 @@ from torch import Tensor, nn
 from dmo_ros.dmo.critics import TwinCritics
 from dmo_ros.policy.actor import SquashedGaussianActor
 
+LR_SCHEDULES = ("constant", "linear")
+"""Values of :attr:`SAPOConfig.lr_schedule`."""
+
+LINEAR_FINAL_LR = 1e-5
+"""Where a linear schedule ends (SHAC's ``lr_schedule: linear`` decays every rate to 1e-5 at the last epoch)."""
+
+
+def scheduled_lr(initial: float, schedule: str, progress: float) -> float:
+    """The learning rate at ``progress`` (fraction of the sample budget spent, clipped to [0, 1]) of a schedule that
+    starts at ``initial``: constant, or linear to :data:`LINEAR_FINAL_LR` (never above ``initial``)."""
+    if schedule == "constant":
+        return initial
+    if schedule != "linear":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+    progress = min(max(float(progress), 0.0), 1.0)
+    final = min(LINEAR_FINAL_LR, initial)
+    return initial + (final - initial) * progress
+
 
 @dataclass
 class SAPOConfig:
@@ -94,6 +112,12 @@ class SAPOConfig:
     init_std: float = 0.5
     """The actor's initial standard deviation before the tanh (everywhere)."""
 
+    lr_schedule: str = "constant"
+    """How the actor's and critics' learning rates move over the run's sample budget: "constant", or "linear" from
+    ``actor_lr`` / ``critic_lr`` at the first sample to :data:`LINEAR_FINAL_LR` at the last (SHAC's
+    ``lr_schedule: linear``). Late updates then refine the policy instead of moving it as far as the
+    first ones did. The trainer passes the budget's progress to :meth:`SAPOLearner.set_progress`."""
+
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)
         if self.horizon < 1:
@@ -119,6 +143,8 @@ class SAPOConfig:
             raise ValueError("actor_layers and critic_layers must be >= 0")
         if not 0.0 <= self.target_ema < 1.0:
             raise ValueError(f"target_ema must be in [0, 1), got {self.target_ema}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     def resolved_target_entropy(self, action_size: int) -> float:
         """The target entropy for an action space: the configured one, else -0.5 x |A|."""
@@ -279,6 +305,17 @@ class SAPOLearner(nn.Module):
     def alpha(self) -> Tensor:
         return self.log_alpha.exp()
 
+    def set_progress(self, progress: float) -> float:
+        """Set the actor's and critics' learning rates for ``progress`` in [0, 1] (fraction of the sample budget
+        spent) by :attr:`SAPOConfig.lr_schedule`; returns the actor's rate. A constant schedule ignores it."""
+        config = self.config
+        actor_lr = scheduled_lr(config.actor_lr, config.lr_schedule, progress)
+        for optimizer, lr in ((self.actor_optimizer, actor_lr),
+                              (self.critic_optimizer, scheduled_lr(config.critic_lr, config.lr_schedule, progress))):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return actor_lr
+
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The three optimisers by name (for checkpoints: save and load their state dicts)."""
@@ -358,5 +395,5 @@ class SAPOLearner(nn.Module):
         }
 
 
-__all__ = ["PRESETS", "SAPOConfig", "SAPOLearner", "Trajectory", "actor_objective", "alpha_loss",
-           "td_lambda_targets"]
+__all__ = ["LINEAR_FINAL_LR", "LR_SCHEDULES", "PRESETS", "SAPOConfig", "SAPOLearner", "Trajectory",
+           "actor_objective", "alpha_loss", "scheduled_lr", "td_lambda_targets"]

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             if method == "dmo" and dmo_config.finetune_steps > 0 and dmo_config.finetune_real_fraction > 0:
                 real_sequences = _real_sequences(folders, args, dmo_config.finetune_length, image_size, v4, device)
             algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed,
-                                   real_sequences=real_sequences)
+                                   real_sequences=real_sequences, max_samples=run.max_samples)
     except (DatasetError, CheckpointError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

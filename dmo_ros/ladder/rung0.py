@@ -301,8 +301,11 @@ class Rung0SAPO:
 
     method = "sapo"
 
-    def __init__(self, config: Rung0Config, seed: int = 0) -> None:
+    def __init__(self, config: Rung0Config, seed: int = 0, max_samples: int | None = None) -> None:
+        if config.sapo.lr_schedule != "constant" and not (max_samples and max_samples > 0):
+            raise ValueError(f"lr_schedule {config.sapo.lr_schedule!r} needs the run's sample budget (max_samples)")
         self.config = config
+        self.max_samples = max_samples
         torch.manual_seed(seed)
         self.learner = SAPOLearner(OBSERVATION_SIZE, ACTION_SIZE, config.sapo)
         self.model = StateModel(config.model_hidden, config.model_layers)
@@ -416,6 +419,8 @@ class Rung0SAPO:
         if not self.warmed_up:
             logs.update(self._warm_up())
         config, envs = self.config, self.envs
+        if config.sapo.lr_schedule != "constant":  # this update's rates, by the budget spent before it
+            logs["actor_lr"] = self.learner.set_progress(self.samples / self.max_samples)
         restarted = envs.restart_ended()
         start = torch.from_numpy(envs.observations())
         real: list[Tensor] = [start]
@@ -635,8 +640,9 @@ def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
     return config
 
 
-def build(config: Rung0Config, seed: int) -> Rung0SAPO | Rung0PPO:
-    return Rung0SAPO(config, seed) if config.method == "sapo" else Rung0PPO(config, seed)
+def build(config: Rung0Config, seed: int, max_samples: int | None = None) -> Rung0SAPO | Rung0PPO:
+    """The rung's algorithm; ``max_samples`` (the run's budget) paces SAPO's ``lr_schedule`` "linear"."""
+    return Rung0SAPO(config, seed, max_samples) if config.method == "sapo" else Rung0PPO(config, seed)
 
 
 @exit_on_interrupt
@@ -708,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_controller(policy, eval_config).record()
 
     try:
-        algorithm = build(config, run.seed)
+        algorithm = build(config, run.seed, run.max_samples)
     except (ValueError, OSError, CheckpointError) as error:  # a missing or unreadable reward run or goal picture
         parser.error(str(error))
     run_config = {"kind": RUN_KIND, "method": config.method, "task": config.task, "preset": options.preset,

@@ -12,12 +12,14 @@ from torch import nn
 
 from dmo_ros.dmo.decoupled import rollout_decoupled
 from dmo_ros.dmo.sapo import (
+    LINEAR_FINAL_LR,
     PRESETS,
     SAPOConfig,
     SAPOLearner,
     Trajectory,
     actor_objective,
     alpha_loss,
+    scheduled_lr,
     td_lambda_targets,
 )
 
@@ -129,7 +131,7 @@ def test_config_validation_presets_and_json_round_trip() -> None:
     with pytest.raises(ValueError, match="unknown SAPOConfig keys"):
         SAPOConfig.from_dict({"gama": 0.9})
     for bad in ({"horizon": 0}, {"gamma": 1.5}, {"lam": -0.1}, {"actor_lr": 0.0}, {"adam_betas": (0.9, 1.0)},
-                {"target_ema": 1.0}, {"critic_minibatches": 0}):
+                {"target_ema": 1.0}, {"critic_minibatches": 0}, {"lr_schedule": "cosine"}):
         with pytest.raises(ValueError):
             SAPOConfig(**bad)
 
@@ -153,6 +155,39 @@ def test_update_steps_only_its_own_parameters() -> None:
     assert all(p.grad is None for p in learner.parameters())
     changed = [not torch.equal(b, p) for b, p in zip(before, learner.parameters(), strict=True)]
     assert any(changed) and logs["skipped_steps"] == 0
+
+
+def test_linear_schedule_decays_actor_and_critic_rates_to_shacs_floor() -> None:
+    assert scheduled_lr(2e-3, "constant", 0.7) == 2e-3
+    assert scheduled_lr(2e-3, "linear", 0.0) == 2e-3
+    assert scheduled_lr(2e-3, "linear", 0.5) == pytest.approx((2e-3 + LINEAR_FINAL_LR) / 2)
+    assert scheduled_lr(2e-3, "linear", 1.0) == pytest.approx(LINEAR_FINAL_LR)
+    assert scheduled_lr(2e-3, "linear", 3.0) == pytest.approx(LINEAR_FINAL_LR)  # a budget overrun stays at the floor
+    assert scheduled_lr(1e-6, "linear", 1.0) == 1e-6  # never raised above where it started
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        scheduled_lr(1e-3, "step", 0.5)
+
+    learner = SAPOLearner(4, 2, SAPOConfig.preset("tiny", lr_schedule="linear", actor_lr=1e-3, critic_lr=4e-3))
+    assert learner.set_progress(0.25) == pytest.approx(1e-3 - 0.25 * (1e-3 - LINEAR_FINAL_LR))
+    assert learner.actor_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 - 0.25 * (1e-3 - LINEAR_FINAL_LR))
+    assert learner.critic_optimizer.param_groups[0]["lr"] == pytest.approx(4e-3 - 0.25 * (4e-3 - LINEAR_FINAL_LR))
+    assert learner.alpha_optimizer.param_groups[0]["lr"] == learner.config.alpha_lr  # alpha keeps its rate
+    constant = SAPOLearner(4, 2, SAPOConfig.preset("tiny", actor_lr=1e-3))
+    assert constant.set_progress(0.9) == 1e-3 and constant.actor_optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_late_linear_schedule_moves_the_actor_less_than_constant() -> None:
+    """The same gradients at 99 % of the budget: the decayed rate moves the actor a small fraction as far."""
+    moves = {}
+    for schedule in ("constant", "linear"):
+        torch.manual_seed(0)
+        learner = SAPOLearner(4, 2, SAPOConfig.preset("tiny", lr_schedule=schedule))
+        learner.set_progress(0.99)
+        trajectory = random_trajectory(3, 5, 4, learner, nn.Linear(4, 1))
+        before = torch.nn.utils.parameters_to_vector(learner.actor.parameters()).clone()
+        learner.update(trajectory)
+        moves[schedule] = (torch.nn.utils.parameters_to_vector(learner.actor.parameters()) - before).norm().item()
+    assert 0 < moves["linear"] < 0.1 * moves["constant"]
 
 
 def test_non_finite_gradients_skip_the_step() -> None:

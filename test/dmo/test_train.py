@@ -366,3 +366,31 @@ def test_a_go2_run_is_evaluated_on_push_cube_during_and_after_training(tmp_path)
     final = json.loads((run / "final_eval.json").read_text())
     assert final["task"] == "push_cube" and final["policy"]["episodes"] == 1
     assert "ceiling: scripted expert (privileged)" in final["ceilings"]
+
+
+def test_a_linear_schedule_decays_the_actor_critics_and_fine_tuning_over_the_budget(policy_inputs, tmp_path):
+    """``--lr-schedule linear`` (SHAC): each epoch's rates follow the budget spent before it, the local model's
+    fine-tuning rate alongside the actor's; the run records the schedule; without a budget it is refused."""
+    from dmo_ros.dmo.algorithm import LatentSAPO
+    from dmo_ros.dmo.sapo import LINEAR_FINAL_LR, SAPOConfig
+
+    algorithm, _, _, local = _latent_sapo(policy_inputs, "dmo")
+    sapo = SAPOConfig.preset("tiny", lr_schedule="linear")
+    with pytest.raises(ValueError, match="sample budget"):
+        LatentSAPO("dmo", local, algorithm.starts, algorithm.config, sapo, np.array([0.25, 0.25]), algorithm.env)
+    scheduled = LatentSAPO("dmo", local, algorithm.starts, algorithm.config, sapo, np.array([0.25, 0.25]),
+                           algorithm.env, max_samples=64)
+    first, second = scheduled.train_epoch(), scheduled.train_epoch()  # 32 samples per epoch
+    assert first["actor_lr"] == pytest.approx(sapo.actor_lr)
+    assert second["actor_lr"] == pytest.approx(sapo.actor_lr + (LINEAR_FINAL_LR - sapo.actor_lr) * 0.5)
+    assert second["finetune_lr"] == pytest.approx(algorithm.config.finetune_lr
+                                                  + (LINEAR_FINAL_LR - algorithm.config.finetune_lr) * 0.5)
+    assert scheduled.learner.critic_optimizer.param_groups[0]["lr"] == pytest.approx(
+        sapo.critic_lr + (LINEAR_FINAL_LR - sapo.critic_lr) * 0.5)
+    assert scheduled.finetune_optimizer.param_groups[0]["lr"] == pytest.approx(second["finetune_lr"])
+    assert "actor_lr" not in algorithm.train_epoch()  # the constant default logs no schedule
+
+    run = tmp_path / "linear"
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
+                      "--lr-schedule", "linear")) == 0
+    assert json.loads((run / "config.json").read_text())["configs"]["sapo"]["lr_schedule"] == "linear"

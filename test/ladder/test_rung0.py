@@ -238,3 +238,26 @@ def test_the_reward_regressor_learns_the_labels_and_points_the_actor_to_the_targ
     cosine = torch.nn.functional.cosine_similarity(states.grad[:, 0:2], toward, dim=-1)
     assert (cosine > 0.5).float().mean() > 0.8, cosine
     algorithm.close()
+
+
+def test_rung0_sapo_paces_a_linear_schedule_by_its_budget() -> None:
+    """``--set sapo.lr_schedule=linear``: the rates of each update follow the budget spent before it (SHAC)."""
+    from dataclasses import replace
+
+    from dmo_ros.dmo.sapo import LINEAR_FINAL_LR
+
+    config, run = rung0.PRESETS["tiny"]
+    config = replace(config, sapo=replace(config.sapo, lr_schedule="linear"))
+    with pytest.raises(ValueError, match="sample budget"):
+        rung0.build(config, seed=0)
+    algorithm = rung0.build(config, seed=0, max_samples=run.max_samples)
+    rates = []
+    for _ in range(2):
+        rate = algorithm.train_epoch()["actor_lr"]
+        before = algorithm.samples - config.num_envs * config.sapo.horizon  # after the first epoch's warm-up
+        rates.append((before, rate))
+    algorithm.close()
+    for before, rate in rates:
+        progress = before / run.max_samples
+        assert rate == pytest.approx(config.sapo.actor_lr + (LINEAR_FINAL_LR - config.sapo.actor_lr) * progress)
+    assert rates[1][1] < rates[0][1]
