@@ -655,7 +655,9 @@ def main(argv: list[str] | None = None) -> int:
                     "true low-dimensional state; logs to TensorBoard, evaluates periodically, resumes, and ends "
                     "with a 50-episode evaluation beside the random, zero-action and expert ceilings.",
         epilog="Example: dmo-train-rung0 runs/rung0/reach_sapo --task reach --method sapo --preset cpu")
-    parser.add_argument("run_dir", type=Path, help="run folder (an existing run is resumed)")
+    parser.add_argument("run_dir", type=Path, nargs="?", help="run folder (an existing run is resumed)")
+    parser.add_argument("--run-dir", type=Path, dest="run_dir_option", metavar="RUN_DIR",
+                        help="the run folder, as the other trainers take it (instead of the positional one)")
     parser.add_argument("--task", choices=TASKS, default=None, help="task (default: the preset's, reach)")
     parser.add_argument("--method", choices=METHODS, default=None, help="sapo or ppo (default sapo)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="size preset (default cpu)")
@@ -679,6 +681,11 @@ def main(argv: list[str] | None = None) -> int:
                              "VALUE is read by the field's type (lists as JSON, [0.9, 0.99]); repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
+    if options.run_dir is not None and options.run_dir_option is not None and options.run_dir != options.run_dir_option:
+        parser.error(f"two run folders given: {options.run_dir} and --run-dir {options.run_dir_option}")
+    options.run_dir = options.run_dir or options.run_dir_option
+    if options.run_dir is None:
+        parser.error("the run folder is required (positional RUN_DIR or --run-dir RUN_DIR)")
 
     config, run = PRESETS[options.preset]
     saved = options.run_dir / "config.json"

@@ -261,3 +261,16 @@ def test_rung0_sapo_paces_a_linear_schedule_by_its_budget() -> None:
         progress = before / run.max_samples
         assert rate == pytest.approx(config.sapo.actor_lr + (LINEAR_FINAL_LR - config.sapo.actor_lr) * progress)
     assert rates[1][1] < rates[0][1]
+
+
+def test_the_run_folder_is_positional_or_run_dir_as_in_the_other_trainers(tmp_path, capsys):
+    run = tmp_path / "r0"
+    assert rung0.main(["--run-dir", str(run), "--preset", "tiny", "--final-eval-episodes", "0", "--no-progress"]) == 0
+    assert (run / "config.json").is_file()
+    with pytest.raises(SystemExit):
+        rung0.main([str(tmp_path / "a"), "--run-dir", str(tmp_path / "b"), "--preset", "tiny"])
+    assert "two run folders given" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rung0.main(["--preset", "tiny"])
+    assert "the run folder is required" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
