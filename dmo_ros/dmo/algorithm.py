@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from dmo_ros.dmo.decoupled import detach_state, map_state, rollout_decoupled
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.replay import ReplayBuffer, to_uint8_frames
-from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, scheduled_lr
+from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, check_schedule_budget, scheduled_lr
 from dmo_ros.local_model.encoder import to_model_images
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
 from dmo_ros.local_model.rssm import RSSMState, features
@@ -206,8 +206,7 @@ class LatentSAPO:
             if real_sequences[0].length != config.finetune_length:
                 raise ValueError(f"the real sequences hold {real_sequences[0].length} frames, fine-tuning uses "
                                  f"{config.finetune_length}")
-        if sapo.lr_schedule != "constant" and not (max_samples and max_samples > 0):
-            raise ValueError(f"lr_schedule {sapo.lr_schedule!r} needs the run's sample budget (max_samples)")
+        check_schedule_budget(sapo.lr_schedule, max_samples)
         self.max_samples = max_samples
         self.real_sequences = real_sequences
         if config.finetune_length > sapo.horizon + 1:

@@ -47,6 +47,12 @@ def scheduled_lr(initial: float, schedule: str, progress: float) -> float:
     return initial + (final - initial) * progress
 
 
+def check_schedule_budget(schedule: str, max_samples: int | None) -> None:
+    """Raise ValueError when ``schedule`` paces itself by a budget and ``max_samples`` gives none (> 0)."""
+    if schedule != "constant" and not (max_samples and max_samples > 0):
+        raise ValueError(f"lr_schedule {schedule!r} needs the run's sample budget (max_samples)")
+
+
 @dataclass
 class SAPOConfig:
     """Hyper-parameters of the SAPO actor-critic (the rollout itself belongs to the caller)."""
@@ -398,4 +404,4 @@ class SAPOLearner(nn.Module):
 
 
 __all__ = ["LINEAR_FINAL_LR", "LR_SCHEDULES", "PRESETS", "SAPOConfig", "SAPOLearner", "Trajectory",
-           "actor_objective", "alpha_loss", "scheduled_lr", "td_lambda_targets"]
+           "actor_objective", "alpha_loss", "check_schedule_budget", "scheduled_lr", "td_lambda_targets"]

@@ -49,7 +49,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.dmo.decoupled import rollout_decoupled
 from dmo_ros.dmo.ppo import compute_gae, ppo_losses
 from dmo_ros.dmo.runner import PolicyTrainConfig, train_policy
-from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory
+from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, check_schedule_budget
 from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, observe, state_reward
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
@@ -302,8 +302,7 @@ class Rung0SAPO:
     method = "sapo"
 
     def __init__(self, config: Rung0Config, seed: int = 0, max_samples: int | None = None) -> None:
-        if config.sapo.lr_schedule != "constant" and not (max_samples and max_samples > 0):
-            raise ValueError(f"lr_schedule {config.sapo.lr_schedule!r} needs the run's sample budget (max_samples)")
+        check_schedule_budget(config.sapo.lr_schedule, max_samples)
         self.config = config
         self.max_samples = max_samples
         torch.manual_seed(seed)
