@@ -83,7 +83,8 @@ class LatentActorPolicy:
 def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tensor],
                       device: torch.device | str = "cpu") -> Policy:
     """A policy from a run's ``config.json`` and its weights (``local.*`` + ``actor.*``, PPO's ``agent.*``, or the
-    ACT network's own keys)."""
+    ACT network's own keys). A DMO / No Diffusion run trained with ``policy_ema`` also holds its averaged policy
+    (``average.local.*`` + ``average.actor.*``): that one is the policy."""
     policy = run_config.get("policy")
     if run_config.get("kind") != POLICY_KIND or not isinstance(policy, dict):
         raise PolicyError(f"not a policy run (kind {run_config.get('kind')!r}); train one with dmo-train-policy")
@@ -91,6 +92,8 @@ def policy_from_state(run_config: dict[str, Any], weights: dict[str, torch.Tenso
     image_size = tuple(int(v) for v in policy["image_size"])
     method = run_config.get("method")
     if method in ("dmo", "no_diffusion"):
+        if any(key.startswith("average.") for key in weights):  # trained with policy_ema: deploy the average
+            weights = without_prefix("average.", weights)
         local = local_model_from_state(policy["local_model"], without_prefix("local.", weights), device)
         actor = SquashedGaussianActor(int(policy["feature_size"]), len(limit), int(policy["actor_hidden"]),
                                       int(policy["actor_layers"]))

@@ -211,7 +211,7 @@ def _latent_sapo(inputs, method, **dmo_overrides):
     world_model = load_world_model(inputs["world_model"])
     reward = load_reward_model(inputs["reward"])
     starts = StartWindows([inputs["dataset"]], context=world_model.config.context, seed=0)
-    config = DMOConfig.preset("tiny", finetune_steps=0, **dmo_overrides)
+    config = DMOConfig.preset("tiny", **{"finetune_steps": 0, **dmo_overrides})
     env = ImaginedEnv(world_model, reward, load_goal_image(inputs["goal"], size=(32, 32)), starts, config.batch_size)
     local = load_local_model(inputs["local_model"])
     algorithm = LatentSAPO(method, local, starts, config, SAPOConfig.preset("tiny"), np.array([0.25, 0.25]),
@@ -394,3 +394,47 @@ def test_a_linear_schedule_decays_the_actor_critics_and_fine_tuning_over_the_bud
     assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
                       "--lr-schedule", "linear")) == 0
     assert json.loads((run / "config.json").read_text())["configs"]["sapo"]["lr_schedule"] == "linear"
+
+
+def test_policy_ema_averages_the_deployed_policy_and_the_run_keeps_both(policy_inputs, tmp_path):
+    """``policy_ema``: after each update the averaged actor and local model move (1 - decay) of the way to the latest
+    weights; the policy evaluated and deployed is the average, training and resuming go on from the latest."""
+    from dmo_ros.dmo.algorithm import DMOConfig, LatentSAPO
+    from dmo_ros.policy.api import policy_from_state
+
+    with pytest.raises(ValueError, match="policy_ema"):
+        DMOConfig(policy_ema=1.0)
+    algorithm, _, _, local = _latent_sapo(policy_inputs, "dmo", policy_ema=0.5, finetune_steps=2)
+    algorithm.train_epoch()  # the first update: the average starts from the latest weights
+    averaged = algorithm.average.module
+    actor = algorithm.learner.actor.state_dict()
+    assert all(torch.equal(averaged["actor"].state_dict()[k], v) for k, v in actor.items())
+    first = {k: v.clone() for k, v in algorithm.state_dict().items() if k.startswith(("actor.", "local."))}
+    algorithm.train_epoch()  # the replay now holds a sequence: the local model is fine-tuned as well
+    latest = algorithm.state_dict()
+    for key, value in first.items():
+        assert torch.allclose(latest[f"average.{key}"], 0.5 * value + 0.5 * latest[key], atol=1e-6), key
+    moved = [key for key in first if not torch.equal(first[key], latest[key])]
+    assert any(k.startswith("actor.") for k in moved) and any(k.startswith("local.rssm") for k in moved)
+    assert int(latest["average.n_averaged"]) == 2
+
+    policy = algorithm.policy()  # evaluations read the average
+    assert policy.actor is averaged["actor"] and policy.local_model is averaged["local"]
+
+    # Resuming restores the latest weights and the average; the run's checkpoint deploys the average.
+    resumed = LatentSAPO("dmo", local, algorithm.starts, algorithm.config, algorithm.sapo, np.array([0.25, 0.25]),
+                         algorithm.env)
+    resumed.load_state_dict(latest)
+    assert all(torch.equal(resumed.state_dict()[k], v) for k, v in latest.items())
+    run_config = {"kind": "policy", "method": "dmo", "policy": algorithm.policy_config()}
+    deployed = policy_from_state(run_config, latest)
+    assert all(torch.equal(deployed.actor.state_dict()[k], v) for k, v in averaged["actor"].state_dict().items())
+    frame = np.full((32, 32, 3), 128, np.uint8)
+    latest_only = policy_from_state(run_config, {k: v for k, v in latest.items() if not k.startswith("average.")})
+    assert not np.allclose(deployed.act(frame), latest_only.act(frame))
+
+    run = tmp_path / "ema"
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0",
+                      "--policy-ema", "0.9")) == 0
+    assert json.loads((run / "config.json").read_text())["configs"]["dmo"]["policy_ema"] == 0.9
+    assert int(load_model_weights(run)["average.n_averaged"]) == 2
