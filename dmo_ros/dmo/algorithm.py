@@ -124,8 +124,9 @@ class DMOConfig:
     features it reads (fine-tuning moves both). The periodic and final evaluations and the saved policy (the
     checkpoint's ``average.*`` weights, which :func:`~dmo_ros.policy.api.load_policy` prefers) use the average;
     training goes on from the latest weights. 0.95 averages over about the last 20 updates (5 k samples of the cpu
-    preset). Aimed at rung 2 reach's late swing (README, "averaging the policy's weights"). 0: off (the latest
-    weights, Algorithm 1 as written)."""
+    preset). Measured on rung 2 reach (README, "averaging the policy's weights"): at 0.95 the evaluations swing half as
+    much, the final successes do not rise (44/100 against 48/100 for the latest weights of the same runs). 0: off
+    (the latest weights, Algorithm 1 as written)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
