@@ -126,8 +126,7 @@ class DMOConfig:
     training goes on from the latest weights. 0.95 averages over about the last 20 updates (5 k samples of the cpu
     preset). Measured on rung 2 reach (README, "averaging the policy's weights"): at 0.95 the evaluations swing half as
     much, the final successes do not rise (45/150 over three seeds against 81/150 for the latest weights of the same
-    runs). 0: off
-    (the latest weights, Algorithm 1 as written)."""
+    runs). 0: off (the latest weights, Algorithm 1 as written)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
@@ -254,10 +253,12 @@ class LatentSAPO:
             best = torch.from_numpy(real_sequences.sequence_rewards()).double()
             z = (best - best.mean()) / best.std().clamp(min=1e-6)
             self.real_weights = torch.softmax(config.finetune_real_priority * z, 0)
+        self.policy_modules = nn.ModuleDict({"local": self.local, "actor": self.learner.actor})
+        """What the deployed policy is made of: the local model (its filter) and the actor (the latest weights)."""
         self.average: AveragedModel | None = None
         """The policy's weights averaged over updates (``policy_ema`` > 0), else None."""
         if config.policy_ema > 0:
-            self.average = AveragedModel(self._policy_modules(), multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema),
+            self.average = AveragedModel(self.policy_modules, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema),
                                          use_buffers=True).requires_grad_(False)
         self.epoch = 0
         self._samples = 0  # No Diffusion's own count (DMO counts the environment's)
@@ -272,15 +273,11 @@ class LatentSAPO:
         """Forward-model transitions generated so far (world-model images for DMO, RSSM steps for No Diffusion)."""
         return self.env.samples if self.method == "dmo" else self._samples
 
-    def _policy_modules(self) -> nn.ModuleDict:
-        """What the deployed policy is made of: the local model (its filter) and the actor (the latest weights)."""
-        return nn.ModuleDict({"local": self.local, "actor": self.learner.actor})
-
     def policy(self) -> LatentActorPolicy:
         """The current deterministic policy, from the averaged weights when ``policy_ema`` is on (shares the networks:
         evaluate, do not keep across training)."""
         image_size = self.local.config.image_size
-        modules = self.average.module if self.average is not None else self._policy_modules()
+        modules = self.average.module if self.average is not None else self.policy_modules
         return LatentActorPolicy(modules["local"], modules["actor"], self.action_limit, (image_size, image_size),
                                  self.device)
 
@@ -297,8 +294,7 @@ class LatentSAPO:
         state = {**with_prefix("local.", self.local.state_dict()), **with_prefix("actor.", learner.actor.state_dict()),
                  **with_prefix("critics.", learner.critics.state_dict()), "log_alpha": learner.log_alpha.detach()}
         if self.average is not None:
-            averaged = self.average.module.state_dict()
-            state.update(with_prefix("average.", averaged))
+            state.update(with_prefix("average.", self.average.module.state_dict()))
             state["average.n_averaged"] = self.average.n_averaged.detach()
         return state
 
@@ -475,7 +471,7 @@ class LatentSAPO:
         logs.update(self.learner.update(trajectory, terminal_weight=terminal_weight))
         logs["terminal_weight"] = terminal_weight
         if self.average is not None:
-            self.average.update_parameters(self._policy_modules())
+            self.average.update_parameters(self.policy_modules)
 
         self.state = detach_state(rollout.states[-1])
         self.episode_steps += horizon
