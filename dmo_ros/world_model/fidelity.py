@@ -9,7 +9,13 @@ frame repeated — a model that does not beat it has not learned the dynamics.
 
 On Push-T data the report also reads the agent's and the T block's positions off real and imagined
 frames by the stand-in's colours (:mod:`dmo_ros.sims.pusht_frames`): agent visibility and agent / T
-centroid errors in pixels per step (control needs those, not only PSNR).
+centroid errors in pixels per step (control needs those, not only PSNR). On Push Cube (Go2) data it reads the
+orange cube (:mod:`dmo_ros.sims.push_cube_frames`): how often the imagined frame shows the cube where the real
+one does, and the cube's centroid error in pixels.
+
+Every report also replays each window with another window's actions (same sampler noise): the imagined frames'
+error against the real ones with the shuffled actions beside the true ones. A model that follows its actions
+is clearly worse with the wrong ones; one that ignores them scores the same.
 
 Outputs in ``out_dir``: ``fidelity.json`` (per-step PSNR, SSIM and MSE on [0, 1] images: means, spreads, counts;
 settings), ``fidelity.png`` (error versus horizon), ``rollout.gif`` (real | imagined, a few windows stacked
@@ -135,6 +141,17 @@ def _score_positions(imagined: Tensor, real: Tensor, out: dict[str, list[np.ndar
     out["block_error"].append(np.linalg.norm(fake_block - real_block, axis=-1))
 
 
+def _score_cube(imagined: Tensor, real: Tensor, out: dict[str, list[np.ndarray]]) -> None:
+    """Push Cube stand-in frames: is the imagined cube in view where the real one is, and how far off (px)."""
+    from dmo_ros.sims.push_cube_frames import locate_cube
+
+    (fake_cube, fake_seen), (real_cube, real_seen) = locate_cube(imagined.cpu()), locate_cube(real.cpu())
+    real_seen_np = real_seen.numpy()
+    out["cube_visible"].append(np.where(real_seen_np, fake_seen.numpy(), np.nan))
+    out["cube_phantom"].append(np.where(real_seen_np, np.nan, fake_seen.numpy()))
+    out["cube_error"].append((fake_cube - real_cube).norm(dim=-1).numpy())  # NaN unless both show it
+
+
 def _position_report(positions: dict[str, list[np.ndarray]]) -> dict[str, Any]:
     """Per-step means over windows (NaN-aware: an agent the model lost counts in visibility, not in the error)."""
     import warnings
@@ -171,6 +188,8 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
         axis.plot(steps, mean, "o-", label="world model")
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
         axis.plot(steps, report["baseline_last_frame"][metric], "k--", label="last frame repeated")
+        if metric == "psnr" and "psnr_shuffled_actions" in report:
+            axis.plot(steps, report["psnr_shuffled_actions"], "r:", label="another window's actions")
         axis.set_xlabel("open-loop step")
         axis.set_ylabel(f"{metric.upper()} {unit}".strip())
         axis.grid(alpha=0.3)
@@ -204,14 +223,19 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
     generator = torch.Generator(device=device).manual_seed(seed)
     env = WorldModelEnv(denoiser, sampler_config, device=device, generator=generator)
 
-    scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "mse": [], "base_psnr": [], "base_ssim": []}
-    pusht = dataset.meta.get("robot") == "pusht"
-    positions: dict[str, list[np.ndarray]] = {"agent_error": [], "agent_visible": [], "block_error": []}
+    scores: dict[str, list[Tensor]] = {"psnr": [], "ssim": [], "mse": [], "mse_shuffled": [], "psnr_shuffled": [],
+                                       "base_psnr": [], "base_ssim": []}
+    robot = dataset.meta.get("robot")
+    positions: dict[str, list[np.ndarray]] = (
+        {"agent_error": [], "agent_visible": [], "block_error": []} if robot == "pusht"
+        else {"cube_visible": [], "cube_phantom": [], "cube_error": []} if robot == "go2" else {})
     shown = set(np.linspace(0, len(indices) - 1, min(gif_rollouts, len(indices))).round().astype(int).tolist())
     gif_parts: list[tuple[Tensor, Tensor, Tensor]] = []
     for first in range(0, len(indices), batch_size):
         batch_indices = indices[first : first + batch_size]
         window = collate([dataset[i] for i in batch_indices]).to(device)
+        batch_seed = seed * 1_000_003 + first
+        generator.manual_seed(batch_seed)
         imagined, real = open_loop_rollout(env, window)
         last = to_model_range(window.context_frames[:, -1:]).expand_as(real)
         b, h = real.shape[:2]
@@ -221,12 +245,21 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         scores["mse"].append((fake_u - real_u).pow(2).flatten(1).mean(1).view(b, h).cpu())
         scores["base_psnr"].append(psnr(last_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
         scores["base_ssim"].append(ssim(last_u, real_u).view(b, h).cpu())
-        if pusht:
+        if len(batch_indices) > 1:  # the same windows and noise, every window driven by another one's actions
+            generator.manual_seed(batch_seed)
+            shuffled = replace(window, actions=window.actions.roll(1, 0))
+            shuffled_imagined, _ = open_loop_rollout(env, shuffled)
+            shuffled_u = _unit(shuffled_imagined).flatten(0, 1)
+            scores["mse_shuffled"].append((shuffled_u - real_u).pow(2).flatten(1).mean(1).view(b, h).cpu())
+            scores["psnr_shuffled"].append(psnr(shuffled_u, real_u).clamp(max=PSNR_CAP_DB).view(b, h).cpu())
+        if robot == "pusht":
             _score_positions(imagined, real, positions)
+        elif robot == "go2":
+            _score_cube(imagined, real, positions)
         keep = [k for k in range(b) if first + k in shown]
         if keep:
             gif_parts.append((to_model_range(window.context_frames[keep]), real[keep], imagined[keep]))
-    table = {name: torch.cat(values) for name, values in scores.items()}  # (windows, horizon)
+    table = {name: torch.cat(values) for name, values in scores.items() if values}  # (windows, horizon)
 
     report = {
         "dataset": str(dataset_folder),
@@ -241,12 +274,16 @@ def fidelity_report(denoiser: Denoiser, dataset_folder: Path | str, out_dir: Pat
         "ssim": table["ssim"].mean(0).tolist(),
         "ssim_std": table["ssim"].std(0, correction=0).tolist(),
         "mse": table["mse"].mean(0).tolist(),
+        **({"mse_shuffled_actions": table["mse_shuffled"].mean(0).tolist(),
+            "psnr_shuffled_actions": table["psnr_shuffled"].mean(0).tolist(),
+            "shuffled_over_true_mse": (table["mse_shuffled"].mean() / table["mse"].mean().clamp(min=1e-12)).item()}
+           if "mse_shuffled" in table else {}),
         "psnr_mean": table["psnr"].mean().item(),
         "ssim_mean": table["ssim"].mean().item(),
         "baseline_last_frame": {"psnr": table["base_psnr"].mean(0).tolist(),
                                 "ssim": table["base_ssim"].mean(0).tolist()},
         "sampler": asdict(sampler_config),
-        **(_position_report(positions) if pusht else {}),
+        **(_position_report(positions) if positions else {}),
         "psnr_cap_db": PSNR_CAP_DB,
         "seed": seed,
         "device": str(device),
@@ -274,11 +311,19 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{step:>5} {report['psnr'][k]:>9.2f} {report['ssim'][k]:>7.4f} "
                      f"{'| ' + format(base['psnr'][k], '.2f'):>18} {base['ssim'][k]:>7.4f}")
     lines.append(f"{'mean':>5} {report['psnr_mean']:>9.2f} {report['ssim_mean']:>7.4f}")
+    if "mse_shuffled_actions" in report:
+        lines.append(f"actions shuffled between windows: MSE {np.mean(report['mse_shuffled_actions']):.5f} against "
+                     f"{np.mean(report['mse']):.5f} with the true ones (x{report['shuffled_over_true_mse']:.2f})")
     if "agent_error" in report:  # Push-T: where the agent and the T are, read off the colours
         lines.append(f"{'step':>5} {'agent visible':>14} {'agent error px':>15} {'T error px':>11}")
         for k, step in enumerate(report["steps"]):
             lines.append(f"{step:>5} {report['agent_visible'][k]:>14.2f} {report['agent_error'][k]:>15.2f} "
                          f"{report['block_error'][k]:>11.2f}")
+    if "cube_visible" in report:  # Push Cube: the orange cube, read off its colour
+        lines.append(f"{'step':>5} {'cube kept':>10} {'cube phantom':>13} {'cube error px':>14}")
+        for k, step in enumerate(report["steps"]):
+            lines.append(f"{step:>5} {report['cube_visible'][k]:>10.2f} {report['cube_phantom'][k]:>13.2f} "
+                         f"{report['cube_error'][k]:>14.2f}")
     return "\n".join(lines)
 
 

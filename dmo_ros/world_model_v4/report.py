@@ -45,6 +45,7 @@ from torch import Tensor
 from dmo_ros.dataset.format import DatasetError, open_arrays
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
 from dmo_ros.output_paths import output_file, output_folder
+from dmo_ros.sims.push_cube_frames import CUBE_MIN_PIXELS, cube_mask
 from dmo_ros.training.rollout_pictures import rollout_strip, write_rollout_gif
 from dmo_ros.world_model_v4.imagination import WorldModelV4Env
 from dmo_ros.world_model_v4.model import WorldModelV4, load_world_model_v4, reward_head_on_episodes
@@ -53,19 +54,8 @@ from dmo_ros.world_model_v4.tokenizer import to_model_range
 SHORT_CONTEXT = 4
 """Past frames of the short-context comparison model (DIAMOND's 4)."""
 
-CUBE_MIN_PIXELS = 3
-"""Pixels of cube colour for the cube to count as in view."""
-
 PICTURE_PIXELS = 128
 """The pictures upscale frames (nearest neighbour, by a whole factor) to about this many pixels a side."""
-
-
-def cube_mask(frames: Tensor) -> Tensor:
-    """(..., 3, H, W) uint8 or float in [-1, 1] -> (..., H, W) bool: the Push Cube stand-in's orange cube
-    (rgba 0.95 0.45 0.1): red high, blue low, green between. For evaluation only."""
-    pixels = (to_model_range(frames) + 1) * 127.5
-    r, g, b = pixels.unbind(-3)
-    return (r > 150) & (b < 90) & (r - g > 60) & (g > 40)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -121,3 +121,56 @@ def test_command_line_on_a_trained_run(tmp_path: Path, capsys) -> None:
     assert main([str(run), "--dataset", str(dataset), "--horizon", "3", "--windows", "2", "--steps", "0",
                  "--device", "cpu"]) == 2
     assert "num_steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def orange_cube_dataset(folder: Path, constant_actions: bool = False) -> Path:
+    """A go2-labelled dataset: an orange square (the Push Cube stand-in's cube colour) moved by 2-D actions."""
+    rng = np.random.default_rng(1)
+    lengths = [20] * 5
+    n = sum(lengths)
+    actions = (np.full((n, 2), 0.2) if constant_actions else rng.choice([-0.2, 0.0, 0.2], size=(n, 2)))
+    frames = np.full((n, SIZE, SIZE, 3), (90, 110, 90), np.uint8)
+    position = np.array([6, 6])
+    for i in range(n):
+        frames[i, position[1] : position[1] + 3, position[0] : position[0] + 3] = (242, 115, 25)
+        position = (position + np.round(actions[i] / 0.1).astype(int)) % (SIZE - 3)
+    return write_dataset(folder, frames, actions.astype(np.float32), lengths, validation_fraction=0.3,
+                         extra_meta={"robot": "go2"})
+
+
+def test_cube_scores_of_known_imagined_frames() -> None:
+    from dmo_ros.world_model.fidelity import _position_report, _score_cube
+
+    real = torch.full((1, 3, 3, SIZE, SIZE), -0.3)
+    real[0, 0, :, 4:7, 4:7] = torch.tensor([0.9, -0.1, -0.8])[:, None, None]  # step 1: the cube at (5, 5)
+    real[0, 1, :, 4:7, 8:11] = torch.tensor([0.9, -0.1, -0.8])[:, None, None]  # step 2: at (9, 5); step 3: none
+    imagined = real.clone()
+    imagined[0, 1] = -0.3
+    imagined[0, 1, :, 4:7, 10:13] = torch.tensor([0.9, -0.1, -0.8])[:, None, None]  # 2 px right of the real one
+    imagined[0, 2, :, 0:3, 0:3] = torch.tensor([0.9, -0.1, -0.8])[:, None, None]  # a cube the real frame lacks
+    scores: dict[str, list[np.ndarray]] = {"cube_visible": [], "cube_phantom": [], "cube_error": []}
+    _score_cube(imagined, real, scores)
+    report = _position_report(scores)
+    assert report["cube_visible"][:2] == [1.0, 1.0] and math.isnan(report["cube_visible"][2])
+    assert report["cube_error"][0] == pytest.approx(0.0) and report["cube_error"][1] == pytest.approx(2.0)
+    assert math.isnan(report["cube_phantom"][0]) and report["cube_phantom"][2] == 1.0
+    blank = torch.full_like(real, -0.3)
+    scores = {"cube_visible": [], "cube_phantom": [], "cube_error": []}
+    _score_cube(blank, real, scores)
+    assert _position_report(scores)["cube_visible"][:2] == [0.0, 0.0]  # the model lost the cube
+
+
+def test_report_on_go2_frames_reads_the_cube_and_replays_shuffled_actions(tmp_path: Path, capsys) -> None:
+    report = fidelity_report(untrained(), orange_cube_dataset(tmp_path / "ds"), tmp_path / "out", horizon=4,
+                             windows=6, sampler_config=SamplerConfig(num_steps=1), batch_size=3)
+    assert len(report["cube_visible"]) == len(report["cube_error"]) == len(report["mse_shuffled_actions"]) == 4
+    assert all(math.isnan(v) or 0 <= v <= 1 for v in report["cube_visible"] + report["cube_phantom"])
+    assert report["shuffled_over_true_mse"] > 0 and "agent_visible" not in report
+    out = capsys.readouterr().out
+    assert "cube kept" in out and "actions shuffled between windows" in out
+    # with every window's actions alike, shuffling changes nothing: the same noise gives the same frames
+    same = fidelity_report(untrained(), orange_cube_dataset(tmp_path / "same", constant_actions=True),
+                           tmp_path / "out2", horizon=4, windows=6, sampler_config=SamplerConfig(num_steps=2),
+                           batch_size=3)
+    assert same["shuffled_over_true_mse"] == pytest.approx(1.0, abs=1e-12)
+    assert same["mse_shuffled_actions"] == pytest.approx(same["mse"], abs=1e-12)
