@@ -1,4 +1,4 @@
-"""Rung 1 of the ladder: B Push-T stand-in simulators in place of the diffusion world model.
+"""Rung 1 of the ladder: B stand-in simulators (Push-T, or the Go2's Push Cube) in place of the world model.
 
 DESIGN.md §8: rung 1 runs DMO (and PPO) with **the stand-in simulator as the forward model** — the
 original DMO setting and the oracle that isolates the world model. Everything else stays learned:
@@ -11,8 +11,12 @@ contract, so the policy trainers take either:
     obs = env.reset()                 # (B, 3, H, W) in [-1, 1]: the episodes' first frames
     obs, reward = env.step(actions)   # actions (B, 2) in robot units (m/s, as recorded); reward (B,)
 
-Episodes start from the task's reset distribution (:mod:`dmo_ros.sims.pusht_tasks`) as evaluation
-does, on seeds disjoint from the evaluation's (``seed`` vs ``EvalConfig.seed``). The context an
+    env = SimulatorEnv(reward_model, goal, 16, 64, 4, task="push_cube")   # the Go2 stand-in (MuJoCo)
+    obs, reward = env.step(actions)   # actions (B, 3): body velocities [vx, vy, yaw rate] (m/s, rad/s)
+
+Episodes start from the task's reset distribution (:mod:`dmo_ros.sims.pusht_tasks`; Push Cube: the
+stand-in's placements, :meth:`~dmo_ros.sims.push_cube.PushCubeSim.reset`) as evaluation does, on
+seeds disjoint from the evaluation's (``seed`` vs ``EvalConfig.seed`` / ``PushCubeEvalConfig.seed``). The context an
 episode starts with is its first frame repeated ``context`` times with zero actions (the robot at
 rest before the episode). Reading the simulator here is the point of the rung; rungs 2 and above
 never do.
@@ -29,9 +33,10 @@ from dmo_ros.reward.energy import EnergyNet, GoalReward, to_model_images
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import TASKS
 
-PIXEL_TASKS = tuple(task for task in TASKS if task != "reach")
+PIXEL_TASKS = (*(task for task in TASKS if task != "reach"), "push_cube")
 """Tasks an image policy can be trained on here: ``reach`` draws a target per episode that only its goal
-picture shows, and the policies see the camera, not the goal picture (``reach_fixed`` keeps one target)."""
+picture shows, and the policies see the camera, not the goal picture (``reach_fixed`` keeps one target).
+``push_cube`` is the Go2 stand-in's one task (its 96 x 96 ego camera, 3-D body-velocity actions)."""
 
 
 class SimulatorEnv:
@@ -43,7 +48,8 @@ class SimulatorEnv:
         batch_size: B, simulators stepped in lock-step.
         image_size: frames' side in pixels (the dataset's; the 96 x 96 render is resized with ``aspect``).
         context: L, frames kept per episode for :attr:`context` (the world model's / local model's window).
-        task: the Push-T task whose reset distribution starts the episodes (not ``reach``; see :data:`PIXEL_TASKS`).
+        task: the task whose reset distribution starts the episodes (not ``reach``; see :data:`PIXEL_TASKS`):
+            a Push-T task, or ``push_cube`` for the Go2 stand-in.
         seed: base seed of the episodes (simulator ``b`` plays episodes seeded from ``(seed, b)``).
         control_period_s: seconds an action (a velocity) is held per step (the stand-in's 0.2 s at 5 Hz).
         aspect: how the render is fitted to ``image_size`` (the dataset's rule; square renders are unaffected).
@@ -65,11 +71,16 @@ class SimulatorEnv:
         self.device = torch.device(device)
         self.reward = GoalReward(reward_model.to(self.device), goal)
         self.batch_size, self.image_size, self.context_length = int(batch_size), int(image_size), int(context)
-        self.action_size = 2
         self.task, self.aspect, self.control_period_s = task, aspect, float(control_period_s)
-        self.sims = [PushTSim(PushTConfig(seed=int(np.random.SeedSequence([seed, b]).generate_state(1)[0]),
-                                          control_period_s=control_period_s, task=task))
-                     for b in range(self.batch_size)]
+        seeds = [int(np.random.SeedSequence([seed, b]).generate_state(1)[0]) for b in range(self.batch_size)]
+        if task == "push_cube":
+            from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim  # MuJoCo: only when asked for
+
+            self.action_size = 3
+            self.sims = [PushCubeSim(PushCubeConfig(seed=s, control_period=control_period_s)) for s in seeds]
+        else:
+            self.action_size = 2
+            self.sims = [PushTSim(PushTConfig(seed=s, control_period_s=control_period_s, task=task)) for s in seeds]
         self.samples = 0
         """Simulator transitions so far (one per episode per step): the rung's sample count."""
         self.steps = torch.zeros(self.batch_size, dtype=torch.long)
@@ -79,7 +90,7 @@ class SimulatorEnv:
         self.start_window = None
         """No recorded windows start these episodes (the dream node's hook on :class:`ImaginedEnv`)."""
 
-    def _frame(self, sim: PushTSim) -> Tensor:
+    def _frame(self, sim) -> Tensor:
         return to_model_images(resize(sim.render(), self.image_size, self.image_size, self.aspect), self.device)
 
     @property
@@ -135,8 +146,9 @@ class SimulatorEnv:
         return self.observation
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """Apply ``actions`` (B, 2) in robot units (velocities, m/s; clamped by the stand-in as on the robot);
-        returns (next observations (B, 3, H, W), rewards (B,))."""
+        """Apply ``actions`` (B, A) in robot units (Push-T: end-effector velocities [vx, vy], m/s; Push Cube: body
+        velocities [vx, vy, yaw rate], m/s and rad/s; clamped by the stand-in as on the robot); returns (next
+        observations (B, 3, H, W), rewards (B,))."""
         if self._frames is None or self._actions is None:
             raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
         if actions.shape != (self.batch_size, self.action_size):
@@ -146,7 +158,10 @@ class SimulatorEnv:
         commands = actions.detach().to("cpu", torch.float64).numpy()
         with torch.no_grad():
             for sim, command in zip(self.sims, commands, strict=True):
-                sim.step(command * self.control_period_s)  # a velocity held for one control period -> metres
+                if self.task == "push_cube":
+                    sim.step(command)  # the Go2 stand-in holds the velocity command for its control period
+                else:
+                    sim.step(command * self.control_period_s)  # a velocity held for one control period -> metres
             observation = torch.stack([self._frame(sim) for sim in self.sims])
             self._frames = torch.cat([self._frames[:, 1:], observation[:, None]], dim=1)
             if self.context_length > 1:

@@ -127,11 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "no-diffusion":
             sub.add_argument("--forward", choices=FORWARDS, default="world-model",
                              help="what steps the episodes: the diffusion world model (rung 2 of the ladder, the "
-                                  "paper's setting; default) or the Push-T stand-in simulator itself (rung 1: the "
-                                  "oracle that isolates the world model; frames rendered and rewarded as recorded)")
+                                  "paper's setting; default) or the stand-in simulator itself, Push-T's or the Go2's "
+                                  "(rung 1: the oracle that isolates the world model; frames rendered and rewarded as "
+                                  "recorded)")
         sub.add_argument("--task", choices=PIXEL_TASKS, default="push_t",
                          help="the Push-T task the policy is evaluated on (and, with --forward simulator, whose "
-                              "resets start the training episodes); default push_t")
+                              "resets start the training episodes); default push_t. Go2 datasets: push_cube (the "
+                              "default is taken as it)")
         sub.add_argument("--final-eval-episodes", type=int, default=None, metavar="N",
                          help="episodes of the evaluation at the end (fixed seeds, gym-pusht's 30 s), written with the "
                               "random, zero-action and expert ceilings to final_eval.json for dmo-ladder-table; "
@@ -187,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         image_size, action_size, robot = dataset_shape(folders, "policy")
         task = args.task
         if robot == "go2":  # the Go2 stand-in plays one task: Push Cube (dmo_ros.policy.push_cube_eval)
-            if args.task != "push_t":
+            if args.task not in ("push_t", "push_cube"):  # push_t: the default, taken to mean "the robot's task"
                 raise ConfigError(f"--task {args.task} is a Push-T task; Go2 runs are evaluated on push_cube")
             task = "push_cube"
+        elif args.task == "push_cube":
+            raise ConfigError(f"--task push_cube is the Go2 stand-in's task; the datasets are of robot {robot!r}")
         check_run_dir(args.run_dir)
         try:
             saved = read_run_config(args.run_dir)
@@ -225,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         from dmo_ros.reward.goal_image import load_goal_image
         from dmo_ros.world_model.denoiser import load_world_model
 
-        if simulated and robot != "pusht":
-            raise ConfigError(f"--forward simulator steps the Push-T stand-in; the datasets are of robot {robot!r}")
+        if simulated and robot not in ("pusht", "go2"):
+            raise ConfigError(f"--forward simulator steps the Push-T or the Go2 stand-in; the datasets are of robot "
+                              f"{robot!r}")
         world_model = None
         from dmo_ros.world_model_v4.model import is_world_model_v4, load_world_model_v4
 
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def make_env(batch_size: int) -> ImaginedEnv | SimulatorEnv:
         if simulated:  # training episodes on seeds of their own, never the evaluation's
-            return SimulatorEnv(reward_model, goal, batch_size, image_size, context, task=args.task,
+            return SimulatorEnv(reward_model, goal, batch_size, image_size, context, task=task,
                                 seed=run.seed, device=device)
         if v4:  # rewards from the model's reward token (the reward run and goal are not used)
             from dmo_ros.dmo.imagined_env_v4 import ImaginedEnvV4

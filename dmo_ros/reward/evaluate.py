@@ -20,6 +20,13 @@ Three measurements:
    stand-in's goal picture (or ``--goal-image``); Spearman(reward, coverage) and
    Spearman(reward, time) per episode, and their means.
 
+   On **Push Cube** (a reward trained on Go2 data: its datasets' ``robot``, or ``--robot go2``) the
+   episodes are the stand-in's scripted expert (:class:`~dmo_ros.teleop.push_cube_expert.PushCubeExpert`,
+   privileged) walking behind the cube and pushing it into the goal disc, up to ``steps`` steps or its
+   success; each frame's ground truth is the task's progress (1 - cube-to-goal distance / the distance at
+   the start) and the reward's goal picture is ``--goal-image`` (required: the stand-in has no goal
+   picture of its own). Spearman(reward, progress) replaces Spearman(reward, coverage).
+
 Outputs in ``--out``: ``reward_eval.json`` (all numbers), ``reward_vs_time.png`` (reward, and
 coverage on a twin axis, against time for a few episodes), and a table on stdout.
 """
@@ -145,11 +152,52 @@ class OracleEpisode:
     frames: np.ndarray
     """(T, H, W, 3) uint8: the camera frames, resized to the model's size."""
     coverage: np.ndarray
-    """(T,) float: the sim's coverage of the goal T at each frame (ground truth, evaluation only)."""
+    """(T,) float: the sim's coverage of the goal T at each frame (ground truth, evaluation only); on Push Cube
+    the task's progress (see ``measure``)."""
     goal_image: np.ndarray
     """(H, W, 3) uint8: the stand-in's goal picture for this episode (block on the goal, agent at its reset place)."""
     episode: int
     """Stand-in episode number (the sim is seeded per episode)."""
+    measure: str = "coverage"
+    """What ``coverage`` holds: ``coverage`` (Push-T) or ``progress`` (Push Cube)."""
+
+
+def push_cube_expert_episodes(count: int, steps: int = 200, seed: int = 0, size: tuple[int, int] = (64, 64),
+                              goal_image: np.ndarray | None = None) -> list[OracleEpisode]:
+    """``count`` Push Cube stand-in episodes of the privileged scripted expert, each until success or ``steps``
+    steps: the ego camera's frames resized like the dataset converter, and the progress at each frame."""
+    from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+    from dmo_ros.teleop.operator import Observation
+    from dmo_ros.teleop.push_cube_expert import PushCubeExpert
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if goal_image is None:
+        raise ValueError("Push Cube oracle episodes need a goal picture (--goal-image): the Go2 stand-in draws none")
+    def observation(state) -> Observation:
+        return Observation(state.episode, state.step, state.robot, state.cube, state.goal, state.progress,
+                           state.success, state.cube_in_view)
+
+    sim = PushCubeSim(PushCubeConfig(seed=seed))  # the recorded camera's 96 x 96
+    expert = PushCubeExpert()
+    episodes = []
+    try:
+        for e in range(count):
+            if e:
+                sim.reset()
+            expert.begin(observation(sim.state()), np.random.default_rng([seed, e]))
+            frames, progress = [], []
+            for _ in range(steps + 1):
+                frames.append(resize(sim.render(), size[0], size[1], "crop"))
+                state = sim.state()
+                progress.append(state.progress)
+                if state.success or len(frames) > steps:
+                    break
+                sim.step(np.asarray(expert.act(observation(state)), dtype=np.float64))
+            episodes.append(OracleEpisode(np.stack(frames), np.array(progress), goal_image, sim.episode, "progress"))
+    finally:
+        sim.close()
+    return episodes
 
 
 def goal_reaching_episodes(count: int, steps: int = 40, seed: int = 0, size: tuple[int, int] = (64, 64),
@@ -203,8 +251,14 @@ def goal_reaching_episodes(count: int, steps: int = 40, seed: int = 0, size: tup
 @torch.no_grad()
 def evaluate_reward(model: EnergyNet, dataset: Path | str | None, episodes: int = 8, steps: int = 40,
                     goal_image: np.ndarray | None = None, segments: int = 32, max_pairs: int = 2000,
-                    seed: int = 0) -> dict[str, Any]:
-    """All measurements of the module doc as a JSON-able dict (plus ``curves`` for the plot)."""
+                    seed: int = 0, robot: str = "pusht") -> dict[str, Any]:
+    """All measurements of the module doc as a JSON-able dict (plus ``curves`` for the plot).
+
+    ``robot``: whose stand-in plays the oracle episodes, ``pusht`` or ``go2`` (Push Cube: ``goal_image`` required).
+    Raises ValueError for another robot, or Push Cube without a goal picture."""
+    if robot not in ("pusht", "go2"):
+        raise ValueError(f"no oracle episodes for robot {robot!r}: the stand-ins are pusht and go2 "
+                         "(--episodes 0 skips them)")
     model.eval()
     config = model.config
     size = (config.image_size, config.image_size)
@@ -233,23 +287,25 @@ def evaluate_reward(model: EnergyNet, dataset: Path | str | None, episodes: int 
         report["dataset"] = {"split": split, "kind": kind, "segments": rows,
                              "spearman_time_mean": _mean([r["spearman_time"] for r in rows])}
     if episodes > 0:
-        oracle = goal_reaching_episodes(episodes, steps, seed, size)
+        oracle = (push_cube_expert_episodes(episodes, steps, seed, size, goal_image) if robot == "go2"
+                  else goal_reaching_episodes(episodes, steps, seed, size))
+        measure = "progress" if robot == "go2" else "coverage"
         rows = []
         for episode in oracle:
             goal = episode.goal_image if goal_image is None else goal_image
             reward = GoalReward(model, goal, start=episode.frames[0])(episode.frames).float().cpu().numpy()
             rows.append({
                 "episode": episode.episode,
-                "spearman_coverage": spearman(reward, episode.coverage),
+                f"spearman_{measure}": spearman(reward, episode.coverage),
                 "spearman_time": spearman(reward, np.arange(len(reward))),
                 "first_reward": float(reward[0]), "last_reward": float(reward[-1]),
-                "final_coverage": float(episode.coverage[-1]),
+                f"final_{measure}": float(episode.coverage[-1]), "steps": len(reward) - 1,
             })
-            oracle_curves.append({"title": f"oracle ep {episode.episode}", "reward": reward,
-                                  "coverage": episode.coverage})
+            oracle_curves.append({"title": f"oracle ep {episode.episode}", "reward": reward, measure: episode.coverage})
         report["oracle"] = {
-            "steps": steps, "goal_image": "stand-in" if goal_image is None else "given", "episodes": rows,
-            "spearman_coverage_mean": _mean([r["spearman_coverage"] for r in rows]),
+            "robot": robot, "measure": measure, "steps": steps,
+            "goal_image": "stand-in" if goal_image is None else "given", "episodes": rows,
+            f"spearman_{measure}_mean": _mean([r[f"spearman_{measure}"] for r in rows]),
             "spearman_time_mean": _mean([r["spearman_time"] for r in rows]),
         }
     report["curves"] = oracle_curves[:4] + dataset_curves  # plotted: a few of each, the oracle's first
@@ -272,11 +328,12 @@ def plot_curves(curves: list[dict[str, Any]], path: Path, count: int = 6) -> Pat
         axis.set_xlabel("step")
         axis.set_ylabel("reward", color="tab:blue")
         axis.set_title(curve["title"], fontsize=9)
-        if "coverage" in curve:
-            twin = axis.twinx()
-            twin.plot(curve["coverage"], color="tab:green", linestyle="--", label="coverage")
-            twin.set_ylim(-0.02, 1.02)
-            twin.set_ylabel("coverage", color="tab:green")
+        for measure in ("coverage", "progress"):
+            if measure in curve:
+                twin = axis.twinx()
+                twin.plot(curve[measure], color="tab:green", linestyle="--", label=measure)
+                twin.set_ylim(-0.02, 1.02)
+                twin.set_ylabel(measure, color="tab:green")
     for axis in list(axes.flat)[len(shown):]:
         axis.axis("off")
     figure.tight_layout()
@@ -313,15 +370,29 @@ def format_table(report: dict[str, Any]) -> str:
                      f"mean Spearman(reward, time) {d['spearman_time_mean']:.3f}")
     if "oracle" in report:
         o = report["oracle"]
-        lines.append(f"{'oracle episode':>14} {'rho(r,cov)':>10} {'rho(r,t)':>9} {'r first':>8} {'r last':>7} "
-                     f"{'coverage':>8}")
+        m = o.get("measure", "coverage")
+        lines.append(f"{'oracle episode':>14} {'rho(r,' + m[:4] + ')':>10} {'rho(r,t)':>9} {'r first':>8} "
+                     f"{'r last':>7} {m:>8} {'steps':>5}")
         for row in o["episodes"]:
-            lines.append(f"{row['episode']:>14} {row['spearman_coverage']:>10.3f} {row['spearman_time']:>9.3f} "
-                         f"{row['first_reward']:>8.2f} {row['last_reward']:>7.2f} {row['final_coverage']:>8.3f}")
-        lines.append(f"{'mean':>14} {o['spearman_coverage_mean']:>10.3f} {o['spearman_time_mean']:>9.3f}")
+            lines.append(f"{row['episode']:>14} {row[f'spearman_{m}']:>10.3f} {row['spearman_time']:>9.3f} "
+                         f"{row['first_reward']:>8.2f} {row['last_reward']:>7.2f} {row[f'final_{m}']:>8.3f} "
+                         f"{row['steps']:>5}")
+        lines.append(f"{'mean':>14} {o[f'spearman_{m}_mean']:>10.3f} {o['spearman_time_mean']:>9.3f}")
     return "\n".join(lines)
 
 
+
+
+def _trained_robot(run_dir: Path, dataset: Path | None) -> str:
+    """The robot of the datasets the reward run trained on (else of ``dataset``, else pusht)."""
+    config_file = Path(run_dir) / "config.json"
+    folders = json.loads(config_file.read_text()).get("datasets", []) if config_file.is_file() else []
+    for folder in [*folders, *([dataset] if dataset is not None else [])]:
+        try:
+            return str(read_meta(folder).get("robot", "pusht"))
+        except (DatasetError, OSError):
+            continue  # a dataset moved or deleted since training
+    return "pusht"
 
 
 @stop_on_interrupt
@@ -344,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=output_folder, default=None, help="output folder (default RUN_DIR/reward_eval)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out pairs and the stand-in episodes")
+    parser.add_argument("--robot", choices=("pusht", "go2"), default=None,
+                        help="whose stand-in plays the oracle episodes (default: the robot of the reward run's "
+                             "datasets; go2 needs --goal-image)")
     options = parser.parse_args(argv)
     if options.episodes < 0 or options.steps < 1 or options.segments < 0 or options.pairs < 1 or options.seed < 0:
         parser.error("--episodes, --segments and --seed must be >= 0, --steps and --pairs >= 1")
@@ -353,8 +427,12 @@ def main(argv: list[str] | None = None) -> int:
         model = load_reward_model(options.run_dir, resolve_device(options.device, World()), options.checkpoint)
         size = (model.config.image_size, model.config.image_size)
         goal = None if options.goal_image is None else load_goal_image(options.goal_image, size)
+        robot = options.robot or _trained_robot(options.run_dir, options.dataset)
+        if robot == "go2" and options.episodes and goal is None:
+            parser.error("a Go2 reward's oracle episodes (Push Cube) need --goal-image (the goal picture the "
+                         "policy trains with), or --episodes 0")
         report = evaluate_reward(model, options.dataset, options.episodes, options.steps, goal, options.segments,
-                                 options.pairs, options.seed)
+                                 options.pairs, options.seed, robot)
     except (CheckpointError, DatasetError, GoalImageError, FileNotFoundError, KeyError, ValueError,
             RuntimeError) as error:  # RuntimeError: a CUDA device asked for where there is none
         print(f"dmo-reward-eval: error: {error}", file=sys.stderr)

@@ -12,8 +12,15 @@ dataset recorded in that scene: ``dmo-goal-image --from-dataset FOLDER --sample 
 On the stand-in, ``dmo-goal-image --robot pusht -o goal.png`` renders the simulator's goal
 picture (the block on gym-pusht's goal pose) — what the camera would see at success.
 
+A **goal set** is several pictures of the solved task, for a camera that sees the goal differently from
+every place (the Go2's ego camera): ``dmo-goal-image --from-dataset FOLDER --demonstration-ends K -o
+goals.npy`` takes the last frames of K demonstrations (intent runs) of a dataset into one (K, H, W, 3)
+``.npy`` (and a contact sheet ``goals.png`` beside it to look at); the reward then scores each frame by its
+best goal (:class:`~dmo_ros.reward.energy.GoalReward`).
+
 :func:`load_goal_image` reads PNG/JPEG (and any other format OpenCV decodes) or ``.npy`` arrays
-and returns (H, W, 3) uint8 RGB at the model's size. Fixable differences are converted with a
+and returns (H, W, 3) uint8 RGB at the model's size, or (K, H, W, 3) for a goal set (a 4-D
+``.npy``). Fixable differences are converted with a
 notice (logged as a warning and passed to ``notify``): another size (centre crop to the
 target aspect, then resize — the dataset converter's rule), grayscale (replicated to RGB),
 an alpha channel (dropped), a channels-first array (transposed). Anything that would need a
@@ -49,14 +56,28 @@ class GoalImageError(ValueError):
 
 def load_goal_image(path: Path | str, size: tuple[int, int] = (64, 64),
                     notify: Callable[[str], None] | None = None) -> np.ndarray:
-    """The goal picture at ``path`` as (H, W, 3) uint8 RGB of ``size`` = (H, W); see the module doc."""
+    """The goal picture at ``path`` as (H, W, 3) uint8 RGB of ``size`` = (H, W), or a goal set (K, H, W, 3) from a
+    4-D ``.npy``; see the module doc. Raises :class:`GoalImageError` naming the file, the problem and the fix."""
     path = Path(path)
     notices: list[str] = []
     if path.suffix.lower() == ".npy":
-        pixels = _channels_last(_read_npy(path), path, notices)
+        array = _read_npy(path)
+        if array.ndim == 4:  # a goal set: every picture converted like a single one
+            if len(array) == 0:
+                raise GoalImageError(f"goal image {path}: a goal set of 0 pictures; save at least one")
+            pictures = [_fit(_to_rgb8(_channels_last(p, path, notices), path, notices), size, notices)
+                        for p in array]
+            _tell(path, sorted(set(notices)), notify)
+            return np.ascontiguousarray(np.stack(pictures))
+        pixels = _channels_last(array, path, notices)
     else:
         pixels = _read_picture(path, notices)
-    pixels = _to_rgb8(pixels, path, notices)
+    pixels = _fit(_to_rgb8(pixels, path, notices), size, notices)
+    _tell(path, notices, notify)
+    return np.ascontiguousarray(pixels)
+
+
+def _fit(pixels: np.ndarray, size: tuple[int, int], notices: list[str]) -> np.ndarray:
     height, width = int(size[0]), int(size[1])
     if pixels.shape[:2] != (height, width):
         source_h, source_w = pixels.shape[:2]
@@ -64,12 +85,40 @@ def load_goal_image(path: Path | str, size: tuple[int, int] = (64, 64),
         pixels = resize(pixels, height, width, "crop")
         notices.append(f"{how} {source_w}x{source_h} to {width}x{height} px (centre crop to the target aspect, "
                        "then resize, as the dataset converter does)")
+    return pixels
+
+
+def _tell(path: Path, notices: list[str], notify: Callable[[str], None] | None) -> None:
     for notice in notices:
         message = f"goal image {path}: {notice}"
         logger.warning(message)
         if notify is not None:
             notify(message)
-    return np.ascontiguousarray(pixels)
+
+
+def demonstration_ends(folder: Path | str, count: int) -> tuple[np.ndarray, list[int]]:
+    """The last frames of ``count`` demonstrations (runs of intent on) of a dataset, evenly spread over all of its
+    runs: ((K, H, W, 3) uint8, their sample indices). Where the dataset marks milestones (the operator's B button;
+    the scripted operators mark success), only the runs that hold one count: a failed demonstration's end is no
+    picture of the goal. Raises GoalImageError if the dataset has no such run."""
+    from dmo_ros.dataset.format import open_arrays
+
+    arrays = open_arrays(folder)
+    intent, episode = np.asarray(arrays["intent"], bool), np.asarray(arrays["episode_index"])
+    milestone = np.asarray(arrays["milestone"]) > 0
+    new_episode = np.append(True, episode[1:] != episode[:-1])
+    first = intent & (new_episode | np.append(True, ~intent[:-1]))
+    last = intent & np.append((~intent[1:]) | (episode[1:] != episode[:-1]), True)
+    run = np.cumsum(first) * intent  # 1.. per intent run, 0 outside
+    ends = np.flatnonzero(last)
+    if (milestone & intent).any():
+        marked = set(np.unique(run[milestone & intent]).tolist())
+        ends = np.array([k for k in ends if run[k] in marked], dtype=np.int64)
+    if len(ends) == 0:
+        raise GoalImageError(f"{folder}: no demonstration (intent on{', with a milestone' if milestone.any() else ''}) "
+                             "to take goal pictures from; record with the intent button, or pick a frame with --sample")
+    chosen = ends[np.unique(np.linspace(0, len(ends) - 1, min(count, len(ends))).round().astype(int))]
+    return np.stack([np.asarray(arrays["frames"][i]) for i in chosen]), chosen.tolist()
 
 
 def _read_picture(path: Path, notices: list[str]) -> np.ndarray:
@@ -139,7 +188,7 @@ def _to_rgb8(pixels: np.ndarray, path: Path, notices: list[str]) -> np.ndarray:
         return np.repeat(pixels[:, :, None], 3, axis=2)
     if pixels.ndim != 3:
         raise GoalImageError(f"goal image {path}: {pixels.ndim}-D array of shape {pixels.shape}; one picture is "
-                             "(H, W, 3) (a stack of pictures or a single row is not)")
+                             "(H, W, 3), a goal set (K, H, W, 3) in an .npy")
     channels = pixels.shape[2]
     if channels == 2:
         notices.append("grayscale + alpha: alpha dropped, gray converted to RGB")
@@ -200,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the picture from this dataset folder instead of the stand-in")
     parser.add_argument("--sample", type=int, default=-1, help="dataset sample index with --from-dataset (default: "
                         "the last sample)")
+    parser.add_argument("--demonstration-ends", type=int, default=0, metavar="K",
+                        help="with --from-dataset: a goal set of the last frames of K demonstrations (intent runs), "
+                             "evenly spread, into one .npy (and a contact sheet beside it); for an ego camera that "
+                             "sees the goal differently from every place (Go2). 0: one picture (default)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="resize to this size (centre crop, then resize); default: keep the native size")
     options = parser.parse_args(argv)
@@ -211,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 frames = open_arrays(options.from_dataset)["frames"]
             except DatasetError as error:
                 raise GoalImageError(str(error)) from error
+            if options.demonstration_ends:
+                return _write_goal_set(options)
             if not -len(frames) <= options.sample < len(frames):
                 raise GoalImageError(f"--sample {options.sample} outside the dataset's {len(frames)} samples")
             pixels, what = np.array(frames[options.sample]), f"sample {options.sample} of {options.from_dataset}"
@@ -224,6 +279,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dmo-goal-image: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {options.output}: {what}, {pixels.shape[1]}x{pixels.shape[0]} px RGB")
+    return 0
+
+
+def _write_goal_set(options: argparse.Namespace) -> int:
+    if options.demonstration_ends < 1 or options.output.suffix.lower() != ".npy":
+        raise GoalImageError("--demonstration-ends K needs K >= 1 and an .npy output (a stack of K pictures)")
+    pictures, samples = demonstration_ends(options.from_dataset, options.demonstration_ends)
+    if options.size is not None:
+        pictures = np.stack([resize(p, options.size[0], options.size[1], "crop") for p in pictures])
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(options.output, pictures)
+    columns = min(8, len(pictures))
+    rows = -(-len(pictures) // columns)
+    sheet = np.full((rows * pictures.shape[1], columns * pictures.shape[2], 3), 255, np.uint8)
+    for k, picture in enumerate(pictures):
+        r, c = divmod(k, columns)
+        height, width = picture.shape[:2]
+        sheet[r * height:(r + 1) * height, c * width:(c + 1) * width] = picture
+    sheet_path = save_goal_image(sheet, options.output.with_suffix(".png"))
+    print(f"wrote {options.output}: a goal set of {len(pictures)} demonstration ends of {options.from_dataset} "
+          f"(samples {samples[0]}..{samples[-1]}), {pictures.shape[2]}x{pictures.shape[1]} px RGB; "
+          f"contact sheet {sheet_path}")
     return 0
 
 

@@ -368,6 +368,37 @@ def test_a_go2_run_is_evaluated_on_push_cube_during_and_after_training(tmp_path)
     assert "ceiling: scripted expert (privileged)" in final["ceilings"]
 
 
+def test_rung_1_on_push_cube_steps_the_go2_stand_in(tmp_path):
+    """``--forward simulator`` on Go2 data: the episodes are the MuJoCo Push Cube stand-in's (3-D body velocities,
+    its ego camera resized as recorded); the run is rung 1 of push_cube and is evaluated on Push Cube."""
+    from dmo_ros.dmo.simulator_env import SimulatorEnv
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import load_goal_image
+    from policy_runs import train_tiny_policy
+
+    run = train_tiny_policy(tmp_path, "go2", max_samples=16,
+                            extra=("--forward", "simulator", "--eval-every", "1", "--eval-episodes", "1",
+                                   "--eval-max-steps", "3", "--final-eval-episodes", "1"))
+    config = json.loads((run / "config.json").read_text())
+    assert (config["forward"], config["task"], config["rung"]) == ("simulator", "push_cube", 1)
+    assert read_evaluations(run) and json.loads((run / "final_eval.json").read_text())["task"] == "push_cube"
+
+    root = run.parent
+    env = SimulatorEnv(load_reward_model(root / "reward"), load_goal_image(root / "goal.png", size=(32, 32)),
+                       batch_size=2, image_size=32, context=4, task="push_cube", seed=3)
+    first = env.reset()
+    assert first.shape == (2, 3, 32, 32) and env.context[1].shape == (2, 3, 3)
+    turn = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
+    for _ in range(3):
+        observation, reward_now = env.step(turn)
+    assert reward_now.shape == (2,) and torch.isfinite(reward_now).all()
+    assert (observation - first).abs().mean() > 0.05  # turning on the spot swings the ego camera's view
+    assert env.samples == 6 and torch.equal(env.context[1][:, -1], turn)
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        env.step(torch.zeros(2, 2))  # Push-T's 2-D actions are not the Go2's
+    env.close()
+
+
 def test_a_linear_schedule_decays_the_actor_critics_and_fine_tuning_over_the_budget(policy_inputs, tmp_path):
     """``--lr-schedule linear`` (SHAC): each epoch's rates follow the budget spent before it, the local model's
     fine-tuning rate alongside the actor's; the run records the schedule; without a budget it is refused."""

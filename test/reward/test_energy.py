@@ -238,3 +238,21 @@ def test_config_presets_and_validation() -> None:
                 {"image_size": 16, "channels": (8, 8, 8, 8, 8)}, {"calibration_momentum": 1.0}):
         with pytest.raises(ValueError):
             RewardConfig(**bad)
+
+
+@pytest.mark.parametrize("condition_on_start", [True, False])
+def test_a_goal_set_rewards_each_frame_by_its_best_goal(condition_on_start: bool) -> None:
+    """K goal pictures: r(o) = max_k r_k(o), each r_k the single-picture reward; a set of one is the picture."""
+    torch.manual_seed(0)
+    model = _trained_like(EnergyNet(_config(condition_on_start=condition_on_start)), gap=2.0, std=0.5)
+    g = torch.Generator().manual_seed(5)
+    goals = torch.randint(0, 256, (3, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    starts = torch.randint(0, 256, (2, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    frames = torch.randint(0, 256, (2, 4, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    each = torch.stack([GoalReward(model, goal, start=starts)(frames) for goal in goals])
+    best = GoalReward(model, goals.permute(0, 2, 3, 1).numpy(), start=starts)(frames)  # (K, H, W, 3) as loaded
+    torch.testing.assert_close(best, each.amax(0))
+    assert (each.argmax(0) != each.argmax(0).flatten()[0]).any()  # different goals win for different frames
+    torch.testing.assert_close(GoalReward(model, goals[:1], start=starts)(frames), each[0])
+    with pytest.raises(ValueError, match=r"\(K, 3, H, W\)"):
+        GoalReward(model, torch.zeros(2, 2, 3, SIZE, SIZE, dtype=torch.uint8))

@@ -167,3 +167,34 @@ def test_a_negative_seed_is_a_bad_argument(capsys) -> None:
         main(["run", "--seed", "-5"])
     assert exit_info.value.code == 2
     assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_a_go2_reward_is_scored_along_the_push_cube_expert(tmp_path: Path, capsys) -> None:
+    """A reward trained on Go2 data is scored on the Push Cube stand-in's scripted expert (progress, not Push-T
+    coverage); it needs a goal picture, and says so."""
+    from dmo_ros.reward.evaluate import push_cube_expert_episodes
+
+    episode = push_cube_expert_episodes(1, steps=4, seed=1, size=(SIZE, SIZE),
+                                        goal_image=np.zeros((SIZE, SIZE, 3), np.uint8))[0]
+    assert episode.frames.shape == (5, SIZE, SIZE, 3) and episode.measure == "progress"
+    assert episode.coverage[0] == 0.0 and 0.0 <= episode.coverage.max() <= 1.0
+    with pytest.raises(ValueError, match="goal picture"):
+        push_cube_expert_episodes(1, steps=2)
+
+    model = _untrained()
+    go2 = write_dataset(tmp_path / "go2", np.zeros((12, SIZE, SIZE, 3), np.uint8), np.zeros((12, 3), np.float32),
+                        [6, 6], extra_meta={"robot": "go2"})
+    run = tmp_path / "run"
+    write_run_config(run, json.loads(json.dumps({"kind": "reward", "model": asdict(model.config),
+                                                 "datasets": [str(go2)]})))
+    save_checkpoint(run, 1, model.state_dict(), {"step": 1}, {})
+    with pytest.raises(SystemExit):
+        main([str(run), "--episodes", "1", "--steps", "3", "--device", "cpu"])
+    assert "need --goal-image" in capsys.readouterr().err
+    np.save(tmp_path / "goals.npy", np.zeros((2, SIZE, SIZE, 3), np.uint8))
+    assert main([str(run), "--episodes", "1", "--steps", "3", "--device", "cpu",
+                 "--goal-image", str(tmp_path / "goals.npy")]) == 0
+    assert "rho(r,prog)" in capsys.readouterr().out
+    report = json.loads((run / "reward_eval" / "reward_eval.json").read_text())
+    assert report["oracle"]["robot"] == "go2" and report["oracle"]["measure"] == "progress"
+    assert "spearman_progress_mean" in report["oracle"] and report["oracle"]["episodes"][0]["steps"] <= 3

@@ -91,7 +91,7 @@ def test_npy_arrays(tmp_path: Path) -> None:
     ("float.npy", lambda p: np.save(p, np.full((8, 8, 3), 0.5, np.float32)), "float pixels"),
     ("int16.npy", lambda p: np.save(p, np.zeros((8, 8, 3), np.int16)), "16-bit"),
     ("bool.npy", lambda p: np.save(p, np.zeros((8, 8, 3), bool)), "not an image"),
-    ("stack.npy", lambda p: np.save(p, np.zeros((2, 8, 8, 3), np.uint8)), "4-D array"),
+    ("deep_stack.npy", lambda p: np.save(p, np.zeros((1, 2, 8, 8, 3), np.uint8)), "5-D array"),
     ("row.npy", lambda p: np.save(p, np.zeros(8, np.uint8)), "1-D array"),
     ("five.npy", lambda p: np.save(p, np.zeros((8, 8, 5), np.uint8)), "5 channels"),
     ("nothing.npy", lambda p: np.save(p, np.zeros((0, 8, 3), np.uint8)), "empty"),
@@ -144,3 +144,43 @@ def test_cli_refuses_a_size_below_one_pixel(tmp_path: Path, size: list[str], cap
     assert main(["-o", str(tmp_path / "goal.png"), "--size", *size]) == 2
     assert "image size must be at least 1x1 pixels" in capsys.readouterr().err
     assert not (tmp_path / "goal.png").exists()
+
+
+def test_a_goal_set_loads_as_a_stack_and_is_checked_like_one_picture(tmp_path: Path) -> None:
+    pictures = np.stack([_rgb(32, 32), _rgb(32, 32)[::-1]])
+    np.save(tmp_path / "goals.npy", pictures)
+    notices: list[str] = []
+    loaded = load_goal_image(tmp_path / "goals.npy", (16, 16), notify=notices.append)
+    assert loaded.shape == (2, 16, 16, 3) and loaded.dtype == np.uint8
+    assert len(notices) == 1 and "32x32 to 16x16" in notices[0]  # said once for the set, not per picture
+    np.save(tmp_path / "empty.npy", np.zeros((0, 16, 16, 3), np.uint8))
+    with pytest.raises(GoalImageError, match="0 pictures"):
+        load_goal_image(tmp_path / "empty.npy", (16, 16))
+    np.save(tmp_path / "float.npy", pictures.astype(np.float32))
+    with pytest.raises(GoalImageError, match="float pixels"):
+        load_goal_image(tmp_path / "float.npy", (16, 16))
+
+
+def test_cli_takes_the_ends_of_successful_demonstrations_as_a_goal_set(tmp_path: Path, capsys) -> None:
+    """Three 6-sample episodes, intent on for samples 2-4 of each; the first and last runs carry the success
+    milestone. Their last frames are the set; the failed run's end is left out."""
+    frames = np.stack([np.full((16, 16, 3), k, np.uint8) for k in range(18)])
+    intent = np.tile(np.r_[0, 0, 1, 1, 1, 0].astype(bool), 3)
+    milestone = np.zeros(18, np.float32)
+    milestone[[3, 15]] = 1.0
+    folder = write_dataset(tmp_path / "ds", frames, np.zeros((18, 2), np.float32), [6, 6, 6], intent=intent,
+                           milestone=milestone)
+    out = tmp_path / "goals.npy"
+    assert main(["--from-dataset", str(folder), "--demonstration-ends", "8", "-o", str(out)]) == 0
+    assert "a goal set of 2 demonstration ends" in capsys.readouterr().out
+    assert [int(p[0, 0, 0]) for p in np.load(out)] == [4, 16]
+    assert Image.open(tmp_path / "goals.png").size == (32, 16)  # the contact sheet to look at
+    assert load_goal_image(out, (16, 16)).shape == (2, 16, 16, 3)
+    unmarked = write_dataset(tmp_path / "plain", frames, np.zeros((18, 2), np.float32), [6, 6, 6], intent=intent)
+    assert main(["--from-dataset", str(unmarked), "--demonstration-ends", "2", "-o", str(out)]) == 0
+    assert [int(p[0, 0, 0]) for p in np.load(out)] == [4, 16]  # no milestones: every run counts, evenly spread
+    assert main(["--from-dataset", str(unmarked), "--demonstration-ends", "2", "-o", str(tmp_path / "g.png")]) == 2
+    assert "an .npy output" in capsys.readouterr().err
+    idle = write_dataset(tmp_path / "idle", frames, np.zeros((18, 2), np.float32), [6, 6, 6])
+    assert main(["--from-dataset", str(idle), "--demonstration-ends", "2", "-o", str(out)]) == 2
+    assert "no demonstration" in capsys.readouterr().err
