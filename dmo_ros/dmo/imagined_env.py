@@ -92,7 +92,8 @@ class ImaginedEnv:
     Args:
         world_model: the trained diffusion world model (frames in [-1, 1]).
         reward_model: the trained energy; rewards are taken relative to each episode's first frame.
-        goal: the goal picture (H, W, 3) or (3, H, W) uint8, at the reward model's size.
+        goal: the goal picture (H, W, 3) or (3, H, W) uint8, at the reward model's size, or a goal set of K
+            such pictures (each frame rewarded by its best goal; :class:`~dmo_ros.reward.energy.GoalReward`).
         starts: where episodes start (real windows of the world model's context length).
         batch_size: B, episodes stepped in parallel.
         sampler_config: the world model's sampler (default: 3 deterministic Euler steps).

@@ -44,7 +44,8 @@ class SimulatorEnv:
 
     Args:
         reward_model: the trained energy (rewards as :class:`GoalReward` gives them, from each episode's first frame).
-        goal: the goal picture (H, W, 3) or (3, H, W) uint8 at the reward model's size (``dmo-goal-image``).
+        goal: the goal picture (H, W, 3) or (3, H, W) uint8 at the reward model's size (``dmo-goal-image``), or
+            a goal set of K pictures (each frame rewarded by its best goal).
         batch_size: B, simulators stepped in lock-step.
         image_size: frames' side in pixels (the dataset's; the 96 x 96 render is resized with ``aspect``).
         context: L, frames kept per episode for :attr:`context` (the world model's / local model's window).

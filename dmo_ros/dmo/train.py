@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run folder of dmo-train-reward (required unless --world-model is a DreamerV4-style "
                               "run, whose reward token gives the rewards)")
         sub.add_argument("--goal", type=Path, default=None,
-                         help="goal picture (PNG/JPEG/.npy, see dmo-goal-image; required with --reward-run)")
+                         help="goal picture (PNG/JPEG/.npy), or a goal set (.npy of K pictures, e.g. dmo-goal-image "
+                              "--demonstration-ends K for the Go2's ego camera); required with --reward-run")
         if name != "ppo":
             sub.add_argument("--local-model", type=Path, required=True,
                              help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")

@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "DreamerV4-style world model (dmo-train-dynamics: its reward token) that labels the "
                              "frames; needed unless the run folder already holds labels for every dataset")
     parser.add_argument("--goal", type=Path, default=None,
-                        help="goal picture for the reward (PNG/JPEG/.npy, see dmo-goal-image); needed with "
-                             "--reward-run")
+                        help="goal picture for the reward (PNG/JPEG/.npy, see dmo-goal-image), or a goal set (.npy "
+                             "of K pictures: each frame labelled by its best goal); needed with --reward-run")
     parser.add_argument("--relabel", action="store_true",
                         help="label the datasets again even if the run folder holds labels")
     parser.add_argument("--label-batch-size", type=int, default=64,
