@@ -46,6 +46,14 @@ class RewardConfig:
     """Most samples between s_start and s_goal (the temporal horizon the energy learns to rank over;
     at 5 Hz, 64 samples = 12.8 s); 0: up to the whole episode."""
 
+    negative_fraction: float = 0.0
+    """Share of training pairs whose earlier frame is a **negative**: a frame of another episode, which does not
+    lead to this context's goal, ranked below a frame of the context (the later one). In-segment pairs only say
+    how frames on the way to a goal rank; a frame off every recorded way (an ego camera walked into a wall) gets
+    whatever the network extrapolates, and a policy finds it (measured on Push Cube: the Go2 policy walked into a
+    wall that scored like the cube in the goal). Negatives teach the energy to score such frames low. 0: in-segment
+    pairs only (the seed paper's sampling)."""
+
     calibration_momentum: float = 0.99
     """Momentum of the running reward-scale statistics updated during training (a running mean
     over the first 1 / (1 - momentum) updates, an exponential average after)."""
@@ -72,6 +80,8 @@ class RewardConfig:
             raise ValueError(f"min_span must be >= 1 (a pair needs two distinct frames), got {self.min_span}")
         if self.max_span != 0 and self.max_span < self.min_span:
             raise ValueError(f"max_span ({self.max_span}) must be 0 (whole episodes) or >= min_span ({self.min_span})")
+        if not 0.0 <= self.negative_fraction < 1.0:
+            raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         if not 0.0 <= self.calibration_momentum < 1.0:
             raise ValueError(f"calibration_momentum must be in [0, 1), got {self.calibration_momentum}")
         if self.calibration_items < 1:

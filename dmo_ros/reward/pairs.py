@@ -18,6 +18,10 @@ Sampling of one item (the rule :class:`PairDataset` implements; all choices unif
 ``earlier = frame i`` and ``later = frame j``; "later" is temporally closer to the goal, so the
 Bradley-Terry loss asks for f(later) > f(earlier).
 
+4. With ``negative_fraction`` q > 0, an item is a **negative** with probability q: ``earlier`` is then a
+   uniformly drawn frame of another episode (one that does not lead to this goal; its offset in ``steps``
+   is -1) and ``later`` is frame j as above, so f ranks frames off the way to the goal below frames on it.
+
 Randomness: with ``resample`` (the default for the train split) each read draws afresh from
 torch's random generator, which the DataLoader seeds per worker from its own seeded generator
 (so runs are reproducible for a given seed and worker count, and every epoch sees new pairs).
@@ -88,10 +92,13 @@ class PairDataset(Dataset):
         seed: seeds the draws (fixed pairs) or is mixed into them (``resample``).
         intent_only: draw only inside contiguous intent=1 runs (demonstrations), not whole episodes.
         resample: fresh draws at every read; default True for "train", False otherwise.
+        negative_fraction: share of items whose earlier frame is a negative (module doc, item 4); in [0, 1).
+            Needs segments of at least two episodes of one folder to draw from (else no item is a negative).
     """
 
     def __init__(self, folders: Path | str | Sequence[Path | str], split: str = "train", max_span: int = 64,
-                 min_span: int = 1, seed: int = 0, intent_only: bool = False, resample: bool | None = None) -> None:
+                 min_span: int = 1, seed: int = 0, intent_only: bool = False, resample: bool | None = None,
+                 negative_fraction: float = 0.0) -> None:
         if min_span < 1:
             raise ValueError(f"min_span must be >= 1 (a pair needs two distinct frames), got {min_span}")
         if max_span != 0 and max_span < min_span:
@@ -99,7 +106,10 @@ class PairDataset(Dataset):
         folder_list = [folders] if isinstance(folders, (str, Path)) else list(folders)
         if not folder_list:
             raise ValueError("PairDataset needs at least one dataset folder")
+        if not 0.0 <= negative_fraction < 1.0:
+            raise ValueError(f"negative_fraction must be in [0, 1), got {negative_fraction}")
         self.split, self.max_span, self.min_span, self.seed = split, int(max_span), int(min_span), int(seed)
+        self.negative_fraction = float(negative_fraction)
         self.intent_only = intent_only
         self.resample = split == "train" if resample is None else bool(resample)
         # ClipDataset of length 1 checks each folder and opens its memory maps lazily per process.
@@ -127,6 +137,10 @@ class PairDataset(Dataset):
 
     def draw(self, index: int) -> tuple[int, int, int, int, int]:
         """(segment, start, i, j, goal) of item ``index``; sample indices are absolute (into the folder)."""
+        return self._draw(index)[:5]
+
+    def _draw(self, index: int) -> tuple[int, int, int, int, int, int]:
+        """:meth:`draw` and the item's negative: an absolute sample of another episode's segment, or -1."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         segment = int(np.searchsorted(self._cumulative, index, side="right"))
@@ -141,16 +155,24 @@ class PairDataset(Dataset):
         rng = np.random.default_rng(entropy)
         span = int(rng.integers(self.min_span, longest + 1))
         i, j = sorted(int(v) for v in rng.choice(span + 1, size=2, replace=False))
-        return segment, start, start + i, start + j, start + span
+        negative = -1
+        if self.negative_fraction and rng.random() < self.negative_fraction:
+            source, episode = (int(v) for v in self.segments[segment, :2])
+            others = np.flatnonzero((self.segments[:, 0] == source) & (self.segments[:, 1] != episode))
+            if len(others):
+                _, _, other_first, other_length = (int(v) for v in self.segments[int(rng.choice(others))])
+                negative = other_first + int(rng.integers(other_length))
+        return segment, start, start + i, start + j, start + span, negative
 
     def __getitem__(self, index: int) -> RankingPairs:
-        segment, start, i, j, goal = self.draw(index)
+        segment, start, i, j, goal, negative = self._draw(index)
         source, episode = (int(v) for v in self.segments[segment, :2])
-        frames = np.array(self.sources[source].arrays["frames"][[start, i, j, goal]])  # copies out of the map
+        earlier = i if negative < 0 else negative
+        frames = np.array(self.sources[source].arrays["frames"][[start, earlier, j, goal]])  # copies out of the map
         frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
         return RankingPairs(
             start=frames[0], earlier=frames[1], later=frames[2], goal=frames[3],
-            steps=torch.tensor([0, i - start, j - start, goal - start], dtype=torch.int64),
+            steps=torch.tensor([0, i - start if negative < 0 else -1, j - start, goal - start], dtype=torch.int64),
             episode=torch.tensor(episode, dtype=torch.int64),
             source=torch.tensor(source, dtype=torch.int64),
         )
@@ -158,7 +180,9 @@ class PairDataset(Dataset):
     def __repr__(self) -> str:
         folders = ", ".join(str(s.folder) for s in self.sources)
         return (f"PairDataset([{folders}], split={self.split!r}, spans {self.min_span}..{self.max_span or 'end'}"
-                f"{', intent only' if self.intent_only else ''}: {len(self.segments)} segments, {len(self)} items)")
+                f"{', intent only' if self.intent_only else ''}"
+                f"{f', negatives {self.negative_fraction:g}' if self.negative_fraction else ''}: "
+                f"{len(self.segments)} segments, {len(self)} items)")
 
 
 def true_runs(flags: np.ndarray) -> list[tuple[int, int]]:

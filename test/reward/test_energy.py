@@ -235,7 +235,8 @@ def test_config_presets_and_validation() -> None:
         RewardConfig.from_dict({"image_size": 64, "colour": 3})
     assert RewardConfig.from_dict(json.loads(json.dumps(asdict(tiny)))) == tiny  # the config.json round trip
     for bad in ({"min_span": 0}, {"max_span": 2, "min_span": 3}, {"channels": ()}, {"shift_augment": -1},
-                {"image_size": 16, "channels": (8, 8, 8, 8, 8)}, {"calibration_momentum": 1.0}):
+                {"image_size": 16, "channels": (8, 8, 8, 8, 8)}, {"calibration_momentum": 1.0},
+                {"negative_fraction": -0.1}, {"negative_fraction": 1.0}):
         with pytest.raises(ValueError):
             RewardConfig(**bad)
 

@@ -107,3 +107,30 @@ def test_tiny_preset_learns_to_rank_held_out_episodes(tmp_path: Path, one_thread
         last.append(reward[-1] - reward[0])
     assert np.mean(correlations) > 0.9, correlations
     assert 0.3 < np.mean(last) < 3.0, last
+
+
+def test_negatives_teach_frames_off_the_way_to_score_low(tmp_path: Path, one_thread) -> None:
+    """With negative_fraction, a frame of another episode (off every way to this goal) scores below the frames
+    of the goal's own episode, on held-out episodes, and the in-episode ranking is kept."""
+    folder = write_moving_object_dataset(tmp_path / "video")
+    config = RewardConfig.preset("tiny", image_size=SIZE, negative_fraction=0.3)
+    train_set = PairDataset(folder, "train", config.max_span, config.min_span, seed=0,
+                            negative_fraction=config.negative_fraction)
+    held_out = PairDataset(folder, "val", config.max_span, config.min_span, seed=1)
+    seed_everything(0)
+    model = EnergyNet(config)
+    schedule = replace(TRAIN_PRESETS["tiny"], steps=150, device="cpu", progress=False, val_every=0)
+    train(model, train_set, None, schedule, tmp_path / "run", {"model": {}})
+    model.eval()
+    accuracy, _ = pairwise_accuracy(model, held_out)
+    assert accuracy > 0.85, f"held-out pairwise accuracy {accuracy:.3f}"
+
+    frames = np.load(folder / "frames.npy")
+    episodes = [frames[first: first + length] for first, length in held_out.segments[:, 2:4]]
+    wins = []
+    for index, episode in enumerate(episodes):
+        reward = GoalReward(model, episode[-1])
+        own = reward(episode[len(episode) // 2:]).numpy()  # the second half: on the way, near the goal
+        others = np.concatenate([reward(other).numpy() for k, other in enumerate(episodes) if k != index])
+        wins.append((own[:, None] > others[None, :]).mean())
+    assert np.mean(wins) > 0.9, f"own frames above other episodes' in {np.mean(wins):.3f} of the comparisons"

@@ -129,6 +129,37 @@ def test_intent_only_draws_inside_intent_runs(tmp_path: Path) -> None:
             assert intent[_sample_of(frame)]
 
 
+def test_negatives_come_from_other_episodes_and_rank_below_the_context(folder: Path) -> None:
+    """With negative_fraction q, about q of the items put another episode's frame as the earlier one (offset -1);
+    the later frame, the start and the goal stay in the context's own episode, and q = 0 draws as before."""
+    plain = PairDataset(folder, "all", max_span=4, seed=2)
+    dataset = PairDataset(folder, "all", max_span=4, seed=2, negative_fraction=0.4)
+    bounds = _episode_bounds(dataset)
+    negatives = 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        start, earlier, later, goal = (_sample_of(f) for f in (item.start, item.earlier, item.later, item.goal))
+        first, end = bounds[int(item.episode)]
+        assert first <= start < later <= goal < end
+        if int(item.steps[1]) == -1:
+            negatives += 1
+            assert int(item.earlier[2, 0, 0]) != int(item.episode) and not first <= earlier < end
+        else:
+            assert start <= earlier < later and int(item.steps[1]) == earlier - start
+        # The context is drawn as without negatives: same start, later frame and goal.
+        assert item.steps[[0, 2, 3]].tolist() == plain[index].steps[[0, 2, 3]].tolist()
+    assert 0.25 < negatives / len(dataset) < 0.55, negatives
+    assert "negatives 0.4" in repr(dataset)
+    with pytest.raises(ValueError, match="negative_fraction"):
+        PairDataset(folder, "all", negative_fraction=1.0)
+
+
+def test_one_episode_has_no_negatives(tmp_path: Path) -> None:
+    single = _indexed_dataset(tmp_path / "one", lengths=[10])
+    dataset = PairDataset(single, "all", max_span=4, negative_fraction=0.9)
+    assert all(int(dataset[k].steps[1]) >= 0 for k in range(len(dataset)))
+
+
 def test_several_folders(tmp_path: Path, folder: Path) -> None:
     other = _indexed_dataset(tmp_path / "other", lengths=[6, 6])
     both = PairDataset([folder, other], "all", max_span=4)
