@@ -2,9 +2,9 @@
 
 Runs the scripted expert (privileged), trained policies, random and zero action on the same Push Cube
 stand-in placements for ``--steps`` control steps (the training episodes' length), scores every camera
-frame with the learned goal reward (one goal picture or a goal set), and prints per controller the mean
-learned reward over the steps taken (an episode ends at success), its last value (the expert's: at success),
-its maximum, and the true progress (1 - cube-to-goal distance / the
+frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent reward),
+and prints per controller the mean learned reward over the steps taken (an episode ends at success), its
+last value (the expert's: at success), its maximum, and the true progress (1 - cube-to-goal distance / the
 start's) with the success rate. If a policy collects as much learned reward as the expert while its true
 progress stays at zero, the reward is what the policy optimised and the reward is the break; if its learned
 return stays far below the expert's, the optimiser (local model, learner) is.
@@ -28,7 +28,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.policy.api import load_policy
 from dmo_ros.policy.episodes import PolicyController
 from dmo_ros.policy.push_cube_eval import PushCubeEvalConfig, make_ceiling
-from dmo_ros.reward.energy import GoalReward, load_reward_model
+from dmo_ros.reward.energy import frame_reward, load_reward_model
 from dmo_ros.reward.goal_image import load_goal_image
 from dmo_ros.sims.push_cube import PushCubeSim
 
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("policies", nargs="*", type=Path, help="policy run folders (dmo-train-policy, dmo-train-act)")
     parser.add_argument("--reward-run", type=Path, required=True)
-    parser.add_argument("--goal", type=Path, required=True, help="goal picture or goal set (.npy)")
+    parser.add_argument("--goal", type=Path, help="goal picture or goal set (.npy); not for an intent reward")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--steps", type=int, default=48, help="control steps per episode (training's episode length)")
     parser.add_argument("--seed", type=int, default=10_000, help="placements' seed (the evaluation's by default)")
@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load_reward_model(args.reward_run).eval()
-    reward = GoalReward(model, load_goal_image(args.goal))
+    reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
     size = model.config.image_size
     controllers = [(name, make_ceiling(name, args.seed)) for name in ("expert", "random", "zero")]
     controllers += [(str(run_dir), PolicyController(load_policy(run_dir))) for run_dir in args.policies]

@@ -19,6 +19,7 @@ from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.model import LocalModel
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.energy import EnergyNet
+from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
 from dmo_ros.training.checkpoint import checkpoint_dir, save_checkpoint, write_run_config
 from dmo_ros.world_model.config import WorldModelConfig
 from dmo_ros.world_model.denoiser import Denoiser
@@ -28,14 +29,16 @@ CAMERA = (96, 96)
 """(H, W) of the stand-ins' camera: the recorded source size the node checks incoming images against."""
 
 
-def _save(run: Path, kind: str, model: torch.nn.Module, config: dict) -> Path:
-    write_run_config(run, {"kind": kind, "model": config})
+def _save(run: Path, kind: str, model: torch.nn.Module, config: dict, **extra: str) -> Path:
+    write_run_config(run, {"kind": kind, "model": config, **extra})
     save_checkpoint(run, 1, model.state_dict(), {}, {})
     return run
 
 
-def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, extra: tuple[str, ...] = ()) -> Path:
-    """A DMO-SAPO policy run for ``robot`` (pusht: 2 actions, go2: 3), trained for ``max_samples`` imagined steps."""
+def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, extra: tuple[str, ...] = (),
+                      objective: str = "temporal-distance") -> Path:
+    """A DMO-SAPO policy run for ``robot`` (pusht: 2 actions, go2: 3), trained for ``max_samples`` imagined steps;
+    ``objective`` "intent" rewards with an intent reward run (``ROOT/ROBOT/intent``, no goal picture)."""
     root = root / robot
     profile = load_robot_profile(robot)
     limit = list(profile.action.limits)
@@ -55,13 +58,19 @@ def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, e
     world_model = _save(root / "world_model", "world_model", Denoiser(wm_config), asdict(wm_config))
     reward_config = RewardConfig.preset("tiny", image_size=IMAGE)
     reward = _save(root / "reward", "reward", EnergyNet(reward_config), asdict(reward_config))
+    goal_args = ["--reward-run", str(reward), "--goal", str(root / "goal.png")]
+    if objective == "intent":
+        intent_config = IntentRewardConfig.preset("tiny", image_size=IMAGE)
+        intent = _save(root / "intent", "reward", IntentRewardNet(intent_config), asdict(intent_config),
+                       objective="intent")
+        goal_args = ["--reward-run", str(intent)]
     local_config = LocalModelConfig.preset("tiny", len(limit), limit, image_size=IMAGE)
     local = _save(root / "local_model", "local_model", LocalModel(local_config), asdict(local_config))
     goal = root / "goal.png"
     Image.fromarray(frames[0]).save(goal)
     run = root / "policy"
-    code = train_policy_main(["dmo", str(dataset), "--world-model", str(world_model), "--reward-run", str(reward),
-                              "--goal", str(goal), "--local-model", str(local), "--run-dir", str(run),
+    code = train_policy_main(["dmo", str(dataset), "--world-model", str(world_model), *goal_args,
+                              "--local-model", str(local), "--run-dir", str(run),
                               "--preset", "tiny", "--device", "cpu", "--progress", "false", "--eval-every", "0",
                               "--max-samples", str(max_samples), "--force-gates", *extra])  # untrained models
     assert code == 0, f"training the tiny {robot} policy failed ({code})"

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
-from dmo_ros.reward.energy import EnergyNet, GoalReward
+from dmo_ros.reward.energy import EnergyNet, frame_reward
+from dmo_ros.reward.intent import IntentRewardNet
 from dmo_ros.world_model.config import SamplerConfig
 from dmo_ros.world_model.denoiser import Denoiser
 from dmo_ros.world_model.imagination import WorldModelEnv
@@ -93,7 +94,8 @@ class ImaginedEnv:
         world_model: the trained diffusion world model (frames in [-1, 1]).
         reward_model: the trained energy; rewards are taken relative to each episode's first frame.
         goal: the goal picture (H, W, 3) or (3, H, W) uint8, at the reward model's size, or a goal set of K
-            such pictures (each frame rewarded by its best goal; :class:`~dmo_ros.reward.energy.GoalReward`).
+            such pictures (each frame rewarded by its best goal; :class:`~dmo_ros.reward.energy.GoalReward`);
+            None with an intent reward model (:mod:`dmo_ros.reward.intent`), which takes no goal.
         starts: where episodes start (real windows of the world model's context length).
         batch_size: B, episodes stepped in parallel.
         sampler_config: the world model's sampler (default: 3 deterministic Euler steps).
@@ -101,7 +103,8 @@ class ImaginedEnv:
         generator: the sampler's noise (reproducible rollouts).
     """
 
-    def __init__(self, world_model: Denoiser, reward_model: EnergyNet, goal: Tensor | np.ndarray,
+    def __init__(self, world_model: Denoiser, reward_model: EnergyNet | IntentRewardNet,
+                 goal: Tensor | np.ndarray | None,
                  starts: StartWindows, batch_size: int, sampler_config: SamplerConfig | None = None,
                  device: torch.device | str | None = None, generator: torch.Generator | None = None) -> None:
         if batch_size < 1:
@@ -111,7 +114,7 @@ class ImaginedEnv:
                              f"{world_model.config.context}")
         self.world = WorldModelEnv(world_model, sampler_config, device=device, generator=generator)
         self.device = self.world.device
-        self.reward = GoalReward(reward_model.to(self.device), goal)
+        self.reward = frame_reward(reward_model.to(self.device), goal)
         self.starts = starts
         self.batch_size = int(batch_size)
         self.action_size = int(world_model.config.action_size)

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from dmo_ros.dataset.images import resize
-from dmo_ros.reward.energy import EnergyNet, GoalReward, to_model_images
+from dmo_ros.reward.energy import EnergyNet, frame_reward, to_model_images
+from dmo_ros.reward.intent import IntentRewardNet
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import TASKS
 
@@ -43,9 +44,10 @@ class SimulatorEnv:
     """B stand-in episodes stepped together; see the module doc.
 
     Args:
-        reward_model: the trained energy (rewards as :class:`GoalReward` gives them, from each episode's first frame).
+        reward_model: the trained energy (rewards as :class:`GoalReward` gives them, from each episode's first frame),
+            or an intent reward model (:mod:`dmo_ros.reward.intent`).
         goal: the goal picture (H, W, 3) or (3, H, W) uint8 at the reward model's size (``dmo-goal-image``), or
-            a goal set of K pictures (each frame rewarded by its best goal).
+            a goal set of K pictures (each frame rewarded by its best goal); None with an intent reward.
         batch_size: B, simulators stepped in lock-step.
         image_size: frames' side in pixels (the dataset's; the 96 x 96 render is resized with ``aspect``).
         context: L, frames kept per episode for :attr:`context` (the world model's / local model's window).
@@ -60,8 +62,8 @@ class SimulatorEnv:
         ValueError: an unknown or image-less task, or a non-positive size.
     """
 
-    def __init__(self, reward_model: EnergyNet, goal: Tensor | np.ndarray, batch_size: int, image_size: int,
-                 context: int, task: str = "push_t", seed: int = 0, control_period_s: float = 0.2,
+    def __init__(self, reward_model: EnergyNet | IntentRewardNet, goal: Tensor | np.ndarray | None, batch_size: int,
+                 image_size: int, context: int, task: str = "push_t", seed: int = 0, control_period_s: float = 0.2,
                  aspect: str = "crop", device: torch.device | str = "cpu") -> None:
         if task not in PIXEL_TASKS:
             raise ValueError(f"task {task!r} cannot be learned from the camera alone (reach shows its per-episode "
@@ -70,7 +72,7 @@ class SimulatorEnv:
             raise ValueError(f"batch_size, image_size and context must be >= 1, got {batch_size}, {image_size}, "
                              f"{context}")
         self.device = torch.device(device)
-        self.reward = GoalReward(reward_model.to(self.device), goal)
+        self.reward = frame_reward(reward_model.to(self.device), goal)
         self.batch_size, self.image_size, self.context_length = int(batch_size), int(image_size), int(context)
         self.task, self.aspect, self.control_period_s = task, aspect, float(control_period_s)
         seeds = [int(np.random.SeedSequence([seed, b]).generate_state(1)[0]) for b in range(self.batch_size)]

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "run, whose reward token gives the rewards)")
         sub.add_argument("--goal", type=Path, default=None,
                          help="goal picture (PNG/JPEG/.npy), or a goal set (.npy of K pictures, e.g. dmo-goal-image "
-                              "--demonstration-ends K for the Go2's ego camera); required with --reward-run")
+                              "--demonstration-ends K for the Go2's ego camera); required with a goal-picture "
+                              "--reward-run, not with an intent reward (dmo-train-reward --objective intent)")
         if name != "ppo":
             sub.add_argument("--local-model", type=Path, required=True,
                              help="run folder of dmo-train-local-model (copied into this run and fine-tuned here)")
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(run.device, World())
         limit = np.maximum(np.asarray(action_statistics(folders)["max_abs"], dtype=np.float64), 1e-3)
 
-        from dmo_ros.reward.energy import load_reward_model
+        from dmo_ros.reward.energy import load_reward_model, needs_goal
         from dmo_ros.reward.goal_image import load_goal_image
         from dmo_ros.world_model.denoiser import load_world_model
 
@@ -246,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         context = world_model.config.context if world_model is not None else SIMULATOR_CONTEXT
         if v4:  # the DreamerV4-style model starts from L_init real frames prefilled into its KV cache
             context = world_model.config.l_init
-        if not v4 and (args.reward_run is None or args.goal is None):
-            raise ConfigError("--reward-run and --goal are required (unless --world-model is a DreamerV4-style run: "
-                              "its reward token gives the rewards)")
+        if not v4 and args.reward_run is None:
+            raise ConfigError("--reward-run is required (unless --world-model is a DreamerV4-style run: its reward "
+                              "token gives the rewards)")
+        if not v4 and args.goal is None and needs_goal(args.reward_run):
+            raise ConfigError(f"--goal is required: {args.reward_run} rewards progress toward a goal picture (an "
+                              "intent reward, dmo-train-reward --objective intent, needs none)")
         if robot == "pusht":  # the gates measure on the Push-T stand-in
             gated = {"reward": args.reward_run} if args.reward_run is not None else {}
             if method != "no_diffusion" and not simulated:

@@ -38,6 +38,7 @@ from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
 from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.model import LocalModel, SequenceDataset
+from dmo_ros.reward.energy import needs_goal
 from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.training import (
     CheckpointError,
@@ -115,13 +116,15 @@ def label_rewards(reward_fn: RewardFunction, folder: Path | str, batch_size: int
     return rewards
 
 
-def goal_reward_function(reward_run: Path, goal: Path, image_size: int, device: torch.device) -> RewardFunction:
-    """The global reward model of ``reward_run`` with the goal picture ``goal``, as a :data:`RewardFunction`."""
-    from dmo_ros.reward.energy import GoalReward, load_reward_model
+def goal_reward_function(reward_run: Path, goal: Path | None, image_size: int,
+                         device: torch.device) -> RewardFunction:
+    """The global reward model of ``reward_run`` with the goal picture ``goal`` (None for an intent reward, which
+    takes none), as a :data:`RewardFunction`."""
+    from dmo_ros.reward.energy import frame_reward, load_reward_model
     from dmo_ros.reward.goal_image import load_goal_image
 
     model = load_reward_model(reward_run, device)
-    reward = GoalReward(model, load_goal_image(goal, size=(image_size, image_size)))
+    reward = frame_reward(model, None if goal is None else load_goal_image(goal, size=(image_size, image_size)))
     return lambda frames, start: reward(frames, start)
 
 
@@ -289,11 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--label-batch-size must be at least 1, got {args.label_batch_size}")
         make_labeller = None
         reward_token = args.reward_run is not None and is_world_model_v4(args.reward_run)
+        goal_free = reward_token or (args.reward_run is not None and not needs_goal(args.reward_run))
         if args.reward_run is not None:
-            if args.goal is None and not reward_token:
+            if args.goal is None and not goal_free:
                 raise ValueError("--reward-run needs --goal IMAGE, the goal picture the reward measures progress "
-                                 "toward (make one with dmo-goal-image); a dmo-train-dynamics run needs none (its "
-                                 "reward token is the reward)")
+                                 "toward (make one with dmo-goal-image); a dmo-train-dynamics run or an intent "
+                                 "reward (dmo-train-reward --objective intent) needs none")
             device = resolve_device(train_config.device, World(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
 
             def make_labeller() -> FolderLabeller:
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                                       args.label_batch_size)
 
         source = {"reward_run": recorded_path(args.reward_run),
-                  "goal": None if reward_token else recorded_path(args.goal)}
+                  "goal": None if reward_token or args.goal is None else recorded_path(args.goal)}
         labels = ensure_labels(folders, args.run_dir, make_labeller, args.relabel, source)
         train_set = SequenceDataset(folders, length, "train", labels)
         val_set = SequenceDataset(folders, length, "val", labels)

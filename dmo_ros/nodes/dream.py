@@ -194,7 +194,16 @@ class DreamNode(DmoNode):
         if p.action_source == "policy" and not p.policy:
             raise ValueError("action_source policy needs the parameter 'policy' (a policy run folder)")
         if p.reward and not p.goal:
-            raise ValueError("the reward needs a goal picture: set the parameter 'goal'")
+            from dmo_ros.reward.energy import needs_goal
+            from dmo_ros.training import CheckpointError
+
+            try:
+                goal_needed = needs_goal(p.reward)
+            except CheckpointError as error:
+                raise ValueError(f"reward {p.reward}: {error}") from None
+            if goal_needed:
+                raise ValueError("the reward needs a goal picture: set the parameter 'goal' (an intent reward, "
+                                 "dmo-train-reward --objective intent, needs none)")
         for name in ("horizon", "rollouts", "scale", "seeds", "torch_threads"):
             if getattr(p, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(p, name)}")
@@ -203,16 +212,16 @@ class DreamNode(DmoNode):
         qos_profile(p.image_qos)
 
     def _reward(self, p: DreamNodeParameters, image_size: int) -> Any:
-        from dmo_ros.reward.energy import GoalReward, load_reward_model
+        from dmo_ros.reward.energy import frame_reward, load_reward_model
         from dmo_ros.reward.goal_image import load_goal_image
         from dmo_ros.training import CheckpointError
 
         try:
             model = load_reward_model(p.reward, p.device)
-            goal = load_goal_image(p.goal, size=(image_size, image_size))
+            goal = load_goal_image(p.goal, size=(image_size, image_size)) if p.goal else None
+            return frame_reward(model, goal)
         except (CheckpointError, FileNotFoundError, ValueError) as error:
             raise ValueError(f"reward {p.reward} / goal {p.goal}: {error}") from None
-        return GoalReward(model, goal)
 
     def _action_source(self, p: DreamNodeParameters, cfg: Any) -> Any:
         if p.action_source == "recorded":

@@ -12,6 +12,7 @@ Reward (RL time): ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,14 @@ from torch import nn
 
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.pairs import RankingPairs
+
+if TYPE_CHECKING:  # intent.py imports this module's helpers
+    from dmo_ros.reward.intent import IntentReward, IntentRewardNet
+
+
+OBJECTIVES = ("temporal-distance", "intent")
+"""What a reward run learns (``dmo-train-reward --objective``): the Bradley-Terry temporal-distance energy with a
+goal picture (Push-T; the default), or P(intent | frame) + a milestone bonus (the paper's Push Cube reward)."""
 
 
 def to_model_images(images: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -305,11 +314,43 @@ class GoalReward:
             return torch.stack(rewards).amax(0).reshape(lead)  # the best goal of the set
 
 
-def load_reward_model(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> EnergyNet:
-    """The trained energy of a run: config from ``config.json`` ("model"), weights from safetensors (no code runs)."""
+def load_reward_model(run_dir: Path | str, device: torch.device | str = "cpu",
+                      checkpoint: str = "last") -> EnergyNet | IntentRewardNet:
+    """The trained reward model of a ``dmo-train-reward`` run: the temporal-distance energy, or the intent
+    classifier of a run trained with ``--objective intent`` (:mod:`dmo_ros.reward.intent`); config from
+    ``config.json`` ("model"), weights from safetensors (no code runs)."""
+    from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
     from dmo_ros.training import load_model_weights, read_run_config
 
-    config = RewardConfig.from_dict(read_run_config(run_dir, kind="reward")["model"])
-    model = EnergyNet(config)
+    run = read_run_config(run_dir, kind="reward")
+    if run.get("objective", OBJECTIVES[0]) == "intent":
+        model: nn.Module = IntentRewardNet(IntentRewardConfig.from_dict(run["model"]))
+    else:
+        model = EnergyNet(RewardConfig.from_dict(run["model"]))
     model.load_state_dict(load_model_weights(run_dir, checkpoint))
     return model.to(device).eval()
+
+
+def frame_reward(model: EnergyNet | IntentRewardNet, goal: torch.Tensor | np.ndarray | None,
+                 grad: bool = False) -> GoalReward | IntentReward:
+    """The RL reward of a loaded reward model: :class:`GoalReward` of an energy and its goal picture (or goal set),
+    :class:`~dmo_ros.reward.intent.IntentReward` of an intent classifier (no goal).
+
+    Raises:
+        ValueError: an energy without a goal picture.
+    """
+    from dmo_ros.reward.intent import IntentReward, IntentRewardNet
+
+    if isinstance(model, IntentRewardNet):
+        return IntentReward(model, grad=grad)
+    if goal is None:
+        raise ValueError("a goal-picture reward model needs a goal picture (--goal); an intent reward "
+                         "(dmo-train-reward --objective intent) needs none")
+    return GoalReward(model, goal, grad=grad)
+
+
+def needs_goal(run_dir: Path | str) -> bool:
+    """Whether the reward run's rewards need a goal picture (the temporal-distance energy) or not (intent)."""
+    from dmo_ros.training import read_run_config
+
+    return read_run_config(run_dir, kind="reward").get("objective", OBJECTIVES[0]) != "intent"

@@ -22,7 +22,7 @@ from pathlib import Path
 from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.loaders import find_datasets
 from dmo_ros.reward.config import RewardConfig
-from dmo_ros.reward.energy import EnergyNet
+from dmo_ros.reward.energy import OBJECTIVES, EnergyNet
 from dmo_ros.reward.pairs import PairDataset
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.training import (
@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: runs/reward)")
     parser.add_argument("--preset", default="cpu", choices=sorted(TRAIN_PRESETS),
                         help="network size, pair spans and training schedule (default: cpu)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default=OBJECTIVES[0],
+                        help="what to learn: the temporal-distance energy, rewarded against a goal picture "
+                             "(default), or intent: P(intent | frame) + milestone_weight x milestone from the "
+                             "operator's intent button and milestone key (the paper's Push Cube reward; no goal "
+                             "picture; the network and pair options below do not apply)")
+    parser.add_argument("--milestone-weight", type=float, default=1.0,
+                        help="with --objective intent: reward = P(intent) + this x the predicted milestone "
+                             "(default 1)")
     parser.add_argument("--intent-only", action="store_true",
                         help="draw pairs only inside intent=1 stretches (the demonstrations), not whole episodes")
     train_options = add_dataclass_options(parser, TrainConfig, title="training (overrides the preset)")
@@ -100,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
         overrides = given_options(args, args.model_options)
         saved = saved_run(args.run_dir, KIND, "reward model")
+        if saved is not None and saved.get("objective", OBJECTIVES[0]) != args.objective:
+            raise ConfigError(f"{args.run_dir} is a run of objective {saved.get('objective', OBJECTIVES[0])!r}, "
+                              f"not {args.objective!r}; train into a new --run-dir")
+        if args.objective == "intent":
+            if overrides or args.intent_only:
+                given = [f"--{name.replace('_', '-')}" for name in overrides] + (["--intent-only"] * args.intent_only)
+                raise ConfigError(f"{', '.join(given)}: options of the temporal-distance energy; --objective intent "
+                                  "takes the preset's network and --milestone-weight")
+            return _train_intent(args, folders, train_config, saved)
         if saved is not None and not overrides:
             model_config = RewardConfig.from_dict(saved["model"])  # re-running resumes the run as configured
         else:
@@ -160,6 +177,54 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _train_intent(args: argparse.Namespace, folders: list[Path], train_config: TrainConfig,
+                  saved: dict | None) -> int:
+    """``--objective intent``: the frame classifier of :mod:`dmo_ros.reward.intent` on every sample's labels."""
+    from dmo_ros.reward.intent import IntentFrames, IntentRewardConfig, IntentRewardNet
+
+    try:
+        sets = {split: IntentFrames(folders, split) for split in ("train", "val")}
+        height, width = sets["train"].image_shape
+        if height != width:
+            raise DatasetError(f"frames are {height}x{width}; the reward model takes square frames "
+                               "(convert with --size N N)")
+        if saved is not None:
+            model_config = IntentRewardConfig.from_dict(saved["model"])
+            if model_config.image_size != height:
+                raise DatasetError(f"{args.run_dir} was trained on {model_config.image_size} px frames, these "
+                                   f"datasets have {height} px; train into a new --run-dir")
+        else:
+            model_config = IntentRewardConfig.preset(args.preset, image_size=height,
+                                                     milestone_weight=args.milestone_weight)
+        if not len(sets["train"]):
+            raise DatasetError(f"no training episode in {', '.join(map(str, folders))}")
+        share = sets["train"].intent_fraction()
+        if not 0.0 < share < 1.0:
+            raise DatasetError(f"intent is {'on' if share else 'off'} in every training sample of "
+                               f"{', '.join(map(str, folders))}: the intent reward needs demonstrations (intent on) "
+                               "and play (intent off); record with the intent button")
+    except (DatasetError, ConfigError, ValueError) as error:
+        print(f"dmo-train-reward: error: {error}", file=sys.stderr)
+        return 2
+    seed_everything(train_config.seed)
+    model = IntentRewardNet(model_config)
+    parameters = sum(p.numel() for p in model.parameters())
+    train_set, val_set = sets["train"], sets["val"]
+    print(f"intent reward model: {parameters / 1e6:.2f} M parameters ({args.preset} preset), {height}x{width} "
+          f"frames; reward = P(intent) + {model_config.milestone_weight:g} x milestone", flush=True)
+    print(f"data: {train_set} ({share:.0%} intent on)\n      {val_set}"
+          + ("" if len(val_set) else " (no validation frames: skipped)"), flush=True)
+    run_config = {"kind": KIND, "objective": "intent", "preset": args.preset, "model": asdict(model_config),
+                  "datasets": [recorded_path(folder) for folder in folders]}
+    try:
+        result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)
+    except TrainingError as error:
+        print(f"dmo-train-reward: error: {error}", file=sys.stderr)
+        return 1
+    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
+    print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.samples} frames"
+          + (f"; val {summary}" if summary else "") + f"); run folder {args.run_dir}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

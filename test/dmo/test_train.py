@@ -399,6 +399,34 @@ def test_rung_1_on_push_cube_steps_the_go2_stand_in(tmp_path):
     env.close()
 
 
+def test_rung_1_on_push_cube_with_an_intent_reward_needs_no_goal_picture(tmp_path, capsys):
+    """An intent reward run (dmo-train-reward --objective intent) rewards rung 1's Push Cube episodes without
+    --goal; a goal-picture reward run without --goal is refused, saying so."""
+    from dmo_ros.dmo.simulator_env import SimulatorEnv
+    from dmo_ros.dmo.train import main as train_policy_main
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.intent import IntentReward
+    from policy_runs import train_tiny_policy
+
+    run = train_tiny_policy(tmp_path, "go2", max_samples=16, objective="intent",
+                            extra=("--forward", "simulator", "--final-eval-episodes", "1", "--eval-max-steps", "3"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["rung"] == 1 and json.loads((run / "final_eval.json").read_text())["task"] == "push_cube"
+    root = run.parent
+    env = SimulatorEnv(load_reward_model(root / "intent"), None, batch_size=2, image_size=32, context=4,
+                       task="push_cube", seed=3)
+    assert isinstance(env.reward, IntentReward)
+    env.reset()
+    _, reward_now = env.step(torch.zeros(2, 3))
+    assert reward_now.shape == (2,) and torch.isfinite(reward_now).all()
+    env.close()
+    code = train_policy_main(["dmo", str(root / "dataset"), "--reward-run", str(root / "reward"),
+                              "--local-model", str(root / "local_model"), "--forward", "simulator",
+                              "--run-dir", str(tmp_path / "refused"), "--preset", "tiny", "--device", "cpu",
+                              "--force-gates"])
+    assert code == 2 and "--goal is required" in capsys.readouterr().err
+
+
 def test_a_linear_schedule_decays_the_actor_critics_and_fine_tuning_over_the_budget(policy_inputs, tmp_path):
     """``--lr-schedule linear`` (SHAC): each epoch's rates follow the budget spent before it, the local model's
     fine-tuning rate alongside the actor's; the run records the schedule; without a budget it is refused."""

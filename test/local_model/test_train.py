@@ -84,6 +84,24 @@ def test_labels_trains_checkpoints_and_loads(dataset: Path, reward_run, tmp_path
     assert not model.training and model.config.stoch_size == 8
 
 
+def test_an_intent_reward_labels_without_a_goal_picture(dataset: Path, tmp_path: Path, capsys) -> None:
+    """A ``dmo-train-reward --objective intent`` run labels each frame with P(intent) + milestone; no --goal."""
+    from dmo_ros.reward.intent import IntentReward, IntentRewardConfig, IntentRewardNet
+
+    torch.manual_seed(0)
+    reward = tmp_path / "intent"
+    model = IntentRewardNet(IntentRewardConfig.preset("tiny", image_size=16))
+    write_run_config(reward, {"kind": "reward", "objective": "intent", "model": asdict(model.config)})
+    save_checkpoint(reward, 1, model.state_dict(), {"step": 1}, {})
+    run = tmp_path / "run"
+    assert main(_args(dataset, run, "--reward-run", str(reward), "--steps", "2")) == 0
+    assert "labelling 48 samples" in capsys.readouterr().out
+    assert read_run_config(run)["labels"]["goal"] is None
+    labels = np.load(run / json.loads((run / "rewards.json").read_text())[str(dataset.resolve())]["file"])
+    np.testing.assert_allclose(labels, label_rewards(IntentReward(load_reward_model(reward)), dataset, batch_size=7),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_resume_continues_exactly_without_relabelling(dataset: Path, reward_run, tmp_path: Path, capsys) -> None:
     """3 steps, then to 6 (with no reward model given: the saved labels are used), equals 6 steps at once."""
     assert main(_labelled(dataset, tmp_path / "whole", reward_run, "--steps", "6")) == 0

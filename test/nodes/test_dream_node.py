@@ -27,12 +27,14 @@ def dream_node(env: dict[str, str], **parameters) -> LiveProcess:
     ({"action_source": "recorded", "start_source": "camera"}, "needs start_source dataset"),
     ({"action_source": "policy"}, "needs the parameter 'policy'"),  # no policy run given
     ({"action_source": "dreams"}, "action_source must be one of policy, recorded, teleop"),
-    ({"reward": "runs/reward"}, "needs a goal picture"),
+    ({"reward": "TINY_REWARD"}, "needs a goal picture"),  # the tiny goal-picture reward run, no goal given
+    ({"reward": "runs/no_such_reward"}, "reward runs/no_such_reward:"),
     ({"horizon": 0}, "horizon must be at least 1"),
 ])
 def test_bad_parameters_are_refused(ros_env, tiny_policies, parameters, message):
     root = tiny_policies["pusht"].parent
     base = {"world_model": root / "world_model", "dataset": root / "dataset", "action_source": "recorded"}
+    parameters = {name: root / "reward" if value == "TINY_REWARD" else value for name, value in parameters.items()}
     node = dream_node(ros_env, **{**base, **parameters})
     assert node.finish(60) == 2, node.output
     assert message in node.output and "Traceback" not in node.output
