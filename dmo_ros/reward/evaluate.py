@@ -50,6 +50,7 @@ from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.reward.energy import EnergyNet, GoalReward
 from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
+from dmo_ros.reward.intent import IntentReward, IntentRewardNet
 from dmo_ros.reward.pairs import PairDataset, RankingPairs, true_runs
 from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.distributed import World, resolve_device
@@ -172,8 +173,8 @@ def push_cube_expert_episodes(count: int, steps: int = 200, seed: int = 0, size:
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if goal_image is None:
-        raise ValueError("Push Cube oracle episodes need a goal picture (--goal-image): the Go2 stand-in draws none")
+    if goal_image is None:  # kept with the episode for a goal-picture reward; an intent reward reads none
+        goal_image = np.zeros((*size, 3), np.uint8)
     def observation(state) -> Observation:
         return Observation(state.episode, state.step, state.robot, state.cube, state.goal, state.progress,
                            state.success, state.cube_in_view)
@@ -249,24 +250,36 @@ def goal_reaching_episodes(count: int, steps: int = 40, seed: int = 0, size: tup
 
 
 @torch.no_grad()
-def evaluate_reward(model: EnergyNet, dataset: Path | str | None, episodes: int = 8, steps: int = 40,
-                    goal_image: np.ndarray | None = None, segments: int = 32, max_pairs: int = 2000,
+def evaluate_reward(model: EnergyNet | IntentRewardNet, dataset: Path | str | None, episodes: int = 8,
+                    steps: int = 40, goal_image: np.ndarray | None = None, segments: int = 32, max_pairs: int = 2000,
                     seed: int = 0, robot: str = "pusht") -> dict[str, Any]:
     """All measurements of the module doc as a JSON-able dict (plus ``curves`` for the plot).
 
-    ``robot``: whose stand-in plays the oracle episodes, ``pusht`` or ``go2`` (Push Cube: ``goal_image`` required).
-    Raises ValueError for another robot, or Push Cube without a goal picture."""
+    ``robot``: whose stand-in plays the oracle episodes, ``pusht`` or ``go2`` (Push Cube: ``goal_image`` needed by
+    a goal-picture reward). An intent reward (:mod:`dmo_ros.reward.intent`) is measured on the dataset by how it
+    separates the intent labels (:func:`intent_separation`) instead of by ranking pairs.
+    Raises ValueError for another robot; DatasetError for an intent reward on data with one kind of label."""
     if robot not in ("pusht", "go2"):
         raise ValueError(f"no oracle episodes for robot {robot!r}: the stand-ins are pusht and go2 "
                          "(--episodes 0 skips them)")
     model.eval()
     config = model.config
     size = (config.image_size, config.image_size)
-    report: dict[str, Any] = {"model": {"image_size": config.image_size, "max_span": config.max_span,
-                                        "reward_scale": float(model.reward_scale())}}
+    intent = isinstance(model, IntentRewardNet)
+    report: dict[str, Any] = {"model": {"image_size": config.image_size, "objective": "intent"} if intent else
+                              {"image_size": config.image_size, "max_span": config.max_span,
+                               "reward_scale": float(model.reward_scale())}}
     dataset_curves: list[dict[str, Any]] = []
     oracle_curves: list[dict[str, Any]] = []
-    if dataset is not None:
+
+    def rewards(frames: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
+        """The reward of an episode's frames (a goal reward from its first frame)."""
+        reward = IntentReward(model) if intent else GoalReward(model, goal, start=frames[0])
+        return reward(frames).float().cpu().numpy()
+
+    if dataset is not None and intent:
+        report["intent"] = intent_separation(IntentReward(model), dataset)
+    if dataset is not None and not intent:
         split = "val"
         pairs = PairDataset(dataset, "val", config.max_span, config.min_span, seed=seed, resample=False)
         if len(pairs) == 0:  # a dataset without a validation episode: say so, measure on all
@@ -293,7 +306,7 @@ def evaluate_reward(model: EnergyNet, dataset: Path | str | None, episodes: int 
         rows = []
         for episode in oracle:
             goal = episode.goal_image if goal_image is None else goal_image
-            reward = GoalReward(model, goal, start=episode.frames[0])(episode.frames).float().cpu().numpy()
+            reward = rewards(episode.frames, goal)
             rows.append({
                 "episode": episode.episode,
                 f"spearman_{measure}": spearman(reward, episode.coverage),
@@ -304,7 +317,8 @@ def evaluate_reward(model: EnergyNet, dataset: Path | str | None, episodes: int 
             oracle_curves.append({"title": f"oracle ep {episode.episode}", "reward": reward, measure: episode.coverage})
         report["oracle"] = {
             "robot": robot, "measure": measure, "steps": steps,
-            "goal_image": "stand-in" if goal_image is None else "given", "episodes": rows,
+            "goal_image": "none (intent)" if intent else "stand-in" if goal_image is None else "given",
+            "episodes": rows,
             f"spearman_{measure}_mean": _mean([r[f"spearman_{measure}"] for r in rows]),
             "spearman_time_mean": _mean([r["spearman_time"] for r in rows]),
         }
@@ -358,9 +372,39 @@ def _json_number(value: Any) -> Any:
     raise TypeError(f"not JSON-able: {type(value)}")
 
 
+def intent_separation(reward: IntentReward, dataset: Path, batch_size: int = 256) -> dict[str, Any]:
+    """How an intent reward separates the operator's intent labels on a dataset's validation frames (all frames
+    where it has no validation episode): ROC AUC of the reward against intent, and its mean with intent on / off."""
+    from dmo_ros.reward.intent import IntentFrames, LabelledFrames
+
+    split, frames = "val", IntentFrames(dataset, "val")
+    if not len(frames):
+        split, frames = "all", IntentFrames(dataset, "all")
+    scores, labels = [], []
+    for begin in range(0, len(frames), batch_size):
+        batch = LabelledFrames.collate([frames[k] for k in range(begin, min(begin + batch_size, len(frames)))])
+        scores.append(reward(batch.frame).float().cpu().numpy())
+        labels.append(batch.intent.numpy() > 0.5)
+    score, label = np.concatenate(scores), np.concatenate(labels)
+    if label.all() or not label.any():
+        raise DatasetError(f"{dataset}: intent is {'on' if label.all() else 'off'} in every {split} frame; the "
+                           "intent reward is measured on data with both")
+    ranks = np.empty(len(score))
+    ranks[np.argsort(score, kind="stable")] = np.arange(1, len(score) + 1)
+    positives = label.sum()
+    auc = (ranks[label].sum() - positives * (positives + 1) / 2) / (positives * (len(label) - positives))
+    return {"split": split, "count": int(len(label)), "intent_fraction": float(label.mean()), "auc": float(auc),
+            "reward_intent_on": float(score[label].mean()), "reward_intent_off": float(score[~label].mean())}
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a few aligned lines for the terminal."""
     lines = []
+    if "intent" in report:
+        i = report["intent"]
+        lines.append(f"intent ({i['split']} frames, n={i['count']}, {i['intent_fraction']:.0%} intent on): ROC AUC "
+                     f"{i['auc']:.3f}; mean reward {i['reward_intent_on']:.3f} with intent on, "
+                     f"{i['reward_intent_off']:.3f} off")
     if "pairs" in report:
         p = report["pairs"]
         lines.append(f"pairwise ranking accuracy ({p['split']} pairs, n={p['count']}): {p['accuracy']:.3f}")
@@ -399,8 +443,9 @@ def _trained_robot(run_dir: Path, dataset: Path | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-reward-eval",
-        description="Evaluate a trained temporal-distance reward: held-out pair accuracy, Spearman(reward, time) "
-                    "on validation video, Spearman(reward, coverage) on goal-reaching Push-T stand-in episodes.",
+        description="Evaluate a trained reward: held-out pair accuracy and Spearman(reward, time) on validation "
+                    "video (an intent reward: ROC AUC against the intent labels), and Spearman(reward, coverage) on "
+                    "goal-reaching Push-T stand-in episodes (Go2: progress along the Push Cube expert).",
         epilog="Exit code: 0 done, 2 bad arguments or unreadable inputs.",
     )
     parser.add_argument("run_dir", type=Path, help="training run folder of dmo-train-reward")
@@ -428,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         size = (model.config.image_size, model.config.image_size)
         goal = None if options.goal_image is None else load_goal_image(options.goal_image, size)
         robot = options.robot or _trained_robot(options.run_dir, options.dataset)
-        if robot == "go2" and options.episodes and goal is None:
+        if robot == "go2" and options.episodes and goal is None and not isinstance(model, IntentRewardNet):
             parser.error("a Go2 reward's oracle episodes (Push Cube) need --goal-image (the goal picture the "
                          "policy trains with), or --episodes 0")
         report = evaluate_reward(model, options.dataset, options.episodes, options.steps, goal, options.segments,

@@ -171,15 +171,14 @@ def test_a_negative_seed_is_a_bad_argument(capsys) -> None:
 
 def test_a_go2_reward_is_scored_along_the_push_cube_expert(tmp_path: Path, capsys) -> None:
     """A reward trained on Go2 data is scored on the Push Cube stand-in's scripted expert (progress, not Push-T
-    coverage); it needs a goal picture, and says so."""
+    coverage); a goal-picture reward needs a goal picture there, and says so."""
     from dmo_ros.reward.evaluate import push_cube_expert_episodes
 
     episode = push_cube_expert_episodes(1, steps=4, seed=1, size=(SIZE, SIZE),
                                         goal_image=np.zeros((SIZE, SIZE, 3), np.uint8))[0]
     assert episode.frames.shape == (5, SIZE, SIZE, 3) and episode.measure == "progress"
     assert episode.coverage[0] == 0.0 and 0.0 <= episode.coverage.max() <= 1.0
-    with pytest.raises(ValueError, match="goal picture"):
-        push_cube_expert_episodes(1, steps=2)
+    assert push_cube_expert_episodes(1, steps=2)[0].frames.shape[1:] == (64, 64, 3)  # an intent reward needs no goal
 
     model = _untrained()
     go2 = write_dataset(tmp_path / "go2", np.zeros((12, SIZE, SIZE, 3), np.uint8), np.zeros((12, 3), np.float32),

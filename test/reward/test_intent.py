@@ -135,3 +135,19 @@ def test_bad_runs_and_data_are_refused(tmp_path: Path, intent_run, capsys) -> No
     assert train_reward_main([str(play_only), "--objective", "intent", "--run-dir", str(tmp_path / "b"),
                               *common]) == 2
     assert "intent button" in capsys.readouterr().err
+
+
+def test_reward_eval_measures_an_intent_run(intent_run, tmp_path: Path, capsys) -> None:
+    """dmo-reward-eval on an intent run: ROC AUC against the held-out intent labels, and the Push Cube expert's
+    episodes scored without a goal picture."""
+    from dmo_ros.reward.evaluate import main as reward_eval_main
+
+    folder, run = intent_run
+    out = tmp_path / "eval"
+    assert reward_eval_main([str(run), "--dataset", str(folder), "--episodes", "1", "--steps", "4", "--robot", "go2",
+                             "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "reward_eval.json").read_text())
+    assert report["intent"]["auc"] > 0.95 and "ROC AUC" in printed
+    assert report["oracle"]["goal_image"] == "none (intent)" and len(report["oracle"]["episodes"]) == 1
+    assert "pairs" not in report
