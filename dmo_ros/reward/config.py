@@ -63,17 +63,7 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         self.channels = [int(c) for c in self.channels]
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
-        if not self.channels or min(self.channels) < 1:
-            raise ValueError(f"channels must be a non-empty list of positive widths, got {self.channels}")
-        if self.image_size >> len(self.channels) < 1:
-            raise ValueError(f"{len(self.channels)} stride-2 stages shrink {self.image_size} px to nothing; "
-                             "use fewer channels entries or a larger image_size")
-        if self.pool_size < 1 or self.hidden_size < 1:
-            raise ValueError("pool_size and hidden_size must be positive")
-        if self.shift_augment < 0:
-            raise ValueError(f"shift_augment must be >= 0 pixels, got {self.shift_augment}")
+        check_network_size(self.image_size, self.channels, self.pool_size, self.hidden_size, self.shift_augment)
         if self.energy_l2 < 0:
             raise ValueError(f"energy_l2 must be >= 0, got {self.energy_l2}")
         if self.min_span < 1:
@@ -102,6 +92,26 @@ class RewardConfig:
         if unknown:
             raise ValueError(f"unknown RewardConfig field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**{"condition_on_start": True, **values})  # runs saved before the option were conditioned
+
+
+def check_network_size(image_size: int, channels: list[int], pool_size: int, hidden_size: int,
+                       shift_augment: int) -> None:
+    """The checks every reward network's size passes (the energy's and the intent classifier's).
+
+    Raises:
+        ValueError: naming the field that is out of range.
+    """
+    if image_size < 8:
+        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
+    if not channels or min(channels) < 1:
+        raise ValueError(f"channels must be a non-empty list of positive widths, got {channels}")
+    if image_size >> len(channels) < 1:
+        raise ValueError(f"{len(channels)} stride-2 stages shrink {image_size} px to nothing; "
+                         "use fewer channels entries or a larger image_size")
+    if pool_size < 1 or hidden_size < 1:
+        raise ValueError("pool_size and hidden_size must be positive")
+    if shift_augment < 0:
+        raise ValueError(f"shift_augment must be >= 0 pixels, got {shift_augment}")
 
 
 REWARD_PRESETS: dict[str, RewardConfig] = {

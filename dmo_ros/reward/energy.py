@@ -92,21 +92,10 @@ class EnergyNet(nn.Module):
     def __init__(self, config: RewardConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or RewardConfig()
-        layers: list[nn.Module] = []
         width_in = (9 if config.condition_on_start else 6) + (2 if config.coord_channels else 0)
-        for width in config.channels:
-            layers += [
-                nn.Conv2d(width_in, width, 4, stride=2, padding=1),
-                nn.GroupNorm(_groups(width), width),
-                nn.SiLU(),
-                nn.Conv2d(width, width, 3, padding=1),
-                nn.GroupNorm(_groups(width), width),
-                nn.SiLU(),
-            ]
-            width_in = width
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(config.pool_size), nn.Flatten())
+        self.encoder = conv_encoder(width_in, config.channels, config.pool_size)
         self.head = nn.Sequential(
-            nn.Linear(width_in * config.pool_size**2, config.hidden_size),
+            nn.Linear(config.channels[-1] * config.pool_size**2, config.hidden_size),
             nn.SiLU(),
             nn.Linear(config.hidden_size, 1),
         )
@@ -209,7 +198,56 @@ def _groups(width: int) -> int:
     return next(g for g in (8, 4, 2, 1) if width % g == 0)
 
 
-class GoalReward:
+def conv_encoder(width_in: int, channels: list[int], pool_size: int) -> nn.Sequential:
+    """The reward models' image encoder: per width a stride-2 stage (4x4 conv, 3x3 conv, GroupNorm, SiLU), then
+    adaptive average pooling to a ``pool_size`` grid, flattened: (N, width_in, H, W) -> (N, channels[-1] x pool^2).
+    Module names are those of the energy's saved runs."""
+    layers: list[nn.Module] = []
+    for width in channels:
+        layers += [nn.Conv2d(width_in, width, 4, stride=2, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU(),
+                   nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU()]
+        width_in = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool_size), nn.Flatten())
+
+
+def model_images(model: nn.Module, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Images as a reward model takes them: float in [-1, 1] on its device, channels first, its size checked.
+
+    Raises:
+        ValueError: images of another size than the model's ``config.image_size``.
+    """
+    x = to_model_images(images, next(model.parameters()).device)
+    size = model.config.image_size
+    if x.shape[-2:] != (size, size):
+        raise ValueError(f"images of {x.shape[-1]}x{x.shape[-2]} px, the reward model takes {size}x{size}; "
+                         "resize them as the dataset converter does (dmo_ros.dataset.images.resize)")
+    return x
+
+
+class RewardOfModel:
+    """What the RL rewards of a reward model share (:class:`GoalReward`, :class:`~dmo_ros.reward.intent.IntentReward`):
+    the model, its device, its images and the episodes' starts (``_start``, set by the subclass's ``set_start``)."""
+
+    model: nn.Module
+    _start: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images as the model takes them: float in [-1, 1] on its device, channels first, size checked."""
+        return model_images(self.model, images)
+
+    @property
+    def start(self) -> torch.Tensor:
+        """The episodes' first observations in [-1, 1], as set by ``set_start``."""
+        if self._start is None:
+            raise RuntimeError(f"{type(self).__name__} has no start yet: call set_start(o_start) first")
+        return self._start
+
+
+class GoalReward(RewardOfModel):
     """The RL reward from a goal image: ``r(o) = (f(o | o_start, o_goal) - f(o_start | o_start, o_goal)) / scale``,
     or, for an energy without ``condition_on_start`` (the default), ``r(o) = (f(o | o_goal) - mean f) / scale``:
     a function of the frame alone, the same for recorded and imagined episodes (the start is then ignored).
@@ -250,26 +288,6 @@ class GoalReward:
         self._start_energy: torch.Tensor | None = None
         if start is not None:
             self.set_start(start)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Images as the model takes them: float in [-1, 1] on its device, channels first, size checked."""
-        x = to_model_images(images, self.device)
-        size = self.model.config.image_size
-        if x.shape[-2:] != (size, size):
-            raise ValueError(f"images of {x.shape[-1]}x{x.shape[-2]} px, the reward model takes {size}x{size}; "
-                             "resize them as the dataset converter does (dmo_ros.dataset.images.resize)")
-        return x
-
-    @property
-    def start(self) -> torch.Tensor:
-        """The episodes' first observations in [-1, 1], as set by :meth:`set_start`."""
-        if self._start is None:
-            raise RuntimeError("GoalReward has no start yet: call set_start(o_start) first")
-        return self._start
 
     @property
     def goals(self) -> torch.Tensor:

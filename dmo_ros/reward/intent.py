@@ -36,7 +36,8 @@ from torch.utils.data import Dataset
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import ClipDataset
-from dmo_ros.reward.energy import random_shift, to_model_images
+from dmo_ros.reward.config import check_network_size
+from dmo_ros.reward.energy import RewardOfModel, conv_encoder, random_shift, to_model_images
 
 
 @dataclass
@@ -63,16 +64,7 @@ class IntentRewardConfig:
 
     def __post_init__(self) -> None:
         self.channels = [int(c) for c in self.channels]
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, got {self.image_size}")
-        if not self.channels or min(self.channels) < 1:
-            raise ValueError(f"channels must be a non-empty list of positive widths, got {self.channels}")
-        if self.image_size >> len(self.channels) < 1:
-            raise ValueError(f"{len(self.channels)} stride-2 stages shrink {self.image_size} px to nothing")
-        if self.pool_size < 1 or self.hidden_size < 1:
-            raise ValueError("pool_size and hidden_size must be positive")
-        if self.shift_augment < 0:
-            raise ValueError(f"shift_augment must be >= 0 pixels, got {self.shift_augment}")
+        check_network_size(self.image_size, self.channels, self.pool_size, self.hidden_size, self.shift_augment)
         if self.milestone_weight < 0:
             raise ValueError(f"milestone_weight must be >= 0, got {self.milestone_weight}")
 
@@ -173,25 +165,14 @@ class IntentFrames(Dataset):
         return f"IntentFrames({', '.join(str(s.folder) for s in self.sources)}: {len(self)} frames)"
 
 
-def _groups(width: int) -> int:
-    return next(g for g in (8, 4, 2, 1) if width % g == 0)
-
-
 class IntentRewardNet(nn.Module):
     """(N, 3, H, W) frames -> (N, 2): the intent logit and the milestone prediction; :meth:`reward` combines them."""
 
     def __init__(self, config: IntentRewardConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or IntentRewardConfig()
-        layers: list[nn.Module] = []
-        width_in = 3
-        for width in config.channels:
-            layers += [nn.Conv2d(width_in, width, 4, stride=2, padding=1), nn.GroupNorm(_groups(width), width),
-                       nn.SiLU(), nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(_groups(width), width),
-                       nn.SiLU()]
-            width_in = width
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(config.pool_size), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(width_in * config.pool_size**2, config.hidden_size), nn.SiLU(),
+        self.encoder = conv_encoder(3, config.channels, config.pool_size)  # the energy's encoder, on one frame
+        self.head = nn.Sequential(nn.Linear(config.channels[-1] * config.pool_size**2, config.hidden_size), nn.SiLU(),
                                   nn.Linear(config.hidden_size, 2))
 
     def outputs(self, frames: torch.Tensor) -> torch.Tensor:
@@ -224,7 +205,7 @@ class IntentRewardNet(nn.Module):
         return {"frames": torch.cat(list(batch.frame[:8]), dim=-1).float() / 255.0}
 
 
-class IntentReward:
+class IntentReward(RewardOfModel):
     """The RL reward of an :class:`IntentRewardNet`, with :class:`~dmo_ros.reward.energy.GoalReward`'s interface
     (``set_start``, ``start``, ``images``, ``__call__``) so environments take either; the start is kept but not
     looked at (the reward is Markov), and there is no goal picture.
@@ -235,26 +216,6 @@ class IntentReward:
     def __init__(self, model: IntentRewardNet, grad: bool = False) -> None:
         self.model, self.grad = model, grad
         self._start: torch.Tensor | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def images(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Images as the model takes them: float in [-1, 1] on its device, channels first, size checked."""
-        x = to_model_images(images, self.device)
-        size = self.model.config.image_size
-        if x.shape[-2:] != (size, size):
-            raise ValueError(f"images of {x.shape[-1]}x{x.shape[-2]} px, the reward model takes {size}x{size}; "
-                             "resize them as the dataset converter does (dmo_ros.dataset.images.resize)")
-        return x
-
-    @property
-    def start(self) -> torch.Tensor:
-        """The episodes' first observations, as set by :meth:`set_start`."""
-        if self._start is None:
-            raise RuntimeError("IntentReward has no start yet: call set_start(o_start) first")
-        return self._start
 
     def set_start(self, start: torch.Tensor | np.ndarray) -> None:
         """Keep the episodes' first observations (environments restart episodes through it; not used)."""

@@ -19,6 +19,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+from torch.utils.data import Dataset
+
 from dmo_ros.dataset.format import DatasetError, read_meta
 from dmo_ros.dataset.loaders import find_datasets
 from dmo_ros.reward.config import RewardConfig
@@ -151,16 +154,11 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
                   "datasets": [recorded_path(folder) for folder in folders], "intent_only": args.intent_only}
-    try:
-        result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)
-    except TrainingError as error:
-        print(f"dmo-train-reward: error: {error}", file=sys.stderr)
+    summary = _train_and_summarise(model, train_set, val_set, train_config, args.run_dir, run_config, "pairs")
+    if summary is None:
         return 1
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
-    print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.samples} pairs"
-          + (f"; val {summary}" if summary else "") + f"); reward scale {float(model.reward_scale()):.4g} energy "
-          f"units; run folder {args.run_dir}\nevaluate: dmo-reward-eval {args.run_dir} --dataset {folders[0]}",
-          flush=True)
+    print(f"trained to step {summary}; reward scale {float(model.reward_scale()):.4g} energy units; run "
+          f"folder {args.run_dir}\nevaluate: dmo-reward-eval {args.run_dir} --dataset {folders[0]}", flush=True)
     robot = read_meta(folders[0]).get("robot")
     if args.gate and args.goal is not None and robot == "pusht" and is_main_process():
         from dmo_ros.gates.cli import reach_reward_run_gate, reward_run_gate
@@ -216,15 +214,25 @@ def _train_intent(args: argparse.Namespace, folders: list[Path], train_config: T
           + ("" if len(val_set) else " (no validation frames: skipped)"), flush=True)
     run_config = {"kind": KIND, "objective": "intent", "preset": args.preset, "model": asdict(model_config),
                   "datasets": [recorded_path(folder) for folder in folders]}
+    summary = _train_and_summarise(model, train_set, val_set, train_config, args.run_dir, run_config, "frames")
+    if summary is None:
+        return 1
+    print(f"trained to step {summary}; run folder {args.run_dir}\nevaluate: dmo-reward-eval "
+          f"{args.run_dir} --dataset {folders[0]}", flush=True)
+    return 0
+
+
+def _train_and_summarise(model: torch.nn.Module, train_set: Dataset, val_set: Dataset, train_config: TrainConfig,
+                         run_dir: Path, run_config: dict, unit: str) -> str | None:
+    """The shared training loop on the sets (no validation when ``val_set`` is empty): "STEP in S s (N unit; val
+    numbers)" for the final line, or None after printing why training failed."""
     try:
-        result = train(model, train_set, val_set if len(val_set) else None, train_config, args.run_dir, run_config)
+        result = train(model, train_set, val_set if len(val_set) else None, train_config, run_dir, run_config)
     except TrainingError as error:
         print(f"dmo-train-reward: error: {error}", file=sys.stderr)
-        return 1
-    summary = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
-    print(f"trained to step {result.step} in {result.seconds:.0f} s ({result.samples} frames"
-          + (f"; val {summary}" if summary else "") + f"); run folder {args.run_dir}", flush=True)
-    return 0
+        return None
+    logs = ", ".join(f"{key} {value:.4g}" for key, value in sorted(result.val_logs.items()))
+    return f"{result.step} in {result.seconds:.0f} s ({result.samples} {unit}" + (f"; val {logs}" if logs else "") + ")"
 
 
 if __name__ == "__main__":
