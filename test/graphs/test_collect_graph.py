@@ -37,7 +37,7 @@ def test_collect_records_camera_actions_and_intent(robot, tmp_path, ros_env):
         action_topic: action_type,
         "/intent": "dmo_msgs/msg/Intent",
         "/reset": "std_msgs/msg/Header",
-    }
+    }, result.stdout[-4000:]  # the recorder's log names what it subscribed to and what it never saw
     assert "/standin_state" not in topics  # simulator ground truth is never recorded
     camera, action, intent = topics["/camera/image"], topics[action_topic], topics["/intent"]
     # Counts within tolerance of the rates over each topic's own recorded span (the stand-in's
