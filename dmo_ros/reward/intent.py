@@ -8,7 +8,14 @@ model as a reward token (:mod:`dmo_ros.world_model_v4`); this module is the same
 frame classifier, so that the DIAMOND world model, rung 1 of the ladder (the stand-in as the forward model) and
 the local model's labels can use it:
 
-    r(o) = sigmoid(intent_logit(o)) + milestone_weight * milestone(o)          in about [0, 1 + milestone_weight]
+    r(o) = P(intent | o) * (1 + progress_weight * progress(o)) + milestone_weight * milestone(o)
+
+in about [0, 1 + progress_weight + milestone_weight]. P(intent) and the milestone are the paper's; the optional
+**demonstration progress** head (``progress_weight`` > 0; our addition, README "Go2 Push Cube end to end") regresses
+how far into its demonstration a frame lies, (k + 1) / L for the k-th of L frames of a contiguous intent-on stretch,
+trained on intent-on frames only: P(intent) alone pays a policy as much for looking at the cube as for pushing it
+(the milestone key is pressed once, at success), and the progress inside the demonstrations is what says which
+frames come nearer the end. It uses the labels and the frame order only, never the simulator.
 
 as :meth:`~dmo_ros.world_model_v4.dynamics.Dynamics.reward` reads the reward token. It is Markov (a function of the
 frame alone) and needs no goal picture. Why here: on Push Cube the goal-picture reward scores a walk into a wall
@@ -62,11 +69,16 @@ class IntentRewardConfig:
     milestone_weight: float = 1.0
     """Reward = P(intent) + milestone_weight x predicted milestone (the milestone key's bonus; the paper's)."""
 
+    progress_weight: float = 0.0
+    """> 0 adds the demonstration-progress head: reward = P(intent) x (1 + progress_weight x progress) + milestone
+    term, progress in [0, 1] being how far into its demonstration the frame looks. 0: the paper's reward, no head."""
+
     def __post_init__(self) -> None:
         self.channels = [int(c) for c in self.channels]
         check_network_size(self.image_size, self.channels, self.pool_size, self.hidden_size, self.shift_augment)
-        if self.milestone_weight < 0:
-            raise ValueError(f"milestone_weight must be >= 0, got {self.milestone_weight}")
+        if self.milestone_weight < 0 or self.progress_weight < 0:
+            raise ValueError(f"milestone_weight and progress_weight must be >= 0, got {self.milestone_weight} and "
+                             f"{self.progress_weight}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> IntentRewardConfig:
@@ -104,6 +116,8 @@ class LabelledFrames:
     """() float32: 1 while the operator's intent was on, else 0."""
     milestone: torch.Tensor
     """() float32: the milestone key's value at the sample (0 where unused)."""
+    progress: torch.Tensor
+    """() float32: (k + 1) / L for the k-th of the L frames of the sample's intent-on stretch; NaN with intent off."""
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> LabelledFrames:
         return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
@@ -144,6 +158,8 @@ class IntentFrames(Dataset):
                 for sample in range(int(ep["start"]), int(ep["start"]) + int(ep["length"]))]
         self.samples = np.array(rows, dtype=np.int64).reshape(-1, 2)
         """(N, 2) int64: source and sample index of every item."""
+        self.progress = [demonstration_progress(source) for source in self.sources]
+        """Per source, (samples,) float32: the progress label of every sample (NaN with intent off)."""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -159,35 +175,57 @@ class IntentFrames(Dataset):
         arrays = self.sources[source].arrays
         frame = torch.from_numpy(np.array(arrays["frames"][sample])).permute(2, 0, 1).contiguous()
         return LabelledFrames(frame=frame, intent=torch.tensor(float(arrays["intent"][sample])),
-                              milestone=torch.tensor(float(arrays["milestone"][sample])))
+                              milestone=torch.tensor(float(arrays["milestone"][sample])),
+                              progress=torch.tensor(float(self.progress[source][sample])))
 
     def __repr__(self) -> str:
         return f"IntentFrames({', '.join(str(s.folder) for s in self.sources)}: {len(self)} frames)"
 
 
+def demonstration_progress(source: ClipDataset) -> np.ndarray:
+    """(samples,) float32: (k + 1) / L for the k-th of the L samples of each contiguous intent-on stretch inside an
+    episode (a stretch never crosses an episode boundary), NaN where intent is off."""
+    intent = np.asarray(source.arrays["intent"]).astype(bool)
+    progress = np.full(len(intent), np.nan, dtype=np.float32)
+    for episode in source.episodes:
+        start, end = int(episode["start"]), int(episode["start"]) + int(episode["length"])
+        on = np.concatenate([[False], intent[start:end], [False]])
+        edges = np.flatnonzero(np.diff(on.astype(np.int8)))  # rising and falling edges, in pairs
+        for first, stop in zip(edges[::2] + start, edges[1::2] + start, strict=True):
+            length = stop - first
+            progress[first:stop] = np.arange(1, length + 1, dtype=np.float32) / length
+    return progress
+
+
 class IntentRewardNet(nn.Module):
-    """(N, 3, H, W) frames -> (N, 2): the intent logit and the milestone prediction; :meth:`reward` combines them."""
+    """(N, 3, H, W) frames -> (N, 2) or (N, 3): the intent logit, the milestone and (with ``progress_weight`` > 0)
+    the demonstration-progress logit; :meth:`reward` combines them."""
 
     def __init__(self, config: IntentRewardConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or IntentRewardConfig()
         self.encoder = conv_encoder(3, config.channels, config.pool_size)  # the energy's encoder, on one frame
         self.head = nn.Sequential(nn.Linear(config.channels[-1] * config.pool_size**2, config.hidden_size), nn.SiLU(),
-                                  nn.Linear(config.hidden_size, 2))
+                                  nn.Linear(config.hidden_size, 3 if config.progress_weight > 0 else 2))
 
     def outputs(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float in [-1, 1] -> (N, 2) float32: intent logit, milestone."""
+        """(N, 3, H, W) float in [-1, 1] -> (N, 2 or 3) float32: intent logit, milestone[, progress logit]."""
         features = self.encoder(frames)
         with torch.autocast(device_type=features.device.type, enabled=False):
             return self.head(features.float())
 
     def reward(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float in [-1, 1] -> (N,): P(intent) + milestone_weight x milestone."""
+        """(N, 3, H, W) float in [-1, 1] -> (N,): P(intent) x (1 + progress_weight x progress) + milestone_weight x
+        milestone."""
         out = self.outputs(frames)
-        return torch.sigmoid(out[:, 0]) + self.config.milestone_weight * out[:, 1]
+        intent = torch.sigmoid(out[:, 0])
+        if self.config.progress_weight > 0:
+            intent = intent * (1 + self.config.progress_weight * torch.sigmoid(out[:, 2]))
+        return intent + self.config.milestone_weight * out[:, 1]
 
     def forward(self, batch: LabelledFrames) -> tuple[torch.Tensor, dict[str, float]]:
-        """Binary cross-entropy on intent + squared error on the milestone (the reward token's loss)."""
+        """Binary cross-entropy on intent + squared error on the milestone (the reward token's loss) [+ binary
+        cross-entropy of the progress logit against the progress label, on intent-on frames]."""
         frames = to_model_images(batch.frame)
         if self.training and self.config.shift_augment:
             frames = random_shift(frames, self.config.shift_augment)
@@ -195,8 +233,16 @@ class IntentRewardNet(nn.Module):
         bce = F.binary_cross_entropy_with_logits(out[:, 0], batch.intent.float())
         milestone = (out[:, 1] - batch.milestone.float()).pow(2).mean()
         loss = bce + milestone
-        logs = {"loss": loss.item(), "intent_bce": bce.item(), "milestone_mse": milestone.item(),
+        logs = {"intent_bce": bce.item(), "milestone_mse": milestone.item(),
                 "accuracy": ((out[:, 0] > 0) == (batch.intent > 0.5)).float().mean().item()}
+        if self.config.progress_weight > 0:
+            labelled = torch.isfinite(batch.progress)
+            if labelled.any():
+                target = batch.progress[labelled].float()
+                progress = F.binary_cross_entropy_with_logits(out[labelled, 2], target)
+                loss = loss + progress
+                logs["progress_error"] = (torch.sigmoid(out[labelled, 2]) - target).abs().mean().item()
+        logs["loss"] = loss.item()
         return loss, logs
 
     @torch.no_grad()

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--milestone-weight", type=float, default=1.0,
                         help="with --objective intent: reward = P(intent) + this x the predicted milestone "
                              "(default 1)")
+    parser.add_argument("--progress-weight", type=float, default=0.0,
+                        help="with --objective intent: > 0 adds the demonstration-progress head, reward = P(intent) "
+                             "x (1 + this x progress) + the milestone term, progress in [0, 1] being how far into "
+                             "its demonstration a frame looks (default 0: the paper's reward)")
     parser.add_argument("--intent-only", action="store_true",
                         help="draw pairs only inside intent=1 stretches (the demonstrations), not whole episodes")
     train_options = add_dataclass_options(parser, TrainConfig, title="training (overrides the preset)")
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             if overrides or args.intent_only:
                 given = [f"--{name.replace('_', '-')}" for name in overrides] + (["--intent-only"] * args.intent_only)
                 raise ConfigError(f"{', '.join(given)}: options of the temporal-distance energy; --objective intent "
-                                  "takes the preset's network and --milestone-weight")
+                                  "takes the preset's network, --milestone-weight and --progress-weight")
             return _train_intent(args, folders, train_config, saved)
         if saved is not None and not overrides:
             model_config = RewardConfig.from_dict(saved["model"])  # re-running resumes the run as configured
@@ -193,7 +197,8 @@ def _train_intent(args: argparse.Namespace, folders: list[Path], train_config: T
                                    f"datasets have {height} px; train into a new --run-dir")
         else:
             model_config = IntentRewardConfig.preset(args.preset, image_size=height,
-                                                     milestone_weight=args.milestone_weight)
+                                                     milestone_weight=args.milestone_weight,
+                                                     progress_weight=args.progress_weight)
         if not len(sets["train"]):
             raise DatasetError(f"no training episode in {', '.join(map(str, folders))}")
         share = sets["train"].intent_fraction()
@@ -209,7 +214,9 @@ def _train_intent(args: argparse.Namespace, folders: list[Path], train_config: T
     parameters = sum(p.numel() for p in model.parameters())
     train_set, val_set = sets["train"], sets["val"]
     print(f"intent reward model: {parameters / 1e6:.2f} M parameters ({args.preset} preset), {height}x{width} "
-          f"frames; reward = P(intent) + {model_config.milestone_weight:g} x milestone", flush=True)
+          f"frames; reward = P(intent)"
+          + (f" x (1 + {model_config.progress_weight:g} x progress)" if model_config.progress_weight > 0 else "")
+          + f" + {model_config.milestone_weight:g} x milestone", flush=True)
     print(f"data: {train_set} ({share:.0%} intent on)\n      {val_set}"
           + ("" if len(val_set) else " (no validation frames: skipped)"), flush=True)
     run_config = {"kind": KIND, "objective": "intent", "preset": args.preset, "model": asdict(model_config),
