@@ -59,7 +59,8 @@ class TeleopParameters:
     task: str = param("push_t", "Scripted Push-T: the task demonstrated (the stand-in's task): reach tasks walk to "
                                 "the target the stand-in's state carries as its goal; the others push the T.")
     play_wander_probability: float = param(
-        0.0, "Scripted Push-T: per play primitive, probability of walking to a random point of the arena; 0: none."
+        0.0, "Scripted: per play primitive, probability of walking to a point of the arena (Push Cube: half "
+             "of them to the goal region) instead of pushing; 0: none."
     )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")
     joy_axes: list[int] = param([1, 0, 3], "Joy axis index per action component (x, y, yaw).")

@@ -93,8 +93,8 @@ class FastCollectConfig:
     """Per play step, the probability of starting a slow hold (still or creeping for a few steps;
     :attr:`ScriptedOperatorConfig.play_slow_probability`); 0: none."""
     play_wander_probability: float = 0.0
-    """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
-    the T (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
+    """Per play primitive, the probability of walking to a point of the arena (Push Cube: half of them to the goal
+    region) instead of pushing (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="per play step, probability of standing still or creeping for a few steps (default: "
                              "the graph's)")
     parser.add_argument("--play-wander-probability", type=float,
-                        help="Push-T: per play primitive, probability of walking to a random point of the arena "
-                             "instead of pushing the T (default: the graph's)")
+                        help="per play primitive, probability of walking to a point of the arena (Push Cube: half of "
+                             "them to the goal region) instead of pushing (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")

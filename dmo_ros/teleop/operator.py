@@ -113,9 +113,10 @@ class ScriptedOperatorConfig:
     play_slow_speed: float = 0.05
     """Fastest slow hold in the robot's action units (m/s, rad/s): a quarter of the operator's 0.2."""
     play_wander_probability: float = 0.0
-    """Push-T: per play primitive, the probability of walking to a random point of the arena instead of pushing
-    the T (:class:`~dmo_ros.teleop.pusht_expert.PushTExplorer`), so play covers the workspace (a reach task's
-    target and the walls); 0: none. Push Cube's explorer wanders on its own."""
+    """Per play primitive, the probability of walking to a point of the arena instead of pushing: Push-T, a random
+    point (:class:`~dmo_ros.teleop.pusht_expert.PushTExplorer`), so play covers the workspace (a reach task's target
+    and the walls); Push Cube, a random point or (half of them) the goal region, looking around there
+    (:class:`~dmo_ros.teleop.push_cube_expert.PushCubeExplorer`), so play shows the goal without the cube; 0: none."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps

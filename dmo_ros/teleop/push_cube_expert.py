@@ -133,19 +133,40 @@ class PushCubeExpert:
 
 
 class PushCubeExplorer:
-    """Play: pushes toward random points on the cube from random sides, and wanders off."""
+    """Play: pushes toward random points on the cube from random sides, and wanders off; with ``visit_probability``
+    > 0 a primitive may instead walk to a point of the arena — half of them in the goal region — and look around
+    there, as a person playing in the room also walks over the goal without the cube. Without those visits the
+    goal region seen up close appears only at the ends of demonstrations, and a reward learned from the intent
+    labels pays a policy for standing on the goal disc (README "Go2 Push Cube end to end")."""
 
-    def __init__(self, geometry: PushCubeGeometry | None = None) -> None:
+    def __init__(self, geometry: PushCubeGeometry | None = None, visit_probability: float = 0.0) -> None:
+        if not 0.0 <= visit_probability <= 1.0:
+            raise ValueError(f"visit_probability must be in [0, 1], got {visit_probability}")
         self.geometry = geometry or PushCubeGeometry()
+        self.visit_probability = visit_probability
         self.walker = Walker(self.geometry)
         self.rng = np.random.default_rng(0)
         self._left = self._approach_left = 0
+        self._visit: np.ndarray | None = None
 
     def begin(self, observation: Observation | None, rng: np.random.Generator) -> None:
         self.rng = rng
         self._left = 0
 
     def _new_primitive(self, observation: Observation) -> None:
+        self._visit = None
+        # No draw without visits: seeded recordings stay as they were.
+        if self.visit_probability and self.rng.random() < self.visit_probability:
+            g = self.geometry
+            if self.rng.random() < 0.5:
+                target = observation.goal[:2] + self.rng.normal(0.0, 0.15, 2)
+            else:
+                target = self.rng.uniform(-g.arena_half_m, g.arena_half_m, 2)
+            self._visit = _reachable(target, g)
+            self._angle = float(self.rng.uniform(-np.pi, np.pi))  # the heading to look in once there
+            self._left = int(self.rng.integers(5, 12))  # steps of turning to look once there
+            self._approach_left = 40  # give up on a target it cannot reach
+            return
         self._wander = bool(self.rng.random() < 0.2)
         self._angle = self._push_angle(observation.object[:2])  # push direction (world) or wander heading
         self._offset = float(self.rng.uniform(-0.1, 0.1))  # hit point, sideways from the cube's centre
@@ -170,6 +191,15 @@ class PushCubeExplorer:
         if self._left <= 0 or self._approach_left <= 0:
             self._new_primitive(observation)
         robot, cube = observation.agent, observation.object[:2]
+        if self._visit is not None:
+            to_target = self._visit - robot[:2]
+            if self._approach_left > 0 and np.linalg.norm(to_target) > 0.1:
+                self._approach_left -= 1
+                heading = float(np.arctan2(to_target[1], to_target[0]))  # face the way it walks
+                return _body_command(robot, self.walker.velocity(robot, self._visit, cube), heading, g)
+            self._approach_left = 1  # arrived (or gave up): look around for the rest of the primitive
+            self._left -= 1
+            return _body_command(robot, np.zeros(2), self._angle, g)
         if self._wander:  # walk and turn freely: the cube drifts out of view
             self._left -= 1
             return np.array([0.3 * np.cos(self._angle), 0.2 * np.sin(self._angle), 0.8 * np.sign(self._angle)])

@@ -60,7 +60,8 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
         expert = ReachExpert(units) if task in REACH_TASKS else PushTExpert(units)
         return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config,
                                 limit_action=units.clamp)
-    return ScriptedOperator(PushCubeExplorer(), PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
+    explorer = PushCubeExplorer(visit_probability=config.play_wander_probability)
+    return ScriptedOperator(explorer, PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
                             limit_action=_clamp_body_velocity)
 
 

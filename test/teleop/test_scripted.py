@@ -136,3 +136,27 @@ def test_the_operator_demonstrates_the_reach_tasks_by_walking_to_the_target():
         make_operator("go2", task="reach")
     with pytest.raises(ValueError, match="unknown task"):
         make_operator("pusht", task="stack")
+
+
+def test_push_cube_play_visits_the_goal_region_without_the_cube():
+    """With play_wander_probability the Go2's play also walks onto the goal region (and elsewhere) and looks around
+    there, far more often than play that only pushes the cube."""
+    from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+    from dmo_ros.teleop.push_cube_expert import PushCubeExplorer
+
+    def play(probability: float, steps: int = 400) -> list[float]:
+        sim, explorer = PushCubeSim(PushCubeConfig(seed=3)), PushCubeExplorer(visit_probability=probability)
+        explorer.begin(None, np.random.default_rng(0))
+        goal_distances = []
+        for _ in range(steps):
+            s = sim.state()
+            sim.step(explorer.act(Observation(s.episode, s.step, s.robot, s.cube, s.goal, s.progress, s.success)))
+            goal_distances.append(float(np.linalg.norm(s.robot[:2] - s.goal[:2])))
+        sim.close()
+        return goal_distances
+
+    visiting, pushing = (np.array(play(p)) for p in (1.0, 0.0))
+    assert visiting.min() < 0.25 and np.mean(visiting < 0.4) > max(0.1, 3 * np.mean(pushing < 0.4)), (
+        visiting.min(), np.mean(visiting < 0.4), np.mean(pushing < 0.4))
+    with pytest.raises(ValueError, match="visit_probability"):
+        PushCubeExplorer(visit_probability=1.5)
