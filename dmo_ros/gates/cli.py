@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -46,11 +47,15 @@ def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | st
     return report
 
 
-def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: Path,
+def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: Path | None,
                          device: torch.device | str = "cpu", labels: dict | None = None,
                          **config: object) -> GateReport:
     """The local-model gate of a run folder (validation sequences of ``dataset``, probes rewarded by the
-    global reward of ``reward_run`` toward ``goal``), written to ``run_dir/gate.json``."""
+    global reward of ``reward_run`` toward ``goal``; None for an intent reward), written to ``run_dir/gate.json``.
+
+    The probes run on the stand-in of the dataset's robot: Push-T's (the state probe too), or the Go2's Push Cube
+    stand-in (no state probe; the task option is not read)."""
+    from dmo_ros.dataset.format import read_meta
     from dmo_ros.dataset.loaders import collate
     from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes, state_probe
     from dmo_ros.local_model.model import SequenceDataset, load_local_model
@@ -70,13 +75,16 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
         raise DatasetError(f"{dataset}: no sequence of {length} samples")
     picks = torch.linspace(0, len(sequences) - 1, min(gate_config.sequences, len(sequences))).round().long().unique()
     batch = collate([sequences[int(i)] for i in picks])
+    robot = str(read_meta(dataset).get("robot", "pusht"))
+    if robot == "go2":
+        gate_config = replace(gate_config, task="push_cube")
     probes = simulator_probes(reward, gate_config.probes, length, size, gate_config.epsilon, gate_config.seed,
-                              task=gate_config.task)
+                              task=gate_config.task, robot=robot)
     probe_task = "push_region" if gate_config.task == "push_t" else gate_config.task
     positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed,
-                            task=probe_task) if gate_config.state_probe_episodes else None
+                            task=probe_task) if gate_config.state_probe_episodes and robot == "pusht" else None
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions)
-    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal))
+    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal), robot=robot)
     write_gate_report(run_dir, report)
     return report
 
@@ -149,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run_dir", type=Path, help="the model's run folder")
         if name != "reward":
             sub.add_argument("--dataset", type=Path, required=True, help="dataset folder (its validation episodes)")
-        if name != "world-model":
+        if name == "reward":
             sub.add_argument("--goal", type=Path, required=True, help="goal picture (dmo-goal-image)")
+        elif name == "local-model":
+            sub.add_argument("--goal", type=Path, default=None,
+                             help="goal picture (dmo-goal-image) of the reward; not with an intent reward")
         if name == "local-model":
             sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
         if name == "world-model":

@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,13 +69,15 @@ class LocalModelGateConfig:
     scripted operator (a reach task's drives the agent to the target) and, for the reward, a goal picture of that
     task. A policy for a reach task needs the gradient where the agent goes there, not beside a T being pushed.
     ``push_t``: the probes follow the pushing operator from push_t's resets, the state probe runs on push_region's
-    (the T's pose spread over the table, as before this option)."""
+    (the T's pose spread over the table, as before this option). ``push_cube``: the Go2's Push Cube stand-in and
+    operator (no state probe)."""
 
     def __post_init__(self) -> None:
         from dmo_ros.sims.pusht_tasks import TASKS
 
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.task not in (*TASKS, "push_cube"):
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)} (or push_cube, the "
+                             "Go2's, which dmo-gate picks from a Go2 dataset)")
 
 
 @dataclass
@@ -121,26 +124,36 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
-                     seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t") -> list[GradientProbe]:
-    """``count`` states of the Push-T stand-in reached by its scripted operator, each with the finite-difference
-    gradient of ``reward`` (start: the episode's first frame) with respect to the operator's next action.
+                     seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t",
+                     robot: str = "pusht") -> list[GradientProbe]:
+    """``count`` states of a stand-in reached by its scripted operator, each with the finite-difference gradient of
+    ``reward`` (start: the episode's first frame) with respect to the operator's next action.
 
-    Every probe comes from a fresh episode of ``task`` (its resets, its operator: :func:`make_operator`) after a
-    random number of operator steps in ``warmup``.
+    Every probe comes from a fresh episode after a random number of operator steps in ``warmup``, half of them
+    following the expert, half the explorer. ``robot``: ``pusht`` (the Push-T stand-in playing ``task``: its resets,
+    its operator) or ``go2`` (the Push Cube stand-in; actions in m/s and rad/s, ``task`` is not read).
     """
-    from dmo_ros.sims.pusht import PushTConfig, PushTSim
-    from dmo_ros.teleop.scripted import make_operator, pusht_observation
+    from dmo_ros.teleop.scripted import make_operator, push_cube_observation, pusht_observation
 
     rng = np.random.default_rng(seed)
-    sim = PushTSim(PushTConfig(seed=seed + 10_000, task=task))
-    operator = make_operator("pusht", task=task)
+    if robot == "go2":
+        from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+
+        sim: Any = PushCubeSim(PushCubeConfig(seed=seed + 10_000))
+        operator, observe, action_to_command = make_operator("go2"), push_cube_observation, 1.0
+    else:
+        from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+        sim = PushTSim(PushTConfig(seed=seed + 10_000, task=task))
+        operator, observe = make_operator("pusht", task=task), pusht_observation
+        action_to_command = sim.config.control_period_s  # the operator's velocities -> the stand-in's step
 
     def camera() -> np.ndarray:
         return resize(sim.render(), image_size, image_size, "crop")
 
     def frame_after(action: np.ndarray) -> np.ndarray:
         sim.restore(snapshot)
-        sim.step(action * sim.config.control_period_s)
+        sim.step(action * action_to_command)
         return camera()
 
     probes = []
@@ -150,19 +163,19 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
                 sim.reset()
             # Half the probes follow the expert, half the explorer; only the one used plans its episode.
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
-            policy.begin(pusht_observation(sim.state()), rng)
+            policy.begin(observe(sim.state()), rng)
             steps = int(rng.integers(warmup[0], warmup[1] + 1))
             # Only the start (the reward's reference) and the last `history` frames are used: rendering
             # the rest would cost more than the simulation.
             frames, actions = [camera()], []
             for step in range(steps):
-                action = np.asarray(policy.act(pusht_observation(sim.state())), dtype=np.float64)
-                sim.step(action * sim.config.control_period_s)
+                action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
+                sim.step(action * action_to_command)
                 actions.append(action)
                 if step >= steps - history:
                     frames.append(camera())
             start = torch.from_numpy(frames[0]).permute(2, 0, 1)
-            action = np.asarray(policy.act(pusht_observation(sim.state())), dtype=np.float64)
+            action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
             snapshot = sim.snapshot()
             shifted = [action + sign * epsilon * np.eye(len(action))[i] for i in range(len(action)) for sign in (1, -1)]
             after = torch.from_numpy(np.stack([frame_after(a) for a in shifted])).permute(0, 3, 1, 2)

@@ -190,6 +190,22 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
+_SNAPSHOT_STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
+"""What :meth:`PushCubeSim.snapshot` keeps: time, positions, velocities, actuator states, mocap (the goal marker)."""
+
+
+@dataclass(frozen=True)
+class PushCubeSnapshot:
+    """A :class:`PushCubeSim` state to return to (:meth:`PushCubeSim.snapshot`)."""
+
+    physics: np.ndarray
+    """MuJoCo's ``mjSTATE_FULLPHYSICS`` vector (``mj_getState``)."""
+    steps: int
+    """Control steps since the episode's reset."""
+    last_command: np.ndarray
+    """(3,) the last clamped command [vx, vy, yaw rate]."""
+
+
 class PushCubeSim:
     """The Push Cube scene: ``reset``, ``step(command)``, ``render()``, ``state()``."""
 
@@ -285,6 +301,21 @@ class PushCubeSim:
             self.data.ctrl[:] = (c * vx - s * vy, s * vx + c * vy, wz)
             mujoco.mj_step(self.model, self.data)
         self.steps += 1
+        self._frame = None
+
+    def snapshot(self) -> PushCubeSnapshot:
+        """The physical state now (MuJoCo's full physics state, the step counter, the last command), for
+        :meth:`restore`. Evaluation tools use it to try several commands from one state (finite differences
+        through the true dynamics); training never does."""
+        state = np.empty(mujoco.mj_stateSize(self.model, _SNAPSHOT_STATE))
+        mujoco.mj_getState(self.model, self.data, state, _SNAPSHOT_STATE)
+        return PushCubeSnapshot(physics=state, steps=self.steps, last_command=self.last_command.copy())
+
+    def restore(self, snapshot: PushCubeSnapshot) -> None:
+        """Put the robot and the cube back where :meth:`snapshot` found them (same episode and goal)."""
+        mujoco.mj_setState(self.model, self.data, snapshot.physics, _SNAPSHOT_STATE)
+        mujoco.mj_forward(self.model, self.data)
+        self.steps, self.last_command = snapshot.steps, snapshot.last_command.copy()
         self._frame = None
 
     # -- observation -------------------------------------------------------------------------

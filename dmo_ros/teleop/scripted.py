@@ -38,6 +38,12 @@ def pusht_observation(state) -> Observation:
                        state.success)
 
 
+def push_cube_observation(state) -> Observation:
+    """The scripted Go2 operator's view of a :class:`~dmo_ros.sims.push_cube.PushCubeState`."""
+    return Observation(state.episode, state.step, state.robot, state.cube, state.goal, state.progress, state.success,
+                       state.cube_in_view)
+
+
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
                   task: str = "push_t") -> ScriptedOperator:
     """The scripted operator of a robot (Push Cube's presses the milestone key on success). Push-T's demonstrates
@@ -117,9 +123,7 @@ def _go2_run(operator: ScriptedOperator, episodes: int, seed: int):
     cube_geom = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_GEOM, "cube")
     try:
         while True:
-            s = sim.state()
-            command = operator.act(Observation(s.episode, s.step, s.robot, s.cube, s.goal, s.progress, s.success,
-                                               s.cube_in_view))
+            command = operator.act(push_cube_observation(sim.state()))
             if command.reset:
                 if operator.stats.episodes == episodes:
                     return
@@ -203,11 +207,7 @@ def _stand_in(robot: str, seed: int, task: str = "push_t"):
 
     sim = PushCubeSim(PushCubeConfig(seed=seed))
 
-    def observe() -> Observation:
-        s = sim.state()
-        return Observation(s.episode, s.step, s.robot, s.cube, s.goal, s.progress, s.success, s.cube_in_view)
-
-    return observe, sim.step, sim.reset, sim.close
+    return lambda: push_cube_observation(sim.state()), sim.step, sim.reset, sim.close
 
 
 def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: int = 150,

@@ -93,6 +93,21 @@ def test_simulator_probes_recover_a_known_gradient():
     assert np.median(cosines) > 0.9, [p.gradient for p in probes]
 
 
+def test_simulator_probes_on_the_push_cube_stand_in_recover_a_known_gradient():
+    """robot=go2: with reward = the cube's x in the picture, turning left (yaw rate > 0) or stepping left moves the
+    cube right wherever it is seen, and the probes carry the Go2's 3-D actions."""
+    from dmo_ros.sims.push_cube_frames import locate_cube
+
+    def cube_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return torch.nan_to_num(locate_cube(frames)[0][:, 0].double())
+
+    probes = simulator_probes(cube_x, count=8, history=3, image_size=64, epsilon=0.1, seed=1, warmup=(3, 8),
+                              robot="go2")
+    assert probes[0].frames.shape == (3, 3, 64, 64) and probes[0].actions.shape == (3, 3)
+    seen = [p.gradient for p in probes if np.linalg.norm(p.gradient) > 0]
+    assert len(seen) >= 3 and all(g[2] > 0 and g[1] >= 0 for g in seen), seen
+
+
 def test_simulator_probes_of_a_reach_task_follow_reaches_to_its_target():
     """task=reach_fixed: the probes come from reach_fixed episodes whose operator drives to the target, so the
     probed actions point from the agent to the target (push_t's operator goes for the T instead)."""

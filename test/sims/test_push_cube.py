@@ -182,6 +182,24 @@ def test_progress_and_success_follow_the_cube_to_the_goal(sim):
     assert sim.state().progress == pytest.approx(0.5, abs=1e-3) and not sim.state().success
 
 
+def test_restore_returns_to_a_snapshot_exactly(sim):
+    """Evaluation tools try several commands from one state: after restore the same command gives the same
+    state and picture, and another command another one."""
+    for _ in range(4):
+        sim.step(np.array([0.4, 0.0, 0.3]))
+    snapshot = sim.snapshot()
+    sim.step(np.array([0.5, 0.1, -0.5]))
+    first_state, first_frame = sim.state(), sim.render()
+    sim.restore(snapshot)
+    assert sim.steps == 4
+    sim.step(np.array([0.5, 0.1, -0.5]))
+    np.testing.assert_array_equal(sim.render(), first_frame)
+    np.testing.assert_allclose(sim.state().robot, first_state.robot)
+    sim.restore(snapshot)
+    sim.step(np.array([-0.5, 0.0, 0.5]))
+    assert not np.allclose(sim.state().robot, first_state.robot)
+
+
 def test_episode_over_after_max_episode_steps():
     with PushCubeSim(PushCubeConfig(max_episode_steps=2)) as simulation:
         simulation.step(np.zeros(3))
