@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if saved is not None and saved.get("objective", OBJECTIVES[0]) != args.objective:
             raise ConfigError(f"{args.run_dir} is a run of objective {saved.get('objective', OBJECTIVES[0])!r}, "
                               f"not {args.objective!r}; train into a new --run-dir")
+        if args.objective != "intent" and args.progress_weight:
+            raise ConfigError("--progress-weight: an option of --objective intent (the demonstration-progress head)")
         if args.objective == "intent":
             if overrides or args.intent_only:
                 given = [f"--{name.replace('_', '-')}" for name in overrides] + (["--intent-only"] * args.intent_only)

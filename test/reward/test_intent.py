@@ -190,6 +190,11 @@ def test_bad_runs_and_data_are_refused(tmp_path: Path, intent_run, capsys) -> No
     assert "--negative-fraction" in capsys.readouterr().err
     assert train_reward_main([str(folder), "--run-dir", str(run), *common]) == 2  # an intent run, resumed as BT
     assert "objective 'intent'" in capsys.readouterr().err
+    assert train_reward_main([str(folder), "--progress-weight", "1", "--run-dir", str(tmp_path / "c"), *common]) == 2
+    assert "--progress-weight: an option of --objective intent" in capsys.readouterr().err
+    assert train_reward_main([str(folder), "--objective", "intent", "--progress-weight", "-1", "--run-dir",
+                              str(tmp_path / "d"), *common]) == 2
+    assert "progress_weight must be >= 0" in capsys.readouterr().err
     play_only = write_intent_dataset(tmp_path / "play", episodes=8, intent_on=False)
     assert train_reward_main([str(play_only), "--objective", "intent", "--run-dir", str(tmp_path / "b"),
                               *common]) == 2
