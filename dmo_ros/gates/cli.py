@@ -85,8 +85,32 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
                             task=probe_task) if gate_config.state_probe_episodes and robot == "pusht" else None
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions)
     report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal), robot=robot)
+    trained_on = _label_source(run_dir, dataset)
+    given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}
+    if trained_on is not None and trained_on != given:
+        report.notes.append(f"the reward-head error is measured against the labels the model was trained on "
+                            f"({trained_on['reward_run']}, goal {trained_on['goal']}), the gradient probes against "
+                            f"--reward-run {reward_run} (goal {goal}): they are different rewards")
     write_gate_report(run_dir, report)
     return report
+
+
+def _label_source(run_dir: Path, dataset: Path) -> dict | None:
+    """The reward run and goal (resolved paths, or None) that labelled ``dataset`` for the local model in
+    ``run_dir`` (its ``rewards.json``), or None when not recorded."""
+    import json
+
+    from dmo_ros.local_model.train import LABELS_INDEX
+
+    index_path = run_dir / LABELS_INDEX
+    if not index_path.is_file():
+        return None
+    source = json.loads(index_path.read_text()).get(str(dataset.resolve()), {}).get("source")
+    if not isinstance(source, dict) or not source.get("reward_run"):
+        return None
+    goal = source.get("goal")
+    return {"reward_run": str(Path(source["reward_run"]).resolve()),
+            "goal": None if goal is None else str(Path(goal).resolve())}
 
 
 def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,

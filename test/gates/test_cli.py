@@ -148,3 +148,18 @@ def test_a_nan_measurement_fails_its_check():
     assert not GateCheck("x", float("nan"), 0.0, "<=", "").passed
     with pytest.raises(ValueError):
         GateCheck("x", 1.0, 0.0, "==", "")
+
+
+def test_the_local_model_gate_says_when_its_probes_reward_is_not_the_one_it_was_trained_on(runs, tmp_path, capsys):
+    import shutil
+
+    local, other = tmp_path / "local", tmp_path / "other_reward"
+    shutil.copytree(runs["local"], local)
+    shutil.copytree(runs["reward"], other)
+    quick = ["--dataset", str(runs["dataset"]), "--goal", str(runs["goal"]), "--probes", "2", "--sequences", "4",
+             "--state-probe-episodes", "0"]
+    assert gate_main(["local-model", str(local), "--reward-run", str(runs["reward"]), *quick]) in (0, 1)
+    assert "different rewards" not in capsys.readouterr().out
+    assert gate_main(["local-model", str(local), "--reward-run", str(other), *quick]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "they are different rewards" in out and str(other) in out
