@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -29,6 +30,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TEARDOWN_LIMIT_S = 3.0
 """Seconds from the end of a node's ``on_shutdown`` to its process's exit, past which the process ends itself with
 its exit code. Both launchers send SIGTERM 5 s after SIGINT, and a stop that needs it counts as unclean."""
+BACKSTOP_S = 1.0
+"""Seconds past the watchdog's deadline at which faulthandler ends a teardown that holds the GIL (see
+:class:`TeardownWatchdog`)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -39,7 +43,11 @@ class TeardownWatchdog:
     For what follows a node's ``on_shutdown``, when nothing is left to save: destroying the node, shutting rclpy
     down, the interpreter's exit (joining leftover threads, atexit handlers). ``phase`` says what is under way, for
     the warning. It runs on a daemon thread, which keeps running through the interpreter's exit, and writes with
-    ``os.write`` and exits with ``os._exit`` because a hung thread may hold the locks of Python's streams."""
+    ``os.write`` and exits with ``os._exit`` because a hung thread may hold the locks of Python's streams.
+
+    A hang inside a C call that keeps the GIL (rclpy's teardown is C++) stops that Python thread too; for it,
+    faulthandler's own C thread prints every thread's traceback and exits with code 1, ``BACKSTOP_S`` later: still
+    before the launchers' SIGTERM, and with the place of the hang on stderr."""
 
     def __init__(self, name: str, code: int, phase: str, deadline: float | None = None) -> None:
         self.name, self.code, self.phase = name, int(code), phase
@@ -47,9 +55,13 @@ class TeardownWatchdog:
         self.deadline = self.begun + TEARDOWN_LIMIT_S if deadline is None else deadline
         self._disarmed = threading.Event()
         threading.Thread(target=self._watch, name="teardown-watchdog", daemon=True).start()
+        with contextlib.suppress(RuntimeError, ValueError, OSError):  # no usable fd 2: the Python watchdog only
+            faulthandler.dump_traceback_later(max(0.1, self.deadline - time.monotonic()) + BACKSTOP_S, exit=True,
+                                              file=2)
 
     def disarm(self) -> None:
         self._disarmed.set()
+        faulthandler.cancel_dump_traceback_later()
 
     def _watch(self) -> None:
         if self._disarmed.wait(max(0.0, self.deadline - time.monotonic())):
