@@ -45,6 +45,7 @@ from dmo_ros.dataset.format import DatasetError
 from dmo_ros.dataset.loaders import ClipDataset
 from dmo_ros.reward.config import check_network_size
 from dmo_ros.reward.energy import RewardOfModel, conv_encoder, random_shift, to_model_images
+from dmo_ros.reward.pairs import true_runs
 
 
 @dataclass
@@ -185,15 +186,12 @@ class IntentFrames(Dataset):
 def demonstration_progress(source: ClipDataset) -> np.ndarray:
     """(samples,) float32: (k + 1) / L for the k-th of the L samples of each contiguous intent-on stretch inside an
     episode (a stretch never crosses an episode boundary), NaN where intent is off."""
-    intent = np.asarray(source.arrays["intent"]).astype(bool)
+    intent = np.asarray(source.arrays["intent"])
     progress = np.full(len(intent), np.nan, dtype=np.float32)
     for episode in source.episodes:
-        start, end = int(episode["start"]), int(episode["start"]) + int(episode["length"])
-        on = np.concatenate([[False], intent[start:end], [False]])
-        edges = np.flatnonzero(np.diff(on.astype(np.int8)))  # rising and falling edges, in pairs
-        for first, stop in zip(edges[::2] + start, edges[1::2] + start, strict=True):
-            length = stop - first
-            progress[first:stop] = np.arange(1, length + 1, dtype=np.float32) / length
+        start, length = int(episode["start"]), int(episode["length"])
+        for begin, end in true_runs(intent[start: start + length]):
+            progress[start + begin: start + end] = np.arange(1, end - begin + 1, dtype=np.float32) / (end - begin)
     return progress
 
 
