@@ -10,7 +10,9 @@ through one of these bottlenecks between the embedding and the decoder's feature
 - ``draw``: 32 categoricals of 32 classes, a one-hot *draw* with straight-through gradients (the local model's
   training, DreamerV3's);
 - ``mode``: the same categoricals at their mode (``--train-sample false``);
-- ``probs``: the categoricals' probabilities themselves.
+- ``probs``: the categoricals' probabilities themselves;
+- ``gaussian``: a diagonal Gaussian of ``--gaussian-size`` dimensions, a reparameterised draw with a learned
+  standard deviation >= 0.1 (PlaNet / DreamerV1's latent, ``--latent gaussian`` of the local model).
 
 Every ``--eval-every`` steps it prints the validation reconstruction error (mean squared, [-1, 1] units) and the
 fraction of reconstructions in which the agent is found (:func:`dmo_ros.sims.pusht_frames.locate_agent`, the
@@ -36,25 +38,33 @@ from dmo_ros.local_model.model import LocalModel
 from dmo_ros.local_model.rssm import straight_through_sample, unimix_logits
 from dmo_ros.sims.pusht_frames import locate_agent
 
-BOTTLENECKS = ("continuous", "draw", "mode", "probs")
+BOTTLENECKS = ("continuous", "draw", "mode", "probs", "gaussian")
 
 
 class Autoencoder(nn.Module):
     """The local model's encoder -> bottleneck -> the local model's decoder (its features: deter zeros + z)."""
 
-    def __init__(self, config: LocalModelConfig, bottleneck: str) -> None:
+    def __init__(self, config: LocalModelConfig, bottleneck: str, gaussian_size: int = 32) -> None:
         super().__init__()
         if bottleneck not in BOTTLENECKS:
             raise ValueError(f"unknown bottleneck {bottleneck!r}; choose one of {', '.join(BOTTLENECKS)}")
         self.config, self.bottleneck = config, bottleneck
         self.encoder, self.decoder = ImageEncoder(config), ImageDecoder(config)
         latent = config.stoch_size * config.classes
-        self.to_latent = (nn.Sequential(nn.Linear(config.embed_size, latent), nn.LayerNorm(latent), nn.SiLU())
-                          if bottleneck == "continuous" else nn.Linear(config.embed_size, latent))
+        if bottleneck == "gaussian":
+            self.to_latent = nn.Linear(config.embed_size, 2 * gaussian_size)
+            self.from_gaussian = nn.Linear(gaussian_size, latent)  # to the decoder's input size
+        else:
+            self.to_latent = (nn.Sequential(nn.Linear(config.embed_size, latent), nn.LayerNorm(latent), nn.SiLU())
+                              if bottleneck == "continuous" else nn.Linear(config.embed_size, latent))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.to_latent(self.encoder(frames))
-        if self.bottleneck != "continuous":
+        if self.bottleneck == "gaussian":
+            mean, std = x.chunk(2, -1)
+            std = nn.functional.softplus(std) + 0.1
+            x = self.from_gaussian(mean + std * torch.randn_like(std) if self.training else mean)
+        elif self.bottleneck != "continuous":
             logits = unimix_logits(x.view(-1, self.config.stoch_size, self.config.classes), self.config.unimix)
             z = logits.softmax(-1) if self.bottleneck == "probs" else \
                 straight_through_sample(logits, sample=self.bottleneck == "draw")
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="a Push-T dataset folder")
     parser.add_argument("--bottleneck", choices=BOTTLENECKS, default="draw")
+    parser.add_argument("--gaussian-size", type=int, default=32, help="dimensions of the gaussian bottleneck")
     parser.add_argument("--preset", default="cpu", help="local model preset of the encoder/decoder (default cpu)")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=128, help="frames per step (the cpu preset's 16 x 8)")
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     config = LocalModelConfig.preset(args.preset, 2, image_size=size)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = Autoencoder(config, args.bottleneck)
+    model = Autoencoder(config, args.bottleneck, args.gaussian_size)
     reference = LocalModel(config)
 
     def weigh(target: torch.Tensor) -> torch.Tensor:  # the local model's own pixel weights, one frame per item

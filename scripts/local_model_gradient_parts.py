@@ -51,7 +51,7 @@ def _decoupled_gradient(model, probe, forward_next) -> np.ndarray:
         history, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
     count = forward_next.deter.shape[0]
     last = history.at(-1)
-    start = RSSMState(*(part.expand(count, *part.shape[1:]) for part in (last.deter, last.stoch, last.logits)))
+    start = RSSMState(*(part.expand(count, *part.shape[1:]) for part in (last.deter, last.stoch, last.params)))
     action = probe.actions[-1][None].expand(count, -1).clone().requires_grad_(True)
     state = decoupled_step(model.rssm.prior_step(start, action, sample=False), forward_next)
     (gradient,) = torch.autograd.grad(model.reward(state).sum(), action)

@@ -457,7 +457,7 @@ class LatentSAPO:
         self.local.eval()
         rollout = rollout_decoupled(self.state, self._act, local_step, forward_step, horizon)
         states = RSSMState.stack(rollout.states, dim=0)  # (H + 1, B, ...)
-        next_states = RSSMState(states.deter[1:], states.stoch[1:], states.logits[1:])
+        next_states = RSSMState(states.deter[1:], states.stoch[1:], states.params[1:])
         local_rewards = self.local.reward(next_states)  # (H, B): r(s_{h+1}), differentiable
         entropies = -torch.stack([extras[0] for extras in rollout.policy_extras])
         value_rewards = torch.stack(global_rewards) if global_rewards else None

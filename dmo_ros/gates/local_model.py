@@ -6,7 +6,8 @@ Two measurements (DESIGN.md §8, issue "gates"):
 - **action sensitivity** on validation sequences: the one-step prior ``p(z_{t+1} | h, z_t, a_t)`` made
   from the posterior of frame ``t`` with the *true* actions, with actions *shuffled* across the batch
   and time, and with *zero* actions, each scored against the posterior of frame ``t + 1``
-  (``next_latent_kl`` in nats, ``next_latent_error`` = fraction of categoricals whose mode differs).
+  (``next_latent_kl`` in nats, ``next_latent_error`` = fraction of categoricals whose mode differs, or for a
+  Gaussian latent the means' difference in standard deviations).
   A model that uses the action must get clearly worse with shuffled actions. Also the reward head's
   one-step error against the best constant predictor (the labels' median).
 - **gradient cosine** on held-out states of the stand-in simulator (evaluation only): the gradient
@@ -36,7 +37,7 @@ import torch
 from dmo_ros.dataset.images import resize
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
-from dmo_ros.local_model.rssm import RSSMState, categorical_kl
+from dmo_ros.local_model.rssm import RSSMState, latent_kl, latent_mode_error
 
 RewardOfFrames = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``reward(frames (N, 3, H, W) uint8, start (3, H, W) uint8) -> (N,)``: the global reward of frames
@@ -94,9 +95,7 @@ class GradientProbe:
 
 def _one_step(model: LocalModel, posteriors: RSSMState, actions: torch.Tensor) -> RSSMState:
     """Priors of frames 1..T-1 from the posteriors of frames 0..T-2 under actions (B, T-1, A), flattened over time."""
-    before = posteriors.at(slice(0, -1))
-    flat = RSSMState(before.deter.flatten(0, 1), before.stoch.flatten(0, 1), before.logits.flatten(0, 1))
-    return model.rssm.prior_step(flat, actions.flatten(0, 1), sample=False)
+    return model.rssm.prior_step(posteriors.at(slice(0, -1)).flatten_time(), actions.flatten(0, 1), sample=False)
 
 
 @torch.no_grad()
@@ -105,7 +104,7 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
     model.eval()
     posteriors, _ = model.observe(batch.frames, batch.actions, sample=False)
     after = posteriors.at(slice(1, None))
-    target_logits = after.logits.flatten(0, 1)
+    target_params = after.params.flatten(0, 1)
     labels = batch.rewards[:, 1:].float().flatten()
     actions = batch.actions[:, :-1].float()
     generator = torch.Generator().manual_seed(seed)
@@ -115,8 +114,8 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
     for name, variant in variants.items():
         prior = _one_step(model, posteriors, variant)
         out[name] = {
-            "next_latent_kl": float(categorical_kl(target_logits, prior.logits).mean()),
-            "next_latent_error": float((prior.logits.argmax(-1) != target_logits.argmax(-1)).float().mean()),
+            "next_latent_kl": float(latent_kl(target_params, prior.params, model.config).mean()),
+            "next_latent_error": float(latent_mode_error(prior.params, target_params, model.config).mean()),
             "reward_error": float((model.reward(prior).float() - labels).abs().mean()),
         }
     out["constant"] = {"reward_error": float((labels - labels.median()).abs().mean())}

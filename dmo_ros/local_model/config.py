@@ -38,11 +38,22 @@ class LocalModelConfig:
     deter_size: int = 256
     """D, size of the GRU's deterministic state h."""
 
+    latent: str = "categorical"
+    """Kind of stochastic state z. ``"categorical"``: S categoricals of K classes, one-hot draws with
+    straight-through gradients (DreamerV2/V3). ``"gaussian"``: S dimensions of a diagonal Gaussian,
+    reparameterised draws (PlaNet, DreamerV1); ``classes`` is then unused. Why the option: on Push-T frames the
+    cpu preset's encoder and decoder carry the few-pixel agent through a Gaussian bottleneck sooner than through
+    categorical draws (``scripts/latent_bottleneck_speed.py``, README "Local model"), and the gradient DMO hands the
+    actor through a Gaussian prior's mean is exact where a categorical's is straight-through."""
+
     stoch_size: int = 32
-    """S, number of categorical variables in the stochastic state z (DreamerV3: 32)."""
+    """S, number of categorical variables (or Gaussian dimensions) in the stochastic state z (DreamerV3: 32)."""
 
     classes: int = 32
-    """K, classes per categorical variable (DreamerV3: 32)."""
+    """K, classes per categorical variable (DreamerV3: 32); unused with a Gaussian latent."""
+
+    min_std: float = 0.1
+    """Gaussian latent only: floor of every standard deviation, ``softplus(raw) + min_std`` (DreamerV1: 0.1)."""
 
     hidden_size: int = 256
     """Width of the MLP layers (RSSM input / prior / posterior layers and the reward head)."""
@@ -154,6 +165,10 @@ class LocalModelConfig:
             raise ValueError(f"keypoints must be >= 0, got {self.keypoints}")
         if self.keypoints and len(self.encoder_channels) < 2:
             raise ValueError("keypoints read the second convolution's map: encoder_channels needs >= 2 stages")
+        if self.latent not in LATENTS:
+            raise ValueError(f"unknown latent {self.latent!r}; choose one of {', '.join(LATENTS)}")
+        if not (math.isfinite(self.min_std) and self.min_std > 0):
+            raise ValueError(f"min_std must be finite and > 0, got {self.min_std}")
         if self.classes < 2:
             raise ValueError(f"classes must be at least 2 per categorical, got {self.classes}")
         if self.head_layers < 0:
@@ -172,9 +187,14 @@ class LocalModelConfig:
                              f"{self.reward_high}")
 
     @property
+    def stoch_width(self) -> int:
+        """K for a categorical latent (one-hot per variable), 1 for a Gaussian one: z is (..., S, stoch_width)."""
+        return self.classes if self.latent == "categorical" else 1
+
+    @property
     def feature_size(self) -> int:
-        """D + S x K, the size of :func:`dmo_ros.local_model.rssm.features`."""
-        return self.deter_size + self.stoch_size * self.classes
+        """D + S x K (categorical) or D + S (Gaussian), the size of :func:`dmo_ros.local_model.rssm.features`."""
+        return self.deter_size + self.stoch_size * self.stoch_width
 
     @classmethod
     def preset(cls, name: str, action_size: int, action_scale: list[float] | None = None,
@@ -201,6 +221,9 @@ class LocalModelConfig:
                       **values})
 
 
+LATENTS = ("categorical", "gaussian")
+"""The kinds of stochastic state :attr:`LocalModelConfig.latent` takes."""
+
 PRESETS: dict[str, LocalModelConfig] = {
     # Tests: seconds on one CPU core at 16-32 px; 8 categoricals of 8 classes.
     "tiny": LocalModelConfig(encoder_channels=[8, 16, 32], embed_size=64, deter_size=32, stoch_size=8, classes=8,
@@ -220,4 +243,4 @@ PRESETS: dict[str, LocalModelConfig] = {
 """Size presets; action_size and action_scale are filled in by :meth:`LocalModelConfig.preset`."""
 
 
-__all__ = ["PRESETS", "LocalModelConfig"]
+__all__ = ["LATENTS", "PRESETS", "LocalModelConfig"]

@@ -11,8 +11,10 @@ the posterior of the real next frame is. The logs measure exactly that, over fra
 of each sequence (the prior of frame t + 1 made from the posterior of frame t and action t):
 
 - ``next_latent_error``: fraction of the S categoricals whose most likely class under the prior
-  differs from the posterior's (0 = the prediction picks the same code everywhere);
-- ``next_latent_kl``: KL(posterior || prior) in nats, summed over the categoricals;
+  differs from the posterior's (0 = the prediction picks the same code everywhere); with a Gaussian latent the
+  mean |difference| of the means in units of the posterior's standard deviations
+  (:func:`~dmo_ros.local_model.rssm.latent_mode_error`);
+- ``next_latent_kl``: KL(posterior || prior) in nats, summed over the categoricals (or Gaussian dimensions);
 - ``reward_error``: mean |reward decoded from the prior's features - label|;
 - ``next_image_mse``: per-pixel squared error of the frame decoded from the prior's features
   (in [-1, 1] units; with a decoder).
@@ -34,7 +36,7 @@ from dmo_ros.dataset.loaders import WindowDataset
 from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_images
 from dmo_ros.local_model.heads import RewardHead, symlog
-from dmo_ros.local_model.rssm import RSSM, RSSMState, categorical_kl, features, kl_loss, straight_through_sample
+from dmo_ros.local_model.rssm import RSSM, RSSMState, features, kl_loss, latent_kl, latent_mode_error, latent_sample
 
 # -- batches ---------------------------------------------------------------------------------
 
@@ -186,7 +188,7 @@ class LocalModel(nn.Module):
             # The one-step priors of frames 1 .. T - 1 (posterior of frame t, action t) at their mode, as DMO
             # and the gate differentiate the reward head there with respect to the action.
             one_step = priors.at(slice(1, None))
-            mode = RSSMState(one_step.deter, straight_through_sample(one_step.logits, sample=False), one_step.logits)
+            mode = RSSMState(one_step.deter, latent_sample(one_step.params, self.config, sample=False), one_step.params)
             prior_logits = self.reward_head(features(mode))
             if self.config.prior_reward_scale > 0:
                 prior_reward_loss = self.reward_head.loss(prior_logits, batch.rewards[:, 1:]).mean()
@@ -247,8 +249,8 @@ class LocalModel(nn.Module):
         post, prior = posteriors.at(slice(1, None)), priors.at(slice(1, None))
         prior_features = features(prior)
         metrics = {
-            "next_latent_error": (prior.logits.argmax(-1) != post.logits.argmax(-1)).float().mean(),
-            "next_latent_kl": categorical_kl(post.logits, prior.logits).mean(),
+            "next_latent_error": latent_mode_error(prior.params, post.params, self.config).mean(),
+            "next_latent_kl": latent_kl(post.params, prior.params, self.config).mean(),
             "reward_error": (self.reward_head.mean(self.reward_head(prior_features))
                              - batch.rewards[:, 1:].float()).abs().mean(),
             "reward_error_posterior": (self.reward_head.mean(self.reward_head(features(post)))

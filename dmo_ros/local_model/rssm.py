@@ -1,7 +1,9 @@
 """DreamerV3's recurrent state-space model (RSSM) with categorical latents, and its balanced KL loss.
 
 State: a deterministic GRU state ``h`` (B, D) and a stochastic state ``z`` of S categoricals with
-K classes each (B, S, K), one-hot samples with straight-through gradients. Per step:
+K classes each (B, S, K), one-hot samples with straight-through gradients — or, with
+``LocalModelConfig.latent = "gaussian"``, S dimensions of a diagonal Gaussian (B, S, 1), reparameterised
+samples (PlaNet, DreamerV1). Per step:
 
     h' = GRU(h, [z, a])                 deterministic transition (prior_step)
     z' ~ p(z' | h')                     prior: what the model predicts before seeing the frame
@@ -10,8 +12,9 @@ K classes each (B, S, K), one-hot samples with straight-through gradients. Per s
 
 Every categorical mixes in 1 % of the uniform distribution (unimix); a sample is
 ``onehot + probs - sg(probs)``: the value is the one-hot, the gradient that of the
-probabilities. So the prior state is differentiable with respect to the previous state
-(deter and stoch) and the action — DMO's policy gradient flows through :meth:`RSSM.prior_step`.
+probabilities. A Gaussian sample is ``mean + std * noise`` (its mode the mean). Either way the prior
+state is differentiable with respect to the previous state (deter and stoch) and the action — DMO's
+policy gradient flows through :meth:`RSSM.prior_step`.
 
 Action convention (the datasets' Window docs): ``actions[t]`` acts between frame ``t`` and
 frame ``t + 1``. So the state of frame ``t + 1`` is ``posterior(prior_step(state_t, actions[t]),
@@ -38,31 +41,38 @@ class RSSMState:
     deter: torch.Tensor
     """h, (..., D): the GRU's deterministic state."""
     stoch: torch.Tensor
-    """z, (..., S, K): one-hot sample per categorical with straight-through gradient (value one-hot)."""
-    logits: torch.Tensor
-    """(..., S, K): log-probabilities of z's distribution, unimix included (so softmax(logits) = probs)."""
+    """z, (..., S, K): one-hot sample per categorical with straight-through gradient (value one-hot); for a
+    Gaussian latent (..., S, 1), the sample's value."""
+    params: torch.Tensor
+    """z's distribution. Categorical: (..., S, K) log-probabilities, unimix included (softmax(params) = probs).
+    Gaussian: (..., S, 2), each dimension's mean and standard deviation."""
 
     @property
     def probs(self) -> torch.Tensor:
-        """(..., S, K): the class probabilities of z (unimix included; each >= unimix / K)."""
-        return self.logits.softmax(-1)
+        """(..., S, K): the class probabilities of a categorical z (unimix included; each >= unimix / K)."""
+        return self.params.softmax(-1)
 
     def detach(self) -> RSSMState:
-        return RSSMState(self.deter.detach(), self.stoch.detach(), self.logits.detach())
+        return RSSMState(self.deter.detach(), self.stoch.detach(), self.params.detach())
 
     def at(self, t: int | slice) -> RSSMState:
         """Time step(s) ``t`` of a sequence state (B, T, ...)."""
-        return RSSMState(self.deter[:, t], self.stoch[:, t], self.logits[:, t])
+        return RSSMState(self.deter[:, t], self.stoch[:, t], self.params[:, t])
+
+    def flatten_time(self) -> RSSMState:
+        """A sequence state (B, T, ...) as one batch (B x T, ...)."""
+        return RSSMState(self.deter.flatten(0, 1), self.stoch.flatten(0, 1), self.params.flatten(0, 1))
 
     @staticmethod
     def stack(states: Sequence[RSSMState], dim: int = 1) -> RSSMState:
         """Per-step states (B, ...) to one sequence state (B, T, ...)."""
         return RSSMState(torch.stack([s.deter for s in states], dim), torch.stack([s.stoch for s in states], dim),
-                         torch.stack([s.logits for s in states], dim))
+                         torch.stack([s.params for s in states], dim))
 
 
 def features(state: RSSMState) -> torch.Tensor:
-    """(..., D + S x K): h and the flattened z, the input of every head (and of the policy)."""
+    """(..., D + S x K), or (..., D + S) for a Gaussian z: h and the flattened z, the input of every head (and of
+    the policy)."""
     return torch.cat([state.deter, state.stoch.flatten(-2)], dim=-1)
 
 
@@ -85,6 +95,26 @@ def straight_through_sample(logits: torch.Tensor, sample: bool = True) -> torch.
         index = logits.detach().argmax(-1)
     onehot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
     return onehot + (probs - probs.detach())  # value exactly the one-hot (x - x = 0), gradient of probs
+
+
+def gaussian_params(raw: torch.Tensor, min_std: float) -> torch.Tensor:
+    """(..., S, 2) raw head outputs -> (..., S, 2) mean and standard deviation ``softplus(raw) + min_std``
+    (DreamerV1), in float32."""
+    mean, std = raw.float().unbind(-1)
+    return torch.stack([mean, F.softplus(std) + min_std], -1)
+
+
+def gaussian_sample(params: torch.Tensor, sample: bool = True) -> torch.Tensor:
+    """(..., S, 1): a reparameterised draw ``mean + std * noise`` of (..., S, 2) parameters, or the mean."""
+    mean, std = params[..., :1], params[..., 1:]
+    return mean + std * torch.randn_like(std) if sample else mean
+
+
+def latent_sample(params: torch.Tensor, config: LocalModelConfig, sample: bool = True) -> torch.Tensor:
+    """z from its distribution's parameters (:attr:`RSSMState.params`): a draw, or the mode with ``sample=False``."""
+    if config.latent == "gaussian":
+        return gaussian_sample(params, sample)
+    return straight_through_sample(params, sample)
 
 
 class BlockGRUCell(nn.Module):
@@ -113,29 +143,33 @@ class RSSM(nn.Module):
     def __init__(self, config: LocalModelConfig) -> None:
         super().__init__()
         self.config = config
-        stoch_flat = config.stoch_size * config.classes
+        stoch_flat = config.stoch_size * config.stoch_width
+        params_flat = config.stoch_size * (2 if config.latent == "gaussian" else config.classes)
         self.register_buffer("action_scale", torch.tensor(config.action_scale, dtype=torch.float32), persistent=False)
         self.input_layer = _mlp_layer(stoch_flat + config.action_size, config.hidden_size)
         self.cell = BlockGRUCell(config.hidden_size, config.deter_size)
         prior_in = config.deter_size + (config.action_size if config.prior_action_input else 0)
         self.prior_head = nn.Sequential(_mlp_layer(prior_in, config.hidden_size),
-                                        nn.Linear(config.hidden_size, stoch_flat))
+                                        nn.Linear(config.hidden_size, params_flat))
         self.posterior_head = nn.Sequential(_mlp_layer(config.deter_size + config.embed_size, config.hidden_size),
-                                            nn.Linear(config.hidden_size, stoch_flat))
+                                            nn.Linear(config.hidden_size, params_flat))
         # DreamerV3's learned initial state: h0 = tanh(W), z0 = the prior's mode for h0.
         self.initial_deter = nn.Parameter(torch.zeros(config.deter_size))
 
     # -- pieces --------------------------------------------------------------------------
 
-    def _stoch_logits(self, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _stoch_params(self, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The distribution parameters :attr:`RSSMState.params` a head gives for its input ``x`` (..., in)."""
+        if self.config.latent == "gaussian":
+            return gaussian_params(head(x).reshape(*x.shape[:-1], self.config.stoch_size, 2), self.config.min_std)
         raw = head(x).reshape(*x.shape[:-1], self.config.stoch_size, self.config.classes)
         return unimix_logits(raw, self.config.unimix)
 
-    def _prior_logits(self, deter: torch.Tensor, scaled_action: torch.Tensor) -> torch.Tensor:
+    def _prior_params(self, deter: torch.Tensor, scaled_action: torch.Tensor) -> torch.Tensor:
         """p(z' | h') -- or p(z' | h', a) with ``prior_action_input`` -- for a scaled action (B, A)."""
         if self.config.prior_action_input:
             deter = torch.cat([deter, scaled_action.to(deter.dtype).expand(*deter.shape[:-1], -1)], -1)
-        return self._stoch_logits(self.prior_head, deter)
+        return self._stoch_params(self.prior_head, deter)
 
     def scale_action(self, action: torch.Tensor) -> torch.Tensor:
         """Raw action (robot units) -> O(1) input: divided by action_scale, then squashed into [-1, 1] where
@@ -149,26 +183,27 @@ class RSSM(nn.Module):
         """The learned start state for ``batch`` sequences (before the first frame is seen)."""
         device = device if device is not None else self.initial_deter.device
         deter = torch.tanh(self.initial_deter).to(device).expand(batch, -1)
-        logits = self._prior_logits(deter, deter.new_zeros(batch, self.config.action_size))
-        return RSSMState(deter, straight_through_sample(logits, sample=False).detach(), logits)
+        params = self._prior_params(deter, deter.new_zeros(batch, self.config.action_size))
+        return RSSMState(deter, latent_sample(params, self.config, sample=False).detach(), params)
 
     def prior_step(self, state: RSSMState, action: torch.Tensor, sample: bool = True) -> RSSMState:
         """The prior state one step after ``state`` under raw ``action`` (B, A): h' = GRU(h, [z, a]), z' ~ p(z'|h').
 
         Differentiable with respect to ``state`` (deter and stoch) and ``action``. ``sample=False``
-        takes each categorical's mode instead of a draw (still with straight-through gradients).
+        takes each categorical's mode (still with straight-through gradients), or the Gaussian's mean, instead of
+        a draw.
         """
         scaled = self.scale_action(action).to(state.deter.dtype)
         x = self.input_layer(torch.cat([state.stoch.flatten(-2), scaled], -1))
         deter = self.cell(x, state.deter)
-        logits = self._prior_logits(deter, scaled)
-        return RSSMState(deter, straight_through_sample(logits, sample), logits)
+        params = self._prior_params(deter, scaled)
+        return RSSMState(deter, latent_sample(params, self.config, sample), params)
 
     def posterior(self, prior: RSSMState | torch.Tensor, embed: torch.Tensor, sample: bool = True) -> RSSMState:
         """The posterior for a frame: z ~ q(z | h, embed) with the prior's h (``prior`` may be h itself, (B, D))."""
         deter = prior.deter if isinstance(prior, RSSMState) else prior
-        logits = self._stoch_logits(self.posterior_head, torch.cat([deter, embed.to(deter.dtype)], -1))
-        return RSSMState(deter, straight_through_sample(logits, sample), logits)
+        params = self._stoch_params(self.posterior_head, torch.cat([deter, embed.to(deter.dtype)], -1))
+        return RSSMState(deter, latent_sample(params, self.config, sample), params)
 
     def observe_step(self, state: RSSMState, action: torch.Tensor, embed: torch.Tensor,
                      sample: bool = True) -> tuple[RSSMState, RSSMState]:
@@ -216,6 +251,27 @@ def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
     return (p_logits.exp() * (p_logits - q_logits)).sum((-2, -1))
 
 
+def gaussian_kl(p_params: torch.Tensor, q_params: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians given as (..., S, 2) means and standard deviations, summed over S -> (...)."""
+    (p_mean, p_std), (q_mean, q_std) = p_params.float().unbind(-1), q_params.float().unbind(-1)
+    kl = torch.log(q_std / p_std) + (p_std.pow(2) + (p_mean - q_mean).pow(2)) / (2 * q_std.pow(2)) - 0.5
+    return kl.sum(-1)
+
+
+def latent_kl(p_params: torch.Tensor, q_params: torch.Tensor, config: LocalModelConfig) -> torch.Tensor:
+    """KL(p || q) of two z distributions (:attr:`RSSMState.params`) of the config's kind, summed over z -> (...)."""
+    return gaussian_kl(p_params, q_params) if config.latent == "gaussian" else categorical_kl(p_params, q_params)
+
+
+def latent_mode_error(predicted: torch.Tensor, target: torch.Tensor, config: LocalModelConfig) -> torch.Tensor:
+    """How far a predicted z distribution's mode is from a target's, per item (...): categorical, the fraction of
+    the S categoricals whose most likely class differs; Gaussian, the mean |difference| of the means in units of
+    the target's standard deviation."""
+    if config.latent == "gaussian":
+        return ((predicted[..., 0] - target[..., 0]).abs() / target[..., 1]).mean(-1)
+    return (predicted.argmax(-1) != target.argmax(-1)).float().mean(-1)
+
+
 class KLTerms(NamedTuple):
     """The balanced KL loss of :func:`kl_loss` and its parts (means over batch and time)."""
 
@@ -231,8 +287,8 @@ class KLTerms(NamedTuple):
 
 def kl_loss(posterior: RSSMState, prior: RSSMState, config: LocalModelConfig) -> KLTerms:
     """DreamerV3's KL balancing with free bits; each term is clipped per (batch, time) item, then averaged."""
-    dyn = categorical_kl(posterior.logits.detach(), prior.logits)
-    rep = categorical_kl(posterior.logits, prior.logits.detach())
+    dyn = latent_kl(posterior.params.detach(), prior.params, config)
+    rep = latent_kl(posterior.params, prior.params.detach(), config)
     value = dyn.detach()
     dyn = dyn.clamp_min(config.free_bits).mean()
     rep = rep.clamp_min(config.free_bits).mean()
@@ -246,7 +302,13 @@ __all__ = [
     "RSSMState",
     "categorical_kl",
     "features",
+    "gaussian_kl",
+    "gaussian_params",
+    "gaussian_sample",
     "kl_loss",
+    "latent_kl",
+    "latent_mode_error",
+    "latent_sample",
     "straight_through_sample",
     "unimix_logits",
 ]

@@ -320,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seed_everything(train_config.seed)
     model = LocalModel(model_config)
+    latent = (f"{model_config.stoch_size}x{model_config.classes}" if model_config.latent == "categorical"
+              else f"{model_config.stoch_size}-d gaussian")
     print(f"local model: {model.num_parameters / 1e6:.2f} M parameters ({args.preset} preset), robot {robot}, "
-          f"{image_size}x{image_size} frames, latent {model_config.stoch_size}x{model_config.classes} + GRU "
+          f"{image_size}x{image_size} frames, latent {latent} + GRU "
           f"{model_config.deter_size}, action scale {[round(s, 4) for s in model_config.action_scale]}", flush=True)
     all_labels = np.concatenate(list(labels.values()))
     print(f"data: {len(train_set)} training sequences, {len(val_set)} validation sequences of {length} samples from "
@@ -360,7 +362,8 @@ def format_single_step(logs: dict[str, float], where: str = "validation") -> str
     """The single-step accuracy lines printed after training."""
     lines = [f"single-step accuracy ({where}):"]
     described = {
-        "next_latent_error": "fraction of latent categoricals whose predicted class differs from the next frame's",
+        "next_latent_error": "fraction of latent categoricals whose predicted class differs from the next frame's "
+                             "(Gaussian: mean |difference| of the means, in the next frame's standard deviations)",
         "next_latent_kl": "KL(next posterior || one-step prior), nats",
         "reward_error": "mean |reward predicted one step ahead - label|",
         "reward_error_posterior": "mean |reward of the observed frame's state - label|",

@@ -18,7 +18,7 @@ def dataset(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("frames") / "dataset", frames, actions, [150, 150])
 
 
-@pytest.mark.parametrize("bottleneck", ["continuous", "draw", "mode", "probs"])
+@pytest.mark.parametrize("bottleneck", ["continuous", "draw", "mode", "probs", "gaussian"])
 def test_each_bottleneck_trains_and_reports(bottleneck, dataset, capsys):
     script = load_script("scripts/latent_bottleneck_speed.py")
     assert script.main([str(dataset), "--bottleneck", bottleneck, "--preset", "tiny", "--steps", "2",
@@ -42,4 +42,4 @@ def test_the_categorical_bottlenecks_pass_one_hot_or_probabilities():
     assert set(latent["mode"].unique().tolist()) == {0.0, 1.0}
     assert torch.allclose(latent["probs"].sum(-1), torch.ones(3, config.stoch_size)) and latent["probs"].min() > 0
     with pytest.raises(ValueError, match="unknown bottleneck"):
-        script.Autoencoder(config, "gaussian")
+        script.Autoencoder(config, "vq")

@@ -154,10 +154,10 @@ def test_prior_action_input_moves_the_prior_at_a_fixed_deterministic_state() -> 
                                                free_bits=0.0))
     rssm = model.rssm
     deter = torch.randn(3, rssm.config.deter_size)
-    left, right = (rssm._prior_logits(deter, torch.tensor([[sign, 0.0]]).expand(3, 2)) for sign in (-1.0, 1.0))
+    left, right = (rssm._prior_params(deter, torch.tensor([[sign, 0.0]]).expand(3, 2)) for sign in (-1.0, 1.0))
     assert not torch.allclose(left, right)  # the action reaches p(z' | h', a) besides the GRU
     state = rssm.initial(3)
-    assert state.logits.shape == (3, rssm.config.stoch_size, rssm.config.classes)
+    assert state.params.shape == (3, rssm.config.stoch_size, rssm.config.classes)
     action = torch.zeros(3, 2, requires_grad=True)
     (gradient,) = torch.autograd.grad(model.reward_head(features(rssm.prior_step(state, action))).sum(), action)
     assert torch.isfinite(gradient).all()
