@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -10,8 +11,16 @@ import torch
 
 from dmo_ros.dmo.runner import read_evaluations
 from dmo_ros.dmo.train import main
+from dmo_ros.local_model.config import LocalModelConfig
+from dmo_ros.local_model.model import LocalModel
 from dmo_ros.policy.api import PolicyError, load_policy
-from dmo_ros.training.checkpoint import checkpoint_dir, load_model_weights, load_trainer_state
+from dmo_ros.training.checkpoint import (
+    checkpoint_dir,
+    load_model_weights,
+    load_trainer_state,
+    save_checkpoint,
+    write_run_config,
+)
 
 
 def _args(method, inputs, run, *extra):
@@ -497,3 +506,20 @@ def test_policy_ema_averages_the_deployed_policy_and_the_run_keeps_both(policy_i
                       "--policy-ema", "0.9")) == 0
     assert json.loads((run / "config.json").read_text())["configs"]["dmo"]["policy_ema"] == 0.9
     assert int(load_model_weights(run)["average.n_averaged"]) == 2
+
+
+def test_dmo_trains_and_deploys_with_a_gaussian_local_model(policy_inputs, tmp_path):
+    """The Gaussian latent (``LocalModelConfig.latent``) goes through DMO's rollouts, fine-tuning and the policy."""
+    config = LocalModelConfig.preset("tiny", 2, [0.25, 0.25], image_size=32, latent="gaussian")
+    local = tmp_path / "local_gaussian"
+    write_run_config(local, {"kind": "local_model", "model": asdict(config)})
+    save_checkpoint(local, 1, LocalModel(config).state_dict(), {}, {})
+    inputs = {**policy_inputs, "local_model": local}
+    run = tmp_path / "dmo"
+    assert main(_args("dmo", inputs, run, "--max-samples", "64", "--finetune-steps", "1")) == 0
+    meta = json.loads((checkpoint_dir(run) / "meta.json").read_text())
+    assert np.isfinite(meta["metrics"]["actor_loss"]) and np.isfinite(meta["metrics"]["local/next_latent_kl"])
+    policy = load_policy(run)
+    policy.reset()
+    actions = np.stack([policy.act(np.zeros((32, 32, 3), np.uint8)) for _ in range(3)])
+    assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 0.25 + 1e-9) and np.isfinite(actions).all()
