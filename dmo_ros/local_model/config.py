@@ -55,6 +55,11 @@ class LocalModelConfig:
     min_std: float = 0.1
     """Gaussian latent only: floor of every standard deviation, ``softplus(raw) + min_std`` (DreamerV1: 0.1)."""
 
+    prior_residual: bool = False
+    """Gaussian latent only: the prior's mean is the previous z plus the prior head's output, so the head predicts
+    the *change* one step brings (as PETS and MBPO predict state differences) and "nothing moved" is its zero.
+    Most of a Push-T frame does not change in a step; what the action changes is a small delta of a few latents."""
+
     hidden_size: int = 256
     """Width of the MLP layers (RSSM input / prior / posterior layers and the reward head)."""
 
@@ -169,6 +174,8 @@ class LocalModelConfig:
             raise ValueError(f"unknown latent {self.latent!r}; choose one of {', '.join(LATENTS)}")
         if not (math.isfinite(self.min_std) and self.min_std > 0):
             raise ValueError(f"min_std must be finite and > 0, got {self.min_std}")
+        if self.prior_residual and self.latent != "gaussian":
+            raise ValueError("prior_residual needs latent 'gaussian' (a categorical's mode cannot be added to)")
         if self.classes < 2:
             raise ValueError(f"classes must be at least 2 per categorical, got {self.classes}")
         if self.head_layers < 0:

@@ -165,11 +165,16 @@ class RSSM(nn.Module):
         raw = head(x).reshape(*x.shape[:-1], self.config.stoch_size, self.config.classes)
         return unimix_logits(raw, self.config.unimix)
 
-    def _prior_params(self, deter: torch.Tensor, scaled_action: torch.Tensor) -> torch.Tensor:
-        """p(z' | h') -- or p(z' | h', a) with ``prior_action_input`` -- for a scaled action (B, A)."""
+    def _prior_params(self, deter: torch.Tensor, scaled_action: torch.Tensor,
+                      previous_stoch: torch.Tensor | None = None) -> torch.Tensor:
+        """p(z' | h') -- or p(z' | h', a) with ``prior_action_input`` -- for a scaled action (B, A); with
+        ``prior_residual`` the mean is ``previous_stoch`` (B, S, 1) plus the head's output."""
         if self.config.prior_action_input:
             deter = torch.cat([deter, scaled_action.to(deter.dtype).expand(*deter.shape[:-1], -1)], -1)
-        return self._stoch_params(self.prior_head, deter)
+        params = self._stoch_params(self.prior_head, deter)
+        if self.config.prior_residual and previous_stoch is not None:
+            params = torch.cat([params[..., :1] + previous_stoch.to(params.dtype), params[..., 1:]], -1)
+        return params
 
     def scale_action(self, action: torch.Tensor) -> torch.Tensor:
         """Raw action (robot units) -> O(1) input: divided by action_scale, then squashed into [-1, 1] where
@@ -196,7 +201,7 @@ class RSSM(nn.Module):
         scaled = self.scale_action(action).to(state.deter.dtype)
         x = self.input_layer(torch.cat([state.stoch.flatten(-2), scaled], -1))
         deter = self.cell(x, state.deter)
-        params = self._prior_params(deter, scaled)
+        params = self._prior_params(deter, scaled, state.stoch)
         return RSSMState(deter, latent_sample(params, self.config, sample), params)
 
     def posterior(self, prior: RSSMState | torch.Tensor, embed: torch.Tensor, sample: bool = True) -> RSSMState:

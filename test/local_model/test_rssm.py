@@ -221,3 +221,19 @@ def test_unknown_latent_and_bad_min_std_are_refused() -> None:
         LocalModelConfig.preset("tiny", A, latent="vq")
     with pytest.raises(ValueError, match="min_std"):
         LocalModelConfig.preset("tiny", A, latent="gaussian", min_std=0.0)
+
+
+def test_a_residual_prior_predicts_the_change_of_z() -> None:
+    """With ``prior_residual`` the prior's mean is the previous z plus the head's output (Gaussian latent only)."""
+    config = LocalModelConfig.preset("tiny", A, [0.5, 0.5], image_size=16, latent="gaussian", prior_residual=True)
+    torch.manual_seed(0)
+    rssm = RSSM(config)
+    state = rssm.initial(B)
+    moved = RSSMState(state.deter, state.stoch + 3.0, state.params)
+    action = torch.randn(B, A)
+    prior = rssm.prior_step(moved, action, sample=False)
+    head_only = rssm._prior_params(prior.deter, rssm.scale_action(action))  # no previous z: the head's output
+    torch.testing.assert_close(prior.stoch, moved.stoch + head_only[..., :1])
+    torch.testing.assert_close(prior.params[..., 1], head_only[..., 1])  # the standard deviation is the head's
+    with pytest.raises(ValueError, match="prior_residual needs latent 'gaussian'"):
+        LocalModelConfig.preset("tiny", A, prior_residual=True)
