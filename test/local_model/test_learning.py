@@ -3,7 +3,8 @@
 A 6x6 bright square on a dark 16x16 frame moves by ``3 px x action`` per step (actions uniform in
 [-1, 1]^2, positions clipped to the frame); the reward of a frame is minus the square's distance to
 a fixed goal point (divided by the largest distance, so in [-1.4, 0]). Training takes ~15 s on one
-core, once with each kind of latent (categorical, Gaussian). Then, on held-out sequences:
+core, once with each kind of latent (categorical, Gaussian, Gaussian with a residual prior). Then,
+on held-out sequences:
 
 - the one-step prior predicts the next frame's reward and image far better than at initialisation;
 - with the actions shuffled between sequences it predicts clearly worse (the model uses the action);
@@ -57,14 +58,16 @@ def _metrics(model: LocalModel, batch: SequenceBatch) -> dict[str, float]:
     return logs
 
 
-@pytest.fixture(scope="module", params=["categorical", "gaussian"])
+@pytest.fixture(scope="module", params=[{"latent": "categorical"}, {"latent": "gaussian"},
+                                        {"latent": "gaussian", "prior_residual": True}], ids=["categorical", "gaussian",
+                                                                                            "gaussian_residual"])
 def trained(request):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
         rng = np.random.default_rng(0)
-        model = LocalModel(LocalModelConfig.preset("tiny", 2, [1.0, 1.0], image_size=SIZE, latent=request.param))
+        model = LocalModel(LocalModelConfig.preset("tiny", 2, [1.0, 1.0], image_size=SIZE, **request.param))
         held_out, positions = toy_sequences(np.random.default_rng(1), 128, 4)
         initial = _metrics(model, held_out)
         model.train()
