@@ -1,4 +1,4 @@
-"""DreamerV3's recurrent state-space model (RSSM) with categorical latents, and its balanced KL loss.
+"""DreamerV3's recurrent state-space model (RSSM) with categorical (or Gaussian) latents, and its balanced KL loss.
 
 State: a deterministic GRU state ``h`` (B, D) and a stochastic state ``z`` of S categoricals with
 K classes each (B, S, K), one-hot samples with straight-through gradients — or, with
@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Normal, kl_divergence
 
 from dmo_ros.local_model.config import LocalModelConfig
 
@@ -107,7 +108,7 @@ def gaussian_params(raw: torch.Tensor, min_std: float) -> torch.Tensor:
 def gaussian_sample(params: torch.Tensor, sample: bool = True) -> torch.Tensor:
     """(..., S, 1): a reparameterised draw ``mean + std * noise`` of (..., S, 2) parameters, or the mean."""
     mean, std = params[..., :1], params[..., 1:]
-    return mean + std * torch.randn_like(std) if sample else mean
+    return Normal(mean, std, validate_args=False).rsample() if sample else mean
 
 
 def latent_sample(params: torch.Tensor, config: LocalModelConfig, sample: bool = True) -> torch.Tensor:
@@ -258,9 +259,8 @@ def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
 
 def gaussian_kl(p_params: torch.Tensor, q_params: torch.Tensor) -> torch.Tensor:
     """KL(p || q) of diagonal Gaussians given as (..., S, 2) means and standard deviations, summed over S -> (...)."""
-    (p_mean, p_std), (q_mean, q_std) = p_params.float().unbind(-1), q_params.float().unbind(-1)
-    kl = torch.log(q_std / p_std) + (p_std.pow(2) + (p_mean - q_mean).pow(2)) / (2 * q_std.pow(2)) - 0.5
-    return kl.sum(-1)
+    p, q = (Normal(*params.float().unbind(-1), validate_args=False) for params in (p_params, q_params))
+    return kl_divergence(p, q).sum(-1)
 
 
 def latent_kl(p_params: torch.Tensor, q_params: torch.Tensor, config: LocalModelConfig) -> torch.Tensor:
