@@ -58,6 +58,10 @@ from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model_v4.model import is_world_model_v4
 
 KIND = "local_model"
+
+GO2_GATE_EPSILON = 0.1
+"""Finite-difference step of the end-of-training gate on Go2 data, in m/s and rad/s (the Go2's actions), as the
+README's ``dmo-gate local-model ... --epsilon 0.1`` for Push Cube."""
 """``config.json`` ``kind`` of a local model run."""
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -257,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           skip=MODEL_OPTIONS_SKIP)
     parser.set_defaults(train_options=train_options, model_options=model_options)
     parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
-                        help="measure the gate at the end (Push-T, with --reward-run; as dmo-gate local-model)")
+                        help="measure the gate at the end (with --reward-run; as dmo-gate local-model; on Go2 data "
+                             "with --epsilon 0.1)")
     parser.add_argument("--gate-task", choices=TASKS, default="push_t",
                         help="the Push-T task the gate probes (the goal picture's; a reach task's probes follow "
                              "reaches; default: push_t)")
@@ -343,14 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     metrics, where = (result.val_logs, "validation") if result.val_logs else (result.train_logs, "training")
     if metrics:
         print(format_single_step(metrics, where), flush=True)
-    if args.gate and robot == "pusht" and is_main_process():
+    if args.gate and robot in ("pusht", "go2") and is_main_process():  # the robots with a stand-in to probe
         if args.reward_run is None:
-            print("gate not measured (it needs --reward-run and --goal); measure it with dmo-gate local-model",
-                  flush=True)
+            print("gate not measured (it needs --reward-run); measure it with dmo-gate local-model", flush=True)
+        elif is_world_model_v4(args.reward_run):
+            print("gate not measured: its probes score frames with a reward model run, not a DreamerV4 run's reward "
+                  "token; measure it with dmo-gate local-model and a reward model run", flush=True)
         else:
             from dmo_ros.gates.cli import local_model_run_gate
 
             small = {"sequences": 8, "probes": 4, "state_probe_episodes": 2} if args.preset == "tiny" else {}
+            if robot == "go2":  # Push Cube's probes: actions in m/s and rad/s, so the README's larger step
+                small["epsilon"] = GO2_GATE_EPSILON
             report = local_model_run_gate(args.run_dir, folders[0], args.reward_run, args.goal,
                                           resolve_device(train_config.device, World()), labels, task=args.gate_task,
                                           **small)

@@ -191,3 +191,27 @@ def test_a_dreamerv4_run_labels_with_its_reward_token(dataset: Path, tmp_path: P
     # A world model of other frames is refused with what to do, before anything trains.
     assert main(_args(dataset, tmp_path / "other", "--reward-run", str(_v4_run(tmp_path / "v4_32", 32)))) == 2
     assert "16 px frames, the world model" in capsys.readouterr().err
+
+
+def test_a_go2_model_is_gated_on_the_push_cube_stand_in_at_the_end(tmp_path: Path, capsys) -> None:
+    """On Go2 data the trainer ends with the local-model gate as on Push-T: probes on the Go2 stand-in, its step in
+    m/s and rad/s (``GO2_GATE_EPSILON``), an intent reward needing no goal picture; written to ``gate.json``."""
+    from dmo_ros.local_model.train import GO2_GATE_EPSILON
+    from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
+    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
+    data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
+                         extra_meta={"robot": "go2"})
+    torch.manual_seed(0)
+    reward = tmp_path / "intent"
+    model = IntentRewardNet(IntentRewardConfig.preset("tiny", image_size=16))
+    write_run_config(reward, {"kind": "reward", "objective": "intent", "model": asdict(model.config)})
+    save_checkpoint(reward, 1, model.state_dict(), {"step": 1}, {})
+    run = tmp_path / "run"
+    main(_args(data, run, "--reward-run", str(reward), "--steps", "2"))  # exit 0 or 1 (an untrained model fails)
+    out = capsys.readouterr().out
+    assert "gate local_model:" in out and "(push_cube)" in out
+    report = json.loads((run / "gate.json").read_text())
+    assert report["metrics"]["robot"] == "go2" and report["metrics"]["epsilon"] == GO2_GATE_EPSILON
