@@ -58,11 +58,11 @@ from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model_v4.model import is_world_model_v4
 
 KIND = "local_model"
+"""``config.json`` ``kind`` of a local model run."""
 
 GO2_GATE_EPSILON = 0.1
 """Finite-difference step of the end-of-training gate on Go2 data, in m/s and rad/s (the Go2's actions), as the
 README's ``dmo-gate local-model ... --epsilon 0.1`` for Push Cube."""
-"""``config.json`` ``kind`` of a local model run."""
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Tests: seconds on one CPU core. Gradient clipping at 1000 as DreamerV3: the image loss is summed over
