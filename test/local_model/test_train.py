@@ -59,6 +59,17 @@ def _args(dataset: Path, run: Path, *extra: str) -> list[str]:
             "--progress", "false", "--checkpoint-every", "3", *extra]
 
 
+def _intent_reward_run(folder: Path) -> Path:
+    """An (untrained) tiny ``dmo-train-reward --objective intent`` run of 16 px frames."""
+    from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
+
+    torch.manual_seed(0)
+    model = IntentRewardNet(IntentRewardConfig.preset("tiny", image_size=16))
+    write_run_config(folder, {"kind": "reward", "objective": "intent", "model": asdict(model.config)})
+    save_checkpoint(folder, 1, model.state_dict(), {"step": 1}, {})
+    return folder
+
+
 def _labelled(dataset: Path, run: Path, reward_run: tuple[Path, Path], *extra: str) -> list[str]:
     return _args(dataset, run, "--reward-run", str(reward_run[0]), "--goal", str(reward_run[1]), *extra)
 
@@ -86,13 +97,9 @@ def test_labels_trains_checkpoints_and_loads(dataset: Path, reward_run, tmp_path
 
 def test_an_intent_reward_labels_without_a_goal_picture(dataset: Path, tmp_path: Path, capsys) -> None:
     """A ``dmo-train-reward --objective intent`` run labels each frame with P(intent) + milestone; no --goal."""
-    from dmo_ros.reward.intent import IntentReward, IntentRewardConfig, IntentRewardNet
+    from dmo_ros.reward.intent import IntentReward
 
-    torch.manual_seed(0)
-    reward = tmp_path / "intent"
-    model = IntentRewardNet(IntentRewardConfig.preset("tiny", image_size=16))
-    write_run_config(reward, {"kind": "reward", "objective": "intent", "model": asdict(model.config)})
-    save_checkpoint(reward, 1, model.state_dict(), {"step": 1}, {})
+    reward = _intent_reward_run(tmp_path / "intent")
     run = tmp_path / "run"
     assert main(_args(dataset, run, "--reward-run", str(reward), "--steps", "2")) == 0
     assert "labelling 48 samples" in capsys.readouterr().out
@@ -197,18 +204,13 @@ def test_a_go2_model_is_gated_on_the_push_cube_stand_in_at_the_end(tmp_path: Pat
     """On Go2 data the trainer ends with the local-model gate as on Push-T: probes on the Go2 stand-in, its step in
     m/s and rad/s (``GO2_GATE_EPSILON``), an intent reward needing no goal picture; written to ``gate.json``."""
     from dmo_ros.local_model.train import GO2_GATE_EPSILON
-    from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
 
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
     actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
     data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
                          extra_meta={"robot": "go2"})
-    torch.manual_seed(0)
-    reward = tmp_path / "intent"
-    model = IntentRewardNet(IntentRewardConfig.preset("tiny", image_size=16))
-    write_run_config(reward, {"kind": "reward", "objective": "intent", "model": asdict(model.config)})
-    save_checkpoint(reward, 1, model.state_dict(), {"step": 1}, {})
+    reward = _intent_reward_run(tmp_path / "intent")
     run = tmp_path / "run"
     main(_args(data, run, "--reward-run", str(reward), "--steps", "2"))  # exit 0 or 1 (an untrained model fails)
     out = capsys.readouterr().out
