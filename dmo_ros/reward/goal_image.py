@@ -230,6 +230,37 @@ def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t"
         sim.close()
 
 
+def standin_agent_spots_goal_set(spots: int, seed: int = 0, task: str = "push_t") -> np.ndarray:
+    """A goal set (K, H, W, 3) uint8 of a Push-T pushing task: the block on its goal pose, the agent drawn at
+    ``spots`` places drawn uniformly over the arena (``seed``), each at least 40 u clear of the goal T.
+
+    Why: one goal picture shows the agent somewhere, and a temporal-distance reward then pays for putting the agent
+    there as much as for moving the T (on push_region the agent alone moves it by ~0.25, the T from 60 u to 25 u
+    from the goal by ~0.03); the best of K pictures with the agent elsewhere in each raises that T rise about
+    threefold (README "The ladder", "A goal set with the agent in K places"). On a real robot: the T on its target,
+    one picture per arm position. Raises ValueError for a reach task (its agent is the goal) or ``spots`` < 1."""
+    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_tasks import disc_clears_t
+
+    if spots < 1:
+        raise ValueError(f"--agent-spots must be >= 1, got {spots}")
+    sim = PushTSim(PushTConfig(seed=seed, task=task))
+    try:
+        if sim.task.shows_target:
+            raise ValueError(f"task {task!r} shows the agent on its target: its goal is one picture, not a set")
+        rng = np.random.default_rng(seed)
+        low, high = sim.config.arena_margin + 20.0, ARENA_UNITS - sim.config.arena_margin - 20.0
+        goal = np.asarray(sim.env.goal_pose, dtype=np.float64)
+        pictures = []
+        while len(pictures) < spots:
+            spot = rng.uniform(low, high, 2)
+            if disc_clears_t(spot, goal, radius=40.0):
+                pictures.append(sim.goal_image(agent=spot))
+        return np.stack(pictures)
+    finally:
+        sim.close()
+
+
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -253,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --from-dataset: a goal set of the last frames of K demonstrations (intent runs), "
                              "evenly spread, into one .npy (and a contact sheet beside it); for an ego camera that "
                              "sees the goal differently from every place (Go2). 0: one picture (default)")
+    parser.add_argument("--agent-spots", type=int, default=0, metavar="K",
+                        help="a pushing task on the stand-in: a goal set of K pictures, the T on its goal pose and "
+                             "the agent in K places, into one .npy (and a contact sheet beside it); the reward is "
+                             "then the best of them, so it pays less for where the agent is. 0: one picture "
+                             "(default)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="resize to this size (centre crop, then resize); default: keep the native size")
     options = parser.parse_args(argv)
@@ -269,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             if not -len(frames) <= options.sample < len(frames):
                 raise GoalImageError(f"--sample {options.sample} outside the dataset's {len(frames)} samples")
             pixels, what = np.array(frames[options.sample]), f"sample {options.sample} of {options.from_dataset}"
+        elif options.agent_spots:
+            return _write_agent_spots(options)
         else:
             pixels = standin_goal_image(options.robot, options.seed, options.task)
             what = f"the {options.robot} stand-in's goal ({options.task})"
@@ -286,6 +324,25 @@ def _write_goal_set(options: argparse.Namespace) -> int:
     if options.demonstration_ends < 1 or options.output.suffix.lower() != ".npy":
         raise GoalImageError("--demonstration-ends K needs K >= 1 and an .npy output (a stack of K pictures)")
     pictures, samples = demonstration_ends(options.from_dataset, options.demonstration_ends)
+    pictures, sheet_path = _save_goal_set(pictures, options)
+    print(f"wrote {options.output}: a goal set of {len(pictures)} demonstration ends of {options.from_dataset} "
+          f"(samples {samples[0]}..{samples[-1]}), {pictures.shape[2]}x{pictures.shape[1]} px RGB; "
+          f"contact sheet {sheet_path}")
+    return 0
+
+
+def _write_agent_spots(options: argparse.Namespace) -> int:
+    if options.output.suffix.lower() != ".npy":
+        raise GoalImageError("--agent-spots K needs an .npy output (a stack of K pictures)")
+    pictures = standin_agent_spots_goal_set(options.agent_spots, options.seed, options.task)
+    pictures, sheet_path = _save_goal_set(pictures, options)
+    print(f"wrote {options.output}: a goal set of the {options.robot} stand-in's goal ({options.task}) with the agent "
+          f"in {len(pictures)} places, {pictures.shape[2]}x{pictures.shape[1]} px RGB; contact sheet {sheet_path}")
+    return 0
+
+
+def _save_goal_set(pictures: np.ndarray, options: argparse.Namespace) -> tuple[np.ndarray, Path]:
+    """Resize (``--size``), save the (K, H, W, 3) stack to ``--output`` and a contact sheet beside it (.png)."""
     if options.size is not None:
         pictures = np.stack([resize(p, options.size[0], options.size[1], "crop") for p in pictures])
     options.output.parent.mkdir(parents=True, exist_ok=True)
@@ -297,11 +354,7 @@ def _write_goal_set(options: argparse.Namespace) -> int:
         r, c = divmod(k, columns)
         height, width = picture.shape[:2]
         sheet[r * height:(r + 1) * height, c * width:(c + 1) * width] = picture
-    sheet_path = save_goal_image(sheet, options.output.with_suffix(".png"))
-    print(f"wrote {options.output}: a goal set of {len(pictures)} demonstration ends of {options.from_dataset} "
-          f"(samples {samples[0]}..{samples[-1]}), {pictures.shape[2]}x{pictures.shape[1]} px RGB; "
-          f"contact sheet {sheet_path}")
-    return 0
+    return pictures, save_goal_image(sheet, options.output.with_suffix(".png"))
 
 
 if __name__ == "__main__":

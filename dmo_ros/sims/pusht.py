@@ -246,23 +246,30 @@ class PushTSim:
         screen = self.env._draw()
         return np.ascontiguousarray(self.env._get_img(screen, self.config.width, self.config.height))
 
-    def goal_image(self) -> np.ndarray:
+    def goal_image(self, agent: np.ndarray | None = None) -> np.ndarray:
         """The task's goal picture, same size as ``render``: reach, the scene with the agent on its target;
-        the pushing tasks, the block placed on the goal pose (the agent where it is)."""
+        the pushing tasks, the block placed on the goal pose, the agent where it is or, with ``agent`` (x, y in
+        arena units; pushing tasks only), drawn there. The simulation's state is left as it was."""
         if self.task.shows_target:
+            if agent is not None:
+                raise ValueError(f"task {self.config.task!r} draws the agent on its target; agent= is for pushing")
             return self._target_image()
         env, block = self.env, self.env.block
-        saved_angle, saved_position = block.angle, block.position
+        saved_angle, saved_position, saved_agent = block.angle, block.position, env.agent.position
         try:
             # Angle first: setting the angle turns the body about its centre of gravity, while
             # the position is the body's origin (where gym-pusht's goal T is drawn from).
             block.angle = float(env.goal_pose[2])
             block.position = tuple(float(v) for v in env.goal_pose[:2])
             env.space.reindex_shapes_for_body(block)  # the drawing reads the shapes' cached vertices
+            if agent is not None:
+                env.agent.position = (float(agent[0]), float(agent[1]))
+                env.space.reindex_shapes_for_body(env.agent)
             return self.render_shapes()
         finally:
-            block.angle, block.position = saved_angle, saved_position
+            block.angle, block.position, env.agent.position = saved_angle, saved_position, saved_agent
             env.space.reindex_shapes_for_body(block)
+            env.space.reindex_shapes_for_body(env.agent)
 
     def render_shapes(self) -> np.ndarray:
         """The camera's picture as :meth:`render` draws it, but without pymunk's contact points: after bodies are

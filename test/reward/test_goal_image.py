@@ -184,3 +184,36 @@ def test_cli_takes_the_ends_of_successful_demonstrations_as_a_goal_set(tmp_path:
     idle = write_dataset(tmp_path / "idle", frames, np.zeros((18, 2), np.float32), [6, 6, 6])
     assert main(["--from-dataset", str(idle), "--demonstration-ends", "2", "-o", str(out)]) == 2
     assert "no demonstration" in capsys.readouterr().err
+
+
+def test_cli_draws_a_goal_set_with_the_agent_in_k_places(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "goals.npy"
+    assert main(["--task", "push_region", "--agent-spots", "3", "--size", "64", "64", "-o", str(out)]) == 0
+    pictures = np.load(out)
+    assert pictures.shape == (3, 64, 64, 3) and pictures.dtype == np.uint8
+    assert (tmp_path / "goals.png").is_file() and "agent in 3 places" in capsys.readouterr().out
+    for a, b in [(0, 1), (1, 2), (0, 2)]:
+        changed = np.abs(pictures[a].astype(int) - pictures[b].astype(int)).max(-1) > 30
+        # Only the agent moved: a few dozen pixels of a 4-pixel disc at two places, the T the same.
+        assert 0 < changed.sum() < 0.02 * changed.size
+    blue = (pictures[..., 2].astype(int) - pictures[..., 0]) > 100  # the agent's disc is blue
+    assert all(b.any() for b in blue)
+    assert main(["--task", "push_region", "--agent-spots", "3", "-o", str(tmp_path / "goals.png")]) == 2
+    assert main(["--task", "reach_fixed", "--agent-spots", "3", "-o", str(out)]) == 2
+    assert main(["--task", "push_t", "--agent-spots", "-1", "-o", str(out)]) == 2
+    assert "one picture, not a set" in capsys.readouterr().err
+
+
+def test_the_standin_goal_picture_draws_the_agent_where_asked_and_leaves_the_state():
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+    sim = PushTSim(PushTConfig(seed=0, task="push_t"))
+    try:
+        before = sim.state()
+        left, right = sim.goal_image(agent=np.array([100.0, 256.0])), sim.goal_image(agent=np.array([400.0, 256.0]))
+        after = sim.state()
+        assert np.allclose(before.agent, after.agent) and np.allclose(before.block, after.block)
+        blue = lambda image: (image[..., 2].astype(int) - image[..., 0]) > 100  # noqa: E731
+        assert np.nonzero(blue(left))[1].mean() < np.nonzero(blue(right))[1].mean()  # the disc moved right
+    finally:
+        sim.close()
