@@ -235,10 +235,11 @@ def standin_agent_spots_goal_set(spots: int, seed: int = 0, task: str = "push_t"
     ``spots`` places drawn uniformly over the arena (``seed``), each at least 40 u clear of the goal T.
 
     Why: one goal picture shows the agent somewhere, and a temporal-distance reward then pays for putting the agent
-    there as much as for moving the T (on push_region the agent alone moves it by ~0.25, the T from 60 u to 25 u
-    from the goal by ~0.03); the best of K pictures with the agent elsewhere in each raises that T rise about
-    threefold (README "The ladder", "A goal set with the agent in K places"). On a real robot: the T on its target,
-    one picture per arm position. Raises ValueError for a reach task (its agent is the goal) or ``spots`` < 1."""
+    there more than for the last stretch of the T's way (on push_region the agent alone moves it by ~0.26, the T from
+    50 u to 25 u from the goal by ~0.03); the best of 16 pictures with the agent elsewhere in each (``GoalReward``'s
+    max over a goal set) raises that T rise about fourfold, though DMO on rung 1 did not score higher with it (README
+    "The ladder", "push_region's reward, band by band"). On a real robot: the T on its target, one picture per arm
+    position. Raises ValueError for a reach task (its agent is the goal) or ``spots`` < 1."""
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import disc_clears_t
 
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="resize to this size (centre crop, then resize); default: keep the native size")
     options = parser.parse_args(argv)
     try:
+        if options.agent_spots and options.from_dataset is not None:
+            raise GoalImageError("--agent-spots renders the stand-in; --from-dataset takes recorded frames (for a goal "
+                                 "set from a recording use --demonstration-ends)")
         if options.from_dataset is not None:
             from dmo_ros.dataset.format import DatasetError, open_arrays
 

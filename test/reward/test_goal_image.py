@@ -201,7 +201,9 @@ def test_cli_draws_a_goal_set_with_the_agent_in_k_places(tmp_path: Path, capsys)
     assert main(["--task", "push_region", "--agent-spots", "3", "-o", str(tmp_path / "goals.png")]) == 2
     assert main(["--task", "reach_fixed", "--agent-spots", "3", "-o", str(out)]) == 2
     assert main(["--task", "push_t", "--agent-spots", "-1", "-o", str(out)]) == 2
-    assert "one picture, not a set" in capsys.readouterr().err
+    assert main(["--agent-spots", "3", "--from-dataset", str(tmp_path), "-o", str(out)]) == 2
+    errors = capsys.readouterr().err
+    assert "one picture, not a set" in errors and "must be >= 1" in errors and "--agent-spots renders" in errors
 
 
 def test_the_standin_goal_picture_draws_the_agent_where_asked_and_leaves_the_state():
