@@ -71,6 +71,13 @@ class RewardGateConfig:
     """Side of the frames the reward model takes."""
     seed: int = 0
     """Seed of the stand-in episodes and the agent placements."""
+    task: str = "push_t"
+    """The pushing task whose resets start the T-only paths (the gate: push_t's; ``push_region`` for the band-by-band
+    view of ``scripts/reward_along_task_paths.py``). The expert runs start from the same resets."""
+
+    def __post_init__(self) -> None:
+        if self.task in REACH_TASKS:
+            raise ValueError(f"task {self.task!r} keeps the T still; its reward gate is the reach gate (--task)")
 
 
 def _place(sim, block_pose: np.ndarray, agent: np.ndarray) -> None:
@@ -101,7 +108,7 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
     config = config or RewardGateConfig()
     size = config.image_size
     rng = np.random.default_rng(config.seed)
-    sim = PushTSim(PushTConfig(seed=config.seed + 20_000))
+    sim = PushTSim(PushTConfig(seed=config.seed + 20_000, task=config.task))
     margin = sim.config.arena_margin + 10
     corners = np.array([[margin, margin], [ARENA_UNITS - margin, margin], [margin, ARENA_UNITS - margin],
                         [ARENA_UNITS - margin, ARENA_UNITS - margin]])
@@ -109,7 +116,7 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
     def camera() -> np.ndarray:
         return resize(sim.render_shapes(), size, size, "crop")
 
-    paths, spreads, agent_curves = [], [], []
+    paths, distances, spreads, agent_curves = [], [], [], []
     try:
         for e in range(config.episodes):
             if e:
@@ -124,14 +131,16 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
             start_centre = _block_centre(sim)
             park = corners[np.argmax([min(np.linalg.norm(c - start_centre), np.linalg.norm(c - goal_centre))
                                       for c in corners])]
-            images = []
+            images, distance = [], []
             for s in np.linspace(0.0, 1.0, config.steps + 1):
                 _place(sim, np.array([*(start_pose[:2] + s * (goal[:2] - start_pose[:2])), start_pose[2] + s * turn]),
                        park)
                 images.append(camera())
+                distance.append(float(np.linalg.norm(_block_centre(sim) - goal_centre)))
             frames = _frames(images)
             path = reward(frames, frames[0]).float().cpu().numpy()
             paths.append(path)
+            distances.append(distance)
             # Agent only: the block at its reset pose, the agent anywhere clear of it.
             placed = []
             while len(placed) < config.agent_places:
@@ -169,7 +178,8 @@ def measure_reward_shape(reward: RewardOfFrames, config: RewardGateConfig | None
         "expert_spearman": float(np.mean(expert_spearman)) if expert_spearman else float("nan"),
         "expert_spearman_per_run": expert_spearman,
         "expert_best_coverage": [float(r["coverage"].max()) for r in expert_runs],
-        "curves": {"path": [p.tolist() for p in paths], "agent": [a.tolist() for a in agent_curves],
+        "curves": {"path": [p.tolist() for p in paths], "path_distance": distances,
+                   "agent": [a.tolist() for a in agent_curves],
                    "expert": [{k: np.asarray(v).tolist() for k, v in r.items()} for r in expert_runs]},
     }
 

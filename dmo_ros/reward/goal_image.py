@@ -235,9 +235,10 @@ def standin_agent_spots_goal_set(spots: int, seed: int = 0, task: str = "push_t"
     ``spots`` places drawn uniformly over the arena (``seed``), each at least 40 u clear of the goal T.
 
     Why: one goal picture shows the agent somewhere, and a temporal-distance reward then pays for putting the agent
-    there more than for the last stretch of the T's way (on push_region the agent alone moves it by ~0.26, the T from
-    50 u to 25 u from the goal by ~0.03); the best of 16 pictures with the agent elsewhere in each (``GoalReward``'s
-    max over a goal set) raises that T rise about fourfold, though DMO on rung 1 did not score higher with it (README
+    there about as much as for the last stretch of the T's way (on push_region the agent alone moves it by ~0.23, the
+    T from 50 u to 25 u from the goal by 0.03-0.08, depending on where the agent stands); the best of 16 pictures
+    with the agent elsewhere in each (``GoalReward``'s max over a goal set) raises that T rise 1.4-4x, though DMO on
+    rung 1 did not score higher with it (README
     "The ladder", "push_region's reward, band by band"). On a real robot: the T on its target, one picture per arm
     position. Raises ValueError for a reach task (its agent is the goal) or ``spots`` < 1."""
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim

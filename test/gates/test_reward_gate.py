@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dmo_ros.gates.reward import (
@@ -109,3 +110,8 @@ def test_the_reach_gate_takes_only_reach_tasks():
 
     with pytest.raises(ValueError, match="no agent target"):
         ReachRewardGateConfig(task="push_t")
+
+
+def test_a_reach_task_is_sent_to_the_reach_gate():
+    with pytest.raises(ValueError, match="reach gate"):
+        RewardGateConfig(task="reach_fixed")
