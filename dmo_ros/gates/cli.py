@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
         if name == "world-model":
             add_change_threshold(sub)
+        # The reward's --task is the reach options' (below): it picks the reach gate; the shape gate keeps push_t's.
         options = add_dataclass_options(sub, config_class, title="measurement and bounds",
-                                        skip=["image_size"])
+                                        skip=["image_size", "task"])
         reach_options = add_dataclass_options(
             sub, ReachRewardGateConfig, title="reach tasks (--task reach_fixed or reach: the agent-to-target map)",
             skip=["image_size", "seed"]) if name == "reward" else []
