@@ -12,6 +12,11 @@ name its curves.
 reward): the state the policy trainer recorded at its start (``config.json`` ``"gates"``), or, for runs that
 predate that record, the models' ``gate.json`` as they are now (marked "now") — so a result can be read beside
 whether its inputs passed (README "Gates").
+
+``--episodes`` adds, under the table, each run's outcome per evaluation episode (``1`` success, ``.`` failure) and
+the starts that no run solved and that every run solved. The runs must share the task, the evaluation seed and the
+episode count (the same starts); a failure on a start every method misses (true state and pixels alike) is the
+task's or the policy class's, not a learned part's (README "The ladder", "The same starts fail on every rung").
 """
 
 from __future__ import annotations
@@ -109,6 +114,45 @@ def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
     return "\n".join(lines)
 
 
+def episode_outcomes(run_dirs: list[Path | str]) -> str:
+    """Per-episode successes of runs evaluated on the same starts (see the module doc), as markdown.
+
+    Raises:
+        ValueError: a run without a finished evaluation or per-episode records, or runs evaluated on other starts
+            (task, evaluation seed or episode count differ).
+    """
+    rows, outcomes, starts, episodes_key = [], [], None, None
+    for argument in run_dirs:
+        label, run_dir = parse_run_argument(str(argument))
+        final = _read_record(Path(run_dir) / "final_eval.json")
+        try:
+            key = (final["config"]["task"], final["config"]["seed"], final["policy"]["episodes"])
+            episodes = final["policy"]["per_episode"]
+            success = [bool(episode["success"]) for episode in episodes]
+            distances = [episode.get("start_distance") for episode in episodes]
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{run_dir}: its final_eval.json lacks {error} (per-episode records are written by "
+                             "dmo-train-policy, dmo-train-act and dmo-train-rung0)") from error
+        if episodes_key is not None and key != episodes_key:
+            raise ValueError(f"{run_dir} was evaluated on other starts (task, seed, episodes = {key}) than "
+                             f"{rows[0][0]} ({episodes_key}); --episodes compares runs on the same starts")
+        episodes_key, starts = key, starts or distances
+        outcomes.append(success)
+        rows.append((run_dir if label is None else f"{label}={run_dir}", sum(success), len(success),
+                     "".join("1" if s else "." for s in success)))
+    lines = [f"| run | successes | episodes 0-{episodes_key[2] - 1} (1 success, . failure) |", "|---|---|---|"]
+    lines += [f"| {name} | {won}/{count} | `{pattern}` |" for name, won, count, pattern in rows]
+
+    def named(indices: list[int]) -> str:
+        return ", ".join(f"{i}" + (f" ({starts[i]:.0f} u)" if starts[i] is not None else "") for i in indices) or "none"
+
+    never = [i for i in range(episodes_key[2]) if not any(run[i] for run in outcomes)]
+    always = [i for i in range(episodes_key[2]) if all(run[i] for run in outcomes)]
+    lines += ["", f"Starts no run solved ({len(never)}; the start's distance from the goal): {named(never)}",
+              f"Starts every run solved ({len(always)}): {named(always)}"]
+    return "\n".join(lines)
+
+
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
@@ -117,9 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=output_file, default=None, help="also write the table to this markdown file")
     parser.add_argument("--gates", action="store_true",
                         help="add a column with the gates of the models each run was trained on")
+    parser.add_argument("--episodes", action="store_true",
+                        help="add each run's outcome per evaluation episode and the starts no run / every run solved "
+                             "(runs on the same starts)")
     options = parser.parse_args(argv)
     try:
         table = ladder_table(options.run_dirs, options.gates)
+        if options.episodes:
+            table += "\n\n" + episode_outcomes(options.run_dirs)
     except (ValueError, OSError, KeyError) as error:
         print(f"dmo-ladder-table: error: {error}", file=sys.stderr)
         return 2

@@ -98,3 +98,41 @@ def test_a_reach_row_leaves_the_coverage_out(tmp_path, capsys):
     push = next(line for line in lines if line.startswith("| 2 | push_region |"))
     assert reach.endswith("| 3/4 [50-90%] | - | 40.0 +- 10.0 | 4 | 7 |")
     assert push.endswith("| 3/4 [50-90%] | 0.300 +- 0.100 | 40.0 +- 10.0 | 4 | 7 |")
+
+
+def _run_with_episodes(folder, outcomes, seed=7, rung0=False):
+    folder.mkdir()
+    config = {"kind": "rung0", "method": "sapo"} if rung0 else {"kind": "policy", "method": "dmo", "rung": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    per_episode = [{"success": won, "start_distance": 60.0 + 10 * i} for i, won in enumerate(outcomes)]
+    numbers = {**NUMBERS, "per_episode": per_episode}
+    (folder / "final_eval.json").write_text(json.dumps({
+        "config": {"task": "push_region", "seed": seed}, "samples": 4096, "wall_s": 120.0, "policy": numbers,
+        "ceilings": {"ceiling: random actions": NUMBERS}}))
+    return folder
+
+
+def test_episodes_lists_each_run_per_start_and_the_starts_no_run_solved(tmp_path, capsys):
+    pixels = _run_with_episodes(tmp_path / "r1", [True, False, True, False])
+    state = _run_with_episodes(tmp_path / "r0", [True, False, False, True], rung0=True)
+    assert main([str(pixels), f"true state={state}", "--episodes"]) == 0
+    out = capsys.readouterr().out
+    assert f"| {pixels} | 2/4 | `1.1.` |" in out and f"| true state={state} | 2/4 | `1..1` |" in out
+    assert "Starts no run solved (1; the start's distance from the goal): 1 (70 u)" in out
+    assert "Starts every run solved (1): 0 (60 u)" in out
+    assert main([str(pixels)]) == 0
+    assert "Starts no run solved" not in capsys.readouterr().out  # only with --episodes
+
+
+def test_episodes_refuses_runs_on_other_starts_or_without_records(tmp_path, capsys):
+    first = _run_with_episodes(tmp_path / "a", [True, False, True, False])
+    other_seed = _run_with_episodes(tmp_path / "b", [True, False, True, False], seed=8)
+    assert main([str(first), str(other_seed), "--episodes"]) == 2
+    err = capsys.readouterr().err
+    assert "evaluated on other starts" in err and "Traceback" not in err
+    old = _finished_run(tmp_path / "old", {})
+    old_final = json.loads((old / "final_eval.json").read_text())
+    old_final["config"]["seed"] = 7
+    (old / "final_eval.json").write_text(json.dumps(old_final))
+    assert main([str(first), str(old), "--episodes"]) == 2
+    assert "lacks 'per_episode'" in capsys.readouterr().err
