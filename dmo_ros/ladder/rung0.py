@@ -27,7 +27,8 @@ Training runs through :func:`dmo_ros.dmo.runner.train_policy`: TensorBoard scala
 evaluation on the task (``eval.jsonl``: success rates with intervals, max coverage, final distance),
 atomic checkpoints and resume. At the end the final policy is evaluated on ``final_eval_episodes``
 fixed-seed episodes of gym-pusht's standard 30 s and printed beside the random, zero-action and expert
-ceilings.
+ceilings; ``--video DIR`` writes those episodes as GIFs and a contact sheet (re-running the command on a finished
+run evaluates it again, so a finished run's episodes can be watched after the fact).
 """
 
 from __future__ import annotations
@@ -648,6 +649,7 @@ def build(config: Rung0Config, seed: int, max_samples: int | None = None) -> Run
 
 @exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
+    from dmo_ros.policy.episode_video import add_video_options, videos
     from dmo_ros.policy.evaluate import EvalConfig, evaluate_controller, write_final_evaluation
 
     parser = argparse.ArgumentParser(
@@ -681,7 +683,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a Rung0Config field (model_updates=64) or a SAPO one (sapo.alpha_init=0.02); "
                              "VALUE is read by the field's type (lists as JSON, [0.9, 0.99]); repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_video_options(parser)  # the final evaluation's episodes; re-running a finished run re-evaluates it
     options = parser.parse_args(argv)
+    if options.video_episodes is not None and options.video_episodes < 0:
+        parser.error(f"--video-episodes must be >= 0, got {options.video_episodes}")
+    if options.video is not None and not options.final_eval_episodes:
+        parser.error("--video records the final evaluation's episodes: give --final-eval-episodes N > 0")
     if options.run_dir is not None and options.run_dir_option is not None and options.run_dir != options.run_dir_option:
         parser.error(f"two run folders given: {options.run_dir} and --run-dir {options.run_dir_option}")
     options.run_dir = options.run_dir or options.run_dir_option
@@ -743,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
         print(write_final_evaluation(algorithm.policy(), f"rung 0 {config.method}, {result.samples} samples",
                                      options.run_dir, result.samples, result.wall_s, final_config,
-                                     cache=options.ceilings_cache))
+                                     cache=options.ceilings_cache, videos=videos(options)))
     if not math.isfinite(result.logs.get("mean_reward", 0.0)):
         return 1
     return 0

@@ -373,11 +373,13 @@ def evaluate_ceilings(config: EvalConfig, names: tuple[str, ...] = CEILINGS,
 
 
 def write_final_evaluation(controller: Controller, label: str, run_dir: Path | str, samples: int, wall_s: float,
-                           config: EvalConfig, cache: Path | str | None = None) -> str:
+                           config: EvalConfig, cache: Path | str | None = None,
+                           videos: EpisodeVideos | None = None) -> str:
     """Evaluate a trained run's ``controller`` on ``config``'s episodes beside the random, zero-action and expert
     ceilings; write ``final_eval.json`` (what ``dmo-ladder-table`` reads) and ``final_eval.md`` into ``run_dir``
-    and return the table. ``cache``: the ceilings' results file (default ``ceilings.json`` beside the run)."""
-    rows = [(label, evaluate_controller(controller, config)),
+    and return the table. ``cache``: the ceilings' results file (default ``ceilings.json`` beside the run);
+    ``videos``: records the controller's episodes (GIFs and a contact sheet), not the ceilings'."""
+    rows = [(label, evaluate_controller(controller, config, videos=videos)),
             *evaluate_ceilings(config, cache=cache or Path(run_dir).parent / "ceilings.json")]
     return write_final_files(run_dir, rows, format_table(rows, config), config, samples, wall_s)
 

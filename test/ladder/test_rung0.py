@@ -274,3 +274,23 @@ def test_the_run_folder_is_positional_or_run_dir_as_in_the_other_trainers(tmp_pa
         rung0.main(["--preset", "tiny"])
     assert "the run folder is required" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_video_records_the_final_evaluation_and_a_finished_run_can_be_watched_again(tmp_path, capsys):
+    run, video = tmp_path / "r0", tmp_path / "video"
+    args = [str(run), "--preset", "tiny", "--task", "push_region", "--final-eval-episodes", "2", "--no-progress"]
+    assert rung0.main(args) == 0
+    assert not video.exists()
+    first = json.loads((run / "final_eval.json").read_text())["policy"]["per_episode"]
+    assert rung0.main([*args, "--video", str(video)]) == 0  # finished: no training, the same episodes recorded
+    assert sorted(p.name.split("_")[1] for p in video.glob("episode_*.gif")) == ["000", "001"]
+    assert (video / "episodes.png").is_file()
+    again = json.loads((run / "final_eval.json").read_text())["policy"]["per_episode"]
+    assert [e["success"] for e in again] == [e["success"] for e in first]
+    assert [e["final_distance"] for e in again] == pytest.approx([e["final_distance"] for e in first])
+    with pytest.raises(SystemExit):
+        rung0.main([*args[:-3], "--final-eval-episodes", "0", "--video", str(video)])
+    assert "--video records the final evaluation's episodes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rung0.main([*args, "--video", str(video), "--video-episodes", "-1"])
+    assert "--video-episodes must be >= 0" in capsys.readouterr().err
