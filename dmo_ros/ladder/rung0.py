@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dmo_ros.dataset.images import resize
 from dmo_ros.dmo.decoupled import rollout_decoupled
@@ -120,6 +121,10 @@ class Rung0Config:
     """reward=learned: the goal picture (``dmo-goal-image``) the energy scores toward."""
     reward_hidden: int = 256
     """reward=learned, sapo: width of the state reward regressor's MLP (two hidden layers)."""
+    policy_ema: float = 0.0
+    """sapo: decay of an exponential moving average of the actor's weights (Polyak averaging, torch's
+    ``AveragedModel``; DMO's ``--policy-ema``), updated after every update; the evaluations and the final policy use
+    the average, training goes on from the latest weights. 0: off."""
     sapo: SAPOConfig = field(default_factory=SAPOConfig)
     """The SAPO actor-critic (horizon, learning rates, networks)."""
 
@@ -141,6 +146,10 @@ class Rung0Config:
         for name in ("model_updates", "warmup_samples", "warmup_updates", "critic_warmup", "model_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
+            raise ValueError(f"policy_ema must be in [0, 1) (0: off), got {self.policy_ema}")
+        if self.policy_ema > 0 and self.method != "sapo":
+            raise ValueError("policy_ema averages SAPO's actor; PPO keeps its latest weights (policy_ema=0)")
 
 
 PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
@@ -318,6 +327,9 @@ class Rung0SAPO:
         self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
         self.reward_model = StateRewardModel(config.reward_hidden)
         self.reward_optimizer = torch.optim.Adam(self.reward_model.parameters(), lr=config.model_lr)
+        self.average = AveragedModel(self.learner.actor, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema)) \
+            if config.policy_ema > 0 else None
+        """The actor's weights averaged over updates (``policy_ema`` > 0), else None."""
         self.epoch = 0
         self.warmed_up = False
         self._samples_before = 0  # samples of earlier calls (resume): the envs count from 0 again
@@ -327,7 +339,8 @@ class Rung0SAPO:
         return self._samples_before + self.envs.samples
 
     def policy(self) -> StatePolicy:
-        return StatePolicy(_Deterministic(self.learner.actor))
+        """The deterministic policy, from the averaged actor when ``policy_ema`` is on."""
+        return StatePolicy(_Deterministic(self.learner.actor if self.average is None else self.average.module))
 
     def policy_config(self) -> dict[str, Any]:
         return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
@@ -335,12 +348,15 @@ class Rung0SAPO:
     def state_dict(self) -> dict[str, Tensor]:
         learned = {f"reward_model.{k}": v for k, v in self.reward_model.state_dict().items()} \
             if self.frame_rewards is not None else {}
+        averaged = {f"average.{k}": v for k, v in self.average.state_dict().items()} if self.average is not None else {}
         return {**{f"learner.{k}": v for k, v in self.learner.state_dict().items()},
-                **{f"model.{k}": v for k, v in self.model.state_dict().items()}, **learned}
+                **{f"model.{k}": v for k, v in self.model.state_dict().items()}, **learned, **averaged}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.learner.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("learner.")})
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        if self.average is not None:
+            self.average.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("average.")})
         if self.frame_rewards is not None:
             self.reward_model.load_state_dict({k[13:]: v for k, v in state.items() if k.startswith("reward_model.")})
 
@@ -453,6 +469,8 @@ class Rung0SAPO:
         actions = torch.stack(rollout.actions).detach()
         terminal_weight = 1.0 if self.epoch >= config.critic_warmup else 0.0
         logs.update(self.learner.update(Trajectory(states, rewards, entropies), terminal_weight=terminal_weight))
+        if self.average is not None:
+            self.average.update_parameters(self.learner.actor)
         real_states = torch.stack(real)
         self.replay.add(real_states[:-1], actions, real_states[1:], torch.stack(labels) if labels else None)
         with torch.no_grad():  # how far the model's one-step prediction is from the simulator on this rollout

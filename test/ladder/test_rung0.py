@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -294,3 +295,27 @@ def test_video_records_the_final_evaluation_and_a_finished_run_can_be_watched_ag
     with pytest.raises(SystemExit):
         rung0.main([*args, "--video", str(video), "--video-episodes", "-1"])
     assert "--video-episodes must be >= 0" in capsys.readouterr().err
+
+
+def test_policy_ema_evaluates_the_averaged_actor_and_keeps_it_across_a_checkpoint():
+    config = replace(rung0.PRESETS["tiny"][0], task="push_region", policy_ema=0.5)
+    algorithm = rung0.build(config, seed=0)
+    try:
+        for _ in range(3):
+            algorithm.train_epoch()
+        latest = dict(algorithm.learner.actor.named_parameters())
+        averaged = dict(algorithm.average.module.named_parameters())
+        evaluated = dict(algorithm.policy().net.actor.named_parameters())
+        assert all(torch.equal(evaluated[name], averaged[name]) for name in averaged)
+        assert any(not torch.equal(averaged[name], latest[name]) for name in latest)  # it lags the latest weights
+        restored = rung0.build(config, seed=1)
+        restored.load_state_dict(algorithm.state_dict())
+        again = dict(restored.policy().net.actor.named_parameters())
+        assert all(torch.equal(again[name], averaged[name]) for name in averaged)
+        restored.close()
+    finally:
+        algorithm.close()
+    with pytest.raises(ValueError, match="policy_ema must be in"):
+        replace(config, policy_ema=1.0)
+    with pytest.raises(ValueError, match="PPO keeps its latest weights"):
+        replace(config, method="ppo")
