@@ -667,7 +667,7 @@ def build(config: Rung0Config, seed: int, max_samples: int | None = None) -> Run
 
 @exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
-    from dmo_ros.policy.episode_video import add_video_options, videos
+    from dmo_ros.policy.episode_video import add_video_options, check_video_episodes, videos
     from dmo_ros.policy.evaluate import EvalConfig, evaluate_controller, write_final_evaluation
 
     parser = argparse.ArgumentParser(
@@ -703,8 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_video_options(parser)  # the final evaluation's episodes; re-running a finished run re-evaluates it
     options = parser.parse_args(argv)
-    if options.video_episodes is not None and options.video_episodes < 0:
-        parser.error(f"--video-episodes must be >= 0, got {options.video_episodes}")
+    check_video_episodes(parser, options)
     if options.video is not None and not options.final_eval_episodes:
         parser.error("--video records the final evaluation's episodes: give --final-eval-episodes N > 0")
     if options.run_dir is not None and options.run_dir_option is not None and options.run_dir != options.run_dir_option:

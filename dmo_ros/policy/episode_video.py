@@ -182,11 +182,16 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
                         help="with --video: keep only the first N episodes' pictures (default all)")
 
 
+def check_video_episodes(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
+    """Refuse (``parser.error``) a negative ``--video-episodes``."""
+    if options.video_episodes is not None and options.video_episodes < 0:
+        parser.error(f"--video-episodes must be >= 0, got {options.video_episodes}")
+
+
 def check_video_options(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:
     """Refuse (``parser.error``) video options that cannot be honoured: a negative count, or no episodes of a
     policy run in-process (``--ceilings-only``, ``--mode ros``)."""
-    if options.video_episodes is not None and options.video_episodes < 0:
-        parser.error(f"--video-episodes must be >= 0, got {options.video_episodes}")
+    check_video_episodes(parser, options)
     if options.video is not None and not options.random and (options.run_dir is None or options.mode == "ros"):
         parser.error("--video records the policy's episodes in direct mode: give a RUN_DIR (or --random) and "
                      "--mode direct or both")
