@@ -25,10 +25,11 @@ import torch
 from dmo_ros.gates.reward import RewardGateConfig, measure_reward_shape
 from dmo_ros.local_model.train import goal_reward_function
 from dmo_ros.reward.energy import load_reward_model
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 
 BANDS = (0, 10, 20, 30, 45, 60, 90, 130)
 """Distance bands (arena units) of the T's centre from the goal T's; push_region succeeds below 30 u."""
-PUSHING_TASKS = ("push_region", "push_near", "push_t")
+PUSHING_TASKS = tuple(task for task in TASKS if task not in REACH_TASKS)
 
 
 def measure(reward_run: Path, goal: Path, task: str, episodes: int, seed: int) -> dict:
