@@ -90,9 +90,26 @@ class Evaluator(Node):
                 raise EvaluationError(f"the deploy graph stopped while waiting for {what}")
             rclpy.spin_once(self, timeout_sec=0.01)
 
-    def set_enabled(self, enabled: bool, alive: Callable[[], bool]) -> None:
-        future = self.enable_client.call_async(SetBool.Request(data=enabled))
-        self.spin_until(future.done, 10.0, "answer of the policy node's enable service", alive)
+    def set_enabled(self, enabled: bool, alive: Callable[[], bool], timeout: float = 30.0,
+                    resend_after: float = 3.0) -> None:
+        """Call the policy node's ``enable`` service, sending the request again every ``resend_after`` s until one
+        answer comes, within ``timeout`` s. Resending is safe (setting enabled is idempotent) and needed: Fast DDS
+        drops a service response when the server has not matched the client's response reader within 100 ms
+        (ros2/rmw_fastrtps#390, #467), which a loaded machine makes happen right after the service turns ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            future = self.enable_client.call_async(SetBool.Request(data=enabled))
+            wait = min(resend_after, deadline - time.monotonic())
+            try:
+                self.spin_until(future.done, wait, "answer of the policy node's enable service", alive)
+                break
+            except EvaluationError:
+                self.enable_client.remove_pending_request(future)
+                if not alive():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise EvaluationError(f"no answer of the policy node's enable service within {timeout:.0f} s "
+                                          f"(the request was sent every {resend_after:.0f} s)") from None
         if not future.result().success:
             raise EvaluationError(f"the policy node refused enable={enabled}: {future.result().message}")
 
