@@ -17,6 +17,8 @@ whether its inputs passed (README "Gates").
 the starts that no run solved and that every run solved. The runs must share the task, the evaluation seed and the
 episode count (the same starts); a failure on a start every method misses (true state and pixels alike) is the
 task's or the policy class's, not a learned part's (README "The ladder", "The same starts fail on every rung").
+``--starts-picture PNG`` draws those starts (the stand-in's first frame of each), captioned with how many runs
+solved each.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +117,11 @@ def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
     return "\n".join(lines)
 
 
-def episode_outcomes(run_dirs: list[Path | str]) -> str:
-    """Per-episode successes of runs evaluated on the same starts (see the module doc), as markdown.
-
-    Raises:
-        ValueError: a run without a finished evaluation or per-episode records, or runs evaluated on other starts
-            (task, evaluation seed or episode count differ).
-    """
-    rows, outcomes, starts, episodes_key = [], [], None, None
+def _shared_starts(run_dirs: list[Path | str]) -> tuple[list[tuple[str, list[bool]]], list[float | None],
+                                                         dict[str, Any]]:
+    """Each run's name and per-episode successes, the starts' distances from the goal and the evaluation's config,
+    for runs evaluated on the same starts (ValueError otherwise, as :func:`episode_outcomes` says)."""
+    runs, starts, config, episodes_key = [], None, None, None
     for argument in run_dirs:
         label, run_dir = parse_run_argument(str(argument))
         final = _read_record(Path(run_dir) / "final_eval.json")
@@ -135,22 +135,84 @@ def episode_outcomes(run_dirs: list[Path | str]) -> str:
                              "dmo-train-policy, dmo-train-act and dmo-train-rung0)") from error
         if episodes_key is not None and key != episodes_key:
             raise ValueError(f"{run_dir} was evaluated on other starts (task, seed, episodes = {key}) than "
-                             f"{rows[0][0]} ({episodes_key}); --episodes compares runs on the same starts")
-        episodes_key, starts = key, starts or distances
-        outcomes.append(success)
-        rows.append((run_dir if label is None else f"{label}={run_dir}", sum(success), len(success),
-                     "".join("1" if s else "." for s in success)))
-    lines = [f"| run | successes | episodes 0-{episodes_key[2] - 1} (1 success, . failure) |", "|---|---|---|"]
-    lines += [f"| {name} | {won}/{count} | `{pattern}` |" for name, won, count, pattern in rows]
+                             f"{runs[0][0]} ({episodes_key}); --episodes compares runs on the same starts")
+        episodes_key, starts, config = key, starts or distances, config or final["config"]
+        runs.append((run_dir if label is None else f"{label}={run_dir}", success))
+    return runs, starts, config
+
+
+def episode_outcomes(run_dirs: list[Path | str]) -> str:
+    """Per-episode successes of runs evaluated on the same starts (see the module doc), as markdown.
+
+    Raises:
+        ValueError: a run without a finished evaluation or per-episode records, or runs evaluated on other starts
+            (task, evaluation seed or episode count differ).
+    """
+    runs, starts, _config = _shared_starts(run_dirs)
+    count = len(runs[0][1])
+    lines = [f"| run | successes | episodes 0-{count - 1} (1 success, . failure) |", "|---|---|---|"]
+    lines += [f"| {name} | {sum(success)}/{len(success)} | `{''.join('1' if s else '.' for s in success)}` |"
+              for name, success in runs]
 
     def named(indices: list[int]) -> str:
         return ", ".join(f"{i}" + (f" ({starts[i]:.0f} u)" if starts[i] is not None else "") for i in indices) or "none"
 
-    never = [i for i in range(episodes_key[2]) if not any(run[i] for run in outcomes)]
-    always = [i for i in range(episodes_key[2]) if all(run[i] for run in outcomes)]
+    never = [i for i in range(count) if not any(success[i] for _name, success in runs)]
+    always = [i for i in range(count) if all(success[i] for _name, success in runs)]
     lines += ["", f"Starts no run solved ({len(never)}; the start's distance from the goal): {named(never)}",
               f"Starts every run solved ({len(always)}): {named(always)}"]
     return "\n".join(lines)
+
+
+def starts_picture(run_dirs: list[Path | str], out: Path, columns: int = 10, scale: int = 2) -> Path:
+    """Draw the runs' shared evaluation starts (the stand-in's first camera frame of each episode, re-created from
+    the evaluation's seed; the simulator is read for evaluation only) as one PNG, each start captioned with how many
+    of the runs solved it and framed red where none did, green where all did, grey otherwise.
+
+    Args:
+        run_dirs: finished Push-T runs evaluated on the same starts (as ``--episodes``).
+        out: the PNG to write.
+        columns: starts per row.
+        scale: each camera frame (96 x 96 px) is enlarged this many times.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: as :func:`episode_outcomes`.
+    """
+    from PIL import Image, ImageDraw
+
+    from dmo_ros.policy.evaluate import EvalConfig
+    from dmo_ros.sims.pusht import PushTSim
+
+    runs, _starts, config = _shared_starts(run_dirs)
+    known = {field.name for field in fields(EvalConfig)}
+    evaluation = EvalConfig(**{key: value for key, value in config.items() if key in known})
+    sim = PushTSim(evaluation.sim_config())
+    tiles = []
+    try:
+        for index in range(len(runs[0][1])):  # the episodes the runs recorded
+            if index:
+                sim.reset()  # as the evaluation: episode e from (seed, e)
+            solved = sum(success[index] for _name, success in runs)
+            frame = Image.fromarray(sim.render())
+            frame = frame.resize((frame.width * scale, frame.height * scale), Image.NEAREST)
+            tile = Image.new("RGB", (frame.width + 8, frame.height + 22), "white")
+            colour = (200, 0, 0) if solved == 0 else (0, 150, 0) if solved == len(runs) else (150, 150, 150)
+            ImageDraw.Draw(tile).rectangle((0, 0, tile.width - 1, frame.height + 7), outline=colour, width=4)
+            tile.paste(frame, (4, 4))
+            ImageDraw.Draw(tile).text((4, frame.height + 9), f"start {index}: {solved}/{len(runs)} runs", fill=colour)
+            tiles.append(tile)
+    finally:
+        sim.close()
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (tiles[0].width * min(columns, len(tiles)), tiles[0].height * rows), "white")
+    for index, tile in enumerate(tiles):
+        sheet.paste(tile, ((index % columns) * tile.width, (index // columns) * tile.height))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
 
 
 @stop_on_interrupt
@@ -164,15 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", action="store_true",
                         help="add each run's outcome per evaluation episode and the starts no run / every run solved "
                              "(runs on the same starts)")
+    parser.add_argument("--starts-picture", type=output_file, default=None, metavar="PNG",
+                        help="also draw the runs' shared evaluation starts into this PNG, each captioned with how many "
+                             "runs solved it (red: none, green: all); Push-T runs on the same starts, as --episodes")
     options = parser.parse_args(argv)
     try:
         table = ladder_table(options.run_dirs, options.gates)
         if options.episodes:
             table += "\n\n" + episode_outcomes(options.run_dirs)
+        if options.starts_picture is not None:
+            picture = starts_picture(options.run_dirs, options.starts_picture)
     except (ValueError, OSError, KeyError) as error:
         print(f"dmo-ladder-table: error: {error}", file=sys.stderr)
         return 2
     print(table)
+    if options.starts_picture is not None:
+        print(f"wrote the evaluation starts, each with how many runs solved it, to {picture}")
     if options.out is not None:
         options.out.parent.mkdir(parents=True, exist_ok=True)
         options.out.write_text(table + "\n")

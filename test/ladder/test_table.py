@@ -136,3 +136,37 @@ def test_episodes_refuses_runs_on_other_starts_or_without_records(tmp_path, caps
     (old / "final_eval.json").write_text(json.dumps(old_final))
     assert main([str(first), str(old), "--episodes"]) == 2
     assert "lacks 'per_episode'" in capsys.readouterr().err
+
+
+def test_starts_picture_draws_each_start_with_how_many_runs_solved_it(tmp_path, capsys):
+    """The stand-in's first frame of each evaluation episode (re-created from the runs' seed), framed red where no
+    run solved it, green where every run did, grey otherwise."""
+    import numpy as np
+    from PIL import Image
+
+    from dmo_ros.policy.evaluate import EvalConfig
+    from dmo_ros.sims.pusht import PushTSim
+
+    first = _run_with_episodes(tmp_path / "a", [True, False, True])
+    second = _run_with_episodes(tmp_path / "b", [True, False, False])
+    out = tmp_path / "pictures" / "starts.png"
+    assert main([str(first), str(second), "--starts-picture", str(out)]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    sim = PushTSim(EvalConfig(task="push_region", seed=7).sim_config())
+    expected = []
+    for index in range(3):
+        if index:
+            sim.reset()
+        expected.append(sim.render().repeat(2, axis=0).repeat(2, axis=1))
+    sim.close()
+    size = expected[0].shape[0]
+    tile_width, tile_height = size + 8, size + 22
+    assert sheet.shape == (tile_height, 3 * tile_width, 3)
+    for index, frame in enumerate(expected):  # the starts themselves, in order
+        assert np.array_equal(sheet[4:4 + size, index * tile_width + 4:index * tile_width + 4 + size], frame)
+    frames = [tuple(sheet[1, index * tile_width + 1]) for index in range(3)]
+    assert frames == [(0, 150, 0), (200, 0, 0), (150, 150, 150)]  # both runs / no run / one of the two solved it
+    other_seed = _run_with_episodes(tmp_path / "c", [True, False, True], seed=8)
+    assert main([str(first), str(other_seed), "--starts-picture", str(tmp_path / "x.png")]) == 2
+    assert "evaluated on other starts" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
