@@ -181,7 +181,7 @@ def starts_picture(run_dirs: list[Path | str], out: Path, columns: int = 10, sca
     Raises:
         ValueError: as :func:`episode_outcomes`.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # here, not at the top: the table alone needs neither PIL nor the simulator
 
     from dmo_ros.policy.evaluate import EvalConfig
     from dmo_ros.sims.pusht import PushTSim
