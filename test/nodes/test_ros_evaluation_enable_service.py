@@ -17,6 +17,8 @@ from std_srvs.srv import SetBool
 
 from dmo_ros.nodes.ros_evaluation import EvaluationError, Evaluator
 
+pytestmark = pytest.mark.ros
+
 
 class LossyEnableServer:
     """An ``enable`` server whose first ``drop`` responses are never sent (as Fast DDS drops them)."""
