@@ -135,7 +135,8 @@ def _shared_starts(run_dirs: list[Path | str]) -> tuple[list[tuple[str, list[boo
                              "dmo-train-policy, dmo-train-act and dmo-train-rung0)") from error
         if episodes_key is not None and key != episodes_key:
             raise ValueError(f"{run_dir} was evaluated on other starts (task, seed, episodes = {key}) than "
-                             f"{runs[0][0]} ({episodes_key}); --episodes compares runs on the same starts")
+                             f"{runs[0][0]} ({episodes_key}); --episodes and --starts-picture compare runs on the "
+                             "same starts")
         episodes_key, starts, config = key, starts or distances, config or final["config"]
         runs.append((run_dir if label is None else f"{label}={run_dir}", success))
     return runs, starts, config
