@@ -170,7 +170,12 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
         state = load_trainer_state(run_dir)
         algorithm.load_trainer_state(state["algorithm"])
         wall_s, epoch = float(state["wall_s"]), int(state["epoch"])
-        print(f"resuming {run_dir} at epoch {state['epoch']}, {algorithm.samples} samples, {wall_s:.0f} s",
+        # The budget is this command's, not the run's first one: say where it takes the run, since re-running a
+        # finished run (e.g. to record videos) without its --max-samples would otherwise train on unannounced.
+        ahead = (f"this command's budget is {config.max_samples} samples: training goes on to it (pass "
+                 f"--max-samples {algorithm.samples} to only evaluate)" if algorithm.samples < config.max_samples
+                 else f"at or past this command's budget ({config.max_samples} samples): no more training")
+        print(f"resuming {run_dir} at epoch {state['epoch']}, {algorithm.samples} samples, {wall_s:.0f} s; {ahead}",
               flush=True)
     evaluations = read_evaluations(run_dir)
 

@@ -55,8 +55,13 @@ def test_tiny_rung0_trainer_runs_logs_evaluations_and_resumes(tmp_path, capsys, 
     # Resume: the same command with a larger budget goes on from the checkpoint.
     first_samples = records[-1]["samples"]
     assert rung0.main([*args, "--max-samples", str(first_samples + 64)]) == 0
-    assert "resuming" in capsys.readouterr().out
+    assert (f"resuming {run} at epoch" in (out := capsys.readouterr().out)
+            and f"this command's budget is {first_samples + 64} samples: training goes on to it" in out)
     assert read_evaluations(run)[-1]["samples"] > first_samples
+    resumed_samples = read_evaluations(run)[-1]["samples"]
+    assert rung0.main([*args, "--max-samples", str(first_samples)]) == 0  # a finished run: evaluated again only
+    assert f"at or past this command's budget ({first_samples} samples): no more training" in capsys.readouterr().out
+    assert read_evaluations(run)[-1]["samples"] == resumed_samples
     with pytest.raises(SystemExit):  # a resumed run keeps its task
         rung0.main([str(run), "--preset", "tiny", "--task", "push_near"])
 
