@@ -74,8 +74,10 @@ def main() -> None:
         if first is None and out["steps"]:
             first = time.monotonic()
             end = first + seconds
+        # Only to a service the client has matched: a request sent before that is lost (restart is not idempotent,
+        # so it is never resent).
         if (restart_at >= 0 and first is not None and pending is None and out["restart"] is None
-                and time.monotonic() - first >= restart_at):
+                and time.monotonic() - first >= restart_at and client.service_is_ready()):
             pending = client.call_async(Trigger.Request())
             out["restart_sent_at"] = len(out["steps"])
         if pending is not None and pending.done():

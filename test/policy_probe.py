@@ -10,7 +10,9 @@ Reads one command per line on stdin and answers one JSON line on stdout:
   commands                 every command received: [[receive time, x, y, yaw, frame_id], ...]
   frames                   monotonic times of the frames published so far
   enable_topic true|false  publish std_msgs/Bool on enable
-  enable_service true|false call std_srvs/SetBool enable and answer its reply
+  enable_service true|false call std_srvs/SetBool enable and answer its reply (the request is sent again every
+                           3 s until one answer comes: Fast DDS may drop a response right after discovery,
+                           ros2/rmw_fastrtps#390; setting enabled is idempotent)
   now                      monotonic time
   quit                     end (no answer)
 """
@@ -28,6 +30,8 @@ from probe_client import ProbeClient
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "yuv422": 2}
 ARM_TOPIC = "/servo_node/delta_twist_cmds"
+RESEND_AFTER = 3.0
+"""Seconds after which an unanswered enable request is sent again."""
 
 
 class Probe(ProbeClient):
@@ -105,7 +109,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     spec: tuple | None = None
     next_frame, published = 0.0, []
-    pending = None
+    pending, request, sent_at = None, None, 0.0
 
     def reply(value) -> None:
         print(json.dumps(value), flush=True)
@@ -132,6 +136,9 @@ def main() -> None:
             result = pending.result()
             reply([result.success, result.message])
             pending = None
+        elif pending is not None and now - sent_at >= RESEND_AFTER:
+            client.remove_pending_request(pending)
+            pending, sent_at = client.call_async(request), now
         try:
             command = lines.get_nowait()
         except queue.Empty:
@@ -154,7 +161,8 @@ def main() -> None:
             if not client.wait_for_service(timeout_sec=10.0):
                 reply("no service")
                 continue
-            pending = client.call_async(SetBool.Request(data=command[1] == "true"))
+            request = SetBool.Request(data=command[1] == "true")
+            pending, sent_at = client.call_async(request), time.monotonic()
         elif command[0] == "now":
             reply(now)
         elif command[0] == "quit":
