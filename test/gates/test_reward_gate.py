@@ -48,6 +48,27 @@ def test_a_reward_of_the_t_distance_to_its_goal_passes_the_shape_checks(tmp_path
     assert png.stat().st_size > 10_000
 
 
+def test_the_first_half_gain_tells_a_reward_with_slope_far_from_the_goal_from_one_that_rises_only_near_it():
+    goal = _goal_centroid()
+
+    def distance(frames: torch.Tensor) -> np.ndarray:
+        position, _ = locate_block(frames.numpy())
+        return np.linalg.norm(position - goal, axis=-1)
+
+    def linear(frames, start):  # falls with the T's distance all the way (half its gain in the first half)
+        return torch.from_numpy(-distance(frames) / 10.0)
+
+    def late(frames, start):  # flat until the T is within 2 px of its goal, then rises (what rung 0 cannot follow)
+        return torch.from_numpy(np.clip(2.0 - distance(frames), 0.0, None))
+
+    shares = {}
+    for name, reward in (("linear", linear), ("late", late)):
+        report = reward_gate(reward, CONFIG)
+        shares[name] = report.metrics["t_gain_first_half"] / report.metrics["t_gain"]
+        assert any(note.startswith("first half of the T-only path: gain") for note in report.notes), report.format()
+    assert 0.35 < shares["linear"] < 0.65 and abs(shares["late"]) < 0.05, shares
+
+
 def test_a_reward_that_follows_the_agent_fails(tmp_path):
     def agent_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         position, _ = locate_agent(frames.numpy())
