@@ -1,34 +1,74 @@
-"""Ctrl-C in a command: one line and exit code 130 (as a shell reports SIGINT), never a KeyboardInterrupt traceback.
+"""Ctrl-C or SIGTERM in a command: one line and exit code 130 / 143 (as a shell reports them), never a traceback.
 
 Light on purpose (no torch): every command's ``main`` may be wrapped. What a command keeps when it is
 interrupted is its own business (a trainer's loop writes a checkpoint first; dmo-convert leaves only its
 ``.partial`` folder); the wrapper only ends it cleanly.
+
+SIGTERM (``kill``, ``docker stop``, a batch scheduler's preemption, systemd) is answered like Ctrl-C: the wrapper
+turns it into a ``KeyboardInterrupt`` in the main thread, so a trainer checkpoints before it exits. Before, SIGTERM
+killed a trainer at once and lost the progress since its last checkpoint; a job started in the background with
+``nohup`` or ``setsid`` ignores SIGINT (the shell's SIG_IGN is inherited), so ``kill`` was the only way to stop it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 INTERRUPTED_EXIT_CODE = 130
 """A command stopped by Ctrl-C exits 128 + SIGINT, as a shell reports it."""
 
+TERMINATED_EXIT_CODE = 143
+"""A command stopped by SIGTERM exits 128 + SIGTERM, as a shell reports it."""
+
 
 def stop_on_interrupt(main: Callable[..., int], note: str = "") -> Callable[..., int]:
-    """``main(argv)`` that answers Ctrl-C with ``<command>: interrupted[; note]`` on stderr and exit code 130."""
+    """``main(argv)`` that answers Ctrl-C with ``<command>: interrupted[; note]`` on stderr and exit code 130, and
+    SIGTERM alike with ``<command>: terminated (SIGTERM)[; note]`` and exit code 143.
+
+    SIGTERM is caught only while ``main`` runs, in the main thread, and only where nothing else handles it (its
+    handler is the default); a second SIGTERM while the first is being answered (a checkpoint being written) is
+    ignored. A ``main`` that catches the interrupt itself and returns 130 gets 143 when the cause was SIGTERM."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
+        terminated: list[int] = []
+
+        def on_terminate(number: int, _frame: object) -> None:
+            if not terminated:  # a repeated SIGTERM must not interrupt the checkpoint the first one asked for
+                terminated.append(number)
+                raise KeyboardInterrupt
+
+        previous = _install_terminate_handler(on_terminate)
+        prog = os.path.basename(sys.argv[0])
         try:
-            return main(argv)
+            code = main(argv)
         except KeyboardInterrupt:
-            prog = os.path.basename(sys.argv[0])
-            print(f"\n{prog}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
-            return INTERRUPTED_EXIT_CODE
+            what = "terminated (SIGTERM)" if terminated else "interrupted"
+            print(f"\n{prog}: {what}" + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
+            code = INTERRUPTED_EXIT_CODE
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return TERMINATED_EXIT_CODE if terminated and code == INTERRUPTED_EXIT_CODE else code
 
     return wrapped
 
 
-__all__ = ["INTERRUPTED_EXIT_CODE", "stop_on_interrupt"]
+def _install_terminate_handler(handler: Callable[[int, object], None]) -> signal.Handlers | None:
+    """Install ``handler`` for SIGTERM when this is the main thread and SIGTERM is unhandled; the handler it
+    replaced (to restore), or None where nothing was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+__all__ = ["INTERRUPTED_EXIT_CODE", "TERMINATED_EXIT_CODE", "stop_on_interrupt"]

@@ -1,4 +1,4 @@
-"""Ctrl-C in a command: one line and exit code 130, never a KeyboardInterrupt traceback.
+"""Ctrl-C (and SIGTERM) in a command: one line and exit code 130 (143), never a KeyboardInterrupt traceback.
 
 Before, every command below ended a Ctrl-C with a traceback (a trainer after writing its checkpoint)."""
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 from pathlib import Path
 
 import pytest
 
-from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, stop_on_interrupt
+from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE, stop_on_interrupt
 
 SETUP = Path(__file__).resolve().parents[1] / "setup.py"
 ENTRY_POINTS = dict((name, (module, function)) for name, module, function in
@@ -44,3 +45,50 @@ def test_every_command_answers_ctrl_c_with_one_line(command: str, monkeypatch, c
     assert main([]) == 130
     err = capsys.readouterr().err
     assert err.strip().startswith(f"{command}: interrupted") and "Traceback" not in err
+
+
+def test_sigterm_is_answered_like_ctrl_c_with_exit_code_143(monkeypatch, capsys) -> None:
+    def main(argv=None) -> int:
+        signal.raise_signal(signal.SIGTERM)  # as `kill <pid>` does while the command works
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    monkeypatch.setattr("sys.argv", ["/usr/bin/dmo-something"])
+    before = signal.getsignal(signal.SIGTERM)
+    assert stop_on_interrupt(main, note="nothing kept")([]) == TERMINATED_EXIT_CODE == 143
+    assert capsys.readouterr().err.strip() == "dmo-something: terminated (SIGTERM); nothing kept"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler lives only while the command runs
+
+
+def test_a_second_sigterm_does_not_cut_short_what_the_first_asked_for(monkeypatch) -> None:
+    """A command that catches the interrupt to write a checkpoint (the policy trainers) finishes writing it while
+    a second SIGTERM arrives, and exits 143 rather than its own 130."""
+    written = []
+
+    def main(argv=None) -> int:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGTERM)  # ignored
+            written.append("checkpoint")
+            return INTERRUPTED_EXIT_CODE
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    assert stop_on_interrupt(main)([]) == TERMINATED_EXIT_CODE
+    assert written == ["checkpoint"]
+
+
+def test_a_handler_already_in_place_is_left_alone(monkeypatch) -> None:
+    """Where something else handles SIGTERM (a ROS launch, an embedding program), the wrapper does not take it."""
+    received = []
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: received.append(number))
+    try:
+        def main(argv=None) -> int:
+            signal.raise_signal(signal.SIGTERM)
+            return 0
+
+        assert stop_on_interrupt(main)([]) == 0
+        assert received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

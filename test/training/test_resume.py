@@ -76,3 +76,25 @@ def test_moving_average_is_checkpointed_and_resumed(tmp_path: Path) -> None:
     assert plain.returncode == 0
     torch.testing.assert_close(load_file(str(tmp_path / "plain_out/rank0.safetensors"))["linear.weight"],
                                raw_whole["linear.weight"], rtol=0, atol=1e-6)  # the average never feeds back
+
+
+def test_terminated_run_checkpoints_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """SIGTERM (``kill``, a scheduler's preemption) is answered as Ctrl-C is: a checkpoint at the last finished step,
+    one line, exit code 143; re-running resumes from there. Before, SIGTERM lost the steps since the last periodic
+    checkpoint (here 4 -> 6)."""
+    whole = _train(tmp_path / "whole", tmp_path / "whole_out")
+    assert whole.returncode == 0, whole.stderr
+
+    terminated = _train(tmp_path / "resumed", tmp_path / "resumed_out", "--terminate-at-call", "7")
+    assert terminated.returncode == 143, (terminated.returncode, terminated.stderr)
+    assert "Traceback" not in terminated.stderr
+    assert "terminated (SIGTERM); re-run the same command to resume" in terminated.stderr
+    assert (tmp_path / "resumed/checkpoints/last").read_text().strip() == "step_00000006"
+
+    resumed = _train(tmp_path / "resumed", tmp_path / "resumed_out")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "from step 6" in resumed.stdout
+    expected = load_file(str(tmp_path / "whole_out/rank0.safetensors"))
+    actual = load_file(str(tmp_path / "resumed_out/rank0.safetensors"))
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, rtol=0, atol=1e-6)

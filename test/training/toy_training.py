@@ -3,7 +3,8 @@
 Run directly (one process) or under torchrun (several); it trains a linear regressor on a
 fixed synthetic problem through :func:`dmo_ros.training.train` and, on every process, writes
 the final parameters to ``OUT/rank<r>.safetensors``. ``--kill-at-call N`` SIGKILLs the process
-inside its N-th forward pass: a crash with no chance to clean up.
+inside its N-th forward pass: a crash with no chance to clean up. ``--terminate-at-call N`` sends it SIGTERM
+there instead (``kill``, a scheduler's preemption): its ``main`` is wrapped as every trainer's is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset
 
-from dmo_ros.training import TrainConfig, seed_everything, train
+from dmo_ros.training import TrainConfig, exit_on_interrupt, seed_everything, train
 
 INPUTS, OUTPUTS = 6, 3
 
@@ -59,20 +60,24 @@ class RegressionData(Dataset):
 class Regressor(nn.Module):
     """The (loss, logs) contract; ``input_noise`` draws from torch's RNG (so resume must restore it)."""
 
-    def __init__(self, input_noise: float = 0.0, kill_at_call: int = 0) -> None:
+    def __init__(self, input_noise: float = 0.0, kill_at_call: int = 0, terminate_at_call: int = 0) -> None:
         super().__init__()
         self.linear = nn.Linear(INPUTS, OUTPUTS)
         self.input_noise, self.kill_at_call, self.calls = input_noise, kill_at_call, 0
+        self.terminate_at_call = terminate_at_call
 
     def forward(self, batch: RegressionBatch):
         self.calls += 1
         if self.kill_at_call and self.calls == self.kill_at_call:
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.terminate_at_call and self.calls == self.terminate_at_call:
+            signal.raise_signal(signal.SIGTERM)
         inputs = batch.inputs + self.input_noise * torch.randn_like(batch.inputs)
         loss = ((self.linear(inputs) - batch.targets) ** 2).mean()
         return loss, {"mse": loss.detach()}
 
 
+@exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -84,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=4)
     parser.add_argument("--input-noise", type=float, default=0.0)
     parser.add_argument("--kill-at-call", type=int, default=0)
+    parser.add_argument("--terminate-at-call", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=0.0)
     args = parser.parse_args(argv)
     seed_everything(0)
-    model = Regressor(args.input_noise, args.kill_at_call)
+    model = Regressor(args.input_noise, args.kill_at_call, args.terminate_at_call)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=3, grad_clip=10.0,
                          weight_decay=0.0, checkpoint_every=args.checkpoint_every, log_every=2, val_every=0,
                          progress=False, device="cpu", ema_decay=args.ema_decay)
