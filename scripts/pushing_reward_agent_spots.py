@@ -1,0 +1,131 @@
+"""Where a pushing task's learned reward pays the agent to wait: the reward over the agent's whole reachable range.
+
+A pushing task's reward should pay for the T's pose; whatever it pays for the agent's place away from the T decides
+where a policy that has not yet learned to push parks the agent (README "A reward with slope far from the goal does
+not make the learned-reward rung learn push_t"). This places the stand-in's agent on a grid over its reachable range,
+walls included, with the T still at each of ``--episodes`` reset poses of ``--task``, and prints per episode the
+reward's range over the agent's places, its best spot, and the mean at the walls minus the mean inside. The reward
+gate's agent-only spread (:func:`dmo_ros.gates.reward.measure_reward_shape`) samples 16 spots away from the walls;
+this covers them all.
+
+``--rung0-run RUN``: a ``dmo-train-rung0 --reward learned`` run; its state-reward regressor r̂(s) (what SAPO
+differentiates on rung 0) is evaluated at the same states and compared with the frame reward it regresses:
+correlation, r̂'s best spot, and how much higher r̂ puts its best spot than the frame reward's best spot.
+
+    python scripts/pushing_reward_agent_spots.py --reward-run runs/pt/reward --goal runs/pt/goal.png \\
+        --rung0-run runs/r0/pt_learned_s0
+
+The simulator places bodies here: evaluation only. Exit code 2 on bad inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """``(points (N, 2) arena units, frames, observations (N, 8))`` of the agent on a grid of ``step`` units over its
+    reachable range (the walls included), wherever its disc clears the T, the T at the sim's current pose; frames
+    (size, size, 3) uint8 as the dataset converter resizes them."""
+    from dmo_ros.gates.reward import _place, sim_frame
+    from dmo_ros.ladder.state_env import observe
+    from dmo_ros.sims.pusht import ARENA_UNITS
+    from dmo_ros.sims.pusht_tasks import disc_clears_t
+
+    margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
+    grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, step), ARENA_UNITS - margin))
+    block = sim.state().block
+    points, frames, observations = [], [], []
+    for y in grid:
+        for x in grid:
+            point = np.array([x, y])
+            if disc_clears_t(point, block, radius=25.0):
+                _place(sim, block, point)
+                points.append(point)
+                frames.append(sim_frame(sim, size))
+                observations.append(observe(sim.state()))
+    return np.array(points), frames, np.stack(observations)
+
+
+def load_state_reward(run: Path):
+    """Rung 0's state-reward regressor r̂ of a ``--reward learned`` run's last checkpoint (weights only)."""
+    from dmo_ros.ladder.rung0 import StateRewardModel
+    from dmo_ros.training import read_run_config
+    from dmo_ros.training.checkpoint import load_model_weights
+
+    saved = read_run_config(run).get("rung0", {})
+    if saved.get("reward") != "learned":
+        raise ValueError(f"{run}: not a dmo-train-rung0 run with --reward learned (no state-reward regressor)")
+    weights = load_model_weights(run)
+    model = StateRewardModel(int(saved.get("reward_hidden", 256)))
+    model.load_state_dict({k[len("reward_model."):]: v for k, v in weights.items() if k.startswith("reward_model.")})
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reward-run", type=Path, required=True, help="the reward model's run folder")
+    parser.add_argument("--goal", type=Path, required=True, help="the goal picture or goal set (dmo-goal-image)")
+    parser.add_argument("--task", default="push_t", help="a pushing task of the stand-in (default push_t)")
+    parser.add_argument("--episodes", type=int, default=6, help="reset poses of the T (default 6)")
+    parser.add_argument("--step", type=float, default=32.0, help="grid spacing in arena units (default 32)")
+    parser.add_argument("--seed", type=int, default=20_000, help="seed of the resets (default 20000, the gate's)")
+    parser.add_argument("--rung0-run", type=Path, default=None, metavar="RUN",
+                        help="also compare a rung-0 --reward learned run's state-reward regressor r̂(s)")
+    options = parser.parse_args(argv)
+
+    from dmo_ros.gates.reward import _frames
+    from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.reward.energy import load_reward_model
+    from dmo_ros.reward.goal_image import GoalImageError
+    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
+    from dmo_ros.training.checkpoint import CheckpointError
+
+    try:
+        if options.task not in TASKS or options.task in REACH_TASKS:
+            raise ValueError(f"--task {options.task!r}: choose a pushing task "
+                             f"({', '.join(t for t in TASKS if t not in REACH_TASKS)})")
+        if options.episodes < 1 or not options.step > 0:
+            raise ValueError("--episodes must be >= 1 and --step > 0")
+        size = load_reward_model(options.reward_run, "cpu").config.image_size
+        reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
+        state_reward = load_state_reward(options.rung0_run) if options.rung0_run is not None else None
+    except (CheckpointError, GoalImageError, OSError, ValueError) as error:
+        print(f"pushing_reward_agent_spots: error: {error}", file=sys.stderr)
+        return 2
+
+    sim = PushTSim(PushTConfig(task=options.task, seed=options.seed))
+    try:
+        for episode in range(options.episodes):
+            if episode:
+                sim.reset()
+            points, images, observations = agent_grid(sim, options.step, size)
+            frames = _frames(images)
+            with torch.no_grad():
+                values = reward(frames, frames[0]).float().numpy()
+            from_wall = np.min(np.c_[points - sim.config.arena_margin, ARENA_UNITS - sim.config.arena_margin - points],
+                               axis=1)
+            wall, inside = from_wall < 1.0, from_wall >= options.step / 2
+            line = (f"episode {episode}: {len(points)} agent spots; reward range {np.ptp(values):.3f}, best spot "
+                    f"{points[values.argmax()].round().tolist()}, mean at the walls - mean inside "
+                    f"{values[wall].mean() - values[inside].mean():+.3f}")
+            if state_reward is not None:
+                with torch.no_grad():
+                    fitted = state_reward(torch.from_numpy(observations)).numpy()
+                line += (f"; r̂: range {np.ptp(fitted):.3f}, best spot {points[fitted.argmax()].round().tolist()}, "
+                         f"correlation {np.corrcoef(values, fitted)[0, 1]:.2f}, r̂(its best) - r̂(reward's best) "
+                         f"{fitted.max() - fitted[values.argmax()]:.3f}")
+            print(line, flush=True)
+    finally:
+        sim.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

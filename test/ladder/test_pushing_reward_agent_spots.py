@@ -1,0 +1,69 @@
+"""``scripts/pushing_reward_agent_spots.py``: a pushing task's reward over the agent's whole range, and rung 0's r̂."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from PIL import Image
+from script_modules import load_script
+
+
+def _script():
+    return load_script("scripts/pushing_reward_agent_spots.py")
+
+
+def _reward_run(root):
+    from dmo_ros.reward.config import RewardConfig
+    from dmo_ros.reward.energy import EnergyNet
+    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+    torch.manual_seed(0)
+    config = RewardConfig.preset("tiny", image_size=32)
+    run = root / "reward"
+    write_run_config(run, {"kind": "reward", "model": asdict(config)})
+    save_checkpoint(run, 1, EnergyNet(config).state_dict(), {}, {})
+    goal = root / "goal.png"
+    Image.fromarray(np.full((96, 96, 3), 255, np.uint8)).save(goal)
+    return run, goal
+
+
+def _rung0_run(root, reward: str = "learned"):
+    """A rung-0 run folder whose r̂ is fitted to the agent's x (normalised): its best spot is on the right wall."""
+    from dmo_ros.ladder.rung0 import StateRewardModel
+    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+    torch.manual_seed(0)
+    model = StateRewardModel(hidden=8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):  # fit r̂(s) = the agent's x in [-1, 1]
+        states = torch.rand(256, 8) * 2 - 1
+        loss = ((model(states) - states[:, 0]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    run = root / f"rung0_{reward}"
+    write_run_config(run, {"kind": "policy", "rung0": {"reward": reward, "reward_hidden": 8}})
+    save_checkpoint(run, 1, {f"reward_model.{k}": v for k, v in model.state_dict().items()}, {}, {})
+    return run
+
+
+def test_the_map_covers_the_walls_and_compares_rung0s_regressor(tmp_path, capsys):
+    reward_run, goal = _reward_run(tmp_path)
+    args = ["--reward-run", str(reward_run), "--goal", str(goal), "--episodes", "2", "--step", "96"]
+    assert _script().main([*args, "--rung0-run", str(_rung0_run(tmp_path))]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"episode {e}: ") for e, line in enumerate(lines))
+    assert all("mean at the walls - mean inside" in line for line in lines)
+    assert all("r̂: range" in line and "best spot [492.0, " in line.split("r̂:")[1] for line in lines)  # the right wall
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    reward_run, goal = _reward_run(tmp_path)
+    base = ["--reward-run", str(reward_run), "--goal", str(goal)]
+    assert _script().main([*base, "--task", "reach_fixed"]) == 2
+    assert _script().main([*base, "--rung0-run", str(_rung0_run(tmp_path, reward="true"))]) == 2
+    assert _script().main(["--reward-run", str(tmp_path / "none"), "--goal", str(goal)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("pushing_reward_agent_spots: error") == 3 and "Traceback" not in err
