@@ -29,27 +29,20 @@ import torch
 
 
 def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """``(points (N, 2) arena units, frames, observations (N, 8))`` of the agent on a grid of ``step`` units over its
-    reachable range (the walls included), wherever its disc clears the T, the T at the sim's current pose; frames
+    """``(points (N, 2) arena units, frames, observations (N, 8))`` of the agent on the reward gate's grid
+    (:func:`~dmo_ros.gates.reward.agent_spots`: the walls included), the T at the sim's current pose; frames
     (size, size, 3) uint8 as the dataset converter resizes them."""
-    from dmo_ros.gates.reward import _place, sim_frame
+    from dmo_ros.gates.reward import _place, agent_spots, sim_frame
     from dmo_ros.ladder.state_env import observe
-    from dmo_ros.sims.pusht import ARENA_UNITS
-    from dmo_ros.sims.pusht_tasks import disc_clears_t
 
-    margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
-    grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, step), ARENA_UNITS - margin))
     block = sim.state().block
-    points, frames, observations = [], [], []
-    for y in grid:
-        for x in grid:
-            point = np.array([x, y])
-            if disc_clears_t(point, block, radius=25.0):
-                _place(sim, block, point)
-                points.append(point)
-                frames.append(sim_frame(sim, size))
-                observations.append(observe(sim.state()))
-    return np.array(points), frames, np.stack(observations)
+    points = agent_spots(sim, step)
+    frames, observations = [], []
+    for point in points:
+        _place(sim, block, point)
+        frames.append(sim_frame(sim, size))
+        observations.append(observe(sim.state()))
+    return points, frames, np.stack(observations)
 
 
 def load_state_reward(run: Path):

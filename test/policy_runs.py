@@ -78,6 +78,18 @@ def train_tiny_policy(root: Path, robot: str = "pusht", max_samples: int = 32, e
     return run
 
 
+def untrained_reward_run(root: Path, image_size: int = 32) -> tuple[Path, Path]:
+    """``(root/reward, root/goal.png)``: an untrained tiny Markov energy (seeded) and a white goal picture."""
+    torch.manual_seed(0)
+    config = RewardConfig.preset("tiny", image_size=image_size)
+    run = root / "reward"
+    write_run_config(run, {"kind": "reward", "model": asdict(config)})
+    save_checkpoint(run, 1, EnergyNet(config).state_dict(), {}, {})
+    goal = root / "goal.png"
+    Image.fromarray(np.full((*CAMERA, 3), 255, np.uint8)).save(goal)
+    return run, goal
+
+
 def nan_policy(trained: Path, folder: Path) -> Path:
     """A copy of a trained run whose actor outputs NaN (its last layer's bias is NaN)."""
     import shutil

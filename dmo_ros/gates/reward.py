@@ -300,27 +300,32 @@ def reach_grid(config: ReachRewardGateConfig | None = None) -> tuple[np.ndarray,
 
     Returns ``(points (N, 2) arena units, frames (N, 3, S, S) uint8 camera frames at config.image_size, target (2,)
     arena units)``. Evaluation only: it places the stand-in's bodies."""
-    from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
-    from dmo_ros.sims.pusht_tasks import disc_clears_t
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
     config = config or ReachRewardGateConfig()
     sim = PushTSim(PushTConfig(task=config.task, seed=config.seed))
     try:
         state = sim.state()
-        target, block = state.target, state.block
-        margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
-        grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, config.step), ARENA_UNITS - margin))
-        points, images = [], []
-        for y in grid:
-            for x in grid:
-                point = np.array([x, y])
-                if disc_clears_t(point, block, radius=25.0):
-                    _place(sim, block, point)
-                    points.append(point)
-                    images.append(sim_frame(sim, config.image_size))
+        points = agent_spots(sim, config.step)
+        images = []
+        for point in points:
+            _place(sim, state.block, point)
+            images.append(sim_frame(sim, config.image_size))
     finally:
         sim.close()
-    return np.array(points), _frames(images), np.asarray(target, dtype=np.float64)
+    return points, _frames(images), np.asarray(state.target, dtype=np.float64)
+
+
+def agent_spots(sim, step: float) -> np.ndarray:
+    """(N, 2) arena units: a grid of ``step`` units over the agent's reachable range (the walls included), wherever
+    its disc clears the T at the sim's current pose."""
+    from dmo_ros.sims.pusht import ARENA_UNITS
+    from dmo_ros.sims.pusht_tasks import disc_clears_t
+
+    margin = sim.config.arena_margin  # the agent's centre reaches [margin, ARENA_UNITS - margin]
+    grid = np.unique(np.append(np.arange(margin, ARENA_UNITS - margin, step), ARENA_UNITS - margin))
+    block = sim.state().block
+    return np.array([(x, y) for y in grid for x in grid if disc_clears_t(np.array([x, y]), block, radius=25.0)])
 
 
 def measure_reach_reward(reward: RewardOfFrames, config: ReachRewardGateConfig | None = None) -> dict:

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-import numpy as np
 import torch
-from PIL import Image
 from script_modules import load_script
+
+from policy_runs import untrained_reward_run
 
 
 def _script():
     return load_script("scripts/pushing_reward_agent_spots.py")
-
-
-def _reward_run(root):
-    from dmo_ros.reward.config import RewardConfig
-    from dmo_ros.reward.energy import EnergyNet
-    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
-
-    torch.manual_seed(0)
-    config = RewardConfig.preset("tiny", image_size=32)
-    run = root / "reward"
-    write_run_config(run, {"kind": "reward", "model": asdict(config)})
-    save_checkpoint(run, 1, EnergyNet(config).state_dict(), {}, {})
-    goal = root / "goal.png"
-    Image.fromarray(np.full((96, 96, 3), 255, np.uint8)).save(goal)
-    return run, goal
 
 
 def _rung0_run(root, reward: str = "learned"):
@@ -50,7 +33,7 @@ def _rung0_run(root, reward: str = "learned"):
 
 
 def test_the_map_covers_the_walls_and_compares_rung0s_regressor(tmp_path, capsys):
-    reward_run, goal = _reward_run(tmp_path)
+    reward_run, goal = untrained_reward_run(tmp_path)
     args = ["--reward-run", str(reward_run), "--goal", str(goal), "--episodes", "2", "--step", "96"]
     assert _script().main([*args, "--rung0-run", str(_rung0_run(tmp_path))]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -60,7 +43,7 @@ def test_the_map_covers_the_walls_and_compares_rung0s_regressor(tmp_path, capsys
 
 
 def test_bad_inputs_exit_2(tmp_path, capsys):
-    reward_run, goal = _reward_run(tmp_path)
+    reward_run, goal = untrained_reward_run(tmp_path)
     base = ["--reward-run", str(reward_run), "--goal", str(goal)]
     assert _script().main([*base, "--task", "reach_fixed"]) == 2
     assert _script().main([*base, "--rung0-run", str(_rung0_run(tmp_path, reward="true"))]) == 2

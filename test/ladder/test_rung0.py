@@ -15,6 +15,7 @@ from dmo_ros.ladder.state_env import HALF, StateEnvs, observe, state_reward, t_p
 from dmo_ros.ladder.table import ladder_table
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import GOAL_POSE, pose_error
+from policy_runs import untrained_reward_run
 
 METRICS = ("success_rate", "success_ci95", "loose_success_rate", "mean_max_coverage", "max_coverage_std",
            "mean_final_distance", "final_distance_std", "episodes")
@@ -162,28 +163,9 @@ def test_settings_read_lists_and_json_strings():
 # -- the learned reward on true state (the rung between 0 and 1) ---------------------------------------------
 
 
-def _tiny_reward_run(root):
-    from dataclasses import asdict
-
-    from PIL import Image
-
-    from dmo_ros.reward.config import RewardConfig
-    from dmo_ros.reward.energy import EnergyNet
-    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
-
-    torch.manual_seed(0)
-    config = RewardConfig.preset("tiny", image_size=32)
-    run = root / "reward"
-    write_run_config(run, {"kind": "reward", "model": asdict(config)})
-    save_checkpoint(run, 1, EnergyNet(config).state_dict(), {}, {})
-    goal = root / "goal.png"
-    Image.fromarray(np.full((96, 96, 3), 255, np.uint8)).save(goal)
-    return run, goal
-
-
 @pytest.mark.parametrize("method", rung0.METHODS)
 def test_tiny_rung0_with_the_learned_reward_runs_and_records_it(tmp_path, capsys, method):
-    reward_run, goal = _tiny_reward_run(tmp_path)
+    reward_run, goal = untrained_reward_run(tmp_path)
     run = tmp_path / f"learned_{method}"
     args = [str(run), "--preset", "tiny", "--task", "reach_fixed", "--method", method, "--reward", "learned",
             "--reward-run", str(reward_run), "--goal", str(goal), "--final-eval-episodes", "2", "--no-progress"]
@@ -211,7 +193,7 @@ def test_frame_rewards_score_the_resized_render_as_the_reward_model_does(tmp_pat
     from dmo_ros.reward.energy import GoalReward, load_reward_model
     from dmo_ros.reward.goal_image import load_goal_image
 
-    reward_run, goal = _tiny_reward_run(tmp_path)
+    reward_run, goal = untrained_reward_run(tmp_path)
     sims = [PushTSim(PushTConfig(task="reach_fixed", seed=s)) for s in range(3)]
     labels = rung0.FrameRewards(reward_run, goal)(sims)
     reference = GoalReward(load_reward_model(reward_run), load_goal_image(goal, size=(32, 32)))
