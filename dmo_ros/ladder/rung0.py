@@ -82,6 +82,9 @@ class Rung0Config:
     """Pushing tasks: weight of the agent-to-T distance in the reward."""
     approach_radius: float = 70.0
     """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
+    agent_lure: float = 0.0
+    """Pushing tasks, a diagnostic: weight of a made-up reward for the agent's closeness to the arena's top-right
+    corner, an agent-only term like the learned reward's (``state_reward``); 0: none (the task's reward)."""
     model_hidden: int = 256
     """sapo: width of the state model's MLP."""
     model_layers: int = 2
@@ -148,6 +151,10 @@ class Rung0Config:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
             raise ValueError(f"policy_ema must be in [0, 1) (0: off), got {self.policy_ema}")
+        if not (math.isfinite(self.agent_lure) and self.agent_lure >= 0.0):
+            raise ValueError(f"agent_lure must be a finite weight >= 0 (0: off), got {self.agent_lure}")
+        if self.agent_lure and self.reward == "learned":
+            raise ValueError("agent_lure adds to the task's true reward; the learned reward has its own agent term")
         if self.policy_ema > 0 and self.method != "sapo":
             raise ValueError("policy_ema averages SAPO's actor; PPO keeps its latest weights (policy_ema=0)")
 
@@ -458,7 +465,8 @@ class Rung0SAPO:
         rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
         states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
         if self.frame_rewards is None:
-            rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius)
+            rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius,
+                                   config.agent_lure)
         else:  # the labels' values, the regressor's gradient (as DMO's local reward head on rung 1)
             predicted = self.reward_model(states[1:])
             label = torch.stack(labels)
@@ -595,7 +603,8 @@ class Rung0PPO:
                 log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
                 values[t] = agent.value(self.observation)
                 next_observation = torch.from_numpy(envs.step(actions[t].clamp(-1.0, 1.0).numpy()))
-                rewards[t] = state_reward(next_observation, config.task, config.approach, config.approach_radius) \
+                rewards[t] = state_reward(next_observation, config.task, config.approach, config.approach_radius,
+                                          config.agent_lure) \
                     if self.frame_rewards is None else self.frame_rewards(envs.sims)
                 ended = torch.from_numpy(envs.steps >= config.episode_steps)
                 if ended.any():

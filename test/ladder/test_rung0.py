@@ -11,7 +11,7 @@ import torch
 
 from dmo_ros.dmo.runner import read_evaluations
 from dmo_ros.ladder import rung0
-from dmo_ros.ladder.state_env import HALF, StateEnvs, observe, state_reward, t_pose_error
+from dmo_ros.ladder.state_env import HALF, LURE_CORNER, StateEnvs, observe, state_reward, t_pose_error
 from dmo_ros.ladder.table import ladder_table
 from dmo_ros.sims.pusht import PushTConfig, PushTSim
 from dmo_ros.sims.pusht_tasks import GOAL_POSE, pose_error
@@ -85,6 +85,26 @@ def test_observation_and_rewards_follow_the_true_state():
     state_reward(moved, "push_near").backward()
     assert moved.grad[2:6].abs().sum() > 0
     sim.close()
+
+
+def test_the_agent_lure_pays_only_for_the_agents_closeness_to_the_top_right_corner():
+    """The diagnostic agent-only term: -w x the agent's distance from the corner, added to the task's reward; the T's
+    terms unchanged. Bad weights and a learned reward are refused."""
+    sim = PushTSim(PushTConfig(task="push_t", seed=3))
+    observation = torch.from_numpy(observe(sim.state()))
+    sim.close()
+    corner, far = observation.clone(), observation.clone()
+    corner[0:2], far[0:2] = torch.tensor(LURE_CORNER), torch.tensor([-1.0, 1.0])  # the bottom-left corner
+    for o in (corner, far):
+        lured, plain = state_reward(o, "push_t", approach=0.0, agent_lure=0.02), state_reward(o, "push_t", approach=0.0)
+        expected = -0.02 * (o[0:2] - torch.tensor(LURE_CORNER)).norm()
+        assert (lured - plain).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert state_reward(corner, "push_t", agent_lure=0.02) - state_reward(far, "push_t", agent_lure=0.02) > 0
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="agent_lure"):
+            rung0.Rung0Config(task="push_t", agent_lure=bad)
+    with pytest.raises(ValueError, match="agent_lure adds to the task's true reward"):
+        rung0.Rung0Config(task="push_t", agent_lure=0.02, reward="learned", reward_run="r", goal="g")
 
 
 def test_state_envs_step_in_metres_per_second_and_restart():
