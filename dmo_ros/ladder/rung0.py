@@ -158,6 +158,10 @@ class Rung0Config:
         if self.policy_ema > 0 and self.method != "sapo":
             raise ValueError("policy_ema averages SAPO's actor; PPO keeps its latest weights (policy_ema=0)")
 
+    def true_reward(self, observation: Tensor) -> Tensor:
+        """(...) the task's reward of observations (..., 8) with this config's terms (``state_reward``)."""
+        return state_reward(observation, self.task, self.approach, self.approach_radius, self.agent_lure)
+
 
 PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
     # Tests: seconds.
@@ -465,8 +469,7 @@ class Rung0SAPO:
         rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
         states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
         if self.frame_rewards is None:
-            rewards = state_reward(states[1:], config.task, config.approach, config.approach_radius,
-                                   config.agent_lure)
+            rewards = config.true_reward(states[1:])
         else:  # the labels' values, the regressor's gradient (as DMO's local reward head on rung 1)
             predicted = self.reward_model(states[1:])
             label = torch.stack(labels)
@@ -603,9 +606,8 @@ class Rung0PPO:
                 log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
                 values[t] = agent.value(self.observation)
                 next_observation = torch.from_numpy(envs.step(actions[t].clamp(-1.0, 1.0).numpy()))
-                rewards[t] = state_reward(next_observation, config.task, config.approach, config.approach_radius,
-                                          config.agent_lure) \
-                    if self.frame_rewards is None else self.frame_rewards(envs.sims)
+                rewards[t] = config.true_reward(next_observation) if self.frame_rewards is None \
+                    else self.frame_rewards(envs.sims)
                 ended = torch.from_numpy(envs.steps >= config.episode_steps)
                 if ended.any():
                     final_values[t, ended] = agent.value(next_observation[ended])
