@@ -54,6 +54,16 @@ class RewardConfig:
     wall that scored like the cube in the goal). Negatives teach the energy to score such frames low. 0: in-segment
     pairs only (the seed paper's sampling)."""
 
+    tie_changed_share: float = 0.0
+    """A pair whose two frames differ in at most this share of pixels (any channel by more than
+    :data:`~dmo_ros.reward.pairs.TIE_PIXEL_STEP` levels) is a **tie**: the loss asks f(earlier) = f(later) (the
+    preference-learning tie, target 1/2; Christiano et al. 2017) instead of f(later) > f(earlier). Frames in which
+    only the robot moved while the scene stood still show no progress, whatever their order in time; ranking them
+    by time teaches the energy where the robot tends to be, a term that depends on the robot alone and that a policy
+    maximises by parking it (measured on Push-T, README "ties"). Found from the frames alone: at 64 px on Push-T,
+    0.01 (41 pixels, about two agent discs) separates pairs whose T stood still (median centre shift 0.07 px) from
+    pairs whose T moved. 0: every pair is ordered (the seed paper's loss)."""
+
     calibration_momentum: float = 0.99
     """Momentum of the running reward-scale statistics updated during training (a running mean
     over the first 1 / (1 - momentum) updates, an exponential average after)."""
@@ -72,6 +82,8 @@ class RewardConfig:
             raise ValueError(f"max_span ({self.max_span}) must be 0 (whole episodes) or >= min_span ({self.min_span})")
         if not 0.0 <= self.negative_fraction < 1.0:
             raise ValueError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
+        if not 0.0 <= self.tie_changed_share < 1.0:
+            raise ValueError(f"tie_changed_share must be in [0, 1), got {self.tie_changed_share}")
         if not 0.0 <= self.calibration_momentum < 1.0:
             raise ValueError(f"calibration_momentum must be in [0, 1), got {self.calibration_momentum}")
         if self.calibration_items < 1:

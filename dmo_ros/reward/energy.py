@@ -159,18 +159,26 @@ class EnergyNet(nn.Module):
         f = self.energy(torch.cat([earlier, later]), torch.cat([start, start]), torch.cat([goal, goal]))
         f_earlier, f_later = f[:b], f[b:]
         margin = f_later - f_earlier
-        bt_loss = F.softplus(-margin).mean()  # -log sigma(f(later) - f(earlier))
+        # Ordered pairs: -log sigma(margin). Ties: the cross-entropy with target 1/2, minimal at margin 0.
+        tie = batch.tie.to(margin.device)
+        ordered_loss = F.softplus(-margin)
+        tie_loss = 0.5 * (F.softplus(margin) + F.softplus(-margin))
+        bt_loss = torch.where(tie, tie_loss, ordered_loss).mean()
         loss = bt_loss + self.config.energy_l2 * f.pow(2).mean()
         if self.training:
             self._update_calibration(start, goal, f.detach())
+        ordered = ~tie
         logs = {
             "loss": loss.item(),
             "bt_loss": bt_loss.item(),
-            "accuracy": (margin > 0).float().mean().item(),
-            "margin": margin.mean().item(),
+            "accuracy": (margin[ordered] > 0).float().mean().item() if ordered.any() else float("nan"),
+            "margin": margin[ordered].mean().item() if ordered.any() else float("nan"),
             "energy_gap": self.energy_gap.item(),
             "energy_std": self.energy_std.item(),
         }
+        if self.config.tie_changed_share > 0:  # every batch logs the same keys (the loop averages per key)
+            logs["tie_share"] = tie.float().mean().item()
+            logs["tie_margin"] = margin[tie].abs().mean().item() if tie.any() else 0.0
         return loss, logs
 
     @torch.no_grad()

@@ -22,6 +22,11 @@ Bradley-Terry loss asks for f(later) > f(earlier).
    uniformly drawn frame of another episode (one that does not lead to this goal; its offset in ``steps``
    is -1) and ``later`` is frame j as above, so f ranks frames off the way to the goal below frames on it.
 
+5. With ``tie_changed_share`` c > 0, an in-segment pair whose frames ``i`` and ``j`` differ in at most a share c
+   of their pixels (:func:`changed_share`) is a **tie** (``tie`` True): only something small moved between them
+   (on Push-T the agent, the T standing still), so neither frame is closer to the goal and the loss asks for
+   f(later) = f(earlier). Negatives are never ties.
+
 Randomness: with ``resample`` (the default for the train split) each read draws afresh from
 torch's random generator, which the DataLoader seeds per worker from its own seeded generator
 (so runs are reproducible for a given seed and worker count, and every epoch sees new pairs).
@@ -61,6 +66,8 @@ class RankingPairs:
     """() int64: episode index in its dataset folder."""
     source: torch.Tensor
     """() int64: which of the PairDataset's folders the item came from."""
+    tie: torch.Tensor
+    """() bool: the two frames differ too little to rank (module doc, item 5); the loss asks f(earlier) = f(later)."""
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RankingPairs:
         return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
@@ -94,11 +101,13 @@ class PairDataset(Dataset):
         resample: fresh draws at every read; default True for "train", False otherwise.
         negative_fraction: share of items whose earlier frame is a negative (module doc, item 4); in [0, 1).
             Needs segments of at least two episodes of one folder to draw from (else no item is a negative).
+        tie_changed_share: pairs whose frames differ in at most this share of pixels are ties (module doc,
+            item 5); in [0, 1), 0 = no ties.
     """
 
     def __init__(self, folders: Path | str | Sequence[Path | str], split: str = "train", max_span: int = 64,
                  min_span: int = 1, seed: int = 0, intent_only: bool = False, resample: bool | None = None,
-                 negative_fraction: float = 0.0) -> None:
+                 negative_fraction: float = 0.0, tie_changed_share: float = 0.0) -> None:
         if min_span < 1:
             raise ValueError(f"min_span must be >= 1 (a pair needs two distinct frames), got {min_span}")
         if max_span != 0 and max_span < min_span:
@@ -110,6 +119,9 @@ class PairDataset(Dataset):
             raise ValueError(f"negative_fraction must be in [0, 1), got {negative_fraction}")
         self.split, self.max_span, self.min_span, self.seed = split, int(max_span), int(min_span), int(seed)
         self.negative_fraction = float(negative_fraction)
+        if not 0.0 <= tie_changed_share < 1.0:
+            raise ValueError(f"tie_changed_share must be in [0, 1), got {tie_changed_share}")
+        self.tie_changed_share = float(tie_changed_share)
         self.intent_only = intent_only
         self.resample = split == "train" if resample is None else bool(resample)
         # ClipDataset of length 1 checks each folder and opens its memory maps lazily per process.
@@ -169,20 +181,35 @@ class PairDataset(Dataset):
         source, episode = (int(v) for v in self.segments[segment, :2])
         earlier = i if negative < 0 else negative
         frames = np.array(self.sources[source].arrays["frames"][[start, earlier, j, goal]])  # copies out of the map
+        tie = (negative < 0 and self.tie_changed_share > 0
+               and changed_share(frames[1], frames[2]) <= self.tie_changed_share)
         frames = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
         return RankingPairs(
             start=frames[0], earlier=frames[1], later=frames[2], goal=frames[3],
             steps=torch.tensor([0, i - start if negative < 0 else -1, j - start, goal - start], dtype=torch.int64),
             episode=torch.tensor(episode, dtype=torch.int64),
             source=torch.tensor(source, dtype=torch.int64),
+            tie=torch.tensor(tie),
         )
 
     def __repr__(self) -> str:
         folders = ", ".join(str(s.folder) for s in self.sources)
         return (f"PairDataset([{folders}], split={self.split!r}, spans {self.min_span}..{self.max_span or 'end'}"
                 f"{', intent only' if self.intent_only else ''}"
-                f"{f', negatives {self.negative_fraction:g}' if self.negative_fraction else ''}: "
+                f"{f', negatives {self.negative_fraction:g}' if self.negative_fraction else ''}"
+                f"{f', ties at <= {self.tie_changed_share:g} changed' if self.tie_changed_share else ''}: "
                 f"{len(self.segments)} segments, {len(self)} items)")
+
+
+TIE_PIXEL_STEP = 40
+"""Levels (of 255) by which a channel must change for its pixel to count as changed in :func:`changed_share`:
+above JPEG-like noise and anti-aliasing flicker, below the contrast of an object's edge."""
+
+
+def changed_share(first: np.ndarray, second: np.ndarray) -> float:
+    """Share of pixels of two (H, W, 3) uint8 frames where some channel differs by more than :data:`TIE_PIXEL_STEP`."""
+    difference = np.abs(first.astype(np.int16) - second.astype(np.int16)).max(axis=-1)
+    return float((difference > TIE_PIXEL_STEP).mean())
 
 
 def true_runs(flags: np.ndarray) -> list[tuple[int, int]]:

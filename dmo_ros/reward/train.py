@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             model_config = RewardConfig.preset(args.preset, **overrides)
         sets = {split: PairDataset(folders, split, model_config.max_span, model_config.min_span,
                                    seed=train_config.seed, intent_only=args.intent_only,
-                                   negative_fraction=model_config.negative_fraction) for split in ("train", "val")}
+                                   negative_fraction=model_config.negative_fraction,
+                                   tie_changed_share=model_config.tie_changed_share) for split in ("train", "val")}
         height, width = sets["train"].image_shape
         if height != width:
             raise DatasetError(f"frames are {height}x{width}; the reward model takes square frames "

@@ -27,7 +27,7 @@ def _batch(b: int = 6, seed: int = 0) -> RankingPairs:
     g = torch.Generator().manual_seed(seed)
     images = [torch.randint(0, 256, (b, 3, SIZE, SIZE), generator=g, dtype=torch.uint8) for _ in range(4)]
     return RankingPairs(*images, steps=torch.tensor([[0, 1, 2, 3]] * b), episode=torch.zeros(b, dtype=torch.long),
-                        source=torch.zeros(b, dtype=torch.long))
+                        source=torch.zeros(b, dtype=torch.long), tie=torch.zeros(b, dtype=torch.bool))
 
 
 def test_energy_shapes_and_forward_contract() -> None:
@@ -57,6 +57,26 @@ def test_bradley_terry_loss_matches_the_formula() -> None:
     expected = -torch.log(torch.sigmoid(f_later - f_earlier)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert logs["accuracy"] == pytest.approx((f_later > f_earlier).float().mean().item())
+
+
+def test_tie_items_ask_for_equal_energies() -> None:
+    """A tie item's loss is the cross-entropy with target 1/2, (softplus(m) + softplus(-m)) / 2, smallest (log 2)
+    at margin 0; ordered items keep -log sigma(m); accuracy and margin count ordered items only."""
+    torch.manual_seed(0)
+    model = EnergyNet(_config(energy_l2=0.0, tie_changed_share=0.01)).eval()
+    batch = _batch()
+    batch.tie = torch.tensor([True, False, True, False, False, True])
+    loss, logs = model(batch)
+    x = {name: to_model_images(getattr(batch, name)) for name in ("start", "earlier", "later", "goal")}
+    margin = model.energy(x["later"], x["start"], x["goal"]) - model.energy(x["earlier"], x["start"], x["goal"])
+    expected = torch.where(batch.tie, 0.5 * (F.softplus(margin) + F.softplus(-margin)), F.softplus(-margin)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert logs["accuracy"] == pytest.approx((margin[~batch.tie] > 0).float().mean().item())
+    assert logs["tie_share"] == pytest.approx(0.5) and logs["tie_margin"] == pytest.approx(
+        margin[batch.tie].abs().mean().item(), rel=1e-5)
+    same = _batch()
+    same.later, same.tie = same.earlier, torch.ones(6, dtype=torch.bool)
+    assert model(same)[0].item() == pytest.approx(np.log(2.0), rel=1e-5)  # the tie loss's minimum
 
 
 def test_calibration_buffers_update_in_training_only_and_are_saved() -> None:
@@ -171,7 +191,8 @@ def test_the_default_reward_is_a_function_of_the_frame_alone() -> None:
     before = model.energy_mean.clone()
     images = torch.randint(0, 256, (4, 3, SIZE, SIZE), dtype=torch.uint8)
     model(RankingPairs(images, images, images, images, torch.zeros(4, 4, dtype=torch.int64),
-                       torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.int64)))
+                       torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.int64),
+                       torch.zeros(4, dtype=torch.bool)))
     assert not torch.equal(model.energy_mean, before)
 
 
@@ -236,7 +257,8 @@ def test_config_presets_and_validation() -> None:
     assert RewardConfig.from_dict(json.loads(json.dumps(asdict(tiny)))) == tiny  # the config.json round trip
     for bad in ({"min_span": 0}, {"max_span": 2, "min_span": 3}, {"channels": ()}, {"shift_augment": -1},
                 {"image_size": 16, "channels": (8, 8, 8, 8, 8)}, {"calibration_momentum": 1.0},
-                {"negative_fraction": -0.1}, {"negative_fraction": 1.0}):
+                {"negative_fraction": -0.1}, {"negative_fraction": 1.0}, {"tie_changed_share": -0.01},
+                {"tie_changed_share": 1.0}):
         with pytest.raises(ValueError):
             RewardConfig(**bad)
 

@@ -134,3 +134,69 @@ def test_negatives_teach_frames_off_the_way_to_score_low(tmp_path: Path, one_thr
         others = np.concatenate([reward(other).numpy() for k, other in enumerate(episodes) if k != index])
         wins.append((own[:, None] > others[None, :]).mean())
     assert np.mean(wins) > 0.9, f"own frames above other episodes' in {np.mean(wins):.3f} of the comparisons"
+
+
+AGENT_CORNER = np.array([4.0, 4.0])
+"""Where the toy's agent goes before the object moves: its place alone says "later" without ties."""
+
+
+def agent_then_object_video(episodes: int, seed: int) -> tuple[np.ndarray, list[int], list[dict]]:
+    """(frames, lengths, poses): a small blue agent walks from a random place to the top-left corner while the
+    dark object stands still, then the object moves to a random goal (the agent waits). Like Push-T play, the
+    agent's place alone correlates with time in the first phase. Poses: the object's start and the agent's."""
+    rng = np.random.default_rng(seed)
+    frames, lengths, poses = [], [], []
+    background, colour, agent_colour = np.full(3, 0.85), np.full(3, 0.15), np.array([0.25, 0.4, 0.9])
+    for _ in range(episodes):
+        walk, push = int(rng.integers(6, 11)), int(rng.integers(8, 13))
+        start, goal = rng.uniform(10, SIZE - 5, (2, 2))
+        while np.hypot(*(goal - start)) < 0.3 * SIZE:  # both redrawn: some starts have no goal this far
+            start, goal = rng.uniform(10, SIZE - 5, (2, 2))
+        agent_start = rng.uniform(4, SIZE - 4, 2)
+        for t in range(walk + push):
+            agent = agent_start + (AGENT_CORNER - agent_start) * min(t / (walk - 1), 1.0)
+            centre = start + (goal - start) * max(0.0, (t - walk + 1) / push)
+            image = _disc(np.broadcast_to(background, (SIZE, SIZE, 3)), centre, 3.0, colour)
+            frames.append((_disc(image, agent, 1.5, agent_colour) * 255).round().astype(np.uint8))
+        lengths.append(walk + push)
+        poses.append({"start": start, "goal": goal, "agent": agent_start})
+    return np.stack(frames), lengths, poses
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ties_remove_the_agent_only_term_the_time_order_teaches(tmp_path: Path, one_thread, ties: bool) -> None:
+    """In a video where the agent walks to a corner before the object moves, the time order alone teaches the
+    energy to pay for the agent's place (without ties: the agent in the corner scores well above the agent at
+    its start, the object unmoved). With tie_changed_share, pairs in which only the small agent moved are ties,
+    and that agent-only gain shrinks to a fraction of it while the object's progress is still ranked."""
+    frames, lengths, poses = agent_then_object_video(48, seed=0)
+    folder = write_dataset(tmp_path / "video", frames, np.zeros((len(frames), 2), np.float32), lengths,
+                           validation_fraction=0.25, seed=0)
+    config = RewardConfig.preset("tiny", image_size=SIZE, max_span=0, tie_changed_share=0.03 if ties else 0.0)
+    train_set = PairDataset(folder, "train", config.max_span, config.min_span, seed=0,
+                            tie_changed_share=config.tie_changed_share)
+    seed_everything(0)
+    model = EnergyNet(config)
+    schedule = replace(TRAIN_PRESETS["tiny"], steps=200, device="cpu", progress=False, val_every=0)
+    train(model, train_set, None, schedule, tmp_path / "run", {"model": {}})
+    model.eval()
+
+    held_out = PairDataset(folder, "val", config.max_span, config.min_span, seed=1)
+    agent_gain, object_gain = [], []
+    background, colour, agent_colour = np.full(3, 0.85), np.full(3, 0.15), np.array([0.25, 0.4, 0.9])
+    for episode in sorted(set(held_out.segments[:, 1])):
+        pose = poses[episode]
+        scene = _disc(np.broadcast_to(background, (SIZE, SIZE, 3)), pose["start"], 3.0, colour)
+        done = _disc(np.broadcast_to(background, (SIZE, SIZE, 3)), pose["goal"], 3.0, colour)
+        pictures = [_disc(scene, pose["agent"], 1.5, agent_colour), _disc(scene, AGENT_CORNER, 1.5, agent_colour),
+                    _disc(done, AGENT_CORNER, 1.5, agent_colour)]
+        pictures = np.stack([(p * 255).round().astype(np.uint8) for p in pictures])
+        reward = GoalReward(model, pictures[-1])(pictures).numpy()
+        agent_gain.append(reward[1] - reward[0])
+        object_gain.append(reward[2] - reward[1])
+    ratio = np.mean(agent_gain) / np.mean(object_gain)
+    assert np.mean(object_gain) > 0.5, f"object gain {np.mean(object_gain):.3f}"
+    if ties:
+        assert abs(ratio) < 0.15, f"agent-only gain / object gain {ratio:.3f} with ties"
+    else:
+        assert ratio > 0.3, f"agent-only gain / object gain {ratio:.3f} without ties"

@@ -10,7 +10,7 @@ import torch
 
 from dmo_ros.dataset.format import DatasetError, write_dataset
 from dmo_ros.dataset.loaders import collate, make_loader
-from dmo_ros.reward.pairs import PairDataset, RankingPairs, true_runs
+from dmo_ros.reward.pairs import TIE_PIXEL_STEP, PairDataset, RankingPairs, changed_share, true_runs
 
 LENGTHS = [12, 7, 2, 20, 9]
 
@@ -152,6 +152,52 @@ def test_negatives_come_from_other_episodes_and_rank_below_the_context(folder: P
     assert "negatives 0.4" in repr(dataset)
     with pytest.raises(ValueError, match="negative_fraction"):
         PairDataset(folder, "all", negative_fraction=1.0)
+
+
+def _agent_then_scene_dataset(folder: Path) -> Path:
+    """Episodes of 10 frames, 16 x 16: in frames 0-4 only one pixel (the "agent") moves, from frame 5 on a 6 x 6
+    square (the "scene") moves each step."""
+    frames = np.full((30, 16, 16, 3), 200, np.uint8)
+    for episode in range(3):
+        for t in range(10):
+            frame = frames[10 * episode + t]
+            frame[1, min(t, 4) + 1] = 0
+            frame[8:14, 8 + max(t - 5, 0): 14 + max(t - 5, 0)] = 30 if t >= 5 else 200
+    return write_dataset(folder, frames, np.zeros((30, 2), np.float32), [10, 10, 10], validation_fraction=0.4,
+                         seed=3)
+
+
+def test_pairs_that_differ_only_in_a_few_pixels_are_ties(tmp_path: Path) -> None:
+    """With tie_changed_share, an in-segment pair is a tie exactly when its frames differ in at most that share of
+    pixels (here: both frames before the scene moved); negatives and runs without the option have no ties."""
+    video = _agent_then_scene_dataset(tmp_path / "video")
+    dataset = PairDataset(video, "all", max_span=0, seed=1, tie_changed_share=0.02, negative_fraction=0.3)
+    plain = PairDataset(video, "all", max_span=0, seed=1)
+    ties = 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        negative = int(item.steps[1]) == -1
+        segment, _, _, later, _ = dataset.draw(index)
+        expected = not negative and later - int(dataset.segments[segment, 2]) <= 4  # both before the scene moved
+        assert bool(item.tie) == expected, (index, item.steps.tolist())
+        ties += expected
+        assert not bool(plain[index].tie)
+    assert 0 < ties < len(dataset)
+    assert "ties at <= 0.02 changed" in repr(dataset)
+    batch = RankingPairs.collate([dataset[0], dataset[1]])
+    assert batch.tie.shape == (2,) and batch.tie.dtype == torch.bool
+    with pytest.raises(ValueError, match="tie_changed_share"):
+        PairDataset(video, "all", tie_changed_share=1.0)
+
+
+def test_changed_share_counts_pixels_that_changed_by_more_than_the_step() -> None:
+    first = np.zeros((4, 4, 3), np.uint8)
+    second = first.copy()
+    second[0, 0, 2] = TIE_PIXEL_STEP  # not more than the step: unchanged
+    second[1, 1, 0] = TIE_PIXEL_STEP + 1
+    second[2, 2] = 255
+    assert changed_share(first, second) == 2 / 16
+    assert changed_share(second, first) == 2 / 16 and changed_share(first, first) == 0.0
 
 
 def test_one_episode_has_no_negatives(tmp_path: Path) -> None:
