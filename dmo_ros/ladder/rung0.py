@@ -61,7 +61,7 @@ from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import field_value
 
 METHODS = ("sapo", "ppo")
-REWARDS = ("true", "learned")
+REWARDS = ("true", "learned", "regressed")
 RUN_KIND = "rung0"
 
 
@@ -117,7 +117,9 @@ class Rung0Config:
     """ppo: entropy bonus weight."""
     reward: str = "true"
     """true: the task's reward of the state (:func:`~dmo_ros.ladder.state_env.state_reward`); learned: the
-    learned goal-conditioned reward of the state's camera frame (needs ``reward_run`` and ``goal``)."""
+    learned goal-conditioned reward of the state's camera frame (needs ``reward_run`` and ``goal``); regressed
+    (sapo, a diagnostic between the two): the true reward's values as labels and the state reward regressor fitted
+    to them for the gradient, as with the learned reward, so the regressor is tested without the learned reward."""
     reward_run: str = ""
     """reward=learned: the ``dmo-train-reward`` run folder whose energy scores the frames."""
     goal: str = ""
@@ -153,6 +155,8 @@ class Rung0Config:
             raise ValueError(f"policy_ema must be in [0, 1) (0: off), got {self.policy_ema}")
         if not (math.isfinite(self.agent_lure) and self.agent_lure >= 0.0):
             raise ValueError(f"agent_lure must be a finite weight >= 0 (0: off), got {self.agent_lure}")
+        if self.reward == "regressed" and self.method != "sapo":
+            raise ValueError("reward=regressed tests SAPO's reward regressor; PPO takes the reward's values only")
         if self.agent_lure and self.reward == "learned":
             raise ValueError("agent_lure adds to the task's true reward; the learned reward has its own agent term")
         if self.policy_ema > 0 and self.method != "sapo":
@@ -289,6 +293,22 @@ class FrameRewards:
 # -- the policy as the evaluation drives it ------------------------------------------------------------------
 
 
+class TrueRewardLabels:
+    """The task's true reward of B stand-ins' current states, as labels for the reward regressor (reward=regressed).
+
+    Args:
+        envs: the stand-ins whose current states are scored (``observations()``, (B, 8)).
+        config: the run's config; its ``true_reward`` (task, approach and lure terms) gives the values.
+    """
+
+    def __init__(self, envs: StateEnvs, config: Rung0Config) -> None:
+        self.envs, self.config = envs, config
+
+    def __call__(self, sims: list[PushTSim]) -> Tensor:
+        """(B,) float32 true rewards of the envs' current states (``sims`` are the envs' own; not looked at)."""
+        return self.config.true_reward(torch.from_numpy(self.envs.observations())).float()
+
+
 class StatePolicy:
     """A rung-0 actor as an evaluation controller: the stand-in's state in, velocity (m/s) out (deterministic).
 
@@ -335,7 +355,9 @@ class Rung0SAPO:
         self.replay = Replay(config.replay_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
-        self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
+        self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" \
+            else TrueRewardLabels(self.envs, config) if config.reward == "regressed" else None
+        """The labels the reward regressor is fitted to (learned or regressed reward), else None."""
         self.reward_model = StateRewardModel(config.reward_hidden)
         self.reward_optimizer = torch.optim.Adam(self.reward_model.parameters(), lr=config.model_lr)
         self.average = AveragedModel(self.learner.actor, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema)) \
@@ -695,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="size preset (default cpu)")
     parser.add_argument("--reward", choices=REWARDS, default=None,
                         help="true: the task's reward of the state (default); learned: the learned reward of the "
-                             "state's camera frame (with --reward-run and --goal), the rung between 0 and 1")
+                             "state's camera frame (with --reward-run and --goal), the rung between 0 and 1; "
+                             "regressed (sapo): the true reward's values, the gradient of a regressor fitted to "
+                             "them (as learned has), a diagnostic")
     parser.add_argument("--reward-run", type=Path, default=None, help="--reward learned: the dmo-train-reward run")
     parser.add_argument("--goal", type=Path, default=None, help="--reward learned: the goal picture (dmo-goal-image)")
     parser.add_argument("--max-samples", type=int, default=None, help="sample budget (real transitions)")
@@ -762,7 +786,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     run_config = {"kind": RUN_KIND, "method": config.method, "task": config.task, "preset": options.preset,
                   "rung0": asdict(config), "run": asdict(run)}
-    reward = "the task's true reward" if config.reward == "true" else f"the learned reward of {config.reward_run}"
+    reward = {"true": "the task's true reward", "learned": f"the learned reward of {config.reward_run}",
+              "regressed": "the task's true reward through the reward regressor"}[config.reward]
     print(f"rung 0, {config.method} on {config.task} with {reward}: {config.num_envs} stand-ins, budget "
           f"{run.max_samples} samples; run folder {options.run_dir}", flush=True)
     try:

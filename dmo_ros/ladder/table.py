@@ -97,8 +97,9 @@ def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
             task, count, seed = final["config"]["task"], final["policy"]["episodes"], final["config"]["seed"]
             rung = str(config.get("rung", "?"))
             if config.get("kind") == "rung0":
-                learned = config.get("rung0", {}).get("reward") == "learned"
-                rung = "0 (true state, learned reward)" if learned else "0 (true state)"
+                reward = config.get("rung0", {}).get("reward", "true")
+                rung = {"learned": "0 (true state, learned reward)",
+                        "regressed": "0 (true state, regressed true reward)"}.get(reward, "0 (true state)")
             method = config["method"] if label is None else f"{config['method']} ({label})"
             row = _row(rung, task, method, f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
                        final["policy"], count, seed)

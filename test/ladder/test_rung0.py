@@ -198,6 +198,25 @@ def test_tiny_rung0_with_the_learned_reward_runs_and_records_it(tmp_path, capsys
     assert f"| 0 (true state, learned reward) | reach_fixed | {method} |" in ladder_table([run])
 
 
+def test_the_regressed_reward_fits_the_regressor_to_the_true_rewards_values(tmp_path, capsys):
+    """reward=regressed: the labels are the true reward of the stand-ins' current states, the regressor is trained
+    and logged as with the learned reward, and PPO (which takes values only) refuses it."""
+    run = tmp_path / "regressed"
+    args = [str(run), "--preset", "tiny", "--task", "reach_fixed", "--reward", "regressed",
+            "--final-eval-episodes", "2", "--no-progress"]
+    assert rung0.main(args) == 0
+    assert "with the task's true reward through the reward regressor" in capsys.readouterr().out
+    assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
+    assert "| 0 (true state, regressed true reward) | reach_fixed | sapo |" in ladder_table([run])
+    config = rung0.Rung0Config(task="push_t", reward="regressed", num_envs=3)
+    algorithm = rung0.Rung0SAPO(config, seed=0)
+    labels = algorithm.frame_rewards(algorithm.envs.sims)
+    torch.testing.assert_close(labels, config.true_reward(torch.from_numpy(algorithm.envs.observations())).float())
+    algorithm.close()
+    with pytest.raises(ValueError, match="reward=regressed tests SAPO's reward regressor"):
+        rung0.Rung0Config(task="push_t", reward="regressed", method="ppo")
+
+
 def test_the_learned_reward_needs_a_readable_run_and_goal(tmp_path, capsys):
     with pytest.raises(SystemExit):
         rung0.main([str(tmp_path / "a"), "--preset", "tiny", "--reward", "learned"])
