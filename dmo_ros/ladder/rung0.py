@@ -22,6 +22,8 @@ rung 1 scores its frames. PPO takes those labels as its rewards. SAPO needs a re
 state: a :class:`StateRewardModel` MLP regresses the labels of the replayed states, and the actor's reward
 is ``r_hat(s') + stopgrad(label - r_hat(s'))`` (the label's value, the regressor's gradient; DMO's local
 reward head plays this part on rung 1). The state and the success rule stay the simulator's.
+``--reward regressed`` (SAPO, a diagnostic) keeps that regressor but fits it to the true reward's values, so
+what the regressor alone costs is measured apart from the learned reward.
 
 Training runs through :func:`dmo_ros.dmo.runner.train_policy`: TensorBoard scalars, periodic
 evaluation on the task (``eval.jsonl``: success rates with intervals, max coverage, final distance),
@@ -155,6 +157,8 @@ class Rung0Config:
             raise ValueError(f"policy_ema must be in [0, 1) (0: off), got {self.policy_ema}")
         if not (math.isfinite(self.agent_lure) and self.agent_lure >= 0.0):
             raise ValueError(f"agent_lure must be a finite weight >= 0 (0: off), got {self.agent_lure}")
+        if self.reward == "regressed" and (self.reward_run or self.goal):
+            raise ValueError("reward=regressed takes the true reward's values; --reward-run and --goal are for learned")
         if self.reward == "regressed" and self.method != "sapo":
             raise ValueError("reward=regressed tests SAPO's reward regressor; PPO takes the reward's values only")
         if self.agent_lure and self.reward == "learned":
@@ -209,7 +213,7 @@ class StateModel(nn.Module):
 
 
 class Replay:
-    """A ring buffer of real transitions (s, a, s') and, with a learned reward, the label of s'."""
+    """A ring buffer of real transitions (s, a, s') and, with a learned or regressed reward, the label of s'."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -251,7 +255,7 @@ class Replay:
 
 
 class StateRewardModel(nn.Module):
-    """r_hat(s): an MLP (two hidden layers) regressing the learned reward's labels, states (..., 8) -> (...)."""
+    """r_hat(s): an MLP (two hidden layers) regressing the reward labels (learned or regressed), (..., 8) -> (...)."""
 
     def __init__(self, hidden: int = 256) -> None:
         super().__init__()
@@ -444,7 +448,7 @@ class Rung0SAPO:
         return loss.item()
 
     def _labels(self) -> Tensor | None:
-        """The learned reward of the stand-ins' current frames (None with the true reward)."""
+        """The labels of the stand-ins' current states: learned or regressed reward (None with the true reward)."""
         return self.frame_rewards(self.envs.sims) if self.frame_rewards is not None else None
 
     def _warm_up(self) -> dict[str, float]:

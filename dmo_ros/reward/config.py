@@ -61,7 +61,7 @@ class RewardConfig:
     only the robot moved while the scene stood still show no progress, whatever their order in time; ranking them
     by time teaches the energy where the robot tends to be, a term that depends on the robot alone and that a policy
     maximises by parking it (measured on Push-T, README "ties"). Found from the frames alone: at 64 px on Push-T,
-    0.01 (41 pixels, about two agent discs) separates pairs whose T stood still (median centre shift 0.07 px) from
+    0.01 (40 pixels, about two agent discs) separates pairs whose T stood still (median centre shift 0.07 px) from
     pairs whose T moved. 0: every pair is ordered (the seed paper's loss)."""
 
     calibration_momentum: float = 0.99

@@ -149,7 +149,13 @@ class EnergyNet(nn.Module):
     # -- training --------------------------------------------------------------------------
 
     def forward(self, batch: RankingPairs) -> tuple[torch.Tensor, dict[str, float]]:
-        """Bradley-Terry loss on (earlier, later) pairs; logs include pairwise ranking accuracy."""
+        """Bradley-Terry loss on (earlier, later) pairs; logs include pairwise ranking accuracy.
+
+        Ordered pairs: -log sigma(f(later) - f(earlier)). Tie pairs (``batch.tie``, from ``tie_changed_share``):
+        the cross-entropy with target 1/2, smallest when f(later) = f(earlier). ``accuracy`` and ``margin`` count the
+        ordered pairs only (0 for a batch of ties only); ``tie_share`` and ``tie_margin`` (mean |margin| of the ties)
+        are logged when the config has ties.
+        """
         images = torch.stack([batch.start, batch.earlier, batch.later, batch.goal], dim=1)  # (B, 4, 3, H, W)
         images = to_model_images(images)
         b, _, c, h, w = images.shape
@@ -167,12 +173,13 @@ class EnergyNet(nn.Module):
         loss = bt_loss + self.config.energy_l2 * f.pow(2).mean()
         if self.training:
             self._update_calibration(start, goal, f.detach())
-        ordered = ~tie
+        ordered = (~tie).float()
+        count = ordered.sum().clamp_min(1.0)  # no NaN in the averaged logs when a batch holds ties only
         logs = {
             "loss": loss.item(),
             "bt_loss": bt_loss.item(),
-            "accuracy": (margin[ordered] > 0).float().mean().item() if ordered.any() else float("nan"),
-            "margin": margin[ordered].mean().item() if ordered.any() else float("nan"),
+            "accuracy": (((margin > 0).float() * ordered).sum() / count).item(),
+            "margin": ((margin * ordered).sum() / count).item(),
             "energy_gap": self.energy_gap.item(),
             "energy_std": self.energy_std.item(),
         }

@@ -100,7 +100,8 @@ def _mean(values: list[float]) -> float:
 @torch.no_grad()
 def pairwise_accuracy(model: EnergyNet, pairs: PairDataset, max_pairs: int = 2000, batch_size: int = 256,
                       seed: int = 0) -> tuple[float, int]:
-    """(accuracy, pairs used): fraction of items with f(later) > f(earlier), over up to ``max_pairs`` items."""
+    """(accuracy, pairs ranked): fraction of items with f(later) > f(earlier), over up to ``max_pairs`` items; tie
+    items (pairs drawn with ``tie_changed_share``) are not ranked, so they count in neither number."""
     if len(pairs) == 0:
         return math.nan, 0
     device = next(model.parameters()).device
@@ -109,15 +110,17 @@ def pairwise_accuracy(model: EnergyNet, pairs: PairDataset, max_pairs: int = 200
         indices = np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = counted = 0
     try:
         for begin in range(0, len(indices), batch_size):
             batch = RankingPairs.collate([pairs[int(k)] for k in indices[begin: begin + batch_size]]).to(device)
             _, logs = model(batch)
-            correct += round(logs["accuracy"] * batch.batch_size)
+            ordered = batch.batch_size - int(batch.tie.sum())  # ties (if the pairs have them) are not ranked
+            correct += round(logs["accuracy"] * ordered)
+            counted += ordered
     finally:
         model.train(was_training)
-    return correct / len(indices), len(indices)
+    return (correct / counted if counted else math.nan), counted
 
 
 # -- validation video --------------------------------------------------------------------------
@@ -281,10 +284,12 @@ def evaluate_reward(model: EnergyNet | IntentRewardNet, dataset: Path | str | No
         report["intent"] = intent_separation(IntentReward(model), dataset)
     if dataset is not None and not intent:
         split = "val"
-        pairs = PairDataset(dataset, "val", config.max_span, config.min_span, seed=seed, resample=False)
+        pairs = PairDataset(dataset, "val", config.max_span, config.min_span, seed=seed, resample=False,
+                            tie_changed_share=config.tie_changed_share)  # ranked as trained: ties left out
         if len(pairs) == 0:  # a dataset without a validation episode: say so, measure on all
             split = "all"
-            pairs = PairDataset(dataset, "all", config.max_span, config.min_span, seed=seed, resample=False)
+            pairs = PairDataset(dataset, "all", config.max_span, config.min_span, seed=seed, resample=False,
+                                tie_changed_share=config.tie_changed_share)
         accuracy, used = pairwise_accuracy(model, pairs, max_pairs, seed=seed)
         report["pairs"] = {"split": split, "accuracy": accuracy, "count": used}
         chunk = (config.max_span or 10**9) + 1

@@ -208,13 +208,20 @@ def test_the_regressed_reward_fits_the_regressor_to_the_true_rewards_values(tmp_
     assert "with the task's true reward through the reward regressor" in capsys.readouterr().out
     assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
     assert "| 0 (true state, regressed true reward) | reach_fixed | sapo |" in ladder_table([run])
-    config = rung0.Rung0Config(task="push_t", reward="regressed", num_envs=3)
+    # Each replayed transition's label is the true reward of its next state s' (what r_hat(s') is fitted to).
+    config = rung0.Rung0Config(task="push_t", reward="regressed", num_envs=3, warmup_samples=30, warmup_updates=1)
     algorithm = rung0.Rung0SAPO(config, seed=0)
-    labels = algorithm.frame_rewards(algorithm.envs.sims)
-    torch.testing.assert_close(labels, config.true_reward(torch.from_numpy(algorithm.envs.observations())).float())
+    algorithm._warm_up()
+    rows = algorithm.replay.data[: len(algorithm.replay)]
+    assert len(rows) >= 30
+    next_states, labels = rows[:, 8 + 2: -1], rows[:, -1]
+    torch.testing.assert_close(labels, config.true_reward(next_states).float())
+    assert labels.std() > 0
     algorithm.close()
     with pytest.raises(ValueError, match="reward=regressed tests SAPO's reward regressor"):
         rung0.Rung0Config(task="push_t", reward="regressed", method="ppo")
+    with pytest.raises(ValueError, match="reward=regressed takes the true reward's values"):
+        rung0.Rung0Config(task="push_t", reward="regressed", reward_run="r", goal="g")
 
 
 def test_the_learned_reward_needs_a_readable_run_and_goal(tmp_path, capsys):
