@@ -359,7 +359,7 @@ class Rung0SAPO:
         self.replay = Replay(config.replay_size)
         self.generator = torch.Generator().manual_seed(seed)
         self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
-        self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" \
+        self.reward_labels = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" \
             else TrueRewardLabels(self.envs, config) if config.reward == "regressed" else None
         """The labels the reward regressor is fitted to (learned or regressed reward), else None."""
         self.reward_model = StateRewardModel(config.reward_hidden)
@@ -384,7 +384,7 @@ class Rung0SAPO:
 
     def state_dict(self) -> dict[str, Tensor]:
         learned = {f"reward_model.{k}": v for k, v in self.reward_model.state_dict().items()} \
-            if self.frame_rewards is not None else {}
+            if self.reward_labels is not None else {}
         averaged = {f"average.{k}": v for k, v in self.average.state_dict().items()} if self.average is not None else {}
         return {**{f"learner.{k}": v for k, v in self.learner.state_dict().items()},
                 **{f"model.{k}": v for k, v in self.model.state_dict().items()}, **learned, **averaged}
@@ -394,7 +394,7 @@ class Rung0SAPO:
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         if self.average is not None:
             self.average.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("average.")})
-        if self.frame_rewards is not None:
+        if self.reward_labels is not None:
             self.reward_model.load_state_dict({k[13:]: v for k, v in state.items() if k.startswith("reward_model.")})
 
     def trainer_state(self) -> dict[str, Any]:
@@ -432,7 +432,7 @@ class Rung0SAPO:
             nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
             self.model_optimizer.step()
             losses.append(loss.item())
-            if self.frame_rewards is not None:
+            if self.reward_labels is not None:
                 reward_losses.append(self._train_reward_model())
         self.model.eval()
         return (float(np.mean(losses)) if losses else float("nan"),
@@ -449,7 +449,7 @@ class Rung0SAPO:
 
     def _labels(self) -> Tensor | None:
         """The labels of the stand-ins' current states: learned or regressed reward (None with the true reward)."""
-        return self.frame_rewards(self.envs.sims) if self.frame_rewards is not None else None
+        return self.reward_labels(self.envs.sims) if self.reward_labels is not None else None
 
     def _warm_up(self) -> dict[str, float]:
         """Random-action transitions, the state model's scale from them, then its pretraining."""
@@ -488,13 +488,13 @@ class Rung0SAPO:
         def forward_step(state: Tensor, action: Tensor) -> Tensor:
             next_state = torch.from_numpy(envs.step(action.numpy()))
             real.append(next_state)
-            if self.frame_rewards is not None:
+            if self.reward_labels is not None:
                 labels.append(self._labels())
             return next_state
 
         rollout = rollout_decoupled(start, act, self.model, forward_step, config.sapo.horizon)
         states = torch.stack(rollout.states)  # (H + 1, B, 8): the simulator's values, the model's gradients
-        if self.frame_rewards is None:
+        if self.reward_labels is None:
             rewards = config.true_reward(states[1:])
         else:  # the labels' values, the regressor's gradient (as DMO's local reward head on rung 1)
             predicted = self.reward_model(states[1:])
