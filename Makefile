@@ -18,15 +18,16 @@ DEMO_BAGS := bags/demo
 DEMO_DATASETS := datasets/demo
 DEMO_RUNS := runs/demo
 # Samples (5 Hz teleop ticks) of play the main job records on the simulated clock (dmo-collect-fast: ~1 min per
-# 10 000 here; the same bags a live recording writes). The world model needs ~10k to follow actions (README "Gates").
+# 10 000 here; the same bags a live recording writes). The world model needs ~10k to follow actions
+# (docs/gates.md "Where the cpu presets stand").
 DEMO_SAMPLES ?= 10000
 # The Push-T task the demo's policy learns (push_region: the highest the laptop budget learns; push_t: the paper's)
-# and its imagined samples (DMO on push_region is at its level by ~8-12 k; README "Ladder").
+# and its imagined samples (DMO on push_region is at its level by ~8-12 k; docs/ladder.md "The main job's budget").
 TASK ?= push_region
 POLICY_SAMPLES ?= 12000
 # The world model's steps (the cpu preset's 6000 take 30-38 min on 2 idle cores; the demo trains 2000 on one core
 # beside the reward and local models, about as long as they take) and the local model's (empty: the preset's 1000;
-# with 500 DMO fell to 14/50 on push_region). README "The main job's budget" has the measurements.
+# with 500 DMO fell to 14/50 on push_region). docs/ladder.md "The main job's budget" has the measurements.
 DEMO_WORLD_MODEL_STEPS ?= 2000
 DEMO_LOCAL_MODEL_STEPS ?=
 

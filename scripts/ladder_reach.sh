@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The reach ladder from nothing (README "The ladder", reach_fixed): record the data, train every learned part, then
-# rung 0 (true state, learned reward), rung 1 (the stand-in as forward model) and rung 2 (the diffusion world
-# model) with DMO-SAPO and its baselines at equal samples, and write the ladder table and the Fig. 3 plots.
+# The reach ladder from nothing (README "The ladder"; its runs: docs/ladder.md, reach_fixed): record the data, train
+# every learned part, then rung 0 (true state, learned reward), rung 1 (the stand-in as forward model) and rung 2 (the
+# diffusion world model) with DMO-SAPO and its baselines at equal samples, and write the ladder table and the Fig. 3
+# plots.
 #
 # Usage: scripts/ladder_reach.sh BIN_DIR OUT_DIR
 #   OUT_DIR gets bags/, datasets/, runs/ (every model and policy run), ladder_reach.md (dmo-ladder-table) and

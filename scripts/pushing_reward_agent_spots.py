@@ -1,9 +1,9 @@
 """Where a pushing task's learned reward pays the agent to wait: the reward over the agent's whole reachable range.
 
 A pushing task's reward should pay for the T's pose; whatever it pays for the agent's place away from the T decides
-where a policy that has not yet learned to push parks the agent (README "A reward with slope far from the goal does
-not make the learned-reward rung learn push_t"). This places the stand-in's agent on a grid over its reachable range,
-walls included, with the T still at each of ``--episodes`` reset poses of ``--task``, and prints per episode the
+where a policy that has not yet learned to push parks the agent (docs/ladder.md "A reward with slope far from the goal
+does not make the learned-reward rung learn push_t"). This places the stand-in's agent on a grid over its reachable
+range, walls included, with the T still at each of ``--episodes`` reset poses of ``--task``, and prints per episode the
 reward's range over the agent's places, its best spot, and the mean at the walls minus the mean inside. The reward
 gate's agent-only spread (:func:`dmo_ros.gates.reward.measure_reward_shape`) samples 16 spots away from the walls;
 this covers them all.

@@ -1,6 +1,6 @@
 """The reach ladder from nothing (scripts/ladder_reach.sh), small: both recordings, every learned part, rungs 0-2 with
-DMO and its baselines, the ladder table and the Fig. 3 plots, with the tiny presets. The README's numbers come from
-the same script at its defaults; this checks that the stages fit together, not how well the policies do."""
+DMO and its baselines, the ladder table and the Fig. 3 plots, with the tiny presets. The numbers in docs/ladder.md come
+from the same script at its defaults; this checks that the stages fit together, not how well the policies do."""
 
 from __future__ import annotations
 

@@ -86,8 +86,9 @@ class DMOConfig:
     finetune_real_fraction: float = 0.0
     """Share of each fine-tuning batch drawn from real dataset sequences (labelled by the global reward) instead of
     the replay of world-model frames, in [0, 1]. Fine-tuning on imagined frames alone drifts the local model away
-    from the real frames its encoder reads on the robot (README, "Rung 2": one-step error on real sequences
-    0.24 -> 0.39 after 20 k samples with a cpu world model); real sequences anchor it. 0: Algorithm 1 as written."""
+    from the real frames its encoder reads on the robot (docs/ladder.md, "Why DMO declined": one-step error on real
+    sequences 0.24 -> 0.39 after 20 k samples with a cpu world model); real sequences anchor it. 0: Algorithm 1 as
+    written."""
 
     finetune_real_priority: float = 0.0
     """How strongly the real sequences of ``finetune_real_fraction`` favour high rewards: each is drawn with
@@ -114,9 +115,9 @@ class DMOConfig:
     the actor during policy training (episode starts and the forward model's frames; not the fine-tuning batches).
     Trains the actor on perturbed views so that its small settling commands near a goal do not hinge on exact pixels:
     a rung-2 reach policy fed real frames with std 2 noise turned its settling commands (direction cosine 0.85;
-    README "More tries at rung 2 reach"). Measured there (seeds 1-2, 60 k samples): 4 levels brought 95/100 agents
-    within 40 u of the target (78/100 without) and stopped as many within 20 u (44/100 vs 46/100); 8 levels lowered
-    both. 0: off (Algorithm 1 as written)."""
+    docs/ladder.md "More tries at rung 2 reach"). Measured there (seeds 1-2, 60 k samples): 4 levels brought 95/100
+    agents within 40 u of the target (78/100 without) and stopped as many within 20 u (44/100 vs 46/100); 8 levels
+    lowered both. 0: off (Algorithm 1 as written)."""
 
     policy_ema: float = 0.0
     """Decay of an exponential moving average of the policy's weights (Polyak averaging, torch's ``AveragedModel``):
@@ -124,9 +125,9 @@ class DMOConfig:
     features it reads (fine-tuning moves both). The periodic and final evaluations and the saved policy (the
     checkpoint's ``average.*`` weights, which :func:`~dmo_ros.policy.api.load_policy` prefers) use the average;
     training goes on from the latest weights. 0.95 averages over about the last 20 updates (5 k samples of the cpu
-    preset). Measured on rung 2 reach (README, "averaging the policy's weights"): at 0.95 the evaluations swing half as
-    much, the final successes do not rise (45/150 over three seeds against 81/150 for the latest weights of the same
-    runs). 0: off (the latest weights, Algorithm 1 as written)."""
+    preset). Measured on rung 2 reach (docs/ladder.md, "averaging the policy's weights"): at 0.95 the evaluations swing
+    half as much, the final successes do not rise (45/150 over three seeds against 81/150 for the latest weights of the
+    same runs). 0: off (the latest weights, Algorithm 1 as written)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
@@ -162,8 +163,8 @@ DMO_PRESETS: dict[str, DMOConfig] = {
     # The laptop demo: 16 episodes x horizon 16 = 256 world-model samples per epoch (~6 s of sampling on 2 cores).
     # No fine-tuning: with the cpu world model, fine-tuning the local model on its frames (lr 1e-4, 4 steps per
     # epoch) made push_region success peak at ~6 k samples and decline (12-23/50 at 20 k over two seeds); a fixed
-    # pretrained local model scored 31-35/50 and kept improving to 40 k (README, "Rung 2"). --finetune-steps 4
-    # restores Algorithm 1's fine-tuning (--finetune-lr 1e-5 measured as good as none on one seed).
+    # pretrained local model scored 31-35/50 and kept improving to 40 k (docs/ladder.md, "Why DMO declined").
+    # --finetune-steps 4 restores Algorithm 1's fine-tuning (--finetune-lr 1e-5 measured as good as none on one seed).
     "cpu": DMOConfig(batch_size=16, episode_steps=48, finetune_steps=0, finetune_batch_size=16, finetune_length=8,
                      replay_capacity=512),
     # One GPU: the paper's simulation length, many more parallel episodes.

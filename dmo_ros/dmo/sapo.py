@@ -122,9 +122,9 @@ class SAPOConfig:
     """How the actor's and critics' learning rates move over the run's sample budget: "constant", or "linear" from
     ``actor_lr`` / ``critic_lr`` at the first sample to :data:`LINEAR_FINAL_LR` at the last (SHAC's
     ``lr_schedule: linear``): late updates refine the policy instead of moving it as far as the first
-    ones. Measured on rung 2 reach (README, "a decaying learning rate"): it stops the late swing of the evaluations
-    and settles the policy short of the target (2/100 against 48/100 constant), so it is off by default. The trainer
-    passes the budget's progress to :meth:`SAPOLearner.set_progress`."""
+    ones. Measured on rung 2 reach (docs/ladder.md, "a decaying learning rate"): it stops the late swing of the
+    evaluations and settles the policy short of the target (2/100 against 48/100 constant), so it is off by default. The
+    trainer passes the budget's progress to :meth:`SAPOLearner.set_progress`."""
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(float(b) for b in self.adam_betas)

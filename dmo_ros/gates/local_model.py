@@ -198,8 +198,8 @@ def state_probe(model: LocalModel, episodes: int = 80, steps: int = 40, seed: in
 
     Evaluation only (it reads the simulator's state). Returns the mean absolute errors in arena units (512 per
     side; the agent is 30 wide) of the probe and of predicting the training mean (``*_baseline``). A policy on
-    this latent cannot aim more precisely than it knows where the agent is: the cpu-preset local models of the
-    README read the T to 15-22 u and the agent only to 72-87 u (the mean: 127 u)."""
+    this latent cannot aim more precisely than it knows where the agent is: the cpu-preset local models of
+    docs/gates.md read the T to 15-22 u and the agent only to 72-87 u (the mean: 127 u)."""
     from dmo_ros.local_model.rssm import features
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
 

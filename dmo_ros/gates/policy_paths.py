@@ -4,7 +4,7 @@ policy goes?
 The action-response gate (:mod:`dmo_ros.gates.world_model`) holds commands from recorded play windows, mostly
 in free space. A policy trained in imagination goes elsewhere: into the arena's walls and through the T, and
 there a world model that lets the agent slide along a wall or pass through the T teaches it exactly that
-(README, "Rung 2 with a longer-trained world model"). This check measures the model on the policy's paths:
+(docs/ladder.md, "Rung 2 with a longer-trained world model"). This check measures the model on the policy's paths:
 
 1. **Paths.** From the evaluation's own starts (``task``, ``seed``: episode e from (seed, e), the episodes
    ``dmo-eval-policy`` runs) the policy drives the stand-in for ``steps`` steps (not stopped at success).

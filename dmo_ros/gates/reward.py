@@ -208,7 +208,7 @@ def reward_gate(reward: RewardOfFrames, config: RewardGateConfig | None = None) 
     ]
     # Far from the goal, where push_t's episodes start, a reward that rises only near the end gives a push little
     # more than where the agent stands: rung 0 on push_t learns with the true reward (linear in the T's distance:
-    # half its gain in the first half) and not with a learned one that passes the checks above (README, "Full
+    # half its gain in the first half) and not with a learned one that passes the checks above (docs/ladder.md, "Full
     # Push-T on rung 0"). Reported until a bound is measured.
     half, whole = shape["t_gain_first_half"], shape["t_gain"]
     share = f"{half / whole:.0%}" if whole else "n/a"

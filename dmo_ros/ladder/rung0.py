@@ -180,7 +180,7 @@ PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
                                device="cpu")),
     # Two CPU cores, minutes: 8 stand-ins, H = 16, DMO's 48-step training episodes. Few stand-ins per update make
     # many updates (469 in 60 k samples; 64 stand-ins made 57, and SAPO learned push_region 7/50 instead of 34/50;
-    # reach 50/50 either way: README "The same starts fail on every rung").
+    # reach 50/50 either way: docs/ladder.md "The same starts fail on every rung").
     "cpu": (Rung0Config(num_envs=8, episode_steps=48, sapo=SAPOConfig.preset("cpu", horizon=16)),
             PolicyTrainConfig(max_samples=150_000, eval_every=20, eval_episodes=10, checkpoint_every=20,
                               device="cpu")),

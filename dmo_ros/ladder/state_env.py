@@ -91,8 +91,9 @@ def state_reward(observation: Tensor, task: str, approach: float = 0.1,
 
     ``agent_lure`` (pushing tasks; a diagnostic, 0 in every preset): minus this weight x the agent's distance
     (normalised units) from :data:`LURE_CORNER` is added, a made-up reward for where the agent waits that has nothing
-    to do with the T, of the size the learned push_t reward pays for the agent's place (README "A reward with slope
-    far from the goal": 0.12-0.17 against a T gain of ~1.5; 0.02 here gives ~0.05 against the true reward's ~0.55)."""
+    to do with the T, of the size the learned push_t reward pays for the agent's place (docs/ladder.md "A reward with
+    slope far from the goal": 0.12-0.17 against a T gain of ~1.5; 0.02 here gives ~0.05 against the true reward's
+    ~0.55)."""
     agent = observation[..., 0:2]
     if task in REACH_TASKS:
         return -(agent - observation[..., 6:8]).norm(dim=-1)

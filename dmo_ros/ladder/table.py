@@ -16,7 +16,7 @@ whether its inputs passed (README "Gates").
 ``--episodes`` adds, under the table, each run's outcome per evaluation episode (``1`` success, ``.`` failure) and
 the starts that no run solved and that every run solved. The runs must share the task, the evaluation seed and the
 episode count (the same starts); a failure on a start every method misses (true state and pixels alike) is the
-task's or the policy class's, not a learned part's (README "The ladder", "The same starts fail on every rung").
+task's or the policy class's, not a learned part's (docs/ladder.md, "The same starts fail on every rung").
 ``--starts-picture PNG`` draws those starts (the stand-in's first frame of each), captioned with how many runs
 solved each.
 """

@@ -43,8 +43,8 @@ class LocalModelConfig:
     straight-through gradients (DreamerV2/V3). ``"gaussian"``: S dimensions of a diagonal Gaussian,
     reparameterised draws (PlaNet, DreamerV1); ``classes`` is then unused. Why the option: on Push-T frames the
     cpu preset's encoder and decoder carry the few-pixel agent through a Gaussian bottleneck sooner than through
-    categorical draws (``scripts/latent_bottleneck_speed.py``, README "Local model"), and the gradient DMO hands the
-    actor through a Gaussian prior's mean is exact where a categorical's is straight-through."""
+    categorical draws (``scripts/latent_bottleneck_speed.py``, docs/gates.md "A Gaussian latent"), and the gradient DMO
+    hands the actor through a Gaussian prior's mean is exact where a categorical's is straight-through."""
 
     stoch_size: int = 32
     """S, number of categorical variables (or Gaussian dimensions) in the stochastic state z (DreamerV3: 32)."""
@@ -144,7 +144,8 @@ class LocalModelConfig:
     gradients either way). DMO and the gates take modes. On Push-T frames a draw-fed decoder learns slowly: the cpu
     preset's encoder and decoder as an autoencoder reached a reconstruction error of 0.0135 after 600 steps through
     draws (agent in 0 % of the frames), 0.0093 through modes (13 %), 0.0057 with no categorical bottleneck (43 %);
-    but a local model trained on modes did no better at the gate (README "What the local model's latent holds")."""
+    but a local model trained on modes did no better at the gate (docs/gates.md "What the local model's latent
+    holds")."""
 
     def __post_init__(self) -> None:
         if self.action_size < 1:
@@ -239,7 +240,7 @@ PRESETS: dict[str, LocalModelConfig] = {
     # pretraining fits the demo's hour on 2 cores), a 256-unit GRU, DreamerV3's 32 x 32 latents. The action also
     # feeds the prior head, moved pixels weigh 10 more, and the reward losses (posterior and one-step prior) weigh
     # 10: on Push-T's 10k samples this lifts the local gate's shuffled / true KL from 1.09 to 1.14 at 1000 steps
-    # (README, "Where the cpu presets stand").
+    # (docs/gates.md, "Where the cpu presets stand").
     "cpu": LocalModelConfig(encoder_channels=[16, 32, 64, 128], embed_size=256, deter_size=256, stoch_size=32,
                             classes=32, hidden_size=256, head_layers=2, prior_action_input=True, difference_weight=10.0,
                             reward_loss_scale=10.0, prior_reward_scale=10.0),

@@ -276,7 +276,8 @@ class GoalReward(RewardOfModel):
     goal: ``r(o) = max_k r_k(o)``. An ego camera (the Go2's) sees the solved task differently from every place
     it can stand, so one picture rewards only the pushes that end where it was taken (measured on the Push Cube
     stand-in's scripted expert with ``dmo-reward-eval``: Spearman(reward, progress) 0.06 with one picture, 0.76
-    with the best of 8 or of 32 demonstration ends; README "Go2 Push Cube end to end"). K = 1 is the single picture.
+    with the best of 8 or of 32 demonstration ends; docs/push_cube.md "Push Cube one learned part at a time"). K = 1 is
+    the single picture.
 
     Batched and device-aware: images may be uint8 or float in [-1, 1], numpy or torch, channels
     first or last, on any device (moved to the model's); rewards come back on the model's

@@ -238,8 +238,8 @@ def standin_agent_spots_goal_set(spots: int, seed: int = 0, task: str = "push_t"
     there about as much as for the last stretch of the T's way (on push_region the agent alone moves it by ~0.23, the
     T from 50 u to 25 u from the goal by 0.03-0.08, depending on where the agent stands); the best of 16 pictures
     with the agent elsewhere in each (``GoalReward``'s max over a goal set) raises that T rise 1.4-4x, though DMO on
-    rung 1 did not score higher with it (README
-    "The ladder", "push_region's reward, band by band"). On a real robot: the T on its target, one picture per arm
+    rung 1 did not score higher with it (docs/ladder.md,
+    "push_region's reward, band by band"). On a real robot: the T on its target, one picture per arm
     position. Raises ValueError for a reach task (its agent is the goal) or ``spots`` < 1."""
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import disc_clears_t

@@ -11,16 +11,16 @@ the local model's labels can use it:
     r(o) = P(intent | o) * (1 + progress_weight * progress(o)) + milestone_weight * milestone(o)
 
 in about [0, 1 + progress_weight + milestone_weight]. P(intent) and the milestone are the paper's; the optional
-**demonstration progress** head (``progress_weight`` > 0; our addition, README "Go2 Push Cube end to end") regresses
-how far into its demonstration a frame lies, (k + 1) / L for the k-th of L frames of a contiguous intent-on stretch,
-trained on intent-on frames only: P(intent) alone pays a policy as much for looking at the cube as for pushing it
-(the milestone key is pressed once, at success), and the progress inside the demonstrations is what says which
+**demonstration progress** head (``progress_weight`` > 0; our addition, docs/push_cube.md "Progress, goal visits ...")
+regresses how far into its demonstration a frame lies, (k + 1) / L for the k-th of L frames of a contiguous intent-on
+stretch, trained on intent-on frames only: P(intent) alone pays a policy as much for looking at the cube as for pushing
+it (the milestone key is pressed once, at success), and the progress inside the demonstrations is what says which
 frames come nearer the end. It uses the labels and the frame order only, never the simulator.
 
 as :meth:`~dmo_ros.world_model_v4.dynamics.Dynamics.reward` reads the reward token. It is Markov (a function of the
 frame alone) and needs no goal picture. Why here: on Push Cube the goal-picture reward scores a walk into a wall
 above the cube in the goal, and DMO finds that walk; P(intent) ranks the scripted expert far above such policies
-(README "Go2 Push Cube end to end", ``scripts/push_cube_intent_probe.py``).
+(docs/push_cube.md "Push Cube one learned part at a time", ``scripts/push_cube_intent_probe.py``).
 
     model = IntentRewardNet(IntentRewardConfig.preset("cpu"))
     loss, logs = model(batch)                     # batch: LabelledFrames from IntentFrames (training loop contract)

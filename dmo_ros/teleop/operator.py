@@ -108,8 +108,8 @@ class ScriptedOperatorConfig:
     of them) or a random direction at a speed drawn uniformly from [0, ``play_slow_speed``]. Play otherwise moves
     at the operator's pace (1-2 % of its steps command under 5 % of the action limit), so a world model of the
     recording never sees the agent still or creeping, which is what a policy does where it stops. Measured on Push-T
-    (README "Rung 2 reach: ... cannot hold the agent still"): added to the cpu world model's data at 0.15, it did not
-    make the imagined agent stand still under a zero command (it drifted more); 0: none."""
+    (docs/ladder.md "Rung 2 reach: ... cannot hold the agent still"): added to the cpu world model's data at 0.15, it
+    did not make the imagined agent stand still under a zero command (it drifted more); 0: none."""
     play_slow_speed: float = 0.05
     """Fastest slow hold in the robot's action units (m/s, rad/s): a quarter of the operator's 0.2."""
     play_wander_probability: float = 0.0

@@ -137,7 +137,8 @@ class PushCubeExplorer:
     > 0 a primitive may instead walk to a point of the arena — half of them in the goal region — and look around
     there, as a person playing in the room also walks over the goal without the cube. Without those visits the
     goal region seen up close appears only at the ends of demonstrations, and a reward learned from the intent
-    labels pays a policy for standing on the goal disc (README "Go2 Push Cube end to end")."""
+    labels pays a policy for standing on the goal disc (docs/push_cube.md "Progress, goal visits and the gradient
+    check")."""
 
     def __init__(self, geometry: PushCubeGeometry | None = None, visit_probability: float = 0.0) -> None:
         if not 0.0 <= visit_probability <= 1.0:

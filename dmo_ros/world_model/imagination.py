@@ -47,7 +47,8 @@ class WorldModelEnv:
         generator: source of the sampler's noise, for reproducible rollouts (on any device).
         channels_last: on a CPU, put the denoiser's weights in channels-last memory format (oneDNN's preferred
             layout: with the sampler's prepared context and conditioning 1.5-1.8x faster sampling than before,
-            the same frames up to float rounding; ``benchmarks/sampling_speed.py``, README "Sampling speed").
+            the same frames up to float rounding; ``benchmarks/sampling_speed.py``,
+            docs/world_models.md "Sampling speed").
             It converts ``denoiser`` in place, which changes no result elsewhere.
         bf16: sample under bfloat16 autocast (fast only on CPUs with bf16 hardware, AMX: ~2x on top there;
             frames differ by up to two uint8 levels; much slower on an AVX2-only CPU). Default off.

@@ -56,7 +56,8 @@ from dmo_ros.world_model_v4.tokenizer import FrameBatch, Tokenizer
 TOKENIZER_TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=40, batch_size=8, lr=2e-3, warmup_steps=5, log_every=10, val_every=20, val_batches=2,
                         checkpoint_every=20),
-    # The laptop demo at 64 x 64: ~1.7 s per step on one core shared with other jobs (README, Push Cube world model).
+    # The laptop demo at 64 x 64: ~1.7 s per step on one core shared with other jobs (docs/world_models.md, Push Cube
+    # world model).
     "cpu": TrainConfig(steps=800, batch_size=32, lr=1e-3, warmup_steps=50, log_every=25, val_every=400,
                        val_batches=8, checkpoint_every=200),
     "gpu": TrainConfig(steps=100_000, batch_size=64, lr=3e-4, warmup_steps=1000, log_every=50, val_every=2000,
@@ -67,7 +68,7 @@ TOKENIZER_TRAIN_PRESETS: dict[str, TrainConfig] = {
 DYNAMICS_TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(steps=40, batch_size=4, lr=2e-3, warmup_steps=5, log_every=10, val_every=20, val_batches=2,
                         checkpoint_every=20),
-    # ~1.8 s per step on one shared core: the README's run stopped at step 604 (--time-limit-s 1080).
+    # ~1.8 s per step on one shared core: the run of docs/world_models.md stopped at step 604 (--time-limit-s 1080).
     "cpu": TrainConfig(steps=3000, batch_size=8, lr=5e-4, warmup_steps=100, log_every=25, val_every=500,
                        val_batches=8, checkpoint_every=500),
     "gpu": TrainConfig(steps=100_000, batch_size=16, lr=1e-4, warmup_steps=1000, log_every=50, val_every=2000,
