@@ -15,6 +15,10 @@ correlation, r̂'s best spot, and how much higher r̂ puts its best spot than th
     python scripts/pushing_reward_agent_spots.py --reward-run runs/pt/reward --goal runs/pt/goal.png \\
         --rung0-run runs/r0/pt_learned_s0
 
+``--local-model RUN``: a local model (``dmo-train-local-model``, or a DMO run: its local model as fine-tuned there);
+its reward head (what DMO differentiates on rungs 1-2) is read on the same frames
+(:func:`dmo_ros.local_model.frame_reward.local_reward_of_frames`) and compared with the frame reward the same way.
+
 The simulator places bodies here: evaluation only. Exit code 2 on bad inputs.
 """
 
@@ -70,10 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20_000, help="seed of the resets (default 20000, the gate's)")
     parser.add_argument("--rung0-run", type=Path, default=None, metavar="RUN",
                         help="also compare a rung-0 --reward learned run's state-reward regressor r̂(s)")
+    parser.add_argument("--local-model", type=Path, default=None, metavar="RUN",
+                        help="also compare a local model's reward head (a local-model run, or a DMO run: its "
+                             "fine-tuned local model)")
     options = parser.parse_args(argv)
 
     from dmo_ros.gates.reward import _frames
+    from dmo_ros.local_model.frame_reward import local_reward_of_frames
     from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.policy.api import load_run_local_model
     from dmo_ros.reward.energy import load_reward_model
     from dmo_ros.reward.goal_image import GoalImageError
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
@@ -89,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         size = load_reward_model(options.reward_run, "cpu").config.image_size
         reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
         state_reward = load_state_reward(options.rung0_run) if options.rung0_run is not None else None
+        local = load_run_local_model(options.local_model) if options.local_model is not None else None
+        if local is not None and local.config.image_size != size:
+            raise ValueError(f"--local-model {options.local_model}: frames of {local.config.image_size} px, the "
+                             f"reward model's {size} px")
     except (CheckpointError, GoalImageError, OSError, ValueError) as error:
         print(f"pushing_reward_agent_spots: error: {error}", file=sys.stderr)
         return 2
@@ -108,12 +121,17 @@ def main(argv: list[str] | None = None) -> int:
             line = (f"episode {episode}: {len(points)} agent spots; reward range {np.ptp(values):.3f}, best spot "
                     f"{points[values.argmax()].round().tolist()}, mean at the walls - mean inside "
                     f"{values[wall].mean() - values[inside].mean():+.3f}")
+            fitted = {}
             if state_reward is not None:
                 with torch.no_grad():
-                    fitted = state_reward(torch.from_numpy(observations)).numpy()
-                line += (f"; r̂: range {np.ptp(fitted):.3f}, best spot {points[fitted.argmax()].round().tolist()}, "
-                         f"correlation {np.corrcoef(values, fitted)[0, 1]:.2f}, r̂(its best) - r̂(reward's best) "
-                         f"{fitted.max() - fitted[values.argmax()]:.3f}")
+                    fitted["r̂"] = state_reward(torch.from_numpy(observations)).numpy()
+            if local is not None:
+                fitted["local r̂"] = local_reward_of_frames(local)(frames, frames[0]).float().numpy()
+            for name, other in fitted.items():
+                line += (f"; {name}: range {np.ptp(other):.3f}, best spot {points[other.argmax()].round().tolist()}, "
+                         f"walls - inside {other[wall].mean() - other[inside].mean():+.3f}, correlation "
+                         f"{np.corrcoef(values, other)[0, 1]:.2f}, {name}(its best) - {name}(reward's best) "
+                         f"{other.max() - other[values.argmax()]:.3f}")
             print(line, flush=True)
     finally:
         sim.close()

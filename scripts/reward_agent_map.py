@@ -13,7 +13,7 @@ ascent share (from how many spots a hill-climb on the map ends at the target; se
 ``--local-model`` a table by distance to the target (each map's mean reward, the local gradient's norm and cosine
 per band: how steep the reward is where a reach is won or lost). The PNG
 shows the goal picture beside the map. ``--local-model RUN`` adds the same map of the local model's own reward
-head (what DMO differentiates), on the posterior of each frame (the frame held for ``HOLD_STEPS`` filter steps
+head (what DMO differentiates), on the posterior of each frame (the frame held for a few filter steps
 with a zero action, so the deterministic state has seen it), and the gradient DMO hands the actor there: the
 local model's ``d r̂ / d a`` at a = 0 through ``--gradient-steps`` prior steps with the action held (1: the
 local gate's one-step gradient; the cpu preset's horizon: 16), printed as its mean cosine with the direction
@@ -29,48 +29,10 @@ from pathlib import Path
 import torch
 
 from dmo_ros.gates.reward import ReachRewardGateConfig, measure_reach_reward, reach_grid, reach_reward_map_plot
+from dmo_ros.local_model.frame_reward import local_reward_gradients, local_reward_of_frames
 
 DISTANCE_BINS = ((0, 12), (12, 24), (24, 36), (36, 48), (48, 64), (64, 90), (90, 150), (150, 800))
 """Distance bands (arena units) of the printed table near the target (strict reach success: < 20 u)."""
-
-HOLD_STEPS = 4
-"""Filter steps of the local model on each held frame before its reward head is read."""
-
-
-def local_reward_of_frames(model):
-    """The local model's reward head as a frame reward: ``(frames (N, 3, H, W) uint8, start) -> (N,)``, on the
-    posterior after ``HOLD_STEPS`` filter steps of each frame with a zero action (``start`` is not used)."""
-
-    @torch.no_grad()
-    def reward(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        state = model.rssm.initial(len(frames), "cpu")
-        zero = torch.zeros(len(frames), model.config.action_size)
-        embed = model.encode(frames)
-        for _ in range(HOLD_STEPS):
-            state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
-        return model.reward(state)
-
-    return reward
-
-
-def local_reward_gradients(model, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
-    """(N, 2) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model, ``s_k`` its prior after k of ``steps`` steps with
-    the action a held from the posterior of each frame (filtered as :func:`local_reward_of_frames` does)."""
-    model.eval()
-    zero = torch.zeros(len(frames), model.config.action_size)
-    with torch.no_grad():
-        state, embed = model.rssm.initial(len(frames), "cpu"), model.encode(frames)
-        for _ in range(HOLD_STEPS):
-            state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
-    action = zero.clone().requires_grad_(True)
-    total = torch.zeros(())
-    for _ in range(steps):
-        state = model.rssm.prior_step(state, action, sample=False)
-        total = total + model.reward(state).sum()
-    (gradient,) = torch.autograd.grad(total, action)
-    return gradient
-
 
 def cosine_toward(points, gradients, target):
     """(N,) cosine of each gradient (N, 2) with the direction from its point (N, 2) to ``target`` (2,)."""
@@ -119,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     from dmo_ros.local_model.train import goal_reward_function
+    from dmo_ros.policy.api import load_run_local_model
     from dmo_ros.reward.energy import load_reward_model
     from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
     from dmo_ros.training.checkpoint import CheckpointError
@@ -128,15 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         rewards = {"learned reward": goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))}
         local = None
         if options.local_model is not None:
-            from dmo_ros.local_model.model import load_local_model
-            from dmo_ros.training import read_run_config
-
-            if read_run_config(options.local_model).get("method") in ("dmo", "no_diffusion"):
-                from dmo_ros.policy.api import load_policy  # a DMO run: its local model as fine-tuned there
-
-                local = load_policy(options.local_model, "cpu").local_model
-            else:
-                local = load_local_model(options.local_model, "cpu")
+            local = load_run_local_model(options.local_model)
             rewards["local model's reward head"] = local_reward_of_frames(local)
         if options.gradient_steps < 1:
             raise ValueError(f"--gradient-steps must be >= 1, got {options.gradient_steps}")

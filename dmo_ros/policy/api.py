@@ -126,6 +126,22 @@ def load_policy(run_dir: Path | str, device: torch.device | str = "cpu", checkpo
         raise PolicyError(f"{run_dir}: the policy cannot be rebuilt from its checkpoint ({error})") from error
 
 
+def load_run_local_model(run_dir: Path | str, device: torch.device | str = "cpu") -> LocalModel:
+    """The local model of a ``dmo-train-local-model`` run, or of a DMO / No Diffusion policy run as its fine-tuning
+    left it (weights + JSON config: no code runs). Raises :class:`PolicyError` for a policy run without one (PPO,
+    ACT) and :class:`~dmo_ros.training.CheckpointError` for a folder that holds no readable run."""
+    from dmo_ros.local_model.model import load_local_model
+    from dmo_ros.training import read_run_config
+
+    if read_run_config(run_dir).get("kind") != POLICY_KIND:
+        return load_local_model(run_dir, device)
+    policy = load_policy(run_dir, device)
+    local = getattr(policy, "local_model", None)
+    if not isinstance(local, LocalModel):
+        raise PolicyError(f"{run_dir}: a {type(policy).__name__} has no local model")
+    return local
+
+
 @dataclass
 class PolicyRun:
     """A loaded policy and what deploying it needs to know of its training data (``config.json["deployment"]``,

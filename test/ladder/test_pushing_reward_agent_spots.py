@@ -50,3 +50,33 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert _script().main(["--reward-run", str(tmp_path / "none"), "--goal", str(goal)]) == 2
     err = capsys.readouterr().err
     assert err.count("pushing_reward_agent_spots: error") == 3 and "Traceback" not in err
+
+
+def _local_model_run(root, image_size: int = 32):
+    from dataclasses import asdict
+
+    from dmo_ros.local_model.config import LocalModelConfig
+    from dmo_ros.local_model.model import LocalModel
+    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+    torch.manual_seed(0)
+    config = LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=image_size)
+    model = LocalModel(config)
+    with torch.no_grad():  # a reward head that varies with the frame (DreamerV3 zero-initialises its output)
+        for parameter in model.reward_head.parameters():
+            parameter.normal_(0.0, 0.3)
+    run = root / f"local_{image_size}"
+    write_run_config(run, {"kind": "local_model", "model": asdict(config)})
+    save_checkpoint(run, 1, model.state_dict(), {}, {})
+    return run
+
+
+def test_the_map_compares_a_local_models_reward_head(tmp_path, capsys):
+    reward_run, goal = untrained_reward_run(tmp_path)
+    args = ["--reward-run", str(reward_run), "--goal", str(goal), "--episodes", "1", "--step", "96"]
+    assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path))]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    local = line.split("; local r̂: ")[1]
+    assert local.startswith("range ") and float(local.split()[1].rstrip(",")) > 0 and "walls - inside" in local
+    assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path, image_size=64))]) == 2
+    assert "frames of 64 px, the reward model's 32 px" in capsys.readouterr().err

@@ -63,3 +63,22 @@ def test_pickled_weights_are_refused_without_being_unpickled(tiny_policies, tmp_
     with pytest.raises(PolicyError, match="not a readable safetensors file"):
         load_policy(run)
     assert not marker.exists()
+
+
+def test_the_local_model_of_a_run_comes_from_a_local_model_run_or_a_dmo_run_and_not_from_act(tiny_policies,
+                                                                                           tiny_act_policy):
+    import torch
+
+    from dmo_ros.local_model.model import LocalModel
+    from dmo_ros.policy.api import load_run_local_model
+
+    run = tiny_policies["pusht"]
+    pretrained = load_run_local_model(run.parent / "local_model")
+    in_policy = load_run_local_model(run)
+    assert isinstance(pretrained, LocalModel) and isinstance(in_policy, LocalModel)
+    policy_weights = load_policy(run).local_model.state_dict()  # the policy's (fine-tuned) copy, not the pretrained
+    assert in_policy.state_dict().keys() == pretrained.state_dict().keys() == policy_weights.keys()
+    for name, value in in_policy.state_dict().items():
+        torch.testing.assert_close(value, policy_weights[name])
+    with pytest.raises(PolicyError, match="has no local model"):
+        load_run_local_model(tiny_act_policy)

@@ -1,0 +1,55 @@
+"""The local model's reward head read on single frames, and the gradient it hands DMO's actor there.
+
+For looking at what DMO differentiates (``scripts/reward_agent_map.py``, ``scripts/pushing_reward_agent_spots.py``):
+each frame is held for :data:`HOLD_STEPS` filter steps with a zero action so the deterministic state has seen it,
+then the reward head (DreamerV3's symlog two-hot head, :class:`~dmo_ros.local_model.model.LocalModel`) is read
+on that posterior.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dmo_ros.local_model.model import LocalModel
+
+HOLD_STEPS = 4
+"""Filter steps of the local model on each held frame before its reward head is read."""
+
+
+def _held_posterior(model: LocalModel, frames: torch.Tensor):
+    state = model.rssm.initial(len(frames), frames.device)
+    embed = model.encode(frames)
+    zero = torch.zeros(len(frames), model.config.action_size, device=frames.device, dtype=embed.dtype)
+    for _ in range(HOLD_STEPS):
+        state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
+    return state
+
+
+def local_reward_of_frames(model: LocalModel):
+    """The local model's reward head as a frame reward: ``(frames (N, 3, H, W) uint8, start) -> (N,)``, on the
+    posterior after :data:`HOLD_STEPS` filter steps of each frame with a zero action (``start`` is not used; it
+    is there to match :class:`~dmo_ros.gates.local_model.RewardOfFrames`)."""
+
+    @torch.no_grad()
+    def reward(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        return model.reward(_held_posterior(model, frames))
+
+    return reward
+
+
+def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """(N, 2) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model (units of the action, as the actor's output), ``s_k``
+    its prior after k of ``steps`` steps with the action a held from the posterior of each frame (filtered as
+    :func:`local_reward_of_frames` does). ``steps`` 1 is the local gate's one-step gradient."""
+    model.eval()
+    with torch.no_grad():
+        state = _held_posterior(model, frames)
+    action = torch.zeros(len(frames), model.config.action_size, device=frames.device, dtype=state.deter.dtype,
+                         requires_grad=True)
+    total = torch.zeros((), device=frames.device, dtype=state.deter.dtype)
+    for _ in range(steps):
+        state = model.rssm.prior_step(state, action, sample=False)
+        total = total + model.reward(state).sum()
+    (gradient,) = torch.autograd.grad(total, action)
+    return gradient
