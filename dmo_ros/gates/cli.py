@@ -57,9 +57,16 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     stand-in (no state probe; the task option is not read)."""
     from dmo_ros.dataset.format import read_meta
     from dmo_ros.dataset.loaders import collate
-    from dmo_ros.gates.local_model import LocalModelGateConfig, local_model_gate, simulator_probes, state_probe
+    from dmo_ros.gates.local_model import (
+        LocalModelGateConfig,
+        agent_only_ranges,
+        local_model_gate,
+        simulator_probes,
+        state_probe,
+    )
     from dmo_ros.local_model.model import SequenceDataset, load_local_model
     from dmo_ros.local_model.train import ensure_labels, frame_labeller, goal_reward_function
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
     from dmo_ros.training.checkpoint import read_run_config
 
     gate_config = LocalModelGateConfig(**config)
@@ -83,7 +90,11 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     probe_task = "push_region" if gate_config.task == "push_t" else gate_config.task
     positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed,
                             task=probe_task) if gate_config.state_probe_episodes and robot == "pusht" else None
-    report = local_model_gate(model.cpu(), batch, probes, gate_config, positions)
+    agent_only = (agent_only_ranges(model.cpu(), reward, gate_config.agent_only_episodes, gate_config.agent_only_step,
+                                    gate_config.task)
+                  if gate_config.agent_only_episodes and robot == "pusht" and gate_config.task not in REACH_TASKS
+                  else None)
+    report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)
     report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal), robot=robot)
     trained_on = _label_source(run_dir, dataset)
     given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}
@@ -191,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "world-model":
             add_change_threshold(sub)
         # The reward's --task is the reach options' (below): it picks the reach gate; the shape gate keeps push_t's.
+        # The local model's --task picks its probes (what require_gates' refusal tells the user to run).
         options = add_dataclass_options(sub, config_class, title="measurement and bounds",
-                                        skip=["image_size", "task"])
+                                        skip=["image_size", "task"] if name == "reward" else ["image_size"])
         reach_options = add_dataclass_options(
             sub, ReachRewardGateConfig, title="reach tasks (--task reach_fixed or reach: the agent-to-target map)",
             skip=["image_size", "seed"]) if name == "reward" else []

@@ -19,6 +19,11 @@ Two measurements (DESIGN.md §8, issue "gates"):
 - **state probe** (reported, not a check): how precisely a linear probe reads the agent's and the T's
   positions from the posterior features the actor sees, on stand-in episodes of random play
   (:func:`state_probe`): a policy cannot aim better than its latent knows where the agent is.
+- **agent-only range** (reported, not a check; pushing tasks): the T held at reset poses, the agent placed over
+  its whole reachable range (:func:`agent_only_ranges`); the local reward head's range over those frames beside
+  the global reward's. A pushing reward should pay for the T, not for where the agent waits; a head that invents
+  an agent term hands DMO's actor a pull toward its favourite spot (docs/ladder.md, "The local reward head puts
+  the agent-only term back").
 
 Gate (defaults): shuffled KL >= 1.1 x true KL; gradient cosine >= 0.3; reward-head error below the
 constant predictor's.
@@ -65,6 +70,11 @@ class LocalModelGateConfig:
     state_probe_episodes: int = 80
     """Stand-in episodes (40 steps each, ~25 s on one core) of the state probe (:func:`state_probe`: how precisely
     the latent holds the agent's and the T's positions; reported, not a check); 0: skip it."""
+    agent_only_episodes: int = 4
+    """Reset poses of the T for the agent-only range (:func:`agent_only_ranges`; ~15 s each on one core at the
+    cpu preset; reported, not a check; pushing tasks of the Push-T stand-in only); 0: skip it."""
+    agent_only_step: float = 32.0
+    """Grid spacing of the agent's places for the agent-only range, arena units (64 u ~ 8 px at 64 x 64)."""
     task: str = "push_t"
     """The Push-T stand-in task whose states the gradient probes and the state probe visit: its resets, its
     scripted operator (a reach task's drives the agent to the target) and, for the reward, a goal picture of that
@@ -281,11 +291,61 @@ def gradient_agreement(model: LocalModel, probes: list[GradientProbe]) -> dict[s
             "finite_difference_norm_median": float(np.median(norms_a))}
 
 
+def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int = 4, step: float = 32.0,
+                      task: str = "push_t", seed: int = 20_000) -> dict[str, object]:
+    """How much the local reward head pays for the agent's place alone, beside the global reward.
+
+    For each of ``episodes`` resets of the Push-T stand-in's pushing ``task`` (seed ``seed``: the reward gate's),
+    the T stays at its reset pose and the agent is placed on a ``step``-unit grid over its reachable range, the
+    walls included (:func:`~dmo_ros.gates.reward.agent_spots`); each frame is scored by ``reward`` and by the local
+    model's reward head on its held posterior (:func:`~dmo_ros.local_model.frame_reward.local_reward_of_frames`).
+    Returns ``{"local": [range per episode], "global": [...], "correlation": [...], "local_mean", "global_mean",
+    "spots"}`` (ranges: max - min, reward units). Evaluation only: the simulator places the bodies.
+
+    Raises:
+        ValueError: a reach task (the agent's place is the whole reward there; the reach gate maps it).
+    """
+    from dmo_ros.gates.reward import _frames, _place, agent_spots, sim_frame
+    from dmo_ros.local_model.frame_reward import local_reward_of_frames
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    if task in REACH_TASKS:
+        raise ValueError(f"task {task!r} pays for the agent's place; its reward shape is the reach gate's map")
+    head = local_reward_of_frames(model)
+    size = model.config.image_size
+    local, global_, correlation, spots = [], [], [], 0
+    sim = PushTSim(PushTConfig(task=task, seed=seed))
+    try:
+        for episode in range(episodes):
+            if episode:
+                sim.reset()
+            block = sim.state().block
+            images = []
+            for point in agent_spots(sim, step):
+                _place(sim, block, point)
+                images.append(sim_frame(sim, size))
+            frames = _frames(images)
+            with torch.no_grad():
+                values = reward(frames, frames[0]).float().cpu().numpy()
+                fitted = head(frames, frames[0]).float().cpu().numpy()
+            local.append(float(np.ptp(fitted)))
+            global_.append(float(np.ptp(values)))
+            correlation.append(float(np.corrcoef(values, fitted)[0, 1]) if np.ptp(values) * np.ptp(fitted) > 0
+                               else 0.0)
+            spots += len(images)
+    finally:
+        sim.close()
+    return {"local": local, "global": global_, "correlation": correlation, "local_mean": float(np.mean(local)),
+            "global_mean": float(np.mean(global_)), "spots": spots}
+
+
 def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[GradientProbe],
                      config: LocalModelGateConfig | None = None, positions: dict[str, float] | None = None,
-                     ) -> GateReport:
+                     agent_only: dict[str, object] | None = None) -> GateReport:
     """The local-model gate on validation ``sequences`` (B, T) and simulator ``probes``; see the module doc.
-    ``positions``: a :func:`state_probe` result, reported beside the checks."""
+    ``positions``: a :func:`state_probe` result, ``agent_only``: an :func:`agent_only_ranges` result, each reported
+    beside the checks."""
     config = config or LocalModelGateConfig()
     begin = time.perf_counter()
     sensitivity = action_sensitivity(model, sequences, config.seed)
@@ -312,9 +372,16 @@ def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[G
         notes.append(f"state probe: agent position from the latent to {positions['agent_error']:.0f} u (the mean: "
                      f"{positions['agent_error_baseline']:.0f} u), the T's to {positions['block_error']:.0f} u "
                      f"({positions['block_error_baseline']:.0f} u); linear, {positions['samples']} stand-in states")
+    if agent_only is not None:
+        metrics["agent_only"] = agent_only
+        local_range, global_range = agent_only["local_mean"], agent_only["global_mean"]
+        notes.append(f"agent-only range (the T still, the agent over its whole range, {agent_only['spots']} frames): "
+                     f"local reward head {local_range:.3f}, the global reward {global_range:.3f} "
+                     f"({local_range / max(global_range, 1e-9):.1f} x)")
     return GateReport("local_model", checks, metrics, time.perf_counter() - begin, notes)
 
 
-__all__ = ["GradientProbe", "LocalModelGateConfig", "RewardOfFrames", "action_sensitivity", "gradient_agreement",
+__all__ = ["GradientProbe", "LocalModelGateConfig", "RewardOfFrames", "action_sensitivity", "agent_only_ranges",
+           "gradient_agreement",
            "local_model_gate", "local_reward_gradient", "linear_probe_errors", "simulator_probes",
            "state_probe"]

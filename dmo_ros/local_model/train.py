@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from dmo_ros.gates.cli import local_model_run_gate
 
-            small = {"sequences": 8, "probes": 4, "state_probe_episodes": 2} if args.preset == "tiny" else {}
+            small = {"sequences": 8, "probes": 4, "state_probe_episodes": 2, "agent_only_episodes": 1,
+                     "agent_only_step": 160.0} if args.preset == "tiny" else {}
             if robot == "go2":  # Push Cube's probes: actions in m/s and rad/s, so the README's larger step
                 small["epsilon"] = GO2_GATE_EPSILON
             report = local_model_run_gate(args.run_dir, folders[0], args.reward_run, args.goal,

@@ -163,3 +163,26 @@ def test_the_local_model_gate_says_when_its_probes_reward_is_not_the_one_it_was_
     assert gate_main(["local-model", str(local), "--reward-run", str(other), *quick]) in (0, 1)
     out = capsys.readouterr().out
     assert "they are different rewards" in out and str(other) in out
+
+
+def test_the_command_a_refusal_names_runs_and_gates_the_local_model_on_that_task(runs, tmp_path, capsys):
+    import shlex
+    import shutil
+
+    local = shutil.copytree(runs["local"], tmp_path / "local")
+    with pytest.raises(Exception) as refusal:  # gated by its trainer on push_t: refused for reach_fixed
+        require_gates({"local_model": local}, task="reach_fixed")
+    command = str(refusal.value).split("measure it with ")[1].splitlines()[0]
+    argv = shlex.split(command.replace("DATASET", str(runs["dataset"])).replace("REWARD_RUN", str(runs["reward"]))
+                       .replace("GOAL", str(runs["goal"])))
+    assert argv[:2] == ["dmo-gate", "local-model"] and argv[-2:] == ["--task", "reach_fixed"]
+    quick = ["--probes", "2", "--sequences", "4", "--state-probe-episodes", "0"]
+    assert gate_main([*argv[1:], *quick]) in (0, 1)
+    metrics = read_gate_report(local).metrics
+    assert metrics["task"] == "reach_fixed" and "agent_only" not in metrics  # the reach task pays for the agent
+    lines = require_gates({"local_model": local}, force=True, task="reach_fixed")
+    assert "not on reach_fixed" not in " ".join(lines)  # no longer "gated on push_t"
+    # A pushing task: the agent-only range of the local reward head is reported beside the checks.
+    assert gate_main([*argv[1:-2], *quick, "--agent-only-episodes", "1", "--agent-only-step", "160"]) in (0, 1)
+    assert "info agent-only range" in capsys.readouterr().out
+    assert read_gate_report(local).metrics["agent_only"]["spots"] > 0

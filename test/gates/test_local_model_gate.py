@@ -164,3 +164,38 @@ def test_the_state_probe_is_reported_beside_the_checks(trained):  # noqa: F811
     assert report.metrics["state_probe"] == positions
     assert "info state probe: agent position from the latent to 70 u (the mean: 130 u)" in report.format()
     assert GateReport.from_dict(report.to_dict()).notes == report.notes
+
+
+def _agent_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """A global reward that pays for the agent's x alone (the stand-in's colours locate it)."""
+    return torch.from_numpy(np.array([locate_agent(frame.permute(1, 2, 0).numpy())[0] for frame in frames],
+                                     dtype=np.float32))
+
+
+def test_the_agent_only_range_sets_the_heads_range_beside_the_global_rewards():
+    from dmo_ros.gates.local_model import agent_only_ranges
+    from dmo_ros.local_model import LocalModel, LocalModelConfig
+
+    torch.manual_seed(0)
+    model = LocalModel(LocalModelConfig.preset("tiny", 2, [0.195, 0.195], image_size=32))
+    flat = agent_only_ranges(model, _agent_x, episodes=2, step=128.0)  # DreamerV3's zero-initialised head: flat
+    assert flat["local"] == [0.0, 0.0] and all(value > 10 for value in flat["global"]) and flat["spots"] >= 20
+    with torch.no_grad():
+        for parameter in model.reward_head.parameters():
+            parameter.normal_(0.0, 0.3)
+    varied = agent_only_ranges(model, lambda frames, start: torch.zeros(len(frames)), episodes=2, step=128.0)
+    assert all(value > 0 for value in varied["local"]) and varied["global_mean"] == 0.0
+    assert varied["correlation"] == [0.0, 0.0]  # a constant reward correlates with nothing
+    with pytest.raises(ValueError, match="pays for the agent's place"):
+        agent_only_ranges(model, _agent_x, task="reach_fixed")
+
+
+def test_the_agent_only_range_is_reported_beside_the_checks(trained):  # noqa: F811
+    model, held_out, _, _ = trained
+    agent_only = {"local": [0.3, 0.1], "global": [0.02, 0.02], "correlation": [0.4, 0.3], "local_mean": 0.2,
+                  "global_mean": 0.02, "spots": 470}
+    report = local_model_gate(model, held_out, _toy_probes(), LocalModelGateConfig(), agent_only=agent_only)
+    assert report.metrics["agent_only"] == agent_only
+    assert ("info agent-only range (the T still, the agent over its whole range, 470 frames): local reward head "
+            "0.200, the global reward 0.020 (10.0 x)") in report.format()
+    assert GateReport.from_dict(report.to_dict()).notes == report.notes
