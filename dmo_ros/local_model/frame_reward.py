@@ -39,7 +39,7 @@ def local_reward_of_frames(model: LocalModel):
 
 
 def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
-    """(N, 2) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model (units of the action, as the actor's output), ``s_k``
+    """(N, A) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model (per unit of the raw action), ``s_k``
     its prior after k of ``steps`` steps with the action a held from the posterior of each frame (filtered as
     :func:`local_reward_of_frames` does). ``steps`` 1 is the local gate's one-step gradient."""
     model.eval()
