@@ -64,6 +64,18 @@ def load_state_reward(run: Path):
     return model.eval()
 
 
+def labels_reward_run(run: Path) -> Path | None:
+    """The reward run whose labels trained the local model of ``run`` (a local-model run's ``labels``; a DMO run's
+    pretrained local model's), or None when the run does not record it."""
+    from dmo_ros.training import read_run_config
+
+    saved = read_run_config(run)
+    if saved.get("kind") == "policy" and saved.get("local_model"):
+        saved = read_run_config(Path(saved["local_model"]))
+    reward_run = (saved.get("labels") or {}).get("reward_run")
+    return None if reward_run is None else Path(reward_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reward-run", type=Path, required=True, help="the reward model's run folder")
@@ -102,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         if local is not None and local.config.image_size != size:
             raise ValueError(f"--local-model {options.local_model}: frames of {local.config.image_size} px, the "
                              f"reward model's {size} px")
+        trained_on = labels_reward_run(options.local_model) if local is not None else None
+        if trained_on is not None and trained_on.resolve() != options.reward_run.resolve():
+            print(f"note: the local model's head was trained on the labels of {trained_on}, not of --reward-run "
+                  f"{options.reward_run}: they are different rewards", flush=True)
     except (CheckpointError, GoalImageError, OSError, ValueError) as error:
         print(f"pushing_reward_agent_spots: error: {error}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
     from dmo_ros.training.checkpoint import read_run_config
 
+    begin = time.perf_counter()
     gate_config = LocalModelGateConfig(**config)
     model = load_local_model(run_dir, device)
     size = model.config.image_size
@@ -95,6 +97,7 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
                   if gate_config.agent_only_episodes and robot == "pusht" and gate_config.task not in REACH_TASKS
                   else None)
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)
+    report.seconds = time.perf_counter() - begin  # the probes' simulator episodes included
     report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal), robot=robot)
     trained_on = _label_source(run_dir, dataset)
     given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}

@@ -89,6 +89,14 @@ class LocalModelGateConfig:
         if self.task not in (*TASKS, "push_cube"):
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)} (or push_cube, the "
                              "Go2's, which dmo-gate picks from a Go2 dataset)")
+        for name in ("sequences", "probes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("state_probe_episodes", "agent_only_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: skip it), got {getattr(self, name)}")
+        if not self.agent_only_step > 0:
+            raise ValueError(f"agent_only_step must be > 0 arena units, got {self.agent_only_step}")
 
 
 @dataclass
@@ -375,7 +383,9 @@ def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[G
     if agent_only is not None:
         metrics["agent_only"] = agent_only
         local_range, global_range = agent_only["local_mean"], agent_only["global_mean"]
-        notes.append(f"agent-only range (the T still, the agent over its whole range, {agent_only['spots']} frames): "
+        correlation = float(np.mean(agent_only["correlation"]))
+        notes.append(f"agent-only range (the T still at {len(agent_only['local'])} reset poses, the agent over its "
+                     f"whole range, {agent_only['spots']} frames; correlation {correlation:.2f}): "
                      f"local reward head {local_range:.3f}, the global reward {global_range:.3f} "
                      f"({local_range / max(global_range, 1e-9):.1f} x)")
     return GateReport("local_model", checks, metrics, time.perf_counter() - begin, notes)

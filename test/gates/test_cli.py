@@ -186,3 +186,6 @@ def test_the_command_a_refusal_names_runs_and_gates_the_local_model_on_that_task
     assert gate_main([*argv[1:-2], *quick, "--agent-only-episodes", "1", "--agent-only-step", "160"]) in (0, 1)
     assert "info agent-only range" in capsys.readouterr().out
     assert read_gate_report(local).metrics["agent_only"]["spots"] > 0
+    assert gate_main([*argv[1:-2], *quick, "--agent-only-step", "0"]) == 2  # a clear error, not a traceback
+    err = capsys.readouterr().err
+    assert "agent_only_step must be > 0" in err and "Traceback" not in err

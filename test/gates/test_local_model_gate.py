@@ -190,12 +190,20 @@ def test_the_agent_only_range_sets_the_heads_range_beside_the_global_rewards():
         agent_only_ranges(model, _agent_x, task="reach_fixed")
 
 
+@pytest.mark.parametrize("field, value", [("agent_only_step", 0.0), ("agent_only_step", -32.0),
+                                          ("agent_only_episodes", -1), ("state_probe_episodes", -1),
+                                          ("probes", 0), ("sequences", 0)])
+def test_a_gate_config_that_would_measure_nothing_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        LocalModelGateConfig(**{field: value})
+
+
 def test_the_agent_only_range_is_reported_beside_the_checks(trained):  # noqa: F811
     model, held_out, _, _ = trained
     agent_only = {"local": [0.3, 0.1], "global": [0.02, 0.02], "correlation": [0.4, 0.3], "local_mean": 0.2,
                   "global_mean": 0.02, "spots": 470}
     report = local_model_gate(model, held_out, _toy_probes(), LocalModelGateConfig(), agent_only=agent_only)
     assert report.metrics["agent_only"] == agent_only
-    assert ("info agent-only range (the T still, the agent over its whole range, 470 frames): local reward head "
-            "0.200, the global reward 0.020 (10.0 x)") in report.format()
+    assert ("info agent-only range (the T still at 2 reset poses, the agent over its whole range, 470 frames; "
+            "correlation 0.35): local reward head 0.200, the global reward 0.020 (10.0 x)") in report.format()
     assert GateReport.from_dict(report.to_dict()).notes == report.notes

@@ -52,7 +52,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert err.count("pushing_reward_agent_spots: error") == 3 and "Traceback" not in err
 
 
-def _local_model_run(root, image_size: int = 32):
+def _local_model_run(root, image_size: int = 32, labels=None):
     from dataclasses import asdict
 
     from dmo_ros.local_model.config import LocalModelConfig
@@ -66,7 +66,8 @@ def _local_model_run(root, image_size: int = 32):
         for parameter in model.reward_head.parameters():
             parameter.normal_(0.0, 0.3)
     run = root / f"local_{image_size}"
-    write_run_config(run, {"kind": "local_model", "model": asdict(config)})
+    write_run_config(run, {"kind": "local_model", "model": asdict(config),
+                           **({"labels": {"reward_run": str(labels)}} if labels is not None else {})})
     save_checkpoint(run, 1, model.state_dict(), {}, {})
     return run
 
@@ -74,9 +75,12 @@ def _local_model_run(root, image_size: int = 32):
 def test_the_map_compares_a_local_models_reward_head(tmp_path, capsys):
     reward_run, goal = untrained_reward_run(tmp_path)
     args = ["--reward-run", str(reward_run), "--goal", str(goal), "--episodes", "1", "--step", "96"]
-    assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path))]) == 0
+    assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path, labels=reward_run))]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()
     local = line.split("; local r̂: ")[1]
     assert local.startswith("range ") and float(local.split()[1].rstrip(",")) > 0 and "walls - inside" in local
+    other = _local_model_run(tmp_path / "other", labels=tmp_path / "another_reward")
+    assert _script().main([*args, "--local-model", str(other)]) == 0
+    assert "note: the local model's head was trained on the labels of" in capsys.readouterr().out
     assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path, image_size=64))]) == 2
     assert "frames of 64 px, the reward model's 32 px" in capsys.readouterr().err
