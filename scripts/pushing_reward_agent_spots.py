@@ -32,23 +32,6 @@ import numpy as np
 import torch
 
 
-def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """``(points (N, 2) arena units, frames, observations (N, 8))`` of the agent on the reward gate's grid
-    (:func:`~dmo_ros.gates.reward.agent_spots`: the walls included), the T at the sim's current pose; frames
-    (size, size, 3) uint8 as the dataset converter resizes them."""
-    from dmo_ros.gates.reward import _place, agent_spots, sim_frame
-    from dmo_ros.ladder.state_env import observe
-
-    block = sim.state().block
-    points = agent_spots(sim, step)
-    frames, observations = [], []
-    for point in points:
-        _place(sim, block, point)
-        frames.append(sim_frame(sim, size))
-        observations.append(observe(sim.state()))
-    return points, frames, np.stack(observations)
-
-
 def load_state_reward(run: Path):
     """Rung 0's state-reward regressor r̂ of a ``--reward learned`` run's last checkpoint (weights only)."""
     from dmo_ros.ladder.rung0 import StateRewardModel
@@ -91,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                              "fine-tuned local model)")
     options = parser.parse_args(argv)
 
-    from dmo_ros.gates.reward import _frames
+    from dmo_ros.gates.reward import agent_grid
+    from dmo_ros.ladder.state_env import observe
     from dmo_ros.local_model.frame_reward import local_reward_of_frames
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.policy.api import load_run_local_model
@@ -127,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         for episode in range(options.episodes):
             if episode:
                 sim.reset()
-            points, images, observations = agent_grid(sim, options.step, size)
-            frames = _frames(images)
+            points, frames, states = agent_grid(sim, options.step, size)
+            observations = np.stack([observe(state) for state in states])
             with torch.no_grad():
                 values = reward(frames, frames[0]).float().numpy()
             from_wall = np.min(np.c_[points - sim.config.arena_margin, ARENA_UNITS - sim.config.arena_margin - points],

@@ -305,7 +305,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
 
     For each of ``episodes`` resets of the Push-T stand-in's pushing ``task`` (seed ``seed``: the reward gate's),
     the T stays at its reset pose and the agent is placed on a ``step``-unit grid over its reachable range, the
-    walls included (:func:`~dmo_ros.gates.reward.agent_spots`); each frame is scored by ``reward`` and by the local
+    walls included (:func:`~dmo_ros.gates.reward.agent_grid`); each frame is scored by ``reward`` and by the local
     model's reward head on its held posterior (:func:`~dmo_ros.local_model.frame_reward.local_reward_of_frames`).
     Returns ``{"local": [range per episode], "global": [...], "correlation": [...], "local_mean", "global_mean",
     "spots"}`` (ranges: max - min, reward units). Evaluation only: the simulator places the bodies.
@@ -313,7 +313,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
     Raises:
         ValueError: a reach task (the agent's place is the whole reward there; the reach gate maps it).
     """
-    from dmo_ros.gates.reward import _frames, _place, agent_spots, sim_frame
+    from dmo_ros.gates.reward import agent_grid
     from dmo_ros.local_model.frame_reward import local_reward_of_frames
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
@@ -328,12 +328,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
         for episode in range(episodes):
             if episode:
                 sim.reset()
-            block = sim.state().block
-            images = []
-            for point in agent_spots(sim, step):
-                _place(sim, block, point)
-                images.append(sim_frame(sim, size))
-            frames = _frames(images)
+            _, frames, _ = agent_grid(sim, step, size)
             with torch.no_grad():
                 values = reward(frames, frames[0]).float().cpu().numpy()
                 fitted = head(frames, frames[0]).float().cpu().numpy()
@@ -341,7 +336,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
             global_.append(float(np.ptp(values)))
             correlation.append(float(np.corrcoef(values, fitted)[0, 1]) if np.ptp(values) * np.ptp(fitted) > 0
                                else 0.0)
-            spots += len(images)
+            spots += len(frames)
     finally:
         sim.close()
     return {"local": local, "global": global_, "correlation": correlation, "local_mean": float(np.mean(local)),

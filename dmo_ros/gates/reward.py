@@ -307,15 +307,29 @@ def reach_grid(config: ReachRewardGateConfig | None = None) -> tuple[np.ndarray,
     config = config or ReachRewardGateConfig()
     sim = PushTSim(PushTConfig(task=config.task, seed=config.seed))
     try:
-        state = sim.state()
-        points = agent_spots(sim, config.step)
-        images = []
-        for point in points:
-            _place(sim, state.block, point)
-            images.append(sim_frame(sim, config.image_size))
+        target = np.asarray(sim.state().target, dtype=np.float64)
+        points, frames, _ = agent_grid(sim, config.step, config.image_size)
     finally:
         sim.close()
-    return points, _frames(images), np.asarray(state.target, dtype=np.float64)
+    return points, frames, target
+
+
+def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, torch.Tensor, list]:
+    """The agent placed on :func:`agent_spots`' grid (every ``step`` arena units, the walls included), the T held at
+    the sim's current pose: the frame of each placement, the grid shared by the reach gate, the local-model gate's
+    agent-only range and ``scripts/pushing_reward_agent_spots.py``.
+
+    Returns ``(points (N, 2) arena units, frames (N, 3, size, size) uint8 camera frames, states: N
+    :class:`~dmo_ros.sims.pusht.PushTState` of the placements)``. Leaves the agent at the last spot. Evaluation
+    only: it places the stand-in's bodies."""
+    block = sim.state().block
+    points = agent_spots(sim, step)
+    images, states = [], []
+    for point in points:
+        _place(sim, block, point)
+        images.append(sim_frame(sim, size))
+        states.append(sim.state())
+    return points, _frames(images), states
 
 
 def agent_spots(sim, step: float) -> np.ndarray:
