@@ -26,13 +26,21 @@ TERMINATED_EXIT_CODE = 143
 """A command stopped by SIGTERM exits 128 + SIGTERM, as a shell reports it."""
 
 
+REDELIVERY_DELAY_S = 0.05
+"""Seconds after Python dropped a stop in a C callback or finaliser before the signal is sent again."""
+
+
 def stop_on_interrupt(main: Callable[..., int], note: str = "") -> Callable[..., int]:
     """``main(argv)`` that answers Ctrl-C with ``<command>: interrupted[; note]`` on stderr and exit code 130, and
     SIGTERM alike with ``<command>: terminated (SIGTERM)[; note]`` and exit code 143.
 
     SIGTERM is caught only while ``main`` runs, in the main thread, and only where nothing else handles it (its
     handler is the default); a second SIGTERM while the first is being answered (a checkpoint being written) is
-    ignored. A ``main`` that catches the interrupt itself and returns 130 gets 143 when the cause was SIGTERM."""
+    ignored. A ``main`` that catches the interrupt itself and returns 130 gets 143 when the cause was SIGTERM.
+
+    A stop that Python drops because it was raised where it cannot propagate (inside a C callback such as pymunk's
+    cffi draw callbacks, or a ``__del__``; reported through :data:`sys.unraisablehook`) is delivered again, so a
+    ``kill`` is never lost; other unraisable exceptions go to the hook that was in place."""
 
     @functools.wraps(main)
     def wrapped(argv: list[str] | None = None) -> int:
@@ -43,7 +51,24 @@ def stop_on_interrupt(main: Callable[..., int], note: str = "") -> Callable[...,
                 terminated.append(number)
                 raise KeyboardInterrupt
 
+        def on_unraisable(unraisable) -> None:
+            if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+                previous_hook(unraisable)
+                return
+            # Python dropped the stop where it cannot propagate (a C callback -- gym-pusht draws through pymunk's
+            # cffi callbacks -- or a finaliser): send the signal again from a thread, a moment later, so that it
+            # lands out of this hook (raised in here it would be dropped for good); landing in a callback again
+            # brings it back here.
+            number = signal.SIGTERM if terminated else signal.SIGINT
+            terminated.clear()
+            timer = threading.Timer(REDELIVERY_DELAY_S, os.kill, (os.getpid(), number))
+            timer.daemon = True  # a command that ends first is not killed after it
+            timer.start()
+
         previous = _install_terminate_handler(on_terminate)
+        previous_hook = sys.unraisablehook
+        if threading.current_thread() is threading.main_thread():
+            sys.unraisablehook = on_unraisable
         prog = os.path.basename(sys.argv[0])
         try:
             code = main(argv)
@@ -54,6 +79,7 @@ def stop_on_interrupt(main: Callable[..., int], note: str = "") -> Callable[...,
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            sys.unraisablehook = previous_hook
         return TERMINATED_EXIT_CODE if terminated and code == INTERRUPTED_EXIT_CODE else code
 
     return wrapped

@@ -92,3 +92,110 @@ def test_a_handler_already_in_place_is_left_alone(monkeypatch) -> None:
         assert received == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _in_a_c_callback(work) -> None:
+    """Run ``work`` as C calls it back (ctypes; pymunk's cffi draw callbacks in gym-pusht's renderer alike): an
+    exception raised there is printed as unraisable and dropped, not propagated."""
+    ctypes = pytest.importorskip("ctypes")
+    ctypes.CFUNCTYPE(None)(work)()
+
+
+def _main_that_goes_on(deliver):
+    """A command that receives a stop inside a C callback and would go on working (and return 0) if the stop were
+    lost, as the rung-1 trainer did at 362 k samples: its SIGTERM landed in a pygame draw callback."""
+    def main(argv=None) -> int:
+        _in_a_c_callback(deliver)
+        _work_for(5.0)  # the stop is delivered again a moment later, out here
+        return 0
+    return main
+
+
+def _work_for(seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(100))
+
+
+def test_a_sigterm_dropped_in_a_c_callback_is_delivered_again(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    assert stop_on_interrupt(_main_that_goes_on(lambda: signal.raise_signal(signal.SIGTERM)))([]) == 143
+    err = capsys.readouterr().err
+    assert err.strip().endswith("dmo-something: terminated (SIGTERM)") and "Traceback" not in err
+
+
+def test_a_ctrl_c_dropped_in_a_c_callback_is_delivered_again(monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
+    try:
+        assert stop_on_interrupt(_main_that_goes_on(lambda: signal.raise_signal(signal.SIGINT)))([]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert err.strip().endswith("dmo-something: interrupted") and "Traceback" not in err
+
+
+def test_a_sigterm_dropped_in_a_finaliser_is_delivered_again(monkeypatch) -> None:
+    class Finalised:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)  # Python drops what a __del__ raises, as it does a C callback's
+
+    def main(argv=None) -> int:
+        Finalised()
+        _work_for(5.0)
+        return 0
+
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    assert stop_on_interrupt(main)([]) == 143
+
+
+def test_other_unraisable_exceptions_still_reach_the_hook_before(monkeypatch) -> None:
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.exc_type))
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+
+    def main(argv=None) -> int:
+        def fails() -> None:
+            raise ValueError("in a callback")
+        _in_a_c_callback(fails)
+        return 0
+
+    assert stop_on_interrupt(main)([]) == 0
+    assert seen == [ValueError]
+
+
+def test_a_sigterm_in_the_stand_ins_draw_callback_stops_the_command(monkeypatch) -> None:
+    """The case that lost a ``kill``: the stand-in renders through pymunk's cffi debug-draw callbacks."""
+    pytest.importorskip("gym_pusht")
+    from gym_pusht.envs.pymunk_override import DrawOptions
+
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+
+    draw = DrawOptions.draw_fat_segment
+    calls = []
+
+    def draw_and_be_killed(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGTERM)  # lands inside the cffi callback
+        return draw(self, *args, **kwargs)
+
+    monkeypatch.setattr(DrawOptions, "draw_fat_segment", draw_and_be_killed)
+    monkeypatch.setattr("sys.argv", ["dmo-something"])
+    frames = []
+
+    def main(argv=None) -> int:
+        sim = PushTSim(PushTConfig(task="push_t", seed=0))
+        try:
+            for _ in range(100):
+                frames.append(sim.render())
+        finally:
+            sim.close()
+        return 0
+
+    assert stop_on_interrupt(main)([]) == 143
+    assert len(calls) >= 3 and len(frames) < 100
