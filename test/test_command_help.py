@@ -27,3 +27,23 @@ def test_help_prints_and_exits_0(command: str, module: str, function: str) -> No
         main(["--help"])
     assert exit_info.value.code == 0, command
     assert "usage:" in out.getvalue()
+
+
+def _help(main, argv: list[str]) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(argv)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("command", "module", "function"), COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_help_shows_no_restructuredtext_markup(command: str, module: str, function: str) -> None:
+    """Option help comes from the config dataclasses' docstrings, written for Sphinx: a terminal must not show
+    ``:func:`~a.b``` or double backquotes (dmo-gate and dmo-train-local-model did)."""
+    main = getattr(importlib.import_module(module), function)
+    top = _help(main, ["--help"])
+    subcommands = re.search(r"\{([\w,-]+)\}", top)
+    for argv in [[]] + [[name] for name in (subcommands.group(1).split(",") if subcommands else [])]:
+        text = _help(main, [*argv, "--help"])
+        markup = re.findall(r":\w+:`[^`]*`|``", text)
+        assert not markup, f"{command} {' '.join(argv)} --help shows {markup[:3]}"

@@ -26,6 +26,7 @@ import torch
 
 from dmo_ros.dataset.format import DatasetError
 from dmo_ros.gates.report import GateReport, write_gate_report
+from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.policy.api import PolicyError
 from dmo_ros.training.checkpoint import CheckpointError
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dmo_ros.gates.reward import ReachRewardGateConfig, RewardGateConfig
     from dmo_ros.gates.world_model import WorldModelGateConfig
 
-    parser = argparse.ArgumentParser(prog="dmo-gate", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="dmo-gate", description=plain_text(__doc__.split("\n\n")[0]),
                                      epilog="Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.")
     parser.add_argument("--device", default="cpu", help="where the models run (default: cpu)")
     parts = parser.add_subparsers(dest="component", required=True)

@@ -32,6 +32,7 @@ from typing import Any
 
 from dmo_ros.dmo.compare import parse_run_argument
 from dmo_ros.gates.report import format_gate_snapshot, gate_snapshot
+from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
@@ -219,7 +220,7 @@ def starts_picture(run_dirs: list[Path | str], out: Path, columns: int = 10, sca
 
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dmo-ladder-table", description=plain_text(__doc__.split("\n\n")[0]))
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="finished run folders; LABEL=RUN_DIR names the run's setting in its method cell")
     parser.add_argument("--out", type=output_file, default=None, help="also write the table to this markdown file")

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import ReaderError
 
+from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.recording.bag_reader import DECODE_ERRORS, BagReader, MessageDecoder, UndecodableTypeError
 from dmo_ros.recording.bag_writer import session_splits
@@ -201,7 +202,7 @@ def format_summary(summary: SessionSummary) -> str:
 
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dmo-bag-info", description=__doc__.split("\n\n")[1],
+    parser = argparse.ArgumentParser(prog="dmo-bag-info", description=plain_text(__doc__.split("\n\n")[1]),
                                      epilog="Exit code: 0 every path read, 1 some could not be, 2 none.")
     parser.add_argument("paths", nargs="+", type=Path, help="recorder session folders or rosbag2 bag folders")
     parser.add_argument("--json", action="store_true",

@@ -20,6 +20,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from dmo_ros.help_text import plain_text
+
 T = TypeVar("T")
 
 
@@ -149,7 +151,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: 
         flag = "--" + field.name.replace("_", "-")
         metavar = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}.get(kind)
         # argparse %-formats help text: a docstring's "1 %" must reach it as "1 %%".
-        doc = docs.get(field.name, "").replace("%", "%%")
+        doc = plain_text(docs.get(field.name, "")).replace("%", "%%")
         group.add_argument(flag, dest=field.name, type=parse, nargs=nargs, default=None, metavar=metavar,
                            help=(doc + " (default: from the preset)").strip())
         added.append(field.name)
