@@ -19,6 +19,13 @@ correlation, r̂'s best spot, and how much higher r̂ puts its best spot than th
 its reward head (what DMO differentiates on rungs 1-2) is read on the same frames
 (:func:`dmo_ros.local_model.frame_reward.local_reward_of_frames`) and compared with the frame reward the same way.
 
+``--gradient-steps N`` (with ``--local-model``): also the gradient that head hands DMO's actor at each spot
+(:func:`~dmo_ros.local_model.frame_reward.local_reward_gradients`, N prior steps with the action held): its *drift*
+(the length of the mean unit arrow: 1 = one direction everywhere, which drives a policy into a wall whatever it sees),
+that mean direction and its cosine with the T's way to its goal (near 1: the model moves the T with the action
+wherever the agent is, without contact), and the share of spots more than 80 u from the T's centre where it points
+toward the T (a policy that has not learned to push should at least come to the T).
+
 The simulator places bodies here: evaluation only. Exit code 2 on bad inputs.
 """
 
@@ -72,11 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-model", type=Path, default=None, metavar="RUN",
                         help="also compare a local model's reward head (a local-model run, or a DMO run: its "
                              "fine-tuned local model)")
+    parser.add_argument("--gradient-steps", type=int, default=0, metavar="N",
+                        help="with --local-model: also its reward gradient through N held prior steps (default 0: no)")
     options = parser.parse_args(argv)
 
     from dmo_ros.gates.reward import agent_grid
     from dmo_ros.ladder.state_env import observe
-    from dmo_ros.local_model.frame_reward import local_reward_of_frames
+    from dmo_ros.local_model.frame_reward import (
+        cosine_toward,
+        gradient_drift,
+        local_reward_gradients,
+        local_reward_of_frames,
+    )
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.policy.api import load_run_local_model
     from dmo_ros.reward.energy import load_reward_model
@@ -89,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         if options.task not in TASKS or options.task in REACH_TASKS:
             raise ValueError(f"--task {options.task!r}: choose a pushing task "
                              f"({', '.join(t for t in TASKS if t not in REACH_TASKS)})")
-        if options.episodes < 1 or not options.step > 0:
-            raise ValueError("--episodes must be >= 1 and --step > 0")
+        if options.episodes < 1 or not options.step > 0 or options.gradient_steps < 0:
+            raise ValueError("--episodes must be >= 1, --step > 0 and --gradient-steps >= 0")
+        if options.gradient_steps and options.local_model is None:
+            raise ValueError("--gradient-steps maps a local model's reward gradient: give --local-model")
         size = load_reward_model(options.reward_run, "cpu").config.image_size
         reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
         state_reward = load_state_reward(options.rung0_run) if options.rung0_run is not None else None
@@ -133,6 +149,19 @@ def main(argv: list[str] | None = None) -> int:
                          f"{np.corrcoef(values, other)[0, 1]:.2f}, {name}(its best) - {name}(reward's best) "
                          f"{other.max() - other[values.argmax()]:.3f}")
             print(line, flush=True)
+            if options.gradient_steps:
+                gradients = local_reward_gradients(local, frames, options.gradient_steps).numpy()
+                drift, direction = gradient_drift(gradients)
+                centre = np.asarray(sim.env.block.local_to_world(sim.env.block.center_of_gravity))
+                far = np.linalg.norm(points - centre, axis=1) > 80.0
+                toward = cosine_toward(points[far], gradients[far], centre)
+                state = sim.state()
+                way = state.goal[:2] - state.block[:2]  # the T's way to its goal (body origins)
+                print(f"  local d r̂/d a ({options.gradient_steps} held steps): drift {drift:.2f} toward "
+                      f"({direction[0]:+.2f}, {direction[1]:+.2f}) (cosine with the T's way to its goal "
+                      f"{way @ direction / (np.linalg.norm(way) + 1e-12):+.2f}), toward the T at "
+                      f"{np.mean(toward > 0):.0%} of {far.sum()} spots > 80 u from it (mean cosine "
+                      f"{toward.mean():+.2f})", flush=True)
     finally:
         sim.close()
     return 0

@@ -29,18 +29,10 @@ from pathlib import Path
 import torch
 
 from dmo_ros.gates.reward import ReachRewardGateConfig, measure_reach_reward, reach_grid, reach_reward_map_plot
-from dmo_ros.local_model.frame_reward import local_reward_gradients, local_reward_of_frames
+from dmo_ros.local_model.frame_reward import cosine_toward, local_reward_gradients, local_reward_of_frames
 
 DISTANCE_BINS = ((0, 12), (12, 24), (24, 36), (36, 48), (48, 64), (64, 90), (90, 150), (150, 800))
 """Distance bands (arena units) of the printed table near the target (strict reach success: < 20 u)."""
-
-def cosine_toward(points, gradients, target):
-    """(N,) cosine of each gradient (N, 2) with the direction from its point (N, 2) to ``target`` (2,)."""
-    import numpy as np
-
-    toward = target - points
-    return (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1) + 1e-12)
-
 
 def gradient_field_plot(points, gradients, target, title: str, path: Path) -> Path:
     """Unit arrows of ``gradients`` (N, 2) at ``points`` (arena units), coloured by their cosine with the

@@ -94,7 +94,7 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     positions = state_probe(model.cpu(), gate_config.state_probe_episodes, seed=gate_config.seed,
                             task=probe_task) if gate_config.state_probe_episodes and robot == "pusht" else None
     agent_only = (agent_only_ranges(model.cpu(), reward, gate_config.agent_only_episodes, gate_config.agent_only_step,
-                                    gate_config.task)
+                                    gate_config.task, drift_steps=gate_config.drift_steps)
                   if gate_config.agent_only_episodes and robot == "pusht" and gate_config.task not in REACH_TASKS
                   else None)
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)

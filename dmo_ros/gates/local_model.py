@@ -23,7 +23,11 @@ Two measurements (DESIGN.md §8, issue "gates"):
   its whole reachable range (:func:`agent_only_ranges`); the local reward head's range over those frames beside
   the global reward's. A pushing reward should pay for the T, not for where the agent waits; a head that invents
   an agent term hands DMO's actor a pull toward its favourite spot (docs/ladder.md, "The local reward head puts
-  the agent-only term back").
+  the agent-only term back"). On the same frames, the **gradient drift**: the reward gradient the head hands the
+  actor through ``drift_steps`` held prior steps, as the length of its mean unit arrow over the agent's places
+  (1: one direction wherever the agent is) and that direction's cosine with the T's way to its goal (near 1 as
+  well: the model moves the T with the action without contact; docs/ladder.md, "The local model moves the T
+  without touching it").
 
 Gate (defaults): shuffled KL >= 1.1 x true KL; gradient cosine >= 0.3; reward-head error below the
 constant predictor's.
@@ -75,6 +79,9 @@ class LocalModelGateConfig:
     cpu preset; reported, not a check; pushing tasks of the Push-T stand-in only); 0: skip it."""
     agent_only_step: float = 32.0
     """Grid spacing of the agent's places for the agent-only range, arena units (64 u ~ 8 px at 64 x 64)."""
+    drift_steps: int = 16
+    """Held prior steps of the reward gradient whose drift is reported on the agent-only range's frames (DMO's
+    cpu-preset horizon); 0: not measured."""
     task: str = "push_t"
     """The Push-T stand-in task whose states the gradient probes and the state probe visit: its resets, its
     scripted operator (a reach task's drives the agent to the target) and, for the reward, a goal picture of that
@@ -95,6 +102,8 @@ class LocalModelGateConfig:
         for name in ("state_probe_episodes", "agent_only_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: skip it), got {getattr(self, name)}")
+        if self.drift_steps < 0:
+            raise ValueError(f"drift_steps must be >= 0, got {self.drift_steps}")
         if not self.agent_only_step > 0:
             raise ValueError(f"agent_only_step must be > 0 arena units, got {self.agent_only_step}")
 
@@ -300,7 +309,7 @@ def gradient_agreement(model: LocalModel, probes: list[GradientProbe]) -> dict[s
 
 
 def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int = 4, step: float = 32.0,
-                      task: str = "push_t", seed: int = 20_000) -> dict[str, object]:
+                      task: str = "push_t", seed: int = 20_000, drift_steps: int = 16) -> dict[str, object]:
     """How much the local reward head pays for the agent's place alone, beside the global reward.
 
     For each of ``episodes`` resets of the Push-T stand-in's pushing ``task`` (seed ``seed``: the reward gate's),
@@ -308,13 +317,16 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
     walls included (:func:`~dmo_ros.gates.reward.agent_grid`); each frame is scored by ``reward`` and by the local
     model's reward head on its held posterior (:func:`~dmo_ros.local_model.frame_reward.local_reward_of_frames`).
     Returns ``{"local": [range per episode], "global": [...], "correlation": [...], "local_mean", "global_mean",
-    "spots"}`` (ranges: max - min, reward units). Evaluation only: the simulator places the bodies.
+    "spots"}`` (ranges: max - min, reward units); with ``drift_steps`` > 0 also ``"drift"`` and ``"drift_way_cosine"``
+    (per episode: :func:`~dmo_ros.local_model.frame_reward.gradient_drift` of the head's gradient through
+    ``drift_steps`` held prior steps over the agent's places, and the cosine of its mean direction with the T's way
+    from its reset pose to the goal) and their means. Evaluation only: the simulator places the bodies.
 
     Raises:
         ValueError: a reach task (the agent's place is the whole reward there; the reach gate maps it).
     """
     from dmo_ros.gates.reward import agent_grid
-    from dmo_ros.local_model.frame_reward import local_reward_of_frames
+    from dmo_ros.local_model.frame_reward import gradient_drift, local_reward_gradients, local_reward_of_frames
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
 
@@ -322,7 +334,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
         raise ValueError(f"task {task!r} pays for the agent's place; its reward shape is the reach gate's map")
     head = local_reward_of_frames(model)
     size = model.config.image_size
-    local, global_, correlation, spots = [], [], [], 0
+    local, global_, correlation, drift, way_cosine, spots = [], [], [], [], [], 0
     sim = PushTSim(PushTConfig(task=task, seed=seed))
     try:
         for episode in range(episodes):
@@ -337,10 +349,20 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
             correlation.append(float(np.corrcoef(values, fitted)[0, 1]) if np.ptp(values) * np.ptp(fitted) > 0
                                else 0.0)
             spots += len(frames)
+            if drift_steps:
+                length, direction = gradient_drift(local_reward_gradients(model, frames, drift_steps).numpy())
+                state = sim.state()
+                way = state.goal[:2] - state.block[:2]
+                drift.append(length)
+                way_cosine.append(float(way @ direction / (np.linalg.norm(way) + 1e-12)))
     finally:
         sim.close()
-    return {"local": local, "global": global_, "correlation": correlation, "local_mean": float(np.mean(local)),
-            "global_mean": float(np.mean(global_)), "spots": spots}
+    result = {"local": local, "global": global_, "correlation": correlation, "local_mean": float(np.mean(local)),
+              "global_mean": float(np.mean(global_)), "spots": spots}
+    if drift:
+        result.update(drift=drift, drift_way_cosine=way_cosine, drift_mean=float(np.mean(drift)),
+                      drift_way_cosine_mean=float(np.mean(way_cosine)), drift_steps=drift_steps)
+    return result
 
 
 def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[GradientProbe],
@@ -383,6 +405,11 @@ def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[G
                      f"whole range, {agent_only['spots']} frames; correlation {correlation:.2f}): "
                      f"local reward head {local_range:.3f}, the global reward {global_range:.3f} "
                      f"({local_range / max(global_range, 1e-9):.1f} x)")
+        if "drift" in agent_only:
+            notes.append(f"gradient drift over the same frames ({agent_only['drift_steps']} held steps): "
+                         f"{agent_only['drift_mean']:.2f} (1: one direction wherever the agent is), cosine of that "
+                         f"direction with the T's way to its goal {agent_only['drift_way_cosine_mean']:+.2f} "
+                         f"(near 1: the model moves the T without contact)")
     return GateReport("local_model", checks, metrics, time.perf_counter() - begin, notes)
 
 

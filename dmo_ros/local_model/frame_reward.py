@@ -8,6 +8,7 @@ on that posterior.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dmo_ros.local_model.model import LocalModel
@@ -53,3 +54,20 @@ def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int =
         total = total + model.reward(state).sum()
     (gradient,) = torch.autograd.grad(total, action)
     return gradient
+
+
+def cosine_toward(points: np.ndarray, gradients: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(N,) cosine of each gradient (N, 2) with the direction from its point (N, 2) to ``target`` ((2,) or (N, 2));
+    points and target in the same units (arena units)."""
+    toward = target - points
+    return (gradients * toward).sum(1) / (np.linalg.norm(gradients, axis=1) * np.linalg.norm(toward, axis=1) + 1e-12)
+
+
+def gradient_drift(gradients: np.ndarray) -> tuple[float, np.ndarray]:
+    """How much a field of gradients (N, 2) is one direction everywhere: ``(resultant length, mean direction (2,))``
+    of their unit vectors. 1: the same direction at every state (a state-independent drift, which drives a policy
+    into a wall); near 0: directions that depend on the state."""
+    units = gradients / (np.linalg.norm(gradients, axis=1, keepdims=True) + 1e-12)
+    mean = units.mean(0)
+    return float(np.linalg.norm(mean)), mean / (np.linalg.norm(mean) + 1e-12)
+

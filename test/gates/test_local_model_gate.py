@@ -168,7 +168,7 @@ def test_the_state_probe_is_reported_beside_the_checks(trained):  # noqa: F811
 
 def _agent_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     """A global reward that pays for the agent's x alone (the stand-in's colours locate it)."""
-    return torch.from_numpy(np.array([locate_agent(frame.permute(1, 2, 0).numpy())[0] for frame in frames],
+    return torch.from_numpy(np.array([locate_agent(frame.permute(1, 2, 0).numpy())[0][0] for frame in frames],
                                      dtype=np.float32))
 
 
@@ -186,13 +186,17 @@ def test_the_agent_only_range_sets_the_heads_range_beside_the_global_rewards():
     varied = agent_only_ranges(model, lambda frames, start: torch.zeros(len(frames)), episodes=2, step=128.0)
     assert all(value > 0 for value in varied["local"]) and varied["global_mean"] == 0.0
     assert varied["correlation"] == [0.0, 0.0]  # a constant reward correlates with nothing
+    assert len(varied["drift"]) == 2 and all(0.0 <= value <= 1.0 for value in varied["drift"])
+    assert all(-1.0 <= value <= 1.0 for value in varied["drift_way_cosine"]) and varied["drift_steps"] == 16
+    assert flat["drift"] == [0.0, 0.0]  # a flat head hands the actor no gradient, so no drift either
+    assert "drift" not in agent_only_ranges(model, _agent_x, episodes=1, step=128.0, drift_steps=0)
     with pytest.raises(ValueError, match="pays for the agent's place"):
         agent_only_ranges(model, _agent_x, task="reach_fixed")
 
 
 @pytest.mark.parametrize("field, value", [("agent_only_step", 0.0), ("agent_only_step", -32.0),
                                           ("agent_only_episodes", -1), ("state_probe_episodes", -1),
-                                          ("probes", 0), ("sequences", 0)])
+                                          ("probes", 0), ("sequences", 0), ("drift_steps", -1)])
 def test_a_gate_config_that_would_measure_nothing_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         LocalModelGateConfig(**{field: value})

@@ -84,3 +84,18 @@ def test_the_map_compares_a_local_models_reward_head(tmp_path, capsys):
     assert "note: the local model's head was trained on the labels of" in capsys.readouterr().out
     assert _script().main([*args, "--local-model", str(_local_model_run(tmp_path, image_size=64))]) == 2
     assert "frames of 64 px, the reward model's 32 px" in capsys.readouterr().err
+
+
+def test_the_gradient_drift_of_a_local_model(tmp_path, capsys):
+    reward_run, goal = untrained_reward_run(tmp_path)
+    args = ["--reward-run", str(reward_run), "--goal", str(goal), "--episodes", "2", "--step", "96"]
+    local = _local_model_run(tmp_path, labels=reward_run)
+    assert _script().main([*args, "--local-model", str(local), "--gradient-steps", "2"]) == 0
+    drift = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  local d r̂/d a (2 held")]
+    assert len(drift) == 2
+    for line in drift:
+        assert 0.0 <= float(line.split("drift ")[1].split()[0]) <= 1.0 and "the T's way to its goal" in line
+    assert _script().main([*args, "--gradient-steps", "2"]) == 2  # no local model to differentiate
+    assert _script().main([*args, "--local-model", str(local), "--gradient-steps", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "give --local-model" in err and "--gradient-steps >= 0" in err

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from dmo_ros.local_model.config import LocalModelConfig
-from dmo_ros.local_model.frame_reward import HOLD_STEPS, local_reward_gradients, local_reward_of_frames
+from dmo_ros.local_model.frame_reward import (
+    HOLD_STEPS,
+    cosine_toward,
+    gradient_drift,
+    local_reward_gradients,
+    local_reward_of_frames,
+)
 from dmo_ros.local_model.model import LocalModel
 
 
@@ -62,3 +69,17 @@ def test_the_action_gradient_matches_finite_differences_through_the_held_prior_s
                 difference = (_held_action_reward(model, frames, step, steps)
                               - _held_action_reward(model, frames, -step, steps)) / (2 * epsilon)
                 torch.testing.assert_close(gradient[frame, axis], difference, rtol=2e-2, atol=2e-5)
+
+
+def test_gradient_drift_tells_one_direction_everywhere_from_a_field_that_depends_on_the_place():
+    points = np.stack(np.meshgrid(np.arange(0.0, 500.0, 50.0), np.arange(0.0, 500.0, 50.0)), -1).reshape(-1, 2)
+    centre = np.array([225.0, 225.0])
+    one_way = np.tile([3.0, 4.0], (len(points), 1)) * np.linspace(0.1, 2.0, len(points))[:, None]
+    length, direction = gradient_drift(one_way)
+    assert length == np.float64(1.0) or abs(length - 1.0) < 1e-9
+    assert np.allclose(direction, [0.6, 0.8])
+    toward_centre = centre - points  # toward one spot from all round it: the field a pushing policy needs
+    assert gradient_drift(toward_centre)[0] < 0.05
+    assert np.all(cosine_toward(points, toward_centre, centre) > 0.999)
+    assert gradient_drift(np.zeros((4, 2)))[0] == 0.0  # no gradient: no drift
+
