@@ -24,7 +24,9 @@ its reward head (what DMO differentiates on rungs 1-2) is read on the same frame
 (the length of the mean unit arrow: 1 = one direction everywhere, which drives a policy into a wall whatever it sees),
 that mean direction and its cosine with the T's way to its goal (near 1: the model moves the T with the action
 wherever the agent is, without contact), and the share of spots more than 80 u from the T's centre where it points
-toward the T (a policy that has not learned to push should at least come to the T).
+toward the T (a policy that has not learned to push should at least come to the T). With ``--rung0-run`` too, the
+same for rung 0's gradient (its r̂ through its learned state model, N steps with the action held): the oracle that
+knows where the agent is.
 
 The simulator places bodies here: evaluation only. Exit code 2 on bad inputs.
 """
@@ -41,7 +43,13 @@ import torch
 
 def load_state_reward(run: Path):
     """Rung 0's state-reward regressor r̂ of a ``--reward learned`` run's last checkpoint (weights only)."""
-    from dmo_ros.ladder.rung0 import StateRewardModel
+    return load_rung0_models(run)[0]
+
+
+def load_rung0_models(run: Path):
+    """``(r̂, f)``: rung 0's state-reward regressor and learned state model f(s, a) of a ``--reward learned`` run's
+    last checkpoint (weights only), in eval mode."""
+    from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
     from dmo_ros.training import read_run_config
     from dmo_ros.training.checkpoint import load_model_weights
 
@@ -49,9 +57,44 @@ def load_state_reward(run: Path):
     if saved.get("reward") != "learned":
         raise ValueError(f"{run}: not a dmo-train-rung0 run with --reward learned (no state-reward regressor)")
     weights = load_model_weights(run)
-    model = StateRewardModel(int(saved.get("reward_hidden", 256)))
-    model.load_state_dict({k[len("reward_model."):]: v for k, v in weights.items() if k.startswith("reward_model.")})
-    return model.eval()
+    reward = StateRewardModel(int(saved.get("reward_hidden", 256)))
+    reward.load_state_dict({k[len("reward_model."):]: v for k, v in weights.items() if k.startswith("reward_model.")})
+    model = StateModel(int(saved.get("model_hidden", 256)), int(saved.get("model_layers", 2)))
+    model_weights = {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}
+    if model_weights:  # runs saved before the state model was kept have none
+        model.load_state_dict(model_weights)
+    return reward.eval(), (model.eval() if model_weights else None)
+
+
+def rung0_reward_gradients(reward, model, observations: np.ndarray, steps: int) -> np.ndarray:
+    """(N, 2) ``d/da sum_k r̂(s_k)`` at a = 0, ``s_{k+1} = f(s_k, a)`` with the action held from each observation:
+    what SAPO differentiates on rung 0, at the same places as the local model's gradient."""
+    state = torch.from_numpy(observations)
+    action = torch.zeros(len(state), 2, requires_grad=True)
+    total = torch.zeros(())
+    for _ in range(steps):
+        state = model(state, action)
+        total = total + reward(state).sum()
+    (gradient,) = torch.autograd.grad(total, action)
+    return gradient.numpy()
+
+
+def describe_gradients(label: str, steps: int, gradients: np.ndarray, points: np.ndarray, sim) -> str:
+    """One line: the drift of ``gradients`` (N, 2) at the agent's ``points``, its cosine with the T's way to its goal
+    and how often it points toward the T from more than 80 u away (see the module doc)."""
+    from dmo_ros.local_model.frame_reward import cosine_toward, gradient_drift
+
+    drift, direction = gradient_drift(gradients)
+    centre = np.asarray(sim.env.block.local_to_world(sim.env.block.center_of_gravity))
+    far = np.linalg.norm(points - centre, axis=1) > 80.0
+    toward = cosine_toward(points[far], gradients[far], centre)
+    state = sim.state()
+    way = state.goal[:2] - state.block[:2]  # the T's way to its goal (body origins)
+    way_cosine = way @ direction / (np.linalg.norm(way) + 1e-12)
+    return (f"  {label} d r̂/d a ({steps} held steps): drift {drift:.2f} toward ({direction[0]:+.2f}, "
+            f"{direction[1]:+.2f}) (cosine with the T's way to its goal {way_cosine:+.2f}), "
+            f"toward the T at {np.mean(toward > 0):.0%} of {far.sum()} spots > 80 u from it (mean cosine "
+            f"{toward.mean():+.2f})")
 
 
 def labels_reward_run(run: Path) -> Path | None:
@@ -80,17 +123,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="also compare a local model's reward head (a local-model run, or a DMO run: its "
                              "fine-tuned local model)")
     parser.add_argument("--gradient-steps", type=int, default=0, metavar="N",
-                        help="with --local-model: also its reward gradient through N held prior steps (default 0: no)")
+                        help="also the reward gradient of --local-model (N held prior steps) and of --rung0-run's "
+                             "state model (N held steps) (default 0: no)")
     options = parser.parse_args(argv)
 
     from dmo_ros.gates.reward import agent_grid
     from dmo_ros.ladder.state_env import observe
-    from dmo_ros.local_model.frame_reward import (
-        cosine_toward,
-        gradient_drift,
-        local_reward_gradients,
-        local_reward_of_frames,
-    )
+    from dmo_ros.local_model.frame_reward import local_reward_gradients, local_reward_of_frames
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.policy.api import load_run_local_model
     from dmo_ros.reward.energy import load_reward_model
@@ -105,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"({', '.join(t for t in TASKS if t not in REACH_TASKS)})")
         if options.episodes < 1 or not options.step > 0 or options.gradient_steps < 0:
             raise ValueError("--episodes must be >= 1, --step > 0 and --gradient-steps >= 0")
-        if options.gradient_steps and options.local_model is None:
-            raise ValueError("--gradient-steps maps a local model's reward gradient: give --local-model")
+        if options.gradient_steps and options.local_model is None and options.rung0_run is None:
+            raise ValueError("--gradient-steps maps a model's reward gradient: give --local-model or --rung0-run")
         size = load_reward_model(options.reward_run, "cpu").config.image_size
         reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
-        state_reward = load_state_reward(options.rung0_run) if options.rung0_run is not None else None
+        state_reward, state_model = (load_rung0_models(options.rung0_run) if options.rung0_run is not None
+                                     else (None, None))
         local = load_run_local_model(options.local_model) if options.local_model is not None else None
         if local is not None and local.config.image_size != size:
             raise ValueError(f"--local-model {options.local_model}: frames of {local.config.image_size} px, the "
@@ -149,19 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"{np.corrcoef(values, other)[0, 1]:.2f}, {name}(its best) - {name}(reward's best) "
                          f"{other.max() - other[values.argmax()]:.3f}")
             print(line, flush=True)
-            if options.gradient_steps:
+            if options.gradient_steps and local is not None:
                 gradients = local_reward_gradients(local, frames, options.gradient_steps).numpy()
-                drift, direction = gradient_drift(gradients)
-                centre = np.asarray(sim.env.block.local_to_world(sim.env.block.center_of_gravity))
-                far = np.linalg.norm(points - centre, axis=1) > 80.0
-                toward = cosine_toward(points[far], gradients[far], centre)
-                state = sim.state()
-                way = state.goal[:2] - state.block[:2]  # the T's way to its goal (body origins)
-                print(f"  local d r̂/d a ({options.gradient_steps} held steps): drift {drift:.2f} toward "
-                      f"({direction[0]:+.2f}, {direction[1]:+.2f}) (cosine with the T's way to its goal "
-                      f"{way @ direction / (np.linalg.norm(way) + 1e-12):+.2f}), toward the T at "
-                      f"{np.mean(toward > 0):.0%} of {far.sum()} spots > 80 u from it (mean cosine "
-                      f"{toward.mean():+.2f})", flush=True)
+                print(describe_gradients("local", options.gradient_steps, gradients, points, sim), flush=True)
+            if options.gradient_steps and state_model is not None:
+                gradients = rung0_reward_gradients(state_reward, state_model, observations, options.gradient_steps)
+                print(describe_gradients("rung-0", options.gradient_steps, gradients, points, sim), flush=True)
     finally:
         sim.close()
     return 0

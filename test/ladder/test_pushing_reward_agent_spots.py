@@ -12,7 +12,7 @@ def _script():
     return load_script("scripts/pushing_reward_agent_spots.py")
 
 
-def _rung0_run(root, reward: str = "learned"):
+def _rung0_run(root, reward: str = "learned", with_state_model: bool = False):
     """A rung-0 run folder whose r̂ is fitted to the agent's x (normalised): its best spot is on the right wall."""
     from dmo_ros.ladder.rung0 import StateRewardModel
     from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
@@ -27,8 +27,14 @@ def _rung0_run(root, reward: str = "learned"):
         loss.backward()
         optimizer.step()
     run = root / f"rung0_{reward}"
-    write_run_config(run, {"kind": "policy", "rung0": {"reward": reward, "reward_hidden": 8}})
-    save_checkpoint(run, 1, {f"reward_model.{k}": v for k, v in model.state_dict().items()}, {}, {})
+    write_run_config(run, {"kind": "policy", "rung0": {"reward": reward, "reward_hidden": 8, "model_hidden": 8,
+                                                       "model_layers": 1}})
+    weights = {f"reward_model.{k}": v for k, v in model.state_dict().items()}
+    if with_state_model:
+        from dmo_ros.ladder.rung0 import StateModel
+
+        weights.update({f"model.{k}": v for k, v in StateModel(8, 1).state_dict().items()})
+    save_checkpoint(run, 1, weights, {}, {})
     return run
 
 
@@ -95,7 +101,11 @@ def test_the_gradient_drift_of_a_local_model(tmp_path, capsys):
     assert len(drift) == 2
     for line in drift:
         assert 0.0 <= float(line.split("drift ")[1].split()[0]) <= 1.0 and "the T's way to its goal" in line
-    assert _script().main([*args, "--gradient-steps", "2"]) == 2  # no local model to differentiate
+    rung0 = _rung0_run(tmp_path, with_state_model=True)
+    assert _script().main([*args, "--rung0-run", str(rung0), "--gradient-steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("  rung-0 d r̂/d a (2 held steps): drift ") for line in lines) == 2
+    assert _script().main([*args, "--gradient-steps", "2"]) == 2  # no model to differentiate
     assert _script().main([*args, "--local-model", str(local), "--gradient-steps", "-1"]) == 2
     err = capsys.readouterr().err
-    assert "give --local-model" in err and "--gradient-steps >= 0" in err
+    assert "give --local-model or --rung0-run" in err and "--gradient-steps >= 0" in err
