@@ -70,4 +70,3 @@ def gradient_drift(gradients: np.ndarray) -> tuple[float, np.ndarray]:
     units = gradients / (np.linalg.norm(gradients, axis=1, keepdims=True) + 1e-12)
     mean = units.mean(0)
     return float(np.linalg.norm(mean)), mean / (np.linalg.norm(mean) + 1e-12)
-
