@@ -28,6 +28,11 @@ toward the T (a policy that has not learned to push should at least come to the 
 same for rung 0's gradient (its r̂ through its learned state model, N steps with the action held): the oracle that
 knows where the agent is.
 
+``--through-decoder`` (with ``--local-model`` and ``--gradient-steps``): also the gradient of the global reward of the
+frames the local model's decoder draws along the same held prior steps
+(:func:`~dmo_ros.local_model.frame_reward.decoded_reward_gradients`): the reward head taken out, so a drift left there
+is the latent's dynamics'.
+
 The simulator places bodies here: evaluation only. Exit code 2 on bad inputs.
 """
 
@@ -125,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-steps", type=int, default=0, metavar="N",
                         help="also the reward gradient of --local-model (N held prior steps) and of --rung0-run's "
                              "state model (N held steps) (default 0: no)")
+    parser.add_argument("--through-decoder", action="store_true",
+                        help="also the gradient of --reward-run's reward of the frames the local model decodes along "
+                             "the same held steps (the head taken out)")
     options = parser.parse_args(argv)
 
     from dmo_ros.gates.reward import agent_grid
     from dmo_ros.ladder.state_env import observe
-    from dmo_ros.local_model.frame_reward import local_reward_gradients, local_reward_of_frames
+    from dmo_ros.local_model.frame_reward import (
+        decoded_reward_gradients,
+        local_reward_gradients,
+        local_reward_of_frames,
+    )
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.policy.api import load_run_local_model
-    from dmo_ros.reward.energy import load_reward_model
-    from dmo_ros.reward.goal_image import GoalImageError
+    from dmo_ros.reward.energy import frame_reward, load_reward_model
+    from dmo_ros.reward.goal_image import GoalImageError, load_goal_image
     from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
     from dmo_ros.training.checkpoint import CheckpointError
@@ -144,10 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"({', '.join(t for t in TASKS if t not in REACH_TASKS)})")
         if options.episodes < 1 or not options.step > 0 or options.gradient_steps < 0:
             raise ValueError("--episodes must be >= 1, --step > 0 and --gradient-steps >= 0")
+        if options.through_decoder and (options.local_model is None or not options.gradient_steps):
+            raise ValueError("--through-decoder maps the local model's decoded frames: give --local-model and "
+                             "--gradient-steps")
         if options.gradient_steps and options.local_model is None and options.rung0_run is None:
             raise ValueError("--gradient-steps maps a model's reward gradient: give --local-model or --rung0-run")
         size = load_reward_model(options.reward_run, "cpu").config.image_size
         reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
+        differentiable = (frame_reward(load_reward_model(options.reward_run, "cpu"),
+                                       load_goal_image(options.goal, size=(size, size)), grad=True)
+                          if options.through_decoder else None)
         state_reward, state_model = (load_rung0_models(options.rung0_run) if options.rung0_run is not None
                                      else (None, None))
         local = load_run_local_model(options.local_model) if options.local_model is not None else None
@@ -192,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             if options.gradient_steps and local is not None:
                 gradients = local_reward_gradients(local, frames, options.gradient_steps).numpy()
                 print(describe_gradients("local", options.gradient_steps, gradients, points, sim), flush=True)
+                if options.through_decoder:
+                    gradients = decoded_reward_gradients(local, differentiable, frames, options.gradient_steps).numpy()
+                    print(describe_gradients("local, decoded frames' reward", options.gradient_steps, gradients,
+                                             points, sim), flush=True)
             if options.gradient_steps and state_model is not None:
                 gradients = rung0_reward_gradients(state_reward, state_model, observations, options.gradient_steps)
                 print(describe_gradients("rung-0", options.gradient_steps, gradients, points, sim), flush=True)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dmo_ros.local_model.model import LocalModel
+from dmo_ros.local_model.rssm import features
 
 HOLD_STEPS = 4
 """Filter steps of the local model on each held frame before its reward head is read."""
@@ -52,6 +53,31 @@ def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int =
     for _ in range(steps):
         state = model.rssm.prior_step(state, action, sample=False)
         total = total + model.reward(state).sum()
+    (gradient,) = torch.autograd.grad(total, action)
+    return gradient
+
+
+def decoded_reward_gradients(model: LocalModel, reward, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """(N, A) ``d/da sum_k R(D(s_k))`` at a = 0: as :func:`local_reward_gradients`, but each prior state ``s_k`` is
+    decoded to a frame by the local model's decoder ``D`` (clamped to [-1, 1]) and scored by ``reward``, a global
+    frame reward that differentiates (:func:`~dmo_ros.reward.energy.frame_reward` with ``grad=True``;
+    ``(frames (N, 3, H, W) float in [-1, 1]) -> (N,)``). It takes the reward head out of the gradient: when this
+    drifts like the head's gradient, the latent's dynamics (what the prior does with the action) cause it.
+
+    Raises:
+        ValueError: a local model trained without a decoder (``decoder_loss_scale`` 0).
+    """
+    if model.decoder is None:
+        raise ValueError("the local model has no decoder (trained with decoder_loss_scale 0)")
+    model.eval()
+    with torch.no_grad():
+        state = _held_posterior(model, frames)
+    action = torch.zeros(len(frames), model.config.action_size, device=frames.device, dtype=state.deter.dtype,
+                         requires_grad=True)
+    total = torch.zeros((), device=frames.device, dtype=state.deter.dtype)
+    for _ in range(steps):
+        state = model.rssm.prior_step(state, action, sample=False)
+        total = total + reward(model.decoder(features(state)).clamp(-1.0, 1.0)).sum()
     (gradient,) = torch.autograd.grad(total, action)
     return gradient
 

@@ -101,6 +101,12 @@ def test_the_gradient_drift_of_a_local_model(tmp_path, capsys):
     assert len(drift) == 2
     for line in drift:
         assert 0.0 <= float(line.split("drift ")[1].split()[0]) <= 1.0 and "the T's way to its goal" in line
+    assert _script().main([*args, "--local-model", str(local), "--gradient-steps", "2", "--through-decoder"]) == 0
+    decoded = [line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("  local, decoded frames' reward d r̂/d a (2 held steps): drift ")]
+    assert len(decoded) == 2
+    assert _script().main([*args, "--local-model", str(local), "--through-decoder"]) == 2
+    assert "give --local-model and --gradient-steps" in capsys.readouterr().err
     rung0 = _rung0_run(tmp_path, with_state_model=True)
     assert _script().main([*args, "--rung0-run", str(rung0), "--gradient-steps", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -9,11 +9,13 @@ from dmo_ros.local_model.config import LocalModelConfig
 from dmo_ros.local_model.frame_reward import (
     HOLD_STEPS,
     cosine_toward,
+    decoded_reward_gradients,
     gradient_drift,
     local_reward_gradients,
     local_reward_of_frames,
 )
 from dmo_ros.local_model.model import LocalModel
+from dmo_ros.local_model.rssm import features
 
 
 def _model(latent: str = "categorical") -> LocalModel:
@@ -83,3 +85,43 @@ def test_gradient_drift_tells_one_direction_everywhere_from_a_field_that_depends
     assert np.all(cosine_toward(points, toward_centre, centre) > 0.999)
     assert gradient_drift(np.zeros((4, 2)))[0] == 0.0  # no gradient: no drift
 
+
+
+def test_the_decoded_frames_reward_gradient_matches_finite_differences():
+    model, frames = _model("gaussian"), _frames()
+    weights = torch.linspace(-1.0, 1.0, 3 * 32 * 32).reshape(3, 32, 32)
+
+    def reward(images: torch.Tensor) -> torch.Tensor:  # a smooth frame reward that depends on every pixel
+        return (images * weights).sum((1, 2, 3))
+
+    def total(action: torch.Tensor, steps: int) -> torch.Tensor:
+        with torch.no_grad():
+            state = model.rssm.initial(len(frames), "cpu")
+            zero, embed = torch.zeros(len(frames), 2), model.encode(frames)
+            for _ in range(HOLD_STEPS):
+                state = model.rssm.posterior(model.rssm.prior_step(state, zero, sample=False), embed, sample=False)
+            value = torch.zeros(())
+            for _ in range(steps):
+                state = model.rssm.prior_step(state, action, sample=False)
+                value = value + reward(model.decoder(features(state)).clamp(-1.0, 1.0)).sum()
+        return value
+
+    gradient = decoded_reward_gradients(model, reward, frames, 2)
+    assert gradient.shape == (3, 2) and gradient.abs().min() > 1e-4
+    epsilon = 1e-3
+    for frame in range(3):
+        for axis in range(2):
+            step = torch.zeros(3, 2)
+            step[frame, axis] = epsilon
+            difference = (total(step, 2) - total(-step, 2)) / (2 * epsilon)
+            torch.testing.assert_close(gradient[frame, axis], difference, rtol=3e-2, atol=1e-3)
+
+
+def test_the_decoded_frames_reward_gradient_needs_a_decoder():
+    from dataclasses import replace
+
+    import pytest
+
+    model = LocalModel(replace(LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=32), decoder_loss_scale=0.0))
+    with pytest.raises(ValueError, match="no decoder"):
+        decoded_reward_gradients(model, lambda images: images.sum((1, 2, 3)), _frames(), 1)
