@@ -15,6 +15,8 @@ writes a PNG of the rollouts to look at.
     .venv/bin/python scripts/local_model_action_response.py runs/local_model --dataset datasets/play \\
         --out reports/local_action_response.png
 
+``local_model`` may also be a DMO run: its local model as the run's fine-tuning left it.
+
 Needs a local model with a decoder (``decoder_loss_scale`` > 0, every preset's).
 """
 
@@ -28,8 +30,9 @@ import torch
 
 from dmo_ros.dataset.loaders import Window, collate
 from dmo_ros.gates.world_model import Rollout, WorldModelGateConfig, action_response_gate, gate_windows
-from dmo_ros.local_model.model import LocalModel, load_local_model
+from dmo_ros.local_model.model import LocalModel
 from dmo_ros.local_model.rssm import features
+from dmo_ros.policy.api import load_run_local_model
 from dmo_ros.sims.pusht_frames import locate_agent
 
 
@@ -69,7 +72,8 @@ def posterior_agent_visible(model: LocalModel, dataset, indices: list[int]) -> f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("local_model", type=Path, help="local-model run folder")
+    parser.add_argument("local_model", type=Path,
+                        help="local-model run folder, or a DMO / No Diffusion run (its fine-tuned local model)")
     parser.add_argument("--dataset", type=Path, required=True, help="dataset folder (its validation windows)")
     parser.add_argument("--context", type=int, default=4, help="frames filtered before imagining (default 4)")
     parser.add_argument("--windows", type=int, default=64, help="validation windows (default 64)")
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the measurements here as JSON")
     args = parser.parse_args(argv)
 
-    model = load_local_model(args.local_model, "cpu")
+    model = load_run_local_model(args.local_model, "cpu")
     dataset, indices = gate_windows(args.dataset, args.context, args.windows)
     config = WorldModelGateConfig(windows=args.windows, horizon=args.horizon)
     report = action_response_gate(local_model_rollout(model), dataset, indices, config, args.out)

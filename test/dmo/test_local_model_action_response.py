@@ -44,3 +44,11 @@ def test_a_model_without_a_decoder_is_a_clear_error():
     model = LocalModel(LocalModelConfig.preset("tiny", 2, image_size=32, decoder_loss_scale=0.0))
     with pytest.raises(ValueError, match="no decoder"):
         _script().local_model_rollout(model)
+
+
+def test_a_dmo_run_is_read_through_its_fine_tuned_local_model(tmp_path, capsys):
+    from policy_runs import train_tiny_policy
+
+    run = train_tiny_policy(tmp_path)
+    assert _script().main([str(run), "--dataset", str(run.parent / "dataset"), "--windows", "4", "--horizon", "3"]) == 0
+    assert "agent visible in the decoded posteriors" in capsys.readouterr().out
