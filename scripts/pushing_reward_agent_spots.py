@@ -46,11 +46,6 @@ import numpy as np
 import torch
 
 
-def load_state_reward(run: Path):
-    """Rung 0's state-reward regressor r̂ of a ``--reward learned`` run's last checkpoint (weights only)."""
-    return load_rung0_models(run)[0]
-
-
 def load_rung0_models(run: Path):
     """``(r̂, f)``: rung 0's state-reward regressor and learned state model f(s, a) of a ``--reward learned`` run's
     last checkpoint (weights only), in eval mode."""
@@ -87,15 +82,14 @@ def rung0_reward_gradients(reward, model, observations: np.ndarray, steps: int) 
 def describe_gradients(label: str, steps: int, gradients: np.ndarray, points: np.ndarray, sim) -> str:
     """One line: the drift of ``gradients`` (N, 2) at the agent's ``points``, its cosine with the T's way to its goal
     and how often it points toward the T from more than 80 u away (see the module doc)."""
+    from dmo_ros.gates.reward import cosine_with_t_way
     from dmo_ros.local_model.frame_reward import cosine_toward, gradient_drift
 
     drift, direction = gradient_drift(gradients)
     centre = np.asarray(sim.env.block.local_to_world(sim.env.block.center_of_gravity))
     far = np.linalg.norm(points - centre, axis=1) > 80.0
     toward = cosine_toward(points[far], gradients[far], centre)
-    state = sim.state()
-    way = state.goal[:2] - state.block[:2]  # the T's way to its goal (body origins)
-    way_cosine = way @ direction / (np.linalg.norm(way) + 1e-12)
+    way_cosine = cosine_with_t_way(sim.state(), direction)
     return (f"  {label} d r̂/d a ({steps} held steps): drift {drift:.2f} toward ({direction[0]:+.2f}, "
             f"{direction[1]:+.2f}) (cosine with the T's way to its goal {way_cosine:+.2f}), "
             f"toward the T at {np.mean(toward > 0):.0%} of {far.sum()} spots > 80 u from it (mean cosine "

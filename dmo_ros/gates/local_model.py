@@ -325,7 +325,7 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
     Raises:
         ValueError: a reach task (the agent's place is the whole reward there; the reach gate maps it).
     """
-    from dmo_ros.gates.reward import agent_grid
+    from dmo_ros.gates.reward import agent_grid, cosine_with_t_way
     from dmo_ros.local_model.frame_reward import gradient_drift, local_reward_gradients, local_reward_of_frames
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
@@ -351,10 +351,8 @@ def agent_only_ranges(model: LocalModel, reward: RewardOfFrames, episodes: int =
             spots += len(frames)
             if drift_steps:
                 length, direction = gradient_drift(local_reward_gradients(model, frames, drift_steps).numpy())
-                state = sim.state()
-                way = state.goal[:2] - state.block[:2]
                 drift.append(length)
-                way_cosine.append(float(way @ direction / (np.linalg.norm(way) + 1e-12)))
+                way_cosine.append(cosine_with_t_way(sim.state(), direction))
     finally:
         sim.close()
     result = {"local": local, "global": global_, "correlation": correlation, "local_mean": float(np.mean(local)),

@@ -332,6 +332,14 @@ def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, torch.Tensor, l
     return points, _frames(images), states
 
 
+def cosine_with_t_way(state, direction: np.ndarray) -> float:
+    """Cosine of ``direction`` (2,) with the T's way to its goal in a :class:`~dmo_ros.sims.pusht.PushTState`
+    (from the T body's origin to the goal's, arena axes): near 1 for a reward gradient that pushes the T home
+    wherever the agent stands (docs/ladder.md "The local model moves the T without touching it")."""
+    way = state.goal[:2] - state.block[:2]
+    return float(way @ direction / (np.linalg.norm(way) * np.linalg.norm(direction) + 1e-12))
+
+
 def agent_spots(sim, step: float) -> np.ndarray:
     """(N, 2) arena units: a grid of ``step`` units over the agent's reachable range (the walls included), wherever
     its disc clears the T at the sim's current pose."""

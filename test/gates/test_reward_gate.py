@@ -9,6 +9,7 @@ import torch
 from dmo_ros.gates.reward import (
     ReachRewardGateConfig,
     RewardGateConfig,
+    cosine_with_t_way,
     hill_climb_ends,
     reach_reward_gate,
     reach_reward_map_plot,
@@ -136,3 +137,13 @@ def test_the_reach_gate_takes_only_reach_tasks():
 def test_a_reach_task_is_sent_to_the_reach_gate():
     with pytest.raises(ValueError, match="reach gate"):
         RewardGateConfig(task="reach_fixed")
+
+
+def test_the_cosine_with_the_t_way_points_from_the_t_to_its_goal():
+    sim = PushTSim(PushTConfig(task="push_t", seed=3))
+    state = sim.state()
+    sim.close()
+    way = state.goal[:2] - state.block[:2]
+    assert cosine_with_t_way(state, way * 7.0) == pytest.approx(1.0)
+    assert cosine_with_t_way(state, -way) == pytest.approx(-1.0)
+    assert cosine_with_t_way(state, np.array([-way[1], way[0]])) == pytest.approx(0.0, abs=1e-9)
