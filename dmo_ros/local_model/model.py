@@ -38,6 +38,9 @@ from dmo_ros.local_model.encoder import ImageDecoder, ImageEncoder, to_model_ima
 from dmo_ros.local_model.heads import RewardHead, symlog
 from dmo_ros.local_model.rssm import RSSM, RSSMState, features, kl_loss, latent_kl, latent_mode_error, latent_sample
 
+SEQUENCE_WINDOWS = ("all", "play", "demonstrations")
+"""Which training sequences :class:`SequenceDataset` keeps, by the operator's intent label."""
+
 # -- batches ---------------------------------------------------------------------------------
 
 
@@ -84,16 +87,25 @@ class SequenceDataset(Dataset):
     ``rewards`` maps each folder (as given, or its string) to an (N,) array: the reward of every
     sample of that dataset, indexed by dataset sample index (all splits), e.g. from
     :func:`dmo_ros.local_model.train.label_rewards`.
+
+    ``windows`` selects sequences by the operator's intent label (:data:`SEQUENCE_WINDOWS`): "all", "play" (every
+    sample intent off) or "demonstrations" (every sample intent on). Play alone keeps the demonstrations' outcome
+    (the T pushed home) out of the dynamics: a model that places the agent only roughly learns from them that the
+    T follows every command aimed the T's way, contact or not (docs/ladder.md, "The local model learns the
+    demonstrations' outcome").
     """
 
     def __init__(self, folders: Sequence[Path | str], length: int, split: str,
-                 rewards: Mapping[Path | str, np.ndarray]) -> None:
+                 rewards: Mapping[Path | str, np.ndarray], windows: str = "all") -> None:
         if length < 2:
             raise ValueError(f"sequence length must be at least 2 (a one-step prediction needs two frames), "
                              f"got {length}")
+        if windows not in SEQUENCE_WINDOWS:
+            raise ValueError(f"windows must be one of {', '.join(SEQUENCE_WINDOWS)}, got {windows!r}")
         labels = {str(Path(folder)): np.asarray(values, dtype=np.float32) for folder, values in rewards.items()}
         self.length = int(length)
-        self.parts: list[tuple[WindowDataset, np.ndarray]] = []
+        self.windows = windows
+        self.parts: list[tuple[WindowDataset, np.ndarray, np.ndarray]] = []
         for folder in folders:
             windows = WindowDataset(folder, context=1, horizon=self.length - 1, split=split)
             key = str(Path(folder))
@@ -103,8 +115,13 @@ class SequenceDataset(Dataset):
             if labels[key].shape != (samples,) or not np.isfinite(labels[key]).all():
                 raise DatasetError(f"{folder}: reward labels of shape {labels[key].shape} (finite: "
                                    f"{bool(np.isfinite(labels[key]).all())}) for {samples} samples; relabel")
-            self.parts.append((windows, labels[key]))
-        self.offsets = np.cumsum([0] + [len(windows) for windows, _ in self.parts])
+            kept = np.arange(len(windows))
+            if self.windows != "all":
+                intent = np.asarray(windows.arrays["intent"], dtype=bool)
+                spans = intent[np.asarray(windows.starts, dtype=np.int64)[:, None] + np.arange(self.length)]
+                kept = kept[~spans.any(1)] if self.windows == "play" else kept[spans.all(1)]
+            self.parts.append((windows, labels[key], kept))
+        self.offsets = np.cumsum([0] + [len(kept) for _, _, kept in self.parts])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -113,8 +130,8 @@ class SequenceDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} sequences")
         part = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        windows, labels = self.parts[part]
-        window = windows[index - int(self.offsets[part])]
+        windows, labels, kept = self.parts[part]
+        window = windows[int(kept[index - int(self.offsets[part])])]
         start = int(window.start)
         return SequenceBatch(frames=window.frames, actions=window.actions,
                              rewards=torch.from_numpy(labels[start : start + self.length].copy()))
@@ -122,11 +139,12 @@ class SequenceDataset(Dataset):
     def sequence_rewards(self) -> np.ndarray:
         """(len,) float32: the largest reward label of each sequence, in index order (no frame is read)."""
         steps = np.arange(self.length)
-        return np.concatenate([labels[np.asarray(windows.starts)[:, None] + steps].max(1) if len(windows) else
-                               np.zeros(0, np.float32) for windows, labels in self.parts]).astype(np.float32)
+        return np.concatenate([labels[np.asarray(windows.starts)[kept][:, None] + steps].max(1) if len(kept) else
+                               np.zeros(0, np.float32) for windows, labels, kept in self.parts]).astype(np.float32)
 
     def __repr__(self) -> str:
-        return f"SequenceDataset({len(self.parts)} dataset(s): {len(self)} sequences of {self.length})"
+        chosen = "" if self.windows == "all" else f" ({self.windows})"
+        return f"SequenceDataset({len(self.parts)} dataset(s): {len(self)} sequences of {self.length}{chosen})"
 
 
 # -- the model -------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import torch
 from dmo_ros.dataset.format import DatasetError, open_arrays, read_meta
 from dmo_ros.dataset.loaders import action_statistics, dataset_shape, find_datasets
 from dmo_ros.local_model.config import LocalModelConfig
-from dmo_ros.local_model.model import LocalModel, SequenceDataset
+from dmo_ros.local_model.model import SEQUENCE_WINDOWS, LocalModel, SequenceDataset
 from dmo_ros.reward.energy import needs_goal
 from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.training import (
@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sequence-length", type=int, default=None,
                         help="samples per training sequence, >= 2 (default: from the preset: "
                              + ", ".join(f"{k} {v}" for k, v in SEQUENCE_LENGTHS.items()) + ")")
+    parser.add_argument("--windows", choices=SEQUENCE_WINDOWS, default=None,
+                        help="training sequences by the operator's intent label: all (default), play (intent off "
+                             "throughout) or demonstrations (intent on throughout); a resumed run keeps its own")
     train_options = add_dataclass_options(parser, TrainConfig, title="training (overrides the preset)")
     model_options = add_dataclass_options(parser, LocalModelConfig, title="network (overrides the preset)",
                                           skip=MODEL_OPTIONS_SKIP)
@@ -314,14 +317,18 @@ def main(argv: list[str] | None = None) -> int:
         source = {"reward_run": recorded_path(args.reward_run),
                   "goal": None if reward_token or args.goal is None else recorded_path(args.goal)}
         labels = ensure_labels(folders, args.run_dir, make_labeller, args.relabel, source)
-        train_set = SequenceDataset(folders, length, "train", labels)
-        val_set = SequenceDataset(folders, length, "val", labels)
+        windows = args.windows or (saved or {}).get("windows") or "all"
+        train_set = SequenceDataset(folders, length, "train", labels, windows)
+        val_set = SequenceDataset(folders, length, "val", labels, windows)
     except (DatasetError, ConfigError, CheckpointError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     if len(train_set) == 0:
-        print(f"{prog}: error: no training sequence of {length} samples in {', '.join(map(str, folders))}; record "
-              "longer episodes or lower --sequence-length", file=sys.stderr)
+        advice = ("record longer episodes or lower --sequence-length" if windows == "all" else
+                  f"--windows {windows} keeps only sequences whose every sample is "
+                  f"{'intent off' if windows == 'play' else 'intent on'}: record such episodes or choose other windows")
+        print(f"{prog}: error: no training sequence of {length} samples in {', '.join(map(str, folders))}; {advice}",
+              file=sys.stderr)
         return 2
     seed_everything(train_config.seed)
     model = LocalModel(model_config)
@@ -331,11 +338,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{image_size}x{image_size} frames, latent {latent} + GRU "
           f"{model_config.deter_size}, action scale {[round(s, 4) for s in model_config.action_scale]}", flush=True)
     all_labels = np.concatenate(list(labels.values()))
-    print(f"data: {len(train_set)} training sequences, {len(val_set)} validation sequences of {length} samples from "
+    print(f"data: {len(train_set)} training sequences, {len(val_set)} validation sequences of {length} samples"
+          f"{'' if windows == 'all' else f' ({windows} only)'} from "
           f"{len(folders)} dataset(s); reward labels mean {all_labels.mean():.3g}, range "
           f"[{all_labels.min():.3g}, {all_labels.max():.3g}]"
           + ("" if len(val_set) else " (no validation episodes: validation skipped)"), flush=True)
     run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config), "sequence_length": length,
+                  "windows": windows,
                   "datasets": [recorded_path(folder) for folder in folders], "robot": robot,
                   "labels": {"file": LABELS_INDEX, **source}}
     try:

@@ -118,6 +118,33 @@ def test_sequence_dataset_attaches_rewards_by_sample_index(tmp_path: Path) -> No
         SequenceDataset(folders, 1, "train", rewards)
 
 
+def test_sequence_dataset_keeps_play_or_demonstration_windows_by_intent(tmp_path: Path) -> None:
+    n = 30
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(n)
+    intent = np.zeros(n, bool)
+    intent[2:8] = True  # episode 0 (samples 0-9): a demonstration in its middle; episode 1 (10-21): play;
+    intent[22:] = True  # episode 2 (22-29): a demonstration throughout
+    folder = write_dataset(tmp_path / "d", frames, np.zeros((n, 2), np.float32), [10, 12, 8], intent=intent,
+                           validation_fraction=0.0)
+    rewards = {folder: np.zeros(n, np.float32)}
+
+    def samples(windows: str) -> list[list[int]]:
+        dataset = SequenceDataset([folder], 3, "train", rewards, windows)
+        return [dataset[i].frames[:, 0, 0, 0].tolist() for i in range(len(dataset))]
+
+    assert len(samples("all")) == 8 + 10 + 6
+    play, demonstrations = samples("play"), samples("demonstrations")
+    assert play == [[s, s + 1, s + 2] for s in range(10, 20)] and all(not intent[w].any() for w in play)
+    assert demonstrations == [[s, s + 1, s + 2] for s in [2, 3, 4, 5, *range(22, 28)]]
+    assert "(play)" in repr(SequenceDataset([folder], 3, "train", rewards, "play"))
+    sequence_rewards = SequenceDataset([folder], 3, "train", {folder: np.arange(n, dtype=np.float32)},
+                                       "demonstrations").sequence_rewards()
+    np.testing.assert_array_equal(sequence_rewards, [w[-1] for w in demonstrations])
+    with pytest.raises(ValueError, match="windows must be one of all, play, demonstrations"):
+        SequenceDataset([folder], 3, "train", rewards, "intent")
+
+
 def test_save_and_load_roundtrip(model: LocalModel, tmp_path: Path) -> None:
     with torch.no_grad():  # make the zero-initialised reward output non-trivial
         model.reward_head.out.weight.normal_()

@@ -217,3 +217,21 @@ def test_a_go2_model_is_gated_on_the_push_cube_stand_in_at_the_end(tmp_path: Pat
     assert "gate local_model:" in out and "(push_cube)" in out
     report = json.loads((run / "gate.json").read_text())
     assert report["metrics"]["robot"] == "go2" and report["metrics"]["epsilon"] == GO2_GATE_EPSILON
+
+
+def test_windows_play_trains_on_play_alone_and_a_resumed_run_keeps_it(reward_run, tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
+    actions = rng.uniform(-0.2, 0.2, (SAMPLES, 2)).astype(np.float32)
+    intent = np.repeat([True, False, True, False], 12)  # episodes 0 and 2 demonstrations, 1 and 3 play
+    dataset = write_dataset(tmp_path / "ds", frames, actions, [12] * 4, intent=intent, validation_fraction=0.0)
+    run = tmp_path / "run"
+    assert main(_labelled(dataset, run, reward_run, "--steps", "2", "--windows", "play")) == 0
+    assert "data: 14 training sequences, 0 validation sequences of 6 samples (play only)" in capsys.readouterr().out
+    assert read_run_config(run)["windows"] == "play"
+    assert main(_args(dataset, run, "--steps", "3")) == 0  # resumed: its own windows
+    assert "(play only)" in capsys.readouterr().out and read_run_config(run)["windows"] == "play"
+    play_only = write_dataset(tmp_path / "play", frames, actions, [12] * 4, validation_fraction=0.0)
+    assert main(_labelled(play_only, tmp_path / "none", reward_run, "--steps", "2",
+                          "--windows", "demonstrations")) == 2
+    assert "--windows demonstrations keeps only sequences whose every sample is intent on" in capsys.readouterr().err
