@@ -89,10 +89,9 @@ class SequenceDataset(Dataset):
     :func:`dmo_ros.local_model.train.label_rewards`.
 
     ``windows`` selects sequences by the operator's intent label (:data:`SEQUENCE_WINDOWS`): "all", "play" (every
-    sample intent off) or "demonstrations" (every sample intent on). Play alone keeps the demonstrations' outcome
-    (the T pushed home) out of the dynamics: a model that places the agent only roughly learns from them that the
-    T follows every command aimed the T's way, contact or not (docs/ladder.md, "The local model learns the
-    demonstrations' outcome").
+    sample intent off) or "demonstrations" (every sample intent on): to learn, or to measure, what each part of a
+    recording teaches the dynamics (docs/ladder.md, "The imagined T follows every command": on push_t, play alone
+    did not stop the imagined T from moving without contact).
     """
 
     def __init__(self, folders: Sequence[Path | str], length: int, split: str,
