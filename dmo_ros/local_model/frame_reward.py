@@ -8,11 +8,13 @@ on that posterior.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from dmo_ros.local_model.model import LocalModel
-from dmo_ros.local_model.rssm import features
+from dmo_ros.local_model.rssm import RSSMState, features
 
 HOLD_STEPS = 4
 """Filter steps of the local model on each held frame before its reward head is read."""
@@ -40,10 +42,10 @@ def local_reward_of_frames(model: LocalModel):
     return reward
 
 
-def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
-    """(N, A) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model (per unit of the raw action), ``s_k``
-    its prior after k of ``steps`` steps with the action a held from the posterior of each frame (filtered as
-    :func:`local_reward_of_frames` does). ``steps`` 1 is the local gate's one-step gradient."""
+def _held_action_gradient(model: LocalModel, frames: torch.Tensor, steps: int,
+                          reward_of_state: Callable[[RSSMState], torch.Tensor]) -> torch.Tensor:
+    """(N, A) ``d/da sum_k reward_of_state(s_k)`` at a = 0, ``s_k`` the prior after k of ``steps`` steps with the
+    action a held from the held posterior of each frame."""
     model.eval()
     with torch.no_grad():
         state = _held_posterior(model, frames)
@@ -52,12 +54,20 @@ def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int =
     total = torch.zeros((), device=frames.device, dtype=state.deter.dtype)
     for _ in range(steps):
         state = model.rssm.prior_step(state, action, sample=False)
-        total = total + model.reward(state).sum()
+        total = total + reward_of_state(state).sum()
     (gradient,) = torch.autograd.grad(total, action)
     return gradient
 
 
-def decoded_reward_gradients(model: LocalModel, reward, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
+def local_reward_gradients(model: LocalModel, frames: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """(N, A) ``d/da sum_k r̂(s_k)`` at a = 0 of the local model (per unit of the raw action), ``s_k``
+    its prior after k of ``steps`` steps with the action a held from the posterior of each frame (filtered as
+    :func:`local_reward_of_frames` does). ``steps`` 1 is the local gate's one-step gradient."""
+    return _held_action_gradient(model, frames, steps, model.reward)
+
+
+def decoded_reward_gradients(model: LocalModel, reward: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor,
+                             steps: int = 1) -> torch.Tensor:
     """(N, A) ``d/da sum_k R(D(s_k))`` at a = 0: as :func:`local_reward_gradients`, but each prior state ``s_k`` is
     decoded to a frame by the local model's decoder ``D`` (clamped to [-1, 1]) and scored by ``reward``, a global
     frame reward that differentiates (:func:`~dmo_ros.reward.energy.frame_reward` with ``grad=True``;
@@ -67,19 +77,11 @@ def decoded_reward_gradients(model: LocalModel, reward, frames: torch.Tensor, st
     Raises:
         ValueError: a local model trained without a decoder (``decoder_loss_scale`` 0).
     """
-    if model.decoder is None:
+    decoder = model.decoder
+    if decoder is None:
         raise ValueError("the local model has no decoder (trained with decoder_loss_scale 0)")
-    model.eval()
-    with torch.no_grad():
-        state = _held_posterior(model, frames)
-    action = torch.zeros(len(frames), model.config.action_size, device=frames.device, dtype=state.deter.dtype,
-                         requires_grad=True)
-    total = torch.zeros((), device=frames.device, dtype=state.deter.dtype)
-    for _ in range(steps):
-        state = model.rssm.prior_step(state, action, sample=False)
-        total = total + reward(model.decoder(features(state)).clamp(-1.0, 1.0)).sum()
-    (gradient,) = torch.autograd.grad(total, action)
-    return gradient
+    return _held_action_gradient(model, frames, steps,
+                                 lambda state: reward(decoder(features(state)).clamp(-1.0, 1.0)))
 
 
 def cosine_toward(points: np.ndarray, gradients: np.ndarray, target: np.ndarray) -> np.ndarray:

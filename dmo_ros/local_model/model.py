@@ -106,20 +106,20 @@ class SequenceDataset(Dataset):
         self.windows = windows
         self.parts: list[tuple[WindowDataset, np.ndarray, np.ndarray]] = []
         for folder in folders:
-            windows = WindowDataset(folder, context=1, horizon=self.length - 1, split=split)
+            sequences = WindowDataset(folder, context=1, horizon=self.length - 1, split=split)
             key = str(Path(folder))
             if key not in labels:
                 raise DatasetError(f"{folder}: no reward labels given for this dataset")
-            samples = int(windows.meta.get("samples", 0)) or len(windows.arrays["frames"])
+            samples = int(sequences.meta.get("samples", 0)) or len(sequences.arrays["frames"])
             if labels[key].shape != (samples,) or not np.isfinite(labels[key]).all():
                 raise DatasetError(f"{folder}: reward labels of shape {labels[key].shape} (finite: "
                                    f"{bool(np.isfinite(labels[key]).all())}) for {samples} samples; relabel")
-            kept = np.arange(len(windows))
+            kept = np.arange(len(sequences))
             if self.windows != "all":
-                intent = np.asarray(windows.arrays["intent"], dtype=bool)
-                spans = intent[np.asarray(windows.starts, dtype=np.int64)[:, None] + np.arange(self.length)]
+                intent = np.asarray(sequences.arrays["intent"], dtype=bool)
+                spans = intent[np.asarray(sequences.starts, dtype=np.int64)[:, None] + np.arange(self.length)]
                 kept = kept[~spans.any(1)] if self.windows == "play" else kept[spans.all(1)]
-            self.parts.append((windows, labels[key], kept))
+            self.parts.append((sequences, labels[key], kept))
         self.offsets = np.cumsum([0] + [len(kept) for _, _, kept in self.parts])
 
     def __len__(self) -> int:
