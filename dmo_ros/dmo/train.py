@@ -77,7 +77,8 @@ def _real_sequences(folders: list[Path], args: argparse.Namespace, length: int, 
                     device: torch.device):
     """The datasets' training sequences of ``length`` frames labelled by the global reward (the goal reward, or a
     DreamerV4-style run's reward token), for ``finetune_real_fraction``. Labels are computed once and kept in the
-    run folder (``rewards.json``), as ``dmo-train-local-model`` keeps its own."""
+    run folder (``rewards.json``), as ``dmo-train-local-model`` keeps its own. The sequences are chosen as the
+    local model's were (its run's ``windows``: all, play or demonstrations)."""
     from dmo_ros.local_model.model import SequenceDataset
     from dmo_ros.local_model.train import ensure_labels, frame_labeller, goal_reward_function, reward_token_labeller
 
@@ -89,9 +90,11 @@ def _real_sequences(folders: list[Path], args: argparse.Namespace, length: int, 
     source = {"reward_run": recorded_path(args.world_model if v4 else args.reward_run),
               "goal": None if v4 else recorded_path(args.goal)}
     labels = ensure_labels(folders, args.run_dir, make_labeller, source=source)
-    sequences = SequenceDataset(folders, length, "train", labels)
+    windows = read_run_config(args.local_model).get("windows", "all")
+    sequences = SequenceDataset(folders, length, "train", labels, windows)
     if len(sequences) == 0:
-        raise DatasetError(f"no training sequence of {length} samples in the datasets for finetune_real_fraction")
+        raise DatasetError(f"no training sequence of {length} samples ({windows} windows, as the local model's) in "
+                           "the datasets for finetune_real_fraction")
     return sequences
 
 

@@ -147,6 +147,31 @@ def test_dmo_fine_tunes_on_real_sequences_as_asked(policy_inputs, tmp_path, monk
     assert drawn == {"real": 4, "replay": 4}
 
 
+def test_dmo_fine_tunes_on_the_windows_its_local_model_was_trained_on(policy_inputs, tmp_path, monkeypatch):
+    """A local model trained with ``--windows play`` is fine-tuned on real play sequences only, not on every one."""
+    import shutil
+
+    from dmo_ros.local_model import model as local_model_module
+
+    chosen = []
+
+    class RecordingSequences(local_model_module.SequenceDataset):
+        def __init__(self, folders, length, split, rewards, windows="all"):
+            chosen.append(windows)
+            super().__init__(folders, length, split, rewards, windows)
+
+    monkeypatch.setattr(local_model_module, "SequenceDataset", RecordingSequences)
+    play_model = tmp_path / "local_play"
+    shutil.copytree(policy_inputs["local_model"], play_model)
+    config = json.loads((play_model / "config.json").read_text())
+    (play_model / "config.json").write_text(json.dumps({**config, "windows": "play"}))
+    inputs = {**policy_inputs, "local_model": play_model}
+    for model, expected in ((policy_inputs, "all"), (inputs, "play")):
+        assert main(_args("dmo", model, tmp_path / f"dmo_{expected}", "--max-samples", "32", "--eval-every", "0",
+                          "--finetune-real-fraction", "1")) == 0
+        assert chosen[-1] == expected
+
+
 @pytest.mark.parametrize("method", ["dmo", "ppo"])
 def test_the_runs_change_threshold_samples_the_world_model_and_holds_on_resume(policy_inputs, tmp_path, method,
                                                                               monkeypatch, capsys):
