@@ -31,8 +31,10 @@ TEARDOWN_LIMIT_S = 3.0
 """Seconds from the end of a node's ``on_shutdown`` to its process's exit, past which the process ends itself with
 its exit code. Both launchers send SIGTERM 5 s after SIGINT, and a stop that needs it counts as unclean."""
 BACKSTOP_S = 1.0
-"""Seconds past the watchdog's deadline at which faulthandler ends a teardown that holds the GIL (see
-:class:`TeardownWatchdog`)."""
+"""Seconds past the watchdog's deadline at which a teardown that holds the GIL is ended (see
+:class:`TeardownWatchdog`): faulthandler prints every thread's traceback, and a native timer exits 0.2 s later."""
+_BACKSTOP_DUMP_S = 0.2
+"""Seconds between faulthandler's traceback and the native timer's exit (time to write the traceback)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -45,9 +47,11 @@ class TeardownWatchdog:
     the warning. It runs on a daemon thread, which keeps running through the interpreter's exit, and writes with
     ``os.write`` and exits with ``os._exit`` because a hung thread may hold the locks of Python's streams.
 
-    A hang inside a C call that keeps the GIL (rclpy's teardown is C++) stops that Python thread too; for it,
-    faulthandler's own C thread prints every thread's traceback and exits with code 1, ``BACKSTOP_S`` later: still
-    before the launchers' SIGTERM, and with the place of the hang on stderr."""
+    A hang inside a C call that keeps the GIL (rclpy's teardown is C++; seen in CI: ``destroy_node`` under load)
+    stops that Python thread too. For it, ``BACKSTOP_S`` later, faulthandler's own C thread prints every thread's
+    traceback (the place of the hang on stderr) and a POSIX timer's thread (:class:`NativeExit`, no GIL needed)
+    ends the process with ``code``: still before the launchers' SIGTERM, and with the node's code, as for a hang
+    that leaves the GIL free. Where no such timer can be made, faulthandler exits with code 1 instead."""
 
     def __init__(self, name: str, code: int, phase: str, deadline: float | None = None) -> None:
         self.name, self.code, self.phase = name, int(code), phase
@@ -55,13 +59,16 @@ class TeardownWatchdog:
         self.deadline = self.begun + TEARDOWN_LIMIT_S if deadline is None else deadline
         self._disarmed = threading.Event()
         threading.Thread(target=self._watch, name="teardown-watchdog", daemon=True).start()
+        backstop = max(0.1, self.deadline - time.monotonic()) + BACKSTOP_S
+        self._native_exit = NativeExit.arm(self.code, backstop + _BACKSTOP_DUMP_S)
         with contextlib.suppress(RuntimeError, ValueError, OSError):  # no usable fd 2: the Python watchdog only
-            faulthandler.dump_traceback_later(max(0.1, self.deadline - time.monotonic()) + BACKSTOP_S, exit=True,
-                                              file=2)
+            faulthandler.dump_traceback_later(backstop, exit=self._native_exit is None, file=2)
 
     def disarm(self) -> None:
         self._disarmed.set()
         faulthandler.cancel_dump_traceback_later()
+        if self._native_exit is not None:
+            self._native_exit.cancel()
 
     def _watch(self) -> None:
         if self._disarmed.wait(max(0.0, self.deadline - time.monotonic())):
@@ -72,6 +79,61 @@ class TeardownWatchdog:
             os.write(2, f"[WARN] [{self.name}]: the teardown after on_shutdown hung while {where}; exiting with "
                         f"code {self.code} (nothing left to save)\n".encode())
         os._exit(self.code)
+
+
+class _Sigevent(ctypes.Structure):
+    """Linux's ``struct sigevent`` (64 bytes) for ``SIGEV_THREAD``."""
+
+    _fields_ = [("sigev_value", ctypes.c_void_p), ("sigev_signo", ctypes.c_int), ("sigev_notify", ctypes.c_int),
+                ("sigev_notify_function", ctypes.c_void_p), ("sigev_notify_attributes", ctypes.c_void_p),
+                ("_pad", ctypes.c_byte * 32)]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_SIGEV_THREAD = 2
+_CLOCK_MONOTONIC = 1
+
+
+class NativeExit:
+    """A one-shot POSIX timer (``timer_create`` with ``SIGEV_THREAD``, glibc) that calls ``_exit(code)`` on a thread
+    of its own: it ends the process even while the Python threads are stopped by a C call that keeps the GIL, which
+    a Python thread or a Python signal handler cannot. The notify function gets the ``sigval`` union by value, in the
+    first integer argument register, where ``_exit`` reads its status."""
+
+    def __init__(self, libc: ctypes.CDLL, timer: ctypes.c_void_p) -> None:
+        self._libc, self._timer = libc, timer
+
+    @classmethod
+    def arm(cls, code: int, seconds: float) -> NativeExit | None:
+        """Exit with ``code`` in ``seconds``; None where the timer cannot be made (not Linux/glibc: the caller falls
+        back to faulthandler's exit with code 1)."""
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            event = _Sigevent(sigev_value=code & 0xFF, sigev_notify=_SIGEV_THREAD,
+                              sigev_notify_function=ctypes.cast(libc._exit, ctypes.c_void_p).value)
+            timer = ctypes.c_void_p()
+            if libc.timer_create(_CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(timer)) != 0:
+                return None
+            whole = int(seconds)
+            when = _Itimerspec(it_value=_Timespec(whole, int((seconds - whole) * 1e9)))
+            if libc.timer_settime(timer, 0, ctypes.byref(when), None) != 0:
+                libc.timer_delete(timer)
+                return None
+        except (AttributeError, OSError):  # no timer_create in this C library
+            return None
+        return cls(libc, timer)
+
+    def cancel(self) -> None:
+        self._libc.timer_delete(self._timer)
 
 
 class Finishable(Protocol):

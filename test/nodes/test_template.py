@@ -191,8 +191,8 @@ def test_a_hung_teardown_ends_the_process_with_the_nodes_exit_code(hang, phase, 
                             text=True, timeout=50)
     elapsed = time.monotonic() - begun
     assert "on_shutdown done" in result.stdout
-    if hang == "gil":  # only faulthandler's C thread can run: every thread's traceback, then exit code 1
-        assert result.returncode == 1 and "destroy_node" in result.stderr and elapsed < 30, result.stderr
+    if hang == "gil":  # only C threads can run: faulthandler's traceback, then the native timer's exit with the code
+        assert result.returncode == 3 and "destroy_node" in result.stderr and elapsed < 30, result.stderr
         return
     assert result.returncode == 3, result.stderr  # finish(3)'s code, not a signal's
     if phase is None:
@@ -200,3 +200,28 @@ def test_a_hung_teardown_ends_the_process_with_the_nodes_exit_code(hang, phase, 
     else:
         assert f"the teardown after on_shutdown hung {phase}; exiting with code 3" in result.stderr
         assert elapsed < 30  # the hang was 60 s
+
+
+NATIVE_EXIT_SCRIPT = """
+import ctypes, sys
+from dmo_ros.nodes.stop_signals import NativeExit
+timer = NativeExit.arm(7, 0.3)
+assert timer is not None
+if sys.argv[1] == "cancel":
+    timer.cancel()
+ctypes.PyDLL(None).sleep(1)  # holds the GIL: no Python thread or handler could end the process meanwhile
+print("slept", flush=True)
+"""
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["armed", "cancelled"])
+def test_the_native_exit_ends_a_process_whose_gil_is_held_and_a_cancelled_one_does_not(cancelled):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NATIVE_EXIT_SCRIPT, "cancel" if cancelled else "armed"],
+                            capture_output=True, text=True, timeout=30)
+    if cancelled:
+        assert result.returncode == 0 and "slept" in result.stdout, result.stderr
+    else:
+        assert result.returncode == 7 and "slept" not in result.stdout, result.stderr
