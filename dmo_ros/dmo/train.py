@@ -346,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
                   "deployment": deployment_metadata(folders[0]), "gates": gates_at_start}
     source = "simulator" if simulated else "world-model"
-    print(f"{method} (rung {run_config['rung']}, task {task}): {algorithm.samples} {source} samples so far, "
-          f"budget {run.max_samples}; device {device}; action limit {[round(float(v), 4) for v in limit]}; "
-          f"run folder {args.run_dir}", flush=True)
+    # The samples done so far are known once train_policy has loaded a checkpoint (its "resuming" line says them).
+    print(f"{method} (rung {run_config['rung']}, task {task}): budget {run.max_samples} {source} samples; "
+          f"device {device}; action limit {[round(float(v), 4) for v in limit]}; run folder {args.run_dir}", flush=True)
     try:
         result = train_policy(algorithm, replace(run), args.run_dir, run_config, evaluate)
     except (FloatingPointError, RuntimeError) as error:
