@@ -155,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                              "--gradient-steps")
         if options.gradient_steps and options.local_model is None and options.rung0_run is None:
             raise ValueError("--gradient-steps maps a model's reward gradient: give --local-model or --rung0-run")
-        size = load_reward_model(options.reward_run, "cpu").config.image_size
+        reward_model = load_reward_model(options.reward_run, "cpu")
+        size = reward_model.config.image_size
         reward = goal_reward_function(options.reward_run, options.goal, size, torch.device("cpu"))
-        differentiable = (frame_reward(load_reward_model(options.reward_run, "cpu"),
-                                       load_goal_image(options.goal, size=(size, size)), grad=True)
+        differentiable = (frame_reward(reward_model, load_goal_image(options.goal, size=(size, size)), grad=True)
                           if options.through_decoder else None)
         state_reward, state_model = (load_rung0_models(options.rung0_run) if options.rung0_run is not None
                                      else (None, None))
