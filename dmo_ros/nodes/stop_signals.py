@@ -109,6 +109,7 @@ class NativeExit:
 
     def __init__(self, libc: ctypes.CDLL, timer: ctypes.c_void_p) -> None:
         self._libc, self._timer = libc, timer
+        self._cancelled = False
 
     @classmethod
     def arm(cls, code: int, seconds: float) -> NativeExit | None:
@@ -133,7 +134,10 @@ class NativeExit:
         return cls(libc, timer)
 
     def cancel(self) -> None:
-        self._libc.timer_delete(self._timer)
+        """Delete the timer; a second call does nothing (glibc frees a deleted timer's record)."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._libc.timer_delete(self._timer)
 
 
 class Finishable(Protocol):

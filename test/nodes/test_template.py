@@ -209,6 +209,7 @@ timer = NativeExit.arm(7, 0.3)
 assert timer is not None
 if sys.argv[1] == "cancel":
     timer.cancel()
+    timer.cancel()  # a second disarm is harmless
 ctypes.PyDLL(None).sleep(1)  # holds the GIL: no Python thread or handler could end the process meanwhile
 print("slept", flush=True)
 """
