@@ -69,6 +69,9 @@ class Evaluator(Node):
         self.moving_commands = 0
         """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
         _graph, command_type, command_topic = GRAPHS[robot]
+        self.moving_stamps: list[int | None] = []
+        """Per non-zero command, its header stamp in ns (None for an unstamped Twist): see
+        :func:`first_commanded_step`."""
         self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
         self.create_subscription(command_type, command_topic, self.on_command, reliable)
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
@@ -79,6 +82,7 @@ class Evaluator(Node):
         twist = message.twist if isinstance(message, TwistStamped) else message
         if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
             self.moving_commands += 1
+            self.moving_stamps.append(_nanoseconds(message.header.stamp) if hasattr(message, "header") else None)
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], bool] = lambda: True) -> None:
@@ -119,6 +123,31 @@ class Evaluator(Node):
         self.reset_publisher.publish(message)
 
 
+def _nanoseconds(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def first_commanded_step(evaluator: Evaluator, episode: int, moving_before: int, alive: Callable[[], bool]) -> int:
+    """The stand-in step of ``episode`` after which the policy's first own command (the non-zero command number
+    ``moving_before``, counted from 0) applies: the step before the first stand-in state stamped after that command.
+
+    By stamps (both nodes stamp with the machine's clock), not by the order the evaluator took the two messages in:
+    a loaded evaluator that finds a state and the command both waiting takes them in its subscriptions' order, and
+    counting from the latest state it had then started one step early or late (seen in CI: an episode one step
+    long). An unstamped command (Go2's Twist) falls back to that order."""
+    stamp = evaluator.moving_stamps[moving_before]
+    if stamp is None:
+        return evaluator.states[-1].step
+
+    def after() -> StandinState | None:
+        return next((state for state in evaluator.states
+                     if state.episode == episode and _nanoseconds(state.header.stamp) > stamp), None)
+
+    evaluator.spin_until(lambda: after() is not None, 5.0, "a stand-in control step after the policy's first command",
+                         alive)
+    return after().step - 1
+
+
 def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], bool],
                  progress: Callable[[int, EpisodeResult], None] | None = None) -> list[EpisodeResult]:
     """The episodes of the module doc, with the graph already started."""
@@ -151,8 +180,8 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
             evaluator.set_enabled(True, alive)
             evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
                                  "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
-            first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
-            seen = len(evaluator.states)
+            first_step = first_commanded_step(evaluator, index, commands, alive)
+            seen = 0  # the states after first_step may have come in already
             steps = 0
             while not success and steps < config.max_steps:
                 evaluator.spin_until(lambda s=seen: len(evaluator.states) > s, 5.0, "a stand-in control step", alive)
@@ -206,9 +235,11 @@ def run_push_cube_episodes(evaluator: Evaluator, config: PushCubeEvalConfig, ali
             evaluator.set_enabled(True, alive)
             evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
                                  "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
-            first_step = evaluator.states[-1].step  # the next stand-in step applies the policy's first command
-            trace = [evaluator.states[-1]]  # where the robot stood when the policy started commanding
-            seen = len(evaluator.states)
+            first_step = first_commanded_step(evaluator, index, commands, alive)
+            # Where the robot stood when the policy's first command took over.
+            trace = [next((state for state in evaluator.states if state.episode == index and state.step == first_step),
+                          evaluator.states[-1])]
+            seen = 0  # the states after first_step may have come in already
             while not trace[-1].success and len(trace) <= config.max_steps:
                 evaluator.spin_until(lambda s=seen: len(evaluator.states) > s, 5.0, "a stand-in control step", alive)
                 for state in evaluator.states[seen:]:
