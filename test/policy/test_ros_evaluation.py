@@ -95,3 +95,38 @@ def test_push_cube_ros_and_direct_modes_give_the_same_episodes(tiny_act_policy, 
         assert a["path_length_m"] > 0.05 and b["path_length_m"] > 0.05  # both moved
         assert abs(a["path_length_m"] - b["path_length_m"]) <= 0.25 * a["path_length_m"] + 0.05, (direct, through_ros)
     assert "per episode, ROS vs direct: same outcome 2/2" in captured.out
+
+
+class QueuedEvaluator:
+    """The evaluator's bookkeeping without DDS: ``spin_until`` delivers the queued stand-in states one by one."""
+
+    def __init__(self, states, queued, moving_stamps):
+        self.states, self.queued, self.moving_stamps = states, queued, moving_stamps
+
+    def spin_until(self, condition, timeout, what, alive=lambda: True):
+        while not condition():
+            assert self.queued, f"no {what}"
+            self.states.append(self.queued.pop(0))
+
+
+def standin_state(episode, step, stamp_ns):
+    from builtin_interfaces.msg import Time
+
+    from dmo_msgs.msg import StandinState
+
+    state = StandinState(episode=episode, step=step)
+    state.header.stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return state
+
+
+@pytest.mark.parametrize("delivered", [0, 1, 2], ids=["no-state-yet", "pre-command-state-in", "applying-state-in"])
+def test_the_first_commanded_step_is_found_by_stamps_whatever_order_the_messages_came_in(delivered):
+    """Steps at 0.2 s stamps; the policy's first command stamped at 0.45 s applies from step 3 (stamped 0.6 s) on, so
+    counting starts after step 2, however many of the states the evaluator took before the command."""
+    from dmo_ros.nodes.ros_evaluation import first_commanded_step
+
+    states = [standin_state(1, step, 200_000_000 * step) for step in range(5)]
+    evaluator = QueuedEvaluator(states[: 2 + delivered], states[2 + delivered:], [None, 450_000_000])
+    assert first_commanded_step(evaluator, 1, 1, lambda: True) == 2
+    evaluator.moving_stamps[1] = None  # an unstamped Twist: the latest state the evaluator has
+    assert first_commanded_step(evaluator, 1, 1, lambda: True) == evaluator.states[-1].step
