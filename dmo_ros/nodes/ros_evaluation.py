@@ -66,8 +66,6 @@ class Evaluator(Node):
         reliable = qos_profile("reliable")
         self.states: list[StandinState] = []
         self.commands = 0
-        self.moving_commands = 0
-        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
         _graph, command_type, command_topic = GRAPHS[robot]
         self.moving_stamps: list[int | None] = []
         """Per non-zero command, its header stamp in ns (None for an unstamped Twist): see
@@ -77,11 +75,15 @@ class Evaluator(Node):
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
         self.enable_client = self.create_client(SetBool, "enable")
 
+    @property
+    def moving_commands(self) -> int:
+        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
+        return len(self.moving_stamps)
+
     def on_command(self, message: Twist | TwistStamped) -> None:
         self.commands += 1
         twist = message.twist if isinstance(message, TwistStamped) else message
         if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
-            self.moving_commands += 1
             self.moving_stamps.append(_nanoseconds(message.header.stamp) if hasattr(message, "header") else None)
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
