@@ -39,6 +39,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
@@ -68,8 +69,8 @@ class Evaluator(Node):
         self.commands = 0
         _graph, command_type, command_topic = GRAPHS[robot]
         self.moving_stamps: list[int | None] = []
-        """Per non-zero command, its header stamp in ns (None for an unstamped Twist): see
-        :func:`first_commanded_step`."""
+        """Per non-zero command, when it was sent in ns: its header stamp, or for an unstamped Twist (Go2) the DDS
+        source timestamp its publisher wrote (None where the middleware gave none): see :func:`first_commanded_step`."""
         self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
         self.create_subscription(command_type, command_topic, self.on_command, reliable)
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
@@ -80,11 +81,14 @@ class Evaluator(Node):
         """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
         return len(self.moving_stamps)
 
-    def on_command(self, message: Twist | TwistStamped) -> None:
+    def on_command(self, message: Twist | TwistStamped, info: MessageInfo) -> None:
         self.commands += 1
         twist = message.twist if isinstance(message, TwistStamped) else message
         if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
-            self.moving_stamps.append(_nanoseconds(message.header.stamp) if hasattr(message, "header") else None)
+            if isinstance(message, TwistStamped):
+                self.moving_stamps.append(_nanoseconds(message.header.stamp))
+            else:  # the publisher's wall-clock send time, the clock the stand-in stamps its states with
+                self.moving_stamps.append(int(info.get("source_timestamp", 0)) or None)
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], bool] = lambda: True) -> None:
@@ -136,7 +140,8 @@ def first_commanded_step(evaluator: Evaluator, episode: int, moving_before: int,
     By stamps (both nodes stamp with the machine's clock), not by the order the evaluator took the two messages in:
     a loaded evaluator that finds a state and the command both waiting takes them in its subscriptions' order, and
     counting from the latest state it had then started one step early or late (seen in CI: an episode one step
-    long). An unstamped command (Go2's Twist) falls back to that order."""
+    long). An unstamped command (Go2's Twist) is timed by its DDS source timestamp; one without any time (a
+    middleware that does not fill it) falls back to that order."""
     stamp = evaluator.moving_stamps[moving_before]
     if stamp is None:
         return evaluator.states[-1].step

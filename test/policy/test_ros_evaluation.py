@@ -130,3 +130,25 @@ def test_the_first_commanded_step_is_found_by_stamps_whatever_order_the_messages
     assert first_commanded_step(evaluator, 1, 1, lambda: True) == 2
     evaluator.moving_stamps[1] = None  # an unstamped Twist: the latest state the evaluator has
     assert first_commanded_step(evaluator, 1, 1, lambda: True) == evaluator.states[-1].step
+
+
+def test_a_moving_command_is_timed_by_its_stamp_or_for_a_twist_by_its_source_timestamp():
+    """TwistStamped (the arm): its header stamp; Twist (Go2, no header): the DDS source timestamp its publisher wrote;
+    a Twist the middleware gave no time: None (arrival order); zero commands (the node's safety stops): not counted."""
+    from types import SimpleNamespace
+
+    from builtin_interfaces.msg import Time
+    from geometry_msgs.msg import Twist, TwistStamped
+
+    from dmo_ros.nodes.ros_evaluation import Evaluator
+
+    evaluator = SimpleNamespace(commands=0, moving_stamps=[])
+    stamped = TwistStamped()
+    stamped.header.stamp = Time(sec=3, nanosec=5)
+    stamped.twist.linear.x = 0.1
+    moving = Twist()
+    moving.angular.z = -0.2
+    for message, source in ((stamped, 9), (moving, 7_000_000_123), (Twist(), 8), (moving, 0)):
+        Evaluator.on_command(evaluator, message, {"source_timestamp": source, "received_timestamp": source + 1})
+    assert evaluator.commands == 4
+    assert evaluator.moving_stamps == [3_000_000_005, 7_000_000_123, None]
