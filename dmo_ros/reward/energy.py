@@ -153,8 +153,9 @@ class EnergyNet(nn.Module):
 
         Ordered pairs: -log sigma(f(later) - f(earlier)). Tie pairs (``batch.tie``, from ``tie_changed_share``):
         the cross-entropy with target 1/2, smallest when f(later) = f(earlier). ``accuracy`` and ``margin`` count the
-        ordered pairs only (0 for a batch of ties only); ``tie_share`` and ``tie_margin`` (mean |margin| of the ties)
-        are logged when the config has ties.
+        ordered pairs only and ``tie_margin`` (mean |margin|) the ties only, as ``(value, pair count)`` for the
+        loop's weighted average (:mod:`dmo_ros.training.loop`); ``tie_share`` and ``tie_margin`` are logged when
+        the config has ties.
         """
         images = torch.stack([batch.start, batch.earlier, batch.later, batch.goal], dim=1)  # (B, 4, 3, H, W)
         images = to_model_images(images)
@@ -174,18 +175,19 @@ class EnergyNet(nn.Module):
         if self.training:
             self._update_calibration(start, goal, f.detach())
         ordered = (~tie).float()
-        count = ordered.sum().clamp_min(1.0)  # no NaN in the averaged logs when a batch holds ties only
+        count = ordered.sum()
+        per_ordered = count.clamp_min(1.0)  # no NaN for a batch of ties only (its weight 0 drops it)
         logs = {
             "loss": loss.item(),
             "bt_loss": bt_loss.item(),
-            "accuracy": (((margin > 0).float() * ordered).sum() / count).item(),
-            "margin": ((margin * ordered).sum() / count).item(),
+            "accuracy": ((((margin > 0).float() * ordered).sum() / per_ordered).item(), count.item()),
+            "margin": (((margin * ordered).sum() / per_ordered).item(), count.item()),
             "energy_gap": self.energy_gap.item(),
             "energy_std": self.energy_std.item(),
         }
         if self.config.tie_changed_share > 0:  # every batch logs the same keys (the loop averages per key)
             logs["tie_share"] = tie.float().mean().item()
-            logs["tie_margin"] = margin[tie].abs().mean().item() if tie.any() else 0.0
+            logs["tie_margin"] = (margin[tie].abs().mean().item() if tie.any() else 0.0, tie.sum().item())
         return loss, logs
 
     @torch.no_grad()

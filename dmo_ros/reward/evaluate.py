@@ -115,9 +115,9 @@ def pairwise_accuracy(model: EnergyNet, pairs: PairDataset, max_pairs: int = 200
         for begin in range(0, len(indices), batch_size):
             batch = RankingPairs.collate([pairs[int(k)] for k in indices[begin: begin + batch_size]]).to(device)
             _, logs = model(batch)
-            ordered = batch.batch_size - int(batch.tie.sum())  # ties (if the pairs have them) are not ranked
-            correct += round(logs["accuracy"] * ordered)
-            counted += ordered
+            accuracy, ordered = logs["accuracy"]  # over the ordered pairs (ties, if any, are not ranked)
+            correct += round(accuracy * ordered)
+            counted += round(ordered)
     finally:
         model.train(was_training)
     return (correct / counted if counted else math.nan), counted

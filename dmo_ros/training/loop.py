@@ -1,5 +1,9 @@
 """The one training loop: any ``nn.Module`` whose ``forward(batch)`` returns ``(loss, logs)``.
 
+``logs`` maps names to numbers (floats or 0-d tensors), or to ``(value, weight)`` pairs for a quantity
+measured on part of the batch (e.g. the reward's tie pairs): between two log points plain values are
+averaged over steps, pairs weighted by their weights (a step of weight 0 does not count).
+
 What every trainer gets from it (the world model, the reward model, the local model):
 
 - AdamW with linear warm-up, gradient-norm clipping, bfloat16 autocast on CUDA;
@@ -166,20 +170,24 @@ def seed_everything(seed: int) -> None:
 
 
 class _Averages:
-    """Running sums of logged values between two log points."""
+    """Running (weighted) sums of logged values between two log points (the module doc's ``logs``)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, Any] = defaultdict(float)
-        self.count = 0
+        self.weights: dict[str, Any] = defaultdict(float)
 
     def add(self, logs: dict[str, Any]) -> None:
         # Tensors stay on their device until mean(): no GPU synchronisation on every step.
         for key, value in logs.items():
-            self.sums[key] = self.sums[key] + (value.detach().float() if torch.is_tensor(value) else float(value))
-        self.count += 1
+            value, weight = value if isinstance(value, tuple) else (value, 1.0)
+            value, weight = (x.detach().float() if torch.is_tensor(x) else float(x) for x in (value, weight))
+            self.sums[key] = self.sums[key] + value * weight
+            self.weights[key] = self.weights[key] + weight
 
     def mean(self) -> dict[str, float]:
-        return {key: float(value) / max(1, self.count) for key, value in self.sums.items()}
+        """Per key: sum / weight; 0 for a key whose weights summed to 0 (logged, never measured)."""
+        return {key: float(value) / weight if (weight := float(self.weights[key])) > 0 else 0.0
+                for key, value in self.sums.items()}
 
 
 def _check_run_folder(run_dir: Path, run_config: dict[str, Any], model: nn.Module) -> None:

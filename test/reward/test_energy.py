@@ -38,7 +38,8 @@ def test_energy_shapes_and_forward_contract() -> None:
     loss, logs = model(_batch())
     assert loss.dim() == 0 and loss.requires_grad
     assert {"loss", "bt_loss", "accuracy", "margin", "energy_gap", "energy_std"} <= set(logs)
-    assert 0.0 <= logs["accuracy"] <= 1.0 and all(isinstance(v, float) for v in logs.values())
+    assert 0.0 <= logs["accuracy"][0] <= 1.0 and logs["accuracy"][1] == 6  # (value, weight): 6 ordered pairs
+    assert all(isinstance(v, float) or (isinstance(v, tuple) and len(v) == 2) for v in logs.values())
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     images = model.sample_images(_batch())["pairs"]
@@ -56,7 +57,7 @@ def test_bradley_terry_loss_matches_the_formula() -> None:
     f_later = model.energy(x["later"], x["start"], x["goal"])
     expected = -torch.log(torch.sigmoid(f_later - f_earlier)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert logs["accuracy"] == pytest.approx((f_later > f_earlier).float().mean().item())
+    assert logs["accuracy"][0] == pytest.approx((f_later > f_earlier).float().mean().item())
 
 
 def test_tie_items_ask_for_equal_energies() -> None:
@@ -71,9 +72,9 @@ def test_tie_items_ask_for_equal_energies() -> None:
     margin = model.energy(x["later"], x["start"], x["goal"]) - model.energy(x["earlier"], x["start"], x["goal"])
     expected = torch.where(batch.tie, 0.5 * (F.softplus(margin) + F.softplus(-margin)), F.softplus(-margin)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert logs["accuracy"] == pytest.approx((margin[~batch.tie] > 0).float().mean().item())
+    assert logs["accuracy"] == pytest.approx(((margin[~batch.tie] > 0).float().mean().item(), 3))
     assert logs["tie_share"] == pytest.approx(0.5) and logs["tie_margin"] == pytest.approx(
-        margin[batch.tie].abs().mean().item(), rel=1e-5)
+        (margin[batch.tie].abs().mean().item(), 3), rel=1e-5)
     same = _batch()
     same.later, same.tie = same.earlier, torch.ones(6, dtype=torch.bool)
     assert model(same)[0].item() == pytest.approx(np.log(2.0), rel=1e-5)  # the tie loss's minimum

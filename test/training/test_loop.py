@@ -188,3 +188,22 @@ def test_a_busy_machine_is_named_at_the_start(tmp_path: Path, capsys, monkeypatc
     monkeypatch.setattr(loop, "oversubscription_warning", lambda: "warning: the machine is busy (test)")
     train(Regressor(), RegressionData(64), None, _config(steps=2), tmp_path / "run", {"model": {"kind": "toy"}})
     assert "[train] warning: the machine is busy (test)" in capsys.readouterr().out
+
+
+def test_logs_given_as_value_weight_pairs_are_averaged_by_their_weights(tmp_path: Path) -> None:
+    """A quantity measured on part of each batch (a reward's tie pairs) logs (value, weight): a step with weight 0
+    does not pull its average to 0; plain values average over steps; a key never measured logs 0."""
+    from dmo_ros.training.loop import _Averages
+
+    averages = _Averages()
+    for value, weight in ((2.0, 3), (0.0, 0), (6.0, torch.tensor(1.0))):
+        averages.add({"part": (value, weight), "plain": value, "never": (1.0, 0)})
+    assert averages.mean() == pytest.approx({"part": (2.0 * 3 + 6.0) / 4, "plain": 8.0 / 3, "never": 0.0})
+
+    class PartLogging(Regressor):  # every other step measures nothing
+        def forward(self, batch):
+            loss, logs = super().forward(batch)
+            return loss, {**logs, "part": (5.0, self.calls % 2)}
+
+    result = train(PartLogging(), RegressionData(64), None, _config(steps=10), tmp_path, {"model": {"kind": "toy"}})
+    assert result.train_logs["part"] == pytest.approx(5.0)
