@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 gated["world_model"] = args.world_model
             if method != "ppo":
                 gated["local_model"] = args.local_model
-            for line in require_gates(gated, force=args.force_gates, task=args.task):
+            for line in require_gates(gated, force=args.force_gates, task=args.task, goal=args.goal):
                 print(f"gate: {line}", flush=True)
             gates_at_start = gate_snapshot(gated)
         reward_model = goal = None  # a DreamerV4-style run rewards with its reward token

@@ -161,9 +161,29 @@ def task_mismatch(component: str, report: GateReport, task: str | None) -> str |
     return None
 
 
-def require_gates(runs: dict[str, Path | str], force: bool = False, task: str | None = None) -> list[str]:
+def goal_mismatch(report: GateReport, goal: Path | str | None) -> str | None:
+    """Why ``report`` does not vouch for rewards toward the goal picture ``goal`` (None: it does, or cannot tell).
+
+    The reward and local-model gates score toward the goal picture they were given (``metrics["goal"]``); a gate
+    measured toward another picture (another task's, another target) says nothing about this one. Two pictures are
+    the same when their files hold the same bytes (wherever they lie). None when no goal was given here or there, or
+    the gate's picture is no longer where it was (nothing to compare)."""
+    measured = report.metrics.get("goal")
+    if goal is None or measured is None:
+        return None
+    ours, theirs = Path(goal), Path(measured)
+    if not theirs.is_file() or not ours.is_file():
+        return None
+    if ours.resolve() == theirs.resolve() or ours.read_bytes() == theirs.read_bytes():
+        return None
+    return f"gated toward the goal picture {measured}, not toward {goal}"
+
+
+def require_gates(runs: dict[str, Path | str], force: bool = False, task: str | None = None,
+                  goal: Path | str | None = None) -> list[str]:
     """Check that every run in ``runs`` (component -> run folder) passed its gate, measured on ``task`` where the
-    gate depends on the task (:func:`task_mismatch`; None: any task).
+    gate depends on the task (:func:`task_mismatch`; None: any task) and, for the reward and local-model gates,
+    toward the goal picture ``goal`` (:func:`goal_mismatch`; None: any).
 
     Returns the lines to print (one per component). Raises :class:`GateError` naming each failed
     check (or the missing report, or the other task it was measured on, and the command that measures it),
@@ -178,7 +198,7 @@ def require_gates(runs: dict[str, Path | str], force: bool = False, task: str | 
         command = GATE_COMMANDS[component].format(run=run) + (f" --task {task}" if reach else "")
         if report is None:
             problem = f"{component} {run}: never gated (no {GATE_FILE}); measure it with {command}"
-        elif (other := task_mismatch(component, report, task)) is not None:
+        elif (other := task_mismatch(component, report, task) or goal_mismatch(report, goal)) is not None:
             problem = f"{component} {run}: {other}; measure it with {command}"
         elif not report.passed:
             failed = ", ".join(_failed_check(c.name, c.value, c.direction, c.bound, "needs ") for c in report.failed)
@@ -231,4 +251,4 @@ def format_gate_snapshot(snapshot: dict[str, dict[str, Any]]) -> str:
 
 
 __all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "format_gate_snapshot", "gate_snapshot",
-           "read_gate_report", "require_gates", "task_mismatch", "write_gate_report"]
+           "goal_mismatch", "read_gate_report", "require_gates", "task_mismatch", "write_gate_report"]

@@ -144,6 +144,32 @@ def test_a_gate_measured_on_another_task_is_refused_with_the_command_for_this_on
     assert forced[0].endswith("[forced]") and "not on reach_fixed" in forced[0]
 
 
+def test_a_gate_measured_toward_another_goal_picture_is_refused(tmp_path):
+    """The reward and local-model gates vouch for rewards toward the picture they measured with: another picture
+    is refused (with the command that gates it), the same bytes elsewhere pass, and a gate whose picture has gone
+    cannot be compared (passes as before)."""
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    push, reach, copy = pictures / "push.png", pictures / "reach.png", pictures / "copy_of_push.png"
+    push.write_bytes(b"T on its goal pose")
+    reach.write_bytes(b"the agent on a target")
+    copy.write_bytes(push.read_bytes())
+    runs = {}
+    for component in ("reward", "local_model"):
+        runs[component] = tmp_path / component
+        write_gate_report(runs[component], GateReport(component, [GateCheck("x", 1.0, 0.5, ">=", "")],
+                                                      {"goal": str(push)}))
+    with pytest.raises(Exception, match=rf"reward .*gated toward the goal picture {push}, not toward {reach}; "
+                                        r"measure it with dmo-gate reward .* --goal GOAL"):
+        require_gates(runs, task="push_t", goal=reach)
+    with pytest.raises(Exception, match=r"local_model .*not toward"):
+        require_gates({"local_model": runs["local_model"]}, goal=reach)
+    assert all(line.endswith("gate passed") for line in require_gates(runs, goal=copy))
+    assert all(line.endswith("gate passed") for line in require_gates(runs, goal=None))
+    push.unlink()
+    assert all(line.endswith("gate passed") for line in require_gates(runs, goal=reach))
+
+
 def test_a_nan_measurement_fails_its_check():
     assert not GateCheck("x", float("nan"), 0.0, "<=", "").passed
     with pytest.raises(ValueError):
