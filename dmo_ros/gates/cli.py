@@ -99,7 +99,9 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
                   else None)
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)
     report.seconds = time.perf_counter() - begin  # the probes' simulator episodes included
-    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=str(goal), robot=robot)
+    # Resolved: dmo-train-policy compares it with its --goal from wherever it runs (report.goal_mismatch).
+    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run),
+                          goal=None if goal is None else str(Path(goal).resolve()), robot=robot)
     trained_on = _label_source(run_dir, dataset)
     given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}
     if trained_on is not None and trained_on != given:
@@ -138,7 +140,7 @@ def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reward_gate(reward, RewardGateConfig(**{"image_size": size, **config}))
-    report.metrics["goal"] = str(goal)
+    report.metrics["goal"] = str(Path(goal).resolve())  # compared with a policy's --goal (report.goal_mismatch)
     if plot:
         png = reward_shape_plots(report, run_dir / "gate" / "reward_shape.png")
         report.metrics["plot"] = str(png)
@@ -160,7 +162,7 @@ def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str 
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reach_reward_gate(reward, ReachRewardGateConfig(**{"image_size": size, **config}))
-    report.metrics["goal"] = str(goal)
+    report.metrics["goal"] = str(Path(goal).resolve())  # compared with a policy's --goal (report.goal_mismatch)
     values = {check.name: check.value for check in report.checks}
     figure = {**report.metrics["map"], "ascent": values["ascent"], "spearman": values["distance_spearman"]}
     if plot:

@@ -170,6 +170,26 @@ def test_a_gate_measured_toward_another_goal_picture_is_refused(tmp_path):
     assert all(line.endswith("gate passed") for line in require_gates(runs, goal=reach))
 
 
+def test_a_gate_given_a_relative_goal_path_is_compared_from_anywhere(runs, tmp_path, monkeypatch):
+    """dmo-gate records the goal picture's resolved path, so a policy started from another folder still finds it and
+    refuses another picture."""
+    import shutil
+
+    reward = shutil.copytree(runs["reward"], tmp_path / "reward")
+    shutil.copy(runs["goal"], tmp_path / "goal.png")
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(other)
+    monkeypatch.chdir(tmp_path)
+    assert gate_main(["reward", "reward", "--goal", "goal.png", "--episodes", "1", "--steps", "4", "--agent-places",
+                      "3", "--expert-runs", "1", "--expert-steps", "10"]) in (0, 1)
+    assert read_gate_report(reward).metrics["goal"] == str(tmp_path / "goal.png")
+    monkeypatch.chdir(runs["dataset"])
+    with pytest.raises(Exception, match="gated toward the goal picture .*goal.png, not toward"):
+        require_gates({"reward": reward}, goal=other)
+    # The same bytes at another path: no goal complaint (the 4-step model may still fail its checks: forced).
+    assert "goal picture" not in require_gates({"reward": reward}, goal=runs["goal"], force=True)[0]
+
+
 def test_a_nan_measurement_fails_its_check():
     assert not GateCheck("x", float("nan"), 0.0, "<=", "").passed
     with pytest.raises(ValueError):
