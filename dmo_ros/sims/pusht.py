@@ -155,6 +155,8 @@ class PushTSim:
         self.target: np.ndarray | None = None
         self.episode = -1
         self.step_count = 0
+        self._stale_contacts = False
+        """Set by a reset that places bodies by hand, cleared by the next step (see :meth:`reset`)."""
         self.reset()
 
     # --- control -----------------------------------------------------------------------
@@ -184,6 +186,9 @@ class PushTSim:
             env.block.position = tuple(float(v) for v in start.block[:2])
             env.block.velocity, env.block.angular_velocity = (0.0, 0.0), 0.0
             env.space.reindex_shapes_for_body(env.block)
+        # Bodies placed by hand: the space's contact points are still those of gym-pusht's own reset placement, and
+        # render() would draw them as stray red dots and lines until the first step recomputes them.
+        self._stale_contacts = start.agent is not None or start.block is not None
 
     def clamp_delta(self, delta_xy_m: np.ndarray) -> np.ndarray:
         """The delta (m) actually applied: non-finite parts are 0, the length is at most max speed x period."""
@@ -204,6 +209,7 @@ class PushTSim:
     def step(self, delta_xy_m: np.ndarray) -> None:
         """One control step: move the end effector by ``delta_xy_m`` metres (clamped, clipped)."""
         target = self.target_for(delta_xy_m)
+        self._stale_contacts = False
         for _ in range(self.env_steps_per_control):
             self.env.step(target)
         self.step_count += 1
@@ -243,6 +249,8 @@ class PushTSim:
 
     def render(self) -> np.ndarray:
         """The fixed camera over the table: an (height, width, 3) uint8 RGB image."""
+        if self._stale_contacts:
+            return self.render_shapes()
         screen = self.env._draw()
         return np.ascontiguousarray(self.env._get_img(screen, self.config.width, self.config.height))
 
