@@ -99,11 +99,10 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
                   else None)
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)
     report.seconds = time.perf_counter() - begin  # the probes' simulator episodes included
-    # Resolved: dmo-train-policy compares it with its --goal from wherever it runs (report.goal_mismatch).
-    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run),
-                          goal=None if goal is None else str(Path(goal).resolve()), robot=robot)
-    trained_on = _label_source(run_dir, dataset)
     given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}
+    # The goal resolved: dmo-train-policy compares it with its --goal from wherever it runs (report.goal_mismatch).
+    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=given["goal"], robot=robot)
+    trained_on = _label_source(run_dir, dataset)
     if trained_on is not None and trained_on != given:
         report.notes.append(f"the reward-head error is measured against the labels the model was trained on "
                             f"({trained_on['reward_run']}, goal {trained_on['goal']}), the gradient probes against "
