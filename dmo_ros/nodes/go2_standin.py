@@ -75,6 +75,7 @@ class Go2Standin(StandinNode):
     def reset(self, reason: str) -> None:
         state = self.sim.state()
         self.sim.reset()
+        self.forget_command()
         self.resets += 1
         self.get_logger().info(
             f"episode {state.episode} ended after {state.step} steps "

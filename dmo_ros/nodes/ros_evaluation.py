@@ -39,7 +39,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
-from rclpy.subscription import MessageInfo
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 
@@ -67,28 +66,21 @@ class Evaluator(Node):
         reliable = qos_profile("reliable")
         self.states: list[StandinState] = []
         self.commands = 0
+        self.moving_commands = 0
+        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
+        self.uncommanded: list[int] = []
+        """Per episode run, its counted steps the stand-in took under a zero command (:func:`uncommanded_steps`)."""
         _graph, command_type, command_topic = GRAPHS[robot]
-        self.moving_stamps: list[int | None] = []
-        """Per non-zero command, when it was sent in ns: its header stamp, or for an unstamped Twist (Go2) the DDS
-        source timestamp its publisher wrote (None where the middleware gave none): see :func:`first_commanded_step`."""
         self.create_subscription(StandinState, "standin_state", self.states.append, reliable)
         self.create_subscription(command_type, command_topic, self.on_command, reliable)
         self.reset_publisher = self.create_publisher(Header, "reset", reliable)
         self.enable_client = self.create_client(SetBool, "enable")
 
-    @property
-    def moving_commands(self) -> int:
-        """Commands that are not all zero (the policy's own; the node's safety stops send zeros)."""
-        return len(self.moving_stamps)
-
-    def on_command(self, message: Twist | TwistStamped, info: MessageInfo) -> None:
+    def on_command(self, message: Twist | TwistStamped) -> None:
         self.commands += 1
         twist = message.twist if isinstance(message, TwistStamped) else message
         if any((twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z)):
-            if isinstance(message, TwistStamped):
-                self.moving_stamps.append(_nanoseconds(message.header.stamp))
-            else:  # the publisher's wall-clock send time, the clock the stand-in stamps its states with
-                self.moving_stamps.append(int(info.get("source_timestamp", 0)) or None)
+            self.moving_commands += 1
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str,
                    alive: Callable[[], bool] = lambda: True) -> None:
@@ -129,30 +121,33 @@ class Evaluator(Node):
         self.reset_publisher.publish(message)
 
 
-def _nanoseconds(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+def commanded(state: StandinState) -> bool:
+    """Whether the stand-in took this step under a non-zero command (``StandinState.command``)."""
+    return bool(np.any(np.asarray(state.command) != 0.0))
 
 
-def first_commanded_step(evaluator: Evaluator, episode: int, moving_before: int, alive: Callable[[], bool]) -> int:
-    """The stand-in step of ``episode`` after which the policy's first own command (the non-zero command number
-    ``moving_before``, counted from 0) applies: the step before the first stand-in state stamped after that command.
+def first_commanded_step(evaluator: Evaluator, episode: int, alive: Callable[[], bool]) -> int:
+    """The stand-in step of ``episode`` after which the policy's commands apply: the step before the first one the
+    stand-in took under a non-zero command, as its ``StandinState.command`` says.
 
-    By stamps (both nodes stamp with the machine's clock), not by the order the evaluator took the two messages in:
-    a loaded evaluator that finds a state and the command both waiting takes them in its subscriptions' order, and
-    counting from the latest state it had then started one step early or late (seen in CI: an episode one step
-    long). An unstamped command (Go2's Twist) is timed by its DDS source timestamp; one without any time (a
-    middleware that does not fill it) falls back to that order."""
-    stamp = evaluator.moving_stamps[moving_before]
-    if stamp is None:
-        return evaluator.states[-1].step
+    The stand-in's word, not the evaluator's timing: a command stamped before a step can still reach the stand-in
+    after that step ran (DDS latency, a busy executor), and a loaded evaluator takes waiting messages in its
+    subscriptions' order — both were seen in CI as an episode starting one step early (a 13 u gap in the final
+    distance of a constant policy)."""
 
-    def after() -> StandinState | None:
-        return next((state for state in evaluator.states
-                     if state.episode == episode and _nanoseconds(state.header.stamp) > stamp), None)
+    def first() -> StandinState | None:
+        return next((state for state in evaluator.states if state.episode == episode and commanded(state)), None)
 
-    evaluator.spin_until(lambda: after() is not None, 5.0, "a stand-in control step after the policy's first command",
+    evaluator.spin_until(lambda: first() is not None, 5.0, "a stand-in control step taken under the policy's command",
                          alive)
-    return after().step - 1
+    return first().step - 1
+
+
+def uncommanded_steps(states: list[StandinState], episode: int, first_step: int, last_step: int) -> int:
+    """Steps of ``episode`` in (first_step, last_step] the stand-in took under a zero command: the policy's command
+    came later than ``command_timeout`` (the stand-in's safety stop). Zero on a machine that keeps up."""
+    return sum(1 for state in states
+               if state.episode == episode and first_step < state.step <= last_step and not commanded(state))
 
 
 def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], bool],
@@ -187,7 +182,7 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
             evaluator.set_enabled(True, alive)
             evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
                                  "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
-            first_step = first_commanded_step(evaluator, index, commands, alive)
+            first_step = first_commanded_step(evaluator, index, alive)
             seen = 0  # the states after first_step may have come in already
             steps = 0
             while not success and steps < config.max_steps:
@@ -203,8 +198,10 @@ def run_episodes(evaluator: Evaluator, config: EvalConfig, alive: Callable[[], b
                         break
                 seen = len(evaluator.states)
             evaluator.set_enabled(False, alive)
+            evaluator.uncommanded.append(uncommanded_steps(evaluator.states, index, first_step, first_step + steps))
         else:
             steps = 0
+            evaluator.uncommanded.append(0)
         episodes.append(EpisodeResult(success=success, max_coverage=max_coverage, steps=steps,
                                       final_coverage=coverage, final_distance=now.distance,
                                       start_distance=start_distance, loose_success=loose))
@@ -242,7 +239,7 @@ def run_push_cube_episodes(evaluator: Evaluator, config: PushCubeEvalConfig, ali
             evaluator.set_enabled(True, alive)
             evaluator.spin_until(lambda c=commands: evaluator.moving_commands > c, 20.0,
                                  "a non-zero command of the policy (only zero commands: no camera frames?)", alive)
-            first_step = first_commanded_step(evaluator, index, commands, alive)
+            first_step = first_commanded_step(evaluator, index, alive)
             # Where the robot stood when the policy's first command took over.
             trace = [next((state for state in evaluator.states if state.episode == index and state.step == first_step),
                           evaluator.states[-1])]
@@ -255,6 +252,10 @@ def run_push_cube_episodes(evaluator: Evaluator, config: PushCubeEvalConfig, ali
                         trace.append(state)
                 seen = len(evaluator.states)
             evaluator.set_enabled(False, alive)
+            evaluator.uncommanded.append(uncommanded_steps(evaluator.states, index, first_step,
+                                                           first_step + len(trace) - 1))
+        else:
+            evaluator.uncommanded.append(0)
         episodes.append(episode_from_trace(np.array([list(s.agent) for s in trace]),
                                            [bool(s.object_in_view) for s in trace], [distance(s) for s in trace],
                                            [bool(s.success) for s in trace]))
@@ -296,10 +297,14 @@ def evaluate_through_ros(run_dir: Path, config: EvalConfig | PushCubeEvalConfig,
             except subprocess.TimeoutExpired:
                 graph.kill()
                 graph.wait()
+    late = {index + 1: count for index, count in enumerate(evaluator.uncommanded) if count}
+    if late:  # the scores are then not the policy's alone: say so beside them
+        print(f"dmo-eval-policy: warning: control steps taken under a zero command (the policy's command came later "
+              f"than the stand-in's command_timeout; a loaded machine?), per episode: {late}", file=sys.stderr)
+    extra = {"uncommanded_steps": evaluator.uncommanded, "graph_log": str(log_path)}
     if robot == "go2":
-        return {**PushCubeResult(episodes, time.perf_counter() - started).to_dict(), "graph_log": str(log_path)}
-    result = summarize_episodes(episodes, time.perf_counter() - started)
-    return {**result.to_dict(), "graph_log": str(log_path)}
+        return {**PushCubeResult(episodes, time.perf_counter() - started).to_dict(), **extra}
+    return {**summarize_episodes(episodes, time.perf_counter() - started).to_dict(), **extra}
 
 
 def main(argv: list[str] | None = None) -> int:

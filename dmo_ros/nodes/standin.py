@@ -37,6 +37,7 @@ class StandinNode(DmoNode):
         p = self.parameters
         self.command = np.zeros(command_size)
         self.command_time = -float("inf")  # monotonic time of the latest command
+        self.applied_command = np.zeros(command_size)  # what the latest step was taken under (StandinState.command)
         self.frames_sent = 0
         reliable = qos_profile("reliable")
         self.image_publisher = self.create_publisher(Image, "camera/image", qos_profile(p.image_qos))
@@ -63,6 +64,7 @@ class StandinNode(DmoNode):
             episode=o.episode, step=o.step, agent=np.asarray(o.agent, dtype=float).tolist(),
             object=np.asarray(o.object, dtype=float).tolist(), goal=np.asarray(o.goal, dtype=float).tolist(),
             progress=o.progress, success=o.success, object_in_view=o.object_in_view,
+            command=np.asarray(self.applied_command, dtype=float).tolist(),
         )
 
     def reset(self, reason: str) -> None:
@@ -93,6 +95,7 @@ class StandinNode(DmoNode):
         """A reset starts without a command (the old one belongs to the last episode)."""
         self.command = np.zeros_like(self.command)
         self.command_time = -float("inf")
+        self.applied_command = np.zeros_like(self.command)
 
     def current_command(self) -> np.ndarray:
         """The latest command, or zero when it is older than ``command_timeout``."""
@@ -101,7 +104,8 @@ class StandinNode(DmoNode):
         return self.command
 
     def control_step(self) -> None:
-        self.step(self.current_command())
+        self.applied_command = self.current_command()
+        self.step(self.applied_command)
         self.publish_state()
         if self.episode_over():
             self.reset(self.episode_limit_reason())

@@ -34,7 +34,8 @@ node.create_subscription(Image, "/camera/image", lambda m: images.append(
     (time.monotonic(), m.width, m.height, m.encoding, m.step, len(m.data), m.header.frame_id,
      m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, max(m.data) - min(m.data))), qos_profile("sensor_data"))
 node.create_subscription(StandinState, "/standin_state", lambda m: states.append(
-    (time.monotonic(), m.episode, m.step, list(m.agent), list(m.object), list(m.goal), m.object_in_view)),
+    (time.monotonic(), m.episode, m.step, list(m.agent), list(m.object), list(m.goal), m.object_in_view,
+     list(m.command))),
     qos_profile("reliable"))
 command = node.create_publisher(Twist, "/cmd_vel", qos_profile("reliable"))
 reset = node.create_publisher(Header, "/reset", qos_profile("reliable"))
@@ -133,10 +134,12 @@ def test_camera_commands_safety_stop_and_reset_over_dds(ros_env):
     assert 0.1 < moved < 0.4 * (0.5 + 0.2 + 0.1), moved
     settled = [s for s in after if s[0] > stale["sent"] + 1.1]
     assert settled and math.dist(settled[0][3][:2], after[-1][3][:2]) < 0.005  # standing still
+    # The states say what each step was taken under: [vx, vy, wz], then zero once stale.
+    assert [-0.4, 0.0, 0.0] in [s[7] for s in after] and settled[-1][7] == [0.0, 0.0, 0.0], after
 
     # reset: the episode counter increments and the step count restarts.
     before, after_reset = report["reset"]
-    assert after_reset[1] == before[1] + 1 and after_reset[2] == 0
+    assert after_reset[1] == before[1] + 1 and after_reset[2] == 0 and after_reset[7] == [0.0, 0.0, 0.0]
     assert after_reset[3] != before[3]  # a new placement
 
     assert standin.returncode == 0, standin_output  # SIGINT: a clean exit through the template

@@ -65,7 +65,8 @@ while True:
         s = states[-1] if states else None
         reply(None if s is None else {"episode": s.episode, "step": s.step, "agent": list(s.agent),
               "object": list(s.object), "goal": list(s.goal), "progress": s.progress, "success": s.success,
-              "in_view": s.object_in_view, "count": len(states), "episodes": sorted({m.episode for m in states})})
+              "in_view": s.object_in_view, "count": len(states), "episodes": sorted({m.episode for m in states}),
+              "command": list(s.command), "commands": sorted({tuple(m.command) for m in states})})
     elif command[0] == "images":
         reply(images)
     elif command[0] == "twist":  # twist VX VY SECONDS: publish at 10 Hz for that long
@@ -167,10 +168,13 @@ def test_a_command_moves_the_agent_a_stale_one_stops_it_and_reset_starts_a_new_e
     later = probe.ask("state")
     assert later["step"] >= held["step"] + 3  # still stepping the sim
     assert abs(later["agent"][0] - held["agent"][0]) < 1.0 and abs(later["agent"][1] - held["agent"][1]) < 1.0
+    # The states say what each step was taken under: the command (m/s), then zero once it was stale.
+    assert start["command"] == [0.0, 0.0] and later["command"] == [0.0, 0.0]
+    assert [direction * 0.1, 0.0] in [list(command) for command in later["commands"]], later["commands"]
     # The operator's reset event starts episode 1.
     assert probe.ask("reset") == "ok"
     reset = probe.wait_state(lambda s: s["episode"] == 1, timeout=10)
-    assert reset["step"] <= 3
+    assert reset["step"] <= 3 and reset["command"] == [0.0, 0.0]
     output = stop(standin)
     assert "reset requested: episode 1" in output
 

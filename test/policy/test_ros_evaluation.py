@@ -52,6 +52,8 @@ def test_ros_and_direct_modes_give_the_same_episodes(kind, tolerance, task, tiny
     report = json.loads(out.read_text())
     direct, through_ros = report["policy"]["per_episode"], report["policy_ros"]["per_episode"]
     assert len(direct) == len(through_ros) == 3
+    # Every counted step ran under the policy's command (a late one would make the robot stand still a step).
+    assert json.loads((out.parent / "ros_evaluation.json").read_text())["uncommanded_steps"] == [0, 0, 0]
     for a, b in zip(direct, through_ros, strict=True):
         assert a["success"] == b["success"]
         assert abs(a["max_coverage"] - b["max_coverage"]) <= tolerance, (direct, through_ros)
@@ -89,6 +91,7 @@ def test_push_cube_ros_and_direct_modes_give_the_same_episodes(tiny_act_policy, 
     report = json.loads(out.read_text())
     direct, through_ros = report["policy"]["per_episode"], report["policy_ros"]["per_episode"]
     assert len(direct) == len(through_ros) == 2
+    assert json.loads((out.parent / "ros_evaluation_go2.json").read_text())["uncommanded_steps"] == [0, 0]
     for a, b in zip(direct, through_ros, strict=True):
         assert a["success"] == b["success"] and a["steps"] == b["steps"]
         assert a["start_distance_m"] == pytest.approx(b["start_distance_m"], abs=1e-3)  # the same placements
@@ -100,8 +103,8 @@ def test_push_cube_ros_and_direct_modes_give_the_same_episodes(tiny_act_policy, 
 class QueuedEvaluator:
     """The evaluator's bookkeeping without DDS: ``spin_until`` delivers the queued stand-in states one by one."""
 
-    def __init__(self, states, queued, moving_stamps):
-        self.states, self.queued, self.moving_stamps = states, queued, moving_stamps
+    def __init__(self, states, queued):
+        self.states, self.queued = states, queued
 
     def spin_until(self, condition, timeout, what, alive=lambda: True):
         while not condition():
@@ -109,46 +112,42 @@ class QueuedEvaluator:
             self.states.append(self.queued.pop(0))
 
 
-def standin_state(episode, step, stamp_ns):
-    from builtin_interfaces.msg import Time
-
+def standin_state(episode, step, command):
     from dmo_msgs.msg import StandinState
 
-    state = StandinState(episode=episode, step=step)
-    state.header.stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    return state
+    return StandinState(episode=episode, step=step, command=list(command))
 
 
-@pytest.mark.parametrize("delivered", [0, 1, 2], ids=["no-state-yet", "pre-command-state-in", "applying-state-in"])
-def test_the_first_commanded_step_is_found_by_stamps_whatever_order_the_messages_came_in(delivered):
-    """Steps at 0.2 s stamps; the policy's first command stamped at 0.45 s applies from step 3 (stamped 0.6 s) on, so
-    counting starts after step 2, however many of the states the evaluator took before the command."""
-    from dmo_ros.nodes.ros_evaluation import first_commanded_step
+@pytest.mark.parametrize("delivered", [0, 1, 3], ids=["no-state-yet", "zero-command-states-in", "commanded-state-in"])
+def test_counting_starts_at_the_first_step_the_standin_took_under_a_command(delivered):
+    """The stand-in's word (StandinState.command), however many states the evaluator took before: episode 1's steps
+    0-2 under zero (the policy not yet enabled, or its first command late), step 3 on under the policy's command, so
+    counting starts after step 2. A command that came late once more (step 5: zero) is one uncommanded step."""
+    from dmo_ros.nodes.ros_evaluation import first_commanded_step, uncommanded_steps
 
-    states = [standin_state(1, step, 200_000_000 * step) for step in range(5)]
-    evaluator = QueuedEvaluator(states[: 2 + delivered], states[2 + delivered:], [None, 450_000_000])
-    assert first_commanded_step(evaluator, 1, 1, lambda: True) == 2
-    evaluator.moving_stamps[1] = None  # an unstamped Twist: the latest state the evaluator has
-    assert first_commanded_step(evaluator, 1, 1, lambda: True) == evaluator.states[-1].step
+    commands = [(0.0, 0.0)] * 3 + [(0.1, -0.2), (0.1, -0.2), (0.0, 0.0), (0.1, -0.2)]
+    states = [standin_state(0, 9, (0.3, 0.0))]  # the last episode's: not this one's
+    states += [standin_state(1, step, command) for step, command in enumerate(commands)]
+    evaluator = QueuedEvaluator(states[: 1 + delivered], states[1 + delivered:])
+    assert first_commanded_step(evaluator, 1, lambda: True) == 2
+    assert uncommanded_steps(states, 1, 2, 6) == 1
+    assert uncommanded_steps(states, 1, 2, 4) == 0
 
 
-def test_a_moving_command_is_timed_by_its_stamp_or_for_a_twist_by_its_source_timestamp():
-    """TwistStamped (the arm): its header stamp; Twist (Go2, no header): the DDS source timestamp its publisher wrote;
-    a Twist the middleware gave no time: None (arrival order); zero commands (the node's safety stops): not counted."""
+def test_only_non_zero_commands_count_as_the_policys():
+    """TwistStamped (the arm) and Twist (Go2): a command with any non-zero component is the policy's; an all-zero one
+    is a safety stop of the node."""
     from types import SimpleNamespace
 
-    from builtin_interfaces.msg import Time
     from geometry_msgs.msg import Twist, TwistStamped
 
     from dmo_ros.nodes.ros_evaluation import Evaluator
 
-    evaluator = SimpleNamespace(commands=0, moving_stamps=[])
+    evaluator = SimpleNamespace(commands=0, moving_commands=0)
     stamped = TwistStamped()
-    stamped.header.stamp = Time(sec=3, nanosec=5)
     stamped.twist.linear.x = 0.1
-    moving = Twist()
-    moving.angular.z = -0.2
-    for message, source in ((stamped, 9), (moving, 7_000_000_123), (Twist(), 8), (moving, 0)):
-        Evaluator.on_command(evaluator, message, {"source_timestamp": source, "received_timestamp": source + 1})
-    assert evaluator.commands == 4
-    assert evaluator.moving_stamps == [3_000_000_005, 7_000_000_123, None]
+    turning = Twist()
+    turning.angular.z = -0.2
+    for message in (stamped, turning, Twist(), TwistStamped()):
+        Evaluator.on_command(evaluator, message)
+    assert (evaluator.commands, evaluator.moving_commands) == (4, 2)
