@@ -38,7 +38,7 @@ from dmo_ros.training.checkpoint import (
     save_checkpoint,
     write_run_config,
 )
-from dmo_ros.training.cpu_load import oversubscription_warning
+from dmo_ros.training.cpu_load import LoadWatch, oversubscription_warning
 
 EVAL_LOG = "eval.jsonl"
 """File in the run folder with one JSON line per stand-in evaluation."""
@@ -183,9 +183,11 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
     from tqdm import tqdm
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    busy = oversubscription_warning() if str(getattr(algorithm, "device", "cpu")).startswith("cpu") else None
+    on_cpu = str(getattr(algorithm, "device", "cpu")).startswith("cpu")
+    busy = oversubscription_warning() if on_cpu else None
     if busy:
         print(busy, flush=True)
+    load_watch = LoadWatch() if on_cpu else None
     progress = tqdm(total=config.max_samples, initial=min(algorithm.samples, config.max_samples), unit="sample",
                     disable=not config.progress, dynamic_ncols=True, desc=algorithm.method)
     new_records: list[dict[str, Any]] = []
@@ -234,6 +236,9 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
             if bad:
                 progress.write(f"warning: non-finite logs at epoch {epoch}: {', '.join(bad)}")
             progress.update(min(algorithm.samples, config.max_samples) - min(before, config.max_samples))
+            busy = load_watch.check() if load_watch else None
+            if busy:
+                progress.write(f"epoch {epoch}: {busy}")
             progress.set_postfix({key: f"{logs[key]:.3g}" for key in ("global_return", "return", "mean_reward")
                                   if key in logs}, refresh=False)
             if epoch % config.log_every == 0:

@@ -50,7 +50,7 @@ from dmo_ros.training.checkpoint import (
     write_run_config,
 )
 from dmo_ros.training.config import TrainConfig
-from dmo_ros.training.cpu_load import oversubscription_warning
+from dmo_ros.training.cpu_load import LoadWatch, oversubscription_warning
 from dmo_ros.training.distributed import DeviceError, World, all_reduce_mean, barrier, init_world
 
 
@@ -302,6 +302,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
         busy = oversubscription_warning() if device.type == "cpu" else None
         if busy:
             print(f"[train] {busy}", flush=True)
+    load_watch = LoadWatch() if world.is_main and device.type == "cpu" else None
     result = TrainResult(step=start_step, start_step=start_step, seconds=0.0, samples=0)
     if start_step >= config.steps:
         if world.is_main:
@@ -373,6 +374,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
                 result.samples += config.batch_size * world.size
                 interval_samples += config.batch_size * world.size
                 progress.update(1)
+                busy = load_watch.check() if load_watch else None
+                if busy:
+                    progress.write(f"[train] step {step}: {busy}")
 
                 if step % config.log_every == 0 or step == config.steps:
                     now = time.perf_counter()

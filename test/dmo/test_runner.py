@@ -1,4 +1,5 @@
-"""train_policy on Ctrl-C: a checkpoint, then a result that says it was interrupted (its command exits 130)."""
+"""train_policy on Ctrl-C: a checkpoint, then a result that says it was interrupted (its command exits 130); a
+machine that turns busy while it trains is named once."""
 
 from __future__ import annotations
 
@@ -58,3 +59,23 @@ def test_ctrl_c_checkpoints_and_reports_the_interruption(tmp_path: Path) -> None
     finished = train_policy(Interrupted(), PolicyTrainConfig(max_samples=10, eval_every=0, progress=False),
                             tmp_path / "short", {"kind": "policy"})
     assert not finished.interrupted
+
+
+class Steady(Interrupted):
+    """The stand-in algorithm without the Ctrl-C."""
+
+    def train_epoch(self) -> dict[str, float]:
+        self.epochs += 1
+        return {"loss": 1.0}
+
+
+def test_a_machine_that_turns_busy_while_it_trains_is_named_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    from dmo_ros.dmo import runner
+    from dmo_ros.training.cpu_load import LoadWatch
+
+    monkeypatch.setattr(runner, "oversubscription_warning", lambda: None)  # idle when it starts
+    monkeypatch.setattr(runner, "LoadWatch", lambda: LoadWatch(every_s=0.0, warning=lambda: "warning: busy (test)"))
+    train_policy(Steady(), PolicyTrainConfig(max_samples=50, eval_every=0, progress=False), tmp_path,
+                 {"kind": "policy"})
+    output = capsys.readouterr()
+    assert (output.out + output.err).count("warning: busy (test)") == 1

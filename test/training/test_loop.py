@@ -190,6 +190,17 @@ def test_a_busy_machine_is_named_at_the_start(tmp_path: Path, capsys, monkeypatc
     assert "[train] warning: the machine is busy (test)" in capsys.readouterr().out
 
 
+def test_a_machine_that_turns_busy_while_it_trains_is_named_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    from dmo_ros.training import loop
+    from dmo_ros.training.cpu_load import LoadWatch
+
+    monkeypatch.setattr(loop, "oversubscription_warning", lambda: None)  # idle when it starts
+    monkeypatch.setattr(loop, "LoadWatch", lambda: LoadWatch(every_s=0.0, warning=lambda: "warning: busy (test)"))
+    train(Regressor(), RegressionData(64), None, _config(steps=5), tmp_path / "run", {"model": {"kind": "toy"}})
+    output = capsys.readouterr()
+    assert (output.out + output.err).count("[train] step 1: warning: busy (test)") == 1
+
+
 def test_logs_given_as_value_weight_pairs_are_averaged_by_their_weights(tmp_path: Path) -> None:
     """A quantity measured on part of each batch (a reward's tie pairs) logs (value, weight): a step with weight 0
     does not pull its average to 0; plain values average over steps; a key never measured logs 0."""
