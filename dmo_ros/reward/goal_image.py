@@ -42,7 +42,7 @@ import numpy as np
 from dmo_ros.dataset.images import resize
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file
-from dmo_ros.sims.pusht_tasks import TASKS
+from dmo_ros.sims.pusht_tasks import TASKS, make_task
 
 logger = logging.getLogger(__name__)
 
@@ -216,16 +216,48 @@ def save_goal_image(pixels: np.ndarray, path: Path | str) -> Path:
     return path
 
 
-def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t") -> np.ndarray:
-    """The stand-in camera's picture at the goal (native size) of a task's first episode from ``seed``: the block
-    on its goal pose (push_t, push_near), or the agent on its target (reach)."""
+ARENA_U, AGENT_RADIUS_U = 512, 15
+"""The Push-T arena's side and the agent disc's radius, arena units (gym-pusht)."""
+
+
+def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t",
+                       agent: tuple[float, float] | None = None) -> np.ndarray:
+    """The stand-in camera's picture at the goal (native size, (H, W, 3) uint8): for a reach task the scene of its
+    first episode from ``seed`` with the agent on its target; for a pushing task (push_t, push_region, push_near)
+    the block on its goal pose and the agent drawn at ``agent`` ((x, y), arena units) or, by default, where push_t's
+    first episode from ``seed`` puts it — one picture for every pushing task, since they share the goal.
+
+    Why the agent's place is pinned: a temporal-distance reward pays for the agent's place in the picture about as
+    much as for the T's last stretch (README, "The goal picture"); on push_region rung 1 DMO scored 28 % with the
+    agent where push_region's first episode puts it (top left) against 74-77 % with push_t's (top right), the same
+    data and settings (docs/ladder.md, 2026-12-06). Raises ValueError for another robot, or ``agent`` with a reach
+    task (its agent is the goal)."""
     if robot != "pusht":
         raise ValueError(f"no goal picture for robot '{robot}'; choose one of {', '.join(ROBOTS)}")
+    return _standin_goal(seed, task, agent)[0]
+
+
+def _standin_goal(seed: int, task: str, agent: tuple[float, float] | None) -> tuple[np.ndarray, tuple | None]:
+    """The picture of :func:`standin_goal_image` and where its agent is drawn (None for a reach task)."""
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
+    if make_task(task).shows_target:
+        if agent is not None:
+            raise ValueError(f"task {task!r} draws the agent on its target; --agent is for the pushing tasks")
+        sim = PushTSim(PushTConfig(seed=seed, task=task))
+        try:
+            return sim.goal_image(), None
+        finally:
+            sim.close()
+    if agent is None:
+        first = PushTSim(PushTConfig(seed=seed, task="push_t"))
+        try:
+            agent = tuple(float(v) for v in first.env.agent.position)
+        finally:
+            first.close()
     sim = PushTSim(PushTConfig(seed=seed, task=task))
     try:
-        return sim.goal_image()
+        return sim.goal_image(agent=np.asarray(agent, dtype=float)), agent
     finally:
         sim.close()
 
@@ -275,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=output_file, required=True,
                         help="file to write: .png (recommended), .jpg or .npy")
     parser.add_argument("--robot", choices=ROBOTS, default="pusht", help="stand-in to render (default pusht)")
-    parser.add_argument("--seed", type=int, default=0, help="stand-in seed (places the arm in the picture)")
+    parser.add_argument("--seed", type=int, default=0, help="stand-in seed (places the arm in the picture: a "
+                        "pushing task's agent where push_t's first episode puts it, the same for every pushing task)")
+    parser.add_argument("--agent", type=float, nargs=2, metavar=("X", "Y"), default=None,
+                        help="a pushing task: draw the agent here (arena units, 0-512; outside, e.g. -200 -200, "
+                             "leaves it out of the picture) instead; where it stands in the picture is paid for by "
+                             "the reward, so keep it fixed across runs you compare")
     parser.add_argument("--task", choices=TASKS, default="push_t",
                         help="the Push-T task whose goal picture to render (reach: the agent on the episode's target)")
     parser.add_argument("--from-dataset", type=Path, default=None, metavar="FOLDER",
@@ -295,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="resize to this size (centre crop, then resize); default: keep the native size")
     options = parser.parse_args(argv)
     try:
+        if options.agent is not None and (options.from_dataset is not None or options.agent_spots):
+            raise GoalImageError("--agent draws the agent into the stand-in's one picture; not with --from-dataset "
+                                 "or --agent-spots")
         if options.agent_spots and options.from_dataset is not None:
             raise GoalImageError("--agent-spots renders the stand-in; --from-dataset takes recorded frames (for a goal "
                                  "set from a recording use --demonstration-ends)")
@@ -313,8 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         elif options.agent_spots:
             return _write_agent_spots(options)
         else:
-            pixels = standin_goal_image(options.robot, options.seed, options.task)
+            if options.robot != "pusht":
+                raise GoalImageError(f"no goal picture for robot '{options.robot}'; choose one of {', '.join(ROBOTS)}")
+            pixels, agent = _standin_goal(options.seed, options.task, options.agent)
             what = f"the {options.robot} stand-in's goal ({options.task})"
+            if agent is not None:
+                what += f": the T on its goal pose, the agent drawn at ({agent[0]:.0f}, {agent[1]:.0f}) u"
+                if not all(-AGENT_RADIUS_U < v < ARENA_U + AGENT_RADIUS_U for v in agent):
+                    what += " (outside the picture: no agent in it)"
         if options.size is not None:
             pixels = resize(pixels, options.size[0], options.size[1], "crop")
         save_goal_image(pixels, options.output)
