@@ -229,9 +229,10 @@ def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t"
 
     Why the agent's place is pinned: a temporal-distance reward pays for the agent's place in the picture about as
     much as for the T's last stretch (README, "The goal picture"); on push_region rung 1 DMO scored 28 % with the
-    agent where push_region's first episode puts it (top left) against 74-77 % with push_t's (top right), the same
-    data and settings (docs/ladder.md, 2026-12-06). Raises ValueError for another robot, or ``agent`` with a reach
-    task (its agent is the goal)."""
+    agent where push_region's first episode puts it (top left: the policy parks the arm there) against 60 % with
+    push_t's (top right), the same data and settings (docs/ladder.md, "The goal picture's agent").
+
+    Raises ValueError for another robot, or ``agent`` with a reach task (its agent is the goal)."""
     if robot != "pusht":
         raise ValueError(f"no goal picture for robot '{robot}'; choose one of {', '.join(ROBOTS)}")
     return _standin_goal(seed, task, agent)[0]
