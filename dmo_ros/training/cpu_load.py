@@ -17,15 +17,35 @@ from collections.abc import Callable
 import torch
 
 
+def runnable_others(samples: int = 5, interval_s: float = 0.05) -> float | None:
+    """How many other tasks want a core right now: the median over ``samples`` reads of the runnable count in
+    ``/proc/loadavg`` (Linux; it counts this reading process too, so one is taken off), or None where there is no such
+    file. Unlike the 1-minute load average it does not remember a job that has just ended."""
+    counts = []
+    for index in range(samples):
+        try:
+            with open("/proc/loadavg") as loadavg:
+                fields = loadavg.read().split()
+            counts.append(int(fields[3].split("/")[0]) - 1)
+        except (OSError, IndexError, ValueError):
+            return None
+        if index + 1 < samples:
+            time.sleep(interval_s)
+    return float(sorted(counts)[len(counts) // 2])
+
+
 def oversubscription_warning(threads: int | None = None, load: float | None = None,
-                             cores: int | None = None, running: bool = False) -> str | None:
+                             cores: int | None = None, running: bool = False,
+                             others_now: float | None = None) -> str | None:
     """A warning when this run's CPU threads and the machine's other work do not fit its cores, else None.
 
     ``threads``: this run's intra-op threads (default torch's); ``load``: the 1-minute load average (default the
     machine's); ``cores``: default ``os.cpu_count()``. Before the run (``running`` false) it warns when ``threads``
-    plus ``load`` exceed the cores by half; while it runs the load average already counts the run's own busy threads,
-    so it warns when ``load`` alone exceeds the cores by half a core. A 1-thread run is never warned (it cannot wait
-    on its own threads)."""
+    plus ``load`` exceed the cores by half and, where ``others_now`` (default :func:`runnable_others` when the load is
+    the machine's; None: not looked at) is known, other tasks still want a core the run's threads need: the load
+    average still counts a pipeline's previous stage for a minute after it ended. While it runs the load average
+    already counts the run's own busy threads, so it warns when ``load`` alone exceeds the cores by half a core. A
+    1-thread run is never warned (it cannot wait on its own threads)."""
     threads = torch.get_num_threads() if threads is None else threads
     cores = cores or os.cpu_count() or 1
     if load is None:
@@ -33,7 +53,11 @@ def oversubscription_warning(threads: int | None = None, load: float | None = No
             load = os.getloadavg()[0]
         except (AttributeError, OSError):  # not on this platform
             return None
+        if not running and threads > 1 and others_now is None:
+            others_now = runnable_others()
     fits = load <= cores + 0.5 if running else load + threads <= 1.5 * cores
+    if not running and others_now is not None:
+        fits = fits or others_now + threads <= cores
     if threads <= 1 or fits:
         return None
     return (f"warning: the machine is busy (load {load:.1f} on {cores} cores) and this run uses {threads} CPU threads; "
@@ -62,4 +86,4 @@ class LoadWatch:
         return message
 
 
-__all__ = ["LoadWatch", "oversubscription_warning"]
+__all__ = ["LoadWatch", "oversubscription_warning", "runnable_others"]

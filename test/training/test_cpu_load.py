@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -24,9 +25,14 @@ def test_warns_only_when_threads_and_load_exceed_the_cores(threads, load, cores,
 
 
 def test_reads_the_machine_when_not_told(monkeypatch):
+    from dmo_ros.training import cpu_load
+
     monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 0.0, 0.0))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_load, "runnable_others", lambda: 3.0)
     assert "load 7.5 on 2 cores" in oversubscription_warning(threads=2)
+    monkeypatch.setattr(cpu_load, "runnable_others", lambda: 0.0)  # the load of jobs that have ended
+    assert oversubscription_warning(threads=2) is None
 
     def unavailable():
         raise OSError("no load average here")
@@ -63,3 +69,31 @@ def test_the_load_watch_looks_at_its_interval_and_warns_once():
         seen.append(watch.check())
     assert looked == [60.0, 120.0]  # every 60 s until it warned, then never again
     assert [message for message in seen if message] == ["warning: busy"]
+
+
+@pytest.mark.parametrize(("others_now", "warned"), [
+    (0.0, False),  # the load average still counts a stage that has just ended: nothing wants a core now
+    (1.0, True),  # another job is running
+    (None, True),  # not known (no /proc/loadavg): the load average alone
+])
+def test_at_the_start_a_load_that_has_already_ended_is_not_warned(others_now, warned):
+    message = oversubscription_warning(threads=2, load=1.8, cores=2, others_now=others_now)
+    assert (message is not None) == warned
+
+
+def test_runnable_others_reads_proc_loadavg_without_this_process(monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+    reads = iter(["1.80 1.5 1.2 3/118 99\n", "1.80 1.5 1.2 1/118 99\n", "1.80 1.5 1.2 3/118 99\n"])
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (
+        io.StringIO(next(reads)) if path == "/proc/loadavg" else real_open(path, *a, **k)))
+    from dmo_ros.training.cpu_load import runnable_others
+
+    assert runnable_others(samples=3, interval_s=0.0) == 2.0  # the median of 2, 0, 2
+
+    def missing(path, *a, **k):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(builtins, "open", missing)
+    assert runnable_others(samples=3, interval_s=0.0) is None
