@@ -233,31 +233,25 @@ def standin_goal_image(robot: str = "pusht", seed: int = 0, task: str = "push_t"
     push_t's (top right), the same data and settings (docs/ladder.md, "The goal picture's agent").
 
     Raises ValueError for another robot, or ``agent`` with a reach task (its agent is the goal)."""
+    return _standin_goal(robot, seed, task, agent)[0]
+
+
+def _standin_goal(robot: str, seed: int, task: str,
+                  agent: tuple[float, float] | None) -> tuple[np.ndarray, tuple | None]:
+    """The picture of :func:`standin_goal_image` and where its agent is drawn (None for a reach task)."""
     if robot != "pusht":
         raise ValueError(f"no goal picture for robot '{robot}'; choose one of {', '.join(ROBOTS)}")
-    return _standin_goal(seed, task, agent)[0]
-
-
-def _standin_goal(seed: int, task: str, agent: tuple[float, float] | None) -> tuple[np.ndarray, tuple | None]:
-    """The picture of :func:`standin_goal_image` and where its agent is drawn (None for a reach task)."""
     from dmo_ros.sims.pusht import PushTConfig, PushTSim
 
-    if make_task(task).shows_target:
-        if agent is not None:
-            raise ValueError(f"task {task!r} draws the agent on its target; --agent is for the pushing tasks")
-        sim = PushTSim(PushTConfig(seed=seed, task=task))
-        try:
-            return sim.goal_image(), None
-        finally:
-            sim.close()
-    if agent is None:
-        first = PushTSim(PushTConfig(seed=seed, task="push_t"))
-        try:
-            agent = tuple(float(v) for v in first.env.agent.position)
-        finally:
-            first.close()
-    sim = PushTSim(PushTConfig(seed=seed, task=task))
+    reach = make_task(task).shows_target
+    if reach and agent is not None:
+        raise ValueError(f"task {task!r} draws the agent on its target; --agent is for the pushing tasks")
+    # The pushing tasks share the goal pose, so push_t's first episode draws every one of them (its agent too).
+    sim = PushTSim(PushTConfig(seed=seed, task=task if reach else "push_t"))
     try:
+        if reach:
+            return sim.goal_image(), None
+        agent = tuple(float(v) for v in sim.env.agent.position) if agent is None else agent
         return sim.goal_image(agent=np.asarray(agent, dtype=float)), agent
     finally:
         sim.close()
@@ -354,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         elif options.agent_spots:
             return _write_agent_spots(options)
         else:
-            if options.robot != "pusht":
-                raise GoalImageError(f"no goal picture for robot '{options.robot}'; choose one of {', '.join(ROBOTS)}")
-            pixels, agent = _standin_goal(options.seed, options.task, options.agent)
+            pixels, agent = _standin_goal(options.robot, options.seed, options.task, options.agent)
             what = f"the {options.robot} stand-in's goal ({options.task})"
             if agent is not None:
                 what += f": the T on its goal pose, the agent drawn at ({agent[0]:.0f}, {agent[1]:.0f}) u"
