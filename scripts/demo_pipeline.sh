@@ -14,14 +14,18 @@
 # Usage: scripts/demo_pipeline.sh BIN_DIR SAMPLES BAGS_DIR DATASETS_DIR RUNS_DIR [TASK] [POLICY_SAMPLES]
 #   TASK (default push_region): the Push-T task the policy learns and is evaluated on (README "Tasks"); push_region
 #   is the highest task the laptop budget learns (README "Ladder"), push_t is the paper's.
-#   POLICY_SAMPLES (default 12000): imagined samples of DMO-SAPO (on push_region it is at its level by ~8-12 k).
+#   POLICY_SAMPLES (default 40000): imagined samples of DMO-SAPO (the ladder's push_region rows use 40 k).
 # Environment (the test runs the whole job small with them): DEMO_PRESET (default cpu) for every trainer,
+# DEMO_POLICY_SETTINGS (default "--batch-size 8 --policy-ema 0.98": 8 imagined episodes per update and the policy's
+# weights averaged, the ladder's best rung-2 push_region setting, docs/ladder.md "Averaging the policy's weights"),
 # DEMO_WORLD_MODEL_STEPS and DEMO_LOCAL_MODEL_STEPS (default: the preset's) of the two longest trainers,
 # DEMO_FINAL_EPISODES (default 50) of the policy's final evaluation, DEMO_REPORT_WINDOWS (64) of the world
 # model's fidelity report, DEMO_DEPLOY_EPISODES (5) and DEMO_DEPLOY_SECONDS (15) of the deployment stage.
 set -euo pipefail
-bin="$1"; samples="$2"; bags="$3"; datasets="$4"; runs_root="$5"; task="${6:-push_region}"; policy_samples="${7:-12000}"
-preset="${DEMO_PRESET:-cpu}"; final_episodes="${DEMO_FINAL_EPISODES:-50}"
+bin="$1"; samples="$2"; bags="$3"; datasets="$4"; runs_root="$5"; task="${6:-push_region}"; policy_samples="${7:-40000}"
+preset="${DEMO_PRESET:-cpu}"
+read -r -a policy_settings <<< "${DEMO_POLICY_SETTINGS---batch-size 8 --policy-ema 0.98}"
+final_episodes="${DEMO_FINAL_EPISODES:-50}"
 report_windows="${DEMO_REPORT_WINDOWS:-64}"; deploy_episodes="${DEMO_DEPLOY_EPISODES:-5}"; deploy_seconds="${DEMO_DEPLOY_SECONDS:-15}"
 world_model_steps=(); [[ -n "${DEMO_WORLD_MODEL_STEPS:-}" ]] && world_model_steps=(--steps "$DEMO_WORLD_MODEL_STEPS")
 local_model_steps=(); [[ -n "${DEMO_LOCAL_MODEL_STEPS:-}" ]] && local_model_steps=(--steps "$DEMO_LOCAL_MODEL_STEPS")
@@ -97,7 +101,7 @@ stage "world model report" "$bin/dmo-world-model-report" "$runs/world_model" --d
 # and scripted-expert ceilings (final_eval.md).
 stage "DMO-SAPO policy (${preset}, ${task})" "$bin/dmo-train-policy" dmo "$data" --world-model "$runs/world_model" \
   --reward-run "$runs/reward" --goal "$runs/goal.png" --local-model "$runs/local_model" --run-dir "$runs/dmo" \
-  --preset "$preset" --task "$task" --max-samples "$policy_samples" \
+  --preset "$preset" --task "$task" --max-samples "$policy_samples" "${policy_settings[@]}" \
   --final-eval-episodes "$final_episodes" --force-gates
 stage "deployment through ROS" scripts/demo_deploy.sh "$bin" "$runs/dmo" "$data" "$deploy_episodes" "$deploy_seconds" "$task"
 

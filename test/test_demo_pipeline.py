@@ -5,6 +5,7 @@ imagined samples); this checks that the stages fit together, not how well the po
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -39,6 +40,9 @@ def test_the_main_job_runs_every_stage_and_ends_on_the_policys_table(ros_env, tm
     table = (session / "dmo" / "final_eval.md").read_text()
     assert "evaluation of task push_region" in table and "scripted expert" in table and "random" in table
     assert output.rstrip().endswith(table.rstrip())
+    # The demo's policy settings (DEMO_POLICY_SETTINGS' default) reached the trainer over the preset's.
+    dmo_config = json.loads((session / "dmo" / "config.json").read_text())["configs"]["dmo"]
+    assert (dmo_config["batch_size"], dmo_config["policy_ema"]) == (8, 0.98)
     # The deployment stage ran the graph on the same task and scored it through ROS.
     assert "[policy]" in output  # the live deployment's node log
     assert "through ROS: success " in output
