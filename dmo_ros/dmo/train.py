@@ -258,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
                               "intent reward, dmo-train-reward --objective intent, needs none)")
         if robot == "pusht":  # the gates measure on the Push-T stand-in
             gated = {"reward": args.reward_run} if args.reward_run is not None else {}
+            if args.reward_run is not None and args.goal is not None:  # the gate toward this very picture
+                from dmo_ros.gates.cli import reward_gate_toward
+
+                # Forced runs measure nothing new (about 10 s); a gate found toward this picture still counts.
+                gated["reward"] = reward_gate_toward(args.reward_run, args.goal, args.task, device,
+                                                     notify=lambda line: print(f"gate: {line}", flush=True),
+                                                     measure=not args.force_gates)
             if method != "no_diffusion" and not simulated:
                 gated["world_model"] = args.world_model
             if method != "ppo":

@@ -7,11 +7,12 @@
     dmo-gate world-model-paths runs/wm --policy runs/dmo --task reach_fixed   # the world model where the policy goes
 
 The trainers run the same measurement at the end of training; ``dmo-train-policy`` refuses a model
-whose gate failed (or was never measured) unless ``--force-gates``. ``world-model-paths`` measures a world model
-along a trained policy's own paths (walls, contact with the T) and writes ``world_model_paths.json`` and ``.png``
-into the policy's run (or ``--out``); no trainer reads it. The gates use the Push-T
-stand-in simulator for *evaluation* (reference displacements, finite differences, ground-truth
-coverage); the models never see it. Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.
+whose gate failed (or was never measured) unless ``--force-gates``, and measures the reward's gate toward its own
+goal picture when the reward run has none toward it (:func:`reward_gate_toward`). ``world-model-paths`` measures a
+world model along a trained policy's own paths (walls, contact with the T) and writes ``world_model_paths.json``
+and ``.png`` into the policy's run (or ``--out``); no trainer reads it. The gates use the Push-T stand-in simulator
+for *evaluation* (reference displacements, finite differences, ground-truth coverage); the models never see it.
+Exit code: 0 passed, 1 below the gate, 2 bad arguments or data.
 """
 
 from __future__ import annotations
@@ -130,34 +131,37 @@ def _label_source(run_dir: Path, dataset: Path) -> dict | None:
 
 
 def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,
-                    **config: object) -> GateReport:
-    """The reward gate of a run folder with a goal picture, written to ``run_dir/gate.json`` (+ the plot)."""
+                    out_dir: Path | None = None, **config: object) -> GateReport:
+    """The reward gate of a run folder with a goal picture, written to ``gate.json`` (+ the plot) in ``out_dir``
+    (default ``run_dir``)."""
     from dmo_ros.gates.reward import RewardGateConfig, reward_gate, reward_shape_plots
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.reward.energy import load_reward_model
 
+    out_dir = Path(run_dir) if out_dir is None else Path(out_dir)
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reward_gate(reward, RewardGateConfig(**{"image_size": size, **config}))
     report.metrics["goal"] = str(Path(goal).resolve())  # compared with a policy's --goal (report.goal_mismatch)
     if plot:
-        png = reward_shape_plots(report, run_dir / "gate" / "reward_shape.png")
+        png = reward_shape_plots(report, out_dir / "gate" / "reward_shape.png")
         report.metrics["plot"] = str(png)
     del report.metrics["curves"]  # in the plot; the JSON keeps the summary numbers
-    write_gate_report(run_dir, report)
+    write_gate_report(out_dir, report)
     return report
 
 
 def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,
-                          **config: object) -> GateReport:
-    """The reach reward gate of a run folder with a goal picture of that reach task, written to
-    ``run_dir/gate.json`` (replacing a pushing-task gate there: the file holds the latest measurement, its
-    ``metrics["task"]`` says which) and the map to ``run_dir/gate/reward_reach_map.png``."""
+                          out_dir: Path | None = None, **config: object) -> GateReport:
+    """The reach reward gate of a run folder with a goal picture of that reach task, written to ``gate.json`` in
+    ``out_dir`` (default ``run_dir``, replacing a pushing-task gate there: the file holds the latest measurement,
+    its ``metrics["task"]`` says which) and the map to ``out_dir/gate/reward_reach_map.png``."""
     from dmo_ros.gates.reward import ReachRewardGateConfig, reach_reward_gate, reach_reward_map_plot
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.reward.energy import load_reward_model
     from dmo_ros.reward.goal_image import load_goal_image
 
+    out_dir = Path(run_dir) if out_dir is None else Path(out_dir)
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reach_reward_gate(reward, ReachRewardGateConfig(**{"image_size": size, **config}))
@@ -166,11 +170,59 @@ def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str 
     figure = {**report.metrics["map"], "ascent": values["ascent"], "spearman": values["distance_spearman"]}
     if plot:
         png = reach_reward_map_plot({"learned reward": figure}, load_goal_image(goal, size=(size, size)),
-                                    run_dir / "gate" / "reward_reach_map.png")
+                                    out_dir / "gate" / "reward_reach_map.png")
         report.metrics["plot"] = str(png)
     del report.metrics["map"]  # in the plot; the JSON keeps the summary numbers
-    write_gate_report(run_dir, report)
+    write_gate_report(out_dir, report)
     return report
+
+
+GOAL_GATES = "gate_goals"
+"""Sub-folder of a reward run holding its gates toward goal pictures other than the one in its own ``gate.json``
+(one folder per picture and task kind: :func:`reward_gate_toward`)."""
+
+
+def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, device: torch.device | str = "cpu",
+                       notify=print, measure: bool = True) -> Path:
+    """The folder whose ``gate.json`` gates the reward of ``reward_run`` toward the goal picture ``goal`` on
+    ``task`` (None or a pushing task: the pushing gate; ``reach``/``reach_fixed``: that reach gate), measuring it
+    first when no such gate exists.
+
+    The reward run's own ``gate.json`` serves when it was measured toward the same picture (same bytes) on the same
+    kind of task. Otherwise the gate is looked up, or measured now (about 10 s on a CPU; the plot beside it), in
+    ``reward_run/gate_goals/<sha256 of the picture, 12 hex>_<push|task>/``, so that one reward run serves several
+    pictures and policies started side by side toward different pictures do not overwrite each other's gate.
+    ``notify`` gets one line when a gate is measured. With ``measure`` False nothing is measured: a gate not found
+    returns ``reward_run`` itself (whose mismatch :func:`~dmo_ros.gates.report.require_gates` then names). Raises
+    what :func:`reward_run_gate` raises (``OSError`` for a missing picture, ``CheckpointError`` for a damaged run)."""
+    import hashlib
+
+    from dmo_ros.gates.report import goal_mismatch, read_gate_report, task_mismatch
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    reward_run, goal = Path(reward_run), Path(goal)
+    reach = task if task in REACH_TASKS else None
+
+    def vouches(folder: Path) -> bool:
+        report = read_gate_report(folder)
+        return report is not None and report.metrics.get("goal") is not None \
+            and task_mismatch("reward", report, task) is None and goal_mismatch(report, goal) is None
+
+    if vouches(reward_run):
+        return reward_run
+    digest = hashlib.sha256(goal.read_bytes()).hexdigest()[:12]
+    folder = reward_run / GOAL_GATES / f"{digest}_{reach or 'push'}"
+    if vouches(folder):
+        return folder
+    if not measure:
+        return reward_run
+    notify(f"the reward's gate toward {goal}{f' on {reach}' if reach else ''} was never measured; measuring it "
+           f"into {folder}")
+    if reach:
+        reach_reward_run_gate(reward_run, goal, device, out_dir=folder, task=reach)
+    else:
+        reward_run_gate(reward_run, goal, device, out_dir=folder)
+    return folder
 
 
 def add_change_threshold(parser: argparse.ArgumentParser) -> None:

@@ -314,14 +314,17 @@ def reach_grid(config: ReachRewardGateConfig | None = None) -> tuple[np.ndarray,
     return points, frames, target
 
 
-def agent_grid(sim, step: float, size: int) -> tuple[np.ndarray, torch.Tensor, list]:
+def agent_grid(sim, step: float, size: int, block: np.ndarray | None = None) -> tuple[np.ndarray, torch.Tensor, list]:
     """The agent placed on :func:`agent_spots`' grid (every ``step`` arena units, the walls included), the T held at
-    the sim's current pose: the frame of each placement, the grid shared by the reach gate, the local-model gate's
-    agent-only range and ``scripts/pushing_reward_agent_spots.py``.
+    the sim's current pose (or first moved to ``block`` [x, y, angle], arena units and rad): the frame of each
+    placement, the grid shared by the reach gate, the local-model gate's agent-only range and the scripts
+    ``pushing_reward_agent_spots.py`` and ``drift_along_episodes.py``.
 
     Returns ``(points (N, 2) arena units, frames (N, 3, size, size) uint8 camera frames, states: N
     :class:`~dmo_ros.sims.pusht.PushTState` of the placements)``. Leaves the agent at the last spot. Evaluation
     only: it places the stand-in's bodies."""
+    if block is not None:
+        _place(sim, np.asarray(block, dtype=np.float64), sim.state().agent)
     block = sim.state().block
     points = agent_spots(sim, step)
     images, states = [], []

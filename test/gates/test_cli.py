@@ -4,6 +4,7 @@ below their gate (or never gated) unless forced — naming the failed check."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,13 @@ def test_the_trainers_gate_a_reach_task_with_gate_task(runs, tmp_path, capsys):
                         str(runs["goal"]), "--sequence-length", "4", "--gate-task", "reach_fixed", *COMMON]) == 0
     local = read_gate_report(tmp_path / "local")
     assert local.metrics["task"] == "reach_fixed" and "(reach_fixed)" in local.checks[1].meaning
-    # The session's models were gated on the pushing tasks: a reach_fixed policy is refused, naming the command.
+    # The session's local model was gated on the pushing tasks: a reach_fixed policy is refused, naming the command;
+    # the reward's reach gate toward the picture is measured at the policy's start (into the run's gate_goals/).
     assert train_policy(_policy_args(runs, tmp_path / "reach", "--task", "reach_fixed")) == 2
-    assert "gated on the pushing tasks, not on reach_fixed" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "the reward's gate toward" in captured.out and "on reach_fixed was never measured" in captured.out
+    assert re.search(r"local_model \S+: gated on \w+, not on reach_fixed; measure it with dmo-gate local-model .* "
+                     r"--task reach_fixed", captured.err), captured.err
 
 
 def _policy_args(runs, run_dir, *extra):
@@ -235,3 +240,47 @@ def test_the_command_a_refusal_names_runs_and_gates_the_local_model_on_that_task
     assert gate_main([*argv[1:-2], *quick, "--agent-only-step", "0"]) == 2  # a clear error, not a traceback
     err = capsys.readouterr().err
     assert "agent_only_step must be > 0" in err and "Traceback" not in err
+
+
+def test_a_policy_toward_another_goal_picture_gets_the_rewards_gate_measured_toward_it(runs, tmp_path, capsys):
+    """dmo-train-policy gates the reward toward its own --goal: the reward run's gate.json when it was measured
+    toward the same picture, else a gate measured now into the reward run's gate_goals/ (kept for the next policy,
+    never overwriting the run's own gate), which refuses or passes like any gate."""
+    import shutil
+
+    from dmo_ros.gates.cli import GOAL_GATES, reward_gate_toward
+
+    reward = shutil.copytree(runs["reward"], tmp_path / "reward")
+    own = (reward / "gate.json").read_text()
+    lines = []
+    assert reward_gate_toward(reward, runs["goal"], "push_region", notify=lines.append) == reward and not lines
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(other)
+    folder = reward_gate_toward(reward, other, "push_region", notify=lines.append)
+    assert folder.parent == reward / GOAL_GATES and folder.name.endswith("_push") and len(lines) == 1
+    measured = read_gate_report(folder)
+    assert measured.component == "reward" and measured.metrics["goal"] == str(other.resolve())
+    assert (folder / "gate" / "reward_shape.png").is_file() and (reward / "gate.json").read_text() == own
+    assert reward_gate_toward(reward, other, "push_t", notify=lines.append) == folder and len(lines) == 1  # kept
+    measured_folders = sorted((reward / GOAL_GATES).iterdir())
+    # The policy trainer uses it: refused below the gate (the 4-step reward), naming the measured folder.
+    args = ["dmo", str(runs["dataset"]), "--forward", "simulator", "--reward-run", str(reward), "--goal", str(other),
+            "--local-model", str(runs["local"]), "--task", "push_region", "--run-dir", str(tmp_path / "policy"),
+            "--preset", "tiny", "--device", "cpu", "--progress", "false", "--max-samples", "32", "--eval-every", "0"]
+    write_gate_report(folder, GateReport("reward", [GateCheck("t_path_spearman", 0.5, 0.9, ">=", "")],
+                                         {"goal": str(other.resolve())}))
+    assert train_policy(args) == 2
+    err = capsys.readouterr().err
+    assert f"reward {folder}: gate FAILED: t_path_spearman 0.5 (needs >= 0.9)" in err
+    assert not (tmp_path / "policy").exists()
+    assert train_policy([*args, "--force-gates"]) == 0
+    gates = json.loads((tmp_path / "policy" / "config.json").read_text())["gates"]
+    assert gates["reward"]["run"] == str(folder) and gates["reward"]["passed"] is False
+    # Forced, a picture never gated is not measured (no time spent): the mismatch is named and marked forced.
+    third = tmp_path / "third.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(third)
+    assert reward_gate_toward(reward, third, "push_t", notify=lines.append, measure=False) == reward
+    assert train_policy([*args[:7], str(third), *args[8:], "--run-dir", str(tmp_path / "forced"), "--force-gates"]) == 0
+    out = capsys.readouterr().out
+    assert f"reward {reward}: gated toward the goal picture" in out and "[forced]" in out
+    assert sorted((reward / GOAL_GATES).iterdir()) == measured_folders and len(lines) == 1

@@ -9,6 +9,7 @@ import torch
 from dmo_ros.gates.reward import (
     ReachRewardGateConfig,
     RewardGateConfig,
+    agent_grid,
     cosine_with_t_way,
     hill_climb_ends,
     reach_reward_gate,
@@ -147,3 +148,14 @@ def test_the_cosine_with_the_t_way_points_from_the_t_to_its_goal():
     assert cosine_with_t_way(state, way * 7.0) == pytest.approx(1.0)
     assert cosine_with_t_way(state, -way) == pytest.approx(-1.0)
     assert cosine_with_t_way(state, np.array([-way[1], way[0]])) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_agent_grid_can_first_move_the_t_to_a_given_pose():
+    sim = PushTSim(PushTConfig(task="push_region", seed=3))
+    try:
+        pose = np.array([300.0, 200.0, 0.5])
+        points, frames, states = agent_grid(sim, 128.0, 32, block=pose)
+        assert len(points) == len(frames) == len(states) > 0
+        assert all(np.allclose(state.block, pose, atol=1e-6) for state in states)
+    finally:
+        sim.close()
