@@ -75,7 +75,7 @@ from dmo_ros.recording.bag_reader import (
     MessageDecoder,
     UndecodableTypeError,
 )
-from dmo_ros.recording.bag_writer import session_closed, session_in_use, session_splits
+from dmo_ros.recording.bag_writer import session_closed, session_collection, session_in_use, session_splits
 
 INTENT_TYPE = "dmo_msgs/msg/Intent"
 CONVERTER_VERSION = 1
@@ -177,6 +177,9 @@ class SourceReport:
     action_rate_hz: float = 0.0
     undecodable: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    collection: dict[str, Any] | None = None
+    """What recorded a session and with which settings (its manifest's ``collection``: ``dmo-collect-fast``'s
+    robot, seed, task, operator settings, ...); None for a plain bag or a session that does not say."""
 
 
 def find_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]]:
@@ -448,6 +451,7 @@ class Converter:
             episode["length"] += 1
             self.skews_ns.append(sample.stamp - sample.frame_stamp)
 
+        report.collection = session_collection(source.path)
         if session_closed(source.path) is False:
             report.warnings.append("the session was not closed (its recorder crashed or was killed): the seconds in "
                                    "its .partial/ split are not converted; starting the recorder on the same output "
@@ -611,7 +615,7 @@ class Converter:
 def report_dict(report: SourceReport) -> dict[str, Any]:
     keys = ("path", "ok", "error", "samples", "episodes", "camera_messages", "bytes", "dropped_stale",
             "dropped_before_reset", "dropped_invalid", "decimated", "image_format", "action_rate_hz", "undecodable",
-            "warnings")
+            "warnings", "collection")
     return {k: getattr(report, k) for k in keys}
 
 

@@ -272,6 +272,17 @@ def session_closed(session: Path | str) -> bool | None:
     return closed if isinstance(closed, bool) else None
 
 
+def session_collection(session: Path | str) -> dict[str, Any] | None:
+    """The manifest's ``collection`` (what recorded the session, with which settings); None without a readable
+    manifest or when it does not say (a live recording, a session written before the field)."""
+    try:
+        manifest = yaml.safe_load((Path(session) / MANIFEST).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    collection = manifest.get("collection") if isinstance(manifest, dict) else None
+    return collection if isinstance(collection, dict) else None
+
+
 class SplitBagSession:
     """Writes serialized messages into a session folder of split rosbag2 bags (see module doc)."""
 
@@ -286,6 +297,7 @@ class SplitBagSession:
         fsync: bool = False,
         clock: Callable[[], float] = time.monotonic,
         session_folder: Path | str | None = None,
+        collection: dict[str, Any] | None = None,
     ) -> None:
         if storage not in STORAGES:
             raise ValueError(f"unknown storage '{storage}'; choose one of {', '.join(STORAGES)}")
@@ -299,6 +311,8 @@ class SplitBagSession:
         self.registry = registry or TypeRegistry()
         self.fsync = fsync
         self.clock = clock
+        # What recorded the session and with which settings (the manifest's ``collection``; None: not told).
+        self.collection = None if collection is None else dict(collection)
         # Raises OSError (PermissionError, NotADirectoryError, ...) when the output is unwritable.
         self.folder = Path(session_folder) if session_folder else new_session_folder(Path(output))
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -448,6 +462,7 @@ class SplitBagSession:
             "end_ns": max((s.end_ns for s in self.splits), default=None),
             "message_count": sum(self.counts.values()),
             "topics": {t: {"type": m, "count": self.counts.get(t, 0)} for t, m in self.topics.items()},
+            **({} if self.collection is None else {"collection": self.collection}),
         }
 
     def _write_manifest(self) -> None:

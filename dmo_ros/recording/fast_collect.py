@@ -39,7 +39,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -294,7 +294,8 @@ def _new_session(config: FastCollectConfig, registry: TypeRegistry, start_ns: in
     try:
         folder = new_session_folder(output, datetime.fromtimestamp(start_ns / 1e9))
         return SplitBagSession(output, storage=config.storage, split_duration=config.split_duration,
-                               registry=registry, clock=clock, session_folder=folder)
+                               registry=registry, clock=clock, session_folder=folder,
+                               collection={"tool": "dmo-collect-fast", **asdict(config)})
     except OSError as error:
         raise ValueError(f"cannot write to output folder '{config.output}': {error.strerror or error}") from None
 

@@ -33,7 +33,7 @@ from rosbags.rosbag2 import ReaderError
 from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.recording.bag_reader import DECODE_ERRORS, BagReader, MessageDecoder, UndecodableTypeError
-from dmo_ros.recording.bag_writer import session_splits
+from dmo_ros.recording.bag_writer import session_collection, session_splits
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -73,6 +73,8 @@ class SessionSummary:
     topics: dict[str, TopicSummary]
     notes: list[str] = field(default_factory=list)
     """What a recovery of truncated files read and lost."""
+    collection: dict[str, Any] | None = None
+    """What recorded the session, with which settings (the manifest's ``collection``; None: it does not say)."""
 
     def to_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -164,13 +166,17 @@ def summarize(path: Path | str, recover_truncated: bool = False) -> SessionSumma
     starts = [t.first_ns for t in topics.values() if t.count]
     ends = [t.last_ns for t in topics.values() if t.count]
     duration = (max(ends) - min(starts)) * 1e-9 if starts else 0.0
-    return SessionSummary(str(path), len(bags), total_bytes, duration, topics, notes)
+    return SessionSummary(str(path), len(bags), total_bytes, duration, topics, notes, session_collection(path))
 
 
 def format_summary(summary: SessionSummary) -> str:
     lines = [
         f"{summary.path}: {summary.bags} bag(s), {summary.bytes / 1e6:.1f} MB, {summary.duration_s:.1f} s",
     ]
+    if summary.collection:  # the recording's own settings, e.g. dmo-collect-fast's seed and operator
+        settings = {k: v for k, v in summary.collection.items() if k != "tool"}
+        lines.append(f"  recorded by {summary.collection.get('tool', 'an unnamed tool')}: "
+                     + ", ".join(f"{k} {v}" for k, v in settings.items()))
     wide = max([32, *(len(t.topic) for t in summary.topics.values())])
     wide_type = max([32, *(len(t.msgtype) for t in summary.topics.values())])
     lines.append(f"  {'topic':<{wide}} {'type':<{wide_type}} {'count':>6} {'rate':>8} {'max gap':>8}  details")

@@ -189,6 +189,29 @@ def test_cli_writes_a_session(tmp_path, capsys):
     assert all((split / f"{split.name}.db3").is_file() for split in session_splits(session))
 
 
+def test_the_recording_says_how_it_was_collected_and_the_dataset_keeps_it(tmp_path):
+    """The session's manifest names the tool and every setting (seed, task, operator's play), dmo-bag-info prints
+    them, and dmo-convert carries them into the dataset's sources, so a dataset says how its play was made."""
+    from dmo_ros.recording.summary import format_summary
+
+    session = fast(tmp_path, samples=20, seed=5, task="push_region", play_wander_probability=0.25)[1].session
+    collection = read_manifest(session)["collection"]
+    assert collection["tool"] == "dmo-collect-fast" and collection["robot"] == "pusht"
+    assert (collection["seed"], collection["task"], collection["play_wander_probability"]) == (5, "push_region", 0.25)
+    assert collection["samples"] == 20 and set(dataclasses.asdict(FastCollectConfig())) <= set(collection)
+    header = format_summary(summarize(session)).splitlines()[1]
+    assert header.startswith("  recorded by dmo-collect-fast: robot pusht, samples 20, ") and "seed 5" in header
+    dataset, reports = convert([session], tmp_path / "dataset", ConvertConfig(robot="pusht", height=32, width=32))
+    assert dataset is not None and read_meta(dataset)["sources"][0]["collection"] == collection
+    # A recording that does not say (a live one, an older one): None, and no header line.
+    manifest = yaml.safe_load((session / MANIFEST).read_text())
+    del manifest["collection"]
+    (session / MANIFEST).write_text(yaml.safe_dump(manifest))
+    assert summarize(session).collection is None and "recorded by" not in format_summary(summarize(session))
+    dataset, _ = convert([session], tmp_path / "dataset2", ConvertConfig(robot="pusht", height=32, width=32))
+    assert read_meta(dataset)["sources"][0]["collection"] is None
+
+
 # -- against the nodes (ROS) -------------------------------------------------------------------
 
 
