@@ -113,6 +113,15 @@ class LocalModelConfig:
     units, in either neighbour): such a pixel counts ``difference_weight`` more. What an action changes is a few
     pixels around the agent (and the T when pushed); this makes the latent carry exactly those. 0: none."""
 
+    agent_position_scale: float = 0.0
+    """**Oracle** (the ladder's, never for a robot's own data): weight of a loss that makes the latent hold the
+    Push-T agent's position. A head regresses the agent's [x, y] (scaled to [-1, 1]) from the posterior features of
+    every frame and from the one-step prior features (what DMO differentiates), the target found in each frame by
+    the stand-in's known colours (:func:`dmo_ros.sims.pusht_frames.locate_agent`; frames where the agent is not
+    visible do not count). It asks whether a latent that knows where the arm is gives a gradient that depends on
+    contact (docs/ladder.md, "An oracle latent that knows where the agent is"); on a real arm its reported position
+    would stand in. Squared error summed over x and y, averaged over visible frames. 0: none."""
+
     prior_action_input: bool = False
     """Feed the (scaled) action to the prior head as well as to the GRU: ``p(z' | h', a)``. Through the GRU alone
     the 2 action inputs are 2 of ~1000 (beside the one-hot z) and their effect on z' is easily washed out; a
@@ -185,7 +194,7 @@ class LocalModelConfig:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
         for name in ("kl_dyn_scale", "kl_rep_scale", "free_bits", "reward_loss_scale", "decoder_loss_scale",
                      "inverse_dynamics_scale", "foreground_weight", "difference_weight", "prior_reward_scale",
-                     "reward_difference_scale"):
+                     "reward_difference_scale", "agent_position_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reward_bins < 2:

@@ -163,6 +163,10 @@ class LocalModel(nn.Module):
             nn.Sequential(nn.Linear(2 * config.feature_size, config.hidden_size), nn.LayerNorm(config.hidden_size),
                           nn.SiLU(), nn.Linear(config.hidden_size, config.action_size))
             if config.inverse_dynamics_scale > 0 else None)
+        self.agent_position = (  # the ladder's oracle (config.agent_position_scale)
+            nn.Sequential(nn.Linear(config.feature_size, config.hidden_size), nn.LayerNorm(config.hidden_size),
+                          nn.SiLU(), nn.Linear(config.hidden_size, 2))
+            if config.agent_position_scale > 0 else None)
 
     @property
     def num_parameters(self) -> int:
@@ -238,8 +242,31 @@ class LocalModel(nn.Module):
             inverse_loss = (predicted - self.rssm.scale_action(batch.actions[:, :-1]).detach()).pow(2).sum(-1).mean()
             loss = loss + self.config.inverse_dynamics_scale * inverse_loss
             logs.update(inverse_dynamics_loss=inverse_loss.detach())
+        if self.agent_position is not None:
+            position_loss = self._agent_position_loss(post_features, priors, batch.frames)
+            loss = loss + self.config.agent_position_scale * position_loss
+            logs.update(agent_position_loss=position_loss.detach())
         logs.update(self._one_step_metrics(posteriors, priors, batch, target))
         return loss, {key: float(value) for key, value in logs.items()}
+
+    def _agent_position_loss(self, post_features: torch.Tensor, priors: RSSMState, frames: torch.Tensor,
+                             ) -> torch.Tensor:
+        """The oracle's loss (``agent_position_scale``): squared error of the agent's [x, y] in [-1, 1] read from the
+        posterior features of frames (B, T, 3, H, W) uint8 and from the one-step priors of frames 1 .. T - 1 (at
+        their mode), over the frames where :func:`~dmo_ros.sims.pusht_frames.locate_agent` sees the agent."""
+        from dmo_ros.sims.pusht_frames import locate_agent
+
+        pixels = frames.detach().permute(0, 1, 3, 4, 2).cpu().numpy()
+        found, visible = locate_agent(pixels)
+        size = torch.tensor([pixels.shape[3], pixels.shape[2]], dtype=torch.float32)
+        target = (torch.from_numpy(np.nan_to_num(found)).float() + 0.5) / size * 2.0 - 1.0
+        target, visible = target.to(post_features.device), torch.from_numpy(visible).to(post_features.device)
+        one_step = priors.at(slice(1, None))
+        mode = RSSMState(one_step.deter, latent_sample(one_step.params, self.config, sample=False), one_step.params)
+        errors = [(self.agent_position(post_features).float() - target).pow(2).sum(-1)[visible],
+                  (self.agent_position(features(mode)).float() - target[:, 1:]).pow(2).sum(-1)[visible[:, 1:]]]
+        counted = sum(error.numel() for error in errors)
+        return sum(error.sum() for error in errors) / max(counted, 1)
 
     @torch.no_grad()
     def _pixel_weights(self, target: torch.Tensor) -> torch.Tensor:

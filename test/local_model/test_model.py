@@ -245,3 +245,49 @@ def test_train_sample_false_filters_with_the_modes() -> None:
     loss, _ = modes(batch)
     loss.backward()
     assert modes.encoder.convs[0].weight.grad.abs().sum() > 0  # straight-through: the encoder still learns
+
+
+def test_the_agent_position_oracle_scores_the_agent_the_frames_show() -> None:
+    """``agent_position_scale`` (the ladder's oracle): its target is the agent the stand-in's colours show, scaled to
+    [-1, 1]; its loss is the squared error over the frames where the agent is seen, from the posterior features of
+    every frame and the one-step prior features of frames 1 .. T - 1; a run without the option has no such loss."""
+    from dmo_ros.sims.pusht import PushTConfig, PushTSim
+    from dmo_ros.sims.pusht_frames import locate_agent
+
+    size, episodes, length = 32, 3, 4
+    sim = PushTSim(PushTConfig(seed=3, width=size, height=size))
+    rng = np.random.default_rng(0)
+    frames = []
+    try:
+        for episode in range(episodes):
+            if episode:
+                sim.reset()
+            clip = []
+            for _ in range(length):
+                clip.append(sim.render())
+                sim.step(rng.uniform(-0.04, 0.04, 2))
+            frames.append(clip)
+    finally:
+        sim.close()
+    frames = np.asarray(frames)  # (E, T, H, W, 3) uint8
+    frames[0, 2] = 255  # one frame without the agent: not counted
+    found, visible = locate_agent(frames)
+    assert visible.sum() == episodes * length - 1
+    targets = (found + 0.5) / size * 2 - 1
+    torch.manual_seed(0)
+    model = LocalModel(LocalModelConfig.preset("tiny", 2, [0.2, 0.2], image_size=size, agent_position_scale=2.0))
+    guess = np.array([0.25, -0.5])
+
+    class Constant(torch.nn.Module):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return torch.tensor(guess, dtype=torch.float32).expand(*features.shape[:-1], 2)
+
+    model.agent_position = Constant()
+    batch = SequenceBatch(torch.from_numpy(frames).permute(0, 1, 4, 2, 3).contiguous(),
+                          torch.zeros(episodes, length, 2), torch.zeros(episodes, length))
+    errors = ((targets - guess) ** 2).sum(-1)
+    expected = (errors[visible].sum() + errors[:, 1:][visible[:, 1:]].sum()) / (visible.sum() + visible[:, 1:].sum())
+    _, logs = model(batch)
+    assert logs["agent_position_loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert np.all(np.abs(targets[visible]) < 1.0)
+    assert "agent_position_loss" not in LocalModel(LocalModelConfig.preset("tiny", 2, image_size=size))(batch)[1]
