@@ -262,25 +262,25 @@ def session_in_use(session: Path | str) -> bool:
     return False
 
 
-def session_closed(session: Path | str) -> bool | None:
-    """The manifest's ``closed`` flag (False: the writer crashed or was killed); None without a readable manifest."""
+def _manifest_field(session: Path | str, name: str, kind: type) -> Any:
+    """The manifest's field ``name`` when it is a ``kind``; None without a readable manifest or such a field."""
     try:
         manifest = yaml.safe_load((Path(session) / MANIFEST).read_text())
     except (OSError, yaml.YAMLError):
         return None
-    closed = manifest.get("closed") if isinstance(manifest, dict) else None
-    return closed if isinstance(closed, bool) else None
+    value = manifest.get(name) if isinstance(manifest, dict) else None
+    return value if isinstance(value, kind) else None
+
+
+def session_closed(session: Path | str) -> bool | None:
+    """The manifest's ``closed`` flag (False: the writer crashed or was killed); None without a readable manifest."""
+    return _manifest_field(session, "closed", bool)
 
 
 def session_collection(session: Path | str) -> dict[str, Any] | None:
     """The manifest's ``collection`` (what recorded the session, with which settings); None without a readable
     manifest or when it does not say (a live recording, a session written before the field)."""
-    try:
-        manifest = yaml.safe_load((Path(session) / MANIFEST).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    collection = manifest.get("collection") if isinstance(manifest, dict) else None
-    return collection if isinstance(collection, dict) else None
+    return _manifest_field(session, "collection", dict)
 
 
 class SplitBagSession:
