@@ -191,10 +191,12 @@ def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, de
     The reward run's own ``gate.json`` serves when it was measured toward the same picture (same bytes) on the same
     kind of task. Otherwise the gate is looked up, or measured now (about 10 s on a CPU; the plot beside it), in
     ``reward_run/gate_goals/<sha256 of the picture, 12 hex>_<push|task>/``, so that one reward run serves several
-    pictures and policies started side by side toward different pictures do not overwrite each other's gate.
+    pictures and policies started side by side toward different pictures do not overwrite each other's gate (toward
+    the same picture, a lock in the folder lets one measure and the others wait and reuse it).
     ``notify`` gets one line when a gate is measured. With ``measure`` False nothing is measured: a gate not found
     returns ``reward_run`` itself (whose mismatch :func:`~dmo_ros.gates.report.require_gates` then names). Raises
     what :func:`reward_run_gate` raises (``OSError`` for a missing picture, ``CheckpointError`` for a damaged run)."""
+    import fcntl
     import hashlib
 
     from dmo_ros.gates.report import goal_mismatch, read_gate_report, task_mismatch
@@ -216,12 +218,17 @@ def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, de
         return folder
     if not measure:
         return reward_run
-    notify(f"the reward's gate toward {goal}{f' on {reach}' if reach else ''} was never measured; measuring it "
-           f"into {folder}")
-    if reach:
-        reach_reward_run_gate(reward_run, goal, device, out_dir=folder, task=reach)
-    else:
-        reward_run_gate(reward_run, goal, device, out_dir=folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:  # policies started side by side (or torchrun's ranks) measure once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if vouches(folder):  # another process measured it while this one waited
+            return folder
+        notify(f"the reward's gate toward {goal}{f' on {reach}' if reach else ''} was never measured; measuring it "
+               f"into {folder}")
+        if reach:
+            reach_reward_run_gate(reward_run, goal, device, out_dir=folder, task=reach)
+        else:
+            reward_run_gate(reward_run, goal, device, out_dir=folder)
     return folder
 
 

@@ -262,6 +262,16 @@ def test_a_policy_toward_another_goal_picture_gets_the_rewards_gate_measured_tow
     assert measured.component == "reward" and measured.metrics["goal"] == str(other.resolve())
     assert (folder / "gate" / "reward_shape.png").is_file() and (reward / "gate.json").read_text() == own
     assert reward_gate_toward(reward, other, "push_t", notify=lines.append) == folder and len(lines) == 1  # kept
+    # Side by side toward one picture (two policies, torchrun's ranks): one measures, the others wait and reuse it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared_picture = tmp_path / "side_by_side.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(shared_picture)
+    with ThreadPoolExecutor(2) as pool:
+        folders = list(pool.map(lambda _: reward_gate_toward(reward, shared_picture, "push_t", notify=lines.append),
+                                range(2)))
+    assert folders[0] == folders[1] and read_gate_report(folders[0]).component == "reward" and len(lines) == 2
+    shutil.rmtree(folders[0])
     measured_folders = sorted((reward / GOAL_GATES).iterdir())
     # The policy trainer uses it: refused below the gate (the 4-step reward), naming the measured folder.
     args = ["dmo", str(runs["dataset"]), "--forward", "simulator", "--reward-run", str(reward), "--goal", str(other),
@@ -283,4 +293,4 @@ def test_a_policy_toward_another_goal_picture_gets_the_rewards_gate_measured_tow
     assert train_policy([*args[:7], str(third), *args[8:], "--run-dir", str(tmp_path / "forced"), "--force-gates"]) == 0
     out = capsys.readouterr().out
     assert f"reward {reward}: gated toward the goal picture" in out and "[forced]" in out
-    assert sorted((reward / GOAL_GATES).iterdir()) == measured_folders and len(lines) == 1
+    assert sorted((reward / GOAL_GATES).iterdir()) == measured_folders and len(lines) == 2
