@@ -154,8 +154,8 @@ def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu
 def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu", plot: bool = True,
                           out_dir: Path | None = None, **config: object) -> GateReport:
     """The reach reward gate of a run folder with a goal picture of that reach task, written to ``gate.json`` in
-    ``out_dir`` (default ``run_dir``, replacing a pushing-task gate there: the file holds the latest measurement,
-    its ``metrics["task"]`` says which) and the map to ``out_dir/gate/reward_reach_map.png``."""
+    ``out_dir`` (default ``run_dir``; ``dmo-gate reward`` picks it with :func:`reward_gate_folder`; its
+    ``metrics["task"]`` says which task) and the map to ``out_dir/gate/reward_reach_map.png``."""
     from dmo_ros.gates.reward import ReachRewardGateConfig, reach_reward_gate, reach_reward_map_plot
     from dmo_ros.local_model.train import goal_reward_function
     from dmo_ros.reward.energy import load_reward_model
@@ -182,6 +182,40 @@ GOAL_GATES = "gate_goals"
 (one folder per picture and task kind: :func:`reward_gate_toward`)."""
 
 
+def _vouches(folder: Path, goal: Path, task: str | None) -> bool:
+    """Whether ``folder/gate.json`` is a reward gate measured toward ``goal`` (same bytes) on ``task``'s kind."""
+    from dmo_ros.gates.report import goal_mismatch, read_gate_report, task_mismatch
+
+    report = read_gate_report(folder)
+    return report is not None and report.metrics.get("goal") is not None \
+        and task_mismatch("reward", report, task) is None and goal_mismatch(report, goal) is None
+
+
+def goal_gate_folder(reward_run: Path, goal: Path, task: str | None = None) -> Path:
+    """``reward_run/gate_goals/<sha256 of the picture's bytes, 12 hex>_<push|reach task>/``: where the reward's
+    gate toward ``goal`` on ``task`` (None or a pushing task: ``push``) lives when the run's own ``gate.json`` holds
+    another picture's or task's. Raises ``OSError`` for a picture that cannot be read."""
+    import hashlib
+
+    from dmo_ros.sims.pusht_tasks import REACH_TASKS
+
+    digest = hashlib.sha256(Path(goal).read_bytes()).hexdigest()[:12]
+    return Path(reward_run) / GOAL_GATES / f"{digest}_{task if task in REACH_TASKS else 'push'}"
+
+
+def reward_gate_folder(reward_run: Path, goal: Path, task: str | None = None) -> Path:
+    """Where ``dmo-gate reward`` writes a measurement toward ``goal`` on ``task``: the run folder itself when it has
+    no gate yet or its ``gate.json`` was measured toward the same picture and kind of task (a re-measurement),
+    else :func:`goal_gate_folder` — the run's own gate (its trainer's, toward its ``--goal``) is never replaced by
+    a gate toward another picture or task."""
+    from dmo_ros.gates.report import read_gate_report
+
+    reward_run = Path(reward_run)
+    if read_gate_report(reward_run) is None or _vouches(reward_run, Path(goal), task):
+        return reward_run
+    return goal_gate_folder(reward_run, goal, task)
+
+
 def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, device: torch.device | str = "cpu",
                        notify=print, measure: bool = True) -> Path:
     """The folder whose ``gate.json`` gates the reward of ``reward_run`` toward the goal picture ``goal`` on
@@ -190,38 +224,29 @@ def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, de
 
     The reward run's own ``gate.json`` serves when it was measured toward the same picture (same bytes) on the same
     kind of task. Otherwise the gate is looked up, or measured now (about 10 s on a CPU; the plot beside it), in
-    ``reward_run/gate_goals/<sha256 of the picture, 12 hex>_<push|task>/``, so that one reward run serves several
-    pictures and policies started side by side toward different pictures do not overwrite each other's gate (toward
-    the same picture, a lock in the folder lets one measure and the others wait and reuse it).
+    :func:`goal_gate_folder`, so that one reward run serves several pictures and policies started side by side
+    toward different pictures do not overwrite each other's gate (toward the same picture, a lock in the folder
+    lets one measure and the others wait and reuse it).
     ``notify`` gets one line when a gate is measured. With ``measure`` False nothing is measured: a gate not found
     returns ``reward_run`` itself (whose mismatch :func:`~dmo_ros.gates.report.require_gates` then names). Raises
     what :func:`reward_run_gate` raises (``OSError`` for a missing picture, ``CheckpointError`` for a damaged run)."""
     import fcntl
-    import hashlib
 
-    from dmo_ros.gates.report import goal_mismatch, read_gate_report, task_mismatch
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
 
     reward_run, goal = Path(reward_run), Path(goal)
     reach = task if task in REACH_TASKS else None
-
-    def vouches(folder: Path) -> bool:
-        report = read_gate_report(folder)
-        return report is not None and report.metrics.get("goal") is not None \
-            and task_mismatch("reward", report, task) is None and goal_mismatch(report, goal) is None
-
-    if vouches(reward_run):
+    if _vouches(reward_run, goal, task):
         return reward_run
-    digest = hashlib.sha256(goal.read_bytes()).hexdigest()[:12]
-    folder = reward_run / GOAL_GATES / f"{digest}_{reach or 'push'}"
-    if vouches(folder):
+    folder = goal_gate_folder(reward_run, goal, task)
+    if _vouches(folder, goal, task):
         return folder
     if not measure:
         return reward_run
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:  # policies started side by side (or torchrun's ranks) measure once
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if vouches(folder):  # another process measured it while this one waited
+        if _vouches(folder, goal, task):  # another process measured it while this one waited
             return folder
         notify(f"the reward's gate toward {goal}{f' on {reach}' if reach else ''} was never measured; measuring it "
                f"into {folder}")
@@ -312,10 +337,16 @@ def main(argv: list[str] | None = None) -> int:
             report = world_model_run_gate(args.run_dir, args.dataset, args.device, args.change_threshold, **config)
         elif args.component == "local-model":
             report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
-        elif reach:
-            report = reach_reward_run_gate(args.run_dir, args.goal, args.device, **config, **reach)
-        else:
-            report = reward_run_gate(args.run_dir, args.goal, args.device, **config)
+        else:  # the reward: a gate toward another picture or task than the run's own goes beside it (gate_goals/)
+            out_dir = reward_gate_folder(args.run_dir, args.goal, reach.get("task"))
+            if out_dir != args.run_dir:
+                print(f"the run's own gate.json is toward another picture or task and is kept; this one goes to "
+                      f"{out_dir}", flush=True)
+            if reach:
+                report = reach_reward_run_gate(args.run_dir, args.goal, args.device, out_dir=out_dir, **config,
+                                               **reach)
+            else:
+                report = reward_run_gate(args.run_dir, args.goal, args.device, out_dir=out_dir, **config)
     except (DatasetError, CheckpointError, ConfigError, PolicyError, ValueError, OSError) as error:
         print(f"dmo-gate: error: {error}", file=sys.stderr)
         return 2
@@ -327,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out / REPORT_FILE} and {report.metrics['picture']}")
         return 0 if report.passed else 1
     plot = f" and {report.metrics['plot']}" if "plot" in report.metrics else ""
-    print(f"wrote {args.run_dir / 'gate.json'}{plot}")
+    print(f"wrote {(out_dir if args.component == 'reward' else args.run_dir) / 'gate.json'}{plot}")
     return 0 if report.passed else 1
 
 

@@ -69,18 +69,51 @@ def test_dmo_gate_re_measures_prints_and_exits_1_below_the_gate(runs, capsys):
 def test_dmo_gate_reward_with_a_reach_task_measures_the_reach_gate(runs, tmp_path, capsys):
     import shutil
 
+    from dmo_ros.gates.cli import GOAL_GATES
+
     reward = shutil.copytree(runs["reward"], tmp_path / "reward")  # the session's run keeps its pushing gate
+    own = (reward / "gate.json").read_text()
     code = gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--task", "reach_fixed", "--step", "96"])
     out = capsys.readouterr().out
     assert code in (0, 1) and "ascent" in out and "peak_offset_u" in out
-    written = json.loads((reward / "gate.json").read_text())
+    # The run's own (pushing) gate is kept; the reach gate goes beside it, where a reach policy looks for it.
+    (folder,) = (reward / GOAL_GATES).iterdir()
+    assert folder.name.endswith("_reach_fixed") and f"wrote {folder / 'gate.json'}" in out
+    assert (reward / "gate.json").read_text() == own
+    written = json.loads((folder / "gate.json").read_text())
     assert written["metrics"]["task"] == "reach_fixed" and "map" not in written["metrics"]
-    assert (reward / "gate" / "reward_reach_map.png").is_file()
+    assert (folder / "gate" / "reward_reach_map.png").is_file()
     with pytest.raises(SystemExit):  # a reach bound without the task, or a pushing option with it
         gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--min-ascent", "0.5"])
     with pytest.raises(SystemExit):
         gate_main(["reward", str(reward), "--goal", str(runs["goal"]), "--task", "reach_fixed", "--episodes", "2"])
     assert "belongs to the pushing tasks' reward gate" in capsys.readouterr().err
+
+
+def test_dmo_gate_reward_toward_another_picture_keeps_the_runs_own_gate(runs, tmp_path, capsys):
+    """Re-measuring toward the run's own picture replaces its gate.json; toward another picture the measurement
+    goes to gate_goals/ (found there by the policy trainer), the run's own gate untouched."""
+    import shutil
+
+    from dmo_ros.gates.cli import GOAL_GATES, reward_gate_toward
+
+    reward = shutil.copytree(runs["reward"], tmp_path / "reward")
+    quick = ["--episodes", "1", "--steps", "4", "--agent-places", "3", "--expert-runs", "1", "--expert-steps", "10"]
+    assert gate_main(["reward", str(reward), "--goal", str(runs["goal"]), *quick]) in (0, 1)
+    assert f"wrote {reward / 'gate.json'}" in capsys.readouterr().out and not (reward / GOAL_GATES).exists()
+    own = (reward / "gate.json").read_text()
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(other)
+    assert gate_main(["reward", str(reward), "--goal", str(other), *quick]) in (0, 1)
+    out = capsys.readouterr().out
+    (folder,) = (reward / GOAL_GATES).iterdir()
+    assert "is kept; this one goes to" in out and f"wrote {folder / 'gate.json'}" in out
+    assert (reward / "gate.json").read_text() == own and (folder / "gate" / "reward_shape.png").is_file()
+    assert read_gate_report(folder).metrics["goal"] == str(other.resolve())
+    lines = []
+    assert reward_gate_toward(reward, other, "push_region", notify=lines.append) == folder and not lines
+    assert gate_main(["reward", str(reward), "--goal", str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err
 
 
 def test_the_trainers_gate_a_reach_task_with_gate_task(runs, tmp_path, capsys):
