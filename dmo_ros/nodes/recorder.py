@@ -27,8 +27,10 @@ must never read simulator state.
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,7 @@ class Recorder(DmoNode):
                 split_size_mb=p.split_size_mb,
                 registry=TypeRegistry(msg_share_dirs()),
                 fsync=p.fsync,
+                collection=self.collection_settings(p),
             )
         except OSError as error:
             raise ValueError(f"cannot write to output folder '{p.output}': {error.strerror or error}") from None
@@ -137,6 +140,14 @@ class Recorder(DmoNode):
             f"{p.split_duration:g} s splits) for {f'{p.duration:g} s' if p.duration else 'ever'}"
         )
         self.discover()
+
+    @staticmethod
+    def collection_settings(parameters: RecorderParameters) -> dict[str, Any]:
+        """The manifest's ``collection`` (``dmo-bag-info`` prints it, ``dmo-convert`` copies it into the dataset):
+        this recorder's parameters, the host and ROS distribution, and each recorded topic's publishing nodes
+        (filled in as topics are subscribed), so a live recording says what made it as ``dmo-collect-fast``'s do."""
+        return {"tool": "recorder node", "host": socket.gethostname(), "ros_distro": os.environ.get("ROS_DISTRO"),
+                **asdict(parameters), "publishers": {}}
 
     def recover_crashed_sessions(self, output: Path) -> None:
         """Finish the readable splits that a crash (kill -9, power loss) left in ``.partial/``
@@ -194,6 +205,9 @@ class Recorder(DmoNode):
             self.get_logger().error(f"cannot record topic '{topic}' ({msgtype}): {error}")
             return
         qos = self.qos_for(publishers)
+        # Which nodes made this topic (a real camera driver or a stand-in): in the manifest from its next write.
+        self.session.collection["publishers"][topic] = sorted(
+            {f"{p.node_namespace.rstrip('/')}/{p.node_name}" for p in publishers})
         self.subscriptions_by_topic[topic] = self.create_subscription(
             message_type, topic, lambda data, t=topic: self.on_message(t, data), qos, raw=True
         )

@@ -174,9 +174,13 @@ def format_summary(summary: SessionSummary) -> str:
         f"{summary.path}: {summary.bags} bag(s), {summary.bytes / 1e6:.1f} MB, {summary.duration_s:.1f} s",
     ]
     if summary.collection:  # the recording's own settings, e.g. dmo-collect-fast's seed and operator
-        settings = {k: v for k, v in summary.collection.items() if k != "tool"}
+        settings = {k: v for k, v in summary.collection.items() if k not in ("tool", "publishers")}
         lines.append(f"  recorded by {summary.collection.get('tool', 'an unnamed tool')}: "
                      + ", ".join(f"{k} {v}" for k, v in settings.items()))
+        publishers = summary.collection.get("publishers")
+        if isinstance(publishers, dict) and publishers:  # the recorder node's: which nodes made each topic
+            lines.append("  published by: " + "; ".join(f"{topic} {', '.join(map(str, nodes))}"
+                                                        for topic, nodes in publishers.items()))
     wide = max([32, *(len(t.topic) for t in summary.topics.values())])
     wide_type = max([32, *(len(t.msgtype) for t in summary.topics.values())])
     lines.append(f"  {'topic':<{wide}} {'type':<{wide_type}} {'count':>6} {'rate':>8} {'max gap':>8}  details")

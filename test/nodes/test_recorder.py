@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Reader
 from conftest import BIN, REPO, LiveProcess, run_command
 from dmo_ros.recording import TypeRegistry, read_manifest, read_session, session_splits
 from dmo_ros.recording.bag_writer import PARTIAL
+from dmo_ros.recording.summary import format_summary, summarize
 
 pytestmark = pytest.mark.ros
 
@@ -91,6 +92,11 @@ def test_records_the_test_pattern(ros_env, tmp_path):
     assert 2 <= len(splits) <= 4  # 1 s splits over 3 s
     manifest = read_manifest(session)
     assert manifest["closed"] is True and not (session / PARTIAL).exists()
+    # What made the recording: the recorder's settings and each recorded topic's publishing node.
+    collection = manifest["collection"]
+    assert collection["tool"] == "recorder node" and collection["duration"] == 3.0 and collection["host"]
+    assert collection["publishers"] == {"/camera/image": ["/test_pattern"], "/intent": ["/test_pattern"]}
+    assert "published by: /camera/image /test_pattern" in format_summary(summarize(session))
     with Reader(splits[0]) as reader:
         assert {c.topic: c.msgtype for c in reader.connections} == {"/camera/image": IMAGE, "/intent": INTENT}
         assert (splits[0] / f"{splits[0].name}.mcap").is_file()
