@@ -54,6 +54,7 @@ from dmo_ros.dmo.decoupled import rollout_decoupled
 from dmo_ros.dmo.ppo import compute_gae, ppo_losses
 from dmo_ros.dmo.runner import PolicyTrainConfig, train_policy
 from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, check_schedule_budget
+from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, observe, state_reward
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
@@ -65,6 +66,15 @@ from dmo_ros.training.options import field_value
 METHODS = ("sapo", "ppo")
 REWARDS = ("true", "learned", "regressed")
 RUN_KIND = "rung0"
+RUNG0_TASKS = (*TASKS, cube_state_env.TASK)
+"""The Push-T stand-in's tasks and the Go2 stand-in's Push Cube (:mod:`.cube_state_env`)."""
+
+
+def task_sizes(task: str) -> tuple[int, int]:
+    """(observation size, action size) of a rung-0 task: (8, 2) on Push-T, (8, 3) on Push Cube."""
+    if task == cube_state_env.TASK:
+        return cube_state_env.OBSERVATION_SIZE, cube_state_env.ACTION_SIZE
+    return OBSERVATION_SIZE, ACTION_SIZE
 
 
 @dataclass
@@ -72,7 +82,7 @@ class Rung0Config:
     """What a rung-0 run learns and how (the SAPO actor-critic's own knobs are in ``sapo``)."""
 
     task: str = "reach"
-    """The Push-T task: reach, push_region, push_near or push_t."""
+    """The Push-T task (reach, reach_fixed, push_region, push_near or push_t) or the Go2's push_cube."""
     method: str = "sapo"
     """sapo (first-order, through the learned state model) or ppo (zeroth-order)."""
     num_envs: int = 32
@@ -81,7 +91,7 @@ class Rung0Config:
     """Control steps per training episode (gym-pusht's 30 s); an episode restarts at the first update boundary
     after it (a time limit: bootstrapped, not terminal)."""
     approach: float = 0.1
-    """Pushing tasks: weight of the agent-to-T distance in the reward."""
+    """Pushing tasks: weight of the agent-to-T distance (push_cube: the robot-to-cube distance) in the reward."""
     approach_radius: float = 70.0
     """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
     agent_lure: float = 0.0
@@ -138,8 +148,11 @@ class Rung0Config:
     def __post_init__(self) -> None:
         if isinstance(self.sapo, dict):
             self.sapo = SAPOConfig.from_dict(self.sapo)
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.task not in RUNG0_TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(RUNG0_TASKS)}")
+        if self.task == cube_state_env.TASK and (self.reward != "true" or self.agent_lure):
+            raise ValueError("push_cube's rung 0 takes the true reward only (reward=true, agent_lure=0); the learned "
+                             "Push Cube rewards are rung 1's (dmo-train-policy --robot go2 --forward simulator)")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.reward not in REWARDS:
@@ -167,8 +180,17 @@ class Rung0Config:
             raise ValueError("policy_ema averages SAPO's actor; PPO keeps its latest weights (policy_ema=0)")
 
     def true_reward(self, observation: Tensor) -> Tensor:
-        """(...) the task's reward of observations (..., 8) with this config's terms (``state_reward``)."""
+        """(...) the task's reward of observations (..., 8) with this config's terms (``state_reward``; push_cube:
+        :func:`~dmo_ros.ladder.cube_state_env.cube_state_reward`)."""
+        if self.task == cube_state_env.TASK:
+            return cube_state_env.cube_state_reward(observation, self.approach)
         return state_reward(observation, self.task, self.approach, self.approach_radius, self.agent_lure)
+
+    def make_envs(self, seed: int) -> StateEnvs | cube_state_env.CubeStateEnvs:
+        """The task's ``num_envs`` stand-ins, seeded from ``seed``."""
+        if self.task == cube_state_env.TASK:
+            return cube_state_env.CubeStateEnvs(self.num_envs, seed, self.episode_steps)
+        return StateEnvs(self.task, self.num_envs, seed, self.episode_steps)
 
 
 PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
@@ -198,11 +220,12 @@ PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {
 class StateModel(nn.Module):
     """f(s, a) = s + scale * MLP(s, a): the next observation, differentiable in s and a."""
 
-    def __init__(self, hidden: int = 256, layers: int = 2) -> None:
+    def __init__(self, hidden: int = 256, layers: int = 2, observation_size: int = OBSERVATION_SIZE,
+                 action_size: int = ACTION_SIZE) -> None:
         super().__init__()
-        self.trunk = mlp(OBSERVATION_SIZE + ACTION_SIZE, hidden, layers)
-        self.head = nn.Linear(hidden if layers else OBSERVATION_SIZE + ACTION_SIZE, OBSERVATION_SIZE)
-        self.register_buffer("scale", torch.ones(OBSERVATION_SIZE))
+        self.trunk = mlp(observation_size + action_size, hidden, layers)
+        self.head = nn.Linear(hidden if layers else observation_size + action_size, observation_size)
+        self.register_buffer("scale", torch.ones(observation_size))
 
     def forward(self, state: Tensor, action: Tensor) -> Tensor:
         return state + self.scale * self.head(self.trunk(torch.cat([state, action], dim=-1)))
@@ -215,9 +238,10 @@ class StateModel(nn.Module):
 class Replay:
     """A ring buffer of real transitions (s, a, s') and, with a learned or regressed reward, the label of s'."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, observation_size: int = OBSERVATION_SIZE, action_size: int = ACTION_SIZE) -> None:
         self.size = size
-        self.data = torch.zeros(size, 2 * OBSERVATION_SIZE + ACTION_SIZE + 1)
+        self.observation_size, self.action_size = observation_size, action_size
+        self.data = torch.zeros(size, 2 * observation_size + action_size + 1)
         self.count = 0
 
     def __len__(self) -> int:
@@ -237,13 +261,13 @@ class Replay:
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         rows = self._rows(batch, generator)
-        a, b, c = OBSERVATION_SIZE, OBSERVATION_SIZE + ACTION_SIZE, 2 * OBSERVATION_SIZE + ACTION_SIZE
-        return rows[:, :a], rows[:, a:b], rows[:, b:c]
+        a, b = self.observation_size, self.observation_size + self.action_size
+        return rows[:, :a], rows[:, a:b], rows[:, b:b + a]
 
     def sample_labels(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(next states (batch, 8), their reward labels (batch,))."""
         rows = self._rows(batch, generator)
-        return rows[:, OBSERVATION_SIZE + ACTION_SIZE:-1], rows[:, -1]
+        return rows[:, self.observation_size + self.action_size:-1], rows[:, -1]
 
     def state_dict(self) -> dict[str, Any]:
         return {"data": self.data[: len(self)].clone(), "count": self.count}
@@ -257,9 +281,9 @@ class Replay:
 class StateRewardModel(nn.Module):
     """r_hat(s): an MLP (two hidden layers) regressing the reward labels (learned or regressed), (..., 8) -> (...)."""
 
-    def __init__(self, hidden: int = 256) -> None:
+    def __init__(self, hidden: int = 256, observation_size: int = OBSERVATION_SIZE) -> None:
         super().__init__()
-        self.net = nn.Sequential(mlp(OBSERVATION_SIZE, hidden, 2), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(mlp(observation_size, hidden, 2), nn.Linear(hidden, 1))
 
     def forward(self, state: Tensor) -> Tensor:
         return self.net(state).squeeze(-1)
@@ -314,21 +338,23 @@ class TrueRewardLabels:
 
 
 class StatePolicy:
-    """A rung-0 actor as an evaluation controller: the stand-in's state in, velocity (m/s) out (deterministic).
+    """A rung-0 actor as an evaluation controller: the stand-in's state in, its command out (deterministic): the
+    Push-T agent's velocity (m/s), or the Go2's [vx (m/s), vy (m/s), yaw rate (rad/s)] on push_cube.
 
     Evaluation only reads the state here because rung 0 *is* the privileged-state oracle."""
 
-    def __init__(self, act: nn.Module) -> None:
+    def __init__(self, act: nn.Module, task: str = "reach") -> None:
         self.net = copy.deepcopy(act).eval()
+        self.cube = task == cube_state_env.TASK
 
-    def reset(self, sim: PushTSim) -> None:
+    def reset(self, sim: Any) -> None:
         pass
 
     @torch.inference_mode()
-    def act(self, sim: PushTSim) -> np.ndarray:
-        observation = torch.from_numpy(observe(sim.state()))[None]
+    def act(self, sim: Any) -> np.ndarray:
+        observation = torch.from_numpy((cube_state_env.observe if self.cube else observe)(sim.state()))[None]
         action = self.net(observation)[0].clamp(-1.0, 1.0).numpy().astype(np.float64)
-        return action * sim.config.max_speed_m_s
+        return action * (sim.limits if self.cube else sim.config.max_speed_m_s)
 
 
 class _Deterministic(nn.Module):
@@ -353,16 +379,17 @@ class Rung0SAPO:
         self.config = config
         self.max_samples = max_samples
         torch.manual_seed(seed)
-        self.learner = SAPOLearner(OBSERVATION_SIZE, ACTION_SIZE, config.sapo)
-        self.model = StateModel(config.model_hidden, config.model_layers)
+        self.observation_size, self.action_size = task_sizes(config.task)
+        self.learner = SAPOLearner(self.observation_size, self.action_size, config.sapo)
+        self.model = StateModel(config.model_hidden, config.model_layers, self.observation_size, self.action_size)
         self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=config.model_lr)
-        self.replay = Replay(config.replay_size)
+        self.replay = Replay(config.replay_size, self.observation_size, self.action_size)
         self.generator = torch.Generator().manual_seed(seed)
-        self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.envs = config.make_envs(seed)
         self.reward_labels = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" \
             else TrueRewardLabels(self.envs, config) if config.reward == "regressed" else None
         """The labels the reward regressor is fitted to (learned or regressed reward), else None."""
-        self.reward_model = StateRewardModel(config.reward_hidden)
+        self.reward_model = StateRewardModel(config.reward_hidden, self.observation_size)
         self.reward_optimizer = torch.optim.Adam(self.reward_model.parameters(), lr=config.model_lr)
         self.average = AveragedModel(self.learner.actor, multi_avg_fn=get_ema_multi_avg_fn(config.policy_ema)) \
             if config.policy_ema > 0 else None
@@ -377,10 +404,11 @@ class Rung0SAPO:
 
     def policy(self) -> StatePolicy:
         """The deterministic policy, from the averaged actor when ``policy_ema`` is on."""
-        return StatePolicy(_Deterministic(self.learner.actor if self.average is None else self.average.module))
+        return StatePolicy(_Deterministic(self.learner.actor if self.average is None else self.average.module),
+                           self.config.task)
 
     def policy_config(self) -> dict[str, Any]:
-        return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
+        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task}
 
     def state_dict(self) -> dict[str, Tensor]:
         learned = {f"reward_model.{k}": v for k, v in self.reward_model.state_dict().items()} \
@@ -415,9 +443,7 @@ class Rung0SAPO:
         self.replay.load_state_dict(state["replay"])
         self.generator.set_state(state["generator"])
         self.learner.skipped_steps = int(state["skipped_steps"])
-        for sim in self.envs.sims:  # new episodes, not the ones the first call saw
-            sim.reset(seed=sim._base_seed + 7919 * (self.epoch + 1))
-        self.envs.steps[:] = 0
+        self.envs.reseed(7919 * (self.epoch + 1))  # new episodes, not the ones the first call saw
 
     def _train_model(self, updates: int) -> tuple[float, float | None]:
         """``updates`` minibatches of the state model (and of the reward regressor, with a learned reward);
@@ -456,7 +482,7 @@ class Rung0SAPO:
         rng = np.random.default_rng(int(torch.randint(1 << 30, (1,), generator=self.generator)))
         states = torch.from_numpy(self.envs.observations())
         while self.envs.samples < self.config.warmup_samples:
-            actions = rng.uniform(-1.0, 1.0, size=(self.envs.batch_size, ACTION_SIZE)).astype(np.float32)
+            actions = rng.uniform(-1.0, 1.0, size=(self.envs.batch_size, self.action_size)).astype(np.float32)
             next_states = torch.from_numpy(self.envs.step(actions))
             self.replay.add(states, torch.from_numpy(actions), next_states, self._labels())
             states = next_states
@@ -531,9 +557,12 @@ class Rung0SAPO:
 
 
 def _task_distance(observation: Tensor, task: str) -> float:
-    """Mean task distance in arena units (reach: agent to target; pushing: the T's pose error), for logs."""
+    """Mean task distance in arena units (reach: agent to target; pushing: the T's pose error; push_cube: the
+    cube's distance from the goal, in metres), for logs."""
     from dmo_ros.ladder.state_env import HALF, t_pose_error
 
+    if task == cube_state_env.TASK:
+        return cube_state_env.cube_goal_distance(observation).mean().item() * cube_state_env.HALF_M
     if task in REACH_TASKS:
         return (observation[..., 0:2] - observation[..., 6:8]).norm(dim=-1).mean().item() * HALF
     return t_pose_error(observation).mean().item() * HALF
@@ -545,19 +574,20 @@ def _task_distance(observation: Tensor, task: str) -> float:
 class StateActorCritic(nn.Module):
     """CleanRL's continuous-action agent: tanh MLPs for the mean and the value, a state-independent log-std."""
 
-    def __init__(self, hidden: int = 64) -> None:
+    def __init__(self, hidden: int = 64, observation_size: int = OBSERVATION_SIZE,
+                 action_size: int = ACTION_SIZE) -> None:
         super().__init__()
 
         def net(out: int, std: float) -> nn.Sequential:
             last = nn.Linear(hidden, out)
             nn.init.orthogonal_(last.weight, std)
             nn.init.zeros_(last.bias)
-            return nn.Sequential(nn.Linear(OBSERVATION_SIZE, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+            return nn.Sequential(nn.Linear(observation_size, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
                                  last)
 
-        self.actor_mean = net(ACTION_SIZE, 0.01)
+        self.actor_mean = net(action_size, 0.01)
         self.critic = net(1, 1.0)
-        self.log_std = nn.Parameter(torch.full((ACTION_SIZE,), -0.5))
+        self.log_std = nn.Parameter(torch.full((action_size,), -0.5))
 
     def distribution(self, observation: Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(self.actor_mean(observation), self.log_std.exp())
@@ -577,10 +607,11 @@ class Rung0PPO:
     def __init__(self, config: Rung0Config, seed: int = 0) -> None:
         self.config = config
         torch.manual_seed(seed)
-        self.agent = StateActorCritic(config.ppo_hidden)
+        self.observation_size, self.action_size = task_sizes(config.task)
+        self.agent = StateActorCritic(config.ppo_hidden, self.observation_size, self.action_size)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.ppo_lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
-        self.envs = StateEnvs(config.task, config.num_envs, seed, config.episode_steps)
+        self.envs = config.make_envs(seed)
         self.frame_rewards = FrameRewards(config.reward_run, config.goal) if config.reward == "learned" else None
         self.observation = torch.from_numpy(self.envs.observations())
         self.iteration = 0
@@ -591,10 +622,10 @@ class Rung0PPO:
         return self._samples_before + self.envs.samples
 
     def policy(self) -> StatePolicy:
-        return StatePolicy(_PPODeterministic(self.agent))
+        return StatePolicy(_PPODeterministic(self.agent), self.config.task)
 
     def policy_config(self) -> dict[str, Any]:
-        return {"observation_size": OBSERVATION_SIZE, "action_size": ACTION_SIZE, "task": self.config.task}
+        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task}
 
     def state_dict(self) -> dict[str, Tensor]:
         return {f"agent.{k}": v for k, v in self.agent.state_dict().items()}
@@ -611,23 +642,21 @@ class Rung0PPO:
         self._samples_before = int(state["samples"]) - self.envs.samples
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        for sim in self.envs.sims:
-            sim.reset(seed=sim._base_seed + 7919 * (self.iteration + 1))
-        self.envs.steps[:] = 0
+        self.envs.reseed(7919 * (self.iteration + 1))
         self.observation = torch.from_numpy(self.envs.observations())
 
     def train_epoch(self) -> dict[str, float]:
         config, envs, agent = self.config, self.envs, self.agent
         steps, batch = config.ppo_rollout_steps, envs.batch_size
-        observations = torch.zeros(steps, batch, OBSERVATION_SIZE)
-        actions = torch.zeros(steps, batch, ACTION_SIZE)
+        observations = torch.zeros(steps, batch, self.observation_size)
+        actions = torch.zeros(steps, batch, self.action_size)
         log_probs, values, rewards, final_values = (torch.zeros(steps, batch) for _ in range(4))
         dones = torch.zeros(steps, batch, dtype=torch.bool)
         with torch.no_grad():
             for t in range(steps):
                 observations[t] = self.observation
                 distribution = agent.distribution(self.observation)
-                noise = torch.randn(batch, ACTION_SIZE, generator=self.generator)
+                noise = torch.randn(batch, self.action_size, generator=self.generator)
                 actions[t] = distribution.mean + distribution.stddev * noise
                 log_probs[t] = distribution.log_prob(actions[t]).sum(-1)
                 values[t] = agent.value(self.observation)
@@ -710,13 +739,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-train-rung0",
         description="Rung 0 of the ladder: SAPO through a learned state model (or PPO) on the Push-T stand-in's "
-                    "true low-dimensional state; logs to TensorBoard, evaluates periodically, resumes, and ends "
-                    "with a 50-episode evaluation beside the random, zero-action and expert ceilings.",
+                    "(or, --task push_cube, the Go2 Push Cube stand-in's) true low-dimensional state; logs to "
+                    "TensorBoard, evaluates periodically, resumes, and ends with a 50-episode evaluation beside the "
+                    "random, zero-action and expert ceilings.",
         epilog="Example: dmo-train-rung0 runs/rung0/reach_sapo --task reach --method sapo --preset cpu")
     parser.add_argument("run_dir", type=Path, nargs="?", help="run folder (an existing run is resumed)")
     parser.add_argument("--run-dir", type=Path, dest="run_dir_option", metavar="RUN_DIR",
                         help="the run folder, as the other trainers take it (instead of the positional one)")
-    parser.add_argument("--task", choices=TASKS, default=None, help="task (default: the preset's, reach)")
+    parser.add_argument("--task", choices=RUNG0_TASKS, default=None,
+                        help="task (default: the preset's, reach); push_cube: the Go2 stand-in's")
     parser.add_argument("--method", choices=METHODS, default=None, help="sapo or ppo (default sapo)")
     parser.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="size preset (default cpu)")
     parser.add_argument("--reward", choices=REWARDS, default=None,
@@ -778,10 +809,21 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
 
-    eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed,
-                             task=config.task)
+    cube = config.task == cube_state_env.TASK
+    if cube and options.video is not None:
+        parser.error("--video: rung 0 on push_cube has no camera to record (evaluate the policy of a higher rung)")
+    if cube:  # the Go2's evaluation: success, steps and the Table II metrics (dmo_ros.policy.push_cube_eval)
+        from dmo_ros.policy import push_cube_eval
+
+        eval_config = push_cube_eval.PushCubeEvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps,
+                                                        seed=run.eval_seed)
+    else:
+        eval_config = EvalConfig(episodes=run.eval_episodes, max_steps=run.eval_max_steps, seed=run.eval_seed,
+                                 task=config.task)
 
     def evaluate(policy: StatePolicy) -> dict[str, Any]:
+        if cube:
+            return push_cube_eval.evaluate_controller(policy, eval_config).record()
         return evaluate_controller(policy, eval_config).record()
 
     try:
@@ -803,11 +845,15 @@ def main(argv: list[str] | None = None) -> int:
     if result.interrupted:  # exit as a Ctrl-C does: a script that runs this stops here too
         print("dmo-train-rung0: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
         return INTERRUPTED_EXIT_CODE
-    if options.final_eval_episodes and not result.stopped_early:
+    label = f"rung 0 {config.method}, {result.samples} samples"
+    if options.final_eval_episodes and not result.stopped_early and cube:
+        final_cube = push_cube_eval.PushCubeEvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed)
+        print(push_cube_eval.write_final_evaluation(algorithm.policy(), label, options.run_dir, result.samples,
+                                                    result.wall_s, final_cube, cache=options.ceilings_cache))
+    elif options.final_eval_episodes and not result.stopped_early:
         final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
-        print(write_final_evaluation(algorithm.policy(), f"rung 0 {config.method}, {result.samples} samples",
-                                     options.run_dir, result.samples, result.wall_s, final_config,
-                                     cache=options.ceilings_cache, videos=videos(options)))
+        print(write_final_evaluation(algorithm.policy(), label, options.run_dir, result.samples, result.wall_s,
+                                     final_config, cache=options.ceilings_cache, videos=videos(options)))
     if not math.isfinite(result.logs.get("mean_reward", 0.0)):
         return 1
     return 0

@@ -150,6 +150,12 @@ class StateEnvs:
             sim.reset()
         self.steps[:] = 0
 
+    def reseed(self, offset: int) -> None:
+        """New episodes from each stand-in's base seed + ``offset`` (a resumed run does not replay the first's)."""
+        for sim in self.sims:
+            sim.reset(seed=sim._base_seed + offset)
+        self.steps[:] = 0
+
     def close(self) -> None:
         for sim in self.sims:
             sim.close()

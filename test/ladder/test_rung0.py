@@ -352,3 +352,31 @@ def test_policy_ema_evaluates_the_averaged_actor_and_keeps_it_across_a_checkpoin
         replace(config, policy_ema=1.0)
     with pytest.raises(ValueError, match="PPO keeps its latest weights"):
         replace(config, method="ppo")
+
+
+@pytest.mark.parametrize("method", rung0.METHODS)
+def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, capsys, method):
+    """--task push_cube: the Go2 stand-in's true state (8 numbers, 3-D commands), the Push Cube evaluation (success,
+    steps, Table II metrics) periodically and at the end beside its ceilings; resumes; no camera to record, and
+    the learned rewards are rung 1's."""
+    run = tmp_path / "runs" / f"cube_{method}"
+    args = [str(run), "--preset", "tiny", "--task", "push_cube", "--method", method, "--final-eval-episodes", "2",
+            "--no-progress"]
+    assert rung0.main(args) == 0
+    out = capsys.readouterr().out
+    records = read_evaluations(run)
+    assert len(records) >= 2 and all({"success_rate", "straightness", "mean_max_coverage"} <= set(r) for r in records)
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["task"] == "push_cube" and final["policy"]["episodes"] == 2 and len(final["ceilings"]) == 3
+    assert "Push Cube on the Go2 stand-in" in out and "| ceiling: scripted expert (privileged) | 2 | 2/2" in out
+    assert (tmp_path / "runs" / "ceilings_push_cube.json").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "push_cube" and config["rung0"]["task"] == "push_cube"
+    assert rung0.main([*args, "--max-samples", str(records[-1]["samples"] + 32)]) == 0
+    assert f"resuming {run} at epoch" in capsys.readouterr().out
+    assert read_evaluations(run)[-1]["samples"] > records[-1]["samples"]
+    with pytest.raises(SystemExit):
+        rung0.main([str(tmp_path / "video"), "--preset", "tiny", "--task", "push_cube", "--video", str(tmp_path)])
+    assert "no camera to record" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="push_cube's rung 0 takes the true reward only"):
+        rung0.Rung0Config(task="push_cube", reward="learned", reward_run="r", goal="g")

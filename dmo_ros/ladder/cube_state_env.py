@@ -1,0 +1,118 @@
+"""Rung 0 on the Go2: B Push Cube stand-ins seen through their true low-dimensional state.
+
+The Push Cube counterpart of :mod:`.state_env` (the ladder's rung 0, DESIGN.md §8): every perception problem
+removed — no camera, the cube never out of view — so what is left is whether first-order RL through a learned
+state model (or PPO) pushes the cube home at this budget. An oracle: it reads the MuJoCo scene's ground truth on
+purpose; nothing on rungs 1 and 2 may.
+
+Observation (8 numbers, ego-centric as the robot's camera is; lengths in units of :data:`HALF_M`, half the arena):
+the cube's [x, y] and the goal's [x, y] in the robot's body frame (x forward, y left), the robot's [x, y] in the
+arena (for the walls), and cos and sin of its heading.
+
+Reward (per step, differentiable in the observation so the state model carries its gradient):
+``-|goal - cube| - approach * max(0, |cube| - approach_radius)`` — the cube's distance from the goal's centre, and a
+small pull of the robot toward the cube that stops within :data:`APPROACH_RADIUS_M` of it (where pushing starts),
+as push_region's reward on the Push-T stand-in. Success is the evaluation's: the cube's centre inside the goal disc.
+
+Actions: [vx, vy, yaw rate] in [-1, 1], times the stand-in's limits (m/s, m/s, rad/s).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch import Tensor
+
+from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim, PushCubeState
+
+TASK = "push_cube"
+OBSERVATION_SIZE = 8
+ACTION_SIZE = 3
+HALF_M = 2.0
+"""Metres per observation unit: half the default 4 m arena."""
+
+APPROACH_RADIUS_M = 0.55
+"""Metres from the cube's centre within which the approach term stops pulling: the scripted expert's pushing
+stand-off (half the robot + half the cube + a margin; :class:`~dmo_ros.teleop.push_cube_expert.PushCubeGeometry`)."""
+
+
+def _body(vector: np.ndarray, yaw: float) -> np.ndarray:
+    """A world-frame [x, y] vector in the body frame of a robot heading ``yaw``."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([c * vector[0] + s * vector[1], -s * vector[0] + c * vector[1]])
+
+
+def observe(state: PushCubeState) -> np.ndarray:
+    """The (8,) observation of a stand-in state (see the module doc)."""
+    robot, yaw = state.robot[:2], float(state.robot[2])
+    cube = _body(state.cube[:2] - robot, yaw)
+    goal = _body(state.goal[:2] - robot, yaw)
+    return np.array([*cube, *goal, *robot, HALF_M * math.cos(yaw), HALF_M * math.sin(yaw)],
+                    dtype=np.float64).astype(np.float32) / HALF_M
+
+
+def cube_goal_distance(observation: Tensor) -> Tensor:
+    """(...) the cube's distance from the goal's centre (observation units; x :data:`HALF_M` for metres)."""
+    return (observation[..., 2:4] - observation[..., 0:2]).norm(dim=-1)
+
+
+def cube_state_reward(observation: Tensor, approach: float = 0.1,
+                      approach_radius_m: float = APPROACH_RADIUS_M) -> Tensor:
+    """(...) the rung-0 Push Cube reward of observations (..., 8) (see the module doc)."""
+    robot_to_cube = (observation[..., 0:2].norm(dim=-1) - approach_radius_m / HALF_M).clamp_min(0)
+    return -cube_goal_distance(observation) - approach * robot_to_cube
+
+
+class CubeStateEnvs:
+    """B Push Cube stand-ins stepped together; the interface of :class:`~dmo_ros.ladder.state_env.StateEnvs`.
+
+    ``step`` takes actions (B, 3) in [-1, 1] (x the stand-in's limits) and returns the next observations;
+    ``samples`` counts the transitions generated. Nothing is rendered (no camera on this rung)."""
+
+    def __init__(self, batch: int, seed: int, episode_steps: int, control_period_s: float = 0.2) -> None:
+        self.task, self.batch_size, self.episode_steps = TASK, batch, episode_steps
+        self.base_seeds = [seed * 1000 + index for index in range(batch)]
+        self.sims = [PushCubeSim(PushCubeConfig(seed=base, width=8, height=8, control_period=control_period_s))
+                     for base in self.base_seeds]
+        self.period = control_period_s
+        self.samples = 0
+        self.steps = np.zeros(batch, dtype=np.int64)
+
+    def observations(self) -> np.ndarray:
+        return np.stack([observe(sim.state()) for sim in self.sims])
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
+        for sim, action in zip(self.sims, actions, strict=True):
+            sim.step(action * sim.limits)
+        self.samples += self.batch_size
+        self.steps += 1
+        return self.observations()
+
+    def restart_ended(self) -> int:
+        """Start new episodes where ``episode_steps`` have run; returns how many restarted."""
+        ended = np.flatnonzero(self.steps >= self.episode_steps)
+        for index in ended:
+            self.sims[index].reset()
+            self.steps[index] = 0
+        return len(ended)
+
+    def restart_all(self) -> None:
+        for sim in self.sims:
+            sim.reset()
+        self.steps[:] = 0
+
+    def reseed(self, offset: int) -> None:
+        """New episodes from each stand-in's base seed + ``offset`` (a resumed run does not replay the first's)."""
+        for sim, base in zip(self.sims, self.base_seeds, strict=True):
+            sim.reset(seed=base + offset)
+        self.steps[:] = 0
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+
+
+__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE", "TASK",
+           "cube_goal_distance", "cube_state_reward", "observe"]

@@ -1,0 +1,96 @@
+"""Rung 0 on the Go2: the ego-centric true-state observation, its reward, the stand-ins stepped together, and a state
+model that learns how a body-velocity command moves the cube in the robot's frame."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dmo_ros.ladder import rung0
+from dmo_ros.ladder.cube_state_env import (
+    APPROACH_RADIUS_M,
+    HALF_M,
+    CubeStateEnvs,
+    cube_goal_distance,
+    cube_state_reward,
+    observe,
+)
+from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+
+
+def test_the_observation_is_the_cube_and_goal_in_the_robots_frame():
+    with PushCubeSim(PushCubeConfig(seed=4, width=8, height=8)) as sim:
+        sim.set_poses(robot=np.array([0.5, -0.5, math.pi / 2]), cube=np.array([0.5, 0.5, 0.0]))  # 1 m ahead
+        state = sim.state()
+        observation = observe(state)
+    assert observation.shape == (8,) and observation.dtype == np.float32
+    np.testing.assert_allclose(observation[0:2] * HALF_M, [1.0, 0.0], atol=1e-2)  # straight ahead, x forward
+    goal = state.goal[:2] - state.robot[:2]  # heading +y: body x is world y, body y is world -x
+    np.testing.assert_allclose(observation[2:4] * HALF_M, [goal[1], -goal[0]], atol=1e-2)
+    np.testing.assert_allclose(observation[4:6] * HALF_M, state.robot[:2], atol=1e-6)
+    np.testing.assert_allclose(observation[6:8], [0.0, 1.0], atol=1e-6)
+    distance = np.linalg.norm(state.cube[:2] - state.goal[:2])
+    assert cube_goal_distance(torch.from_numpy(observation)).item() * HALF_M == pytest.approx(distance, abs=1e-2)
+
+
+def test_the_reward_is_the_cubes_distance_from_the_goal_and_a_pull_toward_the_cube():
+    near = torch.tensor([APPROACH_RADIUS_M / HALF_M, 0.0, 0.6, 0.0, 0, 0, 1, 0])  # the cube at the stand-off
+    far = near.clone()
+    far[0], far[2] = near[0] + 0.5, near[2] + 0.5  # cube and goal 1 m further ahead: the same distance between them
+    assert cube_state_reward(near, approach=0.0).item() == pytest.approx(-(0.6 - APPROACH_RADIUS_M / HALF_M))
+    assert cube_state_reward(near).item() == pytest.approx(cube_state_reward(near, approach=0.0).item())
+    assert cube_state_reward(far).item() < cube_state_reward(near).item()
+    moved = near.clone().requires_grad_(True)
+    cube_state_reward(moved).backward()
+    assert moved.grad[0] > 0  # the cube further ahead (toward the goal, also ahead) is better
+
+
+def test_cube_envs_step_the_body_velocity_command_and_restart():
+    envs = CubeStateEnvs(batch=2, seed=0, episode_steps=3)
+    before = envs.observations()
+    after = envs.step(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert envs.samples == 2 and after.shape == (2, 8)
+    heading = before[0, 6:8] / np.linalg.norm(before[0, 6:8])
+    moved = (after[0, 4:6] - before[0, 4:6]) * HALF_M
+    assert moved @ heading == pytest.approx(0.5 * 0.2, rel=0.2)  # 0.5 m/s forward for 0.2 s
+    assert np.allclose(after[1, 4:6], before[1, 4:6], atol=1e-3) and not np.allclose(after[1, 6:8], before[1, 6:8])
+    envs.step(np.zeros((2, 3)))
+    envs.step(np.zeros((2, 3)))
+    assert envs.restart_ended() == 2 and (envs.steps == 0).all()
+    envs.reseed(7919)
+    assert not np.allclose(envs.observations(), before)
+    envs.close()
+
+
+def test_the_state_model_learns_how_a_command_moves_the_cube_in_the_robots_frame():
+    torch.manual_seed(0)
+    envs = CubeStateEnvs(batch=8, seed=1, episode_steps=150)
+    replay, generator = rung0.Replay(4096, 8, 3), torch.Generator().manual_seed(0)
+    states = torch.from_numpy(envs.observations())
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        actions = torch.from_numpy(rng.uniform(-1, 1, size=(8, 3)).astype(np.float32))
+        next_states = torch.from_numpy(envs.step(actions.numpy()))
+        replay.add(states, actions, next_states)
+        states = next_states
+    envs.close()
+    model = rung0.StateModel(hidden=64, observation_size=8, action_size=3)
+    state, _, next_state = replay.sample(256, generator)
+    model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(300):
+        loss = model.loss(*replay.sample(128, generator))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:5])
+    # Walking forward brings the cube closer in the robot's frame: d cube_x / d vx < 0.
+    s, a = replay.sample(16, generator)[:2]
+    a = a.clone().requires_grad_(True)
+    model(s, a)[:, 0].sum().backward()
+    assert (a.grad[:, 0] < 0).float().mean() > 0.9
