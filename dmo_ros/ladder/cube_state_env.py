@@ -57,11 +57,25 @@ def cube_goal_distance(observation: Tensor) -> Tensor:
     return (observation[..., 2:4] - observation[..., 0:2]).norm(dim=-1)
 
 
-def cube_state_reward(observation: Tensor, approach: float = 0.1,
-                      approach_radius_m: float = APPROACH_RADIUS_M) -> Tensor:
-    """(...) the rung-0 Push Cube reward of observations (..., 8) (see the module doc)."""
-    robot_to_cube = (observation[..., 0:2].norm(dim=-1) - approach_radius_m / HALF_M).clamp_min(0)
-    return -cube_goal_distance(observation) - approach * robot_to_cube
+APPROACH_TARGETS = ("cube", "behind")
+"""Where the approach term pulls the robot: to the cube (within :data:`APPROACH_RADIUS_M`), or to the pushing spot
+behind it — :data:`APPROACH_RADIUS_M` back from the cube's centre on the line from the goal through the cube, where
+the scripted expert starts to push (a shaped reward: it tells the robot which side of the cube to push from)."""
+
+
+def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radius_m: float = APPROACH_RADIUS_M,
+                      target: str = "cube") -> Tensor:
+    """(...) the rung-0 Push Cube reward of observations (..., 8) (see the module doc); ``target`` one of
+    :data:`APPROACH_TARGETS`."""
+    if target not in APPROACH_TARGETS:
+        raise ValueError(f"unknown approach target {target!r}; choose one of {', '.join(APPROACH_TARGETS)}")
+    cube, goal = observation[..., 0:2], observation[..., 2:4]
+    if target == "behind":
+        away = (cube - goal) / (goal - cube).norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        robot_to_target = (cube + away * (approach_radius_m / HALF_M)).norm(dim=-1)
+    else:
+        robot_to_target = (cube.norm(dim=-1) - approach_radius_m / HALF_M).clamp_min(0)
+    return -cube_goal_distance(observation) - approach * robot_to_target
 
 
 class CubeStateEnvs:
@@ -114,5 +128,5 @@ class CubeStateEnvs:
             sim.close()
 
 
-__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE", "TASK",
-           "cube_goal_distance", "cube_state_reward", "observe"]
+__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE",
+           "TASK", "cube_goal_distance", "cube_state_reward", "observe"]

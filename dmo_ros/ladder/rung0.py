@@ -92,6 +92,9 @@ class Rung0Config:
     after it (a time limit: bootstrapped, not terminal)."""
     approach: float = 0.1
     """Pushing tasks: weight of the agent-to-T distance (push_cube: the robot-to-cube distance) in the reward."""
+    approach_target: str = "cube"
+    """push_cube: where the approach term pulls the robot — the cube, or the pushing spot behind it on the line from
+    the goal (``behind``, a shaped reward; :data:`~dmo_ros.ladder.cube_state_env.APPROACH_TARGETS`)."""
     approach_radius: float = 70.0
     """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
     agent_lure: float = 0.0
@@ -150,6 +153,11 @@ class Rung0Config:
             self.sapo = SAPOConfig.from_dict(self.sapo)
         if self.task not in RUNG0_TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(RUNG0_TASKS)}")
+        if self.approach_target not in cube_state_env.APPROACH_TARGETS:
+            raise ValueError(f"unknown approach_target {self.approach_target!r}; choose one of "
+                             f"{', '.join(cube_state_env.APPROACH_TARGETS)}")
+        if self.approach_target != "cube" and self.task != cube_state_env.TASK:
+            raise ValueError("approach_target is push_cube's; the Push-T tasks' approach term pulls toward the T")
         if self.task == cube_state_env.TASK and (self.reward != "true" or self.agent_lure):
             raise ValueError("push_cube's rung 0 takes the true reward only (reward=true, agent_lure=0); the learned "
                              "Push Cube rewards are rung 1's (dmo-train-policy --robot go2 --forward simulator)")
@@ -183,7 +191,7 @@ class Rung0Config:
         """(...) the task's reward of observations (..., 8) with this config's terms (``state_reward``; push_cube:
         :func:`~dmo_ros.ladder.cube_state_env.cube_state_reward`)."""
         if self.task == cube_state_env.TASK:
-            return cube_state_env.cube_state_reward(observation, self.approach)
+            return cube_state_env.cube_state_reward(observation, self.approach, target=self.approach_target)
         return state_reward(observation, self.task, self.approach, self.approach_radius, self.agent_lure)
 
     def make_envs(self, seed: int) -> StateEnvs | cube_state_env.CubeStateEnvs:

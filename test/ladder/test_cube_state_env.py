@@ -94,3 +94,20 @@ def test_the_state_model_learns_how_a_command_moves_the_cube_in_the_robots_frame
     a = a.clone().requires_grad_(True)
     model(s, a)[:, 0].sum().backward()
     assert (a.grad[:, 0] < 0).float().mean() > 0.9
+
+
+def test_the_behind_target_pulls_the_robot_to_the_pushing_spot_on_the_far_side_from_the_goal():
+    """approach_target behind: the term is 0 exactly where the expert pushes from (the stand-off behind the cube on
+    the goal's line) and grows on the goal's side of the cube, where the plain approach term is already 0."""
+    standoff = APPROACH_RADIUS_M / HALF_M
+    behind = torch.tensor([standoff, 0.0, standoff + 0.5, 0.0, 0, 0, 1, 0])  # cube ahead, goal beyond it
+    wrong_side = torch.tensor([-standoff, 0.0, 0.5 - standoff, 0.0, 0, 0, 1, 0])  # the robot between cube and goal
+    pulled = [cube_state_reward(o, approach=1.0, target="behind") - cube_state_reward(o, approach=0.0)
+              for o in (behind, wrong_side)]
+    assert pulled[0].item() == pytest.approx(0.0, abs=1e-6) and pulled[1].item() == pytest.approx(-2 * standoff)
+    assert cube_state_reward(wrong_side, approach=1.0).item() == pytest.approx(
+        cube_state_reward(wrong_side, approach=0.0).item())  # the plain term does not see the wrong side
+    with pytest.raises(ValueError, match="approach target"):
+        cube_state_reward(behind, target="around")
+    with pytest.raises(ValueError, match="approach_target is push_cube's"):
+        rung0.Rung0Config(task="push_t", approach_target="behind")

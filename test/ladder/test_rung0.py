@@ -369,6 +369,7 @@ def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, ca
     final = json.loads((run / "final_eval.json").read_text())
     assert final["task"] == "push_cube" and final["policy"]["episodes"] == 2 and len(final["ceilings"]) == 3
     assert "Push Cube on the Go2 stand-in" in out and "| ceiling: scripted expert (privileged) | 2 | 2/2" in out
+    assert "eval at 0 samples" in out and "best progress" in out and "coverage" not in out
     assert (tmp_path / "runs" / "ceilings_push_cube.json").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["task"] == "push_cube" and config["rung0"]["task"] == "push_cube"
