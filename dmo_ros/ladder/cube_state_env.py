@@ -24,7 +24,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim, PushCubeState
+from dmo_ros.sims.push_cube import CUBE_HALF, ROBOT_HALF_SIZE, PushCubeConfig, PushCubeSim, PushCubeState
 
 TASK = "push_cube"
 OBSERVATION_SIZE = 8
@@ -57,10 +57,14 @@ def cube_goal_distance(observation: Tensor) -> Tensor:
     return (observation[..., 2:4] - observation[..., 0:2]).norm(dim=-1)
 
 
+CONTACT_M = ROBOT_HALF_SIZE[0] + CUBE_HALF
+"""Metres between the robot's and the cube's centres when the robot's front touches the cube's back (0.4 m)."""
+
 APPROACH_TARGETS = ("cube", "behind")
 """Where the approach term pulls the robot: to the cube (within :data:`APPROACH_RADIUS_M`), or to the pushing spot
-behind it — :data:`APPROACH_RADIUS_M` back from the cube's centre on the line from the goal through the cube, where
-the scripted expert starts to push (a shaped reward: it tells the robot which side of the cube to push from)."""
+behind it — touching it (:data:`CONTACT_M` from its centre) on its far side from the goal, on the line from the goal
+through the cube (a shaped reward: it tells the robot which side of the cube to push from, and costs nothing while
+it pushes the cube straight at the goal)."""
 
 
 def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radius_m: float = APPROACH_RADIUS_M,
@@ -72,7 +76,7 @@ def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radiu
     cube, goal = observation[..., 0:2], observation[..., 2:4]
     if target == "behind":
         away = (cube - goal) / (goal - cube).norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        robot_to_target = (cube + away * (approach_radius_m / HALF_M)).norm(dim=-1)
+        robot_to_target = (cube + away * (CONTACT_M / HALF_M)).norm(dim=-1)
     else:
         robot_to_target = (cube.norm(dim=-1) - approach_radius_m / HALF_M).clamp_min(0)
     return -cube_goal_distance(observation) - approach * robot_to_target
@@ -128,5 +132,5 @@ class CubeStateEnvs:
             sim.close()
 
 
-__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE",
+__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE",
            "TASK", "cube_goal_distance", "cube_state_reward", "observe"]

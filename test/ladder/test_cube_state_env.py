@@ -12,6 +12,7 @@ import torch
 from dmo_ros.ladder import rung0
 from dmo_ros.ladder.cube_state_env import (
     APPROACH_RADIUS_M,
+    CONTACT_M,
     HALF_M,
     CubeStateEnvs,
     cube_goal_distance,
@@ -97,14 +98,14 @@ def test_the_state_model_learns_how_a_command_moves_the_cube_in_the_robots_frame
 
 
 def test_the_behind_target_pulls_the_robot_to_the_pushing_spot_on_the_far_side_from_the_goal():
-    """approach_target behind: the term is 0 exactly where the expert pushes from (the stand-off behind the cube on
-    the goal's line) and grows on the goal's side of the cube, where the plain approach term is already 0."""
-    standoff = APPROACH_RADIUS_M / HALF_M
+    """approach_target behind: the term is 0 exactly where the robot pushes from (touching the cube's back on the
+    goal's line) and grows on the goal's side of the cube, where the plain approach term is already 0."""
+    standoff = CONTACT_M / HALF_M
     behind = torch.tensor([standoff, 0.0, standoff + 0.5, 0.0, 0, 0, 1, 0])  # cube ahead, goal beyond it
-    wrong_side = torch.tensor([-standoff, 0.0, 0.5 - standoff, 0.0, 0, 0, 1, 0])  # the robot between cube and goal
+    wrong_side = torch.tensor([-0.2, 0.0, 0.3, 0.0, 0, 0, 1, 0])  # the robot between the cube and the goal
     pulled = [cube_state_reward(o, approach=1.0, target="behind") - cube_state_reward(o, approach=0.0)
               for o in (behind, wrong_side)]
-    assert pulled[0].item() == pytest.approx(0.0, abs=1e-6) and pulled[1].item() == pytest.approx(-2 * standoff)
+    assert pulled[0].item() == pytest.approx(0.0, abs=1e-6) and pulled[1].item() == pytest.approx(-(0.2 + standoff))
     assert cube_state_reward(wrong_side, approach=1.0).item() == pytest.approx(
         cube_state_reward(wrong_side, approach=0.0).item())  # the plain term does not see the wrong side
     with pytest.raises(ValueError, match="approach target"):
