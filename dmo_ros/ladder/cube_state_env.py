@@ -86,12 +86,13 @@ class CubeStateEnvs:
     """B Push Cube stand-ins stepped together; the interface of :class:`~dmo_ros.ladder.state_env.StateEnvs`.
 
     ``step`` takes actions (B, 3) in [-1, 1] (x the stand-in's limits) and returns the next observations;
-    ``samples`` counts the transitions generated. Nothing is rendered (no camera on this rung)."""
+    ``samples`` counts the transitions generated. Nothing is rendered unless a learned reward asks for the frames."""
 
     def __init__(self, batch: int, seed: int, episode_steps: int, control_period_s: float = 0.2) -> None:
         self.task, self.batch_size, self.episode_steps = TASK, batch, episode_steps
         self.base_seeds = [seed * 1000 + index for index in range(batch)]
-        self.sims = [PushCubeSim(PushCubeConfig(seed=base, width=8, height=8, control_period=control_period_s))
+        # The camera of the recorded datasets (96 x 96), rendered only when a learned reward scores the frames.
+        self.sims = [PushCubeSim(PushCubeConfig(seed=base, control_period=control_period_s))
                      for base in self.base_seeds]
         self.period = control_period_s
         self.samples = 0
@@ -132,5 +133,5 @@ class CubeStateEnvs:
             sim.close()
 
 
-__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M", "OBSERVATION_SIZE",
-           "TASK", "cube_goal_distance", "cube_state_reward", "observe"]
+__all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M",
+           "OBSERVATION_SIZE", "TASK", "cube_goal_distance", "cube_state_reward", "observe"]

@@ -158,15 +158,15 @@ class Rung0Config:
                              f"{', '.join(cube_state_env.APPROACH_TARGETS)}")
         if self.approach_target != "cube" and self.task != cube_state_env.TASK:
             raise ValueError("approach_target is push_cube's; the Push-T tasks' approach term pulls toward the T")
-        if self.task == cube_state_env.TASK and (self.reward != "true" or self.agent_lure):
-            raise ValueError("push_cube's rung 0 takes the true reward only (reward=true, agent_lure=0); the learned "
-                             "Push Cube rewards are rung 1's (dmo-train-policy --robot go2 --forward simulator)")
+        if self.task == cube_state_env.TASK and self.agent_lure:
+            raise ValueError("agent_lure is the Push-T tasks' diagnostic; push_cube has none")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
-        if self.reward == "learned" and not (self.reward_run and self.goal):
-            raise ValueError("reward=learned needs a reward run and a goal picture (--reward-run R --goal G)")
+        if self.reward == "learned" and not self.reward_run:
+            raise ValueError("reward=learned needs a reward run (--reward-run R) and, for a goal-picture reward, a "
+                             "goal picture (--goal G)")
         for name in ("num_envs", "episode_steps", "model_hidden", "model_batch", "replay_size", "reward_hidden",
                      "ppo_rollout_steps", "ppo_update_epochs", "ppo_minibatches", "ppo_hidden"):
             if getattr(self, name) < 1:
@@ -298,28 +298,31 @@ class StateRewardModel(nn.Module):
 
 
 class FrameRewards:
-    """The learned goal-conditioned reward of B stand-ins' current camera frames (rung 1's labels, on rung 0).
+    """The learned reward of B stand-ins' current camera frames (rung 1's labels, on rung 0): a goal-conditioned
+    energy toward a goal picture, or an intent reward (P(intent | frame), the paper's Push Cube reward; no goal).
 
     Args:
         reward_run: a ``dmo-train-reward`` run folder; its energy must be Markov (no ``condition_on_start``).
-        goal: the goal picture, resized to the reward model's size as the dataset converter does.
+        goal: the goal picture (or goal set), resized to the reward model's size as the dataset converter does;
+            "" for an intent reward.
 
     Raises:
-        ValueError: an energy conditioned on each episode's start (rung 0 keeps no start frames).
+        ValueError: an energy conditioned on each episode's start (rung 0 keeps no start frames), or one without
+            a goal picture.
     """
 
     def __init__(self, reward_run: str | Path, goal: str | Path) -> None:
-        from dmo_ros.reward.energy import GoalReward, load_reward_model
+        from dmo_ros.reward.energy import frame_reward, load_reward_model
         from dmo_ros.reward.goal_image import load_goal_image
 
         model = load_reward_model(reward_run)
-        if model.config.condition_on_start:
+        if getattr(model.config, "condition_on_start", False):
             raise ValueError(f"{reward_run}: its energy is conditioned on the episode's start; rung 0's learned "
                              "reward takes a Markov one (condition_on_start false, the default)")
         self.size = model.config.image_size
-        self.reward = GoalReward(model, load_goal_image(goal, size=(self.size, self.size)))
+        self.reward = frame_reward(model, load_goal_image(goal, size=(self.size, self.size)) if goal else None)
 
-    def __call__(self, sims: list[PushTSim]) -> Tensor:
+    def __call__(self, sims: list[Any]) -> Tensor:
         """(B,) float32 rewards of the sims' current renders (resized with the dataset's centre crop)."""
         frames = np.stack([resize(sim.render(), self.size, self.size, "crop") for sim in sims])
         with torch.no_grad():

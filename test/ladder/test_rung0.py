@@ -227,7 +227,11 @@ def test_the_regressed_reward_fits_the_regressor_to_the_true_rewards_values(tmp_
 def test_the_learned_reward_needs_a_readable_run_and_goal(tmp_path, capsys):
     with pytest.raises(SystemExit):
         rung0.main([str(tmp_path / "a"), "--preset", "tiny", "--reward", "learned"])
-    assert "needs a reward run and a goal picture" in capsys.readouterr().err
+    assert "needs a reward run (--reward-run R)" in capsys.readouterr().err
+    reward_run, _ = untrained_reward_run(tmp_path)  # a goal-picture energy without its picture
+    with pytest.raises(SystemExit):
+        rung0.main([str(tmp_path / "c"), "--preset", "tiny", "--reward", "learned", "--reward-run", str(reward_run)])
+    assert "needs a goal picture" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         rung0.main([str(tmp_path / "b"), "--preset", "tiny", "--reward", "learned", "--reward-run",
                     str(tmp_path / "missing"), "--goal", str(tmp_path / "missing.png")])
@@ -379,5 +383,27 @@ def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, ca
     with pytest.raises(SystemExit):
         rung0.main([str(tmp_path / "video"), "--preset", "tiny", "--task", "push_cube", "--video", str(tmp_path)])
     assert "no camera to record" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="push_cube's rung 0 takes the true reward only"):
-        rung0.Rung0Config(task="push_cube", reward="learned", reward_run="r", goal="g")
+    with pytest.raises(ValueError, match="agent_lure is the Push-T tasks' diagnostic"):
+        rung0.Rung0Config(task="push_cube", agent_lure=0.02)
+
+
+@pytest.mark.parametrize("method", rung0.METHODS)
+def test_tiny_rung0_on_push_cube_with_an_intent_reward_scores_the_stand_ins_camera(tmp_path, capsys, method):
+    """The rung between 0 and 1 on the Go2: the true state, the learned intent reward of the stand-in's 96 x 96
+    camera frame (resized as the dataset was), no goal picture."""
+    from dataclasses import asdict
+
+    from dmo_ros.reward.intent import IntentRewardConfig, IntentRewardNet
+    from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
+
+    torch.manual_seed(0)
+    config = IntentRewardConfig.preset("tiny", image_size=32)
+    reward_run = tmp_path / "intent"
+    write_run_config(reward_run, {"kind": "reward", "objective": "intent", "model": asdict(config)})
+    save_checkpoint(reward_run, 1, IntentRewardNet(config).state_dict(), {}, {})
+    run = tmp_path / f"cube_intent_{method}"
+    assert rung0.main([str(run), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward", "learned",
+                       "--reward-run", str(reward_run), "--final-eval-episodes", "1", "--no-progress"]) == 0
+    assert f"push_cube with the learned reward of {reward_run}" in capsys.readouterr().out
+    if method == "sapo":
+        assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
