@@ -500,6 +500,24 @@ def _load_policy(run_dir: Path, device_name: str, checkpoint: str) -> Policy:
     return load_policy(run_dir, device, checkpoint)
 
 
+def refuse_other_robot(run_dir: Path, robot: str) -> None:
+    """Refuse to evaluate a policy run on ``robot``'s stand-in (pusht or go2) when it was trained on another robot:
+    its actions would not fit the stand-in's commands (the policy node refuses the same, at its start).
+
+    Raises:
+        PolicyError: the run records another robot, or its config cannot be read.
+    """
+    from dmo_ros.training import CheckpointError, read_run_config
+
+    try:
+        trained_on = (read_run_config(run_dir).get("deployment") or {}).get("robot")
+    except CheckpointError as error:
+        raise PolicyError(str(error)) from error
+    if trained_on is not None and trained_on != robot:
+        raise PolicyError(f"the policy in {run_dir} was trained on robot {trained_on!r}; this evaluation drives the "
+                          f"{robot!r} stand-in (give --robot {trained_on})")
+
+
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     robot = argparse.ArgumentParser(add_help=False)
@@ -586,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = []
     rows: list[tuple[str, EvalResult]] = []
     try:
+        if options.run_dir is not None:
+            refuse_other_robot(options.run_dir, options.robot)
+        # The random floor's dataset is read first: a bad one is refused before minutes of the policy's episodes.
+        random_policy = random_policy_for(options.dataset, config.seed) \
+            if options.random or options.compare_random else None
         if options.run_dir is not None and options.mode in ("direct", "both"):
             policy = _load_policy(options.run_dir, options.device, options.checkpoint)
             result = evaluate_policy(policy, config, progress, videos(options))
@@ -600,9 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("policy, through ROS (deploy_pusht graph)", through_ros))
             if options.mode == "both":
                 lines.append(format_differences(result, through_ros))
-        if options.random or options.compare_random:
-            result = evaluate_policy(random_policy_for(options.dataset, config.seed), config, progress,
-                                     videos(options) if options.random else None)
+        if random_policy is not None:
+            result = evaluate_policy(random_policy, config, progress, videos(options) if options.random else None)
             report.update(dataset=str(options.dataset), random=result.to_dict())
             lines.append(format_summary("random policy", result, config))
             rows.append(("random policy (dataset's limits), direct", result))

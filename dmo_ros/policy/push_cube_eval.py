@@ -524,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, PushCubeResult]] = []
     try:
         direct = None
+        if options.run_dir is not None:
+            from dmo_ros.policy.evaluate import refuse_other_robot
+
+            refuse_other_robot(options.run_dir, "go2")
         if options.run_dir is not None and options.mode in ("direct", "both"):
             from dmo_ros.policy.evaluate import _load_policy
 

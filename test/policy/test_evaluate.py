@@ -228,6 +228,12 @@ def test_cli_trained_policy_next_to_the_random_one(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["policy"]["episodes"] == saved["random"]["episodes"] == 2
     assert saved["run_dir"] == str(run)
+    # A dataset that cannot give the random floor's limits is refused before the policy's episodes run.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(run), "--compare-random", "--dataset", str(empty), "--episodes", "2", "--no-ceilings"]) == 2
+    captured = capsys.readouterr()
+    assert "dmo-eval-policy: error:" in captured.err and "episode 1/2" not in captured.err
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):

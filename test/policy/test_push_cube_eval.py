@@ -83,3 +83,15 @@ def test_command_line_for_go2_writes_the_table_and_json(tiny_act_policy, tmp_pat
 def test_a_negative_seed_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="seed must be >= 0, got -3"):
         PushCubeEvalConfig(seed=-3)
+
+
+@pytest.mark.parametrize("robot, other", [("pusht", "go2"), ("go2", "pusht")])
+def test_a_policy_of_the_other_robot_is_refused_in_one_line(tiny_policies, capsys, robot, other):
+    """A Push-T policy on the Go2 stand-in (or the other way round) would send commands of the wrong size: refused
+    before anything runs, in either mode, naming the robot to give."""
+    for mode in ("direct", "ros"):
+        code = eval_main(["--robot", other, str(tiny_policies[robot]), "--episodes", "1", "--no-ceilings", "--quiet",
+                          "--mode", mode])
+        err = capsys.readouterr().err
+        assert code == 2 and f"was trained on robot '{robot}'" in err and f"--robot {robot}" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
