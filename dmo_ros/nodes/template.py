@@ -115,7 +115,25 @@ class DmoNode(Node):
                     f"got {value!r} ({type(value).__name__})"
                 )
             values[field.name] = value
+        self._refuse_unknown_parameters(values)
         return parameters_type(**values)
+
+    def _refuse_unknown_parameters(self, declared: dict[str, Any]) -> None:
+        """A parameter given to this node (``-p``, a params file, a graph's ``parameters:``) that it does not declare
+        would be ignored without a word — a misspelled ``duraton`` leaves the default in force — so it is refused,
+        naming the closest declared one. ``use_sim_time`` and rclpy's ``qos_overrides.*`` are ROS's own."""
+        import difflib
+
+        given = getattr(self, "_parameter_overrides", {})  # rclpy's overrides of this node, by name
+        unknown = sorted(name for name in given if name not in declared and name != "use_sim_time"
+                         and not name.startswith("qos_overrides."))
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, declared, n=1)
+                hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)} for node "
+                             f"'{self.get_name()}'; its parameters: {', '.join(declared)}")
 
     def finish(self, code: int = 0) -> None:
         """End the node's spin loop; ``code`` becomes the process exit code."""

@@ -152,3 +152,15 @@ def test_a_bad_parameter_is_a_clear_error_not_a_traceback(ros_env, parameter, me
     assert result.returncode == 2, result.stdout
     assert message in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_a_misspelled_parameter_is_refused_naming_the_closest_one(ros_env):
+    """Without the check a node ignores a parameter it does not declare: ``duraton:=2.0`` would leave the default
+    duration in force without a word. ROS's own use_sim_time is not ours to refuse."""
+    result = run_command([str(BIN / "topic_monitor"), "--ros-args", "-p", "duraton:=2.0"], ros_env)
+    assert result.returncode == 2, result.stdout
+    assert "unknown parameter 'duraton' (did you mean 'duration'?) for node 'topic_monitor'" in result.stdout
+    assert "Traceback" not in result.stdout
+    result = run_command([str(BIN / "topic_monitor"), "--ros-args", "-p", "duration:=0.5", "-p",
+                          "use_sim_time:=false"], ros_env)
+    assert "unknown parameter" not in result.stdout and "summary:" in result.stdout, result.stdout
