@@ -30,6 +30,59 @@ REDELIVERY_DELAY_S = 0.05
 """Seconds after Python dropped a stop in a C callback or finaliser before the signal is sent again."""
 
 
+class StopAtBoundary:
+    """While active (a ``with`` block, main thread only), the first Ctrl-C or SIGTERM is held until
+    :meth:`at_boundary` (a point where stopping leaves consistent state: a trainer's epoch end, a recorder's tick);
+    the second is delivered at once.
+
+    Only signals whose handler is a Python callable are held (``default_int_handler`` for Ctrl-C,
+    :func:`stop_on_interrupt`'s for SIGTERM); an ignored signal (a ``nohup`` job's SIGINT) stays ignored. At the
+    boundary the held signal is handed to the handler that was in place, so the command reports and exits as it
+    would have (130 / 143). ``notify`` (optional) is told ``"SIGINT: <what>"`` when a signal is held."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notify: Callable[[str], None] | None = None, what: str = "stopping at the next safe point"
+                 ) -> None:
+        self.notify, self.what = notify, what
+        self.previous: dict[int, Callable] = {}
+        self.held: int | None = None
+
+    def __enter__(self) -> StopAtBoundary:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                handler = signal.getsignal(number)
+                if callable(handler):
+                    self.previous[number] = handler
+                    signal.signal(number, self._on_signal)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
+
+    def _on_signal(self, number: int, frame: object) -> None:
+        if self.held is None:
+            self.held = number
+            if self.notify is not None:
+                self.notify(f"{signal.Signals(number).name}: {self.what} (again: stop now)")
+            return
+        handler = self.previous.get(number, signal.default_int_handler)
+        self._restore()
+        handler(number, frame)
+
+    def at_boundary(self) -> None:
+        """Deliver a held signal now (to the handler it would have reached): raises what that handler raises."""
+        if self.held is not None:
+            number, handler = self.held, self.previous.get(self.held, signal.default_int_handler)
+            self._restore()
+            handler(number, None)
+
+
 def stop_on_interrupt(main: Callable[..., int], note: str = "") -> Callable[..., int]:
     """``main(argv)`` that answers Ctrl-C with ``<command>: interrupted[; note]`` on stderr and exit code 130, and
     SIGTERM alike with ``<command>: terminated (SIGTERM)[; note]`` and exit code 143.
@@ -97,4 +150,4 @@ def _install_terminate_handler(handler: Callable[[int, object], None]) -> signal
     return previous
 
 
-__all__ = ["INTERRUPTED_EXIT_CODE", "TERMINATED_EXIT_CODE", "stop_on_interrupt"]
+__all__ = ["INTERRUPTED_EXIT_CODE", "TERMINATED_EXIT_CODE", "StopAtBoundary", "stop_on_interrupt"]

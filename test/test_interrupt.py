@@ -199,3 +199,28 @@ def test_a_sigterm_in_the_stand_ins_draw_callback_stops_the_command(monkeypatch)
 
     assert stop_on_interrupt(main)([]) == 143
     assert len(calls) >= 3 and len(frames) < 100
+
+
+def test_a_held_stop_waits_for_the_boundary_and_an_ignored_one_stays_ignored():
+    """StopAtBoundary: the first Ctrl-C is held to the boundary (a trainer's epoch end, a recorder's tick); a job
+    started with nohup, whose SIGINT is ignored, is not made stoppable by it behind the user's back."""
+    import os
+
+    from dmo_ros.interrupt import StopAtBoundary
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        notes = []
+        with StopAtBoundary(notes.append, "stopping at the next tick") as stop:
+            os.kill(os.getpid(), signal.SIGINT)  # held: no KeyboardInterrupt here
+            with pytest.raises(KeyboardInterrupt):
+                stop.at_boundary()
+        assert notes == ["SIGINT: stopping at the next tick (again: stop now)"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with StopAtBoundary() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            stop.at_boundary()  # ignored before, ignored still
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -74,6 +74,10 @@ from dmo_ros.recording.bag_reader import (
     Connection,
     MessageDecoder,
     UndecodableTypeError,
+    missing_metadata,
+    no_split_readable,
+    storage_files,
+    unreadable_splits,
 )
 from dmo_ros.recording.bag_writer import session_closed, session_collection, session_in_use, session_splits
 
@@ -130,10 +134,13 @@ class ConvertConfig:
             raise ValueError(f"frame size must be positive, got {self.width}x{self.height}")
         if self.aspect not in ASPECTS:
             raise ValueError(f"aspect must be one of {', '.join(ASPECTS)}, got '{self.aspect}'")
-        if self.rate_hz < 0 or not 0 <= self.validation_fraction < 1:
-            raise ValueError("rate_hz must be >= 0 and validation_fraction in [0, 1)")
-        if min(self.gap_threshold_s, self.max_frame_age_s, self.reorder_window_s) <= 0:
-            raise ValueError("gap_threshold_s, max_frame_age_s and reorder_window_s must be positive")
+        if self.rate_hz < 0:
+            raise ValueError(f"rate_hz must be >= 0 (0: the robot profile's rate), got {self.rate_hz:g}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction:g}")
+        for name in ("gap_threshold_s", "max_frame_age_s", "reorder_window_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive (s), got {getattr(self, name):g}")
         if self.time_source not in TIME_SOURCES:
             raise ValueError(f"time_source must be one of {', '.join(TIME_SOURCES)}, got '{self.time_source}'")
         if not 0 <= self.rate_tolerance < 1:
@@ -152,6 +159,8 @@ class Source:
 
     path: Path
     bags: list[Path]
+    warnings: list[str] = field(default_factory=list)
+    """What of it cannot be read (a session's splits without metadata.yaml); each becomes a report warning."""
 
     @property
     def bytes(self) -> int:
@@ -210,10 +219,15 @@ def _expand_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]
                 bad.append(SourceReport(str(path), error="is being recorded (a live recorder holds the session's "
                                                          "lock): convert it after the recording stops"))
             else:
-                sources.append(Source(path, session_splits(path)))
+                sources.append(Source(path, session_splits(path), unreadable_splits(path)))
+        elif storage_files(path):
+            bad.append(SourceReport(str(path), error=missing_metadata(path)))
+        elif unreadable_splits(path):
+            bad.append(SourceReport(str(path), error=no_split_readable(unreadable_splits(path))))
         elif path.is_dir():
             inner = [p for p in sorted(path.iterdir()) if p.is_dir()]
-            found = [p for p in inner if (p / "metadata.yaml").is_file() or session_splits(p)]
+            found = [p for p in inner if (p / "metadata.yaml").is_file() or session_splits(p) or storage_files(p)
+                     or unreadable_splits(p)]  # the unreadable ones, to say why and how to fix them
             if found:
                 more, more_bad = _expand_sources(found)
                 sources += more
@@ -452,6 +466,7 @@ class Converter:
             self.skews_ns.append(sample.stamp - sample.frame_stamp)
 
         report.collection = session_collection(source.path)
+        report.warnings.extend(source.warnings)
         if session_closed(source.path) is False:
             report.warnings.append("the session was not closed (its recorder crashed or was killed): the seconds in "
                                    "its .partial/ split are not converted; starting the recorder on the same output "
@@ -676,6 +691,23 @@ def format_summary(meta: dict[str, Any], seconds: float, total_bytes: int, camer
     ])
 
 
+def option_problem(options: argparse.Namespace) -> str:
+    """The first option with a value out of range, named as typed (``--rate must be ...``); '' when all fit.
+
+    Checked here rather than left to ``ConvertConfig``, whose messages name its fields, not the options."""
+    checks = [
+        ("--rate", options.rate, options.rate >= 0, "must be >= 0 (Hz; 0: the robot profile's rate)"),
+        ("--gap", options.gap, options.gap > 0, "must be positive (s)"),
+        ("--val", options.val, 0 <= options.val < 1, "must be in [0, 1) (a share of the episodes)"),
+        ("--seed", options.seed, options.seed >= 0, "must be >= 0"),
+        ("--size", " ".join(map(str, options.size)), min(options.size) > 0, "must be positive (HEIGHT WIDTH)"),
+    ]
+    for option, value, fits, rule in checks:  # nan fails every comparison, so it is refused too
+        if not fits:
+            return f"{option} {rule}, got {value}"
+    return ""
+
+
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-convert", description="Convert rosbag2 recordings into a dataset.",
@@ -686,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robot", default=defaults.robot, help="robot profile name or YAML path (default pusht)")
     for role in ("camera", "action", "intent", "reset"):
         parser.add_argument(f"--{role}-topic", default="", help=f"{role} topic (default: the robot profile's)")
-    parser.add_argument("--rate", type=float, default=0.0, help="samples per second (default: the profile's)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="samples per second (default, or 0: the robot profile's rate_hz)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=(64, 64),
                         help="frame size in the dataset (default 64 64)")
     parser.add_argument("--aspect", choices=ASPECTS, default=defaults.aspect, help="aspect handling (default crop)")
@@ -700,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="read the messages written before the cut of a truncated MCAP file (a killed recording) "
                              "instead of refusing it")
     options = parser.parse_args(argv)
+    problem = option_problem(options)
+    if problem:
+        print(f"dmo-convert: error: {problem}", file=sys.stderr)
+        return 2
     try:
         config = ConvertConfig(
             robot=options.robot, camera_topic=options.camera_topic, action_topic=options.action_topic,

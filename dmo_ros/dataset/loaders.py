@@ -426,21 +426,26 @@ def find_datasets(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def dataset_shape(folders: Sequence[Path | str], model: str) -> tuple[int, int, str]:
-    """(square frame size, action size, robot) shared by all ``folders``; DatasetError when they disagree.
+    """(square frame size, action size, robot) shared by all ``folders``; every trainer that takes several
+    datasets checks them here, so a mix is refused with one message whichever trainer is given it.
 
-    ``model`` names the model that needs square frames in the error message.
+    Raises ``DatasetError`` for frames that are not square and for datasets that differ in robot, frame size or
+    action size (one line naming each dataset's). ``model`` names the model in the messages.
     """
-    shapes = set()
+    shapes = {}
     for folder in folders:
         meta = read_meta(folder)
         image = meta["image"]
         if image["height"] != image["width"]:
             raise DatasetError(f"{folder}: frames are {image['height']}x{image['width']}; the {model} needs "
                                "square frames (convert with --size N N)")
-        shapes.add((int(image["height"]), len(meta["action"]["names"]), str(meta.get("robot"))))
-    if len(shapes) != 1:
-        raise DatasetError(f"the datasets differ in frame size, action size or robot: {sorted(shapes)}")
-    return shapes.pop()
+        shapes[folder] = (int(image["height"]), len(meta["action"]["names"]), str(meta.get("robot")))
+    if len(set(shapes.values())) != 1:
+        each = "; ".join(f"{folder}: robot {robot}, {size}x{size} frames, {actions} action components"
+                         for folder, (size, actions, robot) in shapes.items())
+        raise DatasetError(f"the datasets differ in robot, frame size or action size, and one {model} trains on "
+                           f"one kind: {each}")
+    return next(iter(shapes.values()))
 
 
 def action_statistics(folders: Sequence[Path | str]) -> dict[str, list[float]]:

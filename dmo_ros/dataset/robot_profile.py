@@ -25,6 +25,23 @@ class ProfileError(ValueError):
     """A robot profile that is missing or malformed; the message says what to fix."""
 
 
+def _finite_numbers(path: Path, what: str, values: Any) -> tuple[float, ...]:
+    """``values`` as floats; ``ProfileError`` naming ``what`` for one that is not a number or not finite (nan
+    passes every later comparison, so it would surface far away as a wrong diagnosis)."""
+    if not isinstance(values, list | tuple):
+        raise ProfileError(f"{path}: {what} must be a list of numbers, got {values!r}")
+    numbers = []
+    for value in values:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ProfileError(f"{path}: {what} must be numbers, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ProfileError(f"{path}: {what} must be finite, got {number}")
+        numbers.append(number)
+    return tuple(numbers)
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     """How an action message becomes the action vector."""
@@ -100,20 +117,20 @@ def load_robot_profile(name_or_path: str | Path) -> RobotProfile:
     fields = tuple(action.get("fields") or ())
     names = tuple(action.get("names") or fields)
     units = tuple(action.get("units") or [""] * len(fields))
-    scale = tuple(float(s) for s in action.get("scale") or [1.0] * len(fields))
+    scale = _finite_numbers(path, "action scale factors", action.get("scale") or [1.0] * len(fields))
     if not fields or not action.get("message") or not len(fields) == len(names) == len(units) == len(scale):
         raise ProfileError(f"{path}: action needs a message and fields, with names, units and scale of the same length")
     topics = {role: str(topic) for role, topic in (raw.get("topics") or {}).items()}
     missing = [role for role in ("camera", "action") if not topics.get(role)]
     if missing or set(topics) - set(TOPIC_ROLES):
         raise ProfileError(f"{path}: topics needs camera and action (optional: intent, reset); got {sorted(topics)}")
-    rate = float(raw.get("rate_hz", 5.0))
-    if not math.isfinite(rate) or rate <= 0:
-        raise ProfileError(f"{path}: rate_hz must be positive")
+    [rate] = _finite_numbers(path, "rate_hz", [raw.get("rate_hz", 5.0)])
+    if rate <= 0:
+        raise ProfileError(f"{path}: rate_hz must be positive, got {rate:g}")
     limits = action.get("limits")
     if limits is not None:
-        limits = tuple(float(v) for v in limits)
-        if len(limits) != len(fields) or not all(math.isfinite(v) and v > 0 for v in limits):
+        limits = _finite_numbers(path, "action limits", limits)
+        if len(limits) != len(fields) or not all(v > 0 for v in limits):
             raise ProfileError(f"{path}: action limits need one positive number per field ({len(fields)})")
     if any(factor == 0 for factor in scale):
         raise ProfileError(f"{path}: action scale factors must be non-zero")

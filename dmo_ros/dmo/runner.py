@@ -13,7 +13,10 @@ an algorithm offers ``train_epoch() -> logs`` and its state (:class:`PolicyAlgor
   seconds);
 - atomic checkpoints (safetensors weights + ``weights_only`` trainer state) every
   ``checkpoint_every`` epochs, at the end, on Ctrl-C and at ``time_limit_s``; re-running the
-  same command resumes from the newest one;
+  same command resumes from the newest one. Ctrl-C or SIGTERM during an epoch lets the epoch
+  finish and stops at its end (:class:`~dmo_ros.interrupt.StopAtBoundary`): a checkpoint of a half-updated
+  algorithm resumed to another result than an uninterrupted run. A second one stops at once and
+  keeps the last complete checkpoint;
 - TensorBoard scalars ``train/*`` against samples, and a tqdm progress bar over samples.
 """
 
@@ -30,6 +33,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from dmo_ros.interrupt import StopAtBoundary
 from dmo_ros.policy.api import Policy
 from dmo_ros.training.checkpoint import (
     latest_step,
@@ -222,44 +226,55 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
     if evaluate is not None and config.eval_every and not any(r["epoch"] == epoch for r in evaluations):
         run_evaluation()  # the untrained policy: where every curve starts
     logs: dict[str, float] = {}
-    stopped_early = interrupted = False
+    stopped_early = interrupted = in_epoch = False
     call_start = time.monotonic()
+    stop = StopAtBoundary(progress.write, "stopping at the end of this epoch, with a checkpoint")
     try:
-        while algorithm.samples < config.max_samples and not (config.max_epochs and epoch >= config.max_epochs):
-            if config.time_limit_s and time.monotonic() - call_start >= config.time_limit_s:
-                stopped_early = True
-                break
-            tick = time.monotonic()
-            before = algorithm.samples
-            logs = algorithm.train_epoch()
-            wall_s += time.monotonic() - tick
-            epoch += 1
-            bad = [key for key, value in logs.items() if not math.isfinite(value)]
-            if bad:
-                progress.write(f"warning: non-finite logs at epoch {epoch}: {', '.join(bad)}")
-            progress.update(min(algorithm.samples, config.max_samples) - min(before, config.max_samples))
-            busy = load_watch.check() if load_watch else None
-            if busy:
-                progress.write(f"epoch {epoch}: {busy}")
-            progress.set_postfix({key: f"{logs[key]:.3g}" for key in ("global_return", "return", "mean_reward")
-                                  if key in logs}, refresh=False)
-            if epoch % config.log_every == 0:
-                for key, value in logs.items():
-                    writer.add_scalar(f"train/{key}", value, algorithm.samples)
-                writer.add_scalar("time/wall_s", wall_s, algorithm.samples)
-                writer.add_scalar("time/samples_per_s", algorithm.samples / max(wall_s, 1e-9), algorithm.samples)
-            if config.eval_every and epoch % config.eval_every == 0:
-                run_evaluation()
-            if epoch % config.checkpoint_every == 0:
-                checkpoint(logs)
+        with stop:
+            while algorithm.samples < config.max_samples and not (config.max_epochs and epoch >= config.max_epochs):
+                stop.at_boundary()
+                if config.time_limit_s and time.monotonic() - call_start >= config.time_limit_s:
+                    stopped_early = True
+                    break
+                tick = time.monotonic()
+                before = algorithm.samples
+                in_epoch = True
+                logs = algorithm.train_epoch()
+                in_epoch = False
+                wall_s += time.monotonic() - tick
+                epoch += 1
+                bad = [key for key, value in logs.items() if not math.isfinite(value)]
+                if bad:
+                    progress.write(f"warning: non-finite logs at epoch {epoch}: {', '.join(bad)}")
+                progress.update(min(algorithm.samples, config.max_samples) - min(before, config.max_samples))
+                busy = load_watch.check() if load_watch else None
+                if busy:
+                    progress.write(f"epoch {epoch}: {busy}")
+                progress.set_postfix({key: f"{logs[key]:.3g}" for key in ("global_return", "return", "mean_reward")
+                                      if key in logs}, refresh=False)
+                if epoch % config.log_every == 0:
+                    for key, value in logs.items():
+                        writer.add_scalar(f"train/{key}", value, algorithm.samples)
+                    writer.add_scalar("time/wall_s", wall_s, algorithm.samples)
+                    writer.add_scalar("time/samples_per_s", algorithm.samples / max(wall_s, 1e-9), algorithm.samples)
+                if config.eval_every and epoch % config.eval_every == 0:
+                    run_evaluation()
+                if epoch % config.checkpoint_every == 0:
+                    checkpoint(logs)
+                stop.at_boundary()
     except KeyboardInterrupt:
         stopped_early = interrupted = True
-        progress.write("interrupted: writing a checkpoint (re-run the same command to resume)")
+        if in_epoch:  # a second signal cut the epoch: its half-done update must not become a checkpoint
+            progress.write(f"interrupted inside epoch {epoch + 1}: its half-done update is not saved; re-run the "
+                           "same command to resume from the last complete checkpoint")
+        else:
+            progress.write("interrupted: writing a checkpoint (re-run the same command to resume)")
     finally:
         progress.close()
     if config.eval_every and not stopped_early and not any(r["epoch"] == epoch for r in evaluations + new_records):
         run_evaluation()  # the final policy
-    checkpoint(logs)
+    if not in_epoch:
+        checkpoint(logs)
     writer.close()
     return PolicyTrainResult(epochs=epoch, samples=algorithm.samples, wall_s=wall_s, evaluations=new_records,
                              logs=logs, stopped_early=stopped_early, interrupted=interrupted)

@@ -36,7 +36,14 @@ from dmo_ros.dmo.sapo import SAPOConfig
 from dmo_ros.dmo.simulator_env import PIXEL_TASKS, SimulatorEnv
 from dmo_ros.gates.report import GateError, gate_snapshot, require_gates
 from dmo_ros.policy.api import POLICY_KIND
-from dmo_ros.training.checkpoint import CheckpointError, check_run_dir, latest_step, read_run_config, recorded_path
+from dmo_ros.training.checkpoint import (
+    CheckpointError,
+    changed_inputs,
+    check_run_dir,
+    latest_step,
+    read_run_config,
+    recorded_path,
+)
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
@@ -96,6 +103,22 @@ def _real_sequences(folders: list[Path], args: argparse.Namespace, length: int, 
         raise DatasetError(f"no training sequence of {length} samples ({windows} windows, as the local model's) in "
                            "the datasets for finetune_real_fraction")
     return sequences
+
+
+def _check_input_kinds(args: argparse.Namespace, method: str) -> None:
+    """Refuse an input run of the wrong kind (a reward run given as ``--local-model``) before its gate is read or
+    measured, so the error says what the folder holds instead of advising to gate it as something it is not.
+
+    Raises :class:`~dmo_ros.training.checkpoint.RunKindError` naming what the folder holds, or
+    ``CheckpointError`` for a folder that is no run."""
+    from dmo_ros.world_model_v4.model import is_world_model_v4
+
+    if args.world_model is not None and not is_world_model_v4(args.world_model):
+        read_run_config(args.world_model, kind="world_model")
+    if args.reward_run is not None:
+        read_run_config(args.reward_run, kind="reward")
+    if method != "ppo" and getattr(args, "local_model", None) is not None:
+        read_run_config(args.local_model, kind="local_model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,9 +238,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckpointError(f"{args.run_dir} holds a run with " + ", ".join(f"--{k} {v}" for k, v in
                                                                                      clash.items())
                                       + "; use another --run-dir")
+            given = {"preset": args.preset, "datasets": [recorded_path(folder) for folder in folders],
+                     "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
+                     "goal": recorded_path(args.goal),
+                     "local_model": recorded_path(getattr(args, "local_model", None))}
+            if changed_inputs(args.run_dir, given):  # before any model loads or gate is measured
+                raise CheckpointError(changed_inputs(args.run_dir, given))
         simulated = forward == "simulator"
         if args.world_model is None and not simulated and method != "no_diffusion":
             raise ConfigError("--world-model is required (unless --forward simulator)")
+        _check_input_kinds(args, method)  # before any gate is read or measured (their advice assumes the kind)
         run = apply_options(RUN_PRESETS[args.preset], args, args.run_options)
         if saved is not None:  # the imagined frames keep the sampler they started with
             held_threshold = saved.get("run", {}).get("sampler_change_threshold")

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from dmo_ros.dataset.format import DatasetError
-from dmo_ros.gates.report import GateReport, write_gate_report
+from dmo_ros.gates.report import GateReport, goal_picture_digest, record_goal, write_gate_report
 from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.policy.api import PolicyError
@@ -74,6 +74,7 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
 
     begin = time.perf_counter()
     gate_config = LocalModelGateConfig(**config)
+    digest = None if goal is None else goal_picture_digest(goal)  # the bytes measured with, read before the probes
     model = load_local_model(run_dir, device)
     size = model.config.image_size
     reward = goal_reward_function(reward_run, goal, size, torch.device(device))
@@ -101,8 +102,8 @@ def local_model_run_gate(run_dir: Path, dataset: Path, reward_run: Path, goal: P
     report = local_model_gate(model.cpu(), batch, probes, gate_config, positions, agent_only)
     report.seconds = time.perf_counter() - begin  # the probes' simulator episodes included
     given = {"reward_run": str(Path(reward_run).resolve()), "goal": None if goal is None else str(Path(goal).resolve())}
-    # The goal resolved: dmo-train-policy compares it with its --goal from wherever it runs (report.goal_mismatch).
-    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), goal=given["goal"], robot=robot)
+    report.metrics.update(dataset=str(dataset), reward_run=str(reward_run), robot=robot)
+    record_goal(report, goal, digest)  # compared with a policy's --goal from wherever it runs (report.goal_mismatch)
     trained_on = _label_source(run_dir, dataset)
     if trained_on is not None and trained_on != given:
         report.notes.append(f"the reward-head error is measured against the labels the model was trained on "
@@ -139,10 +140,11 @@ def reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str = "cpu
     from dmo_ros.reward.energy import load_reward_model
 
     out_dir = Path(run_dir) if out_dir is None else Path(out_dir)
+    digest = goal_picture_digest(goal)  # the bytes measured with, read before the measurement
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reward_gate(reward, RewardGateConfig(**{"image_size": size, **config}))
-    report.metrics["goal"] = str(Path(goal).resolve())  # compared with a policy's --goal (report.goal_mismatch)
+    record_goal(report, goal, digest)  # compared with a policy's --goal (report.goal_mismatch)
     if plot:
         png = reward_shape_plots(report, out_dir / "gate" / "reward_shape.png")
         report.metrics["plot"] = str(png)
@@ -162,10 +164,11 @@ def reach_reward_run_gate(run_dir: Path, goal: Path, device: torch.device | str 
     from dmo_ros.reward.goal_image import load_goal_image
 
     out_dir = Path(run_dir) if out_dir is None else Path(out_dir)
+    digest = goal_picture_digest(goal)  # the bytes measured with, read before the measurement
     size = load_reward_model(run_dir, "cpu").config.image_size
     reward = goal_reward_function(run_dir, goal, size, torch.device(device))
     report = reach_reward_gate(reward, ReachRewardGateConfig(**{"image_size": size, **config}))
-    report.metrics["goal"] = str(Path(goal).resolve())  # compared with a policy's --goal (report.goal_mismatch)
+    record_goal(report, goal, digest)  # compared with a policy's --goal (report.goal_mismatch)
     values = {check.name: check.value for check in report.checks}
     figure = {**report.metrics["map"], "ascent": values["ascent"], "spearman": values["distance_spearman"]}
     if plot:
@@ -195,11 +198,9 @@ def goal_gate_folder(reward_run: Path, goal: Path, task: str | None = None) -> P
     """``reward_run/gate_goals/<sha256 of the picture's bytes, 12 hex>_<push|reach task>/``: where the reward's
     gate toward ``goal`` on ``task`` (None or a pushing task: ``push``) lives when the run's own ``gate.json`` holds
     another picture's or task's. Raises ``OSError`` for a picture that cannot be read."""
-    import hashlib
-
     from dmo_ros.sims.pusht_tasks import REACH_TASKS
 
-    digest = hashlib.sha256(Path(goal).read_bytes()).hexdigest()[:12]
+    digest = goal_picture_digest(goal)[:12]
     return Path(reward_run) / GOAL_GATES / f"{digest}_{task if task in REACH_TASKS else 'push'}"
 
 
@@ -292,11 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
             add_change_threshold(sub)
         # The reward's --task is the reach options' (below): it picks the reach gate; the shape gate keeps push_t's.
         # The local model's --task picks its probes (what require_gates' refusal tells the user to run).
-        options = add_dataclass_options(sub, config_class, title="measurement and bounds",
+        options = add_dataclass_options(sub, config_class, title="measurement and bounds", presets=False,
                                         skip=["image_size", "task"] if name == "reward" else ["image_size"])
         reach_options = add_dataclass_options(
             sub, ReachRewardGateConfig, title="reach tasks (--task reach_fixed or reach: the agent-to-target map)",
-            skip=["image_size", "seed"]) if name == "reward" else []
+            skip=["image_size", "seed"], presets=False) if name == "reward" else []
         sub.set_defaults(gate_class=config_class, gate_options=options, reach_options=reach_options)
     help_text = "the world model along a policy's own paths: walls, contact with the T (a report, no trainer reads it)"
     sub = parts.add_parser("world-model-paths", help=help_text, description=help_text)
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--reward-run", type=Path, default=None,
                      help="also report this learned reward (dmo-train-reward) on the real and imagined frames")
     sub.add_argument("--goal", type=Path, default=None, help="the reward's goal picture (with --reward-run)")
-    options = add_dataclass_options(sub, PolicyPathConfig, title="paths, step classes and bounds")
+    options = add_dataclass_options(sub, PolicyPathConfig, title="paths, step classes and bounds", presets=False)
     sub.set_defaults(gate_class=PolicyPathConfig, gate_options=options, reach_options=[])
     return parser
 
@@ -326,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--{next(iter(set(config) - {'seed'})).replace('_', '-')} belongs to the pushing tasks' "
                      f"reward gate, not the reach gate (--task {reach['task']})")
     try:
+        if reach:  # the bounds checked before any run is read (a count of 0 measured nothing and wrote nan)
+            from dmo_ros.gates.reward import ReachRewardGateConfig
+
+            ReachRewardGateConfig(**{**config, **reach})
+        else:
+            args.gate_class(**config)
         if args.component == "world-model-paths":
             from dmo_ros.gates.policy_paths import PolicyPathConfig, world_model_paths_check
 
@@ -348,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 report = reward_run_gate(args.run_dir, args.goal, args.device, out_dir=out_dir, **config)
     except (DatasetError, CheckpointError, ConfigError, PolicyError, ValueError, OSError) as error:
-        print(f"dmo-gate: error: {error}", file=sys.stderr)
+        message = str(error)
+        for name in (*config, *reach):  # a config's message names its field; say the option as typed
+            if message.startswith(f"{name} "):
+                message = f"--{name.replace('_', '-')}{message[len(name):]}"
+        print(f"dmo-gate: error: {message}", file=sys.stderr)
         return 2
     print(report.format())
     if args.component == "world-model-paths":

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.gates.config_bounds import check_fields
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
 from dmo_ros.local_model.rssm import RSSMState, latent_kl, latent_mode_error
@@ -96,16 +97,10 @@ class LocalModelGateConfig:
         if self.task not in (*TASKS, "push_cube"):
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)} (or push_cube, the "
                              "Go2's, which dmo-gate picks from a Go2 dataset)")
-        for name in ("sequences", "probes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("state_probe_episodes", "agent_only_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: skip it), got {getattr(self, name)}")
-        if self.drift_steps < 0:
-            raise ValueError(f"drift_steps must be >= 0, got {self.drift_steps}")
-        if not self.agent_only_step > 0:
-            raise ValueError(f"agent_only_step must be > 0 arena units, got {self.agent_only_step}")
+        check_fields(self, counts=("sequences", "probes"),
+                     optional_counts=("state_probe_episodes", "agent_only_episodes", "drift_steps"),
+                     positive=("epsilon", "min_shuffle_ratio", "agent_only_step"),
+                     correlations=("min_gradient_cosine",))
 
 
 @dataclass

@@ -8,6 +8,7 @@ whose gate failed or was never measured unless forced (:func:`require_gates`). S
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -161,17 +162,44 @@ def task_mismatch(component: str, report: GateReport, task: str | None) -> str |
     return None
 
 
+def goal_picture_digest(goal: Path | str) -> str:
+    """The sha256 (hex) of the goal picture's bytes, as a gate records it beside the picture's path
+    (``metrics["goal_sha256"]``). Raises ``OSError`` for a picture that cannot be read."""
+    return hashlib.sha256(Path(goal).read_bytes()).hexdigest()
+
+
+def record_goal(report: GateReport, goal: Path | str | None, digest: str | None) -> None:
+    """Record in ``report`` the goal picture it was measured toward: its resolved path (so a policy started from
+    another folder finds it) and ``digest``, the :func:`goal_picture_digest` of the bytes measured with (so a
+    picture redrawn under the same name is told apart). None: an intent reward, no picture."""
+    report.metrics["goal"] = None if goal is None else str(Path(goal).resolve())
+    report.metrics["goal_sha256"] = None if goal is None else digest
+
+
 def goal_mismatch(report: GateReport, goal: Path | str | None) -> str | None:
     """Why ``report`` does not vouch for rewards toward the goal picture ``goal`` (None: it does, or cannot tell).
 
     The reward and local-model gates score toward the goal picture they were given (``metrics["goal"]``); a gate
     measured toward another picture (another task's, another target) says nothing about this one. Two pictures are
-    the same when their files hold the same bytes (wherever they lie). None when no goal was given here or there, or
-    the gate's picture is no longer where it was (nothing to compare)."""
+    the same when they hold the same bytes (wherever they lie): a gate that recorded its picture's sha256
+    (``metrics["goal_sha256"]``) is compared by it, so a picture redrawn under the same name is another picture;
+    a gate written before the hash was recorded is compared with the file now at its path (the same path, or the
+    same bytes). None when no goal was given here or there, or a picture cannot be read (nothing to compare)."""
     measured = report.metrics.get("goal")
     if goal is None or measured is None:
         return None
     ours, theirs = Path(goal), Path(measured)
+    recorded = report.metrics.get("goal_sha256")
+    if recorded is not None:
+        try:
+            if goal_picture_digest(ours) == recorded:
+                return None
+        except OSError:
+            return None
+        if ours.resolve() == theirs.resolve():
+            return (f"gated toward the goal picture {measured} as it was then; the file has been redrawn since "
+                    "(other bytes: a different picture)")
+        return f"gated toward the goal picture {measured}, not toward {goal}"
     if not theirs.is_file() or not ours.is_file():
         return None
     if ours.resolve() == theirs.resolve() or ours.read_bytes() == theirs.read_bytes():
@@ -251,4 +279,5 @@ def format_gate_snapshot(snapshot: dict[str, dict[str, Any]]) -> str:
 
 
 __all__ = ["GATE_FILE", "GateCheck", "GateError", "GateReport", "format_gate_snapshot", "gate_snapshot",
-           "goal_mismatch", "read_gate_report", "require_gates", "task_mismatch", "write_gate_report"]
+           "goal_mismatch", "goal_picture_digest", "read_gate_report", "record_goal", "require_gates", "task_mismatch",
+           "write_gate_report"]

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.gates.config_bounds import check_fields
 from dmo_ros.gates.local_model import RewardOfFrames
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.reward.evaluate import spearman
@@ -58,7 +59,8 @@ class RewardGateConfig:
     agent_places: int = 16
     """Agent positions per episode for the agent-only spread."""
     expert_runs: int = 8
-    """Scripted-expert runs for the Spearman with coverage."""
+    """Scripted-expert runs for the Spearman with coverage; 0: not measured (the gate then fails that check, as
+    unmeasured; ``scripts/reward_along_task_paths.py`` wants only the T-only paths)."""
     expert_steps: int = 150
     """Control steps per expert run (30 s at 5 Hz, gym-pusht's episode length)."""
     min_path_spearman: float = 0.9
@@ -78,6 +80,9 @@ class RewardGateConfig:
     def __post_init__(self) -> None:
         if self.task in REACH_TASKS:
             raise ValueError(f"task {self.task!r} keeps the T still; its reward gate is the reach gate (--task)")
+        check_fields(self, counts=("episodes", "steps", "agent_places", "expert_steps", "image_size"),
+                     optional_counts=("expert_runs",),
+                     positive=("min_gain_over_spread",), correlations=("min_path_spearman", "min_expert_spearman"))
 
 
 def _place(sim, block_pose: np.ndarray, agent: np.ndarray) -> None:
@@ -274,9 +279,11 @@ class ReachRewardGateConfig:
 
     def __post_init__(self) -> None:
         if self.task not in REACH_TASKS:
-            raise ValueError(f"task {self.task!r} has no agent target; choose one of {', '.join(REACH_TASKS)}")
-        if self.step <= 0:
-            raise ValueError(f"step must be > 0 arena units, got {self.step}")
+            raise ValueError(f"task {self.task!r} has no agent target; choose one of {', '.join(REACH_TASKS)} "
+                             "(a pushing task's reward gate is the shape gate, measured on push_t's resets: "
+                             "leave --task out)")
+        check_fields(self, counts=("image_size",), positive=("step", "max_peak_offset"), fractions=("min_ascent",),
+                     correlations=("min_spearman",))
 
 
 def hill_climb_ends(points: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:

@@ -23,6 +23,7 @@ command; the model never sees it.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.gates.config_bounds import check_fields
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.sims.pusht import ARENA_UNITS, PushTConfig, PushTSim
 from dmo_ros.sims.pusht_frames import locate_agent
@@ -64,6 +66,10 @@ class WorldModelGateConfig:
     """Rollouts sampled at once."""
     seed: int = 0
     """Seed of the sampler's noise."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, counts=("windows", "horizon", "direction_step", "batch_size"), positive=("speed",),
+                     fractions=("min_visible", "min_right_direction"))
 
 
 def simulator_displacement(speed: float, horizon: int, image_size: int, sim_config: PushTConfig | None = None,
@@ -246,7 +252,10 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
     notes = []
     drift = per_command["zero"].get("drift_px_per_step") or []
     if drift:  # the real agent stops under a zero command; a policy settling at its goal relies on that
-        notes.append(f"zero command: the imagined agent drifts {drift[0]:.2f} px in one step, {drift[-1]:.2f} px in "
+        def px(value: float) -> str:  # nan: the agent was found in no imagined frame of that step
+            return f"{value:.2f} px" if math.isfinite(value) else "? px (the imagined agent not found)"
+
+        notes.append(f"zero command: the imagined agent drifts {px(drift[0])} in one step, {px(drift[-1])} in "
                      f"{len(drift)} (the stand-in's agent stops within a step: ~0.25 px at 64 x 64)")
     if picture is not None and shown:
         write_action_response_picture(shown, picture)

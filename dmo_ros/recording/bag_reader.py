@@ -18,6 +18,7 @@ Plain Python over ``rosbags`` (and ``mcap``'s stream reader for recovery); used 
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from dmo_ros.recording.bag_writer import TypeRegistry, UnknownTypeError
+from dmo_ros.recording.bag_writer import SPLIT_LOG, TypeRegistry, UnknownTypeError
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 STORAGE_SUFFIXES = (".mcap", ".db3", ".mcap.zstd", ".db3.zstd")
@@ -87,6 +88,67 @@ def unlisted_files(bag: Path, info: dict[str, Any]) -> list[str]:
     listed = set(listed_files(info))
     return sorted(p.name for p in bag.iterdir()
                   if p.is_file() and p.name.endswith(STORAGE_SUFFIXES) and p.name not in listed)
+
+
+def storage_files(folder: Path) -> list[Path]:
+    """The rosbag2 storage files (MCAP, SQLite3) directly in ``folder``, by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(STORAGE_SUFFIXES))
+
+
+def reindex_command(bag: Path) -> str:
+    """The ``ros2 bag reindex`` command that rebuilds ``bag``'s metadata.yaml from its storage files."""
+    storage = "sqlite3" if any(".db3" in f.name for f in storage_files(bag)) else "mcap"
+    return f"ros2 bag reindex {bag} -s {storage}"
+
+
+def missing_metadata(bag: Path, lost: str = "") -> str:
+    """Why a bag folder without ``metadata.yaml`` is not read, what is lost (``lost``, or its storage files)
+    and the fix, in one line."""
+    if not lost:
+        files = storage_files(bag)
+        lost = f"{', '.join(f.name for f in files)} ({sum(f.stat().st_size for f in files) / 1e3:.0f} kB)" \
+            if files else "its messages"
+    return (f"{bag} has no metadata.yaml (rosbag2 writes it last, when the bag is closed), so {lost} "
+            f"cannot be read; rebuild it with `{reindex_command(bag)}` and read the bag again")
+
+
+def unreadable_splits(session: Path | str) -> list[str]:
+    """One line (``missing_metadata``) per split of a session that is left out for want of ``metadata.yaml``:
+    a split its ``splits.jsonl`` lists, or a ``split_*`` folder that holds a storage file. Empty for a plain bag."""
+    session = Path(session)
+    log = session / SPLIT_LOG
+    listed: dict[str, dict[str, Any]] = {}
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            entry = json.loads(line)
+            listed[str(entry["path"])] = entry
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break  # a crash can cut the last line
+    folders = {p.name for p in session.glob("split_*") if p.is_dir() and storage_files(p)} | set(listed)
+    problems = []
+    for name in sorted(folders):
+        split = session / name
+        if (split / "metadata.yaml").is_file():
+            continue
+        entry = listed.get(name)
+        if entry is None:
+            problems.append(missing_metadata(split))
+        elif not split.is_dir():
+            problems.append(f"{split} is listed in {SPLIT_LOG} ({entry.get('messages', '?')} messages) but is "
+                            "missing: its messages are left out")
+        else:
+            seconds = (entry.get("end_ns", 0) - entry.get("start_ns", 0)) / 1e9
+            problems.append(missing_metadata(split, f"its {entry.get('messages', '?')} messages ({seconds:.1f} s, "
+                                                    f"as {SPLIT_LOG} lists them)"))
+    return problems
+
+
+def no_split_readable(problems: list[str]) -> str:
+    """The error for a session none of whose splits can be read (``problems``: ``unreadable_splits``' lines)."""
+    more = f" (and {len(problems) - 1} more split(s) alike)" if len(problems) > 1 else ""
+    return f"no split of the session can be read: {problems[0]}{more}"
 
 
 def mcap_is_truncated(path: Path) -> bool:

@@ -36,6 +36,7 @@ messages, and stale commands (every command is fresh here).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from dmo_ros.graphs.definition import GraphError, load_graph, resolve_arguments
+from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, StopAtBoundary, stop_on_interrupt
 from dmo_ros.recording.bag_writer import STORAGES, SplitBagSession, TypeRegistry, new_session_folder
 from dmo_ros.recording.collect_messages import ACTION_TYPE, IMAGE_TYPE, INTENT_TYPE, RESET_TYPE, CollectMessages
 from dmo_ros.sims.pusht_tasks import TASKS
@@ -54,6 +56,9 @@ from dmo_ros.teleop.operator import ScriptedOperatorConfig
 from dmo_ros.teleop.scripted import DEMO_TIMEOUT_STEPS, make_operator
 
 GRAPH = "collect"
+RUN_CONFIG = "config.json"  # what marks a training run folder (dmo_ros.training.checkpoint.CONFIG; no torch here)
+# What marks a dataset folder (dmo_ros.dataset.format.META_FILE, FORMAT_NAME): the dataset layer is above this one.
+DATASET_META, DATASET_FORMAT = "meta.json", "dmo_ros.dataset"
 
 
 @dataclass
@@ -192,8 +197,20 @@ class FastCollectResult:
         return self.samples / self.wall_s if self.wall_s > 0 else float("inf")
 
 
+class CollectionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM turned into it) stopped a recording; the session was closed with what it holds."""
+
+    def __init__(self, session: Path, samples: int) -> None:
+        super().__init__(f"{samples} samples recorded in {session}, closed")
+        self.session = session
+        self.samples = samples
+
+
 def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastCollectResult:
-    """Record ``config.samples`` teleop ticks of the stand-in and the scripted operator (see module doc)."""
+    """Record ``config.samples`` teleop ticks of the stand-in and the scripted operator (see module doc).
+
+    Raises ``CollectionInterrupted`` on ``KeyboardInterrupt``, after closing the session (``closed: true``, no
+    ``.partial/`` left) with the samples recorded so far; ``ValueError`` for an output folder it cannot write."""
     started = time.monotonic()
     start_ns = config.start_time_ns or time.time_ns()
     period_ns = round(1e9 / config.control_rate_hz)
@@ -208,76 +225,88 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
     registry = TypeRegistry()
     messages = CollectMessages(registry)
     session = _new_session(config, registry, start_ns, lambda: now_ns * 1e-9)
-    topics = {config.camera_topic: IMAGE_TYPE, config.action_topic: ACTION_TYPE[config.robot],
-              config.intent_topic: INTENT_TYPE, config.reset_topic: RESET_TYPE}
-    for topic, msgtype in topics.items():
-        session.add_topic(topic, msgtype)
-
-    standin = make_standin_sim(StandinSimConfig(
-        robot=config.robot, seed=config.seed, width=config.width, height=config.height,
-        control_rate_hz=config.control_rate_hz, max_episode_steps=config.max_episode_steps, task=config.task,
-    ))
-    operator = make_operator(config.robot, ScriptedOperatorConfig(
-        seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
-        demo_probability=config.demo_probability,
-        demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
-        play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
-        play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
-    ), task=config.task)
-    action_size = operator.action_size
-    command_action = np.zeros(action_size)  # the stand-in's latest command
-    frame: np.ndarray | None = None  # the camera image of the current state (rendered on demand)
-    images = resets = 0
-
-    def write(topic: str, stamp_ns: int, data: bytes) -> None:
-        nonlocal now_ns
-        now_ns = stamp_ns
-        session.write(topic, stamp_ns, data)  # receive time = stamp (no transport delay)
-
-    def take_picture(stamp_ns: int) -> None:
-        nonlocal frame, images
-        if frame is None:
-            frame = standin.render()
-        write(config.camera_topic, stamp_ns, messages.image(frame, stamp_ns, config.camera_frame_id))
-        images += 1
-
+    standin = None
+    interrupted = False
     try:
-        # The stand-in is up before the teleop (the graph starts it first): one camera frame
-        # precedes the first tick, so the first action has a frame too.
-        take_picture(start_ns - period_ns + camera_offsets[-1])
-        for k in range(config.samples):
-            tick_ns = start_ns + k * period_ns
-            for offset, _order, kind in events:
-                stamp_ns = tick_ns + offset
-                if kind == "tick":
-                    command = operator.act(standin.observation())
-                    command_action = np.asarray(command.action, dtype=float)
-                    write(config.action_topic, stamp_ns,
-                          messages.action(config.robot, command_action, stamp_ns, config.action_frame_id))
-                    write(config.intent_topic, stamp_ns, messages.intent(command.intent, command.milestone, stamp_ns))
-                    if command.reset:
-                        write(config.reset_topic, stamp_ns, messages.reset(stamp_ns))
-                        resets += 1
-                        standin.reset()  # the stand-in resets on receipt and forgets the command
-                        command_action = np.zeros(action_size)
+        topics = {config.camera_topic: IMAGE_TYPE, config.action_topic: ACTION_TYPE[config.robot],
+                  config.intent_topic: INTENT_TYPE, config.reset_topic: RESET_TYPE}
+        for topic, msgtype in topics.items():
+            session.add_topic(topic, msgtype)
+
+        standin = make_standin_sim(StandinSimConfig(
+            robot=config.robot, seed=config.seed, width=config.width, height=config.height,
+            control_rate_hz=config.control_rate_hz, max_episode_steps=config.max_episode_steps, task=config.task,
+        ))
+        operator = make_operator(config.robot, ScriptedOperatorConfig(
+            seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
+            demo_probability=config.demo_probability,
+            demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
+            play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
+            play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
+        ), task=config.task)
+        action_size = operator.action_size
+        command_action = np.zeros(action_size)  # the stand-in's latest command
+        frame: np.ndarray | None = None  # the camera image of the current state (rendered on demand)
+        images = resets = 0
+
+        def write(topic: str, stamp_ns: int, data: bytes) -> None:
+            nonlocal now_ns
+            now_ns = stamp_ns
+            session.write(topic, stamp_ns, data)  # receive time = stamp (no transport delay)
+
+        def take_picture(stamp_ns: int) -> None:
+            nonlocal frame, images
+            if frame is None:
+                frame = standin.render()
+            write(config.camera_topic, stamp_ns, messages.image(frame, stamp_ns, config.camera_frame_id))
+            images += 1
+
+        # A signal is held to the next tick: raised inside a write it could leave a split half-made in .partial/.
+        with StopAtBoundary() as stop:
+            # The stand-in is up before the teleop (the graph starts it first): one camera frame
+            # precedes the first tick, so the first action has a frame too.
+            take_picture(start_ns - period_ns + camera_offsets[-1])
+            for k in range(config.samples):
+                stop.at_boundary()  # a stop between ticks: no split left half-made
+                tick_ns = start_ns + k * period_ns
+                for offset, _order, kind in events:
+                    stamp_ns = tick_ns + offset
+                    if kind == "tick":
+                        command = operator.act(standin.observation())
+                        command_action = np.asarray(command.action, dtype=float)
+                        write(config.action_topic, stamp_ns,
+                              messages.action(config.robot, command_action, stamp_ns, config.action_frame_id))
+                        write(config.intent_topic, stamp_ns,
+                              messages.intent(command.intent, command.milestone, stamp_ns))
+                        if command.reset:
+                            write(config.reset_topic, stamp_ns, messages.reset(stamp_ns))
+                            resets += 1
+                            standin.reset()  # the stand-in resets on receipt and forgets the command
+                            command_action = np.zeros(action_size)
+                            frame = None
+                    elif kind == "step":
+                        now_ns = stamp_ns
+                        standin.step(command_action)
                         frame = None
-                elif kind == "step":
-                    now_ns = stamp_ns
-                    standin.step(command_action)
-                    frame = None
-                    if standin.done():
-                        standin.reset()
-                        command_action = np.zeros(action_size)
-                else:
-                    take_picture(stamp_ns)
-            if progress and (k + 1) % 1000 == 0:
-                elapsed = time.monotonic() - started
-                print(f"  {k + 1}/{config.samples} samples, {elapsed:.0f} s ({(k + 1) / elapsed:.0f} samples/s)",
-                      flush=True)
+                        if standin.done():
+                            standin.reset()
+                            command_action = np.zeros(action_size)
+                    else:
+                        take_picture(stamp_ns)
+                if progress and (k + 1) % 1000 == 0:
+                    elapsed = time.monotonic() - started
+                    print(f"  {k + 1}/{config.samples} samples, {elapsed:.0f} s ({(k + 1) / elapsed:.0f} samples/s)",
+                          flush=True)
         now_ns = start_ns + config.samples * period_ns
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through stop_on_interrupt: keep what is recorded
+        interrupted = True
     finally:
-        standin.close()
-        session.close()
+        session.close()  # first: what is recorded must be closed even if the stand-in's close fails
+        if standin is not None:
+            standin.close()
+    if interrupted:
+        # counted from the session, not the loop: the signal may land between a write and the count's update
+        raise CollectionInterrupted(session.folder, session.total_counts().get(config.intent_topic, 0))
     stats = operator.stats
     return FastCollectResult(
         session=session.folder, samples=config.samples, images=images, resets=resets,
@@ -287,10 +316,37 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
     )
 
 
+def _json_mapping(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def output_folder_problem(output: Path) -> str:
+    """Why ``output`` must not receive a recording session, in one line; '' when it may. A dataset folder (its
+    ``meta.json``) or a training run folder (its ``config.json``), or a folder inside one, is refused: the session
+    would be mixed into it, and a dataset folder is not where ``dmo-convert`` looks for recordings."""
+    for folder in (output, *output.parents):
+        inside = "" if folder == output else f"inside {folder}, "
+        if _json_mapping(folder / DATASET_META).get("format") == DATASET_FORMAT:
+            return (f"output folder '{output}' is {inside}a dataset (it holds {DATASET_META}); record into a "
+                    "folder of recordings, e.g. bags/fast, and convert it with dmo-convert")
+        if "kind" in _json_mapping(folder / RUN_CONFIG):
+            return (f"output folder '{output}' is {inside}a training run folder (it holds {RUN_CONFIG}); "
+                    "record into a folder of recordings, e.g. bags/fast")
+    return ""
+
+
 def _new_session(config: FastCollectConfig, registry: TypeRegistry, start_ns: int,
                  clock: Callable[[], float]) -> SplitBagSession:
     """The recorder's session writer on the simulated clock, its folder named after the simulated start."""
     output = Path(config.output).expanduser()
+    problem = output_folder_problem(output)
+    if problem:
+        raise ValueError(problem)
     try:
         folder = new_session_folder(output, datetime.fromtimestamp(start_ns / 1e9))
         return SplitBagSession(output, storage=config.storage, split_duration=config.split_duration,
@@ -300,6 +356,7 @@ def _new_session(config: FastCollectConfig, registry: TypeRegistry, start_ns: in
         raise ValueError(f"cannot write to output folder '{config.output}': {error.strerror or error}") from None
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-collect-fast", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -355,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
                                play_wander_probability=config.play_wander_probability)  # checked up front
     except (ValueError, GraphError) as error:
         parser.error(str(error))
+    problem = output_folder_problem(Path(config.output).expanduser())
+    if problem:  # before the "recording" line: one line says why nothing is recorded
+        print(f"dmo-collect-fast: error: {problem}", file=sys.stderr)
+        return 2
     print(f"recording {config.samples} samples ({config.samples / config.control_rate_hz:g} simulated s) of "
           f"{config.robot} into {config.output}", flush=True)
     try:
@@ -362,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"dmo-collect-fast: error: {error}", file=sys.stderr)
         return 2
+    except CollectionInterrupted as stop:  # stop_on_interrupt turns 130 into 143 when SIGTERM stopped it
+        print(f"dmo-collect-fast: interrupted: {stop}", file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT_CODE
     print(f"{result.session}: {result.samples} samples, {result.images} images, {result.resets} resets, "
           f"{result.episodes} episodes ({result.demo_successes}/{result.demos} demonstrations succeeded); "
           f"{result.splits} splits, {result.bytes / 1e6:.1f} MB")

@@ -32,7 +32,17 @@ from rosbags.rosbag2 import ReaderError
 
 from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
-from dmo_ros.recording.bag_reader import DECODE_ERRORS, BagReader, MessageDecoder, UndecodableTypeError
+from dmo_ros.recording.bag_reader import (
+    DECODE_ERRORS,
+    BagError,
+    BagReader,
+    MessageDecoder,
+    UndecodableTypeError,
+    missing_metadata,
+    no_split_readable,
+    storage_files,
+    unreadable_splits,
+)
 from dmo_ros.recording.bag_writer import session_collection, session_splits
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -72,7 +82,7 @@ class SessionSummary:
     duration_s: float
     topics: dict[str, TopicSummary]
     notes: list[str] = field(default_factory=list)
-    """What a recovery of truncated files read and lost."""
+    """What was left out: splits without metadata.yaml, what a recovery of truncated files read and lost."""
     collection: dict[str, Any] | None = None
     """What recorded the session, with which settings (the manifest's ``collection``; None: it does not say)."""
 
@@ -84,11 +94,19 @@ class SessionSummary:
 
 
 def bag_folders(path: Path) -> list[Path]:
-    """The bags of a path: a recorder session's finished splits, or the path itself if it is one bag."""
+    """The bags of a path: a recorder session's finished splits, or the path itself if it is one bag.
+
+    ``BagError`` for a bag folder without metadata.yaml (the fix: reindex it) and for a session none of whose
+    splits can be read; ``FileNotFoundError`` for a path that is neither a bag nor a session."""
     if (path / "metadata.yaml").is_file():
         return [path]
     splits = session_splits(path)
     if not splits:
+        if storage_files(path):
+            raise BagError(missing_metadata(path))
+        unreadable = unreadable_splits(path)
+        if unreadable:
+            raise BagError(no_split_readable(unreadable))
         raise FileNotFoundError(f"{path} is neither a rosbag2 bag nor a recorder session with finished splits")
     return splits
 
@@ -113,8 +131,8 @@ def summarize(path: Path | str, recover_truncated: bool = False) -> SessionSumma
     last_stamp: dict[str, int] = {}
     last_active: dict[str, bool] = {}
     compressed_seen: dict[str, str] = {}  # format as received → described (decoded once per format)
-    total_bytes, notes = 0, []
     bags = bag_folders(path)
+    total_bytes, notes = 0, unreadable_splits(path)
     for bag in bags:
         total_bytes += sum(f.stat().st_size for f in bag.iterdir() if f.is_file())
         with BagReader(bag, recover_truncated=recover_truncated) as reader:

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dmo_ros.dataset.format import DatasetError, read_meta
-from dmo_ros.dataset.loaders import find_datasets
+from dmo_ros.dataset.loaders import dataset_shape, find_datasets
 from dmo_ros.reward.config import RewardConfig
 from dmo_ros.reward.energy import OBJECTIVES, EnergyNet
 from dmo_ros.reward.pairs import PairDataset
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         folders = find_datasets(args.datasets)
+        dataset_shape(folders, "reward model")  # a mix of robots (or frame sizes) would train one model on both
         train_config = apply_options(TRAIN_PRESETS[args.preset], args, args.train_options)
         overrides = given_options(args, args.model_options)
         saved = saved_run(args.run_dir, KIND, "reward model")

@@ -64,10 +64,46 @@ def check_run_dir(run_dir: Path | str) -> None:
                               "the input and a new folder (e.g. runs/NAME) as --run-dir")
 
 
+RESUME_INPUTS = {"preset": "--preset", "datasets": "datasets", "world_model": "--world-model",
+                 "reward_run": "--reward-run", "goal": "--goal", "local_model": "--local-model"}
+"""What a run is trained from, as its ``config.json`` records it: a resumed run must be given the same."""
+
+
+def changed_inputs(run_dir: Path | str, config: dict[str, Any]) -> str:
+    """Why ``config`` may not resume the run in ``run_dir``, in one line ('' when it may, or there is nothing to
+    resume): an input of :data:`RESUME_INPUTS` recorded by the run's checkpointed ``config.json`` and given
+    differently now. Resuming with another preset, dataset, world model, reward or goal picture would train one
+    network on two setups and record only the second."""
+    try:
+        saved = read_run_config(run_dir)
+        if latest_step(run_dir) is None:
+            return ""
+    except CheckpointError:
+        return ""
+
+    def shown(key: str, value: Any) -> str:
+        if key == "datasets" and isinstance(value, list):
+            return ", ".join(map(str, sorted(value)))
+        return "none" if value is None else str(value)
+
+    clash = [key for key in RESUME_INPUTS if key in saved and key in config
+             and shown(key, saved[key]) != shown(key, config[key])]
+    if not clash:
+        return ""
+    held = "; ".join(f"{RESUME_INPUTS[key]} {shown(key, saved[key])} (given now: {shown(key, config[key])})"
+                     for key in clash)
+    return f"{run_dir} holds a run trained with {held}; resume it with the same inputs, or train into a new --run-dir"
+
+
 def write_run_config(run_dir: Path | str, config: dict[str, Any]) -> None:
-    """Write ``config.json`` (atomically) — the config a later load rebuilds the model from."""
+    """Write ``config.json`` (atomically) — the config a later load rebuilds the model from.
+
+    Raises :class:`CheckpointError` (:func:`changed_inputs`) when it would resume a run with other inputs."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
+    problem = changed_inputs(run_dir, config)
+    if problem:
+        raise CheckpointError(problem)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -224,17 +260,31 @@ def load_model_weights(run_dir: Path | str, checkpoint: str = LAST) -> dict[str,
 
 
 def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, Any]:
-    """Optimizer, RNG states and step of a checkpoint, loaded with ``weights_only=True``."""
+    """Optimizer, RNG states and step of a checkpoint, loaded with ``weights_only=True``.
+
+    Raises :class:`CheckpointError` in one line for a file that is damaged (garbage, truncated, empty) or holds
+    objects only code could rebuild, with the earlier checkpoints to resume from; torch's own message is not passed
+    on, since it advises ``weights_only=False`` (running whatever code the file holds)."""
     path = checkpoint_dir(run_dir, checkpoint) / TRAINER_STATE
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle that needs code is refused here, with the reason
-        raise CheckpointError(f"{path}: cannot be loaded safely ({error})") from error
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        if lines and lines[0].startswith("Weights only load failed"):
+            why = "it holds objects that only code could rebuild, and loading a checkpoint never runs code"
+        elif lines and "weights_only" not in lines[0]:
+            why = f"{type(error).__name__}: {lines[0]}"
+        else:
+            why = type(error).__name__
+        raise CheckpointError(f"{path} is damaged or was not written by dmo_ros ({why}); "
+                              f"{resume_hint(run_dir)}") from None
 
 
 __all__ = [
+    "RESUME_INPUTS",
     "RUN_KINDS",
     "CheckpointError",
+    "changed_inputs",
     "RunKindError",
     "check_run_dir",
     "checkpoint_dir",

@@ -125,12 +125,25 @@ def field_value(cls: type, name: str, text: str) -> Any:
         raise ConfigError(f"{cls.__name__} field {name!r} takes {what}, got {text!r} ({error})") from None
 
 
+def _default_text(field: dataclasses.Field) -> str:
+    """A field's own default as help text shows it (%% escaped for argparse)."""
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return "required"
+    text = " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return text.replace("%", "%%")
+
+
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: str | None = None,
-                          skip: tuple[str, ...] = ()) -> list[str]:
+                          skip: tuple[str, ...] = (), presets: bool = True) -> list[str]:
     """Add ``--field-name`` for each scalar or list field of ``cls``; returns the field names added.
 
     Options default to ``None`` (= keep the preset's value); lists take several values
-    (``--channels 32 32 64``); booleans take true/false.
+    (``--channels 32 32 64``); booleans take true/false. ``presets=False`` for a command without presets: the
+    help then states each field's own default instead of "from the preset".
     """
     group = parser.add_argument_group(title or cls.__name__)
     docs, hints, added = field_docs(cls), _field_types(cls), []
@@ -152,8 +165,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, title: 
         metavar = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}.get(kind)
         # argparse %-formats help text: a docstring's "1 %" must reach it as "1 %%".
         doc = plain_text(docs.get(field.name, "")).replace("%", "%%")
+        default = "from the preset" if presets else _default_text(field)
         group.add_argument(flag, dest=field.name, type=parse, nargs=nargs, default=None, metavar=metavar,
-                           help=(doc + " (default: from the preset)").strip())
+                           help=(doc + f" (default: {default})").strip())
         added.append(field.name)
     return added
 

@@ -282,3 +282,86 @@ def test_a_crashed_session_converts_with_a_warning_that_names_the_recovery(tmp_p
     dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig())
     assert report.ok and report.samples == 20
     assert any("was not closed" in w and "recovers" in w for w in report.warnings), report.warnings
+
+
+def lose_metadata(session, split: str, listed: bool):
+    """A split whose metadata.yaml is gone (a copy that missed it, a recorder killed as it wrote it); ``listed``: the
+    session's splits.jsonl names it, as the recorder's does."""
+    (session / split / "metadata.yaml").unlink()
+    if listed:
+        entry = {"path": split, "messages": 42, "start_ns": T0_NS, "end_ns": T0_NS + 2 * 10**9}
+        (session / "splits.jsonl").write_text(json.dumps(entry) + "\n")
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed-in-splits.jsonl", "holds-an-mcap"])
+def test_a_split_without_metadata_is_named_with_the_fix(tmp_path, listed):
+    """It was dropped silently: 60 of 61 splits converted, rc 0, no word."""
+    session = write_session(tmp_path / "20261201-120000", closed=True)
+    lose_metadata(session, "split_00001", listed)
+    dataset, [report] = convert([session], tmp_path / "ds", ConvertConfig(), log=lambda _: None)
+    assert report.ok and report.samples == 10
+    [warning] = report.warnings
+    split = session / "split_00001"
+    assert f"{split} has no metadata.yaml" in warning and f"`ros2 bag reindex {split} -s mcap`" in warning
+    assert ("its 42 messages (2.0 s" if listed else "split_00001.mcap (") in warning
+    result = run_convert(str(session), "-o", str(tmp_path / "ds2"))
+    assert result.returncode == 0 and f"warning: {split} has no metadata.yaml" in result.stdout, result.stdout
+
+
+def test_a_bag_or_session_without_any_metadata_says_how_to_rebuild_it(tmp_path):
+    """A lone bag folder with its .mcap but no metadata.yaml said only "no rosbag2 bag"."""
+    write_bag(tmp_path / "bag", BagSpec())
+    (tmp_path / "bag/metadata.yaml").unlink()
+    session = write_session(tmp_path / "20261201-130000", closed=True)
+    for split in ("split_00000", "split_00001"):
+        (session / split / "metadata.yaml").unlink()
+    for inputs in ([tmp_path / "bag", session], [tmp_path]):  # named, or found in a folder of recordings
+        dataset, reports = convert(inputs, tmp_path / "ds", ConvertConfig(), log=lambda _: None)
+        assert dataset is None
+        errors = {report.path: report.error for report in reports}
+        assert errors[str(tmp_path / "bag")] == (
+            f"{tmp_path / 'bag'} has no metadata.yaml (rosbag2 writes it last, when the bag is closed), so "
+            f"bag.mcap ({(tmp_path / 'bag/bag.mcap').stat().st_size / 1e3:.0f} kB) cannot be read; rebuild it with "
+            f"`ros2 bag reindex {tmp_path / 'bag'} -s mcap` and read the bag again")
+        assert errors[str(session)].startswith(f"no split of the session can be read: {session / 'split_00000'} has "
+                                               "no metadata.yaml")
+        assert errors[str(session)].endswith("(and 1 more split(s) alike)")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--rate", "-1"], "--rate must be >= 0 (Hz; 0: the robot profile's rate), got -1.0"),
+    (["--rate", "nan"], "--rate must be >= 0 (Hz; 0: the robot profile's rate), got nan"),
+    (["--val", "1.5"], "--val must be in [0, 1) (a share of the episodes), got 1.5"),
+    (["--val", "-0.1"], "--val must be in [0, 1) (a share of the episodes), got -0.1"),
+    (["--gap", "0"], "--gap must be positive (s), got 0.0"),
+    (["--seed", "-3"], "--seed must be >= 0, got -3"),
+    (["--size", "0", "64"], "--size must be positive (HEIGHT WIDTH), got 0 64"),
+], ids=["rate-negative", "rate-nan", "val-above-1", "val-negative", "gap-zero", "seed-negative", "size-zero"])
+def test_each_bad_option_is_named_as_typed(tmp_path, capsys, option, message):
+    """The errors named ConvertConfig's fields and lumped conditions ("rate_hz must be >= 0 and
+    validation_fraction in [0, 1)")."""
+    assert convert_module.main([str(tmp_path / "bag"), "-o", str(tmp_path / "ds"), *option]) == 2
+    assert capsys.readouterr().err == f"dmo-convert: error: {message}\n"
+    assert not (tmp_path / "ds").exists()
+
+
+def test_rate_zero_is_the_robot_profiles_rate_and_help_says_so(tmp_path, capsys):
+    write_bag(tmp_path / "bag", BagSpec())
+    assert convert_module.main([str(tmp_path / "bag"), "-o", str(tmp_path / "ds"), "--rate", "0"]) == 0
+    assert read_meta(tmp_path / "ds")["rate_hz"] == 5.0
+    with pytest.raises(SystemExit):
+        convert_module.main(["--help"])
+    assert "0: the robot profile's rate_hz" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("rate_hz", "rate_hz must be >= 0 (0: the robot profile's rate), got -1"),
+    ("validation_fraction", "validation_fraction must be in [0, 1), got -1"),
+    ("gap_threshold_s", "gap_threshold_s must be positive (s), got -1"),
+    ("max_frame_age_s", "max_frame_age_s must be positive (s), got -1"),
+    ("reorder_window_s", "reorder_window_s must be positive (s), got -1"),
+])
+def test_each_out_of_range_field_is_refused_on_its_own(field, message):
+    with pytest.raises(ValueError) as raised:
+        ConvertConfig(**{field: -1.0})
+    assert str(raised.value) == message

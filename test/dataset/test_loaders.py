@@ -290,3 +290,42 @@ def test_a_dataset_named_twice_is_refused(tmp_path: Path) -> None:
         loaders.find_datasets([tmp_path / "all", tmp_path / "all/b"])
     with pytest.raises(DatasetError, match="named twice"):
         loaders.find_datasets([tmp_path / "all/a", tmp_path / "all/../all/a"])
+
+
+def robot_dataset(folder: Path, robot: str, action_size: int, size: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(24, size, size, 3), dtype=np.uint8)
+    return write_dataset(folder, frames, np.zeros((24, action_size), np.float32), [12, 12], validation_fraction=0.5,
+                         extra_meta={"robot": robot})
+
+
+TRAINERS = {  # every trainer that takes several datasets; its main and the model its message names
+    "dmo-train-world-model": ("dmo_ros.world_model.train", "main", [], "world model"),
+    "dmo-train-tokenizer": ("dmo_ros.world_model_v4.train", "tokenizer_main", [], "tokenizer"),
+    "dmo-train-dynamics": ("dmo_ros.world_model_v4.train", "dynamics_main", [], "world model"),
+    "dmo-train-reward": ("dmo_ros.reward.train", "main", ["--no-gate"], "reward model"),
+    "dmo-train-local-model": ("dmo_ros.local_model.train", "main", [], "local model"),
+    "dmo-train-act": ("dmo_ros.baselines.act_train", "main", [], "ACT policy"),
+    "dmo-train-policy": ("dmo_ros.dmo.train", "main", ["ppo"], "policy"),
+}
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize(("other", "action_size", "size"), [("go2", 3, 16), ("pusht", 2, 24)],
+                         ids=["other-robot", "other-frame-size"])
+def test_every_trainer_refuses_a_mix_of_datasets_with_one_message(tmp_path, capsys, trainer, other, action_size,
+                                                                   size):
+    """dmo-train-reward trained one model on a Go2 and a Push-T dataset (the robot taken from the first one)."""
+    import importlib
+
+    module, function, head, model = TRAINERS[trainer]
+    main = getattr(importlib.import_module(module), function)
+    first = robot_dataset(tmp_path / "ds_a", "pusht", 2)
+    second = robot_dataset(tmp_path / "ds_b", other, action_size, size)
+    assert main([*head, str(first), str(second), "--run-dir", str(tmp_path / "run"), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f"error: the datasets differ in robot, frame size or action size, and one {model} trains on one kind: "
+        f"{first}: robot pusht, 16x16 frames, 2 action components; "
+        f"{second}: robot {other}, {size}x{size} frames, {action_size} action components\n"), err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()

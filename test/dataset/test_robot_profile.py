@@ -34,7 +34,7 @@ def test_scale_is_applied(tmp_path):
         (lambda r: r.update(topix={}), "unknown key\\(s\\) topix"),
         (lambda r: r["action"].update(fields=["linear.x"]), "the same length"),
         (lambda r: r["topics"].pop("camera"), "topics needs camera and action"),
-        (lambda r: r.update(rate_hz=0), "rate_hz must be positive"),
+        (lambda r: r.update(rate_hz=0), "rate_hz must be positive, got 0"),
     ],
 )
 def test_mistakes_are_named(tmp_path, edit, message):
@@ -82,4 +82,27 @@ def test_bad_limits_are_named(tmp_path, limits, message):
     raw["action"]["limits"] = limits
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ProfileError, match=message):
+        load_robot_profile(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("edit", "what"), [
+    (lambda r, v: r.update(rate_hz=v), "rate_hz"),
+    (lambda r, v: r["action"].update(scale=[1.0, v, 1.0]), "action scale factors"),
+    (lambda r, v: r["action"].update(limits=[0.5, v, 1.0]), "action limits"),
+], ids=["rate_hz", "scale", "limits"])
+def test_every_number_must_be_finite(tmp_path, edit, what, value):
+    # nan passed every check and surfaced in dmo-convert as "no action had a camera frame"
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    edit(raw, value)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match=f"{what} must be finite, got {value}"):
+        load_robot_profile(tmp_path / "bad.yaml")
+
+
+def test_a_number_field_that_is_not_numbers_is_named(tmp_path):
+    raw = yaml.safe_load(open(config_dir() / "robots" / "go2.yaml"))
+    raw["action"]["scale"] = [1.0, "fast", 1.0]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProfileError, match="action scale factors must be numbers, got 'fast'"):
         load_robot_profile(tmp_path / "bad.yaml")

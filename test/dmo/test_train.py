@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -548,3 +549,41 @@ def test_dmo_trains_and_deploys_with_a_gaussian_local_model(policy_inputs, tmp_p
     policy.reset()
     actions = np.stack([policy.act(np.zeros((32, 32, 3), np.uint8)) for _ in range(3)])
     assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 0.25 + 1e-9) and np.isfinite(actions).all()
+
+
+@pytest.mark.parametrize(("option", "given", "held"), [("--local-model", "reward", "reward model"),
+                                                        ("--reward-run", "local_model", "local model"),
+                                                        ("--world-model", "reward", "reward model")])
+def test_an_input_run_of_another_kind_is_named_before_any_gate(policy_inputs, tmp_path, monkeypatch, capsys, option,
+                                                                given, held):
+    """A run given as the wrong model is refused for what it holds, gated or not: no gate is measured toward the
+    goal first, and no advice to gate it as the model it is not."""
+    import dmo_ros.gates.cli
+
+    def never(*args, **kwargs):
+        raise AssertionError("a gate was measured before the kinds were checked")
+
+    monkeypatch.setattr(dmo_ros.gates.cli, "reward_gate_toward", never)
+    args = _args("dmo", policy_inputs, tmp_path / "y", "--max-samples", "32")
+    args.remove("--force-gates")
+    args[args.index(option) + 1] = str(policy_inputs[given])
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert f"holds a {held} run" in captured.err and "dmo-gate" not in captured.err
+    assert "gate:" not in captured.out and not (tmp_path / "y").exists()
+
+
+def test_a_resume_with_another_goal_picture_is_refused_before_any_model_loads(policy_inputs, tmp_path, capsys):
+    """It used to train on, rewriting config.json's goal: one policy trained toward two pictures."""
+    import shutil
+
+    run = tmp_path / "ppo"
+    assert main(_args("ppo", policy_inputs, run, "--max-samples", "32", "--eval-every", "0")) == 0
+    other = shutil.copy(policy_inputs["goal"], tmp_path / "other_goal.png")
+    args = _args("ppo", policy_inputs, run, "--max-samples", "64")
+    args[args.index("--goal") + 1] = str(other)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"holds a run trained with --goal {Path(policy_inputs['goal']).resolve()} (given now: {other})" in err
+    assert json.loads((run / "config.json").read_text())["goal"] == str(Path(policy_inputs["goal"]).resolve())

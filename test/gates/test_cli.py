@@ -272,7 +272,7 @@ def test_the_command_a_refusal_names_runs_and_gates_the_local_model_on_that_task
     assert read_gate_report(local).metrics["agent_only"]["spots"] > 0
     assert gate_main([*argv[1:-2], *quick, "--agent-only-step", "0"]) == 2  # a clear error, not a traceback
     err = capsys.readouterr().err
-    assert "agent_only_step must be > 0" in err and "Traceback" not in err
+    assert "--agent-only-step must be a number > 0" in err and "Traceback" not in err
 
 
 def test_a_policy_toward_another_goal_picture_gets_the_rewards_gate_measured_toward_it(runs, tmp_path, capsys):
@@ -327,3 +327,38 @@ def test_a_policy_toward_another_goal_picture_gets_the_rewards_gate_measured_tow
     out = capsys.readouterr().out
     assert f"reward {reward}: gated toward the goal picture" in out and "[forced]" in out
     assert sorted((reward / GOAL_GATES).iterdir()) == measured_folders and len(lines) == 2
+
+
+def test_a_goal_picture_redrawn_under_its_name_gets_the_gates_measured_again(runs, tmp_path, capsys):
+    """The reward gate (pushing and reach) and the local-model gate record the hash of the picture's bytes: after
+    the picture is redrawn under the same name they no longer vouch for it, and the policy trainer's
+    reward_gate_toward measures the reward's gate toward the new picture instead of reusing the old numbers."""
+    import shutil
+
+    from dmo_ros.gates.cli import GOAL_GATES, reward_gate_toward
+    from dmo_ros.gates.report import goal_picture_digest
+
+    reward = shutil.copytree(runs["reward"], tmp_path / "reward")
+    local = shutil.copytree(runs["local"], tmp_path / "local")
+    goal = Path(shutil.copy(runs["goal"], tmp_path / "goal.png"))
+    quick = ["--episodes", "1", "--steps", "4", "--agent-places", "3", "--expert-runs", "1", "--expert-steps", "10"]
+    assert gate_main(["reward", str(reward), "--goal", str(goal), *quick]) in (0, 1)
+    assert gate_main(["reward", str(reward), "--goal", str(goal), "--task", "reach_fixed", "--step", "96"]) in (0, 1)
+    (reach,) = (reward / GOAL_GATES).iterdir()
+    assert gate_main(["local-model", str(local), "--dataset", str(runs["dataset"]), "--reward-run", str(reward),
+                      "--goal", str(goal), "--probes", "2", "--sequences", "4", "--state-probe-episodes", "0",
+                      "--agent-only-episodes", "0"]) in (0, 1)
+    first = goal_picture_digest(goal)
+    for folder in (reward, reach, local):
+        assert read_gate_report(folder).metrics["goal_sha256"] == first
+    lines = []
+    assert reward_gate_toward(reward, goal, "push_region", notify=lines.append) == reward and not lines
+    capsys.readouterr()
+
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(goal)  # redrawn under the same name
+    for task, gated in ((None, {"reward": reward, "local_model": local}), ("reach_fixed", {"reward": reach})):
+        forced = require_gates(gated, force=True, task=task, goal=goal)
+        assert all("has been redrawn since" in line for line in forced), forced
+    measured = reward_gate_toward(reward, goal, "push_region", notify=lines.append)
+    assert measured.parent == reward / GOAL_GATES and len(lines) == 1 and "never measured" in lines[0]
+    assert read_gate_report(measured).metrics["goal_sha256"] == goal_picture_digest(goal) != first

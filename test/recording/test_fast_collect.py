@@ -12,6 +12,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ import yaml
 
 from conftest import BIN, run_command
 from dmo_ros.dataset.convert import ConvertConfig, convert
-from dmo_ros.dataset.format import open_arrays, read_meta
+from dmo_ros.dataset.format import open_arrays, read_meta, write_dataset
 from dmo_ros.recording.bag_writer import MANIFEST, read_manifest, read_session, session_splits
 from dmo_ros.recording.collect_messages import ACTION_TYPE, CollectMessages
 from dmo_ros.recording.fast_collect import FastCollectConfig, collect_fast, collect_graph_defaults, main
@@ -356,3 +360,50 @@ def test_fast_and_live_recordings_convert_to_equivalent_datasets(robot, tmp_path
         assert meta["alignment"]["skew_ms"]["p95"] <= camera_period_ms + 30.0
         assert skew_ms.max() <= meta["alignment"]["max_frame_age_s"] * 1000.0
     assert fast_meta["alignment"]["skew_ms"]["median"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_closes_the_session_with_one_line(tmp_path, sig, code):
+    """SIGINT printed a 23-line traceback; SIGTERM killed it silently, the session left unclosed with a .partial/."""
+    process = subprocess.Popen([str(BIN / "dmo-collect-fast"), "--samples", "1000000", "--output", str(tmp_path),
+                                "--quiet", "--split-duration", "0.4"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # as from a terminal: a test run in the background (nohup) passes SIGINT on ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("*/split_00001")):  # recording: two splits finished
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(sig)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    [session] = list(tmp_path.iterdir())
+    manifest = read_manifest(session)
+    samples = manifest["topics"]["/intent"]["count"]  # one intent message per tick
+    assert process.returncode == code, err
+    assert err.splitlines() == [f"dmo-collect-fast: interrupted: {samples} samples recorded in {session}, closed"]
+    assert manifest["closed"] is True and not (session / ".partial").exists() and samples > 0
+    assert summarize(session).topics["/intent"].count == samples
+
+
+@pytest.mark.parametrize("where", ["dataset", "inside-dataset", "run"])
+def test_a_dataset_or_run_folder_is_refused_as_output(tmp_path, capsys, where):
+    """`--output datasets/play` wrote a session inside the dataset."""
+    dataset = write_dataset(tmp_path / "play", np.zeros((4, 8, 8, 3), np.uint8), np.zeros((4, 2), np.float32), [4])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"kind": "reward", "model": {}}))
+    output = {"dataset": dataset, "inside-dataset": dataset / "bags", "run": run}[where]
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["--samples", "5", "--output", str(output), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    marker = "a training run folder (it holds config.json)" if where == "run" else "a dataset (it holds meta.json)"
+    inside = f"inside {dataset}, " if where == "inside-dataset" else ""
+    assert captured.err.startswith(f"dmo-collect-fast: error: output folder '{output}' is {inside}{marker}; ")
+    assert len(captured.err.splitlines()) == 1 and captured.out == ""
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+    with pytest.raises(ValueError, match=marker.replace("(", r"\(").replace(")", r"\)")):
+        collect_fast(FastCollectConfig(samples=5, output=str(output)))

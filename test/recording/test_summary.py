@@ -99,3 +99,29 @@ def test_a_truncated_mcap_is_named_and_read_on_request(tmp_path):
     assert "warning: bag.mcap is truncated: recovered the" in result.stdout
     count = int(result.stdout.splitlines()[2].split()[2])
     assert 80 <= count < 120, result.stdout  # the camera's messages in the complete chunks
+
+
+def test_a_split_without_metadata_is_named_with_the_fix(tmp_path):
+    """dmo-bag-info counted the other splits and said nothing of the one it could not read."""
+    session = tmp_path / "20261201-120000"
+    write_bag(session / "split_00000", BagSpec(seconds=2.0))
+    write_bag(session / "split_00001", BagSpec(seconds=2.0, start_s=2.0))
+    (session / "split_00001/metadata.yaml").unlink()
+    (session / "splits.jsonl").write_text(json.dumps({"path": "split_00001", "messages": 42, "start_ns": 0,
+                                                      "end_ns": 2 * 10**9}) + "\n")
+    result = bag_info(str(session))
+    assert result.returncode == 0, result.stderr
+    assert f"{session}: 1 bag(s)" in result.stdout
+    assert (f"warning: {session / 'split_00001'} has no metadata.yaml (rosbag2 writes it last, when the bag is "
+            f"closed), so its 42 messages (2.0 s, as splits.jsonl lists them) cannot be read; rebuild it with "
+            f"`ros2 bag reindex {session / 'split_00001'} -s mcap`") in result.stdout
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_bag_without_metadata_says_how_to_rebuild_it(tmp_path, storage):
+    write_bag(tmp_path / "bag", BagSpec(storage=storage))
+    (tmp_path / "bag/metadata.yaml").unlink()
+    result = bag_info(str(tmp_path / "bag"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'bag'} has no metadata.yaml" in result.stderr, result.stderr
+    assert f"`ros2 bag reindex {tmp_path / 'bag'} -s {storage}`" in result.stderr

@@ -65,6 +65,14 @@ def test_resume_continues_exactly(dataset: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(whole[key], split[key], msg=key)
 
 
+def test_a_resume_with_another_preset_is_refused_before_training(dataset: Path, tmp_path: Path, capsys) -> None:
+    assert main(_args(dataset, tmp_path / "run", "--steps", "3")) == 0
+    other = ["cpu" if arg == "tiny" else arg for arg in _args(dataset, tmp_path / "run", "--steps", "6")]
+    assert main(other) == 1
+    assert "holds a run trained with --preset tiny (given now: cpu)" in capsys.readouterr().err
+    assert read_run_config(tmp_path / "run")["preset"] == "tiny"
+
+
 def test_options_override_the_preset(dataset: Path, tmp_path: Path) -> None:
     args = _args(dataset, tmp_path / "run", "--steps", "2", "--channels", "8", "8", "--max-span", "5",
                  "--intent-only", "--lr", "0.01")

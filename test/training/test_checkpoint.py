@@ -67,7 +67,7 @@ def test_trainer_state_that_would_run_code_is_refused(tmp_path: Path, monkeypatc
     folder = _save(tmp_path, 1)
     with open(folder / "trainer.pt", "wb") as stream:
         pickle.dump({"step": 1, "payload": _RunsCode()}, stream)
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match="only code could rebuild, and loading a checkpoint never runs code"):
         load_trainer_state(tmp_path)
     assert not (tmp_path / "pwned").exists()
 
@@ -125,3 +125,40 @@ def test_read_run_config_names_a_run_of_the_wrong_kind(tmp_path: Path) -> None:
     (tmp_path / "old/config.json").write_text("[1, 2]")
     with pytest.raises(CheckpointError, match="holds a list, not a run's config"):
         read_run_config(tmp_path / "old")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_trainer_state_is_one_line_that_never_suggests_unsafe_loading(tmp_path: Path, damage: str) -> None:
+    """A garbage or truncated trainer.pt used to surface torch.load's multi-line message, which advises loading
+    with weights_only=False (running whatever code the file holds)."""
+    _save(tmp_path, 1)
+    folder = _save(tmp_path, 2)
+    state = folder / "trainer.pt"
+    state.write_bytes({"garbage": b"x\n", "truncated": state.read_bytes()[:40], "empty": b""}[damage])
+    with pytest.raises(CheckpointError) as caught:
+        load_trainer_state(tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "weights_only" not in message and "file an issue" not in message
+    assert message.startswith(f"{state} is damaged") and "write its name (step_00000001)" in message
+
+
+def test_a_checkpointed_run_is_not_resumed_with_other_inputs(tmp_path: Path) -> None:
+    """Resuming with another preset, dataset or goal picture trained one network on two setups and rewrote
+    config.json to name only the second."""
+    from dmo_ros.training.checkpoint import changed_inputs
+
+    inputs = {"kind": "reward", "preset": "cpu", "datasets": ["/d/a", "/d/b"], "goal": "/g/goal.png", "model": {}}
+    write_run_config(tmp_path, inputs)
+    assert changed_inputs(tmp_path, {**inputs, "preset": "tiny"}) == ""  # nothing checkpointed yet: a fresh start
+    _save(tmp_path, 1)
+    assert changed_inputs(tmp_path, {**inputs, "datasets": ["/d/b", "/d/a"], "train": {"steps": 9}}) == ""
+    write_run_config(tmp_path, {**inputs, "train": {"steps": 9}})  # the same inputs: resumed, settings may change
+    for key, value, said in (("preset", "tiny", "--preset cpu (given now: tiny)"),
+                             ("datasets", ["/d/a"], "datasets /d/a, /d/b (given now: /d/a)"),
+                             ("goal", "/g/other.png", "--goal /g/goal.png (given now: /g/other.png)"),
+                             ("goal", None, "--goal /g/goal.png (given now: none)")):
+        with pytest.raises(CheckpointError) as caught:
+            write_run_config(tmp_path, {**inputs, key: value})
+        assert str(caught.value) == (f"{tmp_path} holds a run trained with {said}; resume it with the same inputs, "
+                                     "or train into a new --run-dir")
+    assert read_run_config(tmp_path)["goal"] == "/g/goal.png"  # config.json untouched
