@@ -60,6 +60,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "no_diffusion": ("No Diffusion", "tab:blue"),
     "ppo": ("PPO", "tab:green"),
     "sapo": ("SAPO on true state (rung 0)", "tab:purple"),
+    "ppo_rung0": ("PPO on true state (rung 0)", "tab:olive"),
     "act": ("ACT (behaviour cloning)", "tab:orange"),
 }
 """The methods a policy run can log, in the order they are listed and drawn."""
@@ -184,7 +185,9 @@ def read_run(run_dir: Path | str, label: str | None = None) -> RunLog:
         kind = config.get("kind") if isinstance(config, dict) else None
         raise CompareError(f"{run_dir}: not a policy run (kind {kind!r}); give run folders of dmo-train-policy "
                            "or dmo-train-rung0")
-    method = config.get("method")
+    method = recorded = config.get("method")
+    if config["kind"] == "rung0" and method == "ppo":  # not pooled with PPO on rung 1 (also simulator samples)
+        method = "ppo_rung0"
     if method not in METHODS:
         raise CompareError(f"{config_path}: unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if not log_path.is_file():
@@ -207,9 +210,9 @@ def read_run(run_dir: Path | str, label: str | None = None) -> RunLog:
             value = record[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise CompareError(f"{log_path}:{number}: {key} must be a finite number, got {value!r}")
-        if record.get("method", method) != method:
+        if record.get("method", recorded) != recorded:
             raise CompareError(f"{log_path}:{number}: method {record['method']!r} differs from {config_path}'s "
-                               f"{method!r}")
+                               f"{recorded!r}")
         by_epoch[int(record["epoch"])] = record  # a resumed run re-logs epochs: the later line wins
     if not by_epoch:
         raise CompareError(f"{log_path}: empty (no evaluation logged yet)")

@@ -29,6 +29,7 @@ import math
 import numpy as np
 from torch import Tensor
 
+from dmo_ros.ladder.state_env import SteppedStandins
 from dmo_ros.sims.push_cube import CUBE_HALF, ROBOT_HALF_SIZE, PushCubeConfig, PushCubeSim, PushCubeState
 
 TASK = "push_cube"
@@ -87,7 +88,7 @@ def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radiu
     return -cube_goal_distance(observation) - approach * robot_to_target
 
 
-class CubeStateEnvs:
+class CubeStateEnvs(SteppedStandins):
     """B Push Cube stand-ins stepped together; the interface of :class:`~dmo_ros.ladder.state_env.StateEnvs`.
 
     ``step`` takes actions (B, 3) in [-1, 1] (x the stand-in's limits) and returns the next observations;
@@ -103,39 +104,17 @@ class CubeStateEnvs:
         self.samples = 0
         self.steps = np.zeros(batch, dtype=np.int64)
 
-    def observations(self) -> np.ndarray:
-        return np.stack([observe(sim.state()) for sim in self.sims])
+    def _observe(self, sim: PushCubeSim) -> np.ndarray:
+        return observe(sim.state())
 
-    def step(self, actions: np.ndarray) -> np.ndarray:
-        actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
-        for sim, action in zip(self.sims, actions, strict=True):
-            sim.step(action * sim.limits)
-        self.samples += self.batch_size
-        self.steps += 1
-        return self.observations()
-
-    def restart_ended(self) -> int:
-        """Start new episodes where ``episode_steps`` have run; returns how many restarted."""
-        ended = np.flatnonzero(self.steps >= self.episode_steps)
-        for index in ended:
-            self.sims[index].reset()
-            self.steps[index] = 0
-        return len(ended)
-
-    def restart_all(self) -> None:
-        for sim in self.sims:
-            sim.reset()
-        self.steps[:] = 0
+    def _command(self, sim: PushCubeSim, action: np.ndarray) -> None:
+        sim.step(action * sim.limits)
 
     def reseed(self, offset: int) -> None:
         """New episodes from each stand-in's base seed + ``offset`` (a resumed run does not replay the first's)."""
         for sim, base in zip(self.sims, self.base_seeds, strict=True):
             sim.reset(seed=base + offset)
         self.steps[:] = 0
-
-    def close(self) -> None:
-        for sim in self.sims:
-            sim.close()
 
 
 __all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M",

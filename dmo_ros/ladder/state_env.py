@@ -22,6 +22,7 @@ Rewards (per step, differentiable in the observation, so the state model carries
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,29 +111,33 @@ def state_reward(observation: Tensor, task: str, approach: float = 0.1,
     return reward
 
 
-class StateEnvs:
-    """B stand-ins of one task stepped together; episodes restart (new seeded starts) on :meth:`restart_ended`.
+class SteppedStandins:
+    """What every rung-0 batch of stand-ins shares: B simulations stepped together with actions in [-1, 1],
+    ``samples`` counting the transitions, ``steps`` each episode's length so far, restarts. A subclass sets
+    ``sims``, ``batch_size``, ``episode_steps``, ``samples`` and ``steps`` and says how a stand-in is observed
+    (``_observe``) and commanded (``_command``)."""
 
-    ``step`` takes actions in [-1, 1] (x the stand-in's speed limit = m/s) and returns the next observations;
-    ``samples`` counts the transitions generated (the x-axis of every comparison)."""
+    sims: list
+    batch_size: int
+    episode_steps: int
+    samples: int
+    steps: np.ndarray
 
-    def __init__(self, task: str, batch: int, seed: int, episode_steps: int,
-                 control_period_s: float = 0.2) -> None:
-        self.task, self.batch_size, self.episode_steps = task, batch, episode_steps
-        self.sims = [PushTSim(PushTConfig(seed=seed * 1000 + index, task=task, control_period_s=control_period_s))
-                     for index in range(batch)]
-        self.max_speed = self.sims[0].config.max_speed_m_s
-        self.period = control_period_s
-        self.samples = 0
-        self.steps = np.zeros(batch, dtype=np.int64)
+    def _observe(self, sim: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _command(self, sim: Any, action: np.ndarray) -> None:
+        raise NotImplementedError
 
     def observations(self) -> np.ndarray:
-        return np.stack([observe(sim.state()) for sim in self.sims])
+        """(B, observation size) float32: each stand-in's current observation."""
+        return np.stack([self._observe(sim) for sim in self.sims])
 
     def step(self, actions: np.ndarray) -> np.ndarray:
+        """Apply actions (B, action size), clipped to [-1, 1]; the next observations."""
         actions = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
         for sim, action in zip(self.sims, actions, strict=True):
-            sim.step(action * self.max_speed * self.period)
+            self._command(sim, action)
         self.samples += self.batch_size
         self.steps += 1
         return self.observations()
@@ -150,15 +155,39 @@ class StateEnvs:
             sim.reset()
         self.steps[:] = 0
 
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.close()
+
+
+class StateEnvs(SteppedStandins):
+    """B stand-ins of one task stepped together; episodes restart (new seeded starts) on :meth:`restart_ended`.
+
+    ``step`` takes actions in [-1, 1] (x the stand-in's speed limit = m/s) and returns the next observations;
+    ``samples`` counts the transitions generated (the x-axis of every comparison)."""
+
+    def __init__(self, task: str, batch: int, seed: int, episode_steps: int,
+                 control_period_s: float = 0.2) -> None:
+        self.task, self.batch_size, self.episode_steps = task, batch, episode_steps
+        self.sims = [PushTSim(PushTConfig(seed=seed * 1000 + index, task=task, control_period_s=control_period_s))
+                     for index in range(batch)]
+        self.max_speed = self.sims[0].config.max_speed_m_s
+        self.period = control_period_s
+        self.samples = 0
+        self.steps = np.zeros(batch, dtype=np.int64)
+
+    def _observe(self, sim: PushTSim) -> np.ndarray:
+        return observe(sim.state())
+
+    def _command(self, sim: PushTSim, action: np.ndarray) -> None:
+        sim.step(action * self.max_speed * self.period)
+
     def reseed(self, offset: int) -> None:
         """New episodes from each stand-in's base seed + ``offset`` (a resumed run does not replay the first's)."""
         for sim in self.sims:
             sim.reset(seed=sim._base_seed + offset)
         self.steps[:] = 0
 
-    def close(self) -> None:
-        for sim in self.sims:
-            sim.close()
 
 
-__all__ = ["ACTION_SIZE", "OBSERVATION_SIZE", "StateEnvs", "observe", "state_reward", "t_pose_error"]
+__all__ = ["ACTION_SIZE", "OBSERVATION_SIZE", "StateEnvs", "SteppedStandins", "observe", "state_reward", "t_pose_error"]

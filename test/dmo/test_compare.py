@@ -190,8 +190,20 @@ def test_rung0_runs_and_the_ceilings_beside_the_table(tmp_path, capsys):
     assert main([*map(str, runs), "--out", str(out), "--ceilings", "2"]) == 0
     printed = capsys.readouterr().out
     assert "SAPO on true state (rung 0)" in printed and "| ceiling: scripted expert (privileged)" in printed
+    assert "PPO on true state (rung 0)" in printed  # not "PPO", which names rung 1's and 2's PPO
     assert "evaluation of task push_t" in (out / "comparison.md").read_text()
     assert (out / "ceilings.json").is_file()
+
+
+def test_ppo_on_rung_0_is_not_pooled_with_ppo_on_rung_1(tmp_path, capsys):
+    """Both draw simulator samples, so the forward-model check let one PPO row pool the true state's runs with the
+    rendered frames' runs."""
+    evals = [(0, 0.0, 0.0, 0.0), (10, 1.0, 0.1, 0.1)]
+    rung0 = write_run(tmp_path / "ppo_r0", "ppo", evals, kind="rung0")
+    rung1 = write_run(tmp_path / "ppo_r1", "ppo", evals, forward="simulator")
+    assert main([str(rung0), str(rung1), "--out", str(tmp_path / "out")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| PPO")]
+    assert len(rows) == 2 and sum("(rung 0)" in row for row in rows) == 1
 
 
 def test_labels_make_variants_of_one_method_separate_curves(runs, tmp_path, capsys):
