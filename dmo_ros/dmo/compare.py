@@ -625,7 +625,8 @@ def plot_push_cube(groups: dict[str, list[RunLog]], rows: list[dict[str, Any]], 
             axis.axhline(act["success_rate"], color=METHODS["act"][1], linestyle="--",
                          label=f"ACT, final ({act['runs']} run{'s' * (act['runs'] > 1)}; demonstrations only)")
         axis.legend(fontsize=8, loc="upper left")
-    figure.suptitle(f"{title}: success vs world-model samples and training wall-clock")
+    samples = samples_label([run for runs in learners.values() for run in runs]) if learners else AXES["samples"]
+    figure.suptitle(f"{title}: success vs {samples} and training wall-clock")
     figure.tight_layout()
     for name in ("fig3b.png",):
         figure.savefig(out_dir / name, dpi=120)
