@@ -49,6 +49,8 @@ from dmo_ros.recording.bag_writer import (
 
 DEFAULT_TOPICS = ["/camera/image", "/action", "/intent", "/reset"]
 EVALUATION_ONLY_TYPES = {"dmo_msgs/msg/StandinState"}
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"
+"""The node name DDS discovery reports for a publisher whose node it has not matched yet."""
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Recorder(DmoNode):
         self.subscriptions_by_topic: dict[str, Any] = {}
         self.unusable: set[str] = set()  # topics whose type cannot be recorded (warned once)
         self.timeout_warned: set[str] = set()
+        self.names_pending: set[str] = set()  # subscribed topics with a publisher whose node name is not known yet
         self.images_to_check: set[str] = set()
         self.create_timer(p.discovery_period, self.discover)
         self.create_timer(min(0.1, (p.split_duration or 1.0) / 4), self.session.poll)
@@ -173,7 +176,22 @@ class Recorder(DmoNode):
 
     # -- discovery ---------------------------------------------------------------------
 
+    def note_publishers(self, topic: str, publishers: list[Any]) -> None:
+        """Add the nodes publishing ``topic`` to the manifest's ``collection`` (from its next write). Discovery can
+        report a publisher before its node's name (``_NODE_NAME_UNKNOWN_``): such a topic is looked at again on the
+        next discovery until every name is known."""
+        names = {f"{p.node_namespace.rstrip('/')}/{p.node_name}" for p in publishers
+                 if UNKNOWN_NODE not in (p.node_name, p.node_namespace)}
+        known = set(self.session.collection["publishers"].get(topic, []))
+        self.session.collection["publishers"][topic] = sorted(known | names)
+        if len(names) < len(publishers):
+            self.names_pending.add(topic)
+        else:
+            self.names_pending.discard(topic)
+
     def discover(self) -> None:
+        for topic in list(self.names_pending):
+            self.note_publishers(topic, self.get_publishers_info_by_topic(topic))
         waiting = [t for t in self.topics if t not in self.subscriptions_by_topic and t not in self.unusable]
         if not waiting:
             return
@@ -205,9 +223,7 @@ class Recorder(DmoNode):
             self.get_logger().error(f"cannot record topic '{topic}' ({msgtype}): {error}")
             return
         qos = self.qos_for(publishers)
-        # Which nodes made this topic (a real camera driver or a stand-in): in the manifest from its next write.
-        self.session.collection["publishers"][topic] = sorted(
-            {f"{p.node_namespace.rstrip('/')}/{p.node_name}" for p in publishers})
+        self.note_publishers(topic, publishers)  # which nodes made it (a camera driver or a stand-in)
         self.subscriptions_by_topic[topic] = self.create_subscription(
             message_type, topic, lambda data, t=topic: self.on_message(t, data), qos, raw=True
         )

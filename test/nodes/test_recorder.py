@@ -322,3 +322,22 @@ def test_the_recorder_stops_and_closes_when_its_parent_dies(ros_env, tmp_path, s
     session = the_session(tmp_path)
     manifest = read_manifest(session)
     assert manifest["closed"] is True and manifest["message_count"] >= 5
+
+
+def test_a_publisher_discovered_before_its_node_name_is_named_at_a_later_discovery():
+    """DDS can report a publisher before its node (``_NODE_NAME_UNKNOWN_``): the manifest named that placeholder
+    as the camera's publisher (a CI run). The topic is looked at again until the name is known."""
+    from types import SimpleNamespace
+
+    from dmo_ros.nodes.recorder import Recorder
+
+    def publisher(name: str, namespace: str = "/") -> SimpleNamespace:
+        return SimpleNamespace(node_name=name, node_namespace=namespace)
+
+    recorder = SimpleNamespace(session=SimpleNamespace(collection={"publishers": {}}), names_pending=set())
+    Recorder.note_publishers(recorder, "/camera/image", [publisher("_NODE_NAME_UNKNOWN_", "_NODE_NAMESPACE_UNKNOWN_")])
+    assert recorder.session.collection["publishers"]["/camera/image"] == []
+    assert recorder.names_pending == {"/camera/image"}
+    Recorder.note_publishers(recorder, "/camera/image", [publisher("test_pattern")])
+    assert recorder.session.collection["publishers"]["/camera/image"] == ["/test_pattern"]
+    assert recorder.names_pending == set()
