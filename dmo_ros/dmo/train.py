@@ -242,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                      "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
                      "goal": recorded_path(args.goal),
                      "local_model": recorded_path(getattr(args, "local_model", None))}
-            if changed_inputs(args.run_dir, given):  # before any model loads or gate is measured
-                raise CheckpointError(changed_inputs(args.run_dir, given))
+            problem = changed_inputs(args.run_dir, given)  # before any model loads or gate is measured
+            if problem:
+                raise CheckpointError(problem)
         simulated = forward == "simulator"
         if args.world_model is None and not simulated and method != "no_diffusion":
             raise ConfigError("--world-model is required (unless --forward simulator)")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from state_model_fit import fit_state_model
 
 from dmo_ros.ladder import rung0
 from dmo_ros.ladder.cube_state_env import (
@@ -67,28 +68,7 @@ def test_cube_envs_step_the_body_velocity_command_and_restart():
 
 
 def test_the_state_model_learns_how_a_command_moves_the_cube_in_the_robots_frame():
-    torch.manual_seed(0)
-    envs = CubeStateEnvs(batch=8, seed=1, episode_steps=150)
-    replay, generator = rung0.Replay(4096, 8, 3), torch.Generator().manual_seed(0)
-    states = torch.from_numpy(envs.observations())
-    rng = np.random.default_rng(0)
-    for _ in range(40):
-        actions = torch.from_numpy(rng.uniform(-1, 1, size=(8, 3)).astype(np.float32))
-        next_states = torch.from_numpy(envs.step(actions.numpy()))
-        replay.add(states, actions, next_states)
-        states = next_states
-    envs.close()
-    model = rung0.StateModel(hidden=64, observation_size=8, action_size=3)
-    state, _, next_state = replay.sample(256, generator)
-    model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(300):
-        loss = model.loss(*replay.sample(128, generator))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    model, replay, generator, losses = fit_state_model(CubeStateEnvs(batch=8, seed=1, episode_steps=150), 8, 3)
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:5])
     # Walking forward brings the cube closer in the robot's frame: d cube_x / d vx < 0.
     s, a = replay.sample(16, generator)[:2]

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from state_model_fit import fit_state_model
 
 from dmo_ros.dmo.runner import read_evaluations
 from dmo_ros.ladder import rung0
@@ -120,28 +121,8 @@ def test_state_envs_step_in_metres_per_second_and_restart():
 
 
 def test_state_model_learns_the_agents_motion():
-    torch.manual_seed(0)
-    envs = StateEnvs("reach", batch=8, seed=1, episode_steps=150)
-    replay, generator = rung0.Replay(4096), torch.Generator().manual_seed(0)
-    states = torch.from_numpy(envs.observations())
-    rng = np.random.default_rng(0)
-    for _ in range(40):
-        actions = torch.from_numpy(rng.uniform(-1, 1, size=(8, 2)).astype(np.float32))
-        next_states = torch.from_numpy(envs.step(actions.numpy()))
-        replay.add(states, actions, next_states)
-        states = next_states
-    envs.close()
-    model = rung0.StateModel(hidden=64)
-    state, _, next_state = replay.sample(256, generator)
-    model.scale.copy_((next_state - state).std(0).clamp_min(1e-3))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(300):
-        loss = model.loss(*replay.sample(128, generator))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    model, replay, generator, losses = fit_state_model(StateEnvs("reach", batch=8, seed=1, episode_steps=150),
+                                                       rung0.OBSERVATION_SIZE, rung0.ACTION_SIZE)
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:5])
     # Its action Jacobian points where the agent moves: d agent_x / d action_x > 0.
     s, a = replay.sample(16, generator)[:2]
