@@ -104,6 +104,11 @@ class PushCubeExpert:
         self._pushing = False
         self.walker.side = 0
 
+    @property
+    def pushing(self) -> bool:
+        """Whether the latest action pushed: the robot behind the cube, lined up with the goal (not walking round)."""
+        return self._pushing
+
     def act(self, observation: Observation) -> np.ndarray:
         g = self.geometry
         robot, cube, goal = observation.agent, observation.object[:2], observation.goal[:2]

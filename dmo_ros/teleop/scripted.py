@@ -47,12 +47,14 @@ def push_cube_observation(state) -> Observation:
 
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
                   task: str = "push_t") -> ScriptedOperator:
-    """The scripted operator of a robot (Push Cube's presses the milestone key on success). Push-T's demonstrates
+    """The scripted operator of a robot (Push Cube's presses the milestone key on success, and holds it at
+    ``config.push_milestone`` while pushing the cube lined up with the goal). Push-T's demonstrates
     ``task``: the reach tasks with :class:`ReachExpert` (to the target its observations carry as the goal), the
     pushing tasks with :class:`PushTExpert`.
 
     Raises:
-        ValueError: an unknown robot or task, or a task other than push_t for the go2 (it plays Push Cube only).
+        ValueError: an unknown robot or task, a task other than push_t for the go2 (it plays Push Cube only), or a
+            ``push_milestone`` for the pusht (its experts have no intermediate milestone).
     """
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}'; choose one of {', '.join(ROBOTS)}")
@@ -68,8 +70,9 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
         return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config,
                                 limit_action=units.clamp)
     explorer = PushCubeExplorer(visit_probability=config.play_wander_probability)
-    return ScriptedOperator(explorer, PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
-                            limit_action=_clamp_body_velocity)
+    expert = PushCubeExpert()
+    return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config, press_milestone=True,
+                            milestone_met=lambda: expert.pushing, limit_action=_clamp_body_velocity)
 
 
 GO2_COMMAND_LIMITS = np.array([0.5, 0.3, 1.0])

@@ -160,3 +160,59 @@ def test_push_cube_play_visits_the_goal_region_without_the_cube():
         visiting.min(), np.mean(visiting < 0.4), np.mean(pushing < 0.4))
     with pytest.raises(ValueError, match="visit_probability"):
         PushCubeExplorer(visit_probability=1.5)
+
+
+def test_push_cube_operator_holds_the_push_milestone_while_pushing_lined_up():
+    """``push_milestone``: the key holds its value while a demonstration pushes the cube from behind, lined up with
+    the goal (the robot behind the cube, facing the goal), never in play or while walking round; 1.0 at success."""
+    from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+    from dmo_ros.teleop.scripted import make_operator, push_cube_observation
+
+    def session(push_milestone: float, steps: int = 400) -> list[tuple]:
+        sim = PushCubeSim(PushCubeConfig(seed=2))
+        operator = make_operator("go2", ScriptedOperatorConfig(seed=4, demo_probability=1.0, play_steps=(5, 10),
+                                                               push_milestone=push_milestone))
+        rows = []
+        for _ in range(steps):
+            state = sim.state()
+            command = operator.act(push_cube_observation(state))
+            rows.append((command.milestone, command.intent, state.robot.copy(), state.cube.copy(), state.goal.copy()))
+            if command.reset:
+                sim.reset()
+            else:
+                sim.step(command.action)
+        sim.close()
+        return rows
+
+    held, plain = session(0.5), session(0.0)
+    values = [row[0] for row in held]
+    assert values.count(1.0) >= 2 and values.count(0.5) >= 10, (values.count(1.0), values.count(0.5))
+    assert all(intent for milestone, intent, *_ in held if milestone > 0)  # never in play
+    for milestone, _, robot, cube, goal in held:
+        if milestone == 0.5:  # behind the cube: the cube lies between the robot and the goal, the robot facing it
+            to_goal = (goal[:2] - cube[:2]) / np.linalg.norm(goal[:2] - cube[:2])
+            assert np.dot(cube[:2] - robot[:2], to_goal) > 0.2
+            assert np.cos(robot[2] - np.arctan2(to_goal[1], to_goal[0])) > 0.9
+    # The same session otherwise: only the key differs (no random draw is added).
+    assert [row[0] for row in plain if row[0] > 0] == [1.0] * values.count(1.0)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(held, plain, strict=True))
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_push_milestone_out_of_range_is_refused(value):
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+
+    with pytest.raises(ValueError, match="push_milestone"):
+        ScriptedOperatorConfig(push_milestone=value)
+
+
+def test_push_milestone_is_refused_for_the_pusht_operator():
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+    from dmo_ros.teleop.scripted import make_operator
+
+    with pytest.raises(ValueError, match="no intermediate milestone"):
+        make_operator("pusht", ScriptedOperatorConfig(push_milestone=0.5))
+    result = subprocess.run([BIN / "dmo-collect-fast", "--robot", "pusht", "--samples", "10", "--push-milestone",
+                             "0.5", "--output", "unused"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no intermediate milestone" in result.stderr, result.stderr
