@@ -1,8 +1,8 @@
 """Push Cube ladder probe: does the learned reward rank the policies as the task does?
 
-Runs the scripted expert (privileged), trained policies, random and zero action on the same Push Cube
-stand-in placements for ``--steps`` control steps (the training episodes' length), scores every camera
-frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent reward),
+Runs the scripted expert (privileged), the expert parked once behind the cube, trained policies, random and zero
+action on the same Push Cube stand-in placements for ``--steps`` control steps (the training episodes' length),
+scores every camera frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent reward),
 and prints per controller the mean learned reward over the steps taken (an episode ends at success), its
 last value (the expert's: at success), its maximum, and the true progress (1 - cube-to-goal distance / the
 start's) with the success rate. If a policy collects as much learned reward as the expert while its true
@@ -27,10 +27,24 @@ import torch
 from dmo_ros.dataset.images import resize
 from dmo_ros.policy.api import load_policy
 from dmo_ros.policy.episodes import PolicyController
-from dmo_ros.policy.push_cube_eval import PushCubeEvalConfig, make_ceiling
+from dmo_ros.policy.push_cube_eval import ExpertController, PushCubeEvalConfig, make_ceiling
 from dmo_ros.reward.energy import frame_reward, load_reward_model
 from dmo_ros.reward.goal_image import load_goal_image
 from dmo_ros.sims.push_cube import PushCubeSim
+
+
+class ParkBehindController(ExpertController):
+    """The expert until it stands behind the cube lined up with the goal, then the zero action: does the reward pay
+    for pushing, or as much for parking at the pushing spot?"""
+
+    def reset(self, sim) -> None:
+        super().reset(sim)
+        self.parked = False
+
+    def act(self, sim) -> np.ndarray:
+        action = super().act(sim)
+        self.parked = self.parked or self.expert.pushing
+        return np.zeros_like(action) if self.parked else action
 
 
 def run(controller, sim: PushCubeSim, steps: int, size: int) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -63,6 +77,7 @@ def main() -> None:
     reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
     size = model.config.image_size
     controllers = [(name, make_ceiling(name, args.seed)) for name in ("expert", "random", "zero")]
+    controllers.append(("expert, parked behind the cube", ParkBehindController(args.seed)))
     controllers += [(str(run_dir), PolicyController(load_policy(run_dir))) for run_dir in args.policies]
     config = PushCubeEvalConfig(seed=args.seed)
     rows = {}

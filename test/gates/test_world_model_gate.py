@@ -69,6 +69,9 @@ def test_a_model_that_loses_the_agent_fails_visibility(pusht_play):
     checks = {c.name: c for c in report.checks}
     assert not checks["agent_visible"].passed and checks["agent_visible"].value < 0.5
     assert not report.passed
+    # The zero command's drift cannot be measured without the agent: said so, not printed as "nan px".
+    drift_note = next(note for note in report.notes if note.startswith("zero command"))
+    assert "nan" not in drift_note and "? px (the imagined agent not found)" in drift_note, drift_note
 
 
 def test_fidelity_report_on_pusht_data_scores_agent_and_t_positions_per_step(pusht_play, tmp_path, capsys):
