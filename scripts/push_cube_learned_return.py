@@ -2,12 +2,12 @@
 
 Runs the scripted expert (privileged), the expert parked once behind the cube, trained policies, random and zero
 action on the same Push Cube stand-in placements for ``--steps`` control steps (the training episodes' length),
-scores every camera frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent reward),
-and prints per controller the mean learned reward over the steps taken (an episode ends at success), its
-last value (the expert's: at success), its maximum, and the true progress (1 - cube-to-goal distance / the
-start's) with the success rate. If a policy collects as much learned reward as the expert while its true
-progress stays at zero, the reward is what the policy optimised and the reward is the break; if its learned
-return stays far below the expert's, the optimiser (local model, learner) is.
+scores every camera frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent
+reward), and prints per controller the mean learned reward over the steps taken (an episode ends at success), its
+last value (the expert's: at success), its maximum, and the true progress (1 - cube-to-goal distance / the start's)
+with the success rate. If a policy collects as much learned reward as the expert while its true progress stays at
+zero, the reward is what the policy optimised and the reward is the break; if its learned return stays far below the
+expert's, the optimiser (local model, learner) is.
 
 Evaluation-side (reads the simulator's progress); training never does::
 
