@@ -62,9 +62,9 @@ class TeleopParameters:
         0.0, "Scripted: per play primitive, probability of walking to a point of the arena (Push Cube: half "
              "of them to the goal region) instead of pushing; 0: none."
     )
-    push_milestone: float = param(
-        0.0, "Scripted Push Cube: the milestone key's value, in [0, 1), held while a demonstration pushes the cube "
-             "lined up with the goal; 0: pressed at success only."
+    lined_up_milestone: float = param(
+        0.0, "Scripted Push Cube: the milestone key's value, in [0, 1), held while a demonstration has the cube "
+             "straight ahead and the goal beyond it; 0: pressed at success only."
     )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")
     joy_axes: list[int] = param([1, 0, 3], "Joy axis index per action component (x, y, yaw).")
@@ -123,7 +123,7 @@ class Teleop(DmoNode):
                 play_hold_probability=p.play_hold_probability,
                 play_slow_probability=p.play_slow_probability,
                 play_wander_probability=p.play_wander_probability,
-                push_milestone=p.push_milestone,
+                lined_up_milestone=p.lined_up_milestone,
             )
             self.scripted = make_operator(p.robot, config, p.arena_size_m, task=p.task)
             self.observation: Observation | None = None

@@ -100,9 +100,9 @@ class FastCollectConfig:
     play_wander_probability: float = 0.0
     """Per play primitive, the probability of walking to a point of the arena (Push Cube: half of them to the goal
     region) instead of pushing (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
-    push_milestone: float = 0.0
-    """Push Cube: the milestone key's value held while a demonstration pushes the cube lined up with the goal
-    (:attr:`ScriptedOperatorConfig.push_milestone`); 0: pressed at success only."""
+    lined_up_milestone: float = 0.0
+    """Push Cube: the milestone key's value held while a demonstration has the cube straight ahead and the goal
+    beyond it (:attr:`ScriptedOperatorConfig.lined_up_milestone`); 0: pressed at success only."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -246,7 +246,7 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
             demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
             play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
             play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
-            push_milestone=config.push_milestone,
+            lined_up_milestone=config.lined_up_milestone,
         ), task=config.task)
         action_size = operator.action_size
         command_action = np.zeros(action_size)  # the stand-in's latest command
@@ -385,9 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--play-wander-probability", type=float,
                         help="per play primitive, probability of walking to a point of the arena (Push Cube: half of "
                              "them to the goal region) instead of pushing (default: the graph's)")
-    parser.add_argument("--push-milestone", type=float,
-                        help="Push Cube: the milestone key's value (in [0, 1)) held while a demonstration pushes the "
-                             "cube lined up with the goal; 0: pressed at success only (default: the graph's)")
+    parser.add_argument("--lined-up-milestone", type=float,
+                        help="Push Cube: the milestone key's value (in [0, 1)) held while a demonstration has the cube "
+                             "straight ahead and the goal beyond it; 0: pressed at success only (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                   "play_hold_probability": options.play_hold_probability,
                   "play_slow_probability": options.play_slow_probability,
                   "play_wander_probability": options.play_wander_probability,
-                  "push_milestone": options.push_milestone,
+                  "lined_up_milestone": options.lined_up_milestone,
                   "storage": options.storage, "split_duration": options.split_duration}
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
         config = FastCollectConfig(
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             play_steps=(config.play_steps_min, config.play_steps_max), demo_probability=config.demo_probability,
             play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
             play_slow_probability=config.play_slow_probability,
-            play_wander_probability=config.play_wander_probability, push_milestone=config.push_milestone,
+            play_wander_probability=config.play_wander_probability, lined_up_milestone=config.lined_up_milestone,
         ), task=config.task)
     except (ValueError, GraphError) as error:
         parser.error(str(error))

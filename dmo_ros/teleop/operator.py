@@ -117,12 +117,13 @@ class ScriptedOperatorConfig:
     point (:class:`~dmo_ros.teleop.pusht_expert.PushTExplorer`), so play covers the workspace (a reach task's target
     and the walls); Push Cube, a random point or (half of them) the goal region, looking around there
     (:class:`~dmo_ros.teleop.push_cube_expert.PushCubeExplorer`), so play shows the goal without the cube; 0: none."""
-    push_milestone: float = 0.0
-    """The milestone key's value held while a demonstration pushes the object from behind, lined up with the goal
-    (an intermediate milestone; the paper: "a key with a higher reward value whenever a milestone is met"), below the
-    success press's 1.0; only for an expert with such a milestone (:attr:`ScriptedOperator.milestone_met`: Push
-    Cube's). 0: the key is pressed at success only. An intent reward trained on it pays for standing at the
-    object's back, which P(intent | frame) alone does not (docs/push_cube.md "A milestone behind the cube")."""
+    lined_up_milestone: float = 0.0
+    """The milestone key's value held while a demonstration is lined up to push: the object straight ahead, the goal
+    straight beyond it (an intermediate milestone; the paper: "a key with a higher reward value whenever a milestone
+    is met"), below the success press's 1.0; only for a task with such a milestone
+    (:attr:`ScriptedOperator.milestone_met`: Push Cube's). 0: the key is pressed at success only. An intent reward
+    trained on it pays for getting behind the cube, which P(intent | frame) alone does not (docs/push_cube.md "A
+    milestone key behind the cube")."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
@@ -143,8 +144,8 @@ class ScriptedOperatorConfig:
             raise ValueError(f"play_wander_probability must be in [0, 1], got {self.play_wander_probability}")
         if not 0.0 <= self.play_slow_probability <= 1.0:
             raise ValueError(f"play_slow_probability must be in [0, 1], got {self.play_slow_probability}")
-        if not 0.0 <= self.push_milestone < 1.0:  # also rejects NaN; below the success press
-            raise ValueError(f"push_milestone must be in [0, 1), got {self.push_milestone}")
+        if not 0.0 <= self.lined_up_milestone < 1.0:  # also rejects NaN; below the success press
+            raise ValueError(f"lined_up_milestone must be in [0, 1), got {self.lined_up_milestone}")
         if not self.play_slow_speed > 0:
             raise ValueError(f"play_slow_speed must be > 0, got {self.play_slow_speed}")
         if not self.play_hold_speed > 0:
@@ -183,16 +184,17 @@ class ScriptedOperator:
     config: ScriptedOperatorConfig = field(default_factory=ScriptedOperatorConfig)
     press_milestone: bool = False
     """Press the milestone key when a demonstration first succeeds (Push Cube)."""
-    milestone_met: Callable[[], bool] | None = None
-    """Whether the expert's latest action was taken at its intermediate milestone (Push Cube: pushing the cube lined
-    up with the goal); the key then holds :attr:`ScriptedOperatorConfig.push_milestone`. None: no such milestone."""
+    milestone_met: Callable[[Observation], bool] | None = None
+    """Whether a demonstration's observation meets the task's intermediate milestone (Push Cube:
+    :func:`~dmo_ros.teleop.push_cube_expert.lined_up`); the key then holds
+    :attr:`ScriptedOperatorConfig.lined_up_milestone`. None: no such milestone."""
     limit_action: Callable[[np.ndarray], np.ndarray] | None = None
     """The robot's command limits, applied to noisy play actions (``play_action_noise``) and held commands so that the
     recorded action is the one the robot carries out; None: no limit."""
 
     def __post_init__(self) -> None:
-        if self.config.push_milestone and self.milestone_met is None:
-            raise ValueError("push_milestone: this robot's expert has no intermediate milestone (Push Cube's has)")
+        if self.config.lined_up_milestone and self.milestone_met is None:
+            raise ValueError("lined_up_milestone: this robot's expert has no intermediate milestone (Push Cube's has)")
         self.rng = np.random.default_rng(self.config.seed)
         self.stats = OperatorStats()
         self.mode = Mode.RESET
@@ -260,8 +262,8 @@ class ScriptedOperator:
                 return self._reset()
             self.stats.demo_best_progress[-1] = max(self.stats.demo_best_progress[-1], observation.progress)
             action = self.expert.act(observation)
-            pushing = self.config.push_milestone and self.milestone_met()
-            return Command(action, intent=True, milestone=self.config.push_milestone if pushing else 0.0)
+            met = self.config.lined_up_milestone and self.milestone_met(observation)
+            return Command(action, intent=True, milestone=self.config.lined_up_milestone if met else 0.0)
         # RESET: wait for the stand-in's episode counter to change; press again if it does not.
         press = self.steps_in_mode % self.config.reset_retry_steps == 0
         return Command(self.zero(), intent=False, reset=press)

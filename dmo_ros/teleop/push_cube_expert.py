@@ -92,6 +92,28 @@ class Walker:
         return 0.5 * self.side * left + outward * (g.clearance_m + 0.1 - distance)
 
 
+LINED_UP_RAD = 0.35
+"""Tolerance of :func:`lined_up` (rad, ~20 deg): the expert's own when it decides it is aligned to push."""
+
+
+def lined_up(observation: Observation, tolerance_rad: float = LINED_UP_RAD) -> bool:
+    """Whether the cube lies straight ahead of the robot and the goal straight beyond it: the robot is lined up to push
+    the cube home, at any distance — what the camera shows as the cube in the middle of the picture with the goal disc
+    behind it. The scripted operator holds its milestone key while a demonstration is lined up
+    (:attr:`~dmo_ros.teleop.operator.ScriptedOperatorConfig.lined_up_milestone`).
+
+    ``tolerance_rad``: the largest bearing of the cube off the robot's heading, and of the goal off the robot-to-cube
+    line seen from the cube (rad)."""
+    robot, cube, goal = observation.agent, observation.object[:2], observation.goal[:2]
+    to_cube, beyond = cube - robot[:2], goal - cube
+    if np.linalg.norm(to_cube) < 1e-6 or np.linalg.norm(beyond) < 1e-6:
+        return False
+    cube_bearing = float(np.arctan2(to_cube[1], to_cube[0]))
+    goal_bearing = float(np.arctan2(beyond[1], beyond[0]))
+    ahead = abs(_wrap(cube_bearing - robot[2])) < tolerance_rad
+    return ahead and abs(_wrap(goal_bearing - cube_bearing)) < tolerance_rad
+
+
 class PushCubeExpert:
     """Pushes the cube into the goal region (the demonstrations, intent on)."""
 
@@ -104,10 +126,6 @@ class PushCubeExpert:
         self._pushing = False
         self.walker.side = 0
 
-    @property
-    def pushing(self) -> bool:
-        """Whether the latest action pushed: the robot behind the cube, lined up with the goal (not walking round)."""
-        return self._pushing
 
     def act(self, observation: Observation) -> np.ndarray:
         g = self.geometry

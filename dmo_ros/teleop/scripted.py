@@ -24,7 +24,7 @@ import numpy as np
 from dmo_ros.help_text import plain_text
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
-from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer
+from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer, lined_up
 from dmo_ros.teleop.pusht_expert import PushTExpert, PushTExplorer, PushTUnits, ReachExpert
 
 ROBOTS = ("pusht", "go2")
@@ -48,13 +48,14 @@ def push_cube_observation(state) -> Observation:
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
                   task: str = "push_t") -> ScriptedOperator:
     """The scripted operator of a robot (Push Cube's presses the milestone key on success, and holds it at
-    ``config.push_milestone`` while pushing the cube lined up with the goal). Push-T's demonstrates
+    ``config.lined_up_milestone`` while a demonstration has the cube straight ahead and the goal beyond it). Push-T's
+    demonstrates
     ``task``: the reach tasks with :class:`ReachExpert` (to the target its observations carry as the goal), the
     pushing tasks with :class:`PushTExpert`.
 
     Raises:
         ValueError: an unknown robot or task, a task other than push_t for the go2 (it plays Push Cube only), or a
-            ``push_milestone`` for the pusht (its experts have no intermediate milestone).
+            ``lined_up_milestone`` for the pusht (its experts have no intermediate milestone).
     """
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}'; choose one of {', '.join(ROBOTS)}")
@@ -70,9 +71,8 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
         return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config,
                                 limit_action=units.clamp)
     explorer = PushCubeExplorer(visit_probability=config.play_wander_probability)
-    expert = PushCubeExpert()
-    return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config, press_milestone=True,
-                            milestone_met=lambda: expert.pushing, limit_action=_clamp_body_velocity)
+    return ScriptedOperator(explorer, PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
+                            milestone_met=lined_up, limit_action=_clamp_body_velocity)
 
 
 GO2_COMMAND_LIMITS = np.array([0.5, 0.3, 1.0])

@@ -162,17 +162,17 @@ def test_push_cube_play_visits_the_goal_region_without_the_cube():
         PushCubeExplorer(visit_probability=1.5)
 
 
-def test_push_cube_operator_holds_the_push_milestone_while_pushing_lined_up():
-    """``push_milestone``: the key holds its value while a demonstration pushes the cube from behind, lined up with
-    the goal (the robot behind the cube, facing the goal), never in play or while walking round; 1.0 at success."""
+def test_push_cube_operator_holds_the_lined_up_milestone_while_lined_up():
+    """``lined_up_milestone``: the key holds its value while a demonstration has the cube straight ahead and the goal
+    beyond it (the robot behind the cube, facing the goal), never in play or while walking round; 1.0 at success."""
     from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
     from dmo_ros.teleop.operator import ScriptedOperatorConfig
     from dmo_ros.teleop.scripted import make_operator, push_cube_observation
 
-    def session(push_milestone: float, steps: int = 400) -> list[tuple]:
+    def session(lined_up_milestone: float, steps: int = 400) -> list[tuple]:
         sim = PushCubeSim(PushCubeConfig(seed=2))
         operator = make_operator("go2", ScriptedOperatorConfig(seed=4, demo_probability=1.0, play_steps=(5, 10),
-                                                               push_milestone=push_milestone))
+                                                               lined_up_milestone=lined_up_milestone))
         rows = []
         for _ in range(steps):
             state = sim.state()
@@ -192,27 +192,45 @@ def test_push_cube_operator_holds_the_push_milestone_while_pushing_lined_up():
     for milestone, _, robot, cube, goal in held:
         if milestone == 0.5:  # behind the cube: the cube lies between the robot and the goal, the robot facing it
             to_goal = (goal[:2] - cube[:2]) / np.linalg.norm(goal[:2] - cube[:2])
-            assert np.dot(cube[:2] - robot[:2], to_goal) > 0.2
-            assert np.cos(robot[2] - np.arctan2(to_goal[1], to_goal[0])) > 0.9
+            to_cube = (cube[:2] - robot[:2]) / np.linalg.norm(cube[:2] - robot[:2])
+            assert np.dot(to_cube, to_goal) > np.cos(0.35)
+            assert np.cos(robot[2] - np.arctan2(to_cube[1], to_cube[0])) > np.cos(0.35)
+    # Walking round the cube is not lined up: the key is off for part of each demonstration.
+    assert sum(1 for milestone, intent, *_ in held if intent and milestone == 0) > 20
     # The same session otherwise: only the key differs (no random draw is added).
     assert [row[0] for row in plain if row[0] > 0] == [1.0] * values.count(1.0)
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(held, plain, strict=True))
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
-def test_push_milestone_out_of_range_is_refused(value):
+def test_lined_up_milestone_out_of_range_is_refused(value):
     from dmo_ros.teleop.operator import ScriptedOperatorConfig
 
-    with pytest.raises(ValueError, match="push_milestone"):
-        ScriptedOperatorConfig(push_milestone=value)
+    with pytest.raises(ValueError, match="lined_up_milestone"):
+        ScriptedOperatorConfig(lined_up_milestone=value)
 
 
-def test_push_milestone_is_refused_for_the_pusht_operator():
+def test_lined_up_milestone_is_refused_for_the_pusht_operator():
     from dmo_ros.teleop.operator import ScriptedOperatorConfig
     from dmo_ros.teleop.scripted import make_operator
 
     with pytest.raises(ValueError, match="no intermediate milestone"):
-        make_operator("pusht", ScriptedOperatorConfig(push_milestone=0.5))
-    result = subprocess.run([BIN / "dmo-collect-fast", "--robot", "pusht", "--samples", "10", "--push-milestone",
+        make_operator("pusht", ScriptedOperatorConfig(lined_up_milestone=0.5))
+    result = subprocess.run([BIN / "dmo-collect-fast", "--robot", "pusht", "--samples", "10", "--lined-up-milestone",
                              "0.5", "--output", "unused"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no intermediate milestone" in result.stderr, result.stderr
+
+
+def test_lined_up_needs_the_cube_ahead_and_the_goal_beyond_it():
+    from dmo_ros.teleop.push_cube_expert import lined_up
+
+    def seen(robot, cube, goal) -> bool:
+        return lined_up(Observation(0, 0, np.asarray(robot, float), np.asarray(cube, float), np.asarray(goal, float),
+                                    0.0, False))
+
+    assert seen([0, 0, 0], [1, 0, 0], [2.5, 0.1, 0])  # facing +x, the cube ahead, the goal beyond it
+    assert seen([-2, 0, 0], [1, 0, 0], [2, 0, 0])  # at any distance
+    assert not seen([0, 0, np.pi], [1, 0, 0], [2, 0, 0])  # facing away
+    assert not seen([3, 0, np.pi], [1, 0, 0], [2, 0, 0])  # the goal between the robot and the cube
+    assert not seen([0, 0, 0], [1, 0, 0], [1, 1.5, 0])  # the goal off to the side
+    assert not seen([0, 0, 0], [1, 0, 0], [1, 0, 0])  # the cube on the goal: nothing to line up
