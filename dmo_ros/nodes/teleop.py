@@ -63,7 +63,7 @@ class TeleopParameters:
              "of them to the goal region) instead of pushing; 0: none."
     )
     lined_up_milestone: float = param(
-        0.0, "Scripted Push Cube: the milestone key's value, in [0, 1), held while a demonstration has the cube "
+        0.0, "Scripted Push Cube: the milestone key's value, in [0, 1), held whenever the robot has the cube "
              "straight ahead and the goal beyond it; 0: pressed at success only."
     )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")

@@ -101,8 +101,8 @@ class FastCollectConfig:
     """Per play primitive, the probability of walking to a point of the arena (Push Cube: half of them to the goal
     region) instead of pushing (:attr:`ScriptedOperatorConfig.play_wander_probability`); 0: none."""
     lined_up_milestone: float = 0.0
-    """Push Cube: the milestone key's value held while a demonstration has the cube straight ahead and the goal
-    beyond it (:attr:`ScriptedOperatorConfig.lined_up_milestone`); 0: pressed at success only."""
+    """Push Cube: the milestone key's value held whenever the robot has the cube straight ahead and the goal beyond
+    it, in play and demonstrations (:attr:`ScriptedOperatorConfig.lined_up_milestone`); 0: pressed at success only."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="per play primitive, probability of walking to a point of the arena (Push Cube: half of "
                              "them to the goal region) instead of pushing (default: the graph's)")
     parser.add_argument("--lined-up-milestone", type=float,
-                        help="Push Cube: the milestone key's value (in [0, 1)) held while a demonstration has the cube "
+                        help="Push Cube: the milestone key's value (in [0, 1)) held whenever the robot has the cube "
                              "straight ahead and the goal beyond it; 0: pressed at success only (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")

@@ -118,12 +118,12 @@ class ScriptedOperatorConfig:
     and the walls); Push Cube, a random point or (half of them) the goal region, looking around there
     (:class:`~dmo_ros.teleop.push_cube_expert.PushCubeExplorer`), so play shows the goal without the cube; 0: none."""
     lined_up_milestone: float = 0.0
-    """The milestone key's value held while a demonstration is lined up to push: the object straight ahead, the goal
-    straight beyond it (an intermediate milestone; the paper: "a key with a higher reward value whenever a milestone
-    is met"), below the success press's 1.0; only for a task with such a milestone
-    (:attr:`ScriptedOperator.milestone_met`: Push Cube's). 0: the key is pressed at success only. An intent reward
-    trained on it pays for getting behind the cube, which P(intent | frame) alone does not (docs/push_cube.md "A
-    milestone key behind the cube")."""
+    """The milestone key's value held whenever the robot is lined up to push, in play and in demonstrations (the
+    milestone is a fact of the scene, not of the intent): the object straight ahead, the goal straight beyond it (an
+    intermediate milestone; the paper: "a key with a higher reward value whenever a milestone is met"), below the
+    success press's 1.0; only for a task with such a milestone (:attr:`ScriptedOperator.milestone_met`: Push Cube's).
+    0: the key is pressed at success only. An intent reward trained on it pays for getting behind the cube, which
+    P(intent | frame) alone does not (docs/push_cube.md "A milestone key behind the cube")."""
 
     def __post_init__(self) -> None:
         low, high = self.play_steps
@@ -242,7 +242,8 @@ class ScriptedOperator:
     def _tick(self, observation: Observation) -> Command:
         if self.mode is Mode.PLAY:
             if self.steps_in_mode < self.play_budget:
-                return Command(self._play_action(observation), intent=False)
+                action = self._play_action(observation)
+                return Command(action, intent=False, milestone=self._milestone_held(observation))
             if self.will_demo and not observation.success:
                 self._enter(Mode.DEMO, observation)
             else:
@@ -262,11 +263,16 @@ class ScriptedOperator:
                 return self._reset()
             self.stats.demo_best_progress[-1] = max(self.stats.demo_best_progress[-1], observation.progress)
             action = self.expert.act(observation)
-            met = self.config.lined_up_milestone and self.milestone_met(observation)
-            return Command(action, intent=True, milestone=self.config.lined_up_milestone if met else 0.0)
+            return Command(action, intent=True, milestone=self._milestone_held(observation))
         # RESET: wait for the stand-in's episode counter to change; press again if it does not.
         press = self.steps_in_mode % self.config.reset_retry_steps == 0
         return Command(self.zero(), intent=False, reset=press)
+
+    def _milestone_held(self, observation: Observation) -> float:
+        """The milestone key while playing or demonstrating: held at ``lined_up_milestone`` whenever the milestone is
+        met — in play too, as the milestone is a fact of the scene, not of the intent."""
+        met = self.config.lined_up_milestone and self.milestone_met(observation)
+        return self.config.lined_up_milestone if met else 0.0
 
     def _held_command(self) -> np.ndarray | None:
         """The held play command for this step, starting one with ``play_hold_probability`` (or a slow one with

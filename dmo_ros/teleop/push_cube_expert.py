@@ -99,7 +99,7 @@ LINED_UP_RAD = 0.35
 def lined_up(observation: Observation, tolerance_rad: float = LINED_UP_RAD) -> bool:
     """Whether the cube lies straight ahead of the robot and the goal straight beyond it: the robot is lined up to push
     the cube home, at any distance — what the camera shows as the cube in the middle of the picture with the goal disc
-    behind it. The scripted operator holds its milestone key while a demonstration is lined up
+    behind it. The scripted operator holds its milestone key whenever the robot is lined up
     (:attr:`~dmo_ros.teleop.operator.ScriptedOperatorConfig.lined_up_milestone`).
 
     ``tolerance_rad``: the largest bearing of the cube off the robot's heading, and of the goal off the robot-to-cube

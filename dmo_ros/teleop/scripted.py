@@ -48,8 +48,7 @@ def push_cube_observation(state) -> Observation:
 def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, arena_size_m: float = 0.5,
                   task: str = "push_t") -> ScriptedOperator:
     """The scripted operator of a robot (Push Cube's presses the milestone key on success, and holds it at
-    ``config.lined_up_milestone`` while a demonstration has the cube straight ahead and the goal beyond it). Push-T's
-    demonstrates
+    ``config.lined_up_milestone`` whenever the cube is straight ahead and the goal beyond it). Push-T's demonstrates
     ``task``: the reach tasks with :class:`ReachExpert` (to the target its observations carry as the goal), the
     pushing tasks with :class:`PushTExpert`.
 

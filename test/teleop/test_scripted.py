@@ -163,15 +163,16 @@ def test_push_cube_play_visits_the_goal_region_without_the_cube():
 
 
 def test_push_cube_operator_holds_the_lined_up_milestone_while_lined_up():
-    """``lined_up_milestone``: the key holds its value while a demonstration has the cube straight ahead and the goal
-    beyond it (the robot behind the cube, facing the goal), never in play or while walking round; 1.0 at success."""
+    """``lined_up_milestone``: the key holds its value whenever the robot has the cube straight ahead and the goal
+    beyond it (behind the cube, facing the goal), in play as in demonstrations, not while walking round; 1.0 at
+    success."""
     from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
     from dmo_ros.teleop.operator import ScriptedOperatorConfig
     from dmo_ros.teleop.scripted import make_operator, push_cube_observation
 
-    def session(lined_up_milestone: float, steps: int = 400) -> list[tuple]:
+    def session(lined_up_milestone: float, steps: int = 600) -> list[tuple]:
         sim = PushCubeSim(PushCubeConfig(seed=2))
-        operator = make_operator("go2", ScriptedOperatorConfig(seed=4, demo_probability=1.0, play_steps=(5, 10),
+        operator = make_operator("go2", ScriptedOperatorConfig(seed=4, demo_probability=1.0, play_steps=(20, 40),
                                                                lined_up_milestone=lined_up_milestone))
         rows = []
         for _ in range(steps):
@@ -188,7 +189,7 @@ def test_push_cube_operator_holds_the_lined_up_milestone_while_lined_up():
     held, plain = session(0.5), session(0.0)
     values = [row[0] for row in held]
     assert values.count(1.0) >= 2 and values.count(0.5) >= 10, (values.count(1.0), values.count(0.5))
-    assert all(intent for milestone, intent, *_ in held if milestone > 0)  # never in play
+    assert any(not intent for milestone, intent, *_ in held if milestone > 0)  # play lines up too, now and then
     for milestone, _, robot, cube, goal in held:
         if milestone == 0.5:  # behind the cube: the cube lies between the robot and the goal, the robot facing it
             to_goal = (goal[:2] - cube[:2]) / np.linalg.norm(goal[:2] - cube[:2])
