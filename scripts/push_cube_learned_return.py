@@ -31,11 +31,12 @@ from dmo_ros.policy.push_cube_eval import ExpertController, PushCubeEvalConfig, 
 from dmo_ros.reward.energy import frame_reward, load_reward_model
 from dmo_ros.reward.goal_image import load_goal_image
 from dmo_ros.sims.push_cube import PushCubeSim
+from dmo_ros.teleop.push_cube_expert import lined_up
 
 
 class ParkBehindController(ExpertController):
-    """The expert until it stands behind the cube lined up with the goal, then the zero action: does the reward pay
-    for pushing, or as much for parking at the pushing spot?"""
+    """The expert until it stands at the pushing spot (lined up, within 0.1 m of the standoff), then the zero action:
+    does the reward pay for pushing, or as much for parking there?"""
 
     def reset(self, sim) -> None:
         super().reset(sim)
@@ -43,7 +44,9 @@ class ParkBehindController(ExpertController):
 
     def act(self, sim) -> np.ndarray:
         action = super().act(sim)
-        self.parked = self.parked or self.expert.pushing
+        observation = self._observation(sim)
+        near = np.linalg.norm(observation.object[:2] - observation.agent[:2]) < self.expert.geometry.standoff_m + 0.1
+        self.parked = self.parked or (near and lined_up(observation))
         return np.zeros_like(action) if self.parked else action
 
 
