@@ -821,8 +821,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
 
     cube = config.task == cube_state_env.TASK
-    if cube and options.video is not None:
-        parser.error("--video: rung 0 on push_cube has no camera to record (evaluate the policy of a higher rung)")
     if cube:  # the Go2's evaluation: success, steps and the Table II metrics (dmo_ros.policy.push_cube_eval)
         from dmo_ros.policy import push_cube_eval
 
@@ -860,7 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.final_eval_episodes and not result.stopped_early and cube:
         final_cube = push_cube_eval.PushCubeEvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed)
         print(push_cube_eval.write_final_evaluation(algorithm.policy(), label, options.run_dir, result.samples,
-                                                    result.wall_s, final_cube, cache=options.ceilings_cache))
+                                                    result.wall_s, final_cube, cache=options.ceilings_cache,
+                                                    videos=videos(options)))
     elif options.final_eval_episodes and not result.stopped_early:
         final_config = EvalConfig(episodes=options.final_eval_episodes, seed=run.eval_seed, task=config.task)
         print(write_final_evaluation(algorithm.policy(), label, options.run_dir, result.samples, result.wall_s,

@@ -418,10 +418,12 @@ def format_differences(direct: PushCubeResult, through_ros: PushCubeResult) -> s
 
 
 def write_final_evaluation(controller: Controller, label: str, run_dir: Path | str, samples: int, wall_s: float,
-                           config: PushCubeEvalConfig, cache: Path | str | None = None) -> str:
+                           config: PushCubeEvalConfig, cache: Path | str | None = None,
+                           videos: EpisodeVideos | None = None) -> str:
     """Evaluate a trained run's ``controller`` beside the ceilings; write ``final_eval.json`` (``"task":
-    "push_cube"``; what ``dmo-compare`` reads) and ``final_eval.md`` into ``run_dir``; return the table."""
-    rows = [(label, evaluate_controller(controller, config)),
+    "push_cube"``; what ``dmo-compare`` reads) and ``final_eval.md`` into ``run_dir``; return the table. Given
+    ``videos``, the controller's episodes are recorded from the stand-in's camera (a state policy's too)."""
+    rows = [(label, evaluate_controller(controller, config, videos=videos)),
             *evaluate_ceilings(config, cache=cache or Path(run_dir).parent / "ceilings_push_cube.json")]
     return write_final_files(run_dir, rows, format_table(rows, config), config, samples, wall_s,
                                       {"task": TASK})

@@ -342,8 +342,8 @@ def test_policy_ema_evaluates_the_averaged_actor_and_keeps_it_across_a_checkpoin
 @pytest.mark.parametrize("method", rung0.METHODS)
 def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, capsys, method):
     """--task push_cube: the Go2 stand-in's true state (8 numbers, 3-D commands), the Push Cube evaluation (success,
-    steps, Table II metrics) periodically and at the end beside its ceilings; resumes; no camera to record, and
-    the learned rewards are rung 1's."""
+    steps, Table II metrics) periodically and at the end beside its ceilings; resumes; a finished run's episodes
+    recorded from the stand-in's camera (``--video``)."""
     run = tmp_path / "runs" / f"cube_{method}"
     args = [str(run), "--preset", "tiny", "--task", "push_cube", "--method", method, "--final-eval-episodes", "2",
             "--no-progress"]
@@ -361,9 +361,12 @@ def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, ca
     assert rung0.main([*args, "--max-samples", str(records[-1]["samples"] + 32)]) == 0
     assert f"resuming {run} at epoch" in capsys.readouterr().out
     assert read_evaluations(run)[-1]["samples"] > records[-1]["samples"]
-    with pytest.raises(SystemExit):
-        rung0.main([str(tmp_path / "video"), "--preset", "tiny", "--task", "push_cube", "--video", str(tmp_path)])
-    assert "no camera to record" in capsys.readouterr().err
+    video = tmp_path / "video"
+    assert rung0.main([*args, "--max-samples", str(read_evaluations(run)[-1]["samples"]), "--video", str(video)]) == 0
+    assert sorted(p.name for p in video.glob("episode_*.gif")) == [
+        f"episode_{i:03d}_{'success' if e['success'] else 'fail'}.gif"
+        for i, e in enumerate(json.loads((run / "final_eval.json").read_text())["policy"]["per_episode"])]
+    assert (video / "episodes.png").is_file()
     with pytest.raises(ValueError, match="agent_lure is the Push-T tasks' diagnostic"):
         rung0.Rung0Config(task="push_cube", agent_lure=0.02)
 
