@@ -1,13 +1,13 @@
 """Push Cube ladder probe: does the learned reward rank the policies as the task does?
 
-Runs the scripted expert (privileged), the expert parked once behind the cube, trained policies, random and zero
-action on the same Push Cube stand-in placements for ``--steps`` control steps (the training episodes' length),
-scores every camera frame with the learned reward (a goal reward with one goal picture or a goal set, or an intent
-reward), and prints per controller the mean learned reward over the steps taken (an episode ends at success), its
-last value (the expert's: at success), its maximum, and the true progress (1 - cube-to-goal distance / the start's)
-with the success rate. If a policy collects as much learned reward as the expert while its true progress stays at
-zero, the reward is what the policy optimised and the reward is the break; if its learned return stays far below the
-expert's, the optimiser (local model, learner) is.
+Runs the scripted expert (privileged), the expert parked once behind the cube, a walk to the goal disc that looks at
+it, trained policies, random and zero action on the same Push Cube stand-in placements for ``--steps`` control steps
+(the training episodes' length), scores every camera frame with the learned reward (a goal reward with one goal
+picture or a goal set, or an intent reward), and prints per controller the mean learned reward over the steps taken
+(an episode ends at success), its last value (the expert's: at success), its maximum, and the true progress (1 -
+cube-to-goal distance / the start's) with the success rate. If a policy collects as much learned reward as the
+expert while its true progress stays at zero, the reward is what the policy optimised and the reward is the break;
+if its learned return stays far below the expert's, the optimiser (local model, learner) is.
 
 Evaluation-side (reads the simulator's progress); training never does::
 
@@ -31,7 +31,7 @@ from dmo_ros.policy.push_cube_eval import ExpertController, PushCubeEvalConfig, 
 from dmo_ros.reward.energy import frame_reward, load_reward_model
 from dmo_ros.reward.goal_image import load_goal_image
 from dmo_ros.sims.push_cube import PushCubeSim
-from dmo_ros.teleop.push_cube_expert import lined_up
+from dmo_ros.teleop.push_cube_expert import _body_command, _reachable, lined_up
 
 
 class ParkBehindController(ExpertController):
@@ -48,6 +48,19 @@ class ParkBehindController(ExpertController):
         near = np.linalg.norm(observation.object[:2] - observation.agent[:2]) < self.expert.geometry.standoff_m + 0.1
         self.parked = self.parked or (near and lined_up(observation))
         return np.zeros_like(action) if self.parked else action
+
+
+class GoalGazerController(ExpertController):
+    """Walks (around the cube) to a spot 0.6 m short of the goal disc's centre and looks at the disc, leaving the cube
+    alone: the maximum a frame-only intent reward pays away from the cube (docs/push_cube.md)."""
+
+    def act(self, sim) -> np.ndarray:
+        o = self._observation(sim)
+        robot, goal, g = o.agent, o.goal[:2], self.expert.geometry
+        away = robot[:2] - goal
+        spot = _reachable(goal + 0.6 * away / max(float(np.linalg.norm(away)), 1e-6), g)
+        heading = float(np.arctan2(goal[1] - robot[1], goal[0] - robot[0]))
+        return _body_command(robot, self.expert.walker.velocity(robot, spot, o.object[:2]), heading, g)
 
 
 def run(controller, sim: PushCubeSim, steps: int, size: int) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -81,6 +94,7 @@ def main() -> None:
     size = model.config.image_size
     controllers = [(name, make_ceiling(name, args.seed)) for name in ("expert", "random", "zero")]
     controllers.append(("expert, parked behind the cube", ParkBehindController(args.seed)))
+    controllers.append(("gazing at the goal disc", GoalGazerController(args.seed)))
     controllers += [(str(run_dir), PolicyController(load_policy(run_dir))) for run_dir in args.policies]
     config = PushCubeEvalConfig(seed=args.seed)
     rows = {}
