@@ -185,7 +185,7 @@ class ScriptedOperator:
     press_milestone: bool = False
     """Press the milestone key when a demonstration first succeeds (Push Cube)."""
     milestone_met: Callable[[Observation], bool] | None = None
-    """Whether a demonstration's observation meets the task's intermediate milestone (Push Cube:
+    """Whether an observation (in play or a demonstration) meets the task's intermediate milestone (Push Cube:
     :func:`~dmo_ros.teleop.push_cube_expert.lined_up`); the key then holds
     :attr:`ScriptedOperatorConfig.lined_up_milestone`. None: no such milestone."""
     limit_action: Callable[[np.ndarray], np.ndarray] | None = None

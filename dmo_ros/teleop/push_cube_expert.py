@@ -126,7 +126,6 @@ class PushCubeExpert:
         self._pushing = False
         self.walker.side = 0
 
-
     def act(self, observation: Observation) -> np.ndarray:
         g = self.geometry
         robot, cube, goal = observation.agent, observation.object[:2], observation.goal[:2]
