@@ -247,13 +247,15 @@ def final_evaluation(run_dir: Path, episodes: int, max_steps: int | None, sample
     """Evaluate the run's policy on ``episodes`` Push Cube episodes beside the ceilings; write ``final_eval.*`` and an
     ``eval.jsonl`` line (``samples``: demonstration items the run trained on, counted with repeats)."""
     from dmo_ros.policy.api import load_policy
+    from dmo_ros.policy.episodes import final_stem
     from dmo_ros.policy.push_cube_eval import PolicyController, PushCubeEvalConfig, write_final_evaluation
 
     config = PushCubeEvalConfig(episodes=episodes, **({"max_steps": max_steps} if max_steps else {}))
     policy = load_policy(run_dir)
+    stem = final_stem(run_dir, config)
     table = write_final_evaluation(PolicyController(policy, config.aspect), f"ACT ({run_dir})", run_dir, samples,
                                    wall_s, config)
-    final = json.loads((run_dir / "final_eval.json").read_text())["policy"]
+    final = json.loads((run_dir / f"{stem}.json").read_text())["policy"]
     from dmo_ros.policy.push_cube_eval import result_from_dict
 
     record = {"epoch": 0, "samples": samples, "wall_s": wall_s, "method": METHOD, "task": "push_cube",

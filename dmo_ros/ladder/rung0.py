@@ -30,7 +30,8 @@ evaluation on the task (``eval.jsonl``: success rates with intervals, max covera
 atomic checkpoints and resume. At the end the final policy is evaluated on ``final_eval_episodes``
 fixed-seed episodes of gym-pusht's standard 30 s and printed beside the random, zero-action and expert
 ceilings; ``--video DIR`` writes those episodes as GIFs and a contact sheet (re-running the command on a finished
-run evaluates it again, so a finished run's episodes can be watched after the fact).
+run evaluates it again, so a finished run's episodes can be watched after the fact; with another
+``--final-eval-episodes`` that evaluation goes to ``final_eval_reevaluated.*``, the run's own is kept).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 - :func:`cached_ceilings` evaluates the random, zero-action and scripted-expert ceilings once per configuration,
   in this process and optionally in a JSON file (the expert takes a minute or two for 50 episodes).
 - :func:`write_final_files` writes a trained run's ``final_eval.json`` / ``final_eval.md``, which
-  ``dmo-ladder-table`` and ``dmo-compare`` read.
+  ``dmo-ladder-table`` and ``dmo-compare`` read (a later evaluation under another configuration goes beside them).
 
 The task-specific parts — what an episode measures, the ceilings' controllers, the tables — stay in each module.
 """
@@ -118,15 +118,40 @@ def cached_ceilings(config: Any, names: tuple[str, ...], evaluate: Callable[[str
     return rows
 
 
+FINAL_STEM = "final_eval"
+"""A trained run's evaluation files: ``final_eval.json`` (what ``dmo-compare`` and ``dmo-ladder-table`` read) and
+``final_eval.md``."""
+REEVALUATION_STEM = "final_eval_reevaluated"
+"""Where an evaluation of a finished run under another configuration goes (fewer episodes to record videos, another
+seed), so the run's recorded evaluation is not replaced by it."""
+
+
+def final_stem(run_dir: Path | str, config: Any) -> str:
+    """The stem :func:`write_final_files` writes ``config``'s evaluation under in ``run_dir``: :data:`FINAL_STEM`
+    unless ``final_eval.json`` already holds an evaluation with another configuration (then
+    :data:`REEVALUATION_STEM`; an unreadable file counts as none and is replaced)."""
+    path = Path(run_dir) / f"{FINAL_STEM}.json"
+    try:
+        stored = json.loads(path.read_text())["config"] if path.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        stored = None
+    return FINAL_STEM if stored is None or stored == asdict(config) else REEVALUATION_STEM
+
+
 def write_final_files(run_dir: Path | str, rows: list[tuple[str, Any]], table: str, config: Any, samples: int,
                       wall_s: float, extra: dict[str, Any] | None = None) -> str:
     """Write ``final_eval.json`` (``extra``, the dataclass ``config``, ``samples``, ``wall_s``, the policy's result
     ``rows[0]`` in full and the ceilings ``rows[1:]`` as records) and ``final_eval.md`` (``table``) into
-    ``run_dir``; return ``table``."""
+    ``run_dir``; return ``table``. When ``final_eval.json`` holds an evaluation with another configuration, the
+    files are ``final_eval_reevaluated.*`` instead (:func:`final_stem`) and the returned table says so."""
     run_dir = Path(run_dir)
-    (run_dir / "final_eval.json").write_text(json.dumps(
+    stem = final_stem(run_dir, config)
+    (run_dir / f"{stem}.json").write_text(json.dumps(
         {**(extra or {}), "config": asdict(config), "samples": samples, "wall_s": wall_s,
          "policy": rows[0][1].to_dict(), "ceilings": {name: result.record() for name, result in rows[1:]}},
         indent=1) + "\n")
-    (run_dir / "final_eval.md").write_text(table + "\n")
+    (run_dir / f"{stem}.md").write_text(table + "\n")
+    if stem != FINAL_STEM:
+        table += (f"\n(written to {run_dir / stem}.json and .md: {run_dir / FINAL_STEM}.json holds the run's "
+                  f"evaluation under another configuration and is kept; delete it to replace it)")
     return table

@@ -313,6 +313,12 @@ def test_video_records_the_final_evaluation_and_a_finished_run_can_be_watched_ag
     with pytest.raises(SystemExit):
         rung0.main([*args, "--video", str(video), "--video-episodes", "-1"])
     assert "--video-episodes must be >= 0" in capsys.readouterr().err
+    # Another episode count watches the run again without replacing its recorded evaluation.
+    recorded = (run / "final_eval.json").read_text()
+    assert rung0.main([*args[:-3], "--final-eval-episodes", "1", "--no-progress"]) == 0
+    assert (run / "final_eval.json").read_text() == recorded
+    assert json.loads((run / "final_eval_reevaluated.json").read_text())["config"]["episodes"] == 1
+    assert "is kept; delete it to replace it" in capsys.readouterr().out
 
 
 def test_policy_ema_evaluates_the_averaged_actor_and_keeps_it_across_a_checkpoint():

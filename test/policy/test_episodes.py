@@ -13,6 +13,7 @@ from dmo_ros.policy.episodes import (
     PolicyController,
     StillController,
     cached_ceilings,
+    final_stem,
     run_seeded_episodes,
     write_final_files,
 )
@@ -78,6 +79,25 @@ def test_final_files_hold_the_policy_in_full_and_the_ceilings_as_records(tmp_pat
     assert final == {"task": "push_cube", "config": {"episodes": 3, "seed": 5}, "samples": 100, "wall_s": 2.5,
                      "policy": {"value": 0.5}, "ceilings": {CEILING_LABELS["zero"]: {"value": 0.0, "flat": True}}}
     assert (tmp_path / "final_eval.md").read_text() == "| table |\n"
+
+
+def test_an_evaluation_under_another_configuration_does_not_replace_the_runs_own(tmp_path: Path) -> None:
+    """Re-running a finished run with fewer episodes (to record videos) rewrote final_eval.json, so dmo-compare read
+    an 8-episode evaluation as the run's result."""
+    rows = [("policy", Result(0.5))]
+    write_final_files(tmp_path, rows, "| first |", Config(), 100, 2.5)
+    recorded = (tmp_path / "final_eval.json").read_text()
+    table = write_final_files(tmp_path, [("policy", Result(0.25))], "| again |", Config(episodes=1), 100, 2.5)
+    assert (tmp_path / "final_eval.json").read_text() == recorded
+    assert json.loads((tmp_path / "final_eval_reevaluated.json").read_text())["policy"] == {"value": 0.25}
+    assert (tmp_path / "final_eval_reevaluated.md").read_text() == "| again |\n"
+    assert table.startswith("| again |\n(written to ") and "is kept; delete it to replace it" in table
+    # The same configuration again (a resumed run's end, a --video re-run) writes the run's files.
+    assert write_final_files(tmp_path, [("policy", Result(0.75))], "| same |", Config(), 200, 3.0) == "| same |"
+    assert json.loads((tmp_path / "final_eval.json").read_text())["policy"] == {"value": 0.75}
+    # An unreadable file is no evaluation: it is replaced.
+    (tmp_path / "final_eval.json").write_text('{"config"')
+    assert final_stem(tmp_path, Config(episodes=1)) == "final_eval"
 
 
 def test_the_policy_controller_resizes_the_render_and_reports_the_action() -> None:
