@@ -31,7 +31,7 @@ from dmo_ros.policy.push_cube_eval import ExpertController, PushCubeEvalConfig, 
 from dmo_ros.reward.energy import frame_reward, load_reward_model
 from dmo_ros.reward.goal_image import load_goal_image
 from dmo_ros.sims.push_cube import PushCubeSim
-from dmo_ros.teleop.push_cube_expert import _body_command, _reachable, lined_up
+from dmo_ros.teleop.push_cube_expert import body_command, lined_up, reachable
 
 
 class ParkBehindController(ExpertController):
@@ -58,9 +58,9 @@ class GoalGazerController(ExpertController):
         o = self._observation(sim)
         robot, goal, g = o.agent, o.goal[:2], self.expert.geometry
         away = robot[:2] - goal
-        spot = _reachable(goal + 0.6 * away / max(float(np.linalg.norm(away)), 1e-6), g)
+        spot = reachable(goal + 0.6 * away / max(float(np.linalg.norm(away)), 1e-6), g)
         heading = float(np.arctan2(goal[1] - robot[1], goal[0] - robot[0]))
-        return _body_command(robot, self.expert.walker.velocity(robot, spot, o.object[:2]), heading, g)
+        return body_command(robot, self.expert.walker.velocity(robot, spot, o.object[:2]), heading, g)
 
 
 def run(controller, sim: PushCubeSim, steps: int, size: int) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -40,9 +40,11 @@ def _wrap(angle: float) -> float:
     return float((angle + np.pi) % (2 * np.pi) - np.pi)
 
 
-def _body_command(robot: np.ndarray, world_velocity: np.ndarray, heading: float, geometry: PushCubeGeometry,
+def body_command(robot: np.ndarray, world_velocity: np.ndarray, heading: float, geometry: PushCubeGeometry,
                   ) -> np.ndarray:
-    """World-frame velocity and a desired heading → clamped body-frame [vx, vy, yaw rate]."""
+    """The Go2's body-frame command, shape (3,): [vx, vy] in m/s and the yaw rate in rad/s, that walks ``robot``
+    ([x, y, yaw] in m and rad, the arena's frame) at ``world_velocity`` ([vx, vy], m/s, the arena's frame; clamped to
+    the robot's top speed) while turning toward ``heading`` (rad; the turn rate clamped too)."""
     speed = float(np.linalg.norm(world_velocity))
     if speed > geometry.max_speed_m_s:
         world_velocity = world_velocity * (geometry.max_speed_m_s / speed)
@@ -53,8 +55,9 @@ def _body_command(robot: np.ndarray, world_velocity: np.ndarray, heading: float,
     return np.array([vx, vy, yaw_rate])
 
 
-def _reachable(point: np.ndarray, geometry: PushCubeGeometry) -> np.ndarray:
-    """The nearest point the robot's centre can reach (its body keeps clear of the walls)."""
+def reachable(point: np.ndarray, geometry: PushCubeGeometry) -> np.ndarray:
+    """The nearest point to ``point`` ([x, y], m, the arena's frame) the robot's centre can reach: its body keeps
+    clear of the walls (shape (2,), m)."""
     limit = geometry.arena_half_m - 0.35
     return np.clip(point, -limit, limit)
 
@@ -86,7 +89,7 @@ class Walker:
             options = []
             for side in (1, -1):
                 ahead = robot[:2] + 0.5 * side * left
-                blocked = float(np.linalg.norm(_reachable(ahead, g) - ahead)) > 1e-9
+                blocked = float(np.linalg.norm(reachable(ahead, g) - ahead)) > 1e-9
                 options.append((blocked, -float(np.dot(side * left, to_target)), side))
             self.side = min(options)[2]
         return 0.5 * self.side * left + outward * (g.clearance_m + 0.1 - distance)
@@ -132,7 +135,7 @@ class PushCubeExpert:
         to_goal = goal - cube
         direction = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
         heading = float(np.arctan2(direction[1], direction[0]))
-        behind = _reachable(cube - direction * g.standoff_m, g)
+        behind = reachable(cube - direction * g.standoff_m, g)
         # Where the cube sits relative to the robot: ahead distance and sideways offset.
         c, s = np.cos(robot[2]), np.sin(robot[2])
         relative = cube - robot[:2]
@@ -145,13 +148,13 @@ class PushCubeExpert:
             if at_behind or aligned:
                 self._pushing = True
             else:
-                return _body_command(robot, self.walker.velocity(robot, behind, cube), heading, g)
+                return body_command(robot, self.walker.velocity(robot, behind, cube), heading, g)
         # Push: forward along the goal direction, slide sideways to keep the cube centred.
         push_speed = min(g.max_speed_m_s, 0.3 + 0.5 * float(np.linalg.norm(to_goal)))
         target_line = cube - direction * g.standoff_m  # where the robot should be
         correction = 1.5 * (target_line - robot[:2])
         correction -= np.dot(correction, direction) * direction  # sideways only
-        return _body_command(robot, direction * push_speed + correction, heading, g)
+        return body_command(robot, direction * push_speed + correction, heading, g)
 
 
 class PushCubeExplorer:
@@ -185,7 +188,7 @@ class PushCubeExplorer:
                 target = observation.goal[:2] + self.rng.normal(0.0, 0.15, 2)
             else:
                 target = self.rng.uniform(-g.arena_half_m, g.arena_half_m, 2)
-            self._visit = _reachable(target, g)
+            self._visit = reachable(target, g)
             self._angle = float(self.rng.uniform(-np.pi, np.pi))  # the heading to look in once there
             self._left = int(self.rng.integers(5, 12))  # steps of turning to look once there
             self._approach_left = 40  # give up on a target it cannot reach
@@ -219,19 +222,19 @@ class PushCubeExplorer:
             if self._approach_left > 0 and np.linalg.norm(to_target) > 0.1:
                 self._approach_left -= 1
                 heading = float(np.arctan2(to_target[1], to_target[0]))  # face the way it walks
-                return _body_command(robot, self.walker.velocity(robot, self._visit, cube), heading, g)
+                return body_command(robot, self.walker.velocity(robot, self._visit, cube), heading, g)
             self._approach_left = 1  # arrived (or gave up): look around for the rest of the primitive
             self._left -= 1
-            return _body_command(robot, np.zeros(2), self._angle, g)
+            return body_command(robot, np.zeros(2), self._angle, g)
         if self._wander:  # walk and turn freely: the cube drifts out of view
             self._left -= 1
             return np.array([0.3 * np.cos(self._angle), 0.2 * np.sin(self._angle), 0.8 * np.sign(self._angle)])
         direction = np.array([np.cos(self._angle), np.sin(self._angle)])
         side = np.array([-direction[1], direction[0]])
-        behind = _reachable(cube - direction * g.standoff_m + side * self._offset, g)
+        behind = reachable(cube - direction * g.standoff_m + side * self._offset, g)
         if not self._pushing and np.linalg.norm(robot[:2] - behind) > 0.1:
             self._approach_left -= 1
-            return _body_command(robot, self.walker.velocity(robot, behind, cube), self._angle, g)
+            return body_command(robot, self.walker.velocity(robot, behind, cube), self._angle, g)
         self._pushing = True
         self._left -= 1
-        return _body_command(robot, direction * 0.35, self._angle, g)
+        return body_command(robot, direction * 0.35, self._angle, g)
