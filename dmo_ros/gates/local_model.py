@@ -113,6 +113,9 @@ class GradientProbe:
     """(T, A) float32: ``actions[t]`` led from frame t to t + 1; the last is the action probed."""
     gradient: np.ndarray
     """(A,) d r / d a of the global reward of the true next frame, by central differences."""
+    state: Any = None
+    """The stand-in's state at the probe (``sim.state()``; evaluation only), for diagnostics that hold a state-based
+    model beside the local one; None where not recorded."""
 
 
 def _one_step(model: LocalModel, posteriors: RSSMState, actions: torch.Tensor) -> RSSMState:
@@ -205,7 +208,7 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
             sim.restore(snapshot)
             frames_t = torch.from_numpy(np.stack(frames[-history:])).permute(0, 3, 1, 2)
             actions_t = torch.from_numpy(np.stack([*actions, action])[-history:]).float()
-            probes.append(GradientProbe(frames_t, actions_t, gradient))
+            probes.append(GradientProbe(frames_t, actions_t, gradient, sim.state()))
     finally:
         sim.close()
     return probes
@@ -288,9 +291,15 @@ def local_reward_gradient(model: LocalModel, probe: GradientProbe) -> np.ndarray
 
 def gradient_agreement(model: LocalModel, probes: list[GradientProbe]) -> dict[str, float]:
     """Cosines of the local gradient with the finite differences: over the larger-|FD| half, and over all."""
+    return cosine_agreement([local_reward_gradient(model, probe) for probe in probes], probes)
+
+
+def cosine_agreement(gradients: list[np.ndarray], probes: list[GradientProbe]) -> dict[str, float]:
+    """Cosines of any model's (A,) reward gradients, one per probe, with the probes' finite differences: their mean
+    over the larger-|FD| half (``gradient_cosine``, ± ``gradient_cosine_standard_error``), over all, the fraction
+    positive, and the finite differences' median norm (reward units per action unit)."""
     cosines, norms = [], []
-    for probe in probes:
-        local = local_reward_gradient(model, probe)
+    for local, probe in zip(gradients, probes, strict=True):
         denominator = np.linalg.norm(local) * np.linalg.norm(probe.gradient)
         cosines.append(float(local @ probe.gradient / denominator) if denominator > 0 else 0.0)
         norms.append(float(np.linalg.norm(probe.gradient)))
@@ -407,6 +416,6 @@ def local_model_gate(model: LocalModel, sequences: SequenceBatch, probes: list[G
 
 
 __all__ = ["GradientProbe", "LocalModelGateConfig", "RewardOfFrames", "action_sensitivity", "agent_only_ranges",
-           "gradient_agreement",
+           "cosine_agreement", "gradient_agreement",
            "local_model_gate", "local_reward_gradient", "linear_probe_errors", "simulator_probes",
            "state_probe"]

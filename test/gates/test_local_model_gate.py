@@ -17,6 +17,7 @@ from dmo_ros.gates.local_model import (
     GradientProbe,
     LocalModelGateConfig,
     action_sensitivity,
+    cosine_agreement,
     linear_probe_errors,
     local_model_gate,
     simulator_probes,
@@ -106,6 +107,24 @@ def test_simulator_probes_on_the_push_cube_stand_in_recover_a_known_gradient():
     assert probes[0].frames.shape == (3, 3, 64, 64) and probes[0].actions.shape == (3, 3)
     seen = [p.gradient for p in probes if np.linalg.norm(p.gradient) > 0]
     assert len(seen) >= 3 and all(g[2] > 0 and g[1] >= 0 for g in seen), seen
+    # Each probe keeps the stand-in's state it was taken at (the last frame's): diagnostics hold state models to it.
+    assert all(p.state.robot.shape == (3,) and p.state.cube.shape[0] >= 2 for p in probes)
+    assert len({tuple(np.round(p.state.robot, 6)) for p in probes}) == len(probes)
+
+
+def test_cosine_agreement_averages_over_the_probes_with_the_larger_finite_differences():
+    def probe(gradient: list[float]) -> GradientProbe:
+        return GradientProbe(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 2), np.array(gradient))
+
+    probes = [probe([2.0, 0.0]), probe([0.0, 3.0]), probe([0.01, 0.0]), probe([0.0, 0.02])]
+    # Agrees on the two large differences, opposes the two small ones: the gauge reads the large half.
+    numbers = cosine_agreement([np.array([1.0, 0.0]), np.array([0.0, 5.0]), np.array([-1.0, 0.0]),
+                                np.array([0.0, -1.0])], probes)
+    assert numbers["gradient_cosine"] == pytest.approx(1.0) and numbers["gradient_cosine_all"] == pytest.approx(0.0)
+    assert numbers["positive_fraction"] == 1.0 and numbers["probes"] == 4
+    assert numbers["finite_difference_norm_median"] == pytest.approx(1.01)
+    zero = cosine_agreement([np.zeros(2)] * 4, probes)  # a model without a gradient scores 0, not NaN
+    assert zero["gradient_cosine"] == 0.0
 
 
 def test_simulator_probes_of_a_reach_task_follow_reaches_to_its_target():
