@@ -1,7 +1,8 @@
 """Which part of a local model bends the reward gradient DMO hands the actor: the prior or the reward head?
 
 The local-model gate (``dmo-gate local-model``) compares the one-step gradient d r̂(prior(h, z, a)) / d a
-with a finite difference of the global reward through the Push-T stand-in. This splits that comparison
+with a finite difference of the global reward through the stand-in (Push-T's, or the Go2's Push Cube one for a
+local model of Go2 data, as the gate does). This splits that comparison
 at the same simulator probes (evaluation only) into:
 
 - ``gate``: the gate's own number, the local one-step gradient;
@@ -17,6 +18,7 @@ fix; if neither does, the reward head is.
 
     .venv/bin/python scripts/local_model_gradient_parts.py --reward-run runs/reward --goal goal.png \\
         runs/local_model runs/local_model_2500
+    .venv/bin/python scripts/local_model_gradient_parts.py --reward-run runs/go2aw/intent_p1 runs/go2aw/local_p1
 
 Prints, per model and part, the mean cosine with the simulator's finite difference over the larger-|FD|
 half of ``--probes`` probes, its standard error, and the median norm ratio to the finite difference.
@@ -34,7 +36,8 @@ from dmo_ros.dmo.decoupled import decoupled_step
 from dmo_ros.gates.local_model import local_reward_gradient, simulator_probes
 from dmo_ros.local_model.model import load_local_model
 from dmo_ros.local_model.rssm import RSSMState
-from dmo_ros.local_model.train import goal_reward_function
+from dmo_ros.local_model.train import GO2_GATE_EPSILON, goal_reward_function
+from dmo_ros.training.checkpoint import read_run_config
 
 PARTS = {"gate": "local one-step gradient", "decoupled": "DMO's gradient: value swapped to the true next frame's",
          "posterior": "FD of the reward of the true next frame", "prior": "FD of the one-step prior's reward"}
@@ -62,14 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("local_models", nargs="+", type=Path, help="local-model run folders")
     parser.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
-    parser.add_argument("--goal", type=Path, required=True, help="goal picture")
+    parser.add_argument("--goal", type=Path, default=None, help="goal picture (none for an intent reward)")
     parser.add_argument("--probes", type=int, default=128, help="simulator probes (default 128)")
-    parser.add_argument("--epsilon", type=float, default=0.05, help="finite-difference step, m/s (default 0.05)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="finite-difference step in the action's units (default: 0.05 on Push-T, 0.1 on the Go2)")
     parser.add_argument("--seed", type=int, default=7, help="probe seed (default 7, unlike the gate's 0)")
     args = parser.parse_args(argv)
 
     first = load_local_model(args.local_models[0], "cpu")
     size, length = first.config.image_size, 8
+    robot = str(read_run_config(args.local_models[0]).get("robot", "pusht"))
+    epsilon = args.epsilon if args.epsilon is not None else GO2_GATE_EPSILON if robot == "go2" else 0.05
     reward = goal_reward_function(args.reward_run, args.goal, size, torch.device("cpu"))
     next_frames = []  # the four frames after a ± ε e_i of each probe, as the probes' reward call sees them
 
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         next_frames.append(frames.clone())
         return reward(frames, start)
 
-    probes = simulator_probes(capturing, args.probes, length, size, args.epsilon, args.seed)
+    probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, robot=robot)
     action_size = probes[0].actions.shape[-1]
     shifts = torch.cat([torch.eye(action_size), -torch.eye(action_size)], 1).reshape(2 * action_size, action_size)
     truth = np.stack([probe.gradient for probe in probes])
@@ -91,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             count = 2 * action_size
             frames = torch.cat([probe.frames[None].expand(count, -1, -1, -1, -1), after[:, None]], 1)
             actions = torch.cat([probe.actions[None].expand(count, -1, -1), torch.zeros(count, 1, action_size)], 1)
-            actions[:, -2] = probe.actions[-1] + args.epsilon * shifts  # + e_0, - e_0, + e_1, - e_1, ...
+            actions[:, -2] = probe.actions[-1] + epsilon * shifts  # + e_0, - e_0, + e_1, - e_1, ...
             with torch.no_grad():
                 posteriors, priors = model.observe(frames, actions, sample=False)
                 for part, states in (("posterior", posteriors), ("prior", priors)):
                     values = model.reward(states.at(-1)).double().numpy().reshape(action_size, 2)
-                    found[part].append((values[:, 0] - values[:, 1]) / (2 * args.epsilon))
+                    found[part].append((values[:, 0] - values[:, 1]) / (2 * epsilon))
             found["decoupled"].append(_decoupled_gradient(model, probe, posteriors.at(-1)))
         for part, meaning in PARTS.items():
             cosines = np.array([_cosine(t, g) for t, g in zip(truth, found[part], strict=True)])[top]

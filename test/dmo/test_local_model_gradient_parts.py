@@ -20,3 +20,25 @@ def test_each_part_is_compared_with_the_simulator_at_the_same_probes(policy_inpu
     cosines = [float(line.split()[3]) for line in lines]
     assert all(np.isfinite(cosines)) and all(-1 <= c <= 1 for c in cosines)
     assert all("of 6 probes" in line for line in lines)
+
+
+def test_a_go2_local_model_is_probed_on_the_push_cube_stand_in(tmp_path, capsys):
+    """A local model of Go2 data (its run's robot) is split at probes of the Push Cube stand-in, with an intent
+    reward (no goal picture) and the gate's step in m/s and rad/s."""
+    from local_model.test_train import SAMPLES, _args, _intent_reward_run
+
+    from dmo_ros.dataset.format import write_dataset
+    from dmo_ros.local_model.train import main as train_local_model
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
+    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
+    data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
+                         extra_meta={"robot": "go2"})
+    reward = _intent_reward_run(tmp_path / "intent")
+    train_local_model(_args(data, tmp_path / "local", "--reward-run", str(reward), "--steps", "2", "--no-gate"))
+    capsys.readouterr()
+    assert _script().main(["--reward-run", str(reward), "--probes", "4", str(tmp_path / "local")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["gate", "decoupled", "posterior", "prior"]
+    assert all(-1 <= float(line.split()[3]) <= 1 and "of 4 probes" in line for line in lines)
