@@ -6,7 +6,8 @@ through the stand-in, and asks for a cosine of 0.3 (a bound set on Push-T). On P
 push_cube --reward learned``) pushes the cube home with the same learned reward. This script reads the gauge on
 that working gradient, on the gate's own probes (same seed, same states):
 
-- ``local``: the local RSSM's one-step gradient (the gate's number);
+- ``local``: the local RSSM's one-step gradient (the gate's number), and its two paths apart: through the GRU's h'
+  (the action's direct input) and through the categorical z' (straight-through);
 - ``rung 0``: the rung-0 SAPO run's reward regressor through its state model, d r̂(f(s, a)) / d a at the probe's true
   state (the gradient SAPO learned to push with);
 - ``2 eps``: central differences with twice the step against those with one (how smooth the frame reward is at
@@ -31,6 +32,7 @@ from dmo_ros.gates.local_model import GradientProbe, cosine_agreement, local_rew
 from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
 from dmo_ros.local_model.model import load_local_model
+from dmo_ros.local_model.rssm import RSSMState
 from dmo_ros.local_model.train import goal_reward_function
 from dmo_ros.sims.push_cube import PushCubeConfig
 from dmo_ros.training.checkpoint import load_model_weights, read_run_config
@@ -58,6 +60,20 @@ def rung0_gradients(run_dir: Path, probes: list[GradientProbe]) -> list[np.ndarr
     return gradients
 
 
+def local_path_gradient(model, probe: GradientProbe, path: str) -> np.ndarray:
+    """(A,) the local one-step gradient through one path of the prior only: ``deter`` (the GRU's h', into which
+    the action goes directly; z' held) or ``stoch`` (the categorical z' by its straight-through gradient; h' held)."""
+    model.eval()
+    with torch.no_grad():
+        posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
+    action = probe.actions[-1][None].clone().requires_grad_(True)
+    prior = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
+    held = RSSMState(prior.deter, prior.stoch.detach(), prior.params.detach()) if path == "deter" else \
+        RSSMState(prior.deter.detach(), prior.stoch, prior.params)
+    (gradient,) = torch.autograd.grad(model.reward(held).sum(), action)
+    return gradient[0].double().numpy()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--local-model", type=Path, required=True, help="dmo-train-local-model run on Go2 data")
@@ -80,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if not np.allclose(near.state.robot, far.state.robot):
             raise SystemExit("the two probe sets reached different states; the stand-in is not deterministic here")
     rows = {"local": cosine_agreement([local_reward_gradient(local, p) for p in probes], probes),
+            "local, h' path only": cosine_agreement([local_path_gradient(local, p, "deter") for p in probes], probes),
+            "local, z' path only": cosine_agreement([local_path_gradient(local, p, "stoch") for p in probes], probes),
             "rung 0": cosine_agreement(rung0_gradients(options.rung0_run, probes), probes),
             "2 eps": cosine_agreement([p.gradient for p in wide], probes)}
     print(f"cosine with the central differences (eps {options.epsilon}) of {options.reward_run} on "
