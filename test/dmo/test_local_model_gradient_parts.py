@@ -25,16 +25,11 @@ def test_each_part_is_compared_with_the_simulator_at_the_same_probes(policy_inpu
 def test_a_go2_local_model_is_probed_on_the_push_cube_stand_in(tmp_path, capsys):
     """A local model of Go2 data (its run's robot) is split at probes of the Push Cube stand-in, with an intent
     reward (no goal picture) and the gate's step in m/s and rad/s."""
-    from local_model.test_train import SAMPLES, _args, _intent_reward_run
+    from local_model.test_train import _args, _intent_reward_run, go2_dataset
 
-    from dmo_ros.dataset.format import write_dataset
     from dmo_ros.local_model.train import main as train_local_model
 
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
-    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
-    data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
-                         extra_meta={"robot": "go2"})
+    data = go2_dataset(tmp_path / "go2")
     reward = _intent_reward_run(tmp_path / "intent")
     train_local_model(_args(data, tmp_path / "local", "--reward-run", str(reward), "--steps", "2", "--no-gate"))
     capsys.readouterr()

@@ -57,24 +57,19 @@ def test_a_run_without_a_learned_reward_is_refused(tmp_path):
 def test_the_two_paths_of_the_local_gradient_add_up_to_it(tmp_path):
     """The action reaches the reward head through h' directly and through z' (which reads h' and the action);
     the chain rule splits the gate's gradient into exactly these two."""
-    from local_model.test_train import SAMPLES, _args, _intent_reward_run
+    from local_model.test_train import _args, _intent_reward_run, go2_dataset
 
-    from dmo_ros.dataset.format import write_dataset
     from dmo_ros.gates.local_model import GradientProbe, local_reward_gradient
     from dmo_ros.local_model.model import load_local_model
     from dmo_ros.local_model.train import main as train_local_model
 
     gauge = load_script("scripts/push_cube_gradient_gauge.py")
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
-    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
-    data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
-                         extra_meta={"robot": "go2"})
+    data = go2_dataset(tmp_path / "go2")
     train_local_model(_args(data, tmp_path / "local", "--reward-run", str(_intent_reward_run(tmp_path / "intent")),
                             "--steps", "3", "--no-gate"))
     model = load_local_model(tmp_path / "local", "cpu")
-    probe = GradientProbe(torch.from_numpy(frames[:4]).permute(0, 3, 1, 2), torch.from_numpy(actions[:4]),
-                          np.zeros(3))
+    frames, actions = np.load(data / "frames.npy")[:4], np.load(data / "actions.npy")[:4]
+    probe = GradientProbe(torch.from_numpy(frames).permute(0, 3, 1, 2), torch.from_numpy(actions), np.zeros(3))
     full = local_reward_gradient(model, probe)
     parts = gauge.local_path_gradient(model, probe, "deter") + gauge.local_path_gradient(model, probe, "stoch")
     assert np.abs(full).max() > 0 and parts == pytest.approx(full, rel=1e-4, abs=1e-8)

@@ -200,16 +200,20 @@ def test_a_dreamerv4_run_labels_with_its_reward_token(dataset: Path, tmp_path: P
     assert "16 px frames, the world model" in capsys.readouterr().err
 
 
+def go2_dataset(folder: Path) -> Path:
+    """A dataset of 4 random 12-sample Go2 episodes (16 x 16 frames, [vx, vy, yaw rate] actions), a quarter held out."""
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
+    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
+    return write_dataset(folder, frames, actions, [12] * 4, validation_fraction=0.25, extra_meta={"robot": "go2"})
+
+
 def test_a_go2_model_is_gated_on_the_push_cube_stand_in_at_the_end(tmp_path: Path, capsys) -> None:
     """On Go2 data the trainer ends with the local-model gate as on Push-T: probes on the Go2 stand-in, its step in
     m/s and rad/s (``GO2_GATE_EPSILON``), an intent reward needing no goal picture; written to ``gate.json``."""
     from dmo_ros.local_model.train import GO2_GATE_EPSILON
 
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 255, (SAMPLES, 16, 16, 3), dtype=np.uint8)
-    actions = rng.uniform(-0.3, 0.3, (SAMPLES, 3)).astype(np.float32)
-    data = write_dataset(tmp_path / "go2", frames, actions, [12] * 4, validation_fraction=0.25,
-                         extra_meta={"robot": "go2"})
+    data = go2_dataset(tmp_path / "go2")
     reward = _intent_reward_run(tmp_path / "intent")
     run = tmp_path / "run"
     main(_args(data, run, "--reward-run", str(reward), "--steps", "2"))  # exit 0 or 1 (an untrained model fails)
