@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     options = parser.parse_args(argv)
 
-    torch.set_grad_enabled(True)
     local = load_local_model(options.local_model, "cpu")
     size = local.config.image_size
     history = int(read_run_config(options.local_model).get("sequence_length", 8))

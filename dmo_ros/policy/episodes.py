@@ -135,7 +135,8 @@ def final_stem(run_dir: Path | str, config: Any) -> str:
         stored = json.loads(path.read_text())["config"] if path.is_file() else None
     except (OSError, ValueError, KeyError, TypeError):
         stored = None
-    return FINAL_STEM if stored is None or stored == asdict(config) else REEVALUATION_STEM
+    # Compared as JSON stores it (a tuple field reads back as a list).
+    return FINAL_STEM if stored is None or stored == json.loads(json.dumps(asdict(config))) else REEVALUATION_STEM
 
 
 def write_final_files(run_dir: Path | str, rows: list[tuple[str, Any]], table: str, config: Any, samples: int,

@@ -41,7 +41,7 @@ def _wrap(angle: float) -> float:
 
 
 def body_command(robot: np.ndarray, world_velocity: np.ndarray, heading: float, geometry: PushCubeGeometry,
-                  ) -> np.ndarray:
+                 ) -> np.ndarray:
     """The Go2's body-frame command, shape (3,): [vx, vy] in m/s and the yaw rate in rad/s, that walks ``robot``
     ([x, y, yaw] in m and rad, the arena's frame) at ``world_velocity`` ([vx, vy], m/s, the arena's frame; clamped to
     the robot's top speed) while turning toward ``heading`` (rad; the turn rate clamped too)."""

@@ -305,6 +305,7 @@ def test_video_records_the_final_evaluation_and_a_finished_run_can_be_watched_ag
     assert sorted(p.name.split("_")[1] for p in video.glob("episode_*.gif")) == ["000", "001"]
     assert (video / "episodes.png").is_file()
     again = json.loads((run / "final_eval.json").read_text())["policy"]["per_episode"]
+    assert not (run / "final_eval_reevaluated.json").exists()  # the same configuration: the run's own files
     assert [e["success"] for e in again] == [e["success"] for e in first]
     assert [e["final_distance"] for e in again] == pytest.approx([e["final_distance"] for e in first])
     with pytest.raises(SystemExit):

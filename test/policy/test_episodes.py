@@ -95,6 +95,15 @@ def test_an_evaluation_under_another_configuration_does_not_replace_the_runs_own
     # The same configuration again (a resumed run's end, a --video re-run) writes the run's files.
     assert write_final_files(tmp_path, [("policy", Result(0.75))], "| same |", Config(), 200, 3.0) == "| same |"
     assert json.loads((tmp_path / "final_eval.json").read_text())["policy"] == {"value": 0.75}
+    # A configuration with a tuple field is the same after its JSON round trip (lists).
+    @dataclass
+    class Windowed:
+        episodes: int = 3
+        window: tuple[int, int] = (1, 2)
+
+    (tmp_path / "w").mkdir()
+    write_final_files(tmp_path / "w", [("policy", Result(0.5))], "| t |", Windowed(), 1, 1.0)
+    assert final_stem(tmp_path / "w", Windowed()) == "final_eval"
     # An unreadable file is no evaluation: it is replaced.
     (tmp_path / "final_eval.json").write_text('{"config"')
     assert final_stem(tmp_path, Config(episodes=1)) == "final_eval"
