@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dmo_ros.gates.local_model import GradientProbe, cosine_agreement, local_reward_gradient, simulator_probes
+from dmo_ros.gates.local_model import GradientProbe, cosine_agreement, simulator_probes
 from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
 from dmo_ros.local_model.model import load_local_model
@@ -39,7 +39,8 @@ from dmo_ros.training.checkpoint import load_model_weights, read_run_config
 
 
 def rung0_gradients(run_dir: Path, probes: list[GradientProbe]) -> list[np.ndarray]:
-    """(3,) d r̂(f(s, a)) / d a per probe (a in m/s and rad/s) from a rung-0 SAPO run with a learned reward."""
+    """(3,) d r̂(f(s, a)) / d a per probe (a in m/s and rad/s) from a rung-0 SAPO run with a learned reward; for
+    probes with a continuation, d (r̂(s_1) + ... + r̂(s_K)) / d a_0 through K steps of the state model."""
     config = read_run_config(run_dir)["rung0"]
     if config.get("method") != "sapo" or config.get("reward") not in ("learned", "regressed"):
         raise SystemExit(f"{run_dir}: a rung-0 SAPO run with --reward learned (or regressed) is needed")
@@ -55,9 +56,34 @@ def rung0_gradients(run_dir: Path, probes: list[GradientProbe]) -> list[np.ndarr
     for probe in probes:
         state = torch.from_numpy(cube_state_env.observe(probe.state))[None]
         action = (probe.actions[-1] / limits)[None].clone().requires_grad_(True)  # rung 0 acts in [-1, 1]
-        (gradient,) = torch.autograd.grad(reward(model(state, action)).sum(), action)
+        state = model(state, action)
+        total = reward(state)
+        for later in continuation(probe):
+            state = model(state, (later / limits)[None])
+            total = total + reward(state)
+        (gradient,) = torch.autograd.grad(total.sum(), action)
         gradients.append((gradient[0] / limits).double().numpy())  # per m/s and rad/s, as the probes are
     return gradients
+
+
+def continuation(probe: GradientProbe) -> torch.Tensor:
+    """(K - 1, A) the actions held after the probed one (none for a one-step probe)."""
+    return probe.continuation if probe.continuation is not None else probe.actions[:0]
+
+
+def local_gradient(model, probe: GradientProbe) -> np.ndarray:
+    """(A,) the local model's d (r̂_1 + ... + r̂_K) / d a_0 through K one-step priors (K = 1: the gate's gradient)."""
+    model.eval()
+    with torch.no_grad():
+        posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
+    action = probe.actions[-1][None].clone().requires_grad_(True)
+    state = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
+    total = model.reward(state)
+    for later in continuation(probe):
+        state = model.rssm.prior_step(state, later[None], sample=False)
+        total = total + model.reward(state)
+    (gradient,) = torch.autograd.grad(total.sum(), action)
+    return gradient[0].double().numpy()
 
 
 def local_path_gradient(model, probe: GradientProbe, path: str) -> np.ndarray:
@@ -82,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=192, help="probe states (the gate's 192)")
     parser.add_argument("--epsilon", type=float, default=0.1, help="central-difference step (m/s, rad/s)")
     parser.add_argument("--seed", type=int, default=0, help="the probes' seed (the gate's 0)")
+    parser.add_argument("--steps", type=int, default=1,
+                        help="K: the gradient of the sum of K rewards, the operator's next K - 1 actions held (the "
+                             "gate's 1; SAPO differentiates through its horizon, 16)")
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     options = parser.parse_args(argv)
 
@@ -89,17 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     size = local.config.image_size
     history = int(read_run_config(options.local_model).get("sequence_length", 8))
     reward = goal_reward_function(options.reward_run, None, size, torch.device("cpu"))
-    probes = simulator_probes(reward, options.probes, history, size, options.epsilon, options.seed, robot="go2")
-    wide = simulator_probes(reward, options.probes, history, size, 2 * options.epsilon, options.seed, robot="go2")
+    if options.steps < 1:
+        parser.error("--steps must be >= 1")
+    probes = simulator_probes(reward, options.probes, history, size, options.epsilon, options.seed, robot="go2",
+                              steps=options.steps)
+    wide = simulator_probes(reward, options.probes, history, size, 2 * options.epsilon, options.seed, robot="go2",
+                            steps=options.steps)
     for near, far in zip(probes, wide, strict=True):  # the same states: the same seed and operator draws
         if not np.allclose(near.state.robot, far.state.robot):
             raise SystemExit("the two probe sets reached different states; the stand-in is not deterministic here")
-    rows = {"local": cosine_agreement([local_reward_gradient(local, p) for p in probes], probes),
-            "local, h' path only": cosine_agreement([local_path_gradient(local, p, "deter") for p in probes], probes),
-            "local, z' path only": cosine_agreement([local_path_gradient(local, p, "stoch") for p in probes], probes),
-            "rung 0": cosine_agreement(rung0_gradients(options.rung0_run, probes), probes),
-            "2 eps": cosine_agreement([p.gradient for p in wide], probes)}
-    print(f"cosine with the central differences (eps {options.epsilon}) of {options.reward_run} on "
+    rows = {"local": cosine_agreement([local_gradient(local, p) for p in probes], probes)}
+    if options.steps == 1:
+        rows["local, h' path only"] = cosine_agreement([local_path_gradient(local, p, "deter") for p in probes], probes)
+        rows["local, z' path only"] = cosine_agreement([local_path_gradient(local, p, "stoch") for p in probes], probes)
+    rows["rung 0"] = cosine_agreement(rung0_gradients(options.rung0_run, probes), probes)
+    rows["2 eps"] = cosine_agreement([p.gradient for p in wide], probes)
+    print(f"cosine with the central differences (eps {options.epsilon}, {options.steps} step(s)) of "
+          f"{options.reward_run} on "
           f"{options.probes} Push Cube probes (seed {options.seed}); mean over the larger-|FD| half ± standard error")
     print("| gradient | cosine | all probes | positive |")
     print("|---|---:|---:|---:|")

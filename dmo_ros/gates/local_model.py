@@ -116,6 +116,9 @@ class GradientProbe:
     state: Any = None
     """The stand-in's state at the probe (``sim.state()``; evaluation only), for diagnostics that hold a state-based
     model beside the local one; None where not recorded."""
+    continuation: torch.Tensor | None = None
+    """(K - 1, A) float32: with ``steps`` K > 1, the operator's next actions after the probed one, held open-loop
+    in the finite differences (``gradient`` is then d (r_1 + ... + r_K) / d a_0); None for one step."""
 
 
 def _one_step(model: LocalModel, posteriors: RSSMState, actions: torch.Tensor) -> RSSMState:
@@ -149,9 +152,12 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
                      seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t",
-                     robot: str = "pusht") -> list[GradientProbe]:
+                     robot: str = "pusht", steps: int = 1) -> list[GradientProbe]:
     """``count`` states of a stand-in reached by its scripted operator, each with the finite-difference gradient of
     ``reward`` (start: the episode's first frame) with respect to the operator's next action.
+
+    ``steps`` K > 1 (a diagnostic; the gate takes 1): the gradient of the sum of the rewards of the K frames after the
+    action, the operator's next K - 1 actions (``GradientProbe.continuation``) held as they were.
 
     Every probe comes from a fresh episode after a random number of operator steps in ``warmup``, half of them
     following the expert, half the explorer. ``robot``: ``pusht`` (the Push-T stand-in playing ``task``: its resets,
@@ -175,10 +181,14 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
     def camera() -> np.ndarray:
         return resize(sim.render(), image_size, image_size, "crop")
 
-    def frame_after(action: np.ndarray) -> np.ndarray:
+    def frames_after(action: np.ndarray) -> np.ndarray:
+        """(K, H, W, 3): the frames after ``action`` and the continuation from the probe's state."""
         sim.restore(snapshot)
-        sim.step(action * action_to_command)
-        return camera()
+        frames = []
+        for step_action in (action, *continuation):
+            sim.step(step_action * action_to_command)
+            frames.append(camera())
+        return np.stack(frames)
 
     probes = []
     try:
@@ -188,27 +198,35 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
             # Half the probes follow the expert, half the explorer; only the one used plans its episode.
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
             policy.begin(observe(sim.state()), rng)
-            steps = int(rng.integers(warmup[0], warmup[1] + 1))
+            warmup_steps = int(rng.integers(warmup[0], warmup[1] + 1))
             # Only the start (the reward's reference) and the last `history` frames are used: rendering
             # the rest would cost more than the simulation.
             frames, actions = [camera()], []
-            for step in range(steps):
+            for step in range(warmup_steps):
                 action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
                 sim.step(action * action_to_command)
                 actions.append(action)
-                if step >= steps - history:
+                if step >= warmup_steps - history:
                     frames.append(camera())
             start = torch.from_numpy(frames[0]).permute(2, 0, 1)
             action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
             snapshot = sim.snapshot()
+            state = sim.state()
+            continuation: list[np.ndarray] = []
+            if steps > 1:  # the operator's own next actions, from the unperturbed step on
+                sim.step(action * action_to_command)
+                for _ in range(steps - 1):
+                    continuation.append(np.asarray(policy.act(observe(sim.state())), dtype=np.float64))
+                    sim.step(continuation[-1] * action_to_command)
             shifted = [action + sign * epsilon * np.eye(len(action))[i] for i in range(len(action)) for sign in (1, -1)]
-            after = torch.from_numpy(np.stack([frame_after(a) for a in shifted])).permute(0, 3, 1, 2)
-            rewards = reward(after, start).double().numpy().reshape(len(action), 2)
+            after = torch.from_numpy(np.concatenate([frames_after(a) for a in shifted])).permute(0, 3, 1, 2)
+            rewards = reward(after, start).double().numpy().reshape(len(action), 2, steps).sum(-1)
             gradient = (rewards[:, 0] - rewards[:, 1]) / (2 * epsilon)
             sim.restore(snapshot)
             frames_t = torch.from_numpy(np.stack(frames[-history:])).permute(0, 3, 1, 2)
             actions_t = torch.from_numpy(np.stack([*actions, action])[-history:]).float()
-            probes.append(GradientProbe(frames_t, actions_t, gradient, sim.state()))
+            probes.append(GradientProbe(frames_t, actions_t, gradient, state,
+                                        torch.from_numpy(np.stack(continuation)).float() if continuation else None))
     finally:
         sim.close()
     return probes

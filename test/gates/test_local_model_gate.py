@@ -112,6 +112,26 @@ def test_simulator_probes_on_the_push_cube_stand_in_recover_a_known_gradient():
     assert len({tuple(np.round(p.state.robot, 6)) for p in probes}) == len(probes)
 
 
+def test_probes_over_several_steps_sum_the_rewards_with_the_operators_next_actions_held():
+    """steps=K: the same states as one-step probes (the warm-up is not K), the operator's next K - 1 actions kept,
+    and the finite difference of the K rewards' sum: a left turn keeps the cube further right in every later frame,
+    so the yaw component grows with K."""
+    from dmo_ros.sims.push_cube_frames import locate_cube
+
+    def cube_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return torch.nan_to_num(locate_cube(frames)[0][:, 0].double())
+
+    one = simulator_probes(cube_x, count=6, history=2, image_size=64, epsilon=0.1, seed=3, warmup=(3, 8), robot="go2")
+    three = simulator_probes(cube_x, count=6, history=2, image_size=64, epsilon=0.1, seed=3, warmup=(3, 8),
+                             robot="go2", steps=3)
+    assert all(p.continuation is None for p in one)
+    assert all(q.continuation.shape == (2, 3) for q in three)
+    for p, q in zip(one, three, strict=True):
+        assert torch.equal(p.frames, q.frames) and np.array_equal(p.state.robot, q.state.robot)
+    seen = [(p.gradient[2], q.gradient[2]) for p, q in zip(one, three, strict=True) if p.gradient[2] > 0]
+    assert len(seen) >= 3 and all(later > first for first, later in seen), seen
+
+
 def test_cosine_agreement_averages_over_the_probes_with_the_larger_finite_differences():
     def probe(gradient: list[float]) -> GradientProbe:
         return GradientProbe(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 2), np.array(gradient))

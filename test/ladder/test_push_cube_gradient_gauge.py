@@ -16,7 +16,8 @@ from dmo_ros.sims.push_cube import PushCubeConfig
 from dmo_ros.training.checkpoint import save_checkpoint, write_run_config
 
 
-def test_the_rung0_gradient_matches_central_differences_in_the_probes_action_units(tmp_path):
+@pytest.mark.parametrize("later", [None, [[0.1, 0.05, -0.3]]])
+def test_the_rung0_gradient_matches_central_differences_in_the_probes_action_units(tmp_path, later):
     gauge = load_script("scripts/push_cube_gradient_gauge.py")
     torch.manual_seed(0)
     model, reward = StateModel(16, 1, 8, 3), StateRewardModel(16, 8)
@@ -28,7 +29,8 @@ def test_the_rung0_gradient_matches_central_differences_in_the_probes_action_uni
     state = SimpleNamespace(robot=np.array([0.3, -0.2, 0.4]), cube=np.array([1.0, 0.5, 0.1]),
                             goal=np.array([-1.0, 1.0, 0.0]))
     action = torch.tensor([0.2, -0.1, 0.5])  # m/s, m/s, rad/s
-    probe = SimpleNamespace(state=state, actions=action[None])
+    continuation = None if later is None else torch.tensor(later)
+    probe = SimpleNamespace(state=state, actions=action[None], continuation=continuation)
     (gradient,) = gauge.rung0_gradients(tmp_path, [probe])
 
     defaults = PushCubeConfig()
@@ -38,7 +40,12 @@ def test_the_rung0_gradient_matches_central_differences_in_the_probes_action_uni
 
     def value(command: np.ndarray) -> float:  # the composite in the stand-in's units, as the probes step it
         with torch.no_grad():
-            return float(reward(model(observation, torch.from_numpy(command / limits)[None])))
+            state = model(observation, torch.from_numpy(command / limits)[None])
+            total = reward(state)
+            for step in later or []:  # the held actions after it, their rewards summed
+                state = model(state, torch.from_numpy(np.array(step) / limits)[None])
+                total = total + reward(state)
+            return float(total)
 
     eps = 1e-5
     expected = [(value(action.double().numpy() + eps * e) - value(action.double().numpy() - eps * e)) / (2 * eps)
@@ -73,3 +80,6 @@ def test_the_two_paths_of_the_local_gradient_add_up_to_it(tmp_path):
     full = local_reward_gradient(model, probe)
     parts = gauge.local_path_gradient(model, probe, "deter") + gauge.local_path_gradient(model, probe, "stoch")
     assert np.abs(full).max() > 0 and parts == pytest.approx(full, rel=1e-4, abs=1e-8)
+    assert gauge.local_gradient(model, probe) == pytest.approx(full, rel=1e-6)  # one step: the gate's gradient
+    longer = GradientProbe(probe.frames, probe.actions, probe.gradient, continuation=torch.from_numpy(actions[1:3]))
+    assert not np.allclose(gauge.local_gradient(model, longer), full)  # the later rewards count too
