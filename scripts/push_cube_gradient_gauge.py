@@ -13,6 +13,9 @@ that working gradient, on the gate's own probes (same seed, same states):
 - ``2 eps``: central differences with twice the step against those with one (how smooth the frame reward is at
   the probes: what any model's one-step gradient could agree with).
 
+``--steps K`` reads the same over K steps (SAPO differentiates through its horizon): the finite difference of the sum
+of K rewards with the operator's next K - 1 actions held, and each model's gradient through K of its steps.
+
 Evaluation-side (the probes read the stand-in's state); training never does::
 
     python scripts/push_cube_gradient_gauge.py --local-model runs/go2aw/local_p1 --reward-run runs/go2aw/intent_p1 \\
