@@ -8,6 +8,7 @@ A plain launch (no ``WORLD_SIZE``) is a world of one and never touches torch.dis
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -77,6 +78,10 @@ def init_world(device_name: str) -> tuple[World, torch.device]:
     device = resolve_device(device_name, world)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Left to interpreter finalization, gloo's worker threads can abort the process after a
+        # finished run ("terminate called without an active exception", pytorch/pytorch#190489);
+        # atexit runs while Python is still whole. A no-op once the group is gone.
+        atexit.register(shutdown, world)
     return world, device
 
 
@@ -96,6 +101,7 @@ def all_reduce_mean(values: dict[str, float], world: World, device: torch.device
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group (every process, once, at the end); safe to call twice."""
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -10,6 +10,7 @@ there instead (``kill``, a scheduler's preemption): its ``main`` is wrapped as e
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 from dataclasses import dataclass, replace
@@ -77,6 +78,11 @@ class Regressor(nn.Module):
         return loss, {"mse": loss.detach()}
 
 
+def _record_process_group_at_exit(path: Path) -> None:
+    if path.parent.is_dir():
+        path.write_text("initialized" if torch.distributed.is_initialized() else "destroyed")
+
+
 @exit_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--terminate-at-call", type=int, default=0)
     parser.add_argument("--ema-decay", type=float, default=0.0)
     args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    # Registered before train() joins the group, so (atexit runs last-in first-out) it runs after
+    # the loop's own exit handler: it records whether the process group was left before Python tore down.
+    atexit.register(_record_process_group_at_exit, args.out / f"rank{rank}_group_at_exit.txt")
     seed_everything(0)
     model = Regressor(args.input_noise, args.kill_at_call, args.terminate_at_call)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=3, grad_clip=10.0,
@@ -100,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     train(model, RegressionData(args.items), RegressionData(16, seed=1), config, args.run_dir,
           {"model": {"kind": "toy-regressor"}})
     args.out.mkdir(parents=True, exist_ok=True)
-    rank = int(os.environ.get("RANK", "0"))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / f"rank{rank}.safetensors"))
     return 0
 
