@@ -74,32 +74,26 @@ def continuation(probe: GradientProbe) -> torch.Tensor:
     return probe.continuation if probe.continuation is not None else probe.actions[:0]
 
 
-def local_gradient(model, probe: GradientProbe) -> np.ndarray:
-    """(A,) the local model's d (r̂_1 + ... + r̂_K) / d a_0 through K one-step priors (K = 1: the gate's gradient)."""
+def local_gradient(model, probe: GradientProbe, path: str = "both") -> np.ndarray:
+    """(A,) the local model's d (r̂_1 + ... + r̂_K) / d a_0 through K one-step priors (K = 1, ``both``: the gate's
+    gradient). ``path`` keeps one way from a_0 into the first prior: ``deter`` (the GRU's h', into which the action
+    goes directly; z' held) or ``stoch`` (the categorical z' by its straight-through gradient; h' held)."""
+    if path not in ("both", "deter", "stoch"):
+        raise ValueError(f"path must be both, deter or stoch, got {path!r}")
     model.eval()
     with torch.no_grad():
         posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
     action = probe.actions[-1][None].clone().requires_grad_(True)
     state = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
+    if path == "deter":
+        state = RSSMState(state.deter, state.stoch.detach(), state.params.detach())
+    elif path == "stoch":
+        state = RSSMState(state.deter.detach(), state.stoch, state.params)
     total = model.reward(state)
     for later in continuation(probe):
         state = model.rssm.prior_step(state, later[None], sample=False)
         total = total + model.reward(state)
     (gradient,) = torch.autograd.grad(total.sum(), action)
-    return gradient[0].double().numpy()
-
-
-def local_path_gradient(model, probe: GradientProbe, path: str) -> np.ndarray:
-    """(A,) the local one-step gradient through one path of the prior only: ``deter`` (the GRU's h', into which
-    the action goes directly; z' held) or ``stoch`` (the categorical z' by its straight-through gradient; h' held)."""
-    model.eval()
-    with torch.no_grad():
-        posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
-    action = probe.actions[-1][None].clone().requires_grad_(True)
-    prior = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
-    held = RSSMState(prior.deter, prior.stoch.detach(), prior.params.detach()) if path == "deter" else \
-        RSSMState(prior.deter.detach(), prior.stoch, prior.params)
-    (gradient,) = torch.autograd.grad(model.reward(held).sum(), action)
     return gradient[0].double().numpy()
 
 
@@ -132,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the two probe sets reached different states; the stand-in is not deterministic here")
     rows = {"local": cosine_agreement([local_gradient(local, p) for p in probes], probes)}
     if options.steps == 1:
-        rows["local, h' path only"] = cosine_agreement([local_path_gradient(local, p, "deter") for p in probes], probes)
-        rows["local, z' path only"] = cosine_agreement([local_path_gradient(local, p, "stoch") for p in probes], probes)
+        rows["local, h' path only"] = cosine_agreement([local_gradient(local, p, "deter") for p in probes], probes)
+        rows["local, z' path only"] = cosine_agreement([local_gradient(local, p, "stoch") for p in probes], probes)
     rows["rung 0"] = cosine_agreement(rung0_gradients(options.rung0_run, probes), probes)
     rows["2 eps"] = cosine_agreement([p.gradient for p in wide], probes)
     print(f"cosine with the central differences (eps {options.epsilon}, {options.steps} step(s)) of "

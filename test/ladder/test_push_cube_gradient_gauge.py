@@ -78,7 +78,7 @@ def test_the_two_paths_of_the_local_gradient_add_up_to_it(tmp_path):
     frames, actions = np.load(data / "frames.npy")[:4], np.load(data / "actions.npy")[:4]
     probe = GradientProbe(torch.from_numpy(frames).permute(0, 3, 1, 2), torch.from_numpy(actions), np.zeros(3))
     full = local_reward_gradient(model, probe)
-    parts = gauge.local_path_gradient(model, probe, "deter") + gauge.local_path_gradient(model, probe, "stoch")
+    parts = gauge.local_gradient(model, probe, "deter") + gauge.local_gradient(model, probe, "stoch")
     assert np.abs(full).max() > 0 and parts == pytest.approx(full, rel=1e-4, abs=1e-8)
     assert gauge.local_gradient(model, probe) == pytest.approx(full, rel=1e-6)  # one step: the gate's gradient
     longer = GradientProbe(probe.frames, probe.actions, probe.gradient, continuation=torch.from_numpy(actions[1:3]))
