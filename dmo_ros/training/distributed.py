@@ -77,11 +77,14 @@ def init_world(device_name: str) -> tuple[World, torch.device]:
     world = World(rank=int(os.environ["RANK"]), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name, world)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        # Left to interpreter finalization, gloo's worker threads can abort the process after a
-        # finished run ("terminate called without an active exception", pytorch/pytorch#190489);
-        # atexit runs while Python is still whole. A no-op once the group is gone.
-        atexit.register(shutdown, world)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if backend == "gloo":
+            # Left to interpreter finalization, gloo's worker threads can abort the process after a
+            # finished run ("terminate called without an active exception", pytorch/pytorch#190489);
+            # atexit runs while Python is still whole, and gloo's teardown is local. Not for NCCL: its
+            # teardown after one rank failed can block (pytorch/torchtitan#1342). A no-op once the group is gone.
+            atexit.register(shutdown, world)
     return world, device
 
 
