@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.dmo.replay import to_uint8_frames
 from dmo_ros.local_model.model import LocalModel, load_local_model
 from dmo_ros.local_model.rssm import features
 from dmo_ros.training.checkpoint import read_run_config
@@ -51,7 +52,7 @@ def response_agreement(real: np.ndarray, imagined: np.ndarray, real_zero: np.nda
 
 def _to_uint8(decoded: torch.Tensor) -> np.ndarray:
     """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
-    return ((decoded.movedim(-3, -1).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    return to_uint8_frames(decoded.movedim(-3, -1)).numpy()
 
 
 @torch.no_grad()
