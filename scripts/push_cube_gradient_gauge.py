@@ -31,11 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dmo_ros.gates.local_model import GradientProbe, cosine_agreement, simulator_probes
+from dmo_ros.gates.local_model import (
+    GradientProbe,
+    LocalModelGateConfig,
+    cosine_agreement,
+    local_reward_gradient,
+    simulator_probes,
+)
 from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
 from dmo_ros.local_model.model import load_local_model
-from dmo_ros.local_model.rssm import RSSMState
 from dmo_ros.local_model.train import goal_reward_function
 from dmo_ros.sims.push_cube import PushCubeConfig
 from dmo_ros.training.checkpoint import load_model_weights, read_run_config
@@ -74,36 +79,15 @@ def continuation(probe: GradientProbe) -> torch.Tensor:
     return probe.continuation if probe.continuation is not None else probe.actions[:0]
 
 
-def local_gradient(model, probe: GradientProbe, path: str = "both") -> np.ndarray:
-    """(A,) the local model's d (r̂_1 + ... + r̂_K) / d a_0 through K one-step priors (K = 1, ``both``: the gate's
-    gradient). ``path`` keeps one way from a_0 into the first prior: ``deter`` (the GRU's h', into which the action
-    goes directly; z' held) or ``stoch`` (the categorical z' by its straight-through gradient; h' held)."""
-    if path not in ("both", "deter", "stoch"):
-        raise ValueError(f"path must be both, deter or stoch, got {path!r}")
-    model.eval()
-    with torch.no_grad():
-        posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
-    action = probe.actions[-1][None].clone().requires_grad_(True)
-    state = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
-    if path == "deter":
-        state = RSSMState(state.deter, state.stoch.detach(), state.params.detach())
-    elif path == "stoch":
-        state = RSSMState(state.deter.detach(), state.stoch, state.params)
-    total = model.reward(state)
-    for later in continuation(probe):
-        state = model.rssm.prior_step(state, later[None], sample=False)
-        total = total + model.reward(state)
-    (gradient,) = torch.autograd.grad(total.sum(), action)
-    return gradient[0].double().numpy()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--local-model", type=Path, required=True, help="dmo-train-local-model run on Go2 data")
     parser.add_argument("--reward-run", type=Path, required=True, help="the global reward (an intent reward run)")
     parser.add_argument("--rung0-run", type=Path, required=True, help="dmo-train-rung0 --task push_cube SAPO run")
     parser.add_argument("--probes", type=int, default=192, help="probe states (the gate's 192)")
-    parser.add_argument("--epsilon", type=float, default=0.1, help="central-difference step (m/s, rad/s)")
+    parser.add_argument("--epsilon", type=float, default=LocalModelGateConfig().epsilon,
+                        help="central-difference step (m/s, rad/s; default: the gate's, so the first row reads as "
+                             "the gate's cosine; the tables of 2026-12-06 used 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="the probes' seed (the gate's 0)")
     parser.add_argument("--steps", type=int, default=1,
                         help="K: the gradient of the sum of K rewards, the operator's next K - 1 actions held (the "
@@ -124,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     for near, far in zip(probes, wide, strict=True):  # the same states: the same seed and operator draws
         if not np.allclose(near.state.robot, far.state.robot):
             raise SystemExit("the two probe sets reached different states; the stand-in is not deterministic here")
-    rows = {"local": cosine_agreement([local_gradient(local, p) for p in probes], probes)}
+    rows = {"local": cosine_agreement([local_reward_gradient(local, p) for p in probes], probes)}
     if options.steps == 1:
-        rows["local, h' path only"] = cosine_agreement([local_gradient(local, p, "deter") for p in probes], probes)
-        rows["local, z' path only"] = cosine_agreement([local_gradient(local, p, "stoch") for p in probes], probes)
+        for path, name in (("deter", "local, h' path only"), ("stoch", "local, z' path only")):
+            rows[name] = cosine_agreement([local_reward_gradient(local, p, path) for p in probes], probes)
     rows["rung 0"] = cosine_agreement(rung0_gradients(options.rung0_run, probes), probes)
     rows["2 eps"] = cosine_agreement([p.gradient for p in wide], probes)
     print(f"cosine with the central differences (eps {options.epsilon}, {options.steps} step(s)) of "

@@ -295,15 +295,29 @@ def linear_probe_errors(inputs: np.ndarray, targets: np.ndarray, train: int, rid
             "samples": len(targets)}
 
 
-def local_reward_gradient(model: LocalModel, probe: GradientProbe) -> np.ndarray:
-    """(A,) d r̂ / d a_t of the local model at a probe: filter the history, one prior step, reward head."""
+def local_reward_gradient(model: LocalModel, probe: GradientProbe, path: str = "both") -> np.ndarray:
+    """(A,) d (r̂_1 + ... + r̂_K) / d a_t of the local model at a probe: filter the history, then K one-step priors
+    (the probe's ``continuation`` held after a_t; K = 1 without one) and the reward head on each.
+
+    ``path`` keeps one way from a_t into the first prior (diagnostics; the gate uses ``both``): ``deter`` (the GRU's
+    h', into which the action goes directly; z' held) or ``stoch`` (the categorical z' by its straight-through
+    gradient; h' held). The two add up to ``both``. Raises ValueError for another ``path``."""
+    if path not in ("both", "deter", "stoch"):
+        raise ValueError(f"path must be both, deter or stoch, got {path!r}")
     model.eval()
     with torch.no_grad():
         posteriors, _ = model.observe(probe.frames[None], probe.actions[None], sample=False)
-    last = posteriors.at(-1)
     action = probe.actions[-1][None].clone().requires_grad_(True)
-    reward = model.reward(model.rssm.prior_step(last, action, sample=False))
-    (gradient,) = torch.autograd.grad(reward.sum(), action)
+    state = model.rssm.prior_step(posteriors.at(-1), action, sample=False)
+    if path == "deter":
+        state = RSSMState(state.deter, state.stoch.detach(), state.params.detach())
+    elif path == "stoch":
+        state = RSSMState(state.deter.detach(), state.stoch, state.params)
+    total = model.reward(state)
+    for later in probe.continuation if probe.continuation is not None else ():
+        state = model.rssm.prior_step(state, later[None], sample=False)
+        total = total + model.reward(state)
+    (gradient,) = torch.autograd.grad(total.sum(), action)
     return gradient[0].double().numpy()
 
 

@@ -20,6 +20,7 @@ from dmo_ros.gates.local_model import (
     cosine_agreement,
     linear_probe_errors,
     local_model_gate,
+    local_reward_gradient,
     simulator_probes,
     state_probe,
 )
@@ -72,6 +73,20 @@ def test_the_same_model_with_its_action_input_zeroed_fails_shuffle_and_cosine(tr
     assert checks["shuffled_over_true_kl"].value == pytest.approx(1.0, abs=1e-6)
     assert not checks["gradient_cosine"].passed and checks["gradient_cosine"].value == 0.0
     assert not report.passed
+
+
+def test_the_two_paths_of_the_local_gradient_add_up_to_it_and_later_steps_count(trained):  # noqa: F811
+    """The action reaches the reward head through h' directly and through z' (which reads h' and the action);
+    the chain rule splits the gate's gradient into exactly these two. A continuation adds the later rewards."""
+    model, _, _, _ = trained
+    probe = _toy_probes()[0]
+    full = local_reward_gradient(model, probe)
+    parts = local_reward_gradient(model, probe, "deter") + local_reward_gradient(model, probe, "stoch")
+    assert np.abs(full).max() > 0 and parts == pytest.approx(full, rel=1e-4, abs=1e-8)
+    longer = GradientProbe(probe.frames, probe.actions, probe.gradient, continuation=probe.actions[1:3])
+    assert not np.allclose(local_reward_gradient(model, longer), full)
+    with pytest.raises(ValueError, match="path must be"):
+        local_reward_gradient(model, probe, "posterior")
 
 
 def test_sensitivity_reports_true_shuffled_zero_and_a_constant(trained):  # noqa: F811

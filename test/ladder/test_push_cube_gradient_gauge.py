@@ -59,27 +59,3 @@ def test_a_run_without_a_learned_reward_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="a rung-0 SAPO run with --reward learned"):
         gauge.rung0_gradients(tmp_path, [])
     assert json.loads((tmp_path / "config.json").read_text())["rung0"]["method"] == "ppo"
-
-
-def test_the_two_paths_of_the_local_gradient_add_up_to_it(tmp_path):
-    """The action reaches the reward head through h' directly and through z' (which reads h' and the action);
-    the chain rule splits the gate's gradient into exactly these two."""
-    from local_model.test_train import _args, _intent_reward_run, go2_dataset
-
-    from dmo_ros.gates.local_model import GradientProbe, local_reward_gradient
-    from dmo_ros.local_model.model import load_local_model
-    from dmo_ros.local_model.train import main as train_local_model
-
-    gauge = load_script("scripts/push_cube_gradient_gauge.py")
-    data = go2_dataset(tmp_path / "go2")
-    train_local_model(_args(data, tmp_path / "local", "--reward-run", str(_intent_reward_run(tmp_path / "intent")),
-                            "--steps", "3", "--no-gate"))
-    model = load_local_model(tmp_path / "local", "cpu")
-    frames, actions = np.load(data / "frames.npy")[:4], np.load(data / "actions.npy")[:4]
-    probe = GradientProbe(torch.from_numpy(frames).permute(0, 3, 1, 2), torch.from_numpy(actions), np.zeros(3))
-    full = local_reward_gradient(model, probe)
-    parts = gauge.local_gradient(model, probe, "deter") + gauge.local_gradient(model, probe, "stoch")
-    assert np.abs(full).max() > 0 and parts == pytest.approx(full, rel=1e-4, abs=1e-8)
-    assert gauge.local_gradient(model, probe) == pytest.approx(full, rel=1e-6)  # one step: the gate's gradient
-    longer = GradientProbe(probe.frames, probe.actions, probe.gradient, continuation=torch.from_numpy(actions[1:3]))
-    assert not np.allclose(gauge.local_gradient(model, longer), full)  # the later rewards count too
