@@ -81,8 +81,10 @@ def rollouts(model: LocalModel, states: int, horizon: int, history: int, seed: i
                 frames.append(resize(sim.render(), size, size, "crop"))
             snapshot = sim.snapshot()
             context = torch.from_numpy(np.stack(frames[-history:])).permute(0, 3, 1, 2)[None]
-            posteriors, _ = model.observe(context, torch.from_numpy(np.stack(actions[-history:])).float()[None],
-                                          sample=False)
+            # frames[i] is the frame after actions[i]; RSSM.observe pairs each frame with the action leading out of
+            # it (the last frame's is unused), so the context's actions are the next ones.
+            leading_out = np.stack([*actions[len(actions) - history + 1:], np.zeros(3)])
+            posteriors, _ = model.observe(context, torch.from_numpy(leading_out).float()[None], sample=False)
             last = posteriors.at(-1)
             result = {"context": frames[-1], "posterior": _to_uint8(model.decoder(features(last))[0])}
             for name, command in COMMANDS.items():
