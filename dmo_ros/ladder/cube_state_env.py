@@ -7,7 +7,9 @@ purpose; nothing on rungs 1 and 2 may.
 
 Observation (8 numbers, ego-centric as the robot's camera is; lengths in units of :data:`HALF_M`, half the arena):
 the cube's [x, y] and the goal's [x, y] in the robot's body frame (x forward, y left), the robot's [x, y] in the
-arena (for the walls), and cos and sin of its heading.
+arena (for the walls), and cos and sin of its heading. ``observation="in_view"`` (:func:`observe_in_view`, a
+diagnostic between rungs 0 and 1) gives the cube's and the goal's only while they are in the camera's view (else
+zeros) and two flags saying which are: what a policy without memory could read off the current frame.
 
 Reward (per step, differentiable in the observation so the state model carries its gradient):
 ``-|goal - cube| - approach * max(0, |cube| - approach_radius)`` — the cube's distance from the goal's centre, and a
@@ -58,6 +60,36 @@ def observe(state: PushCubeState) -> np.ndarray:
                     dtype=np.float64).astype(np.float32) / HALF_M
 
 
+OBSERVATIONS = ("full", "in_view")
+"""How the rung-0 actor sees the cube and the goal: always (``full``, :func:`observe`) or only while each is in the
+camera's view (``in_view``, :func:`observe_in_view`)."""
+
+
+def observation_size(observation: str = "full") -> int:
+    """The observation's length for an entry of :data:`OBSERVATIONS` (8 or 10). Raises ValueError for another."""
+    if observation not in OBSERVATIONS:
+        raise ValueError(f"unknown observation {observation!r}; choose one of {', '.join(OBSERVATIONS)}")
+    return OBSERVATION_SIZE + (2 if observation == "in_view" else 0)
+
+
+def goal_in_view(sim: PushCubeSim, rim_points: int = 8) -> bool:
+    """Whether the goal disc's centre or one of ``rim_points`` points of its rim projects into the camera's view
+    (occlusion not modelled, as for the cube)."""
+    goal = sim.goal
+    angles = np.linspace(0.0, 2 * math.pi, rim_points, endpoint=False)
+    points = [goal[:2], *(goal[:2] + goal[2] * np.c_[np.cos(angles), np.sin(angles)])]
+    return any(sim.point_in_view(np.r_[point, 0.0]) for point in points)
+
+
+def observe_in_view(state: PushCubeState, goal_visible: bool) -> np.ndarray:
+    """The (10,) observation a camera allows: :func:`observe`'s with the cube's [x, y] zeroed while it is out of view
+    (``state.cube_in_view``) and the goal's while ``goal_visible`` is false (:func:`goal_in_view`), then the two
+    flags [cube in view, goal in view] (0 or 1)."""
+    full = observe(state)
+    cube, goal = float(state.cube_in_view), float(goal_visible)
+    return np.r_[full[0:2] * cube, full[2:4] * goal, full[4:8], cube, goal].astype(np.float32)
+
+
 def cube_goal_distance(observation: Tensor) -> Tensor:
     """(...) the cube's distance from the goal's centre (observation units; x :data:`HALF_M` for metres)."""
     return (observation[..., 2:4] - observation[..., 0:2]).norm(dim=-1)
@@ -88,14 +120,25 @@ def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radiu
     return -cube_goal_distance(observation) - approach * robot_to_target
 
 
+def observe_sim(sim: PushCubeSim, observation: str = "full") -> np.ndarray:
+    """A stand-in's current observation of the kind ``observation`` (:data:`OBSERVATIONS`)."""
+    if observation == "in_view":
+        return observe_in_view(sim.state(), goal_in_view(sim))
+    return observe(sim.state())
+
+
 class CubeStateEnvs(SteppedStandins):
     """B Push Cube stand-ins stepped together; the interface of :class:`~dmo_ros.ladder.state_env.StateEnvs`.
 
     ``step`` takes actions (B, 3) in [-1, 1] (x the stand-in's limits) and returns the next observations;
     ``samples`` counts the transitions generated. Nothing is rendered unless a learned reward asks for the frames."""
 
-    def __init__(self, batch: int, seed: int, episode_steps: int, control_period_s: float = 0.2) -> None:
+    def __init__(self, batch: int, seed: int, episode_steps: int, control_period_s: float = 0.2,
+                 observation: str = "full") -> None:
+        observation_size(observation)  # refuses an unknown one before the stand-ins start
         self.task, self.batch_size, self.episode_steps = TASK, batch, episode_steps
+        self.observation = observation
+        """An entry of :data:`OBSERVATIONS`: how ``_observe`` sees each stand-in."""
         self.base_seeds = [seed * 1000 + index for index in range(batch)]
         # The camera of the recorded datasets (96 x 96), rendered only when a learned reward scores the frames.
         self.sims = [PushCubeSim(PushCubeConfig(seed=base, control_period=control_period_s))
@@ -105,7 +148,7 @@ class CubeStateEnvs(SteppedStandins):
         self.steps = np.zeros(batch, dtype=np.int64)
 
     def _observe(self, sim: PushCubeSim) -> np.ndarray:
-        return observe(sim.state())
+        return observe_sim(sim, self.observation)
 
     def _command(self, sim: PushCubeSim, action: np.ndarray) -> None:
         sim.step(action * sim.limits)
@@ -118,4 +161,5 @@ class CubeStateEnvs(SteppedStandins):
 
 
 __all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M",
-           "OBSERVATION_SIZE", "TASK", "cube_goal_distance", "cube_state_reward", "observe"]
+           "OBSERVATIONS", "OBSERVATION_SIZE", "TASK", "cube_goal_distance", "cube_state_reward", "goal_in_view",
+           "observation_size", "observe", "observe_in_view", "observe_sim"]

@@ -71,10 +71,11 @@ RUNG0_TASKS = (*TASKS, cube_state_env.TASK)
 """The Push-T stand-in's tasks and the Go2 stand-in's Push Cube (:mod:`.cube_state_env`)."""
 
 
-def task_sizes(task: str) -> tuple[int, int]:
-    """(observation size, action size) of a rung-0 task: (8, 2) on Push-T, (8, 3) on Push Cube."""
+def task_sizes(task: str, observation: str = "full") -> tuple[int, int]:
+    """(observation size, action size) of a rung-0 task: (8, 2) on Push-T, (8, 3) on Push Cube ((10, 3) with
+    ``observation="in_view"``)."""
     if task == cube_state_env.TASK:
-        return cube_state_env.OBSERVATION_SIZE, cube_state_env.ACTION_SIZE
+        return cube_state_env.observation_size(observation), cube_state_env.ACTION_SIZE
     return OBSERVATION_SIZE, ACTION_SIZE
 
 
@@ -96,6 +97,11 @@ class Rung0Config:
     approach_target: str = "cube"
     """push_cube: where the approach term pulls the robot — the cube, or the pushing spot behind it on the line from
     the goal (``behind``, a shaped reward; :data:`~dmo_ros.ladder.cube_state_env.APPROACH_TARGETS`)."""
+    observation: str = "full"
+    """push_cube: what the actor reads of the cube and the goal — always (``full``), or only while each is in the
+    camera's view, with a flag each (``in_view``, a diagnostic between rungs 0 and 1: what a policy without memory
+    could read off the current frame; needs ``reward=learned``, as the true reward reads the positions;
+    :data:`~dmo_ros.ladder.cube_state_env.OBSERVATIONS`)."""
     approach_radius: float = 70.0
     """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
     agent_lure: float = 0.0
@@ -159,6 +165,14 @@ class Rung0Config:
                              f"{', '.join(cube_state_env.APPROACH_TARGETS)}")
         if self.approach_target != "cube" and self.task != cube_state_env.TASK:
             raise ValueError("approach_target is push_cube's; the Push-T tasks' approach term pulls toward the T")
+        if self.observation not in cube_state_env.OBSERVATIONS:
+            raise ValueError(f"unknown observation {self.observation!r}; choose one of "
+                             f"{', '.join(cube_state_env.OBSERVATIONS)}")
+        if self.observation != "full" and self.task != cube_state_env.TASK:
+            raise ValueError("observation=in_view is push_cube's (the camera's view); Push-T's rung 0 sees everything")
+        if self.observation != "full" and self.reward != "learned":
+            raise ValueError("observation=in_view needs reward=learned: the true reward reads the cube's and the "
+                             "goal's positions, which this observation hides while they are out of view")
         if self.task == cube_state_env.TASK and self.agent_lure:
             raise ValueError("agent_lure is the Push-T tasks' diagnostic; push_cube has none")
         if self.method not in METHODS:
@@ -198,7 +212,8 @@ class Rung0Config:
     def make_envs(self, seed: int) -> StateEnvs | cube_state_env.CubeStateEnvs:
         """The task's ``num_envs`` stand-ins, seeded from ``seed``."""
         if self.task == cube_state_env.TASK:
-            return cube_state_env.CubeStateEnvs(self.num_envs, seed, self.episode_steps)
+            return cube_state_env.CubeStateEnvs(self.num_envs, seed, self.episode_steps,
+                                                observation=self.observation)
         return StateEnvs(self.task, self.num_envs, seed, self.episode_steps)
 
 
@@ -355,16 +370,18 @@ class StatePolicy:
 
     Evaluation only reads the state here because rung 0 *is* the privileged-state oracle."""
 
-    def __init__(self, act: nn.Module, task: str = "reach") -> None:
+    def __init__(self, act: nn.Module, task: str = "reach", observation: str = "full") -> None:
         self.net = copy.deepcopy(act).eval()
         self.cube = task == cube_state_env.TASK
+        self.observation = observation
 
     def reset(self, sim: Any) -> None:
         pass
 
     @torch.inference_mode()
     def act(self, sim: Any) -> np.ndarray:
-        observation = torch.from_numpy((cube_state_env.observe if self.cube else observe)(sim.state()))[None]
+        observation = torch.from_numpy(cube_state_env.observe_sim(sim, self.observation) if self.cube
+                                       else observe(sim.state()))[None]
         action = self.net(observation)[0].clamp(-1.0, 1.0).numpy().astype(np.float64)
         return action * (sim.limits if self.cube else sim.config.max_speed_m_s)
 
@@ -391,7 +408,7 @@ class Rung0SAPO:
         self.config = config
         self.max_samples = max_samples
         torch.manual_seed(seed)
-        self.observation_size, self.action_size = task_sizes(config.task)
+        self.observation_size, self.action_size = task_sizes(config.task, config.observation)
         self.learner = SAPOLearner(self.observation_size, self.action_size, config.sapo)
         self.model = StateModel(config.model_hidden, config.model_layers, self.observation_size, self.action_size)
         self.model_optimizer = torch.optim.Adam(self.model.parameters(), lr=config.model_lr)
@@ -417,10 +434,11 @@ class Rung0SAPO:
     def policy(self) -> StatePolicy:
         """The deterministic policy, from the averaged actor when ``policy_ema`` is on."""
         return StatePolicy(_Deterministic(self.learner.actor if self.average is None else self.average.module),
-                           self.config.task)
+                           self.config.task, self.config.observation)
 
     def policy_config(self) -> dict[str, Any]:
-        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task}
+        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task,
+                "observation": self.config.observation}
 
     def state_dict(self) -> dict[str, Tensor]:
         learned = {f"reward_model.{k}": v for k, v in self.reward_model.state_dict().items()} \
@@ -619,7 +637,7 @@ class Rung0PPO:
     def __init__(self, config: Rung0Config, seed: int = 0) -> None:
         self.config = config
         torch.manual_seed(seed)
-        self.observation_size, self.action_size = task_sizes(config.task)
+        self.observation_size, self.action_size = task_sizes(config.task, config.observation)
         self.agent = StateActorCritic(config.ppo_hidden, self.observation_size, self.action_size)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=config.ppo_lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
@@ -634,10 +652,11 @@ class Rung0PPO:
         return self._samples_before + self.envs.samples
 
     def policy(self) -> StatePolicy:
-        return StatePolicy(_PPODeterministic(self.agent), self.config.task)
+        return StatePolicy(_PPODeterministic(self.agent), self.config.task, self.config.observation)
 
     def policy_config(self) -> dict[str, Any]:
-        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task}
+        return {"observation_size": self.observation_size, "action_size": self.action_size, "task": self.config.task,
+                "observation": self.config.observation}
 
     def state_dict(self) -> dict[str, Tensor]:
         return {f"agent.{k}": v for k, v in self.agent.state_dict().items()}

@@ -18,7 +18,11 @@ from dmo_ros.ladder.cube_state_env import (
     CubeStateEnvs,
     cube_goal_distance,
     cube_state_reward,
+    goal_in_view,
+    observation_size,
     observe,
+    observe_in_view,
+    observe_sim,
 )
 from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
 
@@ -36,6 +40,35 @@ def test_the_observation_is_the_cube_and_goal_in_the_robots_frame():
     np.testing.assert_allclose(observation[6:8], [0.0, 1.0], atol=1e-6)
     distance = np.linalg.norm(state.cube[:2] - state.goal[:2])
     assert cube_goal_distance(torch.from_numpy(observation)).item() * HALF_M == pytest.approx(distance, abs=1e-2)
+
+
+def test_the_in_view_observation_hides_what_the_camera_does_not_see_and_flags_it():
+    with PushCubeSim(PushCubeConfig(seed=4, width=8, height=8)) as sim:
+        goal = sim.goal[:2]
+        # Facing the goal from 1.5 m with the cube 1 m ahead: both in view.
+        sim.set_poses(robot=np.r_[goal - [1.5, 0.0], 0.0], cube=np.r_[goal - [0.5, 0.0], 0.0])
+        ahead, seen = observe_sim(sim, "in_view"), sim.state()
+        assert goal_in_view(sim) and seen.cube_in_view
+        # Turned round: neither.
+        sim.set_poses(robot=np.r_[goal - [1.5, 0.0], math.pi], cube=np.r_[goal - [0.5, 0.0], 0.0])
+        behind, turned = observe_sim(sim, "in_view"), observe(sim.state())
+        assert not goal_in_view(sim) and not sim.state().cube_in_view
+        assert observe_sim(sim, "full").shape == (8,)
+    assert ahead.shape == (observation_size("in_view"),) == (10,) and ahead.dtype == np.float32
+    np.testing.assert_allclose(ahead[:8], observe(seen))
+    np.testing.assert_array_equal(ahead[8:], [1.0, 1.0])
+    np.testing.assert_array_equal(behind[:4], np.zeros(4))  # the positions hidden ...
+    np.testing.assert_allclose(behind[4:8], turned[4:8])  # ... the robot's own place and heading kept
+    np.testing.assert_array_equal(behind[8:], [0.0, 0.0])
+    cube_only = observe_in_view(seen, goal_visible=False)  # each hidden on its own
+    np.testing.assert_allclose(cube_only[0:2], observe(seen)[0:2])
+    np.testing.assert_array_equal(cube_only[2:4], [0.0, 0.0])
+    np.testing.assert_array_equal(cube_only[8:], [1.0, 0.0])
+    assert observation_size("full") == 8
+    with pytest.raises(ValueError, match="unknown observation"):
+        observation_size("pixels")
+    with pytest.raises(ValueError, match="unknown observation"):
+        CubeStateEnvs(1, 0, 4, observation="pixels")
 
 
 def test_the_reward_is_the_cubes_distance_from_the_goal_and_a_pull_toward_the_cube():

@@ -378,6 +378,16 @@ def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, ca
         rung0.Rung0Config(task="push_cube", agent_lure=0.02)
 
 
+def test_the_in_view_observation_is_push_cubes_and_needs_the_learned_reward():
+    assert rung0.task_sizes("push_cube", "in_view") == (10, 3) and rung0.task_sizes("push_cube") == (8, 3)
+    with pytest.raises(ValueError, match="unknown observation"):
+        rung0.Rung0Config(task="push_cube", observation="pixels", reward="learned", reward_run="r")
+    with pytest.raises(ValueError, match="push_cube's"):
+        rung0.Rung0Config(task="push_region", observation="in_view", reward="learned", reward_run="r", goal="g")
+    with pytest.raises(ValueError, match="needs reward=learned"):
+        rung0.Rung0Config(task="push_cube", observation="in_view")
+
+
 @pytest.mark.parametrize("method", rung0.METHODS)
 def test_tiny_rung0_on_push_cube_with_an_intent_reward_scores_the_stand_ins_camera(tmp_path, capsys, method):
     """The rung between 0 and 1 on the Go2: the true state, the learned intent reward of the stand-in's 96 x 96
@@ -396,5 +406,13 @@ def test_tiny_rung0_on_push_cube_with_an_intent_reward_scores_the_stand_ins_came
     assert rung0.main([str(run), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward", "learned",
                        "--reward-run", str(reward_run), "--final-eval-episodes", "1", "--no-progress"]) == 0
     assert f"push_cube with the learned reward of {reward_run}" in capsys.readouterr().out
+    # The same with only what the camera sees of the cube and the goal (10 numbers), trained and evaluated so.
+    seen = tmp_path / f"cube_intent_in_view_{method}"
+    assert rung0.main([str(seen), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward", "learned",
+                       "--reward-run", str(reward_run), "--set", "observation=in_view", "--final-eval-episodes", "1",
+                       "--no-progress"]) == 0
+    policy = json.loads((seen / "config.json").read_text())["policy"]
+    assert policy["observation_size"] == 10 and policy["observation"] == "in_view"
+    assert json.loads((seen / "final_eval.json").read_text())["policy"]["episodes"] == 1
     if method == "sapo":
         assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
