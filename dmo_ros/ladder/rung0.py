@@ -588,11 +588,14 @@ class Rung0SAPO:
 
 def _task_distance(observation: Tensor, task: str) -> float:
     """Mean task distance in arena units (reach: agent to target; pushing: the T's pose error; push_cube: the
-    cube's distance from the goal, in metres), for logs."""
+    cube's distance from the goal, in metres; with the in-view observation over the rows that see both), for logs."""
     from dmo_ros.ladder.state_env import HALF, t_pose_error
 
     if task == cube_state_env.TASK:
-        return cube_state_env.cube_goal_distance(observation).mean().item() * cube_state_env.HALF_M
+        distance = cube_state_env.cube_goal_distance(observation)
+        if observation.shape[-1] > cube_state_env.OBSERVATION_SIZE:  # in_view: only where both are seen (else NaN)
+            distance = distance[(observation[..., -2:] > 0).all(-1)]
+        return distance.mean().item() * cube_state_env.HALF_M
     if task in REACH_TASKS:
         return (observation[..., 0:2] - observation[..., 6:8]).norm(dim=-1).mean().item() * HALF
     return t_pose_error(observation).mean().item() * HALF

@@ -386,6 +386,10 @@ def test_the_in_view_observation_is_push_cubes_and_needs_the_learned_reward():
         rung0.Rung0Config(task="push_region", observation="in_view", reward="learned", reward_run="r", goal="g")
     with pytest.raises(ValueError, match="needs reward=learned"):
         rung0.Rung0Config(task="push_cube", observation="in_view")
+    # The logged cube-to-goal distance counts only the rows that see both (the others' positions are zeros).
+    seen = torch.zeros(3, 10)
+    seen[0, :4], seen[0, 8:], seen[1, 8] = torch.tensor([0.5, 0.0, 1.0, 0.0]), 1.0, 1.0
+    assert rung0._task_distance(seen, "push_cube") == pytest.approx(1.0)  # 0.5 units of 2 m
 
 
 @pytest.mark.parametrize("method", rung0.METHODS)
