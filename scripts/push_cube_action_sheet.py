@@ -31,7 +31,7 @@ from dmo_ros.dataset.images import resize
 from dmo_ros.dmo.replay import to_uint8_frames
 from dmo_ros.local_model.model import LocalModel, load_local_model
 from dmo_ros.local_model.rssm import features
-from dmo_ros.training.checkpoint import read_run_config
+from dmo_ros.training.checkpoint import CheckpointError, read_run_config
 
 COMMANDS = {"zero": (0.0, 0.0, 0.0), "yaw +": (0.0, 0.0, 0.8), "yaw -": (0.0, 0.0, -0.8), "forward": (0.4, 0.0, 0.0),
             "left": (0.0, 0.4, 0.0), "right": (0.0, -0.4, 0.0)}
@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=3, help="steps each command is held")
     parser.add_argument("--seed", type=int, default=3)
     options = parser.parse_args(argv)
-    model = load_local_model(options.local_model, "cpu").eval()
+    try:  # a folder that is not a local-model run: its message, not a traceback
+        model = load_local_model(options.local_model, "cpu").eval()
+    except CheckpointError as error:
+        parser.error(str(error))
     if model.decoder is None:
         raise SystemExit(f"{options.local_model} has no decoder (decoder_loss_scale 0): nothing to draw")
     history = int(read_run_config(options.local_model).get("sequence_length", 8))

@@ -43,7 +43,7 @@ from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
 from dmo_ros.local_model.model import load_local_model
 from dmo_ros.local_model.train import goal_reward_function
 from dmo_ros.sims.push_cube import PushCubeConfig
-from dmo_ros.training.checkpoint import load_model_weights, read_run_config
+from dmo_ros.training.checkpoint import CheckpointError, load_model_weights, read_run_config
 
 
 def rung0_gradients(run_dir: Path, probes: list[GradientProbe]) -> list[np.ndarray]:
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     options = parser.parse_args(argv)
 
-    local = load_local_model(options.local_model, "cpu")
+    try:  # a folder that is not a local-model run: its message, not a traceback
+        local = load_local_model(options.local_model, "cpu")
+    except CheckpointError as error:
+        parser.error(str(error))
     size = local.config.image_size
     history = int(read_run_config(options.local_model).get("sequence_length", 8))
     reward = goal_reward_function(options.reward_run, None, size, torch.device("cpu"))

@@ -32,6 +32,7 @@ from dmo_ros.local_model.model import LocalModel, load_local_model
 from dmo_ros.local_model.rssm import features
 from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
 from dmo_ros.teleop.scripted import make_operator, push_cube_observation
+from dmo_ros.training.checkpoint import CheckpointError
 
 
 def in_robot_frame(point: np.ndarray, robot: np.ndarray) -> np.ndarray:
@@ -142,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.episodes < 2 or options.steps < 2:
         parser.error("--episodes and --steps must be >= 2")
-    models = {path: load_local_model(path, "cpu") for path in options.local_models}
+    try:  # a folder that is not a local-model run: its message, not a traceback
+        models = {path: load_local_model(path, "cpu") for path in options.local_models}
+    except CheckpointError as error:
+        parser.error(str(error))
     sizes = {model.config.image_size for model in models.values()}
     if len(sizes) != 1:
         parser.error(f"the local models see different image sizes {sorted(sizes)}; probe them one at a time")

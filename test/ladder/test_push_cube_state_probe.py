@@ -60,3 +60,10 @@ def test_the_table_for_a_go2_local_model(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert set(results) == {str(tmp_path / "local"), "pixels of the current frame"}
     assert results[str(tmp_path / "local")]["scored_rows"] == 8
+
+
+def test_a_folder_that_is_not_a_local_model_gets_a_message_not_a_traceback(tmp_path, capsys):
+    probe = load_script("scripts/push_cube_state_probe.py")
+    with pytest.raises(SystemExit) as stop:
+        probe.main([str(tmp_path / "missing")])
+    assert stop.value.code == 2 and "not a training run folder" in capsys.readouterr().err
