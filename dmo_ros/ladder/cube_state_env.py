@@ -10,6 +10,9 @@ the cube's [x, y] and the goal's [x, y] in the robot's body frame (x forward, y 
 arena (for the walls), and cos and sin of its heading. ``observation="in_view"`` (:func:`observe_in_view`, a
 diagnostic between rungs 0 and 1) gives the cube's and the goal's only while they are in the camera's view (else
 zeros) and two flags saying which are: what a policy without memory could read off the current frame.
+``observation="memory"`` (:class:`LastSeen`) gives instead where each was last seen, carried into the current body
+frame by the robot's odometry, and two more flags saying whether each has been seen yet this episode: what a policy
+that remembers could know.
 
 Reward (per step, differentiable in the observation so the state model carries its gradient):
 ``-|goal - cube| - approach * max(0, |cube| - approach_radius)`` — the cube's distance from the goal's centre, and a
@@ -60,16 +63,18 @@ def observe(state: PushCubeState) -> np.ndarray:
                     dtype=np.float64).astype(np.float32) / HALF_M
 
 
-OBSERVATIONS = ("full", "in_view")
-"""How the rung-0 actor sees the cube and the goal: always (``full``, :func:`observe`) or only while each is in the
-camera's view (``in_view``, :func:`observe_in_view`)."""
+OBSERVATIONS = ("full", "in_view", "memory")
+"""How the rung-0 actor sees the cube and the goal: always (``full``, :func:`observe`), only while each is in the
+camera's view (``in_view``, :func:`observe_in_view`), or where each was last seen (``memory``, :class:`LastSeen`)."""
+
+_EXTRA_SIZE = {"full": 0, "in_view": 2, "memory": 4}
 
 
 def observation_size(observation: str = "full") -> int:
-    """The observation's length for an entry of :data:`OBSERVATIONS` (8 or 10). Raises ValueError for another."""
+    """The observation's length for an entry of :data:`OBSERVATIONS` (8, 10 or 12). Raises ValueError for another."""
     if observation not in OBSERVATIONS:
         raise ValueError(f"unknown observation {observation!r}; choose one of {', '.join(OBSERVATIONS)}")
-    return OBSERVATION_SIZE + (2 if observation == "in_view" else 0)
+    return OBSERVATION_SIZE + _EXTRA_SIZE[observation]
 
 
 def goal_in_view(sim: PushCubeSim, rim_points: int = 8) -> bool:
@@ -88,6 +93,51 @@ def observe_in_view(state: PushCubeState, goal_visible: bool) -> np.ndarray:
     full = observe(state)
     cube, goal = float(state.cube_in_view), float(goal_visible)
     return np.r_[full[0:2] * cube, full[2:4] * goal, full[4:8], cube, goal].astype(np.float32)
+
+
+class LastSeen:
+    """A robot's memory of the cube and the goal between sightings, for one stand-in (``observation="memory"``).
+
+    :meth:`observe` gives the (12,) observation: the world [x, y] where the camera last saw the cube and the goal
+    (:func:`observe_in_view`'s sightings), carried into the current body frame by the robot's pose (zeros before the
+    first sighting), the robot's own four numbers, the two in-view flags, then two flags [cube seen yet, goal seen
+    yet] (0 or 1). The pose is the stand-in's true one, so this is odometry without drift (an upper bound for a real
+    robot), and a cube pushed while out of view stays where it was last seen. The memory clears when the stand-in
+    starts another episode (a new (seed, episode) or its step count going back). Calling :meth:`observe` twice on
+    one state gives the same answer."""
+
+    def __init__(self) -> None:
+        self._episode: tuple[int, int, int] | None = None
+        self.cube: np.ndarray | None = None
+        """World [x, y] (m) where the cube was last in view this episode; None before."""
+        self.goal: np.ndarray | None = None
+        """World [x, y] (m) where the goal disc was last in view this episode; None before."""
+
+    def observe(self, sim: PushCubeSim) -> np.ndarray:
+        """(12,) float32 observation of the stand-in's current state (see the class doc), updating the memory."""
+        episode = (sim.seed, sim.episode, sim.steps)
+        if self._episode is None or episode[:2] != self._episode[:2] or episode[2] < self._episode[2]:
+            self.cube = self.goal = None
+        self._episode = episode
+        state, goal_visible = sim.state(), goal_in_view(sim)
+        if state.cube_in_view:
+            self.cube = state.cube[:2].copy()
+        if goal_visible:
+            self.goal = state.goal[:2].copy()
+        robot, yaw = state.robot[:2], float(state.robot[2])
+
+        def carried(point: np.ndarray | None) -> np.ndarray:
+            return np.zeros(2) if point is None else _body(point - robot, yaw) / HALF_M
+
+        in_view = observe_in_view(state, goal_visible)
+        return np.r_[carried(self.cube), carried(self.goal), in_view[4:10],
+                     float(self.cube is not None), float(self.goal is not None)].astype(np.float32)
+
+
+def both_in_view(observation: Tensor) -> Tensor:
+    """(...) bool: whether an ``in_view`` or ``memory`` observation (..., 10 or 12) has the cube and the goal both in
+    the camera's view (its flags at 8 and 9)."""
+    return (observation[..., 8:10] > 0).all(-1)
 
 
 def cube_goal_distance(observation: Tensor) -> Tensor:
@@ -120,8 +170,13 @@ def cube_state_reward(observation: Tensor, approach: float = 0.1, approach_radiu
     return -cube_goal_distance(observation) - approach * robot_to_target
 
 
-def observe_sim(sim: PushCubeSim, observation: str = "full") -> np.ndarray:
-    """A stand-in's current observation of the kind ``observation`` (:data:`OBSERVATIONS`)."""
+def observe_sim(sim: PushCubeSim, observation: str = "full", memory: LastSeen | None = None) -> np.ndarray:
+    """A stand-in's current observation of the kind ``observation`` (:data:`OBSERVATIONS`); ``memory`` is the
+    stand-in's :class:`LastSeen` (needed for ``memory``, raises ValueError without it)."""
+    if observation == "memory":
+        if memory is None:
+            raise ValueError("observation=memory needs the stand-in's LastSeen memory")
+        return memory.observe(sim)
     if observation == "in_view":
         return observe_in_view(sim.state(), goal_in_view(sim))
     return observe(sim.state())
@@ -143,12 +198,14 @@ class CubeStateEnvs(SteppedStandins):
         # The camera of the recorded datasets (96 x 96), rendered only when a learned reward scores the frames.
         self.sims = [PushCubeSim(PushCubeConfig(seed=base, control_period=control_period_s))
                      for base in self.base_seeds]
+        self.memories = [LastSeen() for _ in self.sims]
+        """Each stand-in's :class:`LastSeen` (read only with ``observation="memory"``)."""
         self.period = control_period_s
         self.samples = 0
         self.steps = np.zeros(batch, dtype=np.int64)
 
     def _observe(self, sim: PushCubeSim) -> np.ndarray:
-        return observe_sim(sim, self.observation)
+        return observe_sim(sim, self.observation, self.memories[self.sims.index(sim)])
 
     def _command(self, sim: PushCubeSim, action: np.ndarray) -> None:
         sim.step(action * sim.limits)
@@ -161,5 +218,5 @@ class CubeStateEnvs(SteppedStandins):
 
 
 __all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M",
-           "OBSERVATIONS", "OBSERVATION_SIZE", "TASK", "cube_goal_distance", "cube_state_reward", "goal_in_view",
-           "observation_size", "observe", "observe_in_view", "observe_sim"]
+           "LastSeen", "OBSERVATIONS", "OBSERVATION_SIZE", "TASK", "both_in_view", "cube_goal_distance",
+           "cube_state_reward", "goal_in_view", "observation_size", "observe", "observe_in_view", "observe_sim"]

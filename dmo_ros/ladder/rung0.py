@@ -73,7 +73,7 @@ RUNG0_TASKS = (*TASKS, cube_state_env.TASK)
 
 def task_sizes(task: str, observation: str = "full") -> tuple[int, int]:
     """(observation size, action size) of a rung-0 task: (8, 2) on Push-T, (8, 3) on Push Cube ((10, 3) with
-    ``observation="in_view"``)."""
+    ``observation="in_view"``, (12, 3) with ``"memory"``)."""
     if task == cube_state_env.TASK:
         return cube_state_env.observation_size(observation), cube_state_env.ACTION_SIZE
     return OBSERVATION_SIZE, ACTION_SIZE
@@ -100,8 +100,9 @@ class Rung0Config:
     observation: str = "full"
     """push_cube: what the actor reads of the cube and the goal — always (``full``), or only while each is in the
     camera's view, with a flag each (``in_view``, a diagnostic between rungs 0 and 1: what a policy without memory
-    could read off the current frame; needs ``reward=learned``, as the true reward reads the positions;
-    :data:`~dmo_ros.ladder.cube_state_env.OBSERVATIONS`)."""
+    could read off the current frame), or where each was last seen, carried by odometry, with two more flags
+    (``memory``, :class:`~dmo_ros.ladder.cube_state_env.LastSeen`: what a policy that remembers could know). Both need
+    ``reward=learned``, as the true reward reads the positions (:data:`~dmo_ros.ladder.cube_state_env.OBSERVATIONS`)."""
     approach_radius: float = 70.0
     """Pushing tasks: arena units from the T's centre within which the approach term stops pulling."""
     agent_lure: float = 0.0
@@ -165,14 +166,13 @@ class Rung0Config:
                              f"{', '.join(cube_state_env.APPROACH_TARGETS)}")
         if self.approach_target != "cube" and self.task != cube_state_env.TASK:
             raise ValueError("approach_target is push_cube's; the Push-T tasks' approach term pulls toward the T")
-        if self.observation not in cube_state_env.OBSERVATIONS:
-            raise ValueError(f"unknown observation {self.observation!r}; choose one of "
-                             f"{', '.join(cube_state_env.OBSERVATIONS)}")
+        cube_state_env.observation_size(self.observation)  # refuses an unknown name
         if self.observation != "full" and self.task != cube_state_env.TASK:
-            raise ValueError("observation=in_view is push_cube's (the camera's view); Push-T's rung 0 sees everything")
+            raise ValueError(f"observation={self.observation} is push_cube's (the camera's view); Push-T's rung 0 "
+                             "sees everything")
         if self.observation != "full" and self.reward != "learned":
-            raise ValueError("observation=in_view needs reward=learned: the true reward reads the cube's and the "
-                             "goal's positions, which this observation hides while they are out of view")
+            raise ValueError(f"observation={self.observation} needs reward=learned: the true reward reads the cube's "
+                             "and the goal's positions, which this observation hides while they are out of view")
         if self.task == cube_state_env.TASK and self.agent_lure:
             raise ValueError("agent_lure is the Push-T tasks' diagnostic; push_cube has none")
         if self.method not in METHODS:
@@ -374,14 +374,19 @@ class StatePolicy:
         self.net = copy.deepcopy(act).eval()
         self.cube = task == cube_state_env.TASK
         self.observation = observation
+        self.memories: dict[int, cube_state_env.LastSeen] = {}
+        """Each stand-in's memory (``observation="memory"``), by ``id(sim)``; :meth:`reset` clears it."""
 
     def reset(self, sim: Any) -> None:
-        pass
+        self.memories[id(sim)] = cube_state_env.LastSeen()
 
     @torch.inference_mode()
     def act(self, sim: Any) -> np.ndarray:
-        observation = torch.from_numpy(cube_state_env.observe_sim(sim, self.observation) if self.cube
-                                       else observe(sim.state()))[None]
+        if self.cube:
+            memory = self.memories.setdefault(id(sim), cube_state_env.LastSeen())
+            observation = torch.from_numpy(cube_state_env.observe_sim(sim, self.observation, memory))[None]
+        else:
+            observation = torch.from_numpy(observe(sim.state()))[None]
         action = self.net(observation)[0].clamp(-1.0, 1.0).numpy().astype(np.float64)
         return action * (sim.limits if self.cube else sim.config.max_speed_m_s)
 
@@ -593,8 +598,8 @@ def _task_distance(observation: Tensor, task: str) -> float:
 
     if task == cube_state_env.TASK:
         distance = cube_state_env.cube_goal_distance(observation)
-        if observation.shape[-1] > cube_state_env.OBSERVATION_SIZE:  # in_view: only where both are seen (else NaN)
-            distance = distance[(observation[..., -2:] > 0).all(-1)]
+        if observation.shape[-1] > cube_state_env.OBSERVATION_SIZE:  # in_view, memory: where both are seen
+            distance = distance[cube_state_env.both_in_view(observation)]
         return distance.mean().item() * cube_state_env.HALF_M
     if task in REACH_TASKS:
         return (observation[..., 0:2] - observation[..., 6:8]).norm(dim=-1).mean().item() * HALF

@@ -16,6 +16,8 @@ from dmo_ros.ladder.cube_state_env import (
     CONTACT_M,
     HALF_M,
     CubeStateEnvs,
+    LastSeen,
+    both_in_view,
     cube_goal_distance,
     cube_state_reward,
     goal_in_view,
@@ -69,6 +71,44 @@ def test_the_in_view_observation_hides_what_the_camera_does_not_see_and_flags_it
         observation_size("pixels")
     with pytest.raises(ValueError, match="unknown observation"):
         CubeStateEnvs(1, 0, 4, observation="pixels")
+
+
+def test_the_memory_observation_carries_the_last_sightings_by_odometry_and_forgets_them_in_a_new_episode():
+    with PushCubeSim(PushCubeConfig(seed=4, width=8, height=8)) as sim:
+        goal = sim.goal[:2]
+        memory = LastSeen()
+        sim.set_poses(robot=np.r_[goal - [1.5, 0.0], 0.0], cube=np.r_[goal - [0.5, 0.0], 0.0])
+        ahead, ahead_in_view = observe_sim(sim, "memory", memory), observe_sim(sim, "in_view")
+        np.testing.assert_array_equal(ahead, memory.observe(sim))  # reading it twice changes nothing
+        # Turned round and stepped aside: neither in view, both where they were, in the new body frame.
+        sim.set_poses(robot=np.r_[goal - [1.5, 0.3], math.pi], cube=np.r_[goal - [0.5, 0.0], 0.0])
+        behind, turned = observe_sim(sim, "memory", memory), observe(sim.state())
+        assert not goal_in_view(sim) and not sim.state().cube_in_view
+        unseen = LastSeen().observe(sim)  # a memory that never saw them knows nothing
+        with pytest.raises(ValueError, match="needs the stand-in's LastSeen"):
+            observe_sim(sim, "memory")
+        sim.reset()  # a new episode forgets: turned away from where the goal now is, nothing remembered
+        sim.set_poses(robot=np.r_[sim.goal[:2] - [1.5, 0.0], math.pi], cube=np.r_[sim.goal[:2] + [1.0, 0.0], 0.0])
+        forgotten = memory.observe(sim)
+        assert not goal_in_view(sim) and not sim.state().cube_in_view
+    assert ahead.shape == (observation_size("memory"),) == (12,) and ahead.dtype == np.float32
+    np.testing.assert_allclose(ahead[:10], ahead_in_view, atol=1e-6)  # in view: what the camera sees
+    np.testing.assert_array_equal(ahead[8:], [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(behind[:8], turned, atol=1e-6)  # remembered = true: nothing moved
+    np.testing.assert_array_equal(behind[8:], [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(unseen[:4], np.zeros(4))
+    np.testing.assert_array_equal(unseen[8:], np.zeros(4))
+    np.testing.assert_array_equal(forgotten[:4], np.zeros(4))
+    np.testing.assert_array_equal(forgotten[8:], np.zeros(4))
+    assert both_in_view(torch.from_numpy(np.stack([ahead, behind]))).tolist() == [True, False]
+    envs = CubeStateEnvs(2, 0, 4, observation="memory")
+    try:
+        first = envs.observations()
+        assert first.shape == (2, 12)
+        np.testing.assert_array_equal(first[:, 10:], first[:, 8:10])  # at the start: known = in view now
+        envs.step(np.zeros((2, 3)))
+    finally:
+        envs.close()
 
 
 def test_the_reward_is_the_cubes_distance_from_the_goal_and_a_pull_toward_the_cube():

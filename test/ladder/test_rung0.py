@@ -380,6 +380,9 @@ def test_tiny_rung0_on_push_cube_runs_and_is_evaluated_as_push_cube(tmp_path, ca
 
 def test_the_in_view_observation_is_push_cubes_and_needs_the_learned_reward():
     assert rung0.task_sizes("push_cube", "in_view") == (10, 3) and rung0.task_sizes("push_cube") == (8, 3)
+    assert rung0.task_sizes("push_cube", "memory") == (12, 3)
+    with pytest.raises(ValueError, match="observation=memory needs reward=learned"):
+        rung0.Rung0Config(task="push_cube", observation="memory")
     with pytest.raises(ValueError, match="unknown observation"):
         rung0.Rung0Config(task="push_cube", observation="pixels", reward="learned", reward_run="r")
     with pytest.raises(ValueError, match="push_cube's"):
@@ -410,13 +413,15 @@ def test_tiny_rung0_on_push_cube_with_an_intent_reward_scores_the_stand_ins_came
     assert rung0.main([str(run), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward", "learned",
                        "--reward-run", str(reward_run), "--final-eval-episodes", "1", "--no-progress"]) == 0
     assert f"push_cube with the learned reward of {reward_run}" in capsys.readouterr().out
-    # The same with only what the camera sees of the cube and the goal (10 numbers), trained and evaluated so.
-    seen = tmp_path / f"cube_intent_in_view_{method}"
-    assert rung0.main([str(seen), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward", "learned",
-                       "--reward-run", str(reward_run), "--set", "observation=in_view", "--final-eval-episodes", "1",
-                       "--no-progress"]) == 0
-    policy = json.loads((seen / "config.json").read_text())["policy"]
-    assert policy["observation_size"] == 10 and policy["observation"] == "in_view"
-    assert json.loads((seen / "final_eval.json").read_text())["policy"]["episodes"] == 1
+    # The same with only what the camera sees of the cube and the goal (10 numbers), and with where each was last
+    # seen (12), trained and evaluated so.
+    for observation, size in (("in_view", 10), ("memory", 12)):
+        seen = tmp_path / f"cube_intent_{observation}_{method}"
+        assert rung0.main([str(seen), "--preset", "tiny", "--task", "push_cube", "--method", method, "--reward",
+                           "learned", "--reward-run", str(reward_run), "--set", f"observation={observation}",
+                           "--final-eval-episodes", "1", "--no-progress"]) == 0
+        policy = json.loads((seen / "config.json").read_text())["policy"]
+        assert policy["observation_size"] == size and policy["observation"] == observation
+        assert json.loads((seen / "final_eval.json").read_text())["policy"]["episodes"] == 1
     if method == "sapo":
         assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
