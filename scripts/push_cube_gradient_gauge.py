@@ -66,17 +66,12 @@ def rung0_gradients(run_dir: Path, probes: list[GradientProbe]) -> list[np.ndarr
         action = (probe.actions[-1] / limits)[None].clone().requires_grad_(True)  # rung 0 acts in [-1, 1]
         state = model(state, action)
         total = reward(state)
-        for later in continuation(probe):
+        for later in probe.later_actions:
             state = model(state, (later / limits)[None])
             total = total + reward(state)
         (gradient,) = torch.autograd.grad(total.sum(), action)
         gradients.append((gradient[0] / limits).double().numpy())  # per m/s and rad/s, as the probes are
     return gradients
-
-
-def continuation(probe: GradientProbe) -> torch.Tensor:
-    """(K - 1, A) the actions held after the probed one (none for a one-step probe)."""
-    return probe.continuation if probe.continuation is not None else probe.actions[:0]
 
 
 def main(argv: list[str] | None = None) -> int:

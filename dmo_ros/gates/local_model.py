@@ -120,6 +120,11 @@ class GradientProbe:
     """(K - 1, A) float32: with ``steps`` K > 1, the operator's next actions after the probed one, held open-loop
     in the finite differences (``gradient`` is then d (r_1 + ... + r_K) / d a_0); None for one step."""
 
+    @property
+    def later_actions(self) -> torch.Tensor:
+        """(K - 1, A) float32: ``continuation``, or (0, A) for a one-step probe — the actions held after a_0."""
+        return self.continuation if self.continuation is not None else self.actions[:0]
+
 
 def _one_step(model: LocalModel, posteriors: RSSMState, actions: torch.Tensor) -> RSSMState:
     """Priors of frames 1..T-1 from the posteriors of frames 0..T-2 under actions (B, T-1, A), flattened over time."""
@@ -314,7 +319,7 @@ def local_reward_gradient(model: LocalModel, probe: GradientProbe, path: str = "
     elif path == "stoch":
         state = RSSMState(state.deter.detach(), state.stoch, state.params)
     total = model.reward(state)
-    for later in probe.continuation if probe.continuation is not None else ():
+    for later in probe.later_actions:
         state = model.rssm.prior_step(state, later[None], sample=False)
         total = total + model.reward(state)
     (gradient,) = torch.autograd.grad(total.sum(), action)

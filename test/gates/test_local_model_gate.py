@@ -139,8 +139,8 @@ def test_probes_over_several_steps_sum_the_rewards_with_the_operators_next_actio
     one = simulator_probes(cube_x, count=6, history=2, image_size=64, epsilon=0.1, seed=3, warmup=(3, 8), robot="go2")
     three = simulator_probes(cube_x, count=6, history=2, image_size=64, epsilon=0.1, seed=3, warmup=(3, 8),
                              robot="go2", steps=3)
-    assert all(p.continuation is None for p in one)
-    assert all(q.continuation.shape == (2, 3) for q in three)
+    assert all(p.continuation is None and p.later_actions.shape == (0, 3) for p in one)
+    assert all(q.continuation.shape == (2, 3) and torch.equal(q.later_actions, q.continuation) for q in three)
     for p, q in zip(one, three, strict=True):
         assert torch.equal(p.frames, q.frames) and np.array_equal(p.state.robot, q.state.robot)
     seen = [(p.gradient[2], q.gradient[2]) for p, q in zip(one, three, strict=True) if p.gradient[2] > 0]

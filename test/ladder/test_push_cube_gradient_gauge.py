@@ -10,6 +10,7 @@ import pytest
 import torch
 from script_modules import load_script
 
+from dmo_ros.gates.local_model import GradientProbe
 from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.rung0 import StateModel, StateRewardModel
 from dmo_ros.sims.push_cube import PushCubeConfig
@@ -30,7 +31,8 @@ def test_the_rung0_gradient_matches_central_differences_in_the_probes_action_uni
                             goal=np.array([-1.0, 1.0, 0.0]))
     action = torch.tensor([0.2, -0.1, 0.5])  # m/s, m/s, rad/s
     continuation = None if later is None else torch.tensor(later)
-    probe = SimpleNamespace(state=state, actions=action[None], continuation=continuation)
+    probe = GradientProbe(frames=torch.zeros(1, 3, 4, 4, dtype=torch.uint8), actions=action[None],
+                          gradient=np.zeros(3), state=state, continuation=continuation)
     (gradient,) = gauge.rung0_gradients(tmp_path, [probe])
 
     defaults = PushCubeConfig()
