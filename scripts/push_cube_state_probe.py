@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dmo_ros.dataset.images import resize
+from dmo_ros.ladder import cube_state_env
 from dmo_ros.local_model.model import LocalModel, load_local_model
 from dmo_ros.local_model.rssm import features
 from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
@@ -35,18 +35,12 @@ from dmo_ros.teleop.scripted import make_operator, push_cube_observation
 from dmo_ros.training.checkpoint import CheckpointError
 
 
-def in_robot_frame(point: np.ndarray, robot: np.ndarray) -> np.ndarray:
-    """(2,) a world point [x, y] (m) in the frame of a robot pose [x, y, yaw]: x forward, y left (m)."""
-    dx, dy = point[0] - robot[0], point[1] - robot[1]
-    cos, sin = math.cos(robot[2]), math.sin(robot[2])
-    return np.array([cos * dx + sin * dy, -sin * dx + cos * dy])
-
-
 def operator_episodes(episodes: int, steps: int, image_size: int, seed: int, action_noise: float
                       ) -> list[dict[str, np.ndarray]]:
     """``episodes`` stand-in episodes of ``steps`` operator steps: per episode ``frames`` (T, 3, H, W) uint8,
     ``actions`` (T, 3) (``actions[t]`` led from frame t to t + 1), ``targets`` (T, 4: cube x, y, goal x, y in the
-    robot's frame, m) and ``in_view`` (T, 2) bool (the cube, the goal disc: its centre or a point of its rim)."""
+    robot's frame, m: :func:`~dmo_ros.ladder.cube_state_env.observe`'s) and ``in_view`` (T, 2) bool (the cube, the
+    goal disc: :func:`~dmo_ros.ladder.cube_state_env.goal_in_view`)."""
     rng = np.random.default_rng(seed)
     config = PushCubeConfig(seed=seed + 20_000)
     limits = np.array([config.max_vx, config.max_vy, config.max_yaw_rate])
@@ -62,11 +56,8 @@ def operator_episodes(episodes: int, steps: int, image_size: int, seed: int, act
             for _ in range(steps):
                 state = sim.state()
                 frames.append(resize(sim.render(), image_size, image_size, "crop"))
-                targets.append(np.r_[in_robot_frame(state.cube, state.robot), in_robot_frame(state.goal, state.robot)])
-                rim = [state.goal[:2] + state.goal[2] * np.array([math.cos(a), math.sin(a)])
-                       for a in np.linspace(0, 2 * math.pi, 8, endpoint=False)]
-                in_view.append((state.cube_in_view, any(sim.point_in_view(np.r_[point, 0.0])
-                                                        for point in (state.goal[:2], *rim))))
+                targets.append(cube_state_env.observe(state)[0:4].astype(np.float64) * cube_state_env.HALF_M)
+                in_view.append((state.cube_in_view, cube_state_env.goal_in_view(sim)))
                 action = np.asarray(policy.act(push_cube_observation(state)), dtype=np.float64)
                 action = np.clip(action + action_noise * limits * rng.standard_normal(3), -limits, limits)
                 actions.append(action)

@@ -1,23 +1,13 @@
-"""``scripts/push_cube_state_probe.py``: the robot-frame targets, the MLP probe on inputs that hold or lack the
+"""``scripts/push_cube_state_probe.py``: the MLP probe on inputs that hold or lack the
 answer, the operator's episodes, and the table for a Go2 local model."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 from script_modules import load_script
-
-
-def test_points_in_the_robot_frame():
-    probe = load_script("scripts/push_cube_state_probe.py")
-    assert probe.in_robot_frame(np.array([2.0, 1.0]), np.array([1.0, 1.0, 0.0])) == pytest.approx([1.0, 0.0])
-    # Facing +y (yaw 90 degrees): a point further along +y is ahead, one along -x is to the left.
-    assert probe.in_robot_frame(np.array([0.0, 2.0]), np.array([0.0, 0.0, math.pi / 2])) == pytest.approx([2.0, 0.0])
-    assert probe.in_robot_frame(np.array([-1.0, 0.0]), np.array([0.0, 0.0, math.pi / 2])) == pytest.approx(
-        [0.0, 1.0], abs=1e-12)
 
 
 def test_the_probe_reads_what_its_input_holds_and_not_what_it_lacks():
