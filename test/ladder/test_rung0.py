@@ -392,7 +392,8 @@ def test_the_in_view_observation_is_push_cubes_and_needs_the_learned_reward():
     # The logged cube-to-goal distance counts only the rows that see both (the others' positions are zeros).
     seen = torch.zeros(3, 10)
     seen[0, :4], seen[0, 8:], seen[1, 8] = torch.tensor([0.5, 0.0, 1.0, 0.0]), 1.0, 1.0
-    assert rung0._task_distance(seen, "push_cube") == pytest.approx(1.0)  # 0.5 units of 2 m
+    assert rung0._task_distance(seen, "push_cube")["final_distance_u"] == pytest.approx(1.0)  # 0.5 units of 2 m
+    assert rung0._task_distance(seen[1:], "push_cube") == {}  # no row sees both: no entry (not NaN)
 
 
 @pytest.mark.parametrize("method", rung0.METHODS)
@@ -425,3 +426,21 @@ def test_tiny_rung0_on_push_cube_with_an_intent_reward_scores_the_stand_ins_came
         assert json.loads((seen / "final_eval.json").read_text())["policy"]["episodes"] == 1
     if method == "sapo":
         assert {"train/reward_model_error", "train/label_mean"} <= scalar_tags(run)
+
+
+def test_the_state_model_carries_held_flags_and_leaves_their_events_out_of_its_loss():
+    torch.manual_seed(0)
+    model = rung0.StateModel(16, 1, observation_size=4, action_size=1, held=2)
+    state = torch.tensor([[0.1, 0.2, 1.0, 0.0], [0.3, -0.1, 0.0, 1.0]])
+    action = torch.zeros(2, 1)
+    predicted = model(state, action)
+    assert torch.equal(predicted[:, 2:], state[:, 2:])  # the flags carried as they were
+    event = state.clone()
+    event[:, :2] += 0.05
+    event[1, 2], event[1, 0] = 1.0, 3.0  # row 1: a flag flips and a position jumps (a first sighting)
+    assert model.loss(state, action, event).item() == pytest.approx(
+        ((predicted[:1, :2] - event[:1, :2]) / model.scale[:2]).pow(2).mean().item())
+    assert model.loss(state[1:], action[1:], event[1:]).item() == 0.0  # only an event: nothing to fit
+    everything = rung0.StateModel(16, 1, observation_size=4, action_size=1)
+    everything.load_state_dict(model.state_dict())  # the same weights; held=0 predicts and scores every component
+    assert everything.loss(state, action, event).item() > 10 * model.loss(state, action, event).item()
