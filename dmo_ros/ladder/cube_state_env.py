@@ -30,6 +30,7 @@ Actions: [vx, vy, yaw rate] in [-1, 1], times the stand-in's limits (m/s, m/s, r
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from torch import Tensor
@@ -134,6 +135,25 @@ class LastSeen:
                      float(self.cube is not None), float(self.goal is not None)].astype(np.float32)
 
 
+class Memories:
+    """Each stand-in's :class:`LastSeen`, made on first use and keyed by the stand-in object itself (held weakly, so
+    a new stand-in never inherits a finished one's memory as an ``id()`` key could)."""
+
+    def __init__(self) -> None:
+        self._by_sim: weakref.WeakKeyDictionary[PushCubeSim, LastSeen] = weakref.WeakKeyDictionary()
+
+    def of(self, sim: PushCubeSim) -> LastSeen:
+        """The stand-in's memory (a fresh one the first time it is asked for)."""
+        memory = self._by_sim.get(sim)
+        if memory is None:
+            memory = self._by_sim[sim] = LastSeen()
+        return memory
+
+    def forget(self, sim: PushCubeSim) -> None:
+        """Drop the stand-in's memory (its next :meth:`of` starts a fresh one)."""
+        self._by_sim.pop(sim, None)
+
+
 def both_in_view(observation: Tensor) -> Tensor:
     """(...) bool: whether an ``in_view`` or ``memory`` observation (..., 10 or 12) has the cube and the goal both in
     the camera's view (its flags at 8 and 9)."""
@@ -198,14 +218,14 @@ class CubeStateEnvs(SteppedStandins):
         # The camera of the recorded datasets (96 x 96), rendered only when a learned reward scores the frames.
         self.sims = [PushCubeSim(PushCubeConfig(seed=base, control_period=control_period_s))
                      for base in self.base_seeds]
-        self.memories = [LastSeen() for _ in self.sims]
+        self.memories = Memories()
         """Each stand-in's :class:`LastSeen` (read only with ``observation="memory"``)."""
         self.period = control_period_s
         self.samples = 0
         self.steps = np.zeros(batch, dtype=np.int64)
 
     def _observe(self, sim: PushCubeSim) -> np.ndarray:
-        return observe_sim(sim, self.observation, self.memories[self.sims.index(sim)])
+        return observe_sim(sim, self.observation, self.memories.of(sim))
 
     def _command(self, sim: PushCubeSim, action: np.ndarray) -> None:
         sim.step(action * sim.limits)
@@ -218,5 +238,5 @@ class CubeStateEnvs(SteppedStandins):
 
 
 __all__ = ["ACTION_SIZE", "APPROACH_RADIUS_M", "APPROACH_TARGETS", "CONTACT_M", "CubeStateEnvs", "HALF_M",
-           "LastSeen", "OBSERVATIONS", "OBSERVATION_SIZE", "TASK", "both_in_view", "cube_goal_distance",
+           "LastSeen", "Memories", "OBSERVATIONS", "OBSERVATION_SIZE", "TASK", "both_in_view", "cube_goal_distance",
            "cube_state_reward", "goal_in_view", "observation_size", "observe", "observe_in_view", "observe_sim"]

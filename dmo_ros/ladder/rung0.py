@@ -390,17 +390,17 @@ class StatePolicy:
         self.net = copy.deepcopy(act).eval()
         self.cube = task == cube_state_env.TASK
         self.observation = observation
-        self.memories: dict[int, cube_state_env.LastSeen] = {}
-        """Each stand-in's memory (``observation="memory"``), by ``id(sim)``; :meth:`reset` clears it."""
+        self.memories = cube_state_env.Memories()
+        """Each stand-in's memory (``observation="memory"``); :meth:`reset` clears it."""
 
     def reset(self, sim: Any) -> None:
-        self.memories[id(sim)] = cube_state_env.LastSeen()
+        self.memories.forget(sim)
 
     @torch.inference_mode()
     def act(self, sim: Any) -> np.ndarray:
         if self.cube:
-            memory = self.memories.setdefault(id(sim), cube_state_env.LastSeen())
-            observation = torch.from_numpy(cube_state_env.observe_sim(sim, self.observation, memory))[None]
+            observation = cube_state_env.observe_sim(sim, self.observation, self.memories.of(sim))
+            observation = torch.from_numpy(observation)[None]
         else:
             observation = torch.from_numpy(observe(sim.state()))[None]
         action = self.net(observation)[0].clamp(-1.0, 1.0).numpy().astype(np.float64)

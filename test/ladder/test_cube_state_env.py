@@ -3,6 +3,7 @@ model that learns how a body-velocity command moves the cube in the robot's fram
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from dmo_ros.ladder.cube_state_env import (
     HALF_M,
     CubeStateEnvs,
     LastSeen,
+    Memories,
     both_in_view,
     cube_goal_distance,
     cube_state_reward,
@@ -109,6 +111,24 @@ def test_the_memory_observation_carries_the_last_sightings_by_odometry_and_forge
         envs.step(np.zeros((2, 3)))
     finally:
         envs.close()
+
+
+def test_memories_keep_one_memory_per_stand_in_and_a_new_stand_in_starts_with_none():
+    memories = Memories()
+    with PushCubeSim(PushCubeConfig(seed=4, width=8, height=8)) as first, \
+            PushCubeSim(PushCubeConfig(seed=4, width=8, height=8)) as second:
+        assert memories.of(first) is memories.of(first) and memories.of(first) is not memories.of(second)
+        goal = first.goal[:2]
+        first.set_poses(robot=np.r_[goal - [1.5, 0.0], 0.0], cube=np.r_[goal - [0.5, 0.0], 0.0])
+        assert observe_sim(first, "memory", memories.of(first))[10:].tolist() == [1.0, 1.0]
+        old = memories.of(first)
+        memories.forget(first)
+        assert memories.of(first) is not old and memories.of(first).cube is None
+        memories.forget(second)
+        memories.forget(second)  # forgetting twice is harmless
+    del first, second
+    gc.collect()
+    assert len(memories._by_sim) == 0  # held weakly: a finished stand-in's memory goes with it
 
 
 def test_the_reward_is_the_cubes_distance_from_the_goal_and_a_pull_toward_the_cube():
