@@ -66,6 +66,12 @@ class TeleopParameters:
         0.0, "Scripted Push Cube: the milestone key's value, in [0, 1), held whenever the robot has the cube "
              "straight ahead and the goal beyond it; 0: pressed at success only."
     )
+    demo_settle_steps: int = param(
+        0, "Scripted: steps a demonstration goes on pushing after the first success before the success key; 0: none."
+    )
+    demo_back_off_steps: int = param(
+        0, "Scripted Push Cube: steps of backing away from the cube before the success key; 0: none."
+    )
     arena_size_m: float = param(0.5, "Scripted Push-T: metres spanned by the stand-in's arena (its arena_size_m).")
     joy_axes: list[int] = param([1, 0, 3], "Joy axis index per action component (x, y, yaw).")
     joy_scales: list[float] = param([0.1, 0.1, 1.0], "Action at full stick per component (m/s, m/s, rad/s).")
@@ -124,6 +130,8 @@ class Teleop(DmoNode):
                 play_slow_probability=p.play_slow_probability,
                 play_wander_probability=p.play_wander_probability,
                 lined_up_milestone=p.lined_up_milestone,
+                demo_settle_steps=p.demo_settle_steps,
+                demo_back_off_steps=p.demo_back_off_steps,
             )
             self.scripted = make_operator(p.robot, config, p.arena_size_m, task=p.task)
             self.observation: Observation | None = None

@@ -103,6 +103,12 @@ class FastCollectConfig:
     lined_up_milestone: float = 0.0
     """Push Cube: the milestone key's value held whenever the robot has the cube straight ahead and the goal beyond
     it, in play and demonstrations (:attr:`ScriptedOperatorConfig.lined_up_milestone`); 0: pressed at success only."""
+    demo_settle_steps: int = 0
+    """Steps a demonstration goes on pushing after the first success before the success key
+    (:attr:`ScriptedOperatorConfig.demo_settle_steps`); 0: the key at the first success."""
+    demo_back_off_steps: int = 0
+    """Push Cube: steps of backing away from the cube before the success key
+    (:attr:`ScriptedOperatorConfig.demo_back_off_steps`); 0: none."""
     camera_topic: str = "/camera/image"
     """Camera topic (sensor_msgs/Image, rgb8)."""
     action_topic: str = ""
@@ -246,7 +252,8 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
             demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
             play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
             play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
-            lined_up_milestone=config.lined_up_milestone,
+            lined_up_milestone=config.lined_up_milestone, demo_settle_steps=config.demo_settle_steps,
+            demo_back_off_steps=config.demo_back_off_steps,
         ), task=config.task)
         action_size = operator.action_size
         command_action = np.zeros(action_size)  # the stand-in's latest command
@@ -388,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lined-up-milestone", type=float,
                         help="Push Cube: the milestone key's value (in [0, 1)) held whenever the robot has the cube "
                              "straight ahead and the goal beyond it; 0: pressed at success only (default: the graph's)")
+    parser.add_argument("--demo-settle-steps", type=int,
+                        help="steps a demonstration goes on pushing after the first success before the success key "
+                             "(default: the graph's)")
+    parser.add_argument("--demo-back-off-steps", type=int,
+                        help="Push Cube: steps of backing away from the cube before the success key, so the "
+                             "demonstration ends with the cube on the disc in view (default: the graph's)")
     parser.add_argument("--storage", choices=sorted(STORAGES), help="rosbag2 storage (default: the graph's)")
     parser.add_argument("--split-duration", type=float, help="simulated seconds per split bag")
     parser.add_argument("--max-episode-steps", type=int, default=0, help="stand-in step limit per episode; 0: none")
@@ -404,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                   "play_slow_probability": options.play_slow_probability,
                   "play_wander_probability": options.play_wander_probability,
                   "lined_up_milestone": options.lined_up_milestone,
+                  "demo_settle_steps": options.demo_settle_steps,
+                  "demo_back_off_steps": options.demo_back_off_steps,
                   "storage": options.storage, "split_duration": options.split_duration}
         values = {name: graph[name] if value is None else value for name, value in chosen.items()}
         config = FastCollectConfig(
@@ -417,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
             play_slow_probability=config.play_slow_probability,
             play_wander_probability=config.play_wander_probability, lined_up_milestone=config.lined_up_milestone,
+            demo_settle_steps=config.demo_settle_steps, demo_back_off_steps=config.demo_back_off_steps,
         ), task=config.task)
     except (ValueError, GraphError) as error:
         parser.error(str(error))

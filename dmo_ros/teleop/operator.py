@@ -125,6 +125,17 @@ class ScriptedOperatorConfig:
     0: the key is pressed at success only. An intent reward trained on it pays for getting behind the cube, which
     P(intent | frame) alone does not (docs/push_cube.md "A milestone key behind the cube")."""
 
+    demo_settle_steps: int = 0
+    """Steps the demonstration goes on after the stand-in first reports success, the expert still pushing, before the
+    success key: a careful operator pushes the object well in instead of stopping on the goal region's edge. 0: the
+    key at the first success. Measured on Push Cube (docs/push_cube.md "Where the intent reward peaks"): demonstrations
+    that stop on the edge teach the intent reward to pay the edge, and the reward falls as the cube goes further in."""
+    demo_back_off_steps: int = 0
+    """Then steps of backing away from the object (the robot's :attr:`ScriptedOperator.back_off`, intent on) before
+    the success key, so the demonstration's last frames show the object in the goal region from a distance (up close,
+    the Go2's camera sees the cube but not the disc beneath it). Only for a robot with a back-off (Push Cube's); 0:
+    none."""
+
     def __post_init__(self) -> None:
         low, high = self.play_steps
         if not 0 <= low <= high:
@@ -150,6 +161,9 @@ class ScriptedOperatorConfig:
             raise ValueError(f"play_slow_speed must be > 0, got {self.play_slow_speed}")
         if not self.play_hold_speed > 0:
             raise ValueError(f"play_hold_speed must be > 0, got {self.play_hold_speed}")
+        if self.demo_settle_steps < 0 or self.demo_back_off_steps < 0:
+            raise ValueError(f"demo_settle_steps and demo_back_off_steps must be >= 0, got {self.demo_settle_steps} "
+                             f"and {self.demo_back_off_steps}")
 
 
 @dataclass
@@ -188,6 +202,9 @@ class ScriptedOperator:
     """Whether an observation (in play or a demonstration) meets the task's intermediate milestone (Push Cube:
     :func:`~dmo_ros.teleop.push_cube_expert.lined_up`); the key then holds
     :attr:`ScriptedOperatorConfig.lined_up_milestone`. None: no such milestone."""
+    back_off: Callable[[Observation], np.ndarray] | None = None
+    """The robot's command that backs it away from the object (Push Cube:
+    :meth:`~dmo_ros.teleop.push_cube_expert.PushCubeExpert.back_off`), for ``demo_back_off_steps``; None: none."""
     limit_action: Callable[[np.ndarray], np.ndarray] | None = None
     """The robot's command limits, applied to noisy play actions (``play_action_noise``) and held commands so that the
     recorded action is the one the robot carries out; None: no limit."""
@@ -195,6 +212,8 @@ class ScriptedOperator:
     def __post_init__(self) -> None:
         if self.config.lined_up_milestone and self.milestone_met is None:
             raise ValueError("lined_up_milestone: this robot's expert has no intermediate milestone (Push Cube's has)")
+        if self.config.demo_back_off_steps and self.back_off is None:
+            raise ValueError("demo_back_off_steps: this robot's operator has no back-off command (Push Cube's has)")
         self.rng = np.random.default_rng(self.config.seed)
         self.stats = OperatorStats()
         self.mode = Mode.RESET
@@ -249,14 +268,22 @@ class ScriptedOperator:
             else:
                 return self._reset()
         if self.mode is Mode.DEMO:
-            if observation.success:
+            if observation.success or self.succeeded_steps:  # once succeeded, the demonstration finishes
                 self.stats.demo_best_progress[-1] = max(self.stats.demo_best_progress[-1], observation.progress)
                 self.succeeded_steps += 1
                 if self.succeeded_steps == 1:
                     self.stats.demo_successes += 1
+                settle, back_off = self.config.demo_settle_steps, self.config.demo_back_off_steps
+                finishing = self.succeeded_steps - settle - back_off  # 1 at the success key
+                if finishing <= 0 and self.succeeded_steps <= settle:
+                    action = self.expert.act(observation)
+                    return Command(action, intent=True, milestone=self._milestone_held(observation))
+                if finishing <= 0:
+                    return Command(self.back_off(observation), intent=True)
+                if finishing == 1:
                     milestone = 1.0 if self.press_milestone else 0.0
                     return Command(self.zero(), intent=True, milestone=milestone)
-                if self.succeeded_steps <= self.config.hold_after_success_steps:
+                if finishing <= self.config.hold_after_success_steps:
                     return Command(self.zero(), intent=True)
                 return self._reset()
             if self.steps_in_mode >= self.config.demo_timeout_steps:

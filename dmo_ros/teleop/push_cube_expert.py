@@ -156,6 +156,11 @@ class PushCubeExpert:
         correction -= np.dot(correction, direction) * direction  # sideways only
         return body_command(robot, direction * push_speed + correction, heading, g)
 
+    def back_off(self, observation: Observation) -> np.ndarray:
+        """The body command (3,) that walks the robot straight back at 60 % of its top speed (m/s), facing as it is:
+        after a push, the cube in the goal region comes into view with the disc around it."""
+        return np.array([-0.6 * self.geometry.max_speed_m_s, 0.0, 0.0])
+
 
 class PushCubeExplorer:
     """Play: pushes toward random points on the cube from random sides, and wanders off; with ``visit_probability``

@@ -54,7 +54,8 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
 
     Raises:
         ValueError: an unknown robot or task, a task other than push_t for the go2 (it plays Push Cube only), or a
-            ``lined_up_milestone`` for the pusht (its experts have no intermediate milestone).
+            ``lined_up_milestone`` or ``demo_back_off_steps`` for the pusht (its experts have no intermediate
+            milestone and no back-off).
     """
     if robot not in ROBOTS:
         raise ValueError(f"unknown robot '{robot}'; choose one of {', '.join(ROBOTS)}")
@@ -70,8 +71,9 @@ def make_operator(robot: str, config: ScriptedOperatorConfig | None = None, aren
         return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config,
                                 limit_action=units.clamp)
     explorer = PushCubeExplorer(visit_probability=config.play_wander_probability)
-    return ScriptedOperator(explorer, PushCubeExpert(), ACTION_SIZE[robot], config, press_milestone=True,
-                            milestone_met=lined_up, limit_action=_clamp_body_velocity)
+    expert = PushCubeExpert()
+    return ScriptedOperator(explorer, expert, ACTION_SIZE[robot], config, press_milestone=True,
+                            milestone_met=lined_up, back_off=expert.back_off, limit_action=_clamp_body_velocity)
 
 
 GO2_COMMAND_LIMITS = np.array([0.5, 0.3, 1.0])

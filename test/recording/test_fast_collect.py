@@ -273,6 +273,8 @@ def test_defaults_are_the_nodes_parameters_and_the_graphs_arguments():
     assert teleop.play_action_noise == config.play_action_noise
     assert teleop.play_hold_probability == config.play_hold_probability
     assert teleop.play_wander_probability == config.play_wander_probability
+    for name in ("lined_up_milestone", "demo_settle_steps", "demo_back_off_steps"):
+        assert getattr(teleop, name) == getattr(config, name) == graph[name], name
     assert teleop.task == PushTStandinParameters().task == config.task
     for name in ("storage", "split_duration", "seed", "demo_probability", "play_steps_min", "play_steps_max",
                  "play_action_noise", "play_hold_probability", "play_wander_probability", "task", "camera_topic",

@@ -235,3 +235,47 @@ def test_lined_up_needs_the_cube_ahead_and_the_goal_beyond_it():
     assert not seen([3, 0, np.pi], [1, 0, 0], [2, 0, 0])  # the goal between the robot and the cube
     assert not seen([0, 0, 0], [1, 0, 0], [1, 1.5, 0])  # the goal off to the side
     assert not seen([0, 0, 0], [1, 0, 0], [1, 0, 0])  # the cube on the goal: nothing to line up
+
+
+def test_push_cube_demonstrations_settle_and_back_off_before_the_success_key():
+    """``demo_settle_steps`` and ``demo_back_off_steps``: after the first success the expert goes on pushing, then
+    the robot walks back (intent on), and only then is the key pressed — with the cube nearer the goal's centre and
+    the robot farther from the cube than at the first success; without them the key comes at the first success."""
+    from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+    from dmo_ros.teleop.operator import ScriptedOperatorConfig
+    from dmo_ros.teleop.scripted import make_operator, push_cube_observation
+
+    def presses(settle: int, back_off: int, steps: int = 700) -> list[tuple[float, float, bool]]:
+        """(cube-to-goal distance, robot-to-cube distance, success) at each press of the success key."""
+        rows = []
+        with PushCubeSim(PushCubeConfig(seed=2)) as sim:
+            operator = make_operator("go2", ScriptedOperatorConfig(seed=4, demo_probability=1.0, play_steps=(5, 10),
+                                                                   demo_settle_steps=settle,
+                                                                   demo_back_off_steps=back_off))
+            for _ in range(steps):
+                state = sim.state()
+                command = operator.act(push_cube_observation(state))
+                if command.milestone == 1.0:
+                    assert command.intent
+                    rows.append((float(np.linalg.norm(state.cube[:2] - state.goal[:2])),
+                                 float(np.linalg.norm(state.robot[:2] - state.cube[:2])), state.success))
+                if command.reset:
+                    sim.reset()
+                else:
+                    sim.step(command.action)
+        return rows
+
+    plain, finished = presses(0, 0), presses(3, 4)
+    assert len(plain) >= 3 and len(finished) >= 3, (plain, finished)
+    assert all(success for *_, success in plain + finished)
+    goal_radius = PushCubeConfig().goal_radius
+    assert np.mean([cube for cube, *_ in plain]) > 0.8 * goal_radius  # the plain key: on the disc's edge
+    assert np.mean([cube for cube, *_ in finished]) < 0.6 * goal_radius  # pushed well in
+    assert np.mean([robot for _, robot, _ in finished]) > np.mean([robot for _, robot, _ in plain]) + 0.2  # backed off
+    with pytest.raises(ValueError, match="demo_back_off_steps"):
+        make_operator("pusht", ScriptedOperatorConfig(demo_back_off_steps=2))
+    with pytest.raises(ValueError, match="demo_settle_steps"):
+        ScriptedOperatorConfig(demo_settle_steps=-1)
+    result = subprocess.run([BIN / "dmo-collect-fast", "--robot", "pusht", "--samples", "10", "--demo-back-off-steps",
+                             "2", "--output", "unused"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no back-off" in result.stderr, result.stderr
