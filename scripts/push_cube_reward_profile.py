@@ -57,7 +57,7 @@ def placements(sim: PushCubeSim, distances: np.ndarray, standoff: float) -> list
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reward-run", type=Path, required=True)
     parser.add_argument("--goal", type=Path, help="goal picture or goal set (.npy); not for an intent reward")
@@ -68,7 +68,7 @@ def main() -> None:
                         help="robot centre to cube centre (m; default the expert's pushing standoff, 0.55; the "
                              "robot's front touches the cube at 0.4)")
     parser.add_argument("--out", type=Path, default=None, help="folder for reward_profile.json and .png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = load_reward_model(args.reward_run).eval()
     reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))

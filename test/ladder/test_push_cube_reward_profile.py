@@ -1,0 +1,41 @@
+"""``scripts/push_cube_reward_profile.py``: the placements along the line through the goal, and the table, JSON and
+picture for an intent reward run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from script_modules import load_script
+
+from dmo_ros.sims.push_cube import PushCubeConfig, PushCubeSim
+
+
+def test_the_cube_lies_on_the_line_through_the_goal_with_the_robot_behind_it_facing_the_goal():
+    profile = load_script("scripts/push_cube_reward_profile.py")
+    with PushCubeSim(PushCubeConfig(seed=3, width=8, height=8)) as sim:
+        state = sim.state()
+        goal, start = state.goal[:2], state.cube[:2]
+        way = (goal - start) / np.linalg.norm(goal - start)
+        for d, (robot, cube) in zip((1.0, 0.25, 0.0, -0.2), profile.placements(sim, np.array([1.0, 0.25, 0.0, -0.2]),
+                                                                              0.55), strict=True):
+            np.testing.assert_allclose(cube[:2], goal - d * way, atol=1e-9)
+            np.testing.assert_allclose(robot[:2], cube[:2] - 0.55 * way, atol=1e-9)
+            assert np.cos(robot[2] - np.arctan2(way[1], way[0])) == pytest.approx(1.0)
+
+
+def test_the_profile_of_an_intent_reward_run(tmp_path, capsys):
+    from local_model.test_train import _intent_reward_run
+
+    profile = load_script("scripts/push_cube_reward_profile.py")
+    run = _intent_reward_run(tmp_path / "intent")
+    profile.main(["--reward-run", str(run), "--episodes", "2", "--distances", "1.0", "0.25", "0.0",
+                  "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "<- the disc's edge" in out and "home gain (centre - edge)" in out
+    summary = json.loads((tmp_path / "out" / "reward_profile.json").read_text())
+    assert summary["distances_m"] == [1.0, 0.25, 0.0] and len(summary["mean"]) == 3
+    assert all(np.isfinite(summary["mean"])) and summary["home_gain"]["mean"] == pytest.approx(
+        summary["mean"][2] - summary["mean"][1], abs=1e-5)
+    assert (tmp_path / "out" / "reward_profile.png").stat().st_size > 1000
