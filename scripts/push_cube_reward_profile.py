@@ -2,17 +2,17 @@
 
 Rung-0 policies trained on the intent reward push the cube onto the disc's edge and stop there (docs/push_cube.md).
 This places, per stand-in episode, the cube on the straight line from its reset position through the goal's centre at
-``--distances`` from that centre (negative: past it) with the robot lined up behind it at the pushing standoff,
-renders the camera frame, and scores it with the learned reward. It prints per distance the mean reward with its
-spread over episodes, and
+``--distances`` from that centre (negative: past it) with the robot lined up behind it at ``--standoffs`` (touching
+it, the expert's pushing standoff, a step back), renders the camera frame, and scores it with the learned reward. It
+prints per distance and standoff the mean reward with its spread over episodes, and per standoff
 
 - **home gain**: reward with the cube on the centre minus with it on the edge (the disc's radius), per episode;
 - **approach gain**: reward on the edge minus at 1 m, per episode (what the policy already climbs);
 - the fraction of episodes whose reward at the centre beats the edge's;
 - Spearman of reward with minus the distance over the distances >= 0.
 
-and draws the curves (``reward_profile.png``) with one episode's frames beneath. Evaluation-side (places the
-simulator's bodies); training never does::
+and draws the curves (``reward_profile.png``) with one episode's frames beneath, a row per standoff.
+Evaluation-side (places the simulator's bodies); training never does::
 
     python scripts/push_cube_reward_profile.py --reward-run runs/go2aw/intent_p1 --out reports/go2_reward_profile
 """
@@ -57,45 +57,41 @@ def placements(sim: PushCubeSim, distances: np.ndarray, standoff: float) -> list
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reward-run", type=Path, required=True)
-    parser.add_argument("--goal", type=Path, help="goal picture or goal set (.npy); not for an intent reward")
-    parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=10_000, help="placements' seed (the evaluation's by default)")
-    parser.add_argument("--distances", type=float, nargs="+", default=list(DISTANCES), metavar="M")
-    parser.add_argument("--standoff", type=float, default=PushCubeGeometry().standoff_m, metavar="M",
-                        help="robot centre to cube centre (m; default the expert's pushing standoff, 0.55; the "
-                             "robot's front touches the cube at 0.4)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for reward_profile.json and .png")
-    args = parser.parse_args(argv)
+STANDOFFS = (0.4, 0.55, 0.75)
+"""Robot centre to cube centre (m): touching it (the front on the cube's back), the expert's pushing standoff, a step
+back from it."""
 
-    model = load_reward_model(args.reward_run).eval()
-    reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
-    size = model.config.image_size
+
+def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes: int, seed: int,
+            ) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """Rewards (episodes, distances) (NaN where the robot would stand in a wall), the first episode's frames (one per
+    distance; black where none) and the goal's radius (m)."""
     geometry = PushCubeGeometry()
-    distances = np.asarray(args.distances, dtype=np.float64)
-    radius = None
-    rewards = np.full((args.episodes, len(distances)), np.nan)
+    rewards = np.full((episodes, len(distances)), np.nan)
     strip: list[np.ndarray] = []
-    with PushCubeSim(PushCubeEvalConfig(seed=args.seed).sim_config()) as sim:
+    with PushCubeSim(PushCubeEvalConfig(seed=seed).sim_config()) as sim:
         radius = float(sim.config.goal_radius)
-        for episode in range(args.episodes):
+        for episode in range(episodes):
             if episode:
                 sim.reset()
             frames, kept = [], []
-            for k, (robot, cube) in enumerate(placements(sim, distances, args.standoff)):
+            for k, (robot, cube) in enumerate(placements(sim, distances, standoff)):
                 if np.any(reachable(robot[:2], geometry) != robot[:2]):
                     continue  # the robot would stand in a wall: no such frame
                 sim.set_poses(robot=robot, cube=cube)
                 frames.append(resize(sim.render(), size, size, "crop"))
                 kept.append(k)
             with torch.no_grad():
-                r = reward(np.stack(frames)[None], np.stack(frames)[:1]).numpy()[0]
-            rewards[episode, kept] = r
+                rewards[episode, kept] = reward(np.stack(frames)[None], np.stack(frames)[:1]).numpy()[0]
             if episode == 0:
                 blank = np.zeros_like(frames[0])
                 strip = [frames[kept.index(k)] if k in kept else blank for k in range(len(distances))]
+    return rewards, strip, radius
+
+
+def summarise(rewards: np.ndarray, distances: np.ndarray, radius: float) -> dict:
+    """Mean and spread per distance, the home and approach gains, how often the centre beats the edge, Spearman with
+    closeness (distances >= 0) and the best distance."""
 
     def at(d: float) -> np.ndarray:
         return rewards[:, int(np.argmin(np.abs(distances - d)))]
@@ -104,53 +100,88 @@ def main(argv: list[str] | None = None) -> None:
     forward = distances >= 0
     rank = [spearman(-distances[forward][np.isfinite(row[forward])], row[forward][np.isfinite(row[forward])])
             for row in rewards]
-    summary = {
-        "reward_run": str(args.reward_run), "episodes": args.episodes, "seed": args.seed, "goal_radius_m": radius,
-        "standoff_m": args.standoff,
-        "distances_m": distances.tolist(),
-        "mean": np.nanmean(rewards, 0).tolist(), "std": np.nanstd(rewards, 0).tolist(),
-        "home_gain": {"mean": float(np.nanmean(home)), "std": float(np.nanstd(home))},
-        "approach_gain": {"mean": float(np.nanmean(approach)), "std": float(np.nanstd(approach))},
-        "centre_beats_edge": float(np.nanmean(home > 0)),
-        "spearman_with_closeness": float(np.nanmean(rank)),
-        "best_distance_m": float(distances[int(np.nanargmax(np.nanmean(rewards, 0)))]),
-    }
-    print(f"{'cube to centre (m)':>18} {'reward':>8} {'± sd':>7} {'episodes':>8}")
+    return {"mean": np.nanmean(rewards, 0).tolist(), "std": np.nanstd(rewards, 0).tolist(),
+            "episodes_per_distance": np.isfinite(rewards).sum(0).tolist(),
+            "home_gain": {"mean": float(np.nanmean(home)), "std": float(np.nanstd(home))},
+            "approach_gain": {"mean": float(np.nanmean(approach)), "std": float(np.nanstd(approach))},
+            "centre_beats_edge": float(np.nanmean(home > 0)),
+            "spearman_with_closeness": float(np.nanmean(rank)),
+            "best_distance_m": float(distances[int(np.nanargmax(np.nanmean(rewards, 0)))])}
+
+
+def print_table(rows: list[dict], distances: np.ndarray, radius: float) -> None:
+    headers = [f"{row['standoff_m']:g} m behind" for row in rows]
+    print(f"{'cube to centre (m)':>18} " + " ".join(f"{header:>17}" for header in headers))
     for k, d in enumerate(distances):
-        column = rewards[:, k]
         edge = "  <- the disc's edge" if abs(d - radius) < 1e-9 else ""
-        count = int(np.isfinite(column).sum())
-        print(f"{d:18.2f} {np.nanmean(column):8.3f} {np.nanstd(column):7.3f} {count:8d}{edge}")
-    home_gain, approach_gain = summary["home_gain"], summary["approach_gain"]
-    print(f"home gain (centre - edge): {home_gain['mean']:.3f} ± {home_gain['std']:.3f}; "
-          f"approach gain (edge - 1 m): {approach_gain['mean']:.3f} ± {approach_gain['std']:.3f}; "
-          f"centre beats edge in {summary['centre_beats_edge']:.0%} of {args.episodes} episodes; "
-          f"Spearman with closeness {summary['spearman_with_closeness']:.3f}; best at {summary['best_distance_m']} m")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "reward_profile.json").write_text(json.dumps(summary, indent=2))
-        figure = plt.figure(figsize=(12, 6))
-        axis = figure.add_axes((0.07, 0.42, 0.9, 0.53))
-        for row in rewards:
-            axis.plot(distances, row, color="0.8", lw=0.8)
-        axis.errorbar(distances, summary["mean"], yerr=summary["std"], color="C0", lw=2, capsize=3,
-                      label=f"mean ± sd over {args.episodes} episodes")
-        axis.axvspan(-radius, radius, color="g", alpha=0.12, label="on the goal disc")
-        axis.invert_xaxis()
-        axis.set_xlabel(f"cube's distance from the goal's centre (m; negative: past it), robot lined up "
-                        f"{args.standoff:g} m behind")
-        axis.set_ylabel("learned reward")
-        axis.set_title(f"{args.reward_run}: home gain {summary['home_gain']['mean']:.3f}, "
-                       f"approach gain {summary['approach_gain']['mean']:.3f}")
-        axis.legend(loc="upper left")
-        width = 0.9 / len(distances)
+        print(f"{d:18.2f} " + " ".join(f"{row['mean'][k]:9.3f} ± {row['std'][k]:.3f}" for row in rows) + edge)
+    for row in rows:
+        home, approach = row["home_gain"], row["approach_gain"]
+        print(f"{row['standoff_m']:g} m behind: home gain (centre - edge) {home['mean']:.3f} ± {home['std']:.3f}; "
+              f"approach gain (edge - 1 m) {approach['mean']:.3f} ± {approach['std']:.3f}; centre beats edge in "
+              f"{row['centre_beats_edge']:.0%} of the episodes; Spearman with closeness "
+              f"{row['spearman_with_closeness']:.3f}; best at {row['best_distance_m']:g} m")
+
+
+def plot(rows: list[dict], strips: list[list[np.ndarray]], distances: np.ndarray, radius: float, title: str,
+         path: Path) -> Path:
+    """The mean reward per distance, one curve per standoff (± sd), above one row of frames per standoff."""
+    figure = plt.figure(figsize=(12, 5 + 1.3 * len(rows)))
+    top = 0.35
+    axis = figure.add_axes((0.07, top + 0.05, 0.9, 0.9 - top - 0.05))
+    for index, row in enumerate(rows):
+        axis.errorbar(distances, row["mean"], yerr=row["std"], color=f"C{index}", lw=2, capsize=3,
+                      label=f"robot {row['standoff_m']:g} m behind the cube (home gain {row['home_gain']['mean']:.2f})")
+    axis.axvspan(-radius, radius, color="g", alpha=0.12, label="on the goal disc")
+    axis.invert_xaxis()
+    axis.set_xlabel("cube's distance from the goal's centre (m; negative: past it), robot lined up behind it")
+    axis.set_ylabel("learned reward")
+    axis.set_title(title)
+    axis.legend(loc="lower left", fontsize=8)
+    width, height = 0.9 / len(distances), (top - 0.04) / len(rows)
+    for index, strip in enumerate(strips):
         for k, frame in enumerate(strip):
-            ax = figure.add_axes((0.07 + k * width, 0.03, width * 0.95, 0.25))
+            ax = figure.add_axes((0.07 + k * width, top - 0.06 - (index + 1) * height + 0.02, width * 0.95,
+                                  height * 0.9))
             ax.imshow(frame)
             ax.set_axis_off()
-            ax.set_title(f"{distances[k]:g}", fontsize=7)
-        path = args.out / "reward_profile.png"
-        figure.savefig(path, dpi=100)
+            if index == 0:
+                ax.set_title(f"{distances[k]:g}", fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reward-run", type=Path, required=True)
+    parser.add_argument("--goal", type=Path, help="goal picture or goal set (.npy); not for an intent reward")
+    parser.add_argument("--episodes", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=10_000, help="placements' seed (the evaluation's by default)")
+    parser.add_argument("--distances", type=float, nargs="+", default=list(DISTANCES), metavar="M")
+    parser.add_argument("--standoffs", type=float, nargs="+", default=list(STANDOFFS), metavar="M",
+                        help="robot centre to cube centre (m): 0.4 touches the cube, 0.55 is the expert's pushing "
+                             "standoff (default: 0.4 0.55 0.75)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for reward_profile.json and .png")
+    args = parser.parse_args(argv)
+
+    model = load_reward_model(args.reward_run).eval()
+    reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
+    distances = np.asarray(args.distances, dtype=np.float64)
+    rows, strips, radius = [], [], 0.0
+    for standoff in args.standoffs:
+        rewards, strip, radius = measure(reward, model.config.image_size, distances, standoff, args.episodes,
+                                         args.seed)
+        rows.append({"standoff_m": standoff, **summarise(rewards, distances, radius)})
+        strips.append(strip)
+    print_table(rows, distances, radius)
+    if args.out:
+        summary = {"reward_run": str(args.reward_run), "episodes": args.episodes, "seed": args.seed,
+                   "goal_radius_m": radius, "distances_m": distances.tolist(), "standoffs": rows}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "reward_profile.json").write_text(json.dumps(summary, indent=2))
+        path = plot(rows, strips, distances, radius, str(args.reward_run), args.out / "reward_profile.png")
         print(f"wrote {path}")
 
 

@@ -128,8 +128,10 @@ class ScriptedOperatorConfig:
     demo_settle_steps: int = 0
     """Steps the demonstration goes on after the stand-in first reports success, the expert still pushing, before the
     success key: a careful operator pushes the object well in instead of stopping on the goal region's edge. 0: the
-    key at the first success. Measured on Push Cube (docs/push_cube.md "Where the intent reward peaks"): demonstrations
-    that stop on the edge teach the intent reward to pay the edge, and the reward falls as the cube goes further in."""
+    key at the first success. Measured on Push Cube (docs/push_cube.md "Where the intent reward peaks"): with the key
+    at the first success the intent reward has no slope across the disc's edge and falls further in; with 2 steps
+    (or 3 and a back-off) its peak moves onto the disc, but its climb along the push flattens and rung 0 SAPO on it
+    scored 0/100 where the key at the first success gives 63/100 — an option to measure with, not a default."""
     demo_back_off_steps: int = 0
     """Then steps of backing away from the object (the robot's :attr:`ScriptedOperator.back_off`, intent on) before
     the success key, so the demonstration's last frames show the object in the goal region from a distance (up close,
@@ -275,7 +277,7 @@ class ScriptedOperator:
                     self.stats.demo_successes += 1
                 settle, back_off = self.config.demo_settle_steps, self.config.demo_back_off_steps
                 finishing = self.succeeded_steps - settle - back_off  # 1 at the success key
-                if finishing <= 0 and self.succeeded_steps <= settle:
+                if self.succeeded_steps <= settle:
                     action = self.expert.act(observation)
                     return Command(action, intent=True, milestone=self._milestone_held(observation))
                 if finishing <= 0:

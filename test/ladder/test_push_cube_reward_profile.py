@@ -31,11 +31,13 @@ def test_the_profile_of_an_intent_reward_run(tmp_path, capsys):
     profile = load_script("scripts/push_cube_reward_profile.py")
     run = _intent_reward_run(tmp_path / "intent")
     profile.main(["--reward-run", str(run), "--episodes", "2", "--distances", "1.0", "0.25", "0.0",
-                  "--out", str(tmp_path / "out")])
+                  "--standoffs", "0.4", "0.75", "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "<- the disc's edge" in out and "home gain (centre - edge)" in out
+    assert "<- the disc's edge" in out and "0.75 m behind: home gain (centre - edge)" in out
     summary = json.loads((tmp_path / "out" / "reward_profile.json").read_text())
-    assert summary["distances_m"] == [1.0, 0.25, 0.0] and len(summary["mean"]) == 3
-    assert all(np.isfinite(summary["mean"])) and summary["home_gain"]["mean"] == pytest.approx(
-        summary["mean"][2] - summary["mean"][1], abs=1e-5)
+    assert summary["distances_m"] == [1.0, 0.25, 0.0] and [row["standoff_m"] for row in summary["standoffs"]] == [
+        0.4, 0.75]
+    for row in summary["standoffs"]:
+        assert len(row["mean"]) == 3 and all(np.isfinite(row["mean"])) and row["episodes_per_distance"] == [2, 2, 2]
+        assert row["home_gain"]["mean"] == pytest.approx(row["mean"][2] - row["mean"][1], abs=1e-5)
     assert (tmp_path / "out" / "reward_profile.png").stat().st_size > 1000
