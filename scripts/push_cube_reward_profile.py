@@ -6,8 +6,9 @@ This places, per stand-in episode, the cube on the straight line from its reset 
 it, the expert's pushing standoff, a step back), renders the camera frame, and scores it with the learned reward. It
 prints per distance and standoff the mean reward with its spread over episodes, and per standoff
 
-- **home gain**: reward with the cube on the centre minus with it on the edge (the disc's radius), per episode;
-- **approach gain**: reward on the edge minus at 1 m, per episode (what the policy already climbs);
+- **home gain**: reward with the cube on the centre minus with it on the edge (the disc's radius), per episode (NaN
+  unless 0 and the radius are among the distances);
+- **approach gain**: reward on the edge minus at the farthest distance, per episode (what the policy climbs first);
 - the fraction of episodes whose reward at the centre beats the edge's;
 - Spearman of reward with minus the distance over the distances >= 0.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from math import nan
 from pathlib import Path
 
 import matplotlib
@@ -89,22 +91,40 @@ def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes:
     return rewards, strip, radius
 
 
+def _without_nan(value):
+    """``value`` with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(item) for item in value]
+    return None if isinstance(value, float) and value != value else value
+
+
+def _spread(values: np.ndarray) -> dict:
+    """Mean and standard deviation over the finite values; NaN for none."""
+    finite = values[np.isfinite(values)]
+    return {"mean": float(finite.mean()) if finite.size else nan, "std": float(finite.std()) if finite.size else nan}
+
+
 def summarise(rewards: np.ndarray, distances: np.ndarray, radius: float) -> dict:
     """Mean and spread per distance, the home and approach gains, how often the centre beats the edge, Spearman with
     closeness (distances >= 0) and the best distance."""
 
     def at(d: float) -> np.ndarray:
-        return rewards[:, int(np.argmin(np.abs(distances - d)))]
+        """The rewards at distance ``d``; NaN when ``d`` is not among the distances (the gain is then not measured)."""
+        hits = np.flatnonzero(np.isclose(distances, d))
+        return rewards[:, hits[0]] if hits.size else np.full(len(rewards), np.nan)
 
-    home, approach = at(0.0) - at(radius), at(radius) - at(1.0)
+    farthest = float(distances.max())
+    home, approach = at(0.0) - at(radius), at(radius) - at(farthest)
     forward = distances >= 0
     rank = [spearman(-distances[forward][np.isfinite(row[forward])], row[forward][np.isfinite(row[forward])])
             for row in rewards]
     return {"mean": np.nanmean(rewards, 0).tolist(), "std": np.nanstd(rewards, 0).tolist(),
             "episodes_per_distance": np.isfinite(rewards).sum(0).tolist(),
-            "home_gain": {"mean": float(np.nanmean(home)), "std": float(np.nanstd(home))},
-            "approach_gain": {"mean": float(np.nanmean(approach)), "std": float(np.nanstd(approach))},
-            "centre_beats_edge": float(np.nanmean(home > 0)),
+            "home_gain": _spread(home),
+            "approach_gain": {**_spread(approach), "from_m": farthest},
+            "centre_beats_edge": float(np.mean(home[np.isfinite(home)] > 0)) if np.isfinite(home).any() else nan,
             "spearman_with_closeness": float(np.nanmean(rank)),
             "best_distance_m": float(distances[int(np.nanargmax(np.nanmean(rewards, 0)))])}
 
@@ -118,7 +138,8 @@ def print_table(rows: list[dict], distances: np.ndarray, radius: float) -> None:
     for row in rows:
         home, approach = row["home_gain"], row["approach_gain"]
         print(f"{row['standoff_m']:g} m behind: home gain (centre - edge) {home['mean']:.3f} ± {home['std']:.3f}; "
-              f"approach gain (edge - 1 m) {approach['mean']:.3f} ± {approach['std']:.3f}; centre beats edge in "
+              f"approach gain (edge - {approach['from_m']:g} m) {approach['mean']:.3f} ± {approach['std']:.3f}; "
+              f"centre beats edge in "
               f"{row['centre_beats_edge']:.0%} of the episodes; Spearman with closeness "
               f"{row['spearman_with_closeness']:.3f}; best at {row['best_distance_m']:g} m")
 
@@ -180,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = {"reward_run": str(args.reward_run), "episodes": args.episodes, "seed": args.seed,
                    "goal_radius_m": radius, "distances_m": distances.tolist(), "standoffs": rows}
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "reward_profile.json").write_text(json.dumps(summary, indent=2))
+        (args.out / "reward_profile.json").write_text(json.dumps(_without_nan(summary), indent=2))
         path = plot(rows, strips, distances, radius, str(args.reward_run), args.out / "reward_profile.png")
         print(f"wrote {path}")
 

@@ -40,4 +40,12 @@ def test_the_profile_of_an_intent_reward_run(tmp_path, capsys):
     for row in summary["standoffs"]:
         assert len(row["mean"]) == 3 and all(np.isfinite(row["mean"])) and row["episodes_per_distance"] == [2, 2, 2]
         assert row["home_gain"]["mean"] == pytest.approx(row["mean"][2] - row["mean"][1], abs=1e-5)
+        assert row["approach_gain"]["mean"] == pytest.approx(row["mean"][1] - row["mean"][0], abs=1e-5)
+        assert row["approach_gain"]["from_m"] == 1.0
+    # Without the centre among the distances the home gain is not measured (not taken at the nearest distance).
+    profile.main(["--reward-run", str(run), "--episodes", "1", "--distances", "0.6", "0.25", "--standoffs", "0.55",
+                  "--out", str(tmp_path / "partial")])
+    assert "approach gain (edge - 0.6 m)" in capsys.readouterr().out
+    row = json.loads((tmp_path / "partial" / "reward_profile.json").read_text())["standoffs"][0]
+    assert row["home_gain"]["mean"] is None and row["centre_beats_edge"] is None  # JSON has no NaN: null
     assert (tmp_path / "out" / "reward_profile.png").stat().st_size > 1000
