@@ -10,7 +10,9 @@ prints per distance and standoff the mean reward with its spread over episodes, 
   unless 0 and the radius are among the distances);
 - **approach gain**: reward on the edge minus at the farthest distance, per episode (what the policy climbs first);
 - the fraction of episodes whose reward at the centre beats the edge's;
-- Spearman of reward with minus the distance over the distances >= 0.
+- Spearman of reward with minus the distance over the distances >= 0;
+- for an intent reward, its heads per distance (P(intent), the milestone, the demonstration progress): which term
+  moves where.
 
 and draws the curves (``reward_profile.png``) with one episode's frames beneath, a row per standoff.
 Evaluation-side (places the simulator's bodies); training never does::
@@ -34,9 +36,10 @@ import torch  # noqa: E402
 
 from dmo_ros.dataset.images import resize  # noqa: E402
 from dmo_ros.policy.push_cube_eval import PushCubeEvalConfig  # noqa: E402
-from dmo_ros.reward.energy import frame_reward, load_reward_model  # noqa: E402
+from dmo_ros.reward.energy import frame_reward, load_reward_model, to_model_images  # noqa: E402
 from dmo_ros.reward.evaluate import spearman  # noqa: E402
 from dmo_ros.reward.goal_image import load_goal_image  # noqa: E402
+from dmo_ros.reward.intent import IntentRewardNet  # noqa: E402
 from dmo_ros.sims.push_cube import PushCubeSim  # noqa: E402
 from dmo_ros.teleop.push_cube_expert import PushCubeGeometry, reachable  # noqa: E402
 
@@ -64,12 +67,26 @@ STANDOFFS = (0.4, 0.55, 0.75)
 back from it."""
 
 
+HEADS = ("P(intent)", "milestone", "progress")
+"""The intent reward's outputs, r = P(intent) (1 + w progress) + milestone (progress only with a progress head)."""
+
+
+def head_outputs(model: IntentRewardNet, frames: np.ndarray) -> np.ndarray:
+    """(N, 2 or 3) the intent reward's heads (:data:`HEADS`; the progress only with its head) on frames (N, H, W, 3)
+    uint8."""
+    out = model.outputs(to_model_images(frames))
+    return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:2], torch.sigmoid(out[:, 2:])], 1).numpy()
+
+
 def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes: int, seed: int,
-            ) -> tuple[np.ndarray, list[np.ndarray], float]:
+            model: IntentRewardNet | None = None) -> tuple[np.ndarray, list[np.ndarray], float, np.ndarray | None]:
     """Rewards (episodes, distances) (NaN where the robot would stand in a wall), the first episode's frames (one per
-    distance; black where none) and the goal's radius (m)."""
+    distance; black where none), the goal's radius (m), and with an intent reward's ``model`` its heads (episodes,
+    distances, 2 or 3) (:func:`head_outputs`; else None)."""
     geometry = PushCubeGeometry()
     rewards = np.full((episodes, len(distances)), np.nan)
+    heads = None if model is None else np.full((episodes, len(distances), 2 + (model.config.progress_weight > 0)),
+                                               np.nan)
     strip: list[np.ndarray] = []
     with PushCubeSim(PushCubeEvalConfig(seed=seed).sim_config()) as sim:
         radius = float(sim.config.goal_radius)
@@ -85,10 +102,12 @@ def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes:
                 kept.append(k)
             with torch.no_grad():
                 rewards[episode, kept] = reward(np.stack(frames)[None], np.stack(frames)[:1]).numpy()[0]
+                if heads is not None:
+                    heads[episode, kept] = head_outputs(model, np.stack(frames))
             if episode == 0:
                 blank = np.zeros_like(frames[0])
                 strip = [frames[kept.index(k)] if k in kept else blank for k in range(len(distances))]
-    return rewards, strip, radius
+    return rewards, strip, radius, heads
 
 
 def _without_nan(value):
@@ -135,6 +154,12 @@ def print_table(rows: list[dict], distances: np.ndarray, radius: float) -> None:
     for k, d in enumerate(distances):
         edge = "  <- the disc's edge" if abs(d - radius) < 1e-9 else ""
         print(f"{d:18.2f} " + " ".join(f"{row['mean'][k]:9.3f} ± {row['std'][k]:.3f}" for row in rows) + edge)
+    for row in rows:
+        if "heads" in row:
+            print(f"intent reward's heads, {row['standoff_m']:g} m behind (mean over episodes):")
+            print(f"{'cube to centre (m)':>18} " + " ".join(f"{d:6.2f}" for d in distances))
+            for name, values in row["heads"].items():
+                print(f"{name:>18} " + " ".join(f"{v:6.3f}" for v in values))
     for row in rows:
         home, approach = row["home_gain"], row["approach_gain"]
         print(f"{row['standoff_m']:g} m behind: home gain (centre - edge) {home['mean']:.3f} ± {home['std']:.3f}; "
@@ -191,10 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
     distances = np.asarray(args.distances, dtype=np.float64)
     rows, strips, radius = [], [], 0.0
+    intent = model if isinstance(model, IntentRewardNet) else None
     for standoff in args.standoffs:
-        rewards, strip, radius = measure(reward, model.config.image_size, distances, standoff, args.episodes,
-                                         args.seed)
+        rewards, strip, radius, heads = measure(reward, model.config.image_size, distances, standoff, args.episodes,
+                                                args.seed, intent)
         rows.append({"standoff_m": standoff, **summarise(rewards, distances, radius)})
+        if heads is not None:  # which of r = P(intent) (1 + w progress) + milestone moves where
+            rows[-1]["heads"] = {name: np.nanmean(heads[..., k], 0).tolist()
+                                 for k, name in enumerate(HEADS[:heads.shape[-1]])}
         strips.append(strip)
     print_table(rows, distances, radius)
     if args.out:

@@ -42,6 +42,8 @@ def test_the_profile_of_an_intent_reward_run(tmp_path, capsys):
         assert row["home_gain"]["mean"] == pytest.approx(row["mean"][2] - row["mean"][1], abs=1e-5)
         assert row["approach_gain"]["mean"] == pytest.approx(row["mean"][1] - row["mean"][0], abs=1e-5)
         assert row["approach_gain"]["from_m"] == 1.0
+        assert list(row["heads"]) == ["P(intent)", "milestone"]  # an intent reward: its heads (no progress head here)
+        assert all(0 <= p <= 1 for p in row["heads"]["P(intent)"]) and len(row["heads"]["milestone"]) == 3
     # Without the centre among the distances the home gain is not measured (not taken at the nearest distance).
     profile.main(["--reward-run", str(run), "--episodes", "1", "--distances", "0.6", "0.25", "--standoffs", "0.55",
                   "--out", str(tmp_path / "partial")])
