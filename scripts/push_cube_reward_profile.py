@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dmo_ros.dataset.images import resize  # noqa: E402
+from dmo_ros.ladder.cube_state_env import CONTACT_M  # noqa: E402
 from dmo_ros.policy.push_cube_eval import PushCubeEvalConfig  # noqa: E402
 from dmo_ros.reward.energy import frame_reward, load_reward_model, to_model_images  # noqa: E402
 from dmo_ros.reward.evaluate import spearman  # noqa: E402
@@ -42,6 +43,7 @@ from dmo_ros.reward.goal_image import load_goal_image  # noqa: E402
 from dmo_ros.reward.intent import IntentRewardNet  # noqa: E402
 from dmo_ros.sims.push_cube import PushCubeSim  # noqa: E402
 from dmo_ros.teleop.push_cube_expert import PushCubeGeometry, reachable  # noqa: E402
+from dmo_ros.training import CheckpointError  # noqa: E402
 
 DISTANCES = (1.2, 1.0, 0.8, 0.6, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.0, -0.1, -0.2, -0.3)
 """Cube-to-goal-centre distances (m) along the line from the cube's reset position; negative: past the centre."""
@@ -62,7 +64,7 @@ def placements(sim: PushCubeSim, distances: np.ndarray, standoff: float) -> list
     return out
 
 
-STANDOFFS = (0.4, 0.55, 0.75)
+STANDOFFS = (CONTACT_M, PushCubeGeometry().standoff_m, 0.75)
 """Robot centre to cube centre (m): touching it (the front on the cube's back), the expert's pushing standoff, a step
 back from it."""
 
@@ -80,9 +82,9 @@ def head_outputs(model: IntentRewardNet, frames: np.ndarray) -> np.ndarray:
 
 def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes: int, seed: int,
             model: IntentRewardNet | None = None) -> tuple[np.ndarray, list[np.ndarray], float, np.ndarray | None]:
-    """Rewards (episodes, distances) (NaN where the robot would stand in a wall), the first episode's frames (one per
-    distance; black where none), the goal's radius (m), and with an intent reward's ``model`` its heads (episodes,
-    distances, 2 or 3) (:func:`head_outputs`; else None)."""
+    """Rewards (episodes, distances) (NaN where the robot would stand in a wall), the first measured episode's frames
+    (one per distance; black where none), the goal's radius (m), and with an intent reward's ``model`` its heads
+    (episodes, distances, 2 or 3) (:func:`head_outputs`; else None)."""
     geometry = PushCubeGeometry()
     rewards = np.full((episodes, len(distances)), np.nan)
     heads = None if model is None else np.full((episodes, len(distances), 2 + (model.config.progress_weight > 0)),
@@ -100,11 +102,13 @@ def measure(reward, size: int, distances: np.ndarray, standoff: float, episodes:
                 sim.set_poses(robot=robot, cube=cube)
                 frames.append(resize(sim.render(), size, size, "crop"))
                 kept.append(k)
+            if not frames:
+                continue  # every placement of this episode would put the robot in a wall
             with torch.no_grad():
                 rewards[episode, kept] = reward(np.stack(frames)[None], np.stack(frames)[:1]).numpy()[0]
                 if heads is not None:
                     heads[episode, kept] = head_outputs(model, np.stack(frames))
-            if episode == 0:
+            if not strip:
                 blank = np.zeros_like(frames[0])
                 strip = [frames[kept.index(k)] if k in kept else blank for k in range(len(distances))]
     return rewards, strip, radius, heads
@@ -211,9 +215,16 @@ def main(argv: list[str] | None = None) -> None:
                              "standoff (default: 0.4 0.55 0.75)")
     parser.add_argument("--out", type=Path, default=None, help="folder for reward_profile.json and .png")
     args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    if not all(standoff > 0 for standoff in args.standoffs):  # also refuses NaN
+        parser.error(f"--standoffs must be > 0 m, got {args.standoffs}")
 
-    model = load_reward_model(args.reward_run).eval()
-    reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
+    try:
+        model = load_reward_model(args.reward_run).eval()
+        reward = frame_reward(model, None if args.goal is None else load_goal_image(args.goal))
+    except (CheckpointError, OSError, ValueError) as error:  # no run, a damaged one, a goal missing or not needed
+        parser.error(str(error))
     distances = np.asarray(args.distances, dtype=np.float64)
     rows, strips, radius = [], [], 0.0
     intent = model if isinstance(model, IntentRewardNet) else None

@@ -51,3 +51,18 @@ def test_the_profile_of_an_intent_reward_run(tmp_path, capsys):
     row = json.loads((tmp_path / "partial" / "reward_profile.json").read_text())["standoffs"][0]
     assert row["home_gain"]["mean"] is None and row["centre_beats_edge"] is None  # JSON has no NaN: null
     assert (tmp_path / "out" / "reward_profile.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("bad", [["--episodes", "0"], ["--standoffs", "0.4", "0"], ["--standoffs", "nan"]])
+def test_bad_settings_are_refused_with_one_line(bad, tmp_path, capsys):
+    profile = load_script("scripts/push_cube_reward_profile.py")
+    with pytest.raises(SystemExit) as exit_info:
+        profile.main(["--reward-run", str(tmp_path / "unused"), *bad])
+    assert exit_info.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_a_missing_reward_run_is_one_line(tmp_path, capsys):
+    profile = load_script("scripts/push_cube_reward_profile.py")
+    with pytest.raises(SystemExit) as exit_info:
+        profile.main(["--reward-run", str(tmp_path / "nothing")])
+    assert exit_info.value.code == 2 and "not a training run folder" in capsys.readouterr().err
