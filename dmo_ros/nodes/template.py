@@ -34,6 +34,7 @@ import dataclasses
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -145,6 +146,11 @@ class DmoNode(Node):
 
 
 _SPIN_PERIOD = 0.1
+MULTI_THREADED_YIELD_S = 0.001
+"""Seconds the spinning thread sleeps after each turn of a MultiThreadedExecutor. Its ``spin_once`` returns at once
+while a callback it handed to a worker is still ready (rclpy#1223), so without a pause this loop holds the GIL and
+starves the workers: measured on the 2-core box, the policy node spun a core at 100 % and its 5 Hz decisions fell to
+1.3-2 Hz with 1-2.5 s stalls. A millisecond's sleep releases the GIL and adds at most that to a callback's start."""
 CALLBACK_DRAIN_S = 2.0
 """Seconds a stopping node waits for callbacks still running on executor threads before it is destroyed (within
 ``stop_signals.TEARDOWN_LIMIT_S``, which bounds the whole teardown)."""
@@ -205,6 +211,8 @@ def _run(make_node: Callable[[], DmoNode], args: list[str] | None, stop: StopReq
         executor.add_node(node)
         while node.exit_code is None and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_PERIOD)
+            if threads > 1:
+                time.sleep(MULTI_THREADED_YIELD_S)
             if os.getppid() != stop.parent:
                 node.get_logger().warning(
                     f"the process that started this node (pid {stop.parent}) is gone; stopping"
