@@ -52,7 +52,7 @@ from dmo_ros.recording.bag_writer import STORAGES, SplitBagSession, TypeRegistry
 from dmo_ros.recording.collect_messages import ACTION_TYPE, IMAGE_TYPE, INTENT_TYPE, RESET_TYPE, CollectMessages
 from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.sims.standin import ROBOTS, StandinSimConfig, make_standin_sim
-from dmo_ros.teleop.operator import ScriptedOperatorConfig
+from dmo_ros.teleop.operator import ScriptedOperator, ScriptedOperatorConfig
 from dmo_ros.teleop.scripted import DEMO_TIMEOUT_STEPS, make_operator
 
 GRAPH = "collect"
@@ -215,6 +215,23 @@ class CollectionInterrupted(KeyboardInterrupt):
         self.samples = samples
 
 
+def session_operator(config: FastCollectConfig) -> ScriptedOperator:
+    """The scripted operator a session of ``config`` records (its play, demonstration and key settings).
+
+    Raises:
+        ValueError: a setting the operator refuses (see :func:`~dmo_ros.teleop.scripted.make_operator`).
+    """
+    return make_operator(config.robot, ScriptedOperatorConfig(
+        seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
+        demo_probability=config.demo_probability,
+        demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
+        play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
+        play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
+        lined_up_milestone=config.lined_up_milestone, demo_settle_steps=config.demo_settle_steps,
+        demo_back_off_steps=config.demo_back_off_steps,
+    ), task=config.task)
+
+
 def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastCollectResult:
     """Record ``config.samples`` teleop ticks of the stand-in and the scripted operator (see module doc).
 
@@ -246,15 +263,7 @@ def collect_fast(config: FastCollectConfig, progress: bool = False) -> FastColle
             robot=config.robot, seed=config.seed, width=config.width, height=config.height,
             control_rate_hz=config.control_rate_hz, max_episode_steps=config.max_episode_steps, task=config.task,
         ))
-        operator = make_operator(config.robot, ScriptedOperatorConfig(
-            seed=config.seed, play_steps=(config.play_steps_min, config.play_steps_max),
-            demo_probability=config.demo_probability,
-            demo_timeout_steps=config.demo_timeout_steps or DEMO_TIMEOUT_STEPS[config.robot],
-            play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
-            play_slow_probability=config.play_slow_probability, play_wander_probability=config.play_wander_probability,
-            lined_up_milestone=config.lined_up_milestone, demo_settle_steps=config.demo_settle_steps,
-            demo_back_off_steps=config.demo_back_off_steps,
-        ), task=config.task)
+        operator = session_operator(config)
         action_size = operator.action_size
         command_action = np.zeros(action_size)  # the stand-in's latest command
         frame: np.ndarray | None = None  # the camera image of the current state (rendered on demand)
@@ -427,13 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             camera_topic=graph["camera_topic"], action_topic=graph["action_topic"],
             intent_topic=graph["intent_topic"], reset_topic=graph["reset_topic"], **values,
         )
-        make_operator(config.robot, ScriptedOperatorConfig(  # checked up front
-            play_steps=(config.play_steps_min, config.play_steps_max), demo_probability=config.demo_probability,
-            play_action_noise=config.play_action_noise, play_hold_probability=config.play_hold_probability,
-            play_slow_probability=config.play_slow_probability,
-            play_wander_probability=config.play_wander_probability, lined_up_milestone=config.lined_up_milestone,
-            demo_settle_steps=config.demo_settle_steps, demo_back_off_steps=config.demo_back_off_steps,
-        ), task=config.task)
+        session_operator(config)  # its settings checked up front
     except (ValueError, GraphError) as error:
         parser.error(str(error))
     problem = output_folder_problem(Path(config.output).expanduser())
