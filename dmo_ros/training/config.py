@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+LR_SCHEDULES = ("constant", "cosine")
+"""The learning-rate schedules after warm-up (:attr:`TrainConfig.lr_schedule`)."""
+
 
 @dataclass
 class TrainConfig:
@@ -21,7 +24,11 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas."""
     warmup_steps: int = 100
-    """Steps of linear learning-rate warm-up from 0; constant afterwards."""
+    """Steps of linear learning-rate warm-up from 0; then as ``lr_schedule`` says."""
+    lr_schedule: str = "constant"
+    """After warm-up: ``constant`` (DIAMOND's), or ``cosine``: a half cosine from ``lr`` down to 0 at ``steps``
+    (Loshchilov & Hutter 2017, SGDR without restarts), so the weights a run ends with are not those of one noisy
+    step at the full rate."""
     ema_decay: float = 0.0
     """Keep an exponential moving average of the weights with this decay per step (0: off; EDM's practice for
     diffusion models, Karras et al. 2022). With it on, the average is what checkpoints hold as the model's weights
@@ -68,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         for name in ("warmup_steps", "grad_clip", "val_every", "val_batches", "num_workers", "time_limit_s",

@@ -126,10 +126,15 @@ def _loader(dataset: Dataset, sampler: GlobalBatches, config: TrainConfig, devic
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up over ``warmup_steps`` (step 0 gets lr / warmup), constant afterwards."""
-    if config.warmup_steps <= 0:
+    """The learning rate of optimizer step ``step`` (0-based): linear warm-up over ``warmup_steps`` (step 0 gets
+    lr / warmup), then constant, or with ``lr_schedule="cosine"`` a half cosine that reaches 0 at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
         return config.lr
-    return config.lr * min(1.0, (step + 1) / config.warmup_steps)
+    decay_steps = max(1, config.steps - config.warmup_steps)
+    done = min(1.0, (step - config.warmup_steps) / decay_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 # -- RNG states (saved per process so a resumed run draws the same noise) -------------------

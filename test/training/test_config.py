@@ -18,3 +18,8 @@ def test_non_finite_numbers_are_refused_by_name(field: str, value: float) -> Non
 def test_non_finite_betas_are_refused() -> None:
     with pytest.raises(ValueError, match="betas must be a finite number"):
         TrainConfig(betas=(0.9, float("nan")))
+
+
+def test_an_unknown_learning_rate_schedule_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        TrainConfig(lr_schedule="linear")

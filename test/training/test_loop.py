@@ -127,6 +127,14 @@ def test_warmup_schedule() -> None:
     assert [learning_rate(config, s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
+def test_cosine_schedule_warms_up_then_falls_to_zero_at_steps() -> None:
+    config = _config(lr=1.0, warmup_steps=2, steps=6, lr_schedule="cosine")
+    rates = [learning_rate(config, s) for s in range(7)]
+    assert rates[:3] == [0.5, 1.0, 1.0]  # warm-up, then the full rate where the cosine starts
+    assert rates[3:] == pytest.approx([0.8535534, 0.5, 0.1464466, 0.0])  # (1 + cos(pi k / 4)) / 2
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:], strict=False))
+
+
 def test_global_batches_split_between_processes_like_one_big_batch() -> None:
     one = list(GlobalBatches(40, 8, World(), seed=3, epoch=2))
     two = [list(GlobalBatches(40, 4, World(rank=r, size=2), seed=3, epoch=2)) for r in range(2)]
