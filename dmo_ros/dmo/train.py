@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             from dmo_ros.dmo.imagined_env_v4 import ImaginedEnvV4
 
             return ImaginedEnvV4(world_model, starts, batch_size, device=device, generator=generator)
-        sampler = world_model.sampler_with(run.sampler_change_threshold)  # the run's threshold over the model's
+        sampler = world_model.sampler_with(run.sampler_change_threshold,  # the run's settings over the model's
+                                           bf16=run.sampler_bf16 or None)
         return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, sampler_config=sampler, device=device,
                            generator=generator)
 

@@ -35,16 +35,18 @@ from dmo_ros.training.options import ConfigError, add_dataclass_options, given_o
 
 
 def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | str = "cpu",
-                         change_threshold: float | None = None, **config: object) -> GateReport:
+                         change_threshold: float | None = None, bf16: bool = False,
+                         **config: object) -> GateReport:
     """The world-model gate of a run folder on a dataset, written to ``run_dir/gate.json``, with the
     held-command rollouts drawn in ``run_dir/action_response.png``; ``change_threshold`` (uint8 levels) samples
-    with that soft threshold on each frame's change instead of the model's own (recorded in the report)."""
+    with that soft threshold on each frame's change instead of the model's own, ``bf16`` under bfloat16 autocast
+    (both recorded in the report)."""
     from dmo_ros.gates.world_model import WorldModelGateConfig, world_model_gate
     from dmo_ros.world_model.denoiser import load_world_model
 
     denoiser = load_world_model(run_dir, device)
     report = world_model_gate(denoiser, dataset, WorldModelGateConfig(**config),
-                              sampler_config=denoiser.sampler_with(change_threshold),
+                              sampler_config=denoiser.sampler_with(change_threshold, bf16=bf16 or None),
                               picture=Path(run_dir) / "action_response.png")
     write_gate_report(run_dir, report)
     return report
@@ -258,10 +260,14 @@ def reward_gate_toward(reward_run: Path, goal: Path, task: str | None = None, de
     return folder
 
 
-def add_change_threshold(parser: argparse.ArgumentParser) -> None:
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """How the world model is sampled for a measurement: its change threshold and its precision."""
     parser.add_argument("--change-threshold", type=float, default=None, metavar="LEVELS",
                         help="sample the world model with this soft threshold (uint8 levels) on each frame's change "
                              "(default: the model's own sampler_change_threshold; 0: none)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="sample under bfloat16 autocast (fast on hardware with bfloat16 matrix units, e.g. a CPU "
+                             "with AMX; slow without; SamplerConfig.bf16)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "local-model":
             sub.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
         if name == "world-model":
-            add_change_threshold(sub)
+            add_sampler_options(sub)
         # The reward's --task is the reach options' (below): it picks the reach gate; the shape gate keeps push_t's.
         # The local model's --task picks its probes (what require_gates' refusal tells the user to run).
         options = add_dataclass_options(sub, config_class, title="measurement and bounds", presets=False,
@@ -305,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--policy", type=Path, required=True, help="a dmo-train-policy run whose policy drives the paths")
     sub.add_argument("--out", type=Path, default=None,
                      help="where world_model_paths.json and .png go (default: the policy's run folder)")
-    add_change_threshold(sub)
+    add_sampler_options(sub)
     sub.add_argument("--reward-run", type=Path, default=None,
                      help="also report this learned reward (dmo-train-reward) on the real and imagined frames")
     sub.add_argument("--goal", type=Path, default=None, help="the reward's goal picture (with --reward-run)")
@@ -338,10 +344,12 @@ def main(argv: list[str] | None = None) -> int:
 
             report = world_model_paths_check(args.run_dir, args.policy, args.out, PolicyPathConfig(**config),
                                              args.device, progress=lambda line: print(line, flush=True),
-                                             change_threshold=args.change_threshold, reward_run=args.reward_run,
+                                             change_threshold=args.change_threshold, bf16=args.bf16,
+                                             reward_run=args.reward_run,
                                              goal=args.goal)
         elif args.component == "world-model":
-            report = world_model_run_gate(args.run_dir, args.dataset, args.device, args.change_threshold, **config)
+            report = world_model_run_gate(args.run_dir, args.dataset, args.device, args.change_threshold, args.bf16,
+                                          **config)
         elif args.component == "local-model":
             report = local_model_run_gate(args.run_dir, args.dataset, args.reward_run, args.goal, args.device, **config)
         else:  # the reward: a gate toward another picture or task than the run's own goes beside it (gate_goals/)

@@ -471,11 +471,12 @@ def imagine_policy(denoiser: Denoiser, policy: Policy, paths: PolicyPaths, seed:
 def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str, out_dir: Path | str | None = None,
                             config: PolicyPathConfig | None = None, device: torch.device | str = "cpu",
                             progress: Callable[[str], None] | None = None,
-                            change_threshold: float | None = None, reward_run: Path | str | None = None,
-                            goal: Path | str | None = None) -> GateReport:
+                            change_threshold: float | None = None, bf16: bool = False,
+                            reward_run: Path | str | None = None, goal: Path | str | None = None) -> GateReport:
     """Load a world model and a policy run, record the policy's paths, measure, and write
     ``world_model_paths.json`` and ``.png`` into ``out_dir`` (default: the policy run). ``change_threshold``
-    (uint8 levels): sample the world model with that soft threshold on each frame's change instead of its own.
+    (uint8 levels): sample the world model with that soft threshold on each frame's change instead of its own;
+    ``bf16``: under bfloat16 autocast (:attr:`SamplerConfig.bf16`).
     ``reward_run`` and ``goal`` (together): also report that learned reward on the real and imagined frames."""
     from dmo_ros.gates.world_model import denoiser_rollout
     from dmo_ros.policy.api import load_policy_run
@@ -506,7 +507,7 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
         from dmo_ros.local_model.train import goal_reward_function
 
         reward = goal_reward_function(Path(reward_run), Path(goal), size, torch.device(device))
-    sampler = denoiser.sampler_with(change_threshold)
+    sampler = denoiser.sampler_with(change_threshold, bf16=bf16 or None)
     believed = imagine_policy(denoiser, run.policy, paths, sampler_config=sampler)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser, sampler), paths, denoiser.config.context, config,

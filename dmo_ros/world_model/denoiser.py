@@ -118,11 +118,12 @@ class Denoiser(nn.Module):
         return SamplerConfig(num_steps=self.config.sampler_steps,
                              change_threshold=self.config.sampler_change_threshold)
 
-    def sampler_with(self, change_threshold: float | None = None) -> SamplerConfig:
-        """This model's own sampler, with ``change_threshold`` (uint8 levels) in place of its own when given."""
-        if change_threshold is None:
-            return self.sampler_config
-        return replace(self.sampler_config, change_threshold=change_threshold)
+    def sampler_with(self, change_threshold: float | None = None, bf16: bool | None = None) -> SamplerConfig:
+        """This model's own sampler, with ``change_threshold`` (uint8 levels) and ``bf16`` (bfloat16 autocast, see
+        :attr:`SamplerConfig.bf16`) in place of its own where given."""
+        changes = {name: value for name, value in (("change_threshold", change_threshold), ("bf16", bf16))
+                   if value is not None}
+        return replace(self.sampler_config, **changes) if changes else self.sampler_config
 
     @property
     def device(self) -> torch.device:

@@ -349,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--change-threshold", type=float, default=None, metavar="LEVELS",
                         help="soft threshold on each frame's change, uint8 levels (default: the model's "
                              "sampler_change_threshold; 0: none)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="sample under bfloat16 autocast (fast on hardware with bfloat16 matrix units, e.g. a CPU "
+                             "with AMX; slow without; SamplerConfig.bf16)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows rolled out together (default 32)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of the run to load (default: last)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default 0)")
@@ -364,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                                                num_steps=denoiser.config.sampler_steps if args.steps is None
                                                else args.steps,
                                                change_threshold=denoiser.config.sampler_change_threshold
-                                               if args.change_threshold is None else args.change_threshold),
+                                               if args.change_threshold is None else args.change_threshold,
+                                               bf16=args.bf16),
                         device=device, batch_size=args.batch_size, seed=args.seed)
     except (ValueError, FileNotFoundError, RuntimeError) as error:  # DatasetError is a ValueError
         print(f"dmo-world-model-report: error: {error}", file=sys.stderr)

@@ -41,7 +41,8 @@ class WorldModelEnv:
 
     Args:
         denoiser: the trained world model.
-        sampler_config: sampling steps / solver (default: DIAMOND's 3 deterministic Euler steps).
+        sampler_config: how frames are sampled: steps, solver, change threshold, precision (default: the
+            model's own, :attr:`Denoiser.sampler_config`).
         device: where to run; default the denoiser's device. A different device moves the denoiser there.
         grad: keep the autograd graph through sampling (default False: every call runs under ``no_grad``).
         generator: source of the sampler's noise, for reproducible rollouts (on any device).
@@ -50,19 +51,18 @@ class WorldModelEnv:
             the same frames up to float rounding; ``benchmarks/sampling_speed.py``,
             docs/world_models.md "Sampling speed").
             It converts ``denoiser`` in place, which changes no result elsewhere.
-        bf16: sample under bfloat16 autocast (fast only on CPUs with bf16 hardware, AMX: ~2x on top there;
-            frames differ by up to two uint8 levels; much slower on an AVX2-only CPU). Default off.
     """
 
     def __init__(self, denoiser: Denoiser, sampler_config: SamplerConfig | None = None,
                  device: torch.device | str | None = None, grad: bool = False,
-                 generator: torch.Generator | None = None, channels_last: bool = True, bf16: bool = False) -> None:
+                 generator: torch.Generator | None = None, channels_last: bool = True) -> None:
         self.device = torch.device(device) if device is not None else denoiser.device
         self.denoiser = denoiser.to(self.device)
         if channels_last and self.device.type == "cpu":
             self.denoiser.to(memory_format=torch.channels_last)
-        self.bf16 = bf16
         self.sampler = DiffusionSampler(self.denoiser, sampler_config)
+        self.bf16 = self.sampler.config.bf16
+        """Sampling under bfloat16 autocast (:attr:`SamplerConfig.bf16`)."""
         self.grad = grad
         self.generator = generator
         self.context = denoiser.config.context

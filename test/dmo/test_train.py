@@ -205,6 +205,27 @@ def test_the_runs_change_threshold_samples_the_world_model_and_holds_on_resume(p
     assert main(_args(method, policy_inputs, tmp_path / "bad", "--sampler-change-threshold", "-1")) == 2
 
 
+def test_the_runs_sampler_bf16_samples_the_world_model_under_bfloat16_autocast(policy_inputs, tmp_path, monkeypatch):
+    """``--sampler-bf16 true``: the imagined frames are sampled under bfloat16 autocast; off by default."""
+    from dmo_ros.world_model import sampler
+
+    autocast = []
+    real_sample = sampler.DiffusionSampler.sample
+
+    def recording_sample(self, *args, **kwargs):
+        autocast.append((self.config.bf16, torch.is_autocast_cpu_enabled()))
+        return real_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(sampler.DiffusionSampler, "sample", recording_sample)
+    assert main(_args("dmo", policy_inputs, tmp_path / "bf16", "--max-samples", "32", "--eval-every", "0",
+                      "--sampler-bf16", "true")) == 0
+    assert autocast and set(autocast) == {(True, True)}
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["run"]["sampler_bf16"] is True
+    autocast.clear()
+    assert main(_args("dmo", policy_inputs, tmp_path / "fp32", "--max-samples", "32", "--eval-every", "0")) == 0
+    assert autocast and set(autocast) == {(False, False)}
+
+
 def test_no_diffusion_needs_no_world_model_and_the_others_say_they_do(policy_inputs, tmp_path, capsys):
     """No Diffusion steps only the local RSSM: it trains without --world-model (start windows of 4 frames)."""
     def without_world_model(method, run):

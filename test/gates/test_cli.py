@@ -55,9 +55,10 @@ def test_dmo_gate_re_measures_prints_and_exits_1_below_the_gate(runs, capsys):
     saved = json.loads((runs["wm"] / "gate.json").read_text())
     assert saved["passed"] is False and saved["metrics"]["sampler"]["change_threshold"] == 0.0  # the model's own
     code = gate_main(["world-model", str(runs["wm"]), "--dataset", str(runs["dataset"]), "--windows", "4",
-                      "--horizon", "3", "--change-threshold", "4"])
+                      "--horizon", "3", "--change-threshold", "4", "--bf16"])
     sampler = json.loads((runs["wm"] / "gate.json").read_text())["metrics"]["sampler"]
-    assert code == 1 and sampler["change_threshold"] == 4
+    assert code == 1 and sampler["change_threshold"] == 4 and sampler["bf16"] is True
+    assert saved["metrics"]["sampler"]["bf16"] is False
     assert gate_main(["world-model", str(runs["wm"]), "--dataset", str(runs["dataset"]),
                       "--change-threshold", "-2"]) == 2
     assert "change_threshold" in capsys.readouterr().err

@@ -140,9 +140,11 @@ def test_the_command_writes_its_report(tiny_policies, tmp_path, capsys):
     assert (tmp_path / "world_model_paths.png").is_file()
     assert saved["metrics"]["sampler"]["change_threshold"] == 0.0  # the model's own sampler
     code = gate_main(["world-model-paths", str(world_model), "--policy", str(policy), "--episodes", "1",
-                      "--steps", "2", "--task", "reach_fixed", "--out", str(tmp_path), "--change-threshold", "4"])
+                      "--steps", "2", "--task", "reach_fixed", "--out", str(tmp_path), "--change-threshold", "4",
+                      "--bf16"])
     assert code == 1
-    assert json.loads((tmp_path / "world_model_paths.json").read_text())["metrics"]["sampler"]["change_threshold"] == 4
+    sampler = json.loads((tmp_path / "world_model_paths.json").read_text())["metrics"]["sampler"]
+    assert sampler["change_threshold"] == 4 and sampler["bf16"] is True
     capsys.readouterr()
     with_reward = ["world-model-paths", str(world_model), "--policy", str(policy), "--episodes", "2", "--steps", "3",
                    "--task", "reach_fixed", "--out", str(tmp_path), "--reward-run", str(policy.parent / "reward")]

@@ -110,8 +110,9 @@ def test_command_line_on_a_trained_run(tmp_path: Path, capsys) -> None:
                  "--device", "cpu"]) == 0
     assert json.loads((run / "fidelity/fidelity.json").read_text())["horizon"] == 3
     assert main([str(run), "--dataset", str(dataset), "--horizon", "3", "--windows", "2", "--steps", "1",
-                 "--device", "cpu", "--change-threshold", "4"]) == 0
-    assert json.loads((run / "fidelity/fidelity.json").read_text())["sampler"]["change_threshold"] == 4
+                 "--device", "cpu", "--change-threshold", "4", "--bf16"]) == 0
+    sampler = json.loads((run / "fidelity/fidelity.json").read_text())["sampler"]
+    assert sampler["change_threshold"] == 4 and sampler["bf16"] is True
     capsys.readouterr()
     assert main([str(tmp_path / "nothing"), "--dataset", str(dataset)]) == 2
     assert "not a training run folder" in capsys.readouterr().err

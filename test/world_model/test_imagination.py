@@ -95,6 +95,35 @@ def test_rollout_shapes_range_and_reproducibility() -> None:
     assert torch.equal(outs[0], outs[1])
 
 
+def test_bf16_sampler_config_runs_the_network_in_bfloat16_and_keeps_the_frames_within_two_levels() -> None:
+    model, w = denoiser(), window(horizon=3)
+    convolution_dtypes: list[torch.dtype] = []
+    hooks = [module.register_forward_hook(lambda _m, _i, out: convolution_dtypes.append(out.dtype))
+             for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    frames = {}
+    try:
+        for bf16 in (False, True):
+            convolution_dtypes.clear()
+            env = WorldModelEnv(model, model.sampler_with(bf16=bf16), generator=torch.Generator().manual_seed(3))
+            env.reset_from_windows(w)
+            frames[bf16] = env.rollout(w.future_actions)
+            assert set(convolution_dtypes) == {torch.bfloat16 if bf16 else torch.float32}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert frames[True].dtype == torch.float32  # the frames leave the sampler in float32 either way
+    levels = (to_uint8(frames[True]).int() - to_uint8(frames[False]).int()).abs()
+    assert levels.max() <= 2 and not torch.equal(frames[True], frames[False])
+
+
+def test_sampler_with_overrides_only_what_is_given() -> None:
+    model = denoiser()
+    assert model.sampler_with() == model.sampler_config
+    both = model.sampler_with(4.0, bf16=True)
+    assert (both.change_threshold, both.bf16, both.num_steps) == (4.0, True, model.sampler_config.num_steps)
+    assert model.sampler_with(bf16=True).change_threshold == model.sampler_config.change_threshold
+
+
 def test_no_autograd_by_default_and_gradients_to_actions_with_grad_true() -> None:
     model, w = denoiser(), window()
     action = torch.full((B, 2), 0.1, requires_grad=True)
