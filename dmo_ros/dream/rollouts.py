@@ -71,6 +71,10 @@ class DreamConfig:
     seed: int = 0
     """Seed of the sampler's noise: the same start, actions and seed give the same rollout."""
 
+    bf16: bool = False
+    """Sample the DIAMOND world model under bfloat16 autocast (:attr:`SamplerConfig.bf16`: ~2.5x faster on a CPU
+    with AMX, frames within a uint8 level; slow on a CPU without bfloat16 units). Not for a DreamerV4-style model."""
+
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1 step, got {self.horizon}")
@@ -390,12 +394,16 @@ class Dreamer:
         if self.token_rewards:
             from dmo_ros.world_model_v4.imagination import WorldModelV4Env
 
+            if self.config.bf16:
+                raise ValueError("bf16 samples the DIAMOND world model; a DreamerV4-style model samples in float32")
+
             self.env = WorldModelV4Env(world_model, self.config.sampling_steps or None, device=device,
                                        generator=self.generator)
             self.context = world_model.config.l_init
         else:
-            sampler = (replace(world_model.sampler_config, num_steps=self.config.sampling_steps)
-                       if self.config.sampling_steps else None)  # the model's change threshold kept
+            sampler = world_model.sampler_with(bf16=self.config.bf16)  # the model's change threshold kept
+            if self.config.sampling_steps:
+                sampler = replace(sampler, num_steps=self.config.sampling_steps)
             self.env = WorldModelEnv(world_model, sampler, device=device,
                                      generator=self.generator)
             self.context = world_model.config.context

@@ -96,6 +96,8 @@ class DreamNodeParameters:
     summary: str = param("mean", f"Summary of the per-pixel variance: {', '.join(SPREAD_SUMMARIES)}.")
     sampling_steps: int = param(0, "Denoising steps per imagined frame; 0: the world model's own (sampler_steps).")
     seed: int = param(0, "Seed of the sampler's noise.")
+    bf16: bool = param(False, "Sample the DIAMOND world model under bfloat16 autocast (fast on a CPU with AMX, "
+                              "slow without bfloat16 units).")
     robot: str = param("pusht", "Robot profile (config/robots/ROBOT.yaml): the teleop action's message and fields.")
     teleop_timeout: float = param(0.5, "Seconds after which a teleop action counts as released (zero).")
     camera_format: str = param("raw", f"Camera message type (start_source camera): {', '.join(CAMERA_FORMATS)}.")
@@ -129,7 +131,8 @@ class DreamNode(DmoNode):
         self.model_config = cfg = world_model.config
         reward = self._reward(p, cfg.image_size) if p.reward else None
         config = DreamConfig(horizon=p.horizon, seeds=p.seeds, threshold=p.threshold, end_off_data=p.end_off_data,
-                             summary=p.summary, sampling_steps=p.sampling_steps, seed=p.seed)
+                             summary=p.summary, sampling_steps=p.sampling_steps, seed=p.seed,
+                             bf16=p.bf16)
         self.dreamer = Dreamer(world_model, config, reward=reward, device=p.device)
         self.catalog = None
         if p.start_source == "dataset":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -241,3 +242,6 @@ def test_the_dream_samples_with_the_models_change_threshold_at_any_number_of_ste
         sampler = Dreamer(model, DreamConfig(horizon=2, seeds=1, sampling_steps=steps)).env.sampler.config
         assert sampler.change_threshold == 4.0
         assert sampler.num_steps == (steps or model.config.sampler_steps)
+        assert not sampler.bf16
+    assert Dreamer(model, DreamConfig(horizon=2, seeds=1, sampling_steps=2, bf16=True)).env.sampler.config == replace(
+        model.sampler_with(4.0, bf16=True), num_steps=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, DreamStart, ExternalActions
@@ -26,3 +27,11 @@ def test_dreamer_drives_the_v4_model_and_reads_its_reward_token() -> None:
         assert step.imagined.shape == (2, 3, 16, 16) and step.imagined.dtype == torch.uint8
         assert step.rewards.shape == (2,) and not any(math.isnan(r) for r in step.rewards.tolist())
         assert step.spread.shape == (2,) and (step.spread > 0).all()  # two seeds differ
+
+
+def test_bf16_is_refused_for_a_v4_model_by_name() -> None:
+    tokenizer = TokenizerConfig.preset("tiny")
+    dynamics = DynamicsConfig.preset("tiny", action_size=3, image_size=16, latent_tokens=tokenizer.latent_tokens,
+                                     latent_dim=tokenizer.latent_dim)
+    with pytest.raises(ValueError, match="bf16 samples the DIAMOND world model"):
+        Dreamer(WorldModelV4(tokenizer, dynamics).eval(), DreamConfig(horizon=3, bf16=True))
