@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return ImaginedEnvV4(world_model, starts, batch_size, device=device, generator=generator)
         sampler = world_model.sampler_with(run.sampler_change_threshold,  # the run's settings over the model's
-                                           bf16=run.sampler_bf16 or None)
+                                           bf16=run.sampler_bf16)
         return ImaginedEnv(world_model, reward_model, goal, starts, batch_size, sampler_config=sampler, device=device,
                            generator=generator)
 

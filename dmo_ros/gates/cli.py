@@ -46,7 +46,7 @@ def world_model_run_gate(run_dir: Path, dataset: Path, device: torch.device | st
 
     denoiser = load_world_model(run_dir, device)
     report = world_model_gate(denoiser, dataset, WorldModelGateConfig(**config),
-                              sampler_config=denoiser.sampler_with(change_threshold, bf16=bf16 or None),
+                              sampler_config=denoiser.sampler_with(change_threshold, bf16=bf16),
                               picture=Path(run_dir) / "action_response.png")
     write_gate_report(run_dir, report)
     return report

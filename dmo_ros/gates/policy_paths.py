@@ -507,7 +507,7 @@ def world_model_paths_check(world_model_run: Path | str, policy_run: Path | str,
         from dmo_ros.local_model.train import goal_reward_function
 
         reward = goal_reward_function(Path(reward_run), Path(goal), size, torch.device(device))
-    sampler = denoiser.sampler_with(change_threshold, bf16=bf16 or None)
+    sampler = denoiser.sampler_with(change_threshold, bf16=bf16)
     believed = imagine_policy(denoiser, run.policy, paths, sampler_config=sampler)
     out = Path(out_dir or policy_run)
     report = policy_path_report(denoiser_rollout(denoiser, sampler), paths, denoiser.config.context, config,
