@@ -155,9 +155,10 @@ def ask_for_signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
 
 
 class StopRequests:
-    """The SIGINT/SIGTERM handler of a node process: the first signal asks the node to finish
-    (or, before the node exists, is kept for it); later ones, while the node shuts down, are
-    reported and otherwise ignored."""
+    """The SIGINT/SIGTERM handler of a node process: a signal asks the node to finish (or, before
+    the node exists, is kept for it); those after the first are also reported, and once the node
+    shuts down they are otherwise ignored. It may nest (a second signal between two bytecodes of
+    the first's handler) and stays correct when it does."""
 
     def __init__(self) -> None:
         self.node: Finishable | None = None
@@ -169,10 +170,15 @@ class StopRequests:
 
     def __call__(self, number: int, _frame: Any) -> None:
         name = signal.Signals(number).name
+        again = bool(self.received) or self.shutting_down
         self.received.append(name)
-        if len(self.received) == 1 and not self.shutting_down:
-            if self.node is not None:
-                self.node.finish(0)
+        # Every signal before the shutdown asks the node to finish (``finish`` keeps the first code), not only the
+        # one that came first: two signals microseconds apart (a terminal's Ctrl-C beside a launcher's forwarded
+        # one) nest this handler, and a "was it the first?" test after the append made both calls take the second
+        # branch, so the node spun on until SIGKILL (seen in CI: teleop, 50 ticks after two "again" messages).
+        if not self.shutting_down and self.node is not None:
+            self.node.finish(0)
+        if not again:
             return
         # os.write: no Python buffer to re-enter. A launcher killed before its nodes leaves
         # their output a broken pipe: an error raised here would interrupt the shutdown.
