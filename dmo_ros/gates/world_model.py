@@ -249,7 +249,10 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         "imagined_along_px_per_step": along_steps.tolist() if np.ndim(along_steps) else [],
         "commands": per_command, "speed": config.speed, "horizon": config.horizon,
     }
-    notes = []
+    # Which command loses the agent: the zero command (a policy at its goal) and the walls fail for different reasons.
+    notes = ["agent visible per command (all rollouts / those clear of the border): " + ", ".join(
+        f"{name} {_fraction(entry['visible'])} / {_fraction(entry['visible_clear_of_border'])}"
+        for name, entry in per_command.items())]
     drift = per_command["zero"].get("drift_px_per_step") or []
     if drift:  # the real agent stops under a zero command; a policy settling at its goal relies on that
         def px(value: float) -> str:  # nan: the agent was found in no imagined frame of that step
@@ -261,6 +264,10 @@ def action_response_gate(rollout: Rollout, dataset: WindowDataset, indices: list
         write_action_response_picture(shown, picture)
         metrics["picture"] = str(picture)
     return GateReport("world_model", checks, metrics, time.perf_counter() - begin, notes)
+
+
+def _fraction(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "?"
 
 
 PICTURE_WINDOWS = 3

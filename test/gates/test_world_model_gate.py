@@ -74,6 +74,27 @@ def test_a_model_that_loses_the_agent_fails_visibility(pusht_play):
     assert "nan" not in drift_note and "? px (the imagined agent not found)" in drift_note, drift_note
 
 
+def test_the_per_command_line_names_the_command_that_loses_the_agent(pusht_play):
+    """A model that keeps the agent while it moves and loses it when told to stand still (what play without pauses
+    taught the cpu preset's world model, docs/gates.md) fails, and the gate's printout says which command."""
+    dataset, indices = _dataset(pusht_play)
+    truth = SimulatorRollout(pusht_play)
+
+    def loses_it_standing_still(window, actions):
+        frames = truth(window, actions)
+        still = actions.abs().sum(dim=(1, 2)) == 0
+        frames[still] = 1.0  # a white table: no agent, no T
+        return frames
+
+    report = action_response_gate(loses_it_standing_still, dataset, indices, CONFIG)
+    commands = report.metrics["commands"]
+    assert commands["zero"]["visible"] == 0.0 and all(commands[name]["visible"] > 0.99 for name in ("+x", "-y"))
+    assert not report.passed
+    line = next(note for note in report.notes if note.startswith("agent visible per command"))
+    assert "zero 0.00 / 0.00," in line and "+x 1.00 / " in line, line
+    assert line in report.format()
+
+
 def test_fidelity_report_on_pusht_data_scores_agent_and_t_positions_per_step(pusht_play, tmp_path, capsys):
     from dmo_ros.world_model.config import SamplerConfig, WorldModelConfig
     from dmo_ros.world_model.denoiser import Denoiser
