@@ -46,7 +46,8 @@ class StopAtBoundary:
                  ) -> None:
         self.notify, self.what = notify, what
         self.previous: dict[int, Callable] = {}
-        self.held: int | None = None
+        self.received: list[int] = []
+        """Every signal this block's handler got, in order; the first is the held one."""
 
     def __enter__(self) -> StopAtBoundary:
         if threading.current_thread() is threading.main_thread():
@@ -65,9 +66,16 @@ class StopAtBoundary:
             signal.signal(number, handler)
         self.previous = {}
 
+    @property
+    def held(self) -> int | None:
+        """The signal held for the boundary, or None."""
+        return self.received[0] if self.received else None
+
     def _on_signal(self, number: int, frame: object) -> None:
-        if self.held is None:
-            self.held = number
+        # First or second is decided by one append, then the count: this handler may nest (a second signal between
+        # two bytecodes of the first's call), and a "none held yet?" test before setting it let both be held.
+        self.received.append(number)
+        if len(self.received) == 1:
             if self.notify is not None:
                 self.notify(f"{signal.Signals(number).name}: {self.what} (again: stop now)")
             return

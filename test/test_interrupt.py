@@ -224,3 +224,35 @@ def test_a_held_stop_waits_for_the_boundary_and_an_ignored_one_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+class _SignalRightAfterAppend(list):
+    """A ``received`` list whose first append lets a second signal in at once: a second Ctrl-C landing between two
+    bytecodes of the first one's handler (Python runs the handler again, nested)."""
+
+    def __init__(self, stop, second: int) -> None:
+        super().__init__()
+        self.stop, self.second = stop, second
+
+    def append(self, number: int) -> None:
+        super().append(number)
+        if len(self) == 1:
+            self.stop._on_signal(self.second, None)
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_stop_nesting_in_the_handler_is_delivered_at_once(second):
+    """Two signals microseconds apart (a terminal's Ctrl-C beside a launcher's forwarded one) nest the handler; the
+    second must still stop at once, not be held with the first (the node handler's CI flake, its whole kind)."""
+    from dmo_ros.interrupt import StopAtBoundary
+
+    previous = {number: signal.signal(number, signal.default_int_handler) for number in StopAtBoundary.SIGNALS}
+    try:
+        with StopAtBoundary() as stop:
+            stop.received = _SignalRightAfterAppend(stop, second)
+            with pytest.raises(KeyboardInterrupt):
+                stop._on_signal(signal.SIGINT, None)
+            assert list(stop.received) == [signal.SIGINT, second]
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
