@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from nested_signal import SecondSignalRightAfterAppend
 
 from dmo_ros.interrupt import INTERRUPTED_EXIT_CODE, TERMINATED_EXIT_CODE, stop_on_interrupt
 
@@ -226,20 +227,6 @@ def test_a_held_stop_waits_for_the_boundary_and_an_ignored_one_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-class _SignalRightAfterAppend(list):
-    """A ``received`` list whose first append lets a second signal in at once: a second Ctrl-C landing between two
-    bytecodes of the first one's handler (Python runs the handler again, nested)."""
-
-    def __init__(self, stop, second: int) -> None:
-        super().__init__()
-        self.stop, self.second = stop, second
-
-    def append(self, number: int) -> None:
-        super().append(number)
-        if len(self) == 1:
-            self.stop._on_signal(self.second, None)
-
-
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_stop_nesting_in_the_handler_is_delivered_at_once(second):
     """Two signals microseconds apart (a terminal's Ctrl-C beside a launcher's forwarded one) nest the handler; the
@@ -249,7 +236,7 @@ def test_a_second_stop_nesting_in_the_handler_is_delivered_at_once(second):
     previous = {number: signal.signal(number, signal.default_int_handler) for number in StopAtBoundary.SIGNALS}
     try:
         with StopAtBoundary() as stop:
-            stop.received = _SignalRightAfterAppend(stop, second)
+            stop.received = SecondSignalRightAfterAppend(lambda: stop._on_signal(second, None))
             with pytest.raises(KeyboardInterrupt):
                 stop._on_signal(signal.SIGINT, None)
             assert list(stop.received) == [signal.SIGINT, second]

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from nested_signal import SecondSignalRightAfterAppend
 
 from dmo_ros.nodes import executables, stop_signals
 from dmo_ros.nodes.stop_signals import STOP_SIGNALS, StopRequests, stop_requests
@@ -38,27 +39,13 @@ def test_the_first_signal_finishes_the_node_and_later_ones_are_only_reported(cap
     assert "SIGTERM again: already stopping" in err
 
 
-class _SignalRightAfterAppend(list):
-    """A ``received`` list whose first append lets a second signal in at once: what a second SIGINT does when it
-    arrives between two bytecodes of the first one's handler (Python runs the handler again, nested)."""
-
-    def __init__(self, stop: StopRequests, second: signal.Signals) -> None:
-        super().__init__()
-        self.stop, self.second = stop, second
-
-    def append(self, name: str) -> None:
-        super().append(name)
-        if len(self) == 1:
-            self.stop(self.second, None)
-
-
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
 def test_two_signals_nesting_in_the_handler_still_finish_the_node(capfd, second):
     """Seen in CI: a terminal's Ctrl-C and the launcher's forwarded one microseconds apart; both handler calls
     took the "again" branch and teleop spun on until SIGKILL."""
     node, stop = FakeNode(), StopRequests()
     stop.node = node
-    stop.received = _SignalRightAfterAppend(stop, second)
+    stop.received = SecondSignalRightAfterAppend(lambda: stop(second, None))
     stop(signal.SIGINT, None)
     assert node.finished and set(node.finished) == {0}
     assert stop.received == ["SIGINT", second.name]
