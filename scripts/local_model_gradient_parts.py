@@ -21,7 +21,10 @@ fix; if neither does, the reward head is.
     .venv/bin/python scripts/local_model_gradient_parts.py --reward-run runs/go2aw/intent_p1 runs/go2aw/local_p1
 
 Prints, per model and part, the mean cosine with the simulator's finite difference over the larger-|FD|
-half of ``--probes`` probes, its standard error, and the median norm ratio to the finite difference.
+half of ``--probes`` probes, its standard error, and the median norm ratio to the finite difference. With
+``--ensemble`` (several local models trained on the same reward's labels), also the cosine of each part's gradient
+averaged over the models: how much of a single draw's error is its own (averaging removes it) and how much all draws
+share.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None,
                         help="finite-difference step in the action's units (default: 0.05 on Push-T, 0.1 on the Go2)")
     parser.add_argument("--seed", type=int, default=7, help="probe seed (default 7, unlike the gate's 0)")
+    parser.add_argument("--task", default="push_t",
+                        help="the Push-T stand-in task whose states the probes visit (default push_t, as the gate)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
 
     first = load_local_model(args.local_models[0], "cpu")
@@ -83,12 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         next_frames.append(frames.clone())
         return reward(frames, start)
 
-    probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, robot=robot)
+    probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, task=args.task, robot=robot)
     action_size = probes[0].actions.shape[-1]
     shifts = torch.cat([torch.eye(action_size), -torch.eye(action_size)], 1).reshape(2 * action_size, action_size)
     truth = np.stack([probe.gradient for probe in probes])
     norms = np.linalg.norm(truth, axis=1)
     top = norms >= np.median(norms)
+
+    def report(name: str, gradients: dict[str, list[np.ndarray]]) -> None:
+        for part, meaning in PARTS.items():
+            cosines = np.array([_cosine(t, g) for t, g in zip(truth, gradients[part], strict=True)])[top]
+            ratio = np.median([np.linalg.norm(g) / max(n, 1e-9)
+                               for g, n in zip(gradients[part], norms, strict=True)])
+            print(f"{name}  {part:9s} cosine {cosines.mean():+.3f} ± {cosines.std(ddof=1) / np.sqrt(len(cosines)):.3f}"
+                  f"  norm ratio {ratio:.2f}  ({meaning}; {len(cosines)} of {len(probes)} probes)", flush=True)
+
+    every = []
     for path in args.local_models:
         model = load_local_model(path, "cpu").eval()
         found = {part: [] for part in PARTS}
@@ -104,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
                     values = model.reward(states.at(-1)).double().numpy().reshape(action_size, 2)
                     found[part].append((values[:, 0] - values[:, 1]) / (2 * epsilon))
             found["decoupled"].append(_decoupled_gradient(model, probe, posteriors.at(-1)))
-        for part, meaning in PARTS.items():
-            cosines = np.array([_cosine(t, g) for t, g in zip(truth, found[part], strict=True)])[top]
-            ratio = np.median([np.linalg.norm(g) / max(n, 1e-9) for g, n in zip(found[part], norms, strict=True)])
-            print(f"{path}  {part:9s} cosine {cosines.mean():+.3f} ± {cosines.std(ddof=1) / np.sqrt(len(cosines)):.3f}"
-                  f"  norm ratio {ratio:.2f}  ({meaning}; {len(cosines)} of {len(probes)} probes)", flush=True)
+        report(str(path), found)
+        every.append(found)
+    if args.ensemble and len(every) > 1:
+        report(f"mean of {len(every)} models", {part: list(np.mean([found[part] for found in every], 0))
+                                                 for part in PARTS})
     return 0
 
 

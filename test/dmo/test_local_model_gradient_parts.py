@@ -37,3 +37,14 @@ def test_a_go2_local_model_is_probed_on_the_push_cube_stand_in(tmp_path, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["gate", "decoupled", "posterior", "prior"]
     assert all(-1 <= float(line.split()[3]) <= 1 and "of 4 probes" in line for line in lines)
+
+
+def test_the_ensemble_line_averages_the_models_gradients(policy_inputs, capsys):
+    """Two copies of one model: their mean gradient is the model's own, so the ensemble lines repeat its cosines."""
+    local = str(policy_inputs["local_model"])
+    assert _script().main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
+                           "--probes", "4", "--task", "push_region", "--ensemble", local, local]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12 and all(line.startswith("mean of 2 models") for line in lines[8:])
+    single = [line.split()[3] for line in lines[:4]]
+    assert [line.split()[6] for line in lines[8:]] == single  # "mean of 2 models  <part> cosine <value>"
