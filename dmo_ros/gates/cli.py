@@ -329,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     if reach and "task" not in reach:
         parser.error(f"--{next(iter(reach)).replace('_', '-')} measures the reach gate: give --task reach_fixed "
                      "(or reach) too")
+    if "task" in reach:  # a pushing task here is the mistake to name, not the shape-gate options beside it
+        from dmo_ros.gates.reward import ReachRewardGateConfig
+
+        try:
+            ReachRewardGateConfig(task=reach["task"])
+        except ValueError as error:
+            parser.error(f"--{error}")
     if reach and set(config) - {"seed"}:
         parser.error(f"--{next(iter(set(config) - {'seed'})).replace('_', '-')} belongs to the pushing tasks' "
                      f"reward gate, not the reach gate (--task {reach['task']})")

@@ -91,6 +91,17 @@ def test_dmo_gate_reward_with_a_reach_task_measures_the_reach_gate(runs, tmp_pat
     assert "belongs to the pushing tasks' reward gate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra", [[], ["--episodes", "2"]])
+def test_dmo_gate_reward_with_a_pushing_task_says_to_leave_the_task_out(runs, extra, capsys):
+    """The reward's --task picks the reach gate; a pushing task there is the mistake the message names, also when a
+    shape-gate option stands beside it (it once blamed --episodes for "not the reach gate (--task push_region)")."""
+    with pytest.raises(SystemExit) as stop:
+        gate_main(["reward", str(runs["reward"]), "--goal", str(runs["goal"]), "--task", "push_region", *extra])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--task 'push_region' has no agent target" in err and "leave --task out" in err
+    assert "belongs to" not in err
+
+
 def test_dmo_gate_reward_toward_another_picture_keeps_the_runs_own_gate(runs, tmp_path, capsys):
     """Re-measuring toward the run's own picture replaces its gate.json; toward another picture the measurement
     goes to gate_goals/ (found there by the policy trainer), the run's own gate untouched."""
