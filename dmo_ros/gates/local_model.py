@@ -157,7 +157,7 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
                      seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t",
-                     robot: str = "pusht", steps: int = 1) -> list[GradientProbe]:
+                     robot: str = "pusht", steps: int = 1, controller: Any = None) -> list[GradientProbe]:
     """``count`` states of a stand-in reached by its scripted operator, each with the finite-difference gradient of
     ``reward`` (start: the episode's first frame) with respect to the operator's next action.
 
@@ -165,7 +165,10 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
     action, the operator's next K - 1 actions (``GradientProbe.continuation``) held as they were.
 
     Every probe comes from a fresh episode after a random number of operator steps in ``warmup``, half of them
-    following the expert, half the explorer. ``robot``: ``pusht`` (the Push-T stand-in playing ``task``: its resets,
+    following the expert, half the explorer. ``controller`` (a diagnostic: an evaluation controller, ``reset(sim)``
+    and ``act(sim)`` in the operator's units, e.g. a trained policy's
+    :class:`~dmo_ros.policy.episodes.PolicyController`) drives the episodes and picks the probed action instead: the
+    gradient where that policy goes. ``robot``: ``pusht`` (the Push-T stand-in playing ``task``: its resets,
     its operator) or ``go2`` (the Push Cube stand-in; actions in m/s and rad/s, ``task`` is not read).
     """
     from dmo_ros.teleop.scripted import make_operator, push_cube_observation, pusht_observation
@@ -195,6 +198,9 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
             frames.append(camera())
         return np.stack(frames)
 
+    def next_action(policy: Any) -> np.ndarray:
+        return controller.act(sim) if controller is not None else policy.act(observe(sim.state()))
+
     probes = []
     try:
         for index in range(count):
@@ -202,26 +208,29 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
                 sim.reset()
             # Half the probes follow the expert, half the explorer; only the one used plans its episode.
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
-            policy.begin(observe(sim.state()), rng)
+            if controller is None:
+                policy.begin(observe(sim.state()), rng)
+            else:
+                controller.reset(sim)
             warmup_steps = int(rng.integers(warmup[0], warmup[1] + 1))
             # Only the start (the reward's reference) and the last `history` frames are used: rendering
             # the rest would cost more than the simulation.
             frames, actions = [camera()], []
             for step in range(warmup_steps):
-                action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
+                action = np.asarray(next_action(policy), dtype=np.float64)
                 sim.step(action * action_to_command)
                 actions.append(action)
                 if step >= warmup_steps - history:
                     frames.append(camera())
             start = torch.from_numpy(frames[0]).permute(2, 0, 1)
-            action = np.asarray(policy.act(observe(sim.state())), dtype=np.float64)
+            action = np.asarray(next_action(policy), dtype=np.float64)
             snapshot = sim.snapshot()
             state = sim.state()
             continuation: list[np.ndarray] = []
             if steps > 1:  # the operator's own next actions, from the unperturbed step on
                 sim.step(action * action_to_command)
                 for _ in range(steps - 1):
-                    continuation.append(np.asarray(policy.act(observe(sim.state())), dtype=np.float64))
+                    continuation.append(np.asarray(next_action(policy), dtype=np.float64))
                     sim.step(continuation[-1] * action_to_command)
             shifted = [action + sign * epsilon * np.eye(len(action))[i] for i in range(len(action)) for sign in (1, -1)]
             after = torch.from_numpy(np.concatenate([frames_after(a) for a in shifted])).permute(0, 3, 1, 2)

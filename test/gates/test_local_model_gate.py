@@ -109,6 +109,34 @@ def test_simulator_probes_recover_a_known_gradient():
     assert np.median(cosines) > 0.9, [p.gradient for p in probes]
 
 
+def test_simulator_probes_driven_by_a_controller_take_its_actions_and_states():
+    """controller=: a controller that always drives +x makes every probe's actions its own and leaves the agent
+    further right than where the scripted operator's probes leave it from the same resets."""
+
+    class DriveRight:
+        resets = 0
+
+        def reset(self, sim) -> None:
+            self.resets += 1
+
+        def act(self, sim) -> np.ndarray:
+            return np.array([0.19, 0.0])
+
+    def agent_x(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        position, _ = locate_agent(frames.numpy())
+        return torch.from_numpy(np.nan_to_num(position[:, 0]))
+
+    drive = DriveRight()
+    driven = simulator_probes(agent_x, count=4, history=3, image_size=64, epsilon=0.05, seed=1, warmup=(6, 6),
+                              controller=drive)
+    operated = simulator_probes(agent_x, count=4, history=3, image_size=64, epsilon=0.05, seed=1, warmup=(6, 6))
+    assert drive.resets == 4
+    assert all(np.allclose(p.actions.numpy(), [0.19, 0.0]) for p in driven)
+    start_x = np.array([p.state.agent[0] for p in operated])
+    assert all(p.state.agent[0] > 0 for p in driven)
+    assert np.mean([p.state.agent[0] for p in driven]) > start_x.mean()
+
+
 def test_simulator_probes_on_the_push_cube_stand_in_recover_a_known_gradient():
     """robot=go2: with reward = the cube's x in the picture, turning left (yaw rate > 0) or stepping left moves the
     cube right wherever it is seen, and the probes carry the Go2's 3-D actions."""
