@@ -24,8 +24,8 @@ Prints, per model and part, the mean cosine with the simulator's finite differen
 half of ``--probes`` probes, its standard error, and the median norm ratio to the finite difference. With
 ``--ensemble`` (several local models trained on the same reward's labels), also the cosine of each part's gradient
 averaged over the models: how much of a single draw's error is its own (averaging removes it) and how much all draws
-share. With ``--policy RUN``, a trained policy drives the probes' episodes and picks the probed action: the gradient
-where that policy goes rather than where the scripted operator does.
+share. With ``--policy RUN`` (or ``random``), a trained policy (random actions) drives the probes' episodes and
+picks the probed action: the gradient where that policy goes rather than where the scripted operator does.
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="probe seed (default 7, unlike the gate's 0)")
     parser.add_argument("--task", default="push_t",
                         help="the Push-T stand-in task whose states the probes visit (default push_t, as the gate)")
-    parser.add_argument("--policy", type=Path, default=None,
-                        help="a trained policy's run folder: its episodes pick the probes' states and actions instead "
-                             "of the scripted operator's (where that policy goes)")
+    parser.add_argument("--policy", default=None,
+                        help="a trained policy's run folder, or 'random' (the evaluation's random-action floor): its "
+                             "episodes pick the probes' states and actions instead of the scripted operator's (where "
+                             "that policy goes)")
     parser.add_argument("--ensemble", action="store_true",
                         help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         return reward(frames, start)
 
     controller = None
-    if args.policy is not None:
+    if args.policy == "random":
+        from dmo_ros.policy.evaluate import RandomController
+
+        controller = RandomController(seed=args.seed)
+    elif args.policy is not None:
         from dmo_ros.policy.api import load_policy
         from dmo_ros.policy.episodes import PolicyController
 

@@ -48,3 +48,14 @@ def test_the_ensemble_line_averages_the_models_gradients(policy_inputs, capsys):
     assert len(lines) == 12 and all(line.startswith("mean of 2 models") for line in lines[8:])
     single = [line.split()[3] for line in lines[:4]]
     assert [line.split()[6] for line in lines[8:]] == single  # "mean of 2 models  <part> cosine <value>"
+
+
+def test_random_actions_can_drive_the_probes(policy_inputs, capsys):
+    """--policy random: the evaluation's random floor picks the probes' states and actions (where an untrained
+    policy goes), each part compared with the simulator as before."""
+    assert _script().main(["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]),
+                           "--probes", "4", "--task", "push_region", "--policy", "random",
+                           str(policy_inputs["local_model"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["gate", "decoupled", "posterior", "prior"]
+    assert all(-1 <= float(line.split()[3]) <= 1 and "of 4 probes" in line for line in lines)
