@@ -52,6 +52,16 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denominator) if denominator > 0 else 0.0
 
 
+def _load_local(path: Path):
+    """A local-model run's model, or the local model inside a policy run (its deployed filter: fine-tuned during DMO
+    with ``--finetune-steps``, averaged with ``--policy-ema``)."""
+    from dmo_ros.policy.api import POLICY_KIND, load_policy
+
+    if read_run_config(path).get("kind") == POLICY_KIND:
+        return load_policy(path).local_model
+    return load_local_model(path, "cpu")
+
+
 def _decoupled_gradient(model, probe, forward_next) -> np.ndarray:
     """(A,) d r̂ / d a as DMO's actor gets it at ``probe``, averaged over the forward states (N, ...)."""
     with torch.no_grad():
@@ -67,7 +77,8 @@ def _decoupled_gradient(model, probe, forward_next) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("local_models", nargs="+", type=Path, help="local-model run folders")
+    parser.add_argument("local_models", nargs="+", type=Path,
+                        help="local-model run folders, or policy runs (the local model they deploy)")
     parser.add_argument("--reward-run", type=Path, required=True, help="the global reward model's run folder")
     parser.add_argument("--goal", type=Path, default=None, help="goal picture (none for an intent reward)")
     parser.add_argument("--probes", type=int, default=128, help="simulator probes (default 128)")
@@ -84,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
 
-    first = load_local_model(args.local_models[0], "cpu")
+    first = _load_local(args.local_models[0])
     size, length = first.config.image_size, 8
     robot = str(read_run_config(args.local_models[0]).get("robot", "pusht"))
     epsilon = args.epsilon if args.epsilon is not None else GO2_GATE_EPSILON if robot == "go2" else 0.05
@@ -123,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     every = []
     for path in args.local_models:
-        model = load_local_model(path, "cpu").eval()
+        model = _load_local(path).eval()
         found = {part: [] for part in PARTS}
         for probe, after in zip(probes, next_frames, strict=True):
             found["gate"].append(local_reward_gradient(model, probe))

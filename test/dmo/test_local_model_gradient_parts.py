@@ -59,3 +59,15 @@ def test_random_actions_can_drive_the_probes(policy_inputs, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["gate", "decoupled", "posterior", "prior"]
     assert all(-1 <= float(line.split()[3]) <= 1 and "of 4 probes" in line for line in lines)
+
+
+def test_a_policy_run_is_measured_by_the_local_model_it_deploys(tiny_policies, capsys):
+    """A policy run in place of a local-model run: its deployed filter (here trained without fine-tuning, so the
+    pretrained model's weights) gives the same numbers as the local-model run it started from."""
+    policy = tiny_policies["pusht"]
+    root = policy.parent
+    assert _script().main(["--reward-run", str(root / "reward"), "--goal", str(root / "goal.png"), "--probes", "4",
+                           str(policy), str(root / "local_model")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8
+    assert [line.split()[1:] for line in lines[:4]] == [line.split()[1:] for line in lines[4:]]
