@@ -206,7 +206,8 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
         for index in range(count):
             if index:
                 sim.reset()
-            # Half the probes follow the expert, half the explorer; only the one used plans its episode.
+            # Half the probes follow the expert, half the explorer; only the one used plans its episode. The draw
+            # is made with a controller too, so its warm-up lengths are the operator's.
             policy = operator.expert if rng.random() < 0.5 else operator.explorer
             if controller is None:
                 policy.begin(observe(sim.state()), rng)
@@ -227,7 +228,7 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
             snapshot = sim.snapshot()
             state = sim.state()
             continuation: list[np.ndarray] = []
-            if steps > 1:  # the operator's own next actions, from the unperturbed step on
+            if steps > 1:  # the operator's (or controller's) own next actions, from the unperturbed step on
                 sim.step(action * action_to_command)
                 for _ in range(steps - 1):
                     continuation.append(np.asarray(next_action(policy), dtype=np.float64))
