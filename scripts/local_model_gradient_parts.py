@@ -31,6 +31,7 @@ picks the probed action: the gradient where that policy goes rather than where t
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from dmo_ros.gates.local_model import local_reward_gradient, simulator_probes
 from dmo_ros.local_model.model import load_local_model
 from dmo_ros.local_model.rssm import RSSMState
 from dmo_ros.local_model.train import GO2_GATE_EPSILON, goal_reward_function
+from dmo_ros.sims.pusht_tasks import TASKS
 from dmo_ros.training.checkpoint import read_run_config
 
 PARTS = {"gate": "local one-step gradient", "decoupled": "DMO's gradient: value swapped to the true next frame's",
@@ -60,6 +62,20 @@ def _load_local(path: Path):
     if read_run_config(path).get("kind") == POLICY_KIND:
         return load_policy(path).local_model
     return load_local_model(path, "cpu")
+
+
+def _controller(policy: str | None, seed: int):
+    """What drives the probes' episodes: None (the scripted operator), random actions, or a policy run's policy."""
+    if policy is None:
+        return None
+    if policy == "random":
+        from dmo_ros.policy.evaluate import RandomController
+
+        return RandomController(seed=seed)
+    from dmo_ros.policy.api import load_policy
+    from dmo_ros.policy.episodes import PolicyController
+
+    return PolicyController(load_policy(policy))
 
 
 def _decoupled_gradient(model, probe, forward_next) -> np.ndarray:
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None,
                         help="finite-difference step in the action's units (default: 0.05 on Push-T, 0.1 on the Go2)")
     parser.add_argument("--seed", type=int, default=7, help="probe seed (default 7, unlike the gate's 0)")
-    parser.add_argument("--task", default="push_t",
+    parser.add_argument("--task", default="push_t", choices=TASKS,
                         help="the Push-T stand-in task whose states the probes visit (default push_t, as the gate)")
     parser.add_argument("--policy", default=None,
                         help="a trained policy's run folder, or 'random' (the evaluation's random-action floor): its "
@@ -95,27 +111,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
 
-    first = _load_local(args.local_models[0])
-    size, length = first.config.image_size, 8
-    robot = str(read_run_config(args.local_models[0]).get("robot", "pusht"))
+    from dmo_ros.policy.base import PolicyError
+    from dmo_ros.training.checkpoint import CheckpointError
+
+    try:  # every input read before the probes run: a bad path or run is one line, not a traceback
+        models = [_load_local(path).eval() for path in args.local_models]
+        size, length = models[0].config.image_size, 8
+        robot = str(read_run_config(args.local_models[0]).get("robot", "pusht"))
+        reward = goal_reward_function(args.reward_run, args.goal, size, torch.device("cpu"))
+        controller = _controller(args.policy, args.seed)
+    except (CheckpointError, PolicyError, OSError, ValueError) as error:
+        print(f"local_model_gradient_parts: error: {error}", file=sys.stderr)
+        return 2
     epsilon = args.epsilon if args.epsilon is not None else GO2_GATE_EPSILON if robot == "go2" else 0.05
-    reward = goal_reward_function(args.reward_run, args.goal, size, torch.device("cpu"))
     next_frames = []  # the four frames after a ± ε e_i of each probe, as the probes' reward call sees them
 
     def capturing(frames: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         next_frames.append(frames.clone())
         return reward(frames, start)
 
-    controller = None
-    if args.policy == "random":
-        from dmo_ros.policy.evaluate import RandomController
-
-        controller = RandomController(seed=args.seed)
-    elif args.policy is not None:
-        from dmo_ros.policy.api import load_policy
-        from dmo_ros.policy.episodes import PolicyController
-
-        controller = PolicyController(load_policy(args.policy))
     probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, task=args.task, robot=robot,
                               controller=controller)
     action_size = probes[0].actions.shape[-1]
@@ -133,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"  norm ratio {ratio:.2f}  ({meaning}; {len(cosines)} of {len(probes)} probes)", flush=True)
 
     every = []
-    for path in args.local_models:
-        model = _load_local(path).eval()
+    for path, model in zip(args.local_models, models, strict=True):
         found = {part: [] for part in PARTS}
         for probe, after in zip(probes, next_frames, strict=True):
             found["gate"].append(local_reward_gradient(model, probe))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from script_modules import load_script
 
 
@@ -71,3 +72,17 @@ def test_a_policy_run_is_measured_by_the_local_model_it_deploys(tiny_policies, c
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 8
     assert [line.split()[1:] for line in lines[:4]] == [line.split()[1:] for line in lines[4:]]
+
+
+@pytest.mark.parametrize("wrong", ["policy", "local_model", "reward"])
+def test_a_missing_run_is_one_line_and_exit_code_2(policy_inputs, tmp_path, capsys, wrong):
+    """A mistyped --policy, local-model or --reward-run folder: a one-line error before any probe runs."""
+    missing = str(tmp_path / "nowhere")
+    reward = missing if wrong == "reward" else str(policy_inputs["reward"])
+    local = missing if wrong == "local_model" else str(policy_inputs["local_model"])
+    policy = ["--policy", missing] if wrong == "policy" else []
+    assert _script().main(["--reward-run", reward, "--goal", str(policy_inputs["goal"]), "--probes", "4", *policy,
+                           local]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("local_model_gradient_parts: error: ")
+    assert "nowhere" in captured.err and "Traceback" not in captured.err
