@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from dmo_ros.gates.config_bounds import check_fields
 from dmo_ros.gates.report import GateCheck, GateReport
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
 from dmo_ros.local_model.rssm import RSSMState, latent_kl, latent_mode_error
+
+if TYPE_CHECKING:  # the gates' reading of a policy's paths imports the same protocol at run time
+    from dmo_ros.policy.episodes import Controller
 
 RewardOfFrames = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``reward(frames (N, 3, H, W) uint8, start (3, H, W) uint8) -> (N,)``: the global reward of frames
@@ -157,7 +160,7 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
                      seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t",
-                     robot: str = "pusht", steps: int = 1, controller: Any = None) -> list[GradientProbe]:
+                     robot: str = "pusht", steps: int = 1, controller: Controller | None = None) -> list[GradientProbe]:
     """``count`` states of a stand-in reached by its scripted operator, each with the finite-difference gradient of
     ``reward`` (start: the episode's first frame) with respect to the operator's next action.
 
@@ -165,11 +168,11 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
     action, the operator's next K - 1 actions (``GradientProbe.continuation``) held as they were.
 
     Every probe comes from a fresh episode after a random number of operator steps in ``warmup``, half of them
-    following the expert, half the explorer. ``controller`` (a diagnostic: an evaluation controller, ``reset(sim)``
-    and ``act(sim)`` in the operator's units, e.g. a trained policy's
-    :class:`~dmo_ros.policy.episodes.PolicyController`) drives the episodes and picks the probed action instead: the
-    gradient where that policy goes. ``robot``: ``pusht`` (the Push-T stand-in playing ``task``: its resets,
-    its operator) or ``go2`` (the Push Cube stand-in; actions in m/s and rad/s, ``task`` is not read).
+    following the expert, half the explorer. ``controller`` (a diagnostic: an evaluation's
+    :class:`~dmo_ros.policy.episodes.Controller`, e.g. a trained policy's ``PolicyController``) drives the episodes
+    and picks the probed action instead: the gradient where that policy goes. ``robot``: ``pusht`` (the Push-T
+    stand-in playing ``task``: its resets, its operator) or ``go2`` (the Push Cube stand-in; actions in m/s and
+    rad/s, ``task`` is not read).
     """
     from dmo_ros.teleop.scripted import make_operator, push_cube_observation, pusht_observation
 
