@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 
 from dmo_ros.dmo.decoupled import detach_state, map_state, rollout_decoupled
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
-from dmo_ros.dmo.replay import ReplayBuffer, to_uint8_frames
+from dmo_ros.dmo.replay import GradientProbeBuffer, ReplayBuffer, to_uint8_frames
 from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, check_schedule_budget, scheduled_lr
 from dmo_ros.local_model.encoder import to_model_images
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
@@ -129,7 +129,35 @@ class DMOConfig:
     half as much, the final successes do not rise (45/150 over three seeds against 81/150 for the latest weights of the
     same runs). 0: off (the latest weights, Algorithm 1 as written)."""
 
+    gradient_matching_scale: float = 0.0
+    """Weight of a gradient-matching (Sobolev) loss in the local model's fine-tuning: at the episodes' states each
+    epoch, the forward model's finite difference of the global reward of the next frame with respect to the action
+    (``gradient_probe_epsilon``; :meth:`~dmo_ros.dmo.simulator_env.SimulatorEnv.reward_gradient`) is the target of
+    the local one-step gradient d r̂(prior(h, z, a)) / d a that DMO hands the actor (squared error in units of the
+    targets' median norm). The local gradient agrees with the reward's only where the recorded play went (cosine
+    0.45-0.60 there, -0.04 to 0.26 at a trained policy's states; docs/ladder.md "Which draw decides"); this fits it
+    where the policy goes. Each epoch probes every episode once: 2A extra forward-model transitions per episode,
+    counted in the samples. Needs ``finetune_steps`` > 0 and a forward model that can branch (the simulator,
+    rung 1). 0: off (Algorithm 1 as written)."""
+
+    gradient_probe_epsilon: float = 0.05
+    """Finite-difference step of ``gradient_matching_scale``'s probes, in the action's robot units (the local-model
+    gate's 0.05 on Push-T; about a quarter of the recorded commands' largest magnitude)."""
+
+    gradient_probe_capacity: int = 4096
+    """Probes (one episode's state each) kept for ``gradient_matching_scale``; the oldest are overwritten."""
+
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.gradient_matching_scale) and self.gradient_matching_scale >= 0):
+            raise ValueError(f"gradient_matching_scale must be a number >= 0 (0: off), got "
+                             f"{self.gradient_matching_scale}")
+        if not (math.isfinite(self.gradient_probe_epsilon) and self.gradient_probe_epsilon > 0):
+            raise ValueError(f"gradient_probe_epsilon must be a positive number, got {self.gradient_probe_epsilon}")
+        if self.gradient_probe_capacity < 1:
+            raise ValueError(f"gradient_probe_capacity must be >= 1, got {self.gradient_probe_capacity}")
+        if self.gradient_matching_scale > 0 and self.finetune_steps == 0:
+            raise ValueError("gradient_matching_scale > 0 fits the local model during its fine-tuning: set "
+                             "finetune_steps > 0 (e.g. --finetune-steps 4)")
         if not (math.isfinite(self.policy_ema) and 0.0 <= self.policy_ema < 1.0):
             raise ValueError(f"policy_ema must be in [0, 1) (0: off), got {self.policy_ema}")
         if not (math.isfinite(self.frame_noise) and self.frame_noise >= 0):
@@ -220,6 +248,9 @@ class LatentSAPO:
             if real_sequences[0].length != config.finetune_length:
                 raise ValueError(f"the real sequences hold {real_sequences[0].length} frames, fine-tuning uses "
                                  f"{config.finetune_length}")
+        if config.gradient_matching_scale > 0 and (method != "dmo" or not hasattr(env, "reward_gradient")):
+            raise ValueError("gradient_matching_scale > 0 needs DMO with a forward model that can try several actions "
+                             "from one state: the simulator (--forward simulator, rung 1)")
         check_schedule_budget(sapo.lr_schedule, max_samples)
         self.max_samples = max_samples
         self.real_sequences = real_sequences
@@ -247,6 +278,11 @@ class LatentSAPO:
         image_size = local_model.config.image_size
         self.replay = ReplayBuffer(config.replay_capacity, sapo.horizon + 1, (3, image_size, image_size),
                                    len(self.action_limit), seed=seed)
+        self.probes: GradientProbeBuffer | None = None
+        """The gradient-matching probes (``gradient_matching_scale`` > 0), else None."""
+        if config.gradient_matching_scale > 0:
+            self.probes = GradientProbeBuffer(config.gradient_probe_capacity, env.context_length,
+                                              (3, image_size, image_size), len(self.action_limit), seed=seed + 1)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.real_weights = None
         """Sampling weights of the real sequences (``finetune_real_priority`` > 0), else None: uniform."""
@@ -397,6 +433,10 @@ class LatentSAPO:
                 batch = _concatenate([self.real_sequences[row] for row in rows], batch)
             batch = batch.to(self.device)
             loss, logs = self.local(batch)
+            if self.probes is not None and len(self.probes):
+                matching, cosine = self._gradient_matching_loss()
+                loss = loss + config.gradient_matching_scale * matching
+                logs.update(gradient_matching_loss=float(matching.detach()), probe_gradient_cosine=cosine)
             self.finetune_optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 continue  # a NaN batch must not poison the local model; the next one is fresh
@@ -407,6 +447,30 @@ class LatentSAPO:
                 totals[key] = totals.get(key, 0.0) + value / config.finetune_steps
         self.local.zero_grad(set_to_none=True)  # the encoder's too when it is not fine-tuned
         return {f"local/{key}": value for key, value in totals.items()}
+
+    def _gradient_matching_loss(self) -> tuple[Tensor, float]:
+        """The squared error of the local one-step gradient d r̂(prior(h, z, a)) / d a against the probes' finite
+        differences, both in units of the probes' median gradient norm (a graph through the gradient: double
+        backward), and the batch's mean cosine between the two (a diagnostic)."""
+        frames, actions, targets = self.probes.sample(self.config.finetune_batch_size)
+        frames, actions = frames.to(self.device), actions.to(self.device)
+        posteriors, _ = self.local.observe(frames, actions, sample=False)
+        action = actions[:, -1].clone().requires_grad_(True)
+        state = self.local.rssm.prior_step(posteriors.at(-1), action, sample=False)
+        (gradient,) = torch.autograd.grad(self.local.reward(state).sum(), action, create_graph=True)
+        targets, scale = targets.to(self.device), self.probes.gradient_scale()
+        loss = (gradient / scale - targets / scale).pow(2).sum(-1).mean()
+        cosine = torch.nn.functional.cosine_similarity(gradient.detach(), targets, dim=-1, eps=1e-12).mean()
+        return loss, float(cosine)
+
+    @torch.no_grad()
+    def _probe_gradients(self) -> None:
+        """Probe every episode's current state: the forward model's finite-difference reward gradient at an action
+        the actor samples there, stored with the state's history for the gradient matching."""
+        frames, actions = self.env.context  # (B, L, 3, H, W), (B, L - 1, A)
+        action, _ = self._act(self.state)
+        gradients = self.env.reward_gradient(action, self.config.gradient_probe_epsilon)
+        self.probes.add(frames, torch.cat([actions.to(action), action[:, None]], 1), gradients)
 
     def _act(self, state: RSSMState) -> tuple[Tensor, Tensor]:
         """The actor's sampled action in robot units and its log-probability, from the state's features."""
@@ -430,6 +494,8 @@ class LatentSAPO:
         logs = self._finetune()
         logs.update(learning_rates)
         restarted = self._start_episodes()
+        if self.probes is not None:
+            self._probe_gradients()
         horizon = self.sapo.horizon
         frames: list[Tensor] = []
         global_rewards: list[Tensor] = []

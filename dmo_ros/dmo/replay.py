@@ -73,4 +73,63 @@ class ReplayBuffer:
                              rewards=self.rewards[rows_t, index])
 
 
-__all__ = ["ReplayBuffer", "to_uint8_frames"]
+class GradientProbeBuffer:
+    """Up to ``capacity`` gradient probes for DMO's gradient matching (``DMOConfig.gradient_matching_scale``), kept on
+    the CPU: each a state's recent history (``length`` frames, uint8) with the actions that led through it, the last
+    action the one probed, and the forward model's finite-difference reward gradient with respect to that action.
+    A ring: the oldest are overwritten first."""
+
+    def __init__(self, capacity: int, length: int, image_shape: tuple[int, int, int], action_size: int,
+                 seed: int = 0) -> None:
+        if capacity < 1 or length < 1:
+            raise ValueError(f"probe capacity and history length must be >= 1, got {capacity}, {length}")
+        self.capacity, self.length = int(capacity), int(length)
+        self.frames = torch.zeros(capacity, length, *image_shape, dtype=torch.uint8)
+        self.actions = torch.zeros(capacity, length, action_size)
+        self.gradients = torch.zeros(capacity, action_size)
+        self.size = 0
+        self.cursor = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, frames: Tensor, actions: Tensor, gradients: Tensor) -> None:
+        """Add B probes: frames (B, L, 3, H, W) in [-1, 1] or uint8, actions (B, L, A) (``actions[:, t]`` led from
+        frame t to t + 1; the last is the probed action), gradients (B, A) in reward units per action unit.
+
+        Raises:
+            ValueError: shapes that do not match the buffer's, or non-finite actions or gradients."""
+        batch = frames.shape[0]
+        if (frames.shape[1:] != self.frames.shape[1:] or actions.shape != (batch, *self.actions.shape[1:])
+                or gradients.shape != (batch, self.gradients.shape[1])):
+            raise ValueError(f"probes hold {self.length} frames: got frames {tuple(frames.shape)}, actions "
+                             f"{tuple(actions.shape)}, gradients {tuple(gradients.shape)}")
+        if not (torch.isfinite(actions).all() and torch.isfinite(gradients).all()):
+            raise ValueError("non-finite actions or gradients offered to the probe buffer")
+        pixels = frames if frames.dtype == torch.uint8 else to_uint8_frames(frames)
+        for b in range(batch):
+            self.frames[self.cursor] = pixels[b].cpu()
+            self.actions[self.cursor] = actions[b].detach().float().cpu()
+            self.gradients[self.cursor] = gradients[b].detach().float().cpu()
+            self.cursor = (self.cursor + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``batch_size`` random probes: frames (N, L, 3, H, W) uint8, actions (N, L, A), gradients (N, A).
+
+        Raises:
+            ValueError: the buffer is empty."""
+        if self.size == 0:
+            raise ValueError("the probe buffer is empty")
+        rows = torch.as_tensor(self.rng.integers(0, self.size, size=batch_size))
+        return self.frames[rows], self.actions[rows], self.gradients[rows]
+
+    def gradient_scale(self) -> float:
+        """The median norm of the stored gradients (at least 1e-6): the unit the matching loss is measured in."""
+        if self.size == 0:
+            raise ValueError("the probe buffer is empty")
+        return max(float(self.gradients[: self.size].norm(dim=-1).median()), 1e-6)
+
+
+__all__ = ["GradientProbeBuffer", "ReplayBuffer", "to_uint8_frames"]

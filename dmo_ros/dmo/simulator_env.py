@@ -24,6 +24,8 @@ never do.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -174,6 +176,43 @@ class SimulatorEnv:
         self.samples += self.batch_size
         self.steps += 1
         return observation, rewards
+
+    def reward_gradient(self, actions: Tensor, epsilon: float) -> Tensor:
+        """(B, A) central finite differences of the reward of the next frame with respect to each episode's action:
+        ``(r(o'(a + eps e_i)) - r(o'(a - eps e_i))) / (2 eps)``, the 2A next frames rendered from each simulator's
+        current state, which is put back afterwards (the episodes go on from where they were).
+
+        ``actions`` (B, A) and ``epsilon`` are in robot units (as :meth:`step`). The 2AB transitions count in
+        :attr:`samples`: they are forward-model samples like any other. What DMO's gradient matching
+        (``DMOConfig.gradient_matching_scale``) fits the local model's d r̂ / d a to; it reads only rendered frames and
+        the learned reward, never the simulator's state.
+
+        Raises:
+            ValueError: ``actions`` of the wrong shape or not finite, or ``epsilon`` not positive.
+            RuntimeError: before :meth:`reset`.
+        """
+        if self._frames is None:
+            raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
+        if actions.shape != (self.batch_size, self.action_size) or not torch.isfinite(actions).all():
+            raise ValueError(f"actions must be finite ({self.batch_size}, {self.action_size}), got "
+                             f"{tuple(actions.shape)}")
+        if not (math.isfinite(epsilon) and epsilon > 0):
+            raise ValueError(f"epsilon must be a positive number, got {epsilon}")
+        shifts = np.concatenate([np.eye(self.action_size), -np.eye(self.action_size)], 1).reshape(-1, self.action_size)
+        period = 1.0 if self.task == "push_cube" else self.control_period_s
+        frames = []
+        with torch.no_grad():
+            for sim, action in zip(self.sims, actions.detach().to("cpu", torch.float64).numpy(), strict=True):
+                snapshot = sim.snapshot()
+                for shift in shifts:  # + e_0, - e_0, + e_1, - e_1, ...
+                    sim.restore(snapshot)
+                    sim.step((action + epsilon * shift) * period)
+                    frames.append(self._frame(sim))
+                sim.restore(snapshot)
+            rewards = self.reward(torch.stack(frames).reshape(self.batch_size, len(shifts), *frames[0].shape))
+        self.samples += self.batch_size * len(shifts)
+        pairs = rewards.reshape(self.batch_size, self.action_size, 2).float()
+        return (pairs[..., 0] - pairs[..., 1]) / (2 * epsilon)
 
     def state_dict(self) -> dict:
         """The sample counter and the episode counters of the simulators (episodes restart on resume)."""
