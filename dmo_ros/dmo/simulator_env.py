@@ -42,6 +42,37 @@ picture shows, and the policies see the camera, not the goal picture (``reach_fi
 ``push_cube`` is the Go2 stand-in's one task (its 96 x 96 ego camera, 3-D body-velocity actions)."""
 
 
+class _TrueReward:
+    """The oracle reward of :class:`SimulatorEnv` (``true_reward``): the task's reward of each simulator's state
+    now, in the place of a frame reward. Called with the environment's current observation only (the state is what
+    it reads); ``set_start`` is kept for the frame rewards' interface and does nothing (the reward is Markov)."""
+
+    def __init__(self, env: SimulatorEnv) -> None:
+        self.env = env
+
+    def of(self, sim: PushTSim) -> Tensor:
+        """() the task's true reward of one simulator's state."""
+        from dmo_ros.ladder.state_env import observe, state_reward  # the ladder's oracle, only when asked for
+
+        return state_reward(torch.from_numpy(observe(sim.state())), self.env.task).to(self.env.device)
+
+    def set_start(self, start: Tensor) -> None:
+        self._start = start
+
+    @property
+    def start(self) -> Tensor:
+        return self._start
+
+    def __call__(self, frames: Tensor) -> Tensor:
+        """(B,) the true rewards of the episodes' current states; ``frames`` must be the current observation.
+
+        Raises:
+            ValueError: other frames (the state behind them is not known)."""
+        if frames.shape != self.env.observation.shape or not torch.equal(frames, self.env.observation):
+            raise ValueError("the true reward reads the simulators' states: it rewards the current observation only")
+        return torch.stack([self.of(sim) for sim in self.env.sims])
+
+
 class SimulatorEnv:
     """B stand-in episodes stepped together; see the module doc.
 
@@ -59,14 +90,25 @@ class SimulatorEnv:
         control_period_s: seconds an action (a velocity) is held per step (the stand-in's 0.2 s at 5 Hz).
         aspect: how the render is fitted to ``image_size`` (the dataset's rule; square renders are unaffected).
         device: where frames and rewards live (the reward model is moved there).
+        true_reward: **oracle** (a ladder rung, never a robot's): reward every step with the task's true reward of
+            the simulator's state, rung 0's (:func:`dmo_ros.ladder.state_env.state_reward`, approach term 0.1),
+            instead of ``reward_model`` (pass None): the swap that tells whether the learned reward is what stops a
+            rung-1 policy. Push-T tasks only.
 
     Raises:
-        ValueError: an unknown or image-less task, or a non-positive size.
+        ValueError: an unknown or image-less task, or a non-positive size; ``true_reward`` on Push Cube or beside a
+            reward model.
     """
 
-    def __init__(self, reward_model: EnergyNet | IntentRewardNet, goal: Tensor | np.ndarray | None, batch_size: int,
-                 image_size: int, context: int, task: str = "push_t", seed: int = 0, control_period_s: float = 0.2,
-                 aspect: str = "crop", device: torch.device | str = "cpu") -> None:
+    def __init__(self, reward_model: EnergyNet | IntentRewardNet | None, goal: Tensor | np.ndarray | None,
+                 batch_size: int, image_size: int, context: int, task: str = "push_t", seed: int = 0,
+                 control_period_s: float = 0.2, aspect: str = "crop", device: torch.device | str = "cpu",
+                 true_reward: bool = False) -> None:
+        if true_reward and (task == "push_cube" or reward_model is not None):
+            raise ValueError("true_reward replaces the reward model (pass None) and is the Push-T tasks' (rung 0's "
+                             "reward); push_cube has none here")
+        if not true_reward and reward_model is None:
+            raise ValueError("a reward model is needed (or true_reward=True, the oracle)")
         if task not in PIXEL_TASKS:
             raise ValueError(f"task {task!r} cannot be learned from the camera alone (reach shows its per-episode "
                              f"target only in the goal picture); choose one of {', '.join(PIXEL_TASKS)}")
@@ -74,7 +116,8 @@ class SimulatorEnv:
             raise ValueError(f"batch_size, image_size and context must be >= 1, got {batch_size}, {image_size}, "
                              f"{context}")
         self.device = torch.device(device)
-        self.reward = frame_reward(reward_model.to(self.device), goal)
+        self.true_reward = bool(true_reward)
+        self.reward = _TrueReward(self) if true_reward else frame_reward(reward_model.to(self.device), goal)
         self.batch_size, self.image_size, self.context_length = int(batch_size), int(image_size), int(context)
         self.task, self.aspect, self.control_period_s = task, aspect, float(control_period_s)
         seeds = [int(np.random.SeedSequence([seed, b]).generate_state(1)[0]) for b in range(self.batch_size)]
@@ -200,16 +243,22 @@ class SimulatorEnv:
             raise ValueError(f"epsilon must be a positive number, got {epsilon}")
         shifts = np.concatenate([np.eye(self.action_size), -np.eye(self.action_size)], 1).reshape(-1, self.action_size)
         period = 1.0 if self.task == "push_cube" else self.control_period_s
-        frames = []
+        frames, true_rewards = [], []
         with torch.no_grad():
             for sim, action in zip(self.sims, actions.detach().to("cpu", torch.float64).numpy(), strict=True):
                 snapshot = sim.snapshot()
                 for shift in shifts:  # + e_0, - e_0, + e_1, - e_1, ...
                     sim.restore(snapshot)
                     sim.step((action + epsilon * shift) * period)
-                    frames.append(self._frame(sim))
+                    if self.true_reward:
+                        true_rewards.append(self.reward.of(sim))
+                    else:
+                        frames.append(self._frame(sim))
                 sim.restore(snapshot)
-            rewards = self.reward(torch.stack(frames).reshape(self.batch_size, len(shifts), *frames[0].shape))
+            if self.true_reward:
+                rewards = torch.stack(true_rewards)
+            else:
+                rewards = self.reward(torch.stack(frames).reshape(self.batch_size, len(shifts), *frames[0].shape))
         self.samples += self.batch_size * len(shifts)
         pairs = rewards.reshape(self.batch_size, self.action_size, 2).float()
         return (pairs[..., 0] - pairs[..., 1]) / (2 * epsilon)

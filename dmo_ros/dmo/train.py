@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                                   "paper's setting; default) or the stand-in simulator itself, Push-T's or the Go2's "
                                   "(rung 1: the oracle that isolates the world model; frames rendered and rewarded as "
                                   "recorded)")
+        if name != "no-diffusion":
+            sub.add_argument("--true-reward", action="store_true",
+                             help="oracle (rung 1 only, Push-T): reward the episodes with the task's true reward of "
+                                  "the simulator's state (rung 0's) instead of --reward-run's; the swap that tells "
+                                  "whether the learned reward is what stops the policy. The critics learn it, and the "
+                                  "local model's reward head only through fine-tuning (--finetune-steps)")
         sub.add_argument("--task", choices=PIXEL_TASKS, default="push_t",
                          help="the Push-T task the policy is evaluated on (and, with --forward simulator, whose "
                               "resets start the training episodes); default push_t. Go2 datasets: push_cube (the "
@@ -231,13 +237,16 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(f"{args.run_dir} holds a run that is not a {method} policy; choose another --run-dir")
         latest_step(args.run_dir)  # a damaged last checkpoint is refused now, before the models load
         forward = getattr(args, "forward", "world-model")
+        true_reward = getattr(args, "true_reward", False)
         if saved is not None:
-            held = {"forward": saved.get("forward", "world-model"), "task": saved.get("task", "push_t")}
-            clash = {key: value for key, value in held.items() if value != {"forward": forward, "task": task}[key]}
+            held = {"forward": saved.get("forward", "world-model"), "task": saved.get("task", "push_t"),
+                    "reward": saved.get("reward", "learned")}
+            now = {"forward": forward, "task": task, "reward": "true" if true_reward else "learned"}
+            clash = {key: value for key, value in held.items() if value != now[key]}
             if clash:
-                raise CheckpointError(f"{args.run_dir} holds a run with " + ", ".join(f"--{k} {v}" for k, v in
-                                                                                     clash.items())
-                                      + "; use another --run-dir")
+                raise CheckpointError(f"{args.run_dir} holds a run with " + ", ".join(
+                    "--true-reward" if k == "reward" and v == "true" else "the learned reward" if k == "reward"
+                    else f"--{k} {v}" for k, v in clash.items()) + "; use another --run-dir")
             given = {"preset": args.preset, "datasets": [recorded_path(folder) for folder in folders],
                      "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
                      "goal": recorded_path(args.goal),
@@ -281,10 +290,15 @@ def main(argv: list[str] | None = None) -> int:
         context = world_model.config.context if world_model is not None else SIMULATOR_CONTEXT
         if v4:  # the DreamerV4-style model starts from L_init real frames prefilled into its KV cache
             context = world_model.config.l_init
-        if not v4 and args.reward_run is None:
+        if true_reward and (not simulated or robot != "pusht"):
+            raise ConfigError("--true-reward is rung 1's oracle on the Push-T stand-in: it needs --forward simulator "
+                              "and a Push-T dataset")
+        if true_reward and (args.reward_run is not None or args.goal is not None):
+            raise ConfigError("--true-reward replaces the learned reward: leave --reward-run and --goal out")
+        if not v4 and args.reward_run is None and not true_reward:
             raise ConfigError("--reward-run is required (unless --world-model is a DreamerV4-style run: its reward "
-                              "token gives the rewards)")
-        if not v4 and args.goal is None and needs_goal(args.reward_run):
+                              "token gives the rewards, or --true-reward with --forward simulator)")
+        if not v4 and not true_reward and args.goal is None and needs_goal(args.reward_run):
             raise ConfigError(f"--goal is required: {args.reward_run} rewards progress toward a goal picture (an "
                               "intent reward, dmo-train-reward --objective intent, needs none)")
         if robot == "pusht":  # the gates measure on the Push-T stand-in
@@ -320,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     def make_env(batch_size: int) -> ImaginedEnv | SimulatorEnv:
         if simulated:  # training episodes on seeds of their own, never the evaluation's
             return SimulatorEnv(reward_model, goal, batch_size, image_size, context, task=task,
-                                seed=run.seed, device=device)
+                                seed=run.seed, device=device, true_reward=true_reward)
         if v4:  # rewards from the model's reward token (the reward run and goal are not used)
             from dmo_ros.dmo.imagined_env_v4 import ImaginedEnvV4
 
@@ -348,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             if method == "dmo":
                 env = make_env(dmo_config.batch_size)
             real_sequences = None
+            if true_reward and dmo_config.finetune_real_fraction > 0:
+                raise ValueError("--true-reward cannot label the recording (its states were not recorded): leave "
+                                 "--finetune-real-fraction at 0")
             if method == "dmo" and dmo_config.finetune_steps > 0 and dmo_config.finetune_real_fraction > 0:
                 real_sequences = _real_sequences(folders, args, dmo_config.finetune_length, image_size, v4, device)
             algorithm = LatentSAPO(method, local, starts, dmo_config, configs["sapo"], limit, env, device, run.seed,
@@ -379,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_config = {"kind": POLICY_KIND, "method": method, "preset": args.preset, "robot": robot,
                   "forward": forward, "task": task, "rung": RUNGS[forward] if method != "no_diffusion" else 2,
+                  "reward": "true" if true_reward else "learned",
                   "datasets": [recorded_path(folder) for folder in folders],
                   "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
                   "goal": recorded_path(args.goal), "local_model": recorded_path(getattr(args, "local_model", None)),

@@ -120,3 +120,60 @@ def test_gradient_matching_fits_the_local_gradient_to_the_simulator_probes(polic
     assert after < 0.3 * before and cosine_after > max(0.8, cosine_before + 0.3), (before, after, cosine_before,
                                                                                    cosine_after)
     env.close()
+
+
+def test_the_true_reward_oracle_rewards_the_simulators_states(policy_inputs):
+    """Rung 1's true-reward oracle: every reward (steps and probes) is the task's reward of the stand-in's state,
+    rung 0's; the frame-reward interface refuses frames other than the current observation."""
+    from dmo_ros.ladder.state_env import observe, state_reward
+
+    with pytest.raises(ValueError, match="pass None"):
+        SimulatorEnv(load_reward_model(policy_inputs["reward"]), None, 2, 32, 4, task="push_region", true_reward=True)
+    with pytest.raises(ValueError, match="push_cube"):
+        SimulatorEnv(None, None, 2, 32, 4, task="push_cube", true_reward=True)
+    with pytest.raises(ValueError, match="reward model is needed"):
+        SimulatorEnv(None, None, 2, 32, 4, task="push_region")
+    envs = [SimulatorEnv(None, None, 2, 32, 4, task="push_region", seed=1, true_reward=True) for _ in range(3)]
+    push = torch.tensor([[0.1, -0.05], [-0.2, 0.1]])
+    for env in envs:
+        env.reset()
+        observation, reward_now = env.step(push)
+    observation, reward_now = envs[0].observation, envs[0].reward(envs[0].observation)
+    expected = torch.stack([state_reward(torch.from_numpy(observe(sim.state())), "push_region")
+                            for sim in envs[0].sims])
+    torch.testing.assert_close(reward_now, expected)
+    with pytest.raises(ValueError, match="current observation"):
+        envs[0].reward(observation.flip(-1))
+    epsilon = 0.05
+    gradient = envs[0].reward_gradient(push, epsilon)
+    assert torch.equal(envs[0].reward(envs[0].observation), expected)  # the probes put the states back
+    _, reward_plus = envs[1].step(push + torch.tensor([0.0, epsilon]))
+    _, reward_minus = envs[2].step(push - torch.tensor([0.0, epsilon]))
+    torch.testing.assert_close(gradient[:, 1], (reward_plus - reward_minus) / (2 * epsilon), rtol=1e-4, atol=1e-5)
+    envs[0].reset_some(torch.tensor([True, False]))  # restarts go through the reward's start as with a frame reward
+    for env in envs:
+        env.close()
+
+
+def test_dmo_on_rung_1_trains_with_the_true_reward_and_gradient_matching(policy_inputs, tmp_path, capsys):
+    """``--true-reward --forward simulator`` trains without a reward run, records the oracle in the run, and refuses
+    the flag where it has no meaning (rung 2, beside a reward run) and a resume that would swap the reward."""
+    from dmo_ros.dmo.train import main
+
+    common = [str(policy_inputs["dataset"]), "--local-model", str(policy_inputs["local_model"]), "--preset", "tiny",
+              "--device", "cpu", "--progress", "false", "--eval-max-steps", "3", "--force-gates"]
+    run = tmp_path / "oracle"
+    assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--true-reward",
+                 "--gradient-matching-scale", "1", "--run-dir", str(run), "--max-samples", "64"]) == 0
+    config = __import__("json").loads((run / "config.json").read_text())
+    assert (config["reward"], config["rung"], config["configs"]["dmo"]["gradient_matching_scale"]) == ("true", 1, 1.0)
+    assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--reward-run",
+                 str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]), "--run-dir", str(run),
+                 "--max-samples", "96"]) == 2
+    assert "--true-reward" in capsys.readouterr().err  # the run was trained on the oracle
+    assert main(["dmo", *common, "--world-model", str(policy_inputs["world_model"]), "--true-reward",
+                 "--run-dir", str(tmp_path / "rung2")]) == 2
+    assert "--forward simulator" in capsys.readouterr().err
+    assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--true-reward", "--reward-run",
+                 str(policy_inputs["reward"]), "--run-dir", str(tmp_path / "both")]) == 2
+    assert "leave --reward-run and --goal out" in capsys.readouterr().err
