@@ -25,7 +25,9 @@ half of ``--probes`` probes, its standard error, and the median norm ratio to th
 ``--ensemble`` (several local models trained on the same reward's labels), also the cosine of each part's gradient
 averaged over the models: how much of a single draw's error is its own (averaging removes it) and how much all draws
 share. With ``--policy RUN`` (or ``random``), a trained policy (random actions) drives the probes' episodes and
-picks the probed action: the gradient where that policy goes rather than where the scripted operator does.
+picks the probed action: the gradient where that policy goes rather than where the scripted operator does. With
+``--steps K`` the local gradient of the K rewards after the action (the next K - 1 actions held) is compared with the
+finite difference of the same K rewards through the stand-in.
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a trained policy's run folder, or 'random' (the evaluation's random-action floor): its "
                              "episodes pick the probes' states and actions instead of the scripted operator's (where "
                              "that policy goes)")
+    parser.add_argument("--steps", type=int, default=1,
+                        help="K > 1: the gradient of the sum of the K rewards after the probed action, the driving "
+                             "policy's (or operator's) next K - 1 actions held (what DMO's H-step chain adds); only "
+                             "the local gradient (gate) is split out then (default 1)")
     parser.add_argument("--ensemble", action="store_true",
                         help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         robot = str(read_run_config(args.local_models[0]).get("robot", "pusht"))
         reward = goal_reward_function(args.reward_run, args.goal, size, torch.device("cpu"))
         controller = _controller(args.policy, args.seed)
+        if args.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {args.steps}")
     except (CheckpointError, PolicyError, OSError, ValueError) as error:
         print(f"local_model_gradient_parts: error: {error}", file=sys.stderr)
         return 2
@@ -131,15 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         return reward(frames, start)
 
     probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, task=args.task, robot=robot,
-                              controller=controller)
+                              controller=controller, steps=args.steps)
     action_size = probes[0].actions.shape[-1]
     shifts = torch.cat([torch.eye(action_size), -torch.eye(action_size)], 1).reshape(2 * action_size, action_size)
     truth = np.stack([probe.gradient for probe in probes])
     norms = np.linalg.norm(truth, axis=1)
     top = norms >= np.median(norms)
 
+    parts = PARTS if args.steps == 1 else {"gate": f"local {args.steps}-step gradient, later actions held"}
+
     def report(name: str, gradients: dict[str, list[np.ndarray]]) -> None:
-        for part, meaning in PARTS.items():
+        for part, meaning in parts.items():
             cosines = np.array([_cosine(t, g) for t, g in zip(truth, gradients[part], strict=True)])[top]
             ratio = np.median([np.linalg.norm(g) / max(n, 1e-9)
                                for g, n in zip(gradients[part], norms, strict=True)])
@@ -151,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         found = {part: [] for part in PARTS}
         for probe, after in zip(probes, next_frames, strict=True):
             found["gate"].append(local_reward_gradient(model, probe))
+            if args.steps > 1:
+                continue
             count = 2 * action_size
             frames = torch.cat([probe.frames[None].expand(count, -1, -1, -1, -1), after[:, None]], 1)
             actions = torch.cat([probe.actions[None].expand(count, -1, -1), torch.zeros(count, 1, action_size)], 1)
@@ -165,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         every.append(found)
     if args.ensemble and len(every) > 1:
         report(f"mean of {len(every)} models", {part: list(np.mean([found[part] for found in every], 0))
-                                                 for part in PARTS})
+                                                 for part in parts})
     return 0
 
 

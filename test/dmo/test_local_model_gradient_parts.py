@@ -86,3 +86,15 @@ def test_a_missing_run_is_one_line_and_exit_code_2(policy_inputs, tmp_path, caps
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("local_model_gradient_parts: error: ")
     assert "nowhere" in captured.err and "Traceback" not in captured.err
+
+
+def test_steps_compares_the_k_step_local_gradient_only(policy_inputs, capsys):
+    """--steps K: the local gradient of the K rewards after the action (the later actions held) against the
+    stand-in's finite difference of the same K rewards; the one-step parts are not split out then."""
+    args = ["--reward-run", str(policy_inputs["reward"]), "--goal", str(policy_inputs["goal"]), "--probes", "4",
+            "--task", "push_region", str(policy_inputs["local_model"])]
+    assert _script().main(["--steps", "3", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "local 3-step gradient" in lines[0] and -1 <= float(lines[0].split()[3]) <= 1
+    assert _script().main(["--steps", "0", *args]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
