@@ -101,6 +101,8 @@ def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
                 reward = config.get("rung0", {}).get("reward", "true")
                 rung = {"learned": "0 (true state, learned reward)",
                         "regressed": "0 (true state, regressed true reward)"}.get(reward, "0 (true state)")
+            elif config.get("reward") == "true":  # dmo-train-policy --true-reward: rung 1's oracle
+                rung = f"{rung} (true reward)"
             method = config["method"] if label is None else f"{config['method']} ({label})"
             row = _row(rung, task, method, f"{final['samples']:,}", f"{final['wall_s'] / 60:.1f} min",
                        final["policy"], count, seed)

@@ -64,6 +64,15 @@ def test_a_label_names_the_setting_in_the_method_cell(tmp_path, capsys):
     assert rows[0].startswith("| 2 | push_region | dmo (fine-tuned) | 4,096 |") and "| dmo | 4,096 |" in rows[1]
 
 
+def test_a_true_reward_run_is_named_as_rung_1s_oracle(tmp_path, capsys):
+    """dmo-train-policy --true-reward: the rung cell says the reward was the stand-in's, not a learned one."""
+    oracle = _finished_run(tmp_path / "oracle", {"rung": 1, "reward": "true"})
+    learned = _finished_run(tmp_path / "learned", {"rung": 1, "reward": "learned"})
+    assert main([str(oracle), str(learned)]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:4]
+    assert rows[0].startswith("| 1 (true reward) | push_region | dmo |") and rows[1].startswith("| 1 | push_region |")
+
+
 def test_damaged_or_foreign_records_are_named(tmp_path, capsys):
     """A cut final_eval.json was reported as a bare "Expecting ',' delimiter", a missing key as "'config'" and a
     missing config.json as "[Errno 2] ..." with no word about which run or what to do."""
