@@ -5,7 +5,9 @@ One epoch of :class:`LatentSAPO` with ``method="dmo"``:
 1. **Backward-model learning.** Fine-tune the local model (encoder + RSSM + reward head +
    decoder, its own DreamerV3 loss) for ``finetune_steps`` on sub-sequences of the replay
    buffer of forward-model transitions, labelled by the global reward model (with
-   ``finetune_real_fraction`` of each batch from real dataset sequences instead).
+   ``finetune_real_fraction`` of each batch from real dataset sequences instead). With
+   ``gradient_matching_scale`` (rung 1) the loss also fits the local one-step reward gradient to the forward
+   model's finite differences, probed at every episode's state each epoch.
 2. **Imagination.** Roll the B episodes on by H steps. Each step the actor samples
    ``a_h ~ pi(. | s_h)`` from the features of the current latent state; the *global* diffusion
    world model makes the next image from the detached action (no gradient through the
