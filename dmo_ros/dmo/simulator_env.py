@@ -45,10 +45,12 @@ picture shows, and the policies see the camera, not the goal picture (``reach_fi
 class _TrueReward:
     """The oracle reward of :class:`SimulatorEnv` (``true_reward``): the task's reward of each simulator's state
     now, in the place of a frame reward. Called with the environment's current observation only (the state is what
-    it reads); ``set_start`` is kept for the frame rewards' interface and does nothing (the reward is Markov)."""
+    it reads); ``set_start`` / ``start`` are kept for the frame rewards' interface (the reward is Markov: it reads no
+    start)."""
 
     def __init__(self, env: SimulatorEnv) -> None:
         self.env = env
+        self._start: Tensor | None = None
 
     def of(self, sim: PushTSim) -> Tensor:
         """() the task's true reward of one simulator's state."""
@@ -61,6 +63,9 @@ class _TrueReward:
 
     @property
     def start(self) -> Tensor:
+        """The episodes' first observations, as the environment set them (not used by the reward)."""
+        if self._start is None:
+            raise RuntimeError("the true reward has no start yet: reset the environment first")
         return self._start
 
     def __call__(self, frames: Tensor) -> Tensor:
@@ -227,8 +232,9 @@ class SimulatorEnv:
 
         ``actions`` (B, A) and ``epsilon`` are in robot units (as :meth:`step`). The 2AB transitions count in
         :attr:`samples`: they are forward-model samples like any other. What DMO's gradient matching
-        (``DMOConfig.gradient_matching_scale``) fits the local model's d r̂ / d a to; it reads only rendered frames and
-        the learned reward, never the simulator's state.
+        (``DMOConfig.gradient_matching_scale``) fits the local model's d r̂ / d a to; with a learned reward it reads
+        only rendered frames scored by that reward, never the simulator's state (``true_reward``, the oracle: the
+        state's true reward).
 
         Raises:
             ValueError: ``actions`` of the wrong shape or not finite, or ``epsilon`` not positive.
