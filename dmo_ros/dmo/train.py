@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     if robot == "pusht" and final_episodes > 0 and not result.stopped_early:
         from dmo_ros.policy.evaluate import STANDARD_EPISODE_STEPS, PolicyController, write_final_evaluation
 
-        label = f"rung {run_config['rung']} {method}, {result.samples} samples"
+        oracle = " (true reward)" if true_reward else ""  # rung 1's oracle, as dmo-ladder-table names it
+        label = f"rung {run_config['rung']}{oracle} {method}, {result.samples} samples"
         final_config = replace(eval_config, episodes=final_episodes, max_steps=STANDARD_EPISODE_STEPS)
         controller = PolicyController(algorithm.policy(), eval_config.aspect)
         print(write_final_evaluation(controller, label, args.run_dir, result.samples, result.wall_s, final_config,

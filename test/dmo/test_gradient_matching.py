@@ -164,7 +164,9 @@ def test_dmo_on_rung_1_trains_with_the_true_reward_and_gradient_matching(policy_
               "--device", "cpu", "--progress", "false", "--eval-max-steps", "3", "--force-gates"]
     run = tmp_path / "oracle"
     assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--true-reward",
-                 "--gradient-matching-scale", "1", "--run-dir", str(run), "--max-samples", "64"]) == 0
+                 "--gradient-matching-scale", "1", "--run-dir", str(run), "--max-samples", "64",
+                 "--final-eval-episodes", "1", "--ceilings-cache", str(tmp_path / "ceilings.json")]) == 0
+    assert "| rung 1 (true reward) dmo, " in (run / "final_eval.md").read_text()  # the table names the oracle
     config = __import__("json").loads((run / "config.json").read_text())
     assert (config["reward"], config["rung"], config["configs"]["dmo"]["gradient_matching_scale"]) == ("true", 1, 1.0)
     assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--reward-run",
