@@ -47,7 +47,14 @@ from torch.utils.data import Dataset
 from dmo_ros.dmo.decoupled import detach_state, map_state, rollout_decoupled
 from dmo_ros.dmo.imagined_env import ImaginedEnv, StartWindows
 from dmo_ros.dmo.replay import GradientProbeBuffer, ReplayBuffer, to_uint8_frames
-from dmo_ros.dmo.sapo import SAPOConfig, SAPOLearner, Trajectory, check_schedule_budget, scheduled_lr
+from dmo_ros.dmo.sapo import (
+    SAPOConfig,
+    SAPOLearner,
+    Trajectory,
+    actor_gradient_parts,
+    check_schedule_budget,
+    scheduled_lr,
+)
 from dmo_ros.local_model.encoder import to_model_images
 from dmo_ros.local_model.model import LocalModel, SequenceBatch
 from dmo_ros.local_model.rssm import RSSMState, features
@@ -148,6 +155,14 @@ class DMOConfig:
 
     gradient_probe_capacity: int = 4096
     """Probes (one episode's state each) kept for ``gradient_matching_scale``; the oldest are overwritten."""
+
+    actor_gradient_parts: bool = False
+    """Diagnostic: every epoch, also log the gradient of each part of the actor's objective (the first reward, the
+    later rewards through the H-step chain, the critics' terminal value, the entropy bonus) with respect to the first
+    action of the rollout, a_0 (total derivatives, the later actions following the policy), as ``parts/<part>_norm``
+    (mean |g| over the episodes, per unit of the action in robot units), ``parts/<part>_drift`` (|mean g| / mean |g|:
+    1 when every episode is pushed the same way whatever its state, about 0 when the pushes depend on the state) and
+    ``parts/<part>_mean_<i>`` (the mean g's components). Four extra backward passes per epoch; training unchanged."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.gradient_matching_scale) and self.gradient_matching_scale >= 0):
@@ -474,6 +489,25 @@ class LatentSAPO:
         gradients = self.env.reward_gradient(action, self.config.gradient_probe_epsilon)
         self.probes.add(frames, torch.cat([actions.to(action), action[:, None]], 1), gradients)
 
+    def _actor_gradient_parts(self, trajectory: Trajectory, first_action: Tensor,
+                              terminal_weight: float) -> dict[str, float]:
+        """``actor_gradient_parts``' logs (see :func:`~dmo_ros.dmo.sapo.actor_gradient_parts`)."""
+        terminal = terminal_weight * self.learner.critics.target(trajectory.features[-1])
+        gradients = actor_gradient_parts(trajectory.rewards, trajectory.entropies, terminal,
+                                         self.learner.alpha.detach(), self.sapo.gamma, first_action)
+        logs = {}
+        for name, gradient in gradients.items():
+            gradient = gradient.detach().double()
+            norm = gradient.norm(dim=-1).mean()
+            mean = gradient.mean(0)
+            logs[f"parts/{name}_norm"] = float(norm)
+            logs[f"parts/{name}_drift"] = float(mean.norm() / norm) if norm > 0 else 0.0
+            logs.update({f"parts/{name}_mean_{index}": float(value) for index, value in enumerate(mean)})
+            if name != "total":
+                cosine = torch.nn.functional.cosine_similarity(gradient, gradients["total"].double(), dim=-1)
+                logs[f"parts/{name}_cosine_total"] = float(cosine.mean())
+        return logs
+
     def _act(self, state: RSSMState) -> tuple[Tensor, Tensor]:
         """The actor's sampled action in robot units and its log-probability, from the state's features."""
         action, log_prob = self.learner.actor(features(state))
@@ -537,6 +571,8 @@ class LatentSAPO:
         trajectory = Trajectory(features=features(states), rewards=local_rewards, entropies=entropies,
                                 value_rewards=value_rewards)
         terminal_weight = 1.0 if self.epoch >= self.config.critic_warmup else 0.0
+        if self.config.actor_gradient_parts:
+            logs.update(self._actor_gradient_parts(trajectory, rollout.actions[0], terminal_weight))
         logs.update(self.learner.update(trajectory, terminal_weight=terminal_weight))
         logs["terminal_weight"] = terminal_weight
         if self.average is not None:

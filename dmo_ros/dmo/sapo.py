@@ -228,6 +228,38 @@ def actor_objective(rewards: Tensor, entropies: Tensor, terminal_values: Tensor,
     return -returns.mean() / horizon
 
 
+def actor_gradient_parts(rewards: Tensor, entropies: Tensor, terminal_values: Tensor, alpha: float | Tensor,
+                         gamma: float, action: Tensor) -> dict[str, Tensor]:
+    """The gradient of each part of the soft return :func:`actor_objective` maximises, with respect to ``action``
+    (a diagnostic: which part points the actor where).
+
+    Args:
+        rewards, entropies: (H, B), differentiable through the imagined trajectory.
+        terminal_values: (B) ``V(s_H)`` as the objective weighs it (times the terminal weight).
+        alpha, gamma: temperature (constant) and discount.
+        action: a tensor of the graph, e.g. the first action a_0 (B, A).
+
+    Returns:
+        ``{"reward_first", "reward_later", "value", "entropy", "total"}`` -> gradients shaped as ``action``: of
+        ``r_0``, of ``sum_{1<=h<H} gamma^h r_h``, of ``gamma^H V(s_H)``, of ``alpha sum_h gamma^h H_h``, and their
+        sum, summed over the episodes (so ``total`` is ``-B H`` times the gradient of :func:`actor_objective`
+        without dones). A part the action does not reach has zeros.
+    """
+    horizon = rewards.shape[0]
+    discounts = gamma ** torch.arange(horizon + 1, dtype=rewards.dtype, device=rewards.device)
+    parts = {"reward_first": rewards[0].sum(),
+             "reward_later": (discounts[1:horizon, None] * rewards[1:]).sum(),
+             "value": discounts[horizon] * terminal_values.sum(),
+             "entropy": alpha * (discounts[:horizon, None] * entropies).sum()}
+    gradients = {}
+    for name, part in parts.items():
+        found = torch.autograd.grad(part, action, retain_graph=True, allow_unused=True)[0] \
+            if part.requires_grad else None
+        gradients[name] = torch.zeros_like(action) if found is None else found
+    gradients["total"] = sum(gradients.values())
+    return gradients
+
+
 def td_lambda_targets(rewards: Tensor, entropies: Tensor, values: Tensor, alpha: float | Tensor, gamma: float,
                       lam: float, dones: Tensor | None = None) -> Tensor:
     """Soft TD-lambda targets (H, B) for V(s_0) ... V(s_{H-1}).
@@ -404,4 +436,5 @@ class SAPOLearner(nn.Module):
 
 
 __all__ = ["LINEAR_FINAL_LR", "LR_SCHEDULES", "PRESETS", "SAPOConfig", "SAPOLearner", "Trajectory",
-           "actor_objective", "alpha_loss", "check_schedule_budget", "scheduled_lr", "td_lambda_targets"]
+           "actor_gradient_parts", "actor_objective", "alpha_loss", "check_schedule_budget", "scheduled_lr",
+           "td_lambda_targets"]

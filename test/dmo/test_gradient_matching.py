@@ -122,6 +122,29 @@ def test_gradient_matching_fits_the_local_gradient_to_the_simulator_probes(polic
     env.close()
 
 
+def test_an_epoch_logs_the_actor_gradients_parts_and_trains_as_without(policy_inputs):
+    """``actor_gradient_parts`` logs each part's norm, drift and mean, and leaves training as it was: the same seed
+    gives the same actor with and without it."""
+    actors = []
+    for diagnostic in (False, True):
+        torch.manual_seed(0)
+        config = DMOConfig.preset("tiny", finetune_steps=0, actor_gradient_parts=diagnostic)
+        env = _env(policy_inputs, batch_size=config.batch_size)
+        starts = StartWindows([policy_inputs["dataset"]], context=4, seed=0)
+        algorithm = LatentSAPO("dmo", load_local_model(policy_inputs["local_model"]), starts, config,
+                               SAPOConfig.preset("tiny"), np.array([0.25, 0.25]), env)
+        logs = algorithm.train_epoch()
+        actors.append({key: value.clone() for key, value in algorithm.learner.actor.state_dict().items()})
+        env.close()
+    for part in ("reward_first", "reward_later", "value", "entropy", "total"):
+        keys = {f"parts/{part}_{name}" for name in ("norm", "drift", "mean_0", "mean_1")}
+        assert keys <= set(logs)
+        assert 0.0 <= logs[f"parts/{part}_drift"] <= 1.0 + 1e-9
+    assert logs["parts/total_norm"] > 0 and logs["parts/entropy_norm"] > 0  # later entropies depend on a_0
+    for key, value in actors[0].items():
+        torch.testing.assert_close(actors[1][key], value)
+
+
 def test_the_true_reward_oracle_rewards_the_simulators_states(policy_inputs):
     """Rung 1's true-reward oracle: every reward (steps and probes) is the task's reward of the stand-in's state,
     rung 0's; the frame-reward interface refuses frames other than the current observation."""

@@ -17,6 +17,7 @@ from dmo_ros.dmo.sapo import (
     SAPOConfig,
     SAPOLearner,
     Trajectory,
+    actor_gradient_parts,
     actor_objective,
     alpha_loss,
     scheduled_lr,
@@ -103,6 +104,27 @@ def test_actor_objective_by_hand() -> None:
     dones = torch.tensor([[True, False], [False, False]])  # rollout 0 ends after its first step
     loss = actor_objective(rewards, entropies, terminal.detach(), alpha, gamma, dones)
     assert loss.item() == pytest.approx(-((1.0 + 0.02) + second) / 2 / 2)
+
+
+def test_actor_gradient_parts_split_the_objectives_gradient_by_hand() -> None:
+    """A chain a_0 -> s_1 = 2 a_0 -> s_2 = 3 s_1: r_0 = s_1, r_1 = s_1 s_2, H_0 = -a_0^2, V(s_2) = s_2; each part's
+    derivative by hand, and their sum is -B H times the objective's gradient."""
+    action = torch.tensor([[0.5], [-1.0]], dtype=torch.float64, requires_grad=True)  # (B, A) = (2, 1)
+    first, second = 2 * action[:, 0], 6 * action[:, 0]
+    rewards = torch.stack([first, first * second])  # (H, B) = (2, 2)
+    entropies = torch.stack([-action[:, 0] ** 2, torch.zeros(2, dtype=torch.float64)])
+    alpha, gamma = 0.1, 0.5
+    parts = actor_gradient_parts(rewards, entropies, second, alpha, gamma, action)
+    a = action.detach()
+    torch.testing.assert_close(parts["reward_first"], torch.full_like(a, 2.0))
+    torch.testing.assert_close(parts["reward_later"], gamma * 24 * a)  # d(12 a^2) = 24 a
+    torch.testing.assert_close(parts["value"], torch.full_like(a, gamma ** 2 * 6))
+    torch.testing.assert_close(parts["entropy"], -alpha * 2 * a)
+    loss = actor_objective(rewards, entropies, second, alpha, gamma)
+    (gradient,) = torch.autograd.grad(loss, action, retain_graph=True)
+    torch.testing.assert_close(parts["total"], -2 * 2 * gradient)
+    unreached = actor_gradient_parts(rewards, entropies, torch.zeros(2, dtype=torch.float64), alpha, gamma, action)
+    torch.testing.assert_close(unreached["value"], torch.zeros_like(a))  # a constant terminal value: zeros
 
 
 def test_alpha_loss_moves_alpha_toward_the_target_entropy() -> None:
