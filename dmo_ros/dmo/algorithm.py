@@ -156,6 +156,14 @@ class DMOConfig:
     gradient_probe_capacity: int = 4096
     """Probes (one episode's state each) kept for ``gradient_matching_scale``; the oldest are overwritten."""
 
+    gradient_matching_steps: int = 1
+    """K, the rewards the gradient matching differentiates: d (r̂_1 + ... + r̂_K) / d a through K prior steps with
+    the probed action held after it, fitted to the forward model's finite difference of the same K rewards (each
+    branch held K steps: 2AK transitions per probed episode, counted in the samples). The actor follows the H-step
+    chain, not the one-step gradient: on push_region its later rewards carry about 90 % of the gradient on the first
+    action, and there the pretrained local model's 8-step gradient is 10-80 times the stand-in's with cosine
+    0.06-0.15 (docs/ladder.md, "The actor follows the chain"). 1: the one-step gradient."""
+
     actor_gradient_parts: bool = False
     """Diagnostic: every epoch, also log the gradient of each part of the actor's objective (the first reward, the
     later rewards through the H-step chain, the critics' terminal value, the entropy bonus) with respect to the first
@@ -170,6 +178,8 @@ class DMOConfig:
                              f"{self.gradient_matching_scale}")
         if not (math.isfinite(self.gradient_probe_epsilon) and self.gradient_probe_epsilon > 0):
             raise ValueError(f"gradient_probe_epsilon must be a positive number, got {self.gradient_probe_epsilon}")
+        if self.gradient_matching_steps < 1:
+            raise ValueError(f"gradient_matching_steps must be >= 1, got {self.gradient_matching_steps}")
         if self.gradient_probe_capacity < 1:
             raise ValueError(f"gradient_probe_capacity must be >= 1, got {self.gradient_probe_capacity}")
         if self.gradient_matching_scale > 0 and self.finetune_steps == 0:
@@ -474,7 +484,11 @@ class LatentSAPO:
         posteriors, _ = self.local.observe(frames, actions, sample=False)
         action = actions[:, -1].clone().requires_grad_(True)
         state = self.local.rssm.prior_step(posteriors.at(-1), action, sample=False)
-        (gradient,) = torch.autograd.grad(self.local.reward(state).sum(), action, create_graph=True)
+        total = self.local.reward(state)
+        for _ in range(self.config.gradient_matching_steps - 1):  # the probed action held, as the probes held it
+            state = self.local.rssm.prior_step(state, action.detach(), sample=False)
+            total = total + self.local.reward(state)
+        (gradient,) = torch.autograd.grad(total.sum(), action, create_graph=True)
         targets, scale = targets.to(self.device), self.probes.gradient_scale()
         loss = (gradient / scale - targets / scale).pow(2).sum(-1).mean()
         cosine = torch.nn.functional.cosine_similarity(gradient.detach(), targets, dim=-1, eps=1e-12).mean()
@@ -486,7 +500,8 @@ class LatentSAPO:
         the actor samples there, stored with the state's history for the gradient matching."""
         frames, actions = self.env.context  # (B, L, 3, H, W), (B, L - 1, A)
         action, _ = self._act(self.state)
-        gradients = self.env.reward_gradient(action, self.config.gradient_probe_epsilon)
+        gradients = self.env.reward_gradient(action, self.config.gradient_probe_epsilon,
+                                             steps=self.config.gradient_matching_steps)
         self.probes.add(frames, torch.cat([actions.to(action), action[:, None]], 1), gradients)
 
     def _actor_gradient_parts(self, trajectory: Trajectory, first_action: Tensor,

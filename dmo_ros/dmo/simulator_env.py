@@ -225,21 +225,24 @@ class SimulatorEnv:
         self.steps += 1
         return observation, rewards
 
-    def reward_gradient(self, actions: Tensor, epsilon: float) -> Tensor:
+    def reward_gradient(self, actions: Tensor, epsilon: float, steps: int = 1) -> Tensor:
         """(B, A) central finite differences of the reward of the next frame with respect to each episode's action:
         ``(r(o'(a + eps e_i)) - r(o'(a - eps e_i))) / (2 eps)``, the 2A next frames rendered from each simulator's
-        current state, which is put back afterwards (the episodes go on from where they were).
+        current state, which is put back afterwards (the episodes go on from where they were). With ``steps`` K > 1,
+        of the sum of the rewards of the K frames after a ± eps e_i, each branch then holding the action a.
 
-        ``actions`` (B, A) and ``epsilon`` are in robot units (as :meth:`step`). The 2AB transitions count in
+        ``actions`` (B, A) and ``epsilon`` are in robot units (as :meth:`step`). The 2AKB transitions count in
         :attr:`samples`: they are forward-model samples like any other. What DMO's gradient matching
         (``DMOConfig.gradient_matching_scale``) fits the local model's d r̂ / d a to; with a learned reward it reads
         only rendered frames scored by that reward, never the simulator's state (``true_reward``, the oracle: the
         state's true reward).
 
         Raises:
-            ValueError: ``actions`` of the wrong shape or not finite, or ``epsilon`` not positive.
+            ValueError: ``actions`` of the wrong shape or not finite, ``epsilon`` not positive, ``steps`` < 1.
             RuntimeError: before :meth:`reset`.
         """
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
         if self._frames is None:
             raise RuntimeError("SimulatorEnv has no episodes yet: call reset() first")
         if actions.shape != (self.batch_size, self.action_size) or not torch.isfinite(actions).all():
@@ -255,18 +258,20 @@ class SimulatorEnv:
                 snapshot = sim.snapshot()
                 for shift in shifts:  # + e_0, - e_0, + e_1, - e_1, ...
                     sim.restore(snapshot)
-                    sim.step((action + epsilon * shift) * period)
-                    if self.true_reward:
-                        true_rewards.append(self.reward.of(sim))
-                    else:
-                        frames.append(self._frame(sim))
+                    for step in range(steps):
+                        sim.step((action + epsilon * shift if step == 0 else action) * period)
+                        if self.true_reward:
+                            true_rewards.append(self.reward.of(sim))
+                        else:
+                            frames.append(self._frame(sim))
                 sim.restore(snapshot)
             if self.true_reward:
                 rewards = torch.stack(true_rewards)
             else:
-                rewards = self.reward(torch.stack(frames).reshape(self.batch_size, len(shifts), *frames[0].shape))
-        self.samples += self.batch_size * len(shifts)
-        pairs = rewards.reshape(self.batch_size, self.action_size, 2).float()
+                rewards = self.reward(torch.stack(frames).reshape(self.batch_size, len(shifts) * steps,
+                                                                  *frames[0].shape))
+        self.samples += self.batch_size * len(shifts) * steps
+        pairs = rewards.reshape(self.batch_size, self.action_size, 2, steps).sum(-1).float()
         return (pairs[..., 0] - pairs[..., 1]) / (2 * epsilon)
 
     def state_dict(self) -> dict:

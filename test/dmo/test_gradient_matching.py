@@ -49,6 +49,35 @@ def test_reward_gradient_is_the_central_difference_and_leaves_the_episodes_where
         env.close()
 
 
+def test_a_k_step_reward_gradient_holds_the_action_after_the_shift(policy_inputs):
+    """``steps`` K: the finite difference of the sum of K rewards, a ± eps e_i first and a held after it, equals two
+    twin stand-ins stepped that way; 2AK transitions per episode are counted; the episodes are put back."""
+    probed, plus, minus = (_env(policy_inputs) for _ in range(3))
+    push = torch.tensor([[0.1, -0.05], [-0.2, 0.1]])
+    for env in (probed, plus, minus):
+        env.reset()
+        env.step(push)
+    epsilon, steps = 0.05, 3
+    before = probed.observation.clone()
+    gradient = probed.reward_gradient(push, epsilon, steps=steps)
+    assert probed.samples == 2 + 2 * 4 * steps and torch.equal(probed.observation, before)
+    totals = []
+    for env, sign in ((plus, 1.0), (minus, -1.0)):
+        total = env.step(push + sign * torch.tensor([0.0, epsilon]))[1]
+        for _ in range(steps - 1):
+            total = total + env.step(push)[1]
+        totals.append(total)
+    # float32 rewards of frames batched another way differ by ~1e-5 each; / (2 eps) over K of them: atol 2e-3
+    torch.testing.assert_close(gradient[:, 1], (totals[0] - totals[1]) / (2 * epsilon), rtol=1e-3, atol=2e-3)
+    assert gradient[:, 1].abs().max() > 0.02  # a gradient the tolerance cannot hide
+    with pytest.raises(ValueError, match="steps"):
+        probed.reward_gradient(push, epsilon, steps=0)
+    with pytest.raises(ValueError, match="gradient_matching_steps"):
+        DMOConfig(gradient_matching_steps=0)
+    for env in (probed, plus, minus):
+        env.close()
+
+
 def test_the_probe_buffer_keeps_the_newest_probes_and_refuses_bad_ones():
     buffer = GradientProbeBuffer(capacity=3, length=2, image_shape=(3, 4, 4), action_size=2)
     with pytest.raises(ValueError, match="empty"):
@@ -84,7 +113,7 @@ def test_gradient_matching_needs_fine_tuning_and_a_forward_model_that_can_branch
 
 
 def _matching_error(algorithm: LatentSAPO) -> tuple[float, float]:
-    """The matching loss and mean cosine over every stored probe (no sampling)."""
+    """The matching loss and mean cosine over every stored probe (no sampling), K steps as configured."""
     probes = algorithm.probes
     size = len(probes)
     frames, actions, targets = probes.frames[:size], probes.actions[:size], probes.gradients[:size]
@@ -93,25 +122,31 @@ def _matching_error(algorithm: LatentSAPO) -> tuple[float, float]:
         posteriors, _ = local.observe(frames, actions, sample=False)
         action = actions[:, -1].clone().requires_grad_(True)
         state = local.rssm.prior_step(posteriors.at(-1), action, sample=False)
-        (gradient,) = torch.autograd.grad(local.reward(state).sum(), action)
+        total = local.reward(state)
+        for _ in range(algorithm.config.gradient_matching_steps - 1):
+            state = local.rssm.prior_step(state, action.detach(), sample=False)
+            total = total + local.reward(state)
+        (gradient,) = torch.autograd.grad(total.sum(), action)
     scale = probes.gradient_scale()
     loss = float((gradient / scale - targets / scale).pow(2).sum(-1).mean())
     return loss, float(torch.nn.functional.cosine_similarity(gradient, targets, dim=-1).mean())
 
 
-def test_gradient_matching_fits_the_local_gradient_to_the_simulator_probes(policy_inputs):
-    """Learning test: with the matching loss the fine-tuning turns the local one-step gradient toward the probes'
-    finite differences (an epoch probes each episode once; the untrained reward head's gradient is 0 at first)."""
+@pytest.mark.parametrize("steps", [1, 3])
+def test_gradient_matching_fits_the_local_gradient_to_the_simulator_probes(policy_inputs, steps):
+    """Learning test: with the matching loss the fine-tuning turns the local one-step (K-step) gradient toward the
+    probes' finite differences (an epoch probes each episode once; the untrained reward head's gradient is 0 at
+    first)."""
     torch.manual_seed(0)
     config = DMOConfig.preset("tiny", finetune_steps=1, finetune_batch_size=8, finetune_lr=1e-3,
-                              gradient_matching_scale=1000.0, replay_capacity=8)
+                              gradient_matching_scale=1000.0, replay_capacity=8, gradient_matching_steps=steps)
     env = _env(policy_inputs, batch_size=config.batch_size)
     starts = StartWindows([policy_inputs["dataset"]], context=4, seed=0)
     algorithm = LatentSAPO("dmo", load_local_model(policy_inputs["local_model"]), starts, config,
                            SAPOConfig.preset("tiny"), np.array([0.25, 0.25]), env)
     logs = algorithm.train_epoch()
     assert len(algorithm.probes) == config.batch_size
-    assert env.samples == config.batch_size * (SAPOConfig.preset("tiny").horizon + 4)  # rollout + 2A branches each
+    assert env.samples == config.batch_size * (SAPOConfig.preset("tiny").horizon + 4 * steps)  # + 2AK branch steps
     before, cosine_before = _matching_error(algorithm)
     for _ in range(150):
         logs = algorithm._finetune()
