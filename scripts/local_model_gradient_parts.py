@@ -27,7 +27,7 @@ averaged over the models: how much of a single draw's error is its own (averagin
 share. With ``--policy RUN`` (or ``random``), a trained policy (random actions) drives the probes' episodes and
 picks the probed action: the gradient where that policy goes rather than where the scripted operator does. With
 ``--steps K`` the local gradient of the K rewards after the action (the next K - 1 actions held) is compared with the
-finite difference of the same K rewards through the stand-in.
+finite difference of the same K rewards through the stand-in (``--hold``: the probed action held for the K steps).
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="K > 1: the gradient of the sum of the K rewards after the probed action, the driving "
                              "policy's (or operator's) next K - 1 actions held (what DMO's H-step chain adds); only "
                              "the local gradient (gate) is split out then (default 1)")
+    parser.add_argument("--hold", action="store_true",
+                        help="with --steps K: hold the probed action itself for the K steps (what dmo-train-policy's "
+                             "--gradient-matching-steps fits) instead of the driving policy's next actions")
     parser.add_argument("--ensemble", action="store_true",
                         help="also the cosine of the gradient averaged over the models (same reward's labels)")
     args = parser.parse_args(argv)
@@ -139,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         return reward(frames, start)
 
     probes = simulator_probes(capturing, args.probes, length, size, epsilon, args.seed, task=args.task, robot=robot,
-                              controller=controller, steps=args.steps)
+                              controller=controller, steps=args.steps, hold=args.hold)
     action_size = probes[0].actions.shape[-1]
     shifts = torch.cat([torch.eye(action_size), -torch.eye(action_size)], 1).reshape(2 * action_size, action_size)
     truth = np.stack([probe.gradient for probe in probes])
     norms = np.linalg.norm(truth, axis=1)
     top = norms >= np.median(norms)
 
-    parts = PARTS if args.steps == 1 else {"gate": f"local {args.steps}-step gradient, later actions held"}
+    held = "the probed action held" if args.hold else "later actions held"
+    parts = PARTS if args.steps == 1 else {"gate": f"local {args.steps}-step gradient, {held}"}
 
     def report(name: str, gradients: dict[str, list[np.ndarray]]) -> None:
         for part, meaning in parts.items():

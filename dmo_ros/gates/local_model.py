@@ -160,12 +160,14 @@ def action_sensitivity(model: LocalModel, batch: SequenceBatch, seed: int = 0) -
 
 def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_size: int, epsilon: float,
                      seed: int = 0, warmup: tuple[int, int] = (6, 60), task: str = "push_t",
-                     robot: str = "pusht", steps: int = 1, controller: Controller | None = None) -> list[GradientProbe]:
+                     robot: str = "pusht", steps: int = 1, controller: Controller | None = None,
+                     hold: bool = False) -> list[GradientProbe]:
     """``count`` states of a stand-in reached by its scripted operator, each with the finite-difference gradient of
     ``reward`` (start: the episode's first frame) with respect to the operator's next action.
 
     ``steps`` K > 1 (a diagnostic; the gate takes 1): the gradient of the sum of the rewards of the K frames after the
-    action, the operator's next K - 1 actions (``GradientProbe.continuation``) held as they were.
+    action, the operator's next K - 1 actions (``GradientProbe.continuation``) held as they were; with ``hold``, the
+    probed action itself repeated K - 1 times instead (what DMO's ``gradient_matching_steps`` fits).
 
     Every probe comes from a fresh episode after a random number of operator steps in ``warmup``, half of them
     following the expert, half the explorer. ``controller`` (a diagnostic: an evaluation's
@@ -231,7 +233,9 @@ def simulator_probes(reward: RewardOfFrames, count: int, history: int, image_siz
             snapshot = sim.snapshot()
             state = sim.state()
             continuation: list[np.ndarray] = []
-            if steps > 1:  # the operator's (or controller's) own next actions, from the unperturbed step on
+            if steps > 1 and hold:
+                continuation = [action] * (steps - 1)
+            elif steps > 1:  # the operator's (or controller's) own next actions, from the unperturbed step on
                 sim.step(action * action_to_command)
                 for _ in range(steps - 1):
                     continuation.append(np.asarray(next_action(policy), dtype=np.float64))

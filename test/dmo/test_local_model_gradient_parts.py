@@ -96,5 +96,8 @@ def test_steps_compares_the_k_step_local_gradient_only(policy_inputs, capsys):
     assert _script().main(["--steps", "3", *args]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "local 3-step gradient" in lines[0] and -1 <= float(lines[0].split()[3]) <= 1
+    assert _script().main(["--steps", "3", "--hold", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "local 3-step gradient, the probed action held" in lines[0]
     assert _script().main(["--steps", "0", *args]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().err

@@ -173,6 +173,11 @@ def test_probes_over_several_steps_sum_the_rewards_with_the_operators_next_actio
         assert torch.equal(p.frames, q.frames) and np.array_equal(p.state.robot, q.state.robot)
     seen = [(p.gradient[2], q.gradient[2]) for p, q in zip(one, three, strict=True) if p.gradient[2] > 0]
     assert len(seen) >= 3 and all(later > first for first, later in seen), seen
+    held = simulator_probes(cube_x, count=6, history=2, image_size=64, epsilon=0.1, seed=3, warmup=(3, 8),
+                            robot="go2", steps=3, hold=True)  # the probed action repeated: what DMO's matching fits
+    for p, h in zip(one, held, strict=True):
+        assert torch.equal(p.frames, h.frames)
+        assert torch.equal(h.continuation, p.actions[-1].expand(2, 3)), (h.continuation, p.actions[-1])
 
 
 def test_cosine_agreement_averages_over_the_probes_with_the_larger_finite_differences():
