@@ -160,9 +160,10 @@ class DMOConfig:
     """K, the rewards the gradient matching differentiates: d (r̂_1 + ... + r̂_K) / d a through K prior steps with
     the probed action held after it, fitted to the forward model's finite difference of the same K rewards (each
     branch held K steps: 2AK transitions per probed episode, counted in the samples). The actor follows the H-step
-    chain, not the one-step gradient: on push_region its later rewards carry about 90 % of the gradient on the first
-    action, and there the pretrained local model's 8-step gradient is 10-80 times the stand-in's with cosine
-    0.06-0.15 (docs/ladder.md, "The actor follows the chain"). 1: the one-step gradient."""
+    chain, not the one-step gradient: on push_region the later rewards' part of its gradient on the first action is
+    7-25 times the first reward's, and where a failing policy parks the local 8-step gradient is 11-84 times the
+    stand-in's (docs/ladder.md, "The actor follows the chain"; there K = 8 fixed that size, not the direction, and
+    did not beat the one-step fit at S = 10). 1: the one-step gradient."""
 
     actor_gradient_parts: bool = False
     """Diagnostic: every epoch, also log the gradient of each part of the actor's objective (the first reward, the
