@@ -161,7 +161,7 @@ class DMOConfig:
     the probed action held after it, fitted to the forward model's finite difference of the same K rewards (each
     branch held K steps: 2AK transitions per probed episode, counted in the samples). The actor follows the H-step
     chain, not the one-step gradient: on push_region the later rewards' part of its gradient on the first action is
-    7-25 times the first reward's, and where a failing policy parks the local 8-step gradient is 11-84 times the
+    7-26 times the first reward's, and where a failing policy parks the local 8-step gradient is 11-84 times the
     stand-in's (docs/ladder.md, "The actor follows the chain"; there K = 8 fixed that size, not the direction, and
     did not beat the one-step fit at S = 10). 1: the one-step gradient."""
 
