@@ -162,8 +162,8 @@ class DMOConfig:
     branch held K steps: 2AK transitions per probed episode, counted in the samples). The actor follows the H-step
     chain, not the one-step gradient: on push_region the later rewards' part of its gradient on the first action is
     7-26 times the first reward's, and where a failing policy parks the local 8-step gradient is 11-84 times the
-    stand-in's (docs/ladder.md, "The actor follows the chain"; there K = 8 fixed that size, not the direction, and
-    did not beat the one-step fit at S = 10). 1: the one-step gradient."""
+    stand-in's (docs/ladder.md, "The actor follows the chain"; there K = 8 did not turn the chain's direction and did
+    not beat the one-step fit at S = 10). 1: the one-step gradient."""
 
     actor_gradient_parts: bool = False
     """Diagnostic: every epoch, also log the gradient of each part of the actor's objective (the first reward, the
@@ -181,6 +181,9 @@ class DMOConfig:
             raise ValueError(f"gradient_probe_epsilon must be a positive number, got {self.gradient_probe_epsilon}")
         if self.gradient_matching_steps < 1:
             raise ValueError(f"gradient_matching_steps must be >= 1, got {self.gradient_matching_steps}")
+        if self.gradient_matching_steps > 1 and self.gradient_matching_scale == 0:
+            raise ValueError("gradient_matching_steps > 1 sets what the gradient matching fits: set "
+                             "gradient_matching_scale > 0 too (e.g. --gradient-matching-scale 100)")
         if self.gradient_probe_capacity < 1:
             raise ValueError(f"gradient_probe_capacity must be >= 1, got {self.gradient_probe_capacity}")
         if self.gradient_matching_scale > 0 and self.finetune_steps == 0:

@@ -74,6 +74,8 @@ def test_a_k_step_reward_gradient_holds_the_action_after_the_shift(policy_inputs
         probed.reward_gradient(push, epsilon, steps=0)
     with pytest.raises(ValueError, match="gradient_matching_steps"):
         DMOConfig(gradient_matching_steps=0)
+    with pytest.raises(ValueError, match="gradient_matching_scale > 0"):  # K without the matching: no effect
+        DMOConfig(gradient_matching_steps=8)
     for env in (probed, plus, minus):
         env.close()
 
