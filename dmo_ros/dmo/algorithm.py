@@ -382,7 +382,9 @@ class LatentSAPO:
                 "optimizers": {name: opt.state_dict() for name, opt in self.learner.optimizers.items()},
                 "finetune_optimizer": self.finetune_optimizer.state_dict(),
                 "skipped_steps": self.learner.skipped_steps, "generator": self.generator.get_state(),
-                "starts": self.starts.state_dict(), "env": self.env.state_dict() if self.env is not None else {}}
+                "starts": self.starts.state_dict(), "env": self.env.state_dict() if self.env is not None else {},
+                "replay": self.replay.state_dict(),
+                "probes": self.probes.state_dict() if self.probes is not None else None}
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         self.epoch, self._samples = int(state["epoch"]), int(state["samples"])
@@ -395,6 +397,11 @@ class LatentSAPO:
         self.starts.load_state_dict(state["starts"])
         if self.env is not None:
             self.env.load_state_dict(state["env"])
+        # Checkpoints written before the buffers were saved resume with them empty, as those runs did.
+        if state.get("replay") is not None:
+            self.replay.load_state_dict(state["replay"])
+        if self.probes is not None and state.get("probes") is not None:
+            self.probes.load_state_dict(state["probes"])
         self.state = None  # episodes restart from new real windows after a resume
 
     # -- one epoch -------------------------------------------------------------------------------
@@ -488,10 +495,8 @@ class LatentSAPO:
         posteriors, _ = self.local.observe(frames, actions, sample=False)
         action = actions[:, -1].clone().requires_grad_(True)
         state = self.local.rssm.prior_step(posteriors.at(-1), action, sample=False)
-        total = self.local.reward(state)
-        for _ in range(self.config.gradient_matching_steps - 1):  # the probed action held, as the probes held it
-            state = self.local.rssm.prior_step(state, action.detach(), sample=False)
-            total = total + self.local.reward(state)
+        held = [action.detach()] * (self.config.gradient_matching_steps - 1)  # as the probes held it
+        total = self.local.reward_through_priors(state, held)
         (gradient,) = torch.autograd.grad(total.sum(), action, create_graph=True)
         targets, scale = targets.to(self.device), self.probes.gradient_scale()
         loss = (gradient / scale - targets / scale).pow(2).sum(-1).mean()

@@ -8,6 +8,8 @@ local model's own loss takes. A ring of whole sequences: the oldest are overwrit
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -18,6 +20,30 @@ from dmo_ros.local_model.model import SequenceBatch
 def to_uint8_frames(frames: Tensor) -> Tensor:
     """Frames in [-1, 1] (any shape) -> uint8 pixels, as a camera would have recorded them."""
     return ((frames.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _ring_state(ring: ReplayBuffer | GradientProbeBuffer, names: tuple[str, ...]) -> dict[str, Any]:
+    """A ring's filled rows, cursor and sampling RNG: what a resume needs to go on as if never stopped (plain
+    tensors, ints and the NumPy generator's state dict, all loadable with ``torch.load(weights_only=True)``)."""
+    return {"size": ring.size, "cursor": ring.cursor, "rng": ring.rng.bit_generator.state,
+            **{name: getattr(ring, name)[: ring.size].clone() for name in names}}
+
+
+def _load_ring_state(ring: ReplayBuffer | GradientProbeBuffer, state: dict[str, Any], names: tuple[str, ...],
+                     what: str) -> None:
+    """Put a ring back from :func:`_ring_state`; :class:`ValueError` when the saved rows do not fit this ring (a
+    resume with another capacity, history length or image size)."""
+    size = int(state["size"])
+    for name in names:
+        saved, rows = state[name], getattr(ring, name)
+        if size > ring.capacity or tuple(saved.shape) != (size, *rows.shape[1:]) or saved.dtype != rows.dtype:
+            raise ValueError(f"the checkpoint's {what} holds {name} {tuple(saved.shape)} ({saved.dtype}); this run's "
+                             f"holds up to {tuple(rows.shape)} ({rows.dtype}): resume with the options it was "
+                             "trained with, or train into a new --run-dir")
+    for name in names:
+        getattr(ring, name)[:size] = state[name]
+    ring.size, ring.cursor = size, int(state["cursor"]) % ring.capacity
+    ring.rng.bit_generator.state = state["rng"]
 
 
 class ReplayBuffer:
@@ -71,6 +97,17 @@ class ReplayBuffer:
         rows_t = torch.as_tensor(rows)[:, None]
         return SequenceBatch(frames=self.frames[rows_t, index], actions=self.actions[rows_t, index],
                              rewards=self.rewards[rows_t, index])
+
+    _STORED = ("frames", "actions", "rewards")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored sequences (filled rows only), cursor and sampling RNG, for a checkpoint: a resumed run
+        fine-tunes on what the interrupted one had gathered."""
+        return _ring_state(self, self._STORED)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ``ValueError`` when it does not fit this buffer's shape."""
+        _load_ring_state(self, state, self._STORED, "replay buffer")
 
 
 class GradientProbeBuffer:
@@ -130,6 +167,17 @@ class GradientProbeBuffer:
         if self.size == 0:
             raise ValueError("the probe buffer is empty")
         return max(float(self.gradients[: self.size].norm(dim=-1).median()), 1e-6)
+
+    _STORED = ("frames", "actions", "gradients")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored probes (filled rows only), cursor and sampling RNG, for a checkpoint: the probes are
+        forward-model samples already paid for."""
+        return _ring_state(self, self._STORED)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ``ValueError`` when it does not fit this buffer's shape."""
+        _load_ring_state(self, state, self._STORED, "gradient probe buffer")
 
 
 __all__ = ["GradientProbeBuffer", "ReplayBuffer", "to_uint8_frames"]

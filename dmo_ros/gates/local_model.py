@@ -335,10 +335,7 @@ def local_reward_gradient(model: LocalModel, probe: GradientProbe, path: str = "
         state = RSSMState(state.deter, state.stoch.detach(), state.params.detach())
     elif path == "stoch":
         state = RSSMState(state.deter.detach(), state.stoch, state.params)
-    total = model.reward(state)
-    for later in probe.later_actions:
-        state = model.rssm.prior_step(state, later[None], sample=False)
-        total = total + model.reward(state)
+    total = model.reward_through_priors(state, [later[None] for later in probe.later_actions])
     (gradient,) = torch.autograd.grad(total.sum(), action)
     return gradient[0].double().numpy()
 

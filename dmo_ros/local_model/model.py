@@ -191,6 +191,16 @@ class LocalModel(nn.Module):
         """The decoded reward (...) of a state (...): symexp of the two-hot head's expected bin."""
         return self.reward_head.mean(self.reward_head(features(state)))
 
+    def reward_through_priors(self, state: RSSMState, later_actions: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(B,) r̂(state) + the reward of each one-step prior (means, no sampling) reached from it under
+        ``later_actions`` (each (B, A), in order): the K-step reward sum whose gradient with respect to the action
+        that led to ``state`` the gradient matching fits and the local-model gate measures."""
+        total = self.reward(state)
+        for action in later_actions:
+            state = self.rssm.prior_step(state, action, sample=False)
+            total = total + self.reward(state)
+        return total
+
     # -- training -------------------------------------------------------------------------
 
     def forward(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:

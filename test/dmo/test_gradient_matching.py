@@ -124,10 +124,7 @@ def _matching_error(algorithm: LatentSAPO) -> tuple[float, float]:
         posteriors, _ = local.observe(frames, actions, sample=False)
         action = actions[:, -1].clone().requires_grad_(True)
         state = local.rssm.prior_step(posteriors.at(-1), action, sample=False)
-        total = local.reward(state)
-        for _ in range(algorithm.config.gradient_matching_steps - 1):
-            state = local.rssm.prior_step(state, action.detach(), sample=False)
-            total = total + local.reward(state)
+        total = local.reward_through_priors(state, [action.detach()] * (algorithm.config.gradient_matching_steps - 1))
         (gradient,) = torch.autograd.grad(total.sum(), action)
     scale = probes.gradient_scale()
     loss = float((gradient / scale - targets / scale).pow(2).sum(-1).mean())
@@ -239,3 +236,33 @@ def test_dmo_on_rung_1_trains_with_the_true_reward_and_gradient_matching(policy_
     assert main(["dmo", *common, "--forward", "simulator", "--task", "push_region", "--true-reward", "--reward-run",
                  str(policy_inputs["reward"]), "--run-dir", str(tmp_path / "both")]) == 2
     assert "leave --reward-run and --goal out" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_replay_and_probes(policy_inputs, tmp_path):
+    """The fine-tuning replay and the probes (forward-model samples already paid for) go into the checkpoint's
+    trainer state and come back on a resume; a checkpoint written before they were saved resumes with them empty."""
+    config = DMOConfig.preset("tiny", finetune_steps=1, gradient_matching_scale=1.0, replay_capacity=8)
+
+    def build() -> LatentSAPO:
+        env = _env(policy_inputs, batch_size=config.batch_size)
+        starts = StartWindows([policy_inputs["dataset"]], context=4, seed=0)
+        return LatentSAPO("dmo", load_local_model(policy_inputs["local_model"]), starts, config,
+                          SAPOConfig.preset("tiny"), np.array([0.25, 0.25]), env)
+
+    trained = build()
+    trained.train_epoch()
+    assert len(trained.replay) == config.batch_size and len(trained.probes) == config.batch_size
+    torch.save(trained.trainer_state(), tmp_path / "trainer.pt")
+    state = torch.load(tmp_path / "trainer.pt", weights_only=True)  # as a resume reads it
+    resumed = build()
+    resumed.load_trainer_state(state)
+    for name in ("frames", "actions", "rewards"):
+        assert torch.equal(getattr(resumed.replay, name), getattr(trained.replay, name))
+    for name in ("frames", "actions", "gradients"):
+        assert torch.equal(getattr(resumed.probes, name), getattr(trained.probes, name))
+    assert (resumed.replay.cursor, resumed.probes.cursor) == (trained.replay.cursor, trained.probes.cursor)
+    older = build()
+    older.load_trainer_state({key: value for key, value in state.items() if key not in ("replay", "probes")})
+    assert len(older.replay) == 0 and len(older.probes) == 0
+    for algorithm in (trained, resumed, older):
+        algorithm.env.close()
