@@ -59,7 +59,7 @@ from dmo_ros.ladder import cube_state_env
 from dmo_ros.ladder.state_env import ACTION_SIZE, OBSERVATION_SIZE, StateEnvs, observe, state_reward
 from dmo_ros.policy.actor import mlp
 from dmo_ros.sims.pusht import PushTSim
-from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
+from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS, TaskConfig
 from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
 from dmo_ros.training.options import field_value
@@ -108,6 +108,11 @@ class Rung0Config:
     agent_lure: float = 0.0
     """Pushing tasks, a diagnostic: weight of a made-up reward for the agent's closeness to the arena's top-right
     corner, an agent-only term like the learned reward's (``state_reward``); 0: none (the task's reward)."""
+    agent_anywhere: float = 0.0
+    """push_region's training episodes: the fraction that start with the agent anywhere clear of the T instead of
+    behind it (:attr:`~dmo_ros.sims.pusht_tasks.TaskConfig.region_agent_anywhere`; evaluation keeps the task's
+    starts). A diagnostic of where a missed first shove leaves the agent: 0.2 and 0.5 scored below 0 (docs/ladder.md,
+    "Rung 0's own ceiling")."""
     model_hidden: int = 256
     """sapo: width of the state model's MLP."""
     model_layers: int = 2
@@ -197,6 +202,10 @@ class Rung0Config:
             raise ValueError("reward=regressed takes the true reward's values; --reward-run and --goal are for learned")
         if self.reward == "regressed" and self.method != "sapo":
             raise ValueError("reward=regressed tests SAPO's reward regressor; PPO takes the reward's values only")
+        if not 0.0 <= self.agent_anywhere <= 1.0:
+            raise ValueError(f"agent_anywhere must be a fraction in [0, 1], got {self.agent_anywhere}")
+        if self.agent_anywhere and self.task != "push_region":
+            raise ValueError("agent_anywhere varies push_region's training starts; other tasks have their own")
         if self.agent_lure and self.reward == "learned":
             raise ValueError("agent_lure adds to the task's true reward; the learned reward has its own agent term")
         if self.policy_ema > 0 and self.method != "sapo":
@@ -214,7 +223,8 @@ class Rung0Config:
         if self.task == cube_state_env.TASK:
             return cube_state_env.CubeStateEnvs(self.num_envs, seed, self.episode_steps,
                                                 observation=self.observation)
-        return StateEnvs(self.task, self.num_envs, seed, self.episode_steps)
+        return StateEnvs(self.task, self.num_envs, seed, self.episode_steps,
+                         task_config=TaskConfig(region_agent_anywhere=self.agent_anywhere))
 
 
 PRESETS: dict[str, tuple[Rung0Config, PolicyTrainConfig]] = {

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from dmo_ros.sims.pusht import PushTConfig, PushTSim, PushTState
-from dmo_ros.sims.pusht_tasks import GOAL_POSE, REACH_TASKS, T_CENTRE, t_centre
+from dmo_ros.sims.pusht_tasks import GOAL_POSE, REACH_TASKS, T_CENTRE, TaskConfig, t_centre
 
 OBSERVATION_SIZE = 8
 ACTION_SIZE = 2
@@ -167,9 +167,10 @@ class StateEnvs(SteppedStandins):
     ``samples`` counts the transitions generated (the x-axis of every comparison)."""
 
     def __init__(self, task: str, batch: int, seed: int, episode_steps: int,
-                 control_period_s: float = 0.2) -> None:
+                 control_period_s: float = 0.2, task_config: TaskConfig | None = None) -> None:
         self.task, self.batch_size, self.episode_steps = task, batch, episode_steps
-        self.sims = [PushTSim(PushTConfig(seed=seed * 1000 + index, task=task, control_period_s=control_period_s))
+        self.sims = [PushTSim(PushTConfig(seed=seed * 1000 + index, task=task, control_period_s=control_period_s,
+                                          task_config=task_config or TaskConfig()))
                      for index in range(batch)]
         self.max_speed = self.sims[0].config.max_speed_m_s
         self.period = control_period_s

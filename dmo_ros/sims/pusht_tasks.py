@@ -87,6 +87,11 @@ class TaskConfig:
     """push_region: the agent starts about this far behind the T's centre, on the side away from the goal."""
     region_success_px: float = 30.0
     """push_region: success when the T's centre is within this of the goal T's centre (loose: twice that)."""
+    region_agent_anywhere: float = 0.0
+    """push_region: the fraction of starts whose agent is placed anywhere in the arena clear of the T instead of
+    behind it (a training-start variant: the states after a missed first shove, the agent beside the T, become
+    starts; 0 in every evaluation). Measured on rung 0 (docs/ladder.md, "Rung 0's own ceiling"): 0.2 and 0.5
+    score below 0."""
 
     def __post_init__(self) -> None:
         for name in ("reach_success_px", "reach_min_start_px", "near_offset_px", "near_angle_rad"):
@@ -106,6 +111,8 @@ class TaskConfig:
                              f"clear of the T on its goal pose, got {self.reach_fixed_target}")
         if self.near_min_error_px < 0:
             raise ValueError(f"near_min_error_px must be >= 0, got {self.near_min_error_px}")
+        if not 0.0 <= self.region_agent_anywhere <= 1.0:
+            raise ValueError(f"region_agent_anywhere must be a fraction in [0, 1], got {self.region_agent_anywhere}")
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,8 @@ class PushRegion(PushTTask):
             start = centre + c.region_agent_px * away + rng.normal(0.0, 10.0, size=2)
             inside = np.all((start > 40.0) & (start < ARENA_UNITS - 40.0))
             corners_inside = np.all((corners(pose) > 10.0) & (corners(pose) < ARENA_UNITS - 10.0))
+            if c.region_agent_anywhere and rng.uniform() < c.region_agent_anywhere:
+                start = rng.uniform(40.0, ARENA_UNITS - 40.0, size=2)  # anywhere, as far inside as "behind" keeps
             if inside and corners_inside and disc_clears_t(start, pose, radius=25.0):
                 return TaskStart(agent=start, block=pose)
         raise RuntimeError("push_region: no start found in 1000 draws (region_start_px / region_agent_px too large)")

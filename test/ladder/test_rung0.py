@@ -120,6 +120,17 @@ def test_state_envs_step_in_metres_per_second_and_restart():
     envs.close()
 
 
+def test_agent_anywhere_reaches_the_training_stand_ins_only_and_only_on_push_region():
+    config = rung0.Rung0Config(task="push_region", num_envs=2, agent_anywhere=0.5)
+    envs = config.make_envs(seed=0)
+    assert all(sim.task.config.region_agent_anywhere == 0.5 for sim in envs.sims)
+    envs.close()
+    with pytest.raises(ValueError, match="push_region"):
+        rung0.Rung0Config(task="reach", agent_anywhere=0.5)
+    with pytest.raises(ValueError, match="fraction"):
+        rung0.Rung0Config(task="push_region", agent_anywhere=2.0)
+
+
 def test_state_model_learns_the_agents_motion():
     model, replay, generator, losses = fit_state_model(StateEnvs("reach", batch=8, seed=1, episode_steps=150),
                                                        rung0.OBSERVATION_SIZE, rung0.ACTION_SIZE)

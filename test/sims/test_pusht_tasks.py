@@ -162,6 +162,34 @@ def test_push_region_starts_behind_the_t_and_succeeds_by_the_centre_alone():
         TaskConfig(region_start_px=(50.0, 20.0))
 
 
+def test_push_region_training_starts_can_put_the_agent_anywhere_and_leave_the_ts_draws_as_they_were():
+    """``region_agent_anywhere`` (a training-start variant): with 1 every agent is placed clear of the T, no longer
+    behind it each time; the T's starts are those of the default; 0 keeps the default's draws exactly."""
+    from dmo_ros.sims.pusht_tasks import t_centre
+
+    def starts_with(fraction: float, episodes: int = 12) -> list:
+        sim = PushTSim(PushTConfig(task="push_region", seed=4, task_config=TaskConfig(region_agent_anywhere=fraction)))
+        states = [sim.state()] + [sim.reset() or sim.state() for _ in range(episodes - 1)]
+        sim.close()
+        return states
+
+    default, anywhere = starts("push_region", episodes=12), starts_with(1.0)
+    goal_centre = t_centre(GOAL_POSE)
+    behind = [np.linalg.norm(s.agent - goal_centre) > np.linalg.norm(t_centre(s.block) - goal_centre)
+              for s in anywhere]
+    assert all(disc_clears_t(s.agent, s.block, radius=25.0) for s in anywhere)
+    assert not all(behind)  # behind every time would be the default's rule
+    assert not any(np.allclose(a.agent, d.agent) for a, d in zip(anywhere, default, strict=True))
+    for state in anywhere:  # the T still starts in the task's band
+        distance = np.linalg.norm(t_centre(state.block) - goal_centre)
+        assert TaskConfig().region_start_px[0] - 1e-6 <= distance <= TaskConfig().region_start_px[1]
+    for a, d in zip(starts_with(0.0), default, strict=True):
+        np.testing.assert_array_equal(a.agent, d.agent)
+        np.testing.assert_array_equal(a.block, d.block)
+    with pytest.raises(ValueError, match="region_agent_anywhere"):
+        TaskConfig(region_agent_anywhere=1.5)
+
+
 def test_the_stand_in_plays_the_task_it_is_given():
     """The stand-in node's ``task`` parameter: its resets and success rule are the task's, as in the direct
     evaluation (so the deploy graph can be scored on push_region); the go2 stand-in refuses a Push-T task."""
