@@ -518,6 +518,22 @@ def refuse_other_robot(run_dir: Path, robot: str) -> None:
                           f"{robot!r} stand-in (give --robot {trained_on})")
 
 
+def trained_task(run_dir: Path) -> str | None:
+    """The Push-T task a policy run records it was trained on (its config.json's ``task``), None when it records
+    none (an older run, or a run of a trainer that has no tasks) or one this evaluation does not know.
+
+    Raises:
+        PolicyError: the run's config cannot be read.
+    """
+    from dmo_ros.training import CheckpointError, read_run_config
+
+    try:
+        task = read_run_config(run_dir).get("task")
+    except CheckpointError as error:
+        raise PolicyError(str(error)) from error
+    return task if task in TASKS else None
+
+
 @stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     robot = argparse.ArgumentParser(add_help=False)
@@ -544,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also evaluate the random policy at a dataset's action limits (needs --dataset)")
     parser.add_argument("--dataset", type=Path, default=None,
                         help="dataset folder giving the random policy's action limits and image size")
-    parser.add_argument("--task", default=defaults.task, choices=TASKS, help="the Push-T task (default push_t)")
+    parser.add_argument("--task", default=None, choices=TASKS,
+                        help=f"the Push-T task (default: the one the run was trained on, else {defaults.task})")
     parser.add_argument("--episodes", type=int, default=defaults.episodes, help="stand-in episodes (default 50)")
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps,
                         help=f"control steps per episode at most (default {STANDARD_EPISODE_STEPS}: gym-pusht's 30 s "
@@ -567,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="cpu, cuda, cuda:1, auto (default cpu: one frame at a time gains little on a GPU)")
     parser.add_argument("--mode", choices=MODES, default="direct",
                         help="direct: the policy API on the simulator in-process; ros: through the deploy_pusht graph "
-                             "(policy node and stand-in over DDS, real time: max-steps / 5 s per episode; push_t "
-                             "only); both: both, with the per-episode differences")
+                             "(policy node and stand-in over DDS, real time: max-steps / 5 s per episode; "
+                             "any task); both: both, with the per-episode differences")
     parser.add_argument("--out", type=output_file, default=None, help="write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-episode progress on stderr")
     add_video_options(parser)
@@ -586,10 +603,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--mode {options.mode} runs a policy RUN_DIR through the deploy graph; the ceilings and "
                      "--random run directly (leave --mode out)")
 
+    task = options.task
+    if options.run_dir is not None and options.run_dir.is_dir():  # a missing run is reported below, with the rest
+        try:
+            recorded = trained_task(options.run_dir)
+        except PolicyError as error:
+            print(f"dmo-eval-policy: error: {error}", file=sys.stderr)
+            return 2
+        if task is None:
+            task = recorded
+        elif recorded is not None and recorded != task:  # a deliberate transfer test: said, not refused
+            print(f"dmo-eval-policy: note: {options.run_dir} was trained on {recorded}; evaluating it on {task} "
+                  "(--task)", file=sys.stderr, flush=True)
     try:
         config = EvalConfig(episodes=options.episodes,
                             max_steps=LONG_EPISODE_STEPS if options.long else options.max_steps, seed=options.seed,
-                            robot=options.robot, task=options.task, aspect=options.aspect)
+                            robot=options.robot, task=task or defaults.task, aspect=options.aspect)
     except ValueError as error:
         parser.error(str(error))
 

@@ -236,6 +236,26 @@ def test_cli_trained_policy_next_to_the_random_one(tmp_path, capsys):
     assert "dmo-eval-policy: error:" in captured.err and "episode 1/2" not in captured.err
 
 
+def test_cli_evaluates_on_the_task_the_run_was_trained_on_unless_told_otherwise(tmp_path, capsys):
+    """A push_region run used to be scored on push_t (the option's default) without a word; the run's recorded task
+    is the default now, another --task is run with a note, and a run that records none keeps push_t."""
+    run = tiny_policy_run(tmp_path / "runs" / "dmo")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "task": "push_region"}))
+    common = ["--episodes", "1", "--max-steps", "2", "--no-ceilings", "--quiet"]
+    assert main([str(run), *common]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].endswith("over 1 episodes of push_region (2 steps max)")
+    assert "note:" not in captured.err
+    assert main([str(run), "--task", "push_t", *common]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].endswith("over 1 episodes of push_t (2 steps max)")
+    assert f"note: {run} was trained on push_region; evaluating it on push_t (--task)" in captured.err
+    (run / "config.json").write_text(json.dumps(config))  # no task recorded
+    assert main([str(run), *common]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("over 1 episodes of push_t (2 steps max)")
+
+
 def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "--episodes", "1"]) == 2
     err = capsys.readouterr().err
