@@ -96,7 +96,9 @@ class Rung0Config:
     """Pushing tasks: weight of the agent-to-T distance (push_cube: the robot-to-cube distance) in the reward."""
     approach_target: str = "cube"
     """push_cube: where the approach term pulls the robot — the cube, or the pushing spot behind it on the line from
-    the goal (``behind``, a shaped reward; :data:`~dmo_ros.ladder.cube_state_env.APPROACH_TARGETS`)."""
+    the goal (``behind``, a shaped reward; :data:`~dmo_ros.ladder.cube_state_env.APPROACH_TARGETS`). push_region
+    takes ``behind`` too: the spot ``approach_radius`` behind the T's centre on the line from the goal
+    (:func:`~dmo_ros.ladder.state_env.state_reward`); "cube" there means the task's own pull toward the T."""
     observation: str = "full"
     """push_cube: what the actor reads of the cube and the goal — always (``full``), or only while each is in the
     camera's view, with a flag each (``in_view``, a diagnostic between rungs 0 and 1: what a policy without memory
@@ -169,8 +171,10 @@ class Rung0Config:
         if self.approach_target not in cube_state_env.APPROACH_TARGETS:
             raise ValueError(f"unknown approach_target {self.approach_target!r}; choose one of "
                              f"{', '.join(cube_state_env.APPROACH_TARGETS)}")
-        if self.approach_target != "cube" and self.task != cube_state_env.TASK:
-            raise ValueError("approach_target is push_cube's; the Push-T tasks' approach term pulls toward the T")
+        if self.approach_target != "cube" and self.task != cube_state_env.TASK \
+                and not (self.approach_target == "behind" and self.task == "push_region"):
+            raise ValueError("approach_target=behind is push_cube's and push_region's; the other Push-T tasks' "
+                             "approach term pulls toward the T")
         cube_state_env.observation_size(self.observation)  # refuses an unknown name
         if self.observation != "full" and self.task != cube_state_env.TASK:
             raise ValueError(f"observation={self.observation} is push_cube's (the camera's view); Push-T's rung 0 "
@@ -216,7 +220,8 @@ class Rung0Config:
         :func:`~dmo_ros.ladder.cube_state_env.cube_state_reward`)."""
         if self.task == cube_state_env.TASK:
             return cube_state_env.cube_state_reward(observation, self.approach, target=self.approach_target)
-        return state_reward(observation, self.task, self.approach, self.approach_radius, self.agent_lure)
+        return state_reward(observation, self.task, self.approach, self.approach_radius, self.agent_lure,
+                            approach_target="behind" if self.approach_target == "behind" else "t")
 
     def make_envs(self, seed: int) -> StateEnvs | cube_state_env.CubeStateEnvs:
         """The task's ``num_envs`` stand-ins, seeded from ``seed``."""

@@ -17,6 +17,10 @@ Rewards (per step, differentiable in the observation, so the state model carries
 - push_near, push_t: ``-e - approach * max(0, |agent - c| - 70 u)`` where ``e`` is the mean
   distance of the T's eight outline corners from the goal T's (normalised), the pose error the expert
   plans on; the small approach term (default 0.1) leads the agent to the T's outline, not onto it.
+
+push_region's approach term may instead pull toward the pushing spot (``approach_target="behind"``, a shaped
+reward as push_cube's): ``-|c - c_goal| - approach * |agent - (c + 70 u x unit(c - c_goal))|``, the spot 70 u
+behind the T's centre on the line from the goal through it.
 """
 
 from __future__ import annotations
@@ -86,21 +90,37 @@ LURE_CORNER = (1.0, -1.0)
 pulls the agent."""
 
 
+APPROACH_TARGETS = ("t", "behind")
+"""Where push_region's approach term pulls the agent: to the T's outline (``t``, every pushing task's), or to the
+pushing spot behind the T on the line from the goal (``behind``; module doc)."""
+
+
 def state_reward(observation: Tensor, task: str, approach: float = 0.1,
-                 approach_radius: float = APPROACH_RADIUS, agent_lure: float = 0.0) -> Tensor:
-    """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc).
+                 approach_radius: float = APPROACH_RADIUS, agent_lure: float = 0.0,
+                 approach_target: str = "t") -> Tensor:
+    """(...) the rung-0 reward of observations (..., 8) for ``task`` (see the module doc); ``approach_target`` one of
+    :data:`APPROACH_TARGETS` (``behind``: push_region only; ValueError otherwise).
 
     ``agent_lure`` (pushing tasks; a diagnostic, 0 in every preset): minus this weight x the agent's distance
     (normalised units) from :data:`LURE_CORNER` is added, a made-up reward for where the agent waits that has nothing
     to do with the T, of the size the learned push_t reward pays for the agent's place (docs/ladder.md "A reward with
     slope far from the goal": 0.12-0.17 against a T gain of ~1.5; 0.02 here gives ~0.05 against the true reward's
     ~0.55)."""
+    if approach_target not in APPROACH_TARGETS:
+        raise ValueError(f"unknown approach target {approach_target!r}; choose one of {', '.join(APPROACH_TARGETS)}")
+    if approach_target == "behind" and task != "push_region":
+        raise ValueError(f"approach_target=behind is push_region's (the T's centre has one way to go); {task} has t")
     agent = observation[..., 0:2]
     if task in REACH_TASKS:
         return -(agent - observation[..., 6:8]).norm(dim=-1)
     centre = _world(_CENTRE.to(observation)[None], observation[..., 2:4], observation[..., 4],
                     observation[..., 5])[..., 0, :]
-    distance = ((agent - centre).norm(dim=-1) - approach_radius / HALF).clamp_min(0)
+    if approach_target == "behind":
+        away = centre - _GOAL_CENTRE.to(observation)
+        away = away / away.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        distance = (agent - (centre + away * (approach_radius / HALF))).norm(dim=-1)
+    else:
+        distance = ((agent - centre).norm(dim=-1) - approach_radius / HALF).clamp_min(0)
     if task == "push_region":
         error = (centre - _GOAL_CENTRE.to(observation)).norm(dim=-1)
     else:
@@ -191,4 +211,5 @@ class StateEnvs(SteppedStandins):
 
 
 
-__all__ = ["ACTION_SIZE", "OBSERVATION_SIZE", "StateEnvs", "SteppedStandins", "observe", "state_reward", "t_pose_error"]
+__all__ = ["ACTION_SIZE", "APPROACH_TARGETS", "OBSERVATION_SIZE", "StateEnvs",
+           "SteppedStandins", "observe", "state_reward", "t_pose_error"]

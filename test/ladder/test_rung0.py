@@ -88,6 +88,39 @@ def test_observation_and_rewards_follow_the_true_state():
     sim.close()
 
 
+def test_push_regions_behind_target_pulls_the_agent_to_the_spot_behind_the_t():
+    """``approach_target=behind`` (push_region): the approach term is the agent's distance from the spot 70 u behind
+    the T's centre on the line from the goal; the T's term unchanged; other tasks and names refused."""
+    from dmo_ros.ladder.state_env import _GOAL_CENTRE
+    from dmo_ros.sims.pusht_tasks import t_centre
+
+    sim = PushTSim(PushTConfig(task="push_region", seed=3))
+    state = sim.state()
+    sim.close()
+    observation = torch.from_numpy(observe(state))
+    centre = torch.tensor(t_centre(state.block) / HALF - 1.0, dtype=torch.float32)
+    away = (centre - _GOAL_CENTRE) / (centre - _GOAL_CENTRE).norm()
+    spot, front = observation.clone(), observation.clone()
+    spot[0:2], front[0:2] = centre + away * (70.0 / HALF), centre - away * (70.0 / HALF)
+    plain = state_reward(spot, "push_region", approach=0.0)
+    assert state_reward(spot, "push_region", approach_target="behind").item() == pytest.approx(plain.item(), abs=1e-6)
+    assert (state_reward(front, "push_region", approach_target="behind") - plain).item() == pytest.approx(
+        -0.1 * 140.0 / HALF, rel=1e-4)
+    # The task's own term pays the same at both (each within 70 u of the centre): only "behind" tells them apart.
+    assert state_reward(front, "push_region").item() == pytest.approx(state_reward(spot, "push_region").item())
+    moved = front.clone().requires_grad_(True)
+    state_reward(moved, "push_region", approach_target="behind").backward()
+    assert torch.nn.functional.cosine_similarity(moved.grad[0:2], away, dim=0) > 0.99  # uphill: toward the spot
+    with pytest.raises(ValueError, match="push_region's"):
+        state_reward(observation, "push_t", approach_target="behind")
+    with pytest.raises(ValueError, match="unknown approach target"):
+        state_reward(observation, "push_region", approach_target="side")
+    assert rung0.Rung0Config(task="push_region", approach_target="behind").true_reward(front) == \
+        state_reward(front, "push_region", approach_target="behind")
+    with pytest.raises(ValueError, match="push_cube's and push_region's"):
+        rung0.Rung0Config(task="push_t", approach_target="behind")
+
+
 def test_the_agent_lure_pays_only_for_the_agents_closeness_to_the_top_right_corner():
     """The diagnostic agent-only term: -w x the agent's distance from the corner, added to the task's reward; the T's
     terms unchanged. Bad weights and a learned reward are refused."""
