@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, RecordedActions, StartCatalog, summarise_spread
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.reward.evaluate import spearman
 from dmo_ros.world_model.denoiser import Denoiser, load_world_model
@@ -140,6 +141,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-dream-flags",

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 
 from dmo_ros.dream.rollouts import DreamConfig, Dreamer, DreamStep, PolicyActions, RecordedActions, StartCatalog
 from dmo_ros.dream.views import heat
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.training.rollout_pictures import write_rollout_gif
 from dmo_ros.world_model.denoiser import load_world_model, to_model_range
@@ -100,6 +101,7 @@ def dream_strip(run_dir: Path, dataset: Path, out: Path, horizon: int = 30, ever
     return report
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dmo-dream-strip",

@@ -46,6 +46,7 @@ from dmo_ros.graphs.definition import (
     resolve_arguments,
     resolve_graph,
 )
+from dmo_ros.interrupt import stop_on_interrupt
 
 RUNNER = "dmo-launch"
 PARAMETER_FOLDER_PREFIX = "dmo-launch-"
@@ -339,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Once the graph starts, install_stop_handlers forwards Ctrl-C to the nodes; the wrapper covers the moments before
+# (reading and resolving the graph), which ended in a traceback.
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmo_ros.help_text import plain_text
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS
 from dmo_ros.teleop.operator import Observation, ScriptedOperator, ScriptedOperatorConfig
 from dmo_ros.teleop.push_cube_expert import PushCubeExpert, PushCubeExplorer, lined_up
@@ -257,6 +258,7 @@ def expert_statistics(robot: str, episodes: int, seed: int = 0, episode_steps: i
     )
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-play-stats", description=plain_text(__doc__.split("\n\n")[1]))
     parser.add_argument("--robot", choices=ROBOTS, action="append", help="robot(s) to measure (default: both)")

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from dmo_ros.dataset.format import DatasetError, open_arrays
 from dmo_ros.dataset.loaders import Window, WindowDataset, collate
+from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_file, output_folder
 from dmo_ros.sims.push_cube_frames import CUBE_MIN_PIXELS, cube_mask
 from dmo_ros.training.rollout_pictures import rollout_strip, write_rollout_gif
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@stop_on_interrupt
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "dmo-world-model-v4-report"
