@@ -798,6 +798,17 @@ def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
     return config
 
 
+def _changed_fields(saved: dict[str, Any], asked: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted name, saved value, asked value) of every field that differs between two ``asdict`` configs."""
+    changed = []
+    for name, value in saved.items():
+        if isinstance(value, dict) and isinstance(asked.get(name), dict):
+            changed += _changed_fields(value, asked[name], f"{prefix}{name}.")
+        elif asked.get(name) != value:
+            changed.append((f"{prefix}{name}", value, asked.get(name)))
+    return changed
+
+
 def build(config: Rung0Config, seed: int, max_samples: int | None = None) -> Rung0SAPO | Rung0PPO:
     """The rung's algorithm; ``max_samples`` (the run's budget) paces SAPO's ``lr_schedule`` "linear"."""
     return Rung0SAPO(config, seed, max_samples) if config.method == "sapo" else Rung0PPO(config, seed)
@@ -870,6 +881,16 @@ def main(argv: list[str] | None = None) -> int:
             if clash:
                 held = ", ".join(f"{k}={getattr(config, k)}" for k in clash)
                 parser.error(f"{options.run_dir} holds a run with {held}; use another run folder")
+            # --set and --horizon are checked the same way: a resume silently kept the saved values.
+            asked = config if options.horizon is None else \
+                replace(config, sapo=replace(config.sapo, horizon=options.horizon))
+            asked = apply_settings(asked, options.set)
+            changed = _changed_fields(asdict(config), asdict(asked))
+            if changed:
+                held = ", ".join(f"{name}={value!r}" for name, value, _ in changed)
+                wanted = ", ".join(f"{name}={value!r}" for name, _, value in changed)
+                parser.error(f"{options.run_dir} holds a run with {held}; resuming it cannot change that to "
+                             f"{wanted}: leave the option out to resume, or use another run folder")
         else:
             config = replace(config, **overrides)
             if options.horizon is not None:

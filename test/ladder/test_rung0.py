@@ -68,6 +68,25 @@ def test_tiny_rung0_trainer_runs_logs_evaluations_and_resumes(tmp_path, capsys, 
         rung0.main([str(run), "--preset", "tiny", "--task", "push_near"])
 
 
+def test_a_resume_refuses_set_and_horizon_that_would_change_the_saved_run(tmp_path, capsys):
+    """--set and --horizon used to be dropped without a word on a resume (an unknown key too); now a change is an
+    error naming the saved and the asked value, and the same value resumes."""
+    run = tmp_path / "r0"
+    base = [str(run), "--preset", "tiny", "--task", "push_region", "--final-eval-episodes", "0", "--no-progress"]
+    assert rung0.main([*base, "--set", "policy_ema=0.5"]) == 0
+    capsys.readouterr()
+    for extra, message in ((["--set", "policy_ema=0.9"], "policy_ema=0.5; resuming it cannot change that to "
+                                                         "policy_ema=0.9"),
+                           (["--horizon", "7"], "sapo.horizon=4; resuming it cannot change that to sapo.horizon=7"),
+                           (["--set", "foo=1"], "unknown")):
+        with pytest.raises(SystemExit) as exit_info:
+            rung0.main([*base, *extra])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["rung0"]["policy_ema"] == 0.5
+    assert rung0.main([*base, "--set", "policy_ema=0.5", "--max-samples", "128"]) == 0  # the same value: resumes
+
+
 def test_observation_and_rewards_follow_the_true_state():
     sim = PushTSim(PushTConfig(task="reach", seed=3))
     state = sim.state()
