@@ -21,6 +21,7 @@ What every trainer gets from it (the world model, the reward model, the local mo
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -220,6 +221,39 @@ def _check_run_folder(run_dir: Path, run_config: dict[str, Any], model: nn.Modul
         )
 
 
+RESUMABLE_WITHOUT_NOTE = ("steps", "progress", "time_limit_s")
+"""Training settings a resume changes as a matter of course (the budget, the display): not reported."""
+
+
+def _settings_history(run_dir: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's record of training settings changed at resumes, with this call's change appended (and printed):
+    a resume may change them (a lower learning rate to finish, another batch size on another machine), but the
+    config.json a resume rewrites must not hide what the earlier steps were trained with."""
+    try:
+        existing = read_run_config(run_dir)
+    except CheckpointError:
+        return []
+    step = latest_step(run_dir)
+    history = list(existing.get("train_changes") or [])
+    before = existing.get("train")
+    if step is None or not isinstance(before, dict):
+        return history
+    changed = {name: [before.get(name), value] for name, value in settings.items()
+               if name not in RESUMABLE_WITHOUT_NOTE and name in before and before[name] != _jsonable(value)}
+    if changed:
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
+        print(f"[train] note: resuming {run_dir} at step {step} with other training settings than it was last "
+              f"trained with: {listed} (recorded in config.json's train_changes)", flush=True)
+        history.append({"step": step, "changed": {name: {"from": old, "to": _jsonable(new)}
+                                                   for name, (old, new) in changed.items()}})
+    return history
+
+
+def _jsonable(value: Any) -> Any:
+    """A value as config.json reads back (tuples are lists there)."""
+    return json.loads(json.dumps(value))
+
+
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
           run_dir: Path | str, run_config: dict[str, Any],
           on_validation: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
@@ -247,7 +281,9 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config:
     if world.is_main:
         try:
             _check_run_folder(run_dir, run_config, model)
-            write_run_config(run_dir, {**run_config, "train": asdict(config), "world_size": world.size})
+            history = _settings_history(run_dir, asdict(config))
+            write_run_config(run_dir, {**run_config, "train": asdict(config), "world_size": world.size,
+                                       **({"train_changes": history} if history else {})})
         except CheckpointError as error:
             raise TrainingError(str(error)) from error
     barrier(world)

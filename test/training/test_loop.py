@@ -113,6 +113,28 @@ def test_a_bad_device_is_a_training_error(tmp_path: Path) -> None:
     assert not (tmp_path / "config.json").exists()
 
 
+def test_a_resume_with_other_training_settings_says_so_and_keeps_the_record(tmp_path: Path, capsys) -> None:
+    """A resume may change the training settings, but it used to rewrite config.json without a word: a run started
+    with --lr 0.01 and resumed without it trained on at the default and recorded only that."""
+    toy = {"model": {"kind": "toy"}}
+    train(Regressor(), RegressionData(64), None, _config(steps=10, lr=0.01, checkpoint_every=10), tmp_path, toy)
+    capsys.readouterr()
+    train(Regressor(), RegressionData(64), None, _config(steps=20, lr=0.05, batch_size=8, checkpoint_every=10),
+          tmp_path, toy)
+    out = capsys.readouterr().out
+    assert ("note: resuming" in out and "at step 10 with other training settings than it was last trained with: "
+            "batch_size 16 -> 8, lr 0.01 -> 0.05" in out)
+    config = read_run_config(tmp_path)
+    assert config["train"]["lr"] == 0.05
+    assert config["train_changes"] == [{"step": 10, "changed": {"batch_size": {"from": 16, "to": 8},
+                                                                "lr": {"from": 0.01, "to": 0.05}}}]
+    # The same settings again (a longer budget only) add nothing and keep the record.
+    train(Regressor(), RegressionData(64), None, _config(steps=30, lr=0.05, batch_size=8, checkpoint_every=10),
+          tmp_path, toy)
+    assert "note: resuming" not in capsys.readouterr().out
+    assert len(read_run_config(tmp_path)["train_changes"]) == 1
+
+
 def test_time_limit_stops_with_a_checkpoint_and_rerun_continues(tmp_path: Path) -> None:
     first = train(Regressor(), RegressionData(64), None, _config(steps=100_000, time_limit_s=0.5), tmp_path,
                   {"model": {"kind": "toy"}})
