@@ -52,6 +52,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
+from dmo_ros.nodes.node_help import help_requested, node_help, parameter_types
 from dmo_ros.nodes.stop_signals import StopRequests, TeardownWatchdog, ignore_stop_signals, stop_requests
 
 ParametersT = TypeVar("ParametersT")
@@ -184,7 +185,15 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, th
     after its shutdown's zero command (the policy node's ``publish`` does). The node is destroyed only
     after the callbacks still running have returned (up to ``CALLBACK_DRAIN_S``; a warning names a hung
     one). With one thread, callbacks run in this thread, so none is running when ``on_shutdown`` is
-    called."""
+    called.
+
+    ``-h`` / ``--help`` outside ``--ros-args`` prints the node's help (its module docstring and parameters) and
+    returns 0 before anything starts."""
+    # Checked before rclpy.init: `recorder --help` used to start recording (an empty session folder).
+    if help_requested(sys.argv[1:] if args is None else args):
+        module = sys.modules[make_node.__module__]
+        print(node_help(module.__name__.rsplit(".", 1)[-1], module.__doc__, parameter_types(module)), flush=True)
+        return 0
     # Installed before the node exists (by the console script: before rclpy is even imported), so
     # a Ctrl-C during a slow start (a simulator loading) is a clean stop too, and kept through the
     # shutdown (run_node owns the process).
