@@ -309,6 +309,8 @@ class LatentSAPO:
         image_size = local_model.config.image_size
         self.replay = ReplayBuffer(config.replay_capacity, sapo.horizon + 1, (3, image_size, image_size),
                                    len(self.action_limit), seed=seed)
+        self.resume_notes: list[str] = []
+        """What :meth:`load_trainer_state` could not carry over (the runner prints them)."""
         self.probes: GradientProbeBuffer | None = None
         """The gradient-matching probes (``gradient_matching_scale`` > 0), else None."""
         if config.gradient_matching_scale > 0:
@@ -397,11 +399,14 @@ class LatentSAPO:
         self.starts.load_state_dict(state["starts"])
         if self.env is not None:
             self.env.load_state_dict(state["env"])
-        # Checkpoints written before the buffers were saved resume with them empty, as those runs did.
-        if state.get("replay") is not None:
-            self.replay.load_state_dict(state["replay"])
-        if self.probes is not None and state.get("probes") is not None:
-            self.probes.load_state_dict(state["probes"])
+        # Checkpoints written before the buffers were saved resume with them empty, as those runs did; so does a
+        # resume whose settings changed the buffers' shapes (a resume may change them: dmo-train-policy says so).
+        for name, buffer in (("replay", self.replay), ("probes", self.probes)):
+            if buffer is not None and state.get(name) is not None:
+                try:
+                    buffer.load_state_dict(state[name])
+                except ValueError as error:
+                    self.resume_notes.append(f"{error}: it starts empty")
         self.state = None  # episodes restart from new real windows after a resume
 
     # -- one epoch -------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ def _load_ring_state(ring: ReplayBuffer | GradientProbeBuffer, state: dict[str, 
     for name in names:
         saved, rows = state[name], getattr(ring, name)
         if size > ring.capacity or tuple(saved.shape) != (size, *rows.shape[1:]) or saved.dtype != rows.dtype:
-            raise ValueError(f"the checkpoint's {what} holds {name} {tuple(saved.shape)} ({saved.dtype}); this run's "
-                             f"holds up to {tuple(rows.shape)} ({rows.dtype}): resume with the options it was "
-                             "trained with, or train into a new --run-dir")
+            raise ValueError(f"the checkpoint's {what} holds {name} {tuple(saved.shape)} ({saved.dtype}), which do "
+                             f"not fit this run's {tuple(rows.shape)} ({rows.dtype}) (another horizon, capacity or "
+                             "image size)")
     for name in names:
         getattr(ring, name)[:size] = state[name]
     ring.size, ring.cursor = size, int(state["cursor"]) % ring.capacity

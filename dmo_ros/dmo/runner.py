@@ -186,6 +186,8 @@ def train_policy(algorithm: PolicyAlgorithm, config: PolicyTrainConfig, run_dir:
                  else f"at or past this command's budget ({config.max_samples} samples): no more training")
         print(f"resuming {run_dir} at epoch {state['epoch']}, {algorithm.samples} samples, {wall_s:.0f} s; {ahead}",
               flush=True)
+        for note in getattr(algorithm, "resume_notes", []):
+            print(f"note: {note}", flush=True)
     evaluations = read_evaluations(run_dir)
 
     from torch.utils.tensorboard import SummaryWriter  # slow import: only where it is used

@@ -46,7 +46,13 @@ from dmo_ros.training.checkpoint import (
 )
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
-from dmo_ros.training.options import ConfigError, add_dataclass_options, apply_options, config_from_dict
+from dmo_ros.training.options import (
+    ConfigError,
+    add_dataclass_options,
+    apply_options,
+    changed_settings,
+    config_from_dict,
+)
 
 METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
 """Subcommand -> the method name stored in config.json and eval.jsonl."""
@@ -267,6 +273,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckpointError(f"{args.run_dir} holds a run with --sampler-change-threshold "
                                       f"{'none' if held_threshold is None else held_threshold}; use another --run-dir")
         configs = _configs(args, saved)
+        config_changes = list((saved or {}).get("config_changes") or [])
+        changed = changed_settings(saved.get("configs") or {}, {k: asdict(v) for k, v in configs.items()}) \
+            if saved is not None and latest_step(args.run_dir) is not None else []
+        if changed:  # a resume may change them (as the model trainers' settings), but says so and keeps the record
+            listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in sorted(changed))
+            print(f"note: resuming {args.run_dir} with other settings than it was trained with so far: {listed} "
+                  "(recorded in config.json's config_changes)", flush=True)
+            config_changes.append({"changed": {name: {"from": old, "to": new} for name, old, new in changed}})
         device = resolve_device(run.device, World())
         limit = np.maximum(np.asarray(action_statistics(folders)["max_abs"], dtype=np.float64), 1e-3)
 
@@ -401,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                   "world_model": recorded_path(args.world_model), "reward_run": recorded_path(args.reward_run),
                   "goal": recorded_path(args.goal), "local_model": recorded_path(getattr(args, "local_model", None)),
                   "run": asdict(run), "configs": {key: asdict(value) for key, value in configs.items()},
-                  "deployment": deployment_metadata(folders[0]), "gates": gates_at_start}
+                  "deployment": deployment_metadata(folders[0]), "gates": gates_at_start,
+                  **({"config_changes": config_changes} if config_changes else {})}
     source = "simulator" if simulated else "world-model"
     # The samples done so far are known once train_policy has loaded a checkpoint (its "resuming" line says them).
     print(f"{method} (rung {run_config['rung']}, task {task}): budget {run.max_samples} {source} samples; "

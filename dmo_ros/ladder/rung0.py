@@ -62,7 +62,7 @@ from dmo_ros.sims.pusht import PushTSim
 from dmo_ros.sims.pusht_tasks import REACH_TASKS, TASKS, TaskConfig
 from dmo_ros.training.checkpoint import CheckpointError
 from dmo_ros.training.loop import INTERRUPTED_EXIT_CODE, exit_on_interrupt
-from dmo_ros.training.options import field_value
+from dmo_ros.training.options import changed_settings, field_value
 
 METHODS = ("sapo", "ppo")
 REWARDS = ("true", "learned", "regressed")
@@ -798,17 +798,6 @@ def apply_settings(config: Rung0Config, settings: list[str]) -> Rung0Config:
     return config
 
 
-def _changed_fields(saved: dict[str, Any], asked: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted name, saved value, asked value) of every field that differs between two ``asdict`` configs."""
-    changed = []
-    for name, value in saved.items():
-        if isinstance(value, dict) and isinstance(asked.get(name), dict):
-            changed += _changed_fields(value, asked[name], f"{prefix}{name}.")
-        elif asked.get(name) != value:
-            changed.append((f"{prefix}{name}", value, asked.get(name)))
-    return changed
-
-
 def build(config: Rung0Config, seed: int, max_samples: int | None = None) -> Rung0SAPO | Rung0PPO:
     """The rung's algorithm; ``max_samples`` (the run's budget) paces SAPO's ``lr_schedule`` "linear"."""
     return Rung0SAPO(config, seed, max_samples) if config.method == "sapo" else Rung0PPO(config, seed)
@@ -885,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
             asked = config if options.horizon is None else \
                 replace(config, sapo=replace(config.sapo, horizon=options.horizon))
             asked = apply_settings(asked, options.set)
-            changed = _changed_fields(asdict(config), asdict(asked))
+            changed = changed_settings(asdict(config), asdict(asked))
             if changed:
                 held = ", ".join(f"{name}={value!r}" for name, value, _ in changed)
                 wanted = ", ".join(f"{name}={value!r}" for name, _, value in changed)

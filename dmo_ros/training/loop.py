@@ -21,7 +21,6 @@ What every trainer gets from it (the world model, the reward model, the local mo
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -53,6 +52,7 @@ from dmo_ros.training.checkpoint import (
 from dmo_ros.training.config import TrainConfig
 from dmo_ros.training.cpu_load import LoadWatch, oversubscription_warning
 from dmo_ros.training.distributed import DeviceError, World, all_reduce_mean, barrier, init_world
+from dmo_ros.training.options import changed_settings
 
 
 class TrainingError(RuntimeError):
@@ -238,20 +238,13 @@ def _settings_history(run_dir: Path, settings: dict[str, Any]) -> list[dict[str,
     before = existing.get("train")
     if step is None or not isinstance(before, dict):
         return history
-    changed = {name: [before.get(name), value] for name, value in settings.items()
-               if name not in RESUMABLE_WITHOUT_NOTE and name in before and before[name] != _jsonable(value)}
+    changed = changed_settings(before, settings, ignore=RESUMABLE_WITHOUT_NOTE)
     if changed:
-        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
+        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in sorted(changed))
         print(f"[train] note: resuming {run_dir} at step {step} with other training settings than it was last "
               f"trained with: {listed} (recorded in config.json's train_changes)", flush=True)
-        history.append({"step": step, "changed": {name: {"from": old, "to": _jsonable(new)}
-                                                   for name, (old, new) in changed.items()}})
+        history.append({"step": step, "changed": {name: {"from": old, "to": new} for name, old, new in changed}})
     return history
-
-
-def _jsonable(value: Any) -> Any:
-    """A value as config.json reads back (tuples are lists there)."""
-    return json.loads(json.dumps(value))
 
 
 def train(model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,

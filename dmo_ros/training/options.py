@@ -203,5 +203,25 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str = "conf
         raise ConfigError(f"{where}: {error}") from error
 
 
-__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "config_from_dict", "field_docs", "field_value",
+def changed_settings(saved: dict[str, Any], asked: dict[str, Any], prefix: str = "",
+                     ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """(dotted name, saved value, asked value) of every setting that differs between two configs as ``asdict`` or
+    config.json hold them (nested dicts compared field by field; tuples and lists alike); names in ``ignore`` (dotted)
+    and settings the saved config lacks (it predates them) are left out. What a resume compares the options it is
+    given against."""
+    changed = []
+    for name, asked_value in asked.items():
+        dotted = f"{prefix}{name}"
+        if dotted in ignore or name not in saved:
+            continue
+        old, new = saved[name], json.loads(json.dumps(asked_value))
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_settings(old, new, f"{dotted}.", ignore)
+        elif old != new:
+            changed.append((dotted, old, new))
+    return changed
+
+
+__all__ = ["ConfigError", "add_dataclass_options", "apply_options", "changed_settings", "config_from_dict",
+           "field_docs", "field_value",
            "finite_float", "given_options"]

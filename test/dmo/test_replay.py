@@ -62,7 +62,7 @@ def test_a_saved_buffer_that_does_not_fit_is_refused_with_the_fix():
     buffer = _replay(capacity=3)
     _fill_replay(buffer, 3)
     state = buffer.state_dict()
-    with pytest.raises(ValueError, match="resume with the options it was trained with"):
+    with pytest.raises(ValueError, match="another horizon, capacity or image size"):
         _replay(capacity=2).load_state_dict(state)  # a smaller --replay-capacity
     with pytest.raises(ValueError, match="replay buffer holds frames"):
         ReplayBuffer(3, length=5, image_shape=(3, 4, 4), action_size=2).load_state_dict(state)  # another horizon

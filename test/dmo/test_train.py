@@ -58,6 +58,23 @@ def test_every_method_trains_logs_and_resumes(policy_inputs, tmp_path, method, c
     assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 0.25 + 1e-9)
 
 
+def test_a_resume_with_other_settings_says_so_and_keeps_the_record(policy_inputs, tmp_path, capsys):
+    """--batch-size, --horizon, --policy-ema given to a resume change the saved run's settings; that used to happen
+    without a word and left config.json naming only the new ones."""
+    run = tmp_path / "dmo"
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "32", "--eval-every", "0")) == 0
+    capsys.readouterr()
+    horizon = json.loads((run / "config.json").read_text())["configs"]["sapo"]["horizon"]
+    assert main(_args("dmo", policy_inputs, run, "--max-samples", "64", "--eval-every", "0", "--horizon",
+                      str(horizon + 1))) == 0
+    out = capsys.readouterr().out
+    assert f"with other settings than it was trained with so far: sapo.horizon {horizon} -> {horizon + 1}" in out
+    assert "note: the checkpoint's replay buffer holds frames" in out and "it starts empty" in out  # H + 1 frames
+    config = json.loads((run / "config.json").read_text())
+    assert config["configs"]["sapo"]["horizon"] == horizon + 1
+    assert config["config_changes"] == [{"changed": {"sapo.horizon": {"from": horizon, "to": horizon + 1}}}]
+
+
 def test_dmo_fills_the_replay_buffer_and_never_touches_the_pretrained_local_model(policy_inputs, tmp_path):
     before = load_model_weights(policy_inputs["local_model"])
     run = tmp_path / "dmo"
