@@ -152,6 +152,52 @@ def _latent_windows(tokenizer: Tokenizer, folders: list[Path], context: int) -> 
                  for split in ("train", "val"))
 
 
+def refuse_tokenizer_of_other_data(tokenizer_run: Path, folders: list[Path], image_size: int, action_size: int,
+                                   robot: str) -> None:
+    """Refuse a tokenizer trained on another kind of data than ``folders``: another robot, frame size or action
+    size (one kind per model, as :func:`~dmo_ros.dataset.loaders.dataset_shape` holds datasets to). Its latents
+    describe the other robot's scenes, so a dynamics model trained on them fits neither; before, a Push-T run took
+    a Go2 tokenizer without a word.
+
+    The tokenizer run's ``config.json`` records its robot and action size; for a run that predates the action size,
+    both are read from its recorded datasets where they still exist (what cannot be known is not checked).
+
+    Raises:
+        ConfigError: naming the tokenizer's data and the datasets', and the fix.
+    """
+    from dmo_ros.training import read_run_config
+
+    recorded = read_run_config(tokenizer_run)
+    held = {"robot": recorded.get("robot"), "image_size": TokenizerConfig.from_dict(recorded["model"]).image_size,
+            "action_size": recorded.get("action_size")}
+    if held["action_size"] is None and recorded.get("datasets"):
+        try:
+            _, held["action_size"], robot_of_datasets = dataset_shape(recorded["datasets"], "tokenizer")
+            held["robot"] = held["robot"] or robot_of_datasets
+        except DatasetError:  # moved or deleted since: the frame size is still checked
+            pass
+    given = {"robot": robot, "image_size": image_size, "action_size": action_size}
+    for values in (held, given):  # a dataset without a robot in its meta.json reads as "None": unknown
+        values["robot"] = None if values["robot"] in (None, "None") else values["robot"]
+    names = {"robot": "robot", "image_size": "frame size", "action_size": "action size"}
+    differ = [names[key] for key in given if None not in (held[key], given[key]) and held[key] != given[key]]
+    if not differ:
+        return
+    differ_text = differ[0] if len(differ) == 1 else f"{', '.join(differ[:-1])} and {differ[-1]}"
+
+    def kind(values: dict) -> str:
+        parts = [f"robot {values['robot']}" if values["robot"] is not None else "",
+                 f"{values['image_size']}x{values['image_size']} frames",
+                 f"{values['action_size']} action components" if values["action_size"] is not None else ""]
+        return ", ".join(part for part in parts if part)
+
+    new_run = f"runs/v4_tokenizer_{given['robot'] or 'new'}"
+    raise ConfigError(f"the tokenizer {tokenizer_run} was trained on other data ({kind(held)}) than "
+                      f"{', '.join(map(str, folders))} ({kind(given)}): another {differ_text}; "
+                      f"train a tokenizer on these datasets (dmo-train-tokenizer {' '.join(map(str, folders))} "
+                      f"--run-dir {new_run}) and give its run folder as --tokenizer")
+
+
 def _train_and_report(prog: str, model: torch.nn.Module, train_set: Dataset, val_set: Dataset | None,
                       train_config: TrainConfig, run_dir: Path, run_config: dict, done: str = "trained") -> int:
     """Run the shared loop and print where it ended; exit code 0, or 1 when training failed."""
@@ -204,7 +250,7 @@ def tokenizer_main(argv: list[str] | None = None) -> int:
     args = build_tokenizer_parser().parse_args(argv)
     try:
         folders = find_datasets(args.datasets)
-        image_size, _, robot = dataset_shape(folders, "tokenizer")
+        image_size, action_size, robot = dataset_shape(folders, "tokenizer")
         train_config = apply_options(TOKENIZER_TRAIN_PRESETS[args.preset], args, args.train_options)
         overrides = given_options(args, args.model_options)
         saved = saved_run(args.run_dir, TOKENIZER_KIND, "tokenizer")
@@ -226,7 +272,8 @@ def tokenizer_main(argv: list[str] | None = None) -> int:
           f"{image_size}x{image_size} frames -> {config.latent_tokens} x {config.latent_dim} latents; "
           f"{len(train_set)} training / {len(val_set) if val_set else 0} validation frames", flush=True)
     run_config = {"kind": TOKENIZER_KIND, "preset": args.preset, "model": asdict(config),
-                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
+                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot,
+                  "action_size": action_size}
     return _train_and_report(prog, model, train_set, val_set, train_config, args.run_dir, run_config)
 
 
@@ -279,9 +326,10 @@ def dynamics_main(argv: list[str] | None = None) -> int:
         elif args.tokenizer is not None:
             tokenizer = load_tokenizer(args.tokenizer)
             tokenizer_config, tokenizer_run = tokenizer.config, recorded_path(args.tokenizer)
+            refuse_tokenizer_of_other_data(args.tokenizer, folders, image_size, action_size, robot)
         else:
             raise ConfigError("--tokenizer is required for a new run (a dmo-train-tokenizer run folder)")
-        if tokenizer_config.image_size != image_size:
+        if tokenizer_config.image_size != image_size:  # the run's own copy of its tokenizer
             raise ConfigError(f"the tokenizer takes {tokenizer_config.image_size} px frames, the data has {image_size}")
         if saved is not None and not overrides:
             config = DynamicsConfig.from_dict(saved["model"])
@@ -333,6 +381,10 @@ def _post_train_reward(prog: str, args: argparse.Namespace, folders: list[Path],
     if (config.image_size, config.action_size) != (image_size, action_size):
         raise ConfigError(f"{source} was trained on {config.image_size} px frames and {config.action_size}-D actions; "
                           f"the datasets have {image_size} px, {action_size}-D")
+    # Same sizes, another robot: its frames mean other scenes. A robot unknown on either side ("None") is not checked.
+    if "None" not in (str(pretrained.get("robot")), robot) and pretrained["robot"] != robot:
+        raise ConfigError(f"{source} was trained on robot {pretrained['robot']}'s data; the datasets are of robot "
+                          f"{robot}: post-train a dmo-train-dynamics run of robot {robot}")
     model = RewardPostTraining(tokenizer_config, config)
     if saved is None:  # a resumed run loads its own checkpoint in the loop
         model.load_state_dict(load_model_weights(source))

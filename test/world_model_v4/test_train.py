@@ -4,6 +4,7 @@ train, checkpoint, resume exactly, load, report (JSON and pictures), and refuse 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,61 @@ def test_bad_inputs_exit_2_with_a_message(dataset: Path, tokenizer_run: Path, tm
     assert "not a dmo-train-dynamics run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tokenizer_main([str(dataset), "--preset", "huge"])
+
+
+def _other_dataset(folder: Path, robot: str, size: int, action_size: int) -> Path:
+    """Like ``dataset`` (five 14-sample episodes) with another robot, frame size or action size."""
+    rng = np.random.default_rng(1)
+    n = 70
+    return write_dataset(folder, rng.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
+                         rng.uniform(-0.5, 0.5, (n, action_size)).astype(np.float32), [14] * 5,
+                         intent=rng.random(n) < 0.4, validation_fraction=0.4, extra_meta={"robot": robot})
+
+
+# The tokenizer's data: robot go2, 16x16 frames, 3 action components (the `dataset` fixture).
+OTHER_DATA = {"robot": ("pusht", 16, 3, "robot"), "image_size": ("go2", 24, 3, "frame size"),
+              "action_size": ("go2", 16, 2, "action size"),
+              "all": ("pusht", 24, 2, "robot, frame size and action size")}
+
+
+@pytest.mark.parametrize("variant", sorted(OTHER_DATA))
+def test_dynamics_refuses_a_tokenizer_trained_on_other_data(variant: str, tokenizer_run: Path, tmp_path: Path,
+                                                           capsys) -> None:
+    """Before, `dmo-train-dynamics datasets/t --tokenizer runs/tok` trained a Push-T model on a Go2 tokenizer."""
+    robot, size, action_size, differ = OTHER_DATA[variant]
+    other = _other_dataset(tmp_path / "other", robot, size, action_size)
+    run = tmp_path / "run"
+    assert dynamics_main([str(other), "--tokenizer", str(tokenizer_run), *_common(run)]) == 2
+    err = capsys.readouterr().err
+    assert (f"the tokenizer {tokenizer_run} was trained on other data (robot go2, 16x16 frames, 3 action components) "
+            f"than {other} (robot {robot}, {size}x{size} frames, {action_size} action components): another {differ};"
+            ) in err, err
+    assert f"dmo-train-tokenizer {other} --run-dir runs/v4_tokenizer_{robot}" in err  # the fix
+    assert not run.exists()  # refused before anything was trained or written
+
+
+def test_a_tokenizer_run_without_its_action_size_is_checked_against_its_recorded_datasets(
+        tokenizer_run: Path, tmp_path: Path, capsys) -> None:
+    """A tokenizer run from before its config recorded the action size (nor, older still, the robot)."""
+    old = tmp_path / "old_tokenizer"
+    shutil.copytree(tokenizer_run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["action_size"], config["robot"]
+    (old / "config.json").write_text(json.dumps(config))
+    other = _other_dataset(tmp_path / "other", "pusht", 16, 2)
+    assert dynamics_main([str(other), "--tokenizer", str(old), *_common(tmp_path / "run")]) == 2
+    assert "trained on other data (robot go2, 16x16 frames, 3 action components)" in capsys.readouterr().err
+
+
+def test_reward_post_training_refuses_a_run_of_another_robot(dataset: Path, tokenizer_run: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    pretrained = tmp_path / "pretrained"
+    assert dynamics_main([str(dataset), "--tokenizer", str(tokenizer_run), *_common(pretrained, "--steps", "2")]) == 0
+    other = _other_dataset(tmp_path / "other", "pusht", 16, 3)  # the same sizes as the Go2 data
+    post = tmp_path / "post"
+    assert dynamics_main([str(other), "--post-train-reward", str(pretrained), *_common(post)]) == 2
+    assert "was trained on robot go2's data; the datasets are of robot pusht" in capsys.readouterr().err
+    assert not post.exists()
 
 
 def test_roc_auc() -> None:
