@@ -91,14 +91,15 @@ def untrained_reward_run(root: Path, image_size: int = 32) -> tuple[Path, Path]:
 
 
 def nan_policy(trained: Path, folder: Path) -> Path:
-    """A copy of a trained run whose actor outputs NaN (its last layer's bias is NaN)."""
+    """A copy of a trained run whose actor outputs NaN from finite weights (a NaN weight is refused at load): its
+    first layer's weights at 3e38 overflow the layer's output to inf, which the LayerNorm after it turns into NaN."""
     import shutil
 
     shutil.copytree(trained, folder)
     weights_file = checkpoint_dir(folder) / "model.safetensors"
     weights = load_file(str(weights_file))
-    key = max(k for k in weights if k.startswith("actor.head.") and k.endswith("bias"))
-    weights[key] = torch.full_like(weights[key], float("nan"))
+    key = "actor.trunk.0.weight"
+    weights[key] = torch.full_like(weights[key], 3e38)
     save_file(weights, str(weights_file))
     return folder
 

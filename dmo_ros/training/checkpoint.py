@@ -254,9 +254,17 @@ def load_model_weights(run_dir: Path | str, checkpoint: str = LAST) -> dict[str,
     if not looks_like_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK"):  # pickle / torch.save zip
         raise CheckpointError(f"{path}: holds a pickle payload, not safetensors; refused (unpickling can run code)")
     try:
-        return load_file(str(path))
+        weights = load_file(str(path))
     except Exception as error:  # SafetensorError and OSError: a damaged or foreign file, reported, not loaded
         raise CheckpointError(f"{path}: not a readable safetensors file ({error}); refused") from error
+    # A file whose header parses can still hold damaged numbers; no trainer saves a NaN or inf weight (non-finite
+    # steps are skipped), so such a file was damaged after it was written and would only produce NaN outputs.
+    bad = [key for key, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{path}: holds non-finite (NaN or inf) values in {shown}: a damaged file; refused "
+                              f"({resume_hint(run_dir)})")
+    return weights
 
 
 def load_trainer_state(run_dir: Path | str, checkpoint: str = LAST) -> dict[str, Any]:

@@ -80,6 +80,21 @@ def test_run_config_roundtrip(tmp_path: Path) -> None:
         read_run_config(tmp_path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_damaged_inside_a_valid_file_are_refused_with_the_way_back(tmp_path: Path, bad: float) -> None:
+    """Bytes overwritten inside the tensor data leave the header valid: the file loaded and a gate reported its
+    NaN outputs as an ordinary FAIL. Non-finite weights are refused, naming the tensor and the checkpoint to go
+    back to; integer tensors are not checked (they have no NaN)."""
+    good = {"layer.weight": torch.ones(2, 2), "steps": torch.zeros((), dtype=torch.int64)}
+    save_checkpoint(tmp_path, 1, good, {}, {})
+    damaged = {**good, "layer.bias": torch.tensor([0.0, bad])}
+    save_checkpoint(tmp_path, 2, damaged, {}, {})
+    with pytest.raises(CheckpointError, match=r"non-finite \(NaN or inf\) values in layer.bias: a damaged file.*"
+                                              r"step_00000001"):
+        load_model_weights(tmp_path)
+    assert torch.equal(load_model_weights(tmp_path, "step_00000001")["layer.weight"], torch.ones(2, 2))
+
+
 def test_safetensors_whose_header_length_looks_like_a_pickle_still_load(tmp_path: Path) -> None:
     """A safetensors file starts with its header length (little-endian): its first byte can be 0x80, a pickle's
     protocol byte (1 file in 256 — seen in a trainer test); the layout tells them apart, not the first byte."""
