@@ -65,7 +65,8 @@ def check_run_dir(run_dir: Path | str) -> None:
 
 
 RESUME_INPUTS = {"preset": "--preset", "datasets": "datasets", "world_model": "--world-model",
-                 "reward_run": "--reward-run", "goal": "--goal", "local_model": "--local-model"}
+                 "reward_run": "--reward-run", "goal": "--goal", "local_model": "--local-model",
+                 "tokenizer_run": "--tokenizer"}
 """What a run is trained from, as its ``config.json`` records it: a resumed run must be given the same."""
 
 

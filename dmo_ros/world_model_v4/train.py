@@ -39,7 +39,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
-from dmo_ros.training.checkpoint import recorded_path
+from dmo_ros.training.checkpoint import changed_inputs, recorded_path
 from dmo_ros.training.distributed import World, resolve_device
 from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model_v4.config import DynamicsConfig, TokenizerConfig
@@ -329,6 +329,9 @@ def dynamics_main(argv: list[str] | None = None) -> int:
             refuse_tokenizer_of_other_data(args.tokenizer, folders, image_size, action_size, robot)
         else:
             raise ConfigError("--tokenizer is required for a new run (a dmo-train-tokenizer run folder)")
+        problem = changed_inputs(args.run_dir, {"tokenizer_run": tokenizer_run})  # before frames are encoded
+        if problem:
+            raise ConfigError(problem)
         if tokenizer_config.image_size != image_size:  # the run's own copy of its tokenizer
             raise ConfigError(f"the tokenizer takes {tokenizer_config.image_size} px frames, the data has {image_size}")
         if saved is not None and not overrides:

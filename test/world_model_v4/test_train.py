@@ -113,6 +113,24 @@ def check_report_pictures(folder: Path, windows: int, context: int, horizon: int
     assert Image.open(folder / "fidelity.png").size[0] > 300
 
 
+def test_a_resume_with_another_tokenizer_is_refused(dataset: Path, tokenizer_run: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    """The run keeps its own copy of the tokenizer; a resume given another --tokenizer swapped it in silently and
+    recorded only the new one."""
+    import shutil
+
+    assert dynamics_main([str(dataset), "--tokenizer", str(tokenizer_run), *_common(tmp_path / "r", "--steps", "2")]) \
+        == 0
+    other = tmp_path / "other_tokenizer"
+    shutil.copytree(tokenizer_run, other)
+    capsys.readouterr()
+    assert dynamics_main([str(dataset), "--tokenizer", str(other), *_common(tmp_path / "r", "--steps", "4")]) == 2
+    err = capsys.readouterr().err
+    assert f"--tokenizer {tokenizer_run.resolve()} (given now: {other.resolve()})" in err and "Traceback" not in err
+    assert dynamics_main([str(dataset), "--tokenizer", str(tokenizer_run),
+                          *_common(tmp_path / "r", "--steps", "4")]) == 0  # the same one resumes
+
+
 def test_bad_inputs_exit_2_with_a_message(dataset: Path, tokenizer_run: Path, tmp_path: Path, capsys) -> None:
     assert dynamics_main([str(dataset), *_common(tmp_path / "r", "--steps", "2")]) == 2
     assert "--tokenizer is required" in capsys.readouterr().err
