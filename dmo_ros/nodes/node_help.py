@@ -1,9 +1,16 @@
 """``--help`` / ``-h`` of a node executable: what the node does, its parameters, how to set them; then exit 0.
+Any other argument outside the ``--ros-args`` blocks is refused (exit 2) with the ``-p`` that sets it.
 
 A node takes its settings as ROS parameters, not options, so before this every executable ignored ``--help``:
 ``recorder --help`` started recording (an empty session folder under ``bags/``) and the stand-ins, the test
 pattern and the teleop ran until killed. ``run_node`` asks :func:`help_requested` before ``rclpy.init``, so a
 help request never starts ROS nor creates anything.
+
+rclpy hands every argument outside ``--ros-args ... [--]`` to the program and no node reads them, so
+``recorder --duration 5`` recorded with the default duration without a word. ``run_node`` asks
+:func:`unexpected_arguments` before ``rclpy.init`` too and refuses them with :func:`unexpected_arguments_message`.
+``ros2 run``, ``ros2 launch`` (launch_ros ``Node`` without ``arguments=``) and ``dmo-launch`` put all of theirs
+inside a ``--ros-args`` block (``-r __node:=NAME``, ``--params-file FILE``, ``-r FROM:=TO``).
 
 Standard library only (no rclpy): the node modules are the only ones that import rclpy.
 """
@@ -34,6 +41,52 @@ def help_requested(argv: Sequence[str]) -> bool:
         elif not in_ros_args and argument in HELP_FLAGS:
             return True
     return False
+
+
+def unexpected_arguments(argv: Sequence[str]) -> list[str]:
+    """The arguments of ``argv`` (without the program name) outside the ``--ros-args ... [--]`` blocks, other than
+    ``-h``/``--help``: a node reads none of them."""
+    found = []
+    in_ros_args = False
+    for argument in argv:
+        if argument == ROS_ARGS_START:
+            in_ros_args = True
+        elif argument == ROS_ARGS_END and in_ros_args:
+            in_ros_args = False
+        elif not in_ros_args and argument not in HELP_FLAGS:
+            found.append(argument)
+    return found
+
+
+def _suggestion(unexpected: Sequence[str], names: Sequence[str]) -> str:
+    """The ``--ros-args`` that most likely means what ``unexpected`` meant: ``--duration 5`` or ``--duration=5`` ->
+    ``-p duration:=5``; ``duration:=5`` -> ``-p duration:=5``; ``__node:=x`` or ``a/b:=c`` -> ``-r`` (a remapping)."""
+    import difflib
+
+    first = unexpected[0]
+    if ":=" in first:
+        name, _, value = first.partition(":=")
+        flag = "-p" if name in names or not (name.startswith("__") or "/" in name) else "-r"
+        return f"--ros-args {flag} {name}:={value}"
+    if first.startswith("-") and first.lstrip("-"):
+        name, equals, value = first.lstrip("-").partition("=")
+        name = name.replace("-", "_")
+        close = difflib.get_close_matches(name, names, n=1)
+        name = name if name in names or not close else close[0]
+        if not equals:
+            value = unexpected[1] if len(unexpected) > 1 and not unexpected[1].startswith("-") else "VALUE"
+        return f"--ros-args -p {name}:={value}"
+    return "--ros-args -p NAME:=VALUE"
+
+
+def unexpected_arguments_message(name: str, unexpected: Sequence[str], parameters: Sequence[type]) -> str:
+    """One line: node executable ``name`` does not take the arguments ``unexpected``; the ``--ros-args`` that sets a
+    parameter instead, and the parameters of the ``parameters`` dataclasses."""
+    names = [field.name for kind in parameters for field in dataclasses.fields(kind)]
+    quoted = " ".join(unexpected)
+    listed = f"; its parameters: {', '.join(names)}" if names else ""
+    return (f"{name}: unexpected argument{'s' if len(unexpected) > 1 else ''} '{quoted}' (a node takes no options; "
+            f"its settings are ROS parameters): use {_suggestion(unexpected, names)}{listed} ({name} --help)")
 
 
 def parameter_types(module: types.ModuleType) -> list[type]:
@@ -88,4 +141,5 @@ def node_help(name: str, doc: str | None, parameters: Sequence[type]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HELP_FLAGS", "help_requested", "node_help", "parameter_types"]
+__all__ = ["HELP_FLAGS", "help_requested", "node_help", "parameter_types", "unexpected_arguments",
+           "unexpected_arguments_message"]

@@ -52,7 +52,13 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from dmo_ros.nodes.node_help import help_requested, node_help, parameter_types
+from dmo_ros.nodes.node_help import (
+    help_requested,
+    node_help,
+    parameter_types,
+    unexpected_arguments,
+    unexpected_arguments_message,
+)
 from dmo_ros.nodes.stop_signals import StopRequests, TeardownWatchdog, ignore_stop_signals, stop_requests
 
 ParametersT = TypeVar("ParametersT")
@@ -188,12 +194,20 @@ def run_node(make_node: Callable[[], DmoNode], args: list[str] | None = None, th
     called.
 
     ``-h`` / ``--help`` outside ``--ros-args`` prints the node's help (its module docstring and parameters) and
-    returns 0 before anything starts."""
+    returns 0 before anything starts; any other argument there is refused (exit 2): no node reads one, and
+    ``recorder --duration 5`` used to record with the default duration."""
+    argv = sys.argv[1:] if args is None else args
+    module = sys.modules[make_node.__module__]
+    name = module.__name__.rsplit(".", 1)[-1]
     # Checked before rclpy.init: `recorder --help` used to start recording (an empty session folder).
-    if help_requested(sys.argv[1:] if args is None else args):
-        module = sys.modules[make_node.__module__]
-        print(node_help(module.__name__.rsplit(".", 1)[-1], module.__doc__, parameter_types(module)), flush=True)
+    if help_requested(argv):
+        print(node_help(name, module.__doc__, parameter_types(module)), flush=True)
         return 0
+    unexpected = unexpected_arguments(argv)
+    if unexpected:
+        print(f"[ERROR] {unexpected_arguments_message(name, unexpected, parameter_types(module))}", file=sys.stderr,
+              flush=True)
+        return 2
     # Installed before the node exists (by the console script: before rclpy is even imported), so
     # a Ctrl-C during a slow start (a simulator loading) is a clean stop too, and kept through the
     # shutdown (run_node owns the process).
