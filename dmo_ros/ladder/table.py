@@ -79,6 +79,40 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+POLICY_RUN_KINDS = ("policy", "rung0")
+"""``config.json`` kinds of the runs this table lists (dmo-train-policy and dmo-train-act: ``policy``;
+dmo-train-rung0: ``rung0``)."""
+
+
+def _no_final_evaluation(run_dir: Path) -> str:
+    """Why ``run_dir`` has no ``final_eval.json`` and what to do: it is not a policy run (its kind, from
+    ``config.json``), or a policy run without a final evaluation (trained with ``--final-eval-episodes 0``, the tiny
+    preset's default, or not finished): the command that evaluates it."""
+    from dmo_ros.training.checkpoint import RUN_KINDS
+
+    if not (run_dir / "config.json").is_file():
+        return (f"{run_dir}: no final_eval.json and no config.json: not a run folder of dmo-train-policy, "
+                "dmo-train-act or dmo-train-rung0")
+    config = _read_record(run_dir / "config.json")
+    kind = config.get("kind")
+    if kind not in POLICY_RUN_KINDS:
+        what, trainer = RUN_KINDS.get(str(kind), (f"'{kind}'", "another command"))
+        return (f"{run_dir} is a {what} run (config.json kind '{kind}', trained by {trainer}), not a policy run: "
+                "the ladder table lists the policy runs of dmo-train-policy, dmo-train-act and dmo-train-rung0")
+    if config.get("method") == "act" and config.get("task") != "push_cube":
+        return (f"{run_dir}: a Push-T ACT run has no final evaluation (final_eval.json): dmo-train-act evaluates only "
+                f"Go2 runs at the end. Measure it with: dmo-eval-policy {run_dir}")
+    if kind == "rung0":
+        command, option, default = "dmo-train-rung0", "--final-eval-episodes", ""
+    elif config.get("method") == "act":
+        command, option, default = "dmo-train-act", "--eval-episodes", ""
+    else:
+        command, option, default = "dmo-train-policy", "--final-eval-episodes", ", the tiny preset's default"
+    return (f"{run_dir}: this policy run has no final evaluation (final_eval.json): it was trained without one "
+            f"({option} 0{default}) or has not finished. Evaluate it by re-running its {command} command (same "
+            f"settings) with {option} 50: a finished run is then only evaluated")
+
+
 def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
     """The markdown table of the runs (each a folder, or ``"LABEL=RUN_DIR"``; see the module doc); ``gates``: with
     the inputs' gates column."""
@@ -88,7 +122,7 @@ def ladder_table(run_dirs: list[Path | str], gates: bool = False) -> str:
         label, run_dir = parse_run_argument(str(argument))
         path = Path(run_dir) / "final_eval.json"
         if not path.is_file():
-            raise ValueError(f"{run_dir}: no final_eval.json (has the run finished?)")
+            raise ValueError(_no_final_evaluation(Path(run_dir)))
         final, config = _read_record(path), _read_record(Path(run_dir) / "config.json")
         if final.get("task") == "push_cube" or config.get("task") == "push_cube":
             raise ValueError(f"{run_dir} is a Push Cube run (Go2); the ladder table lists Push-T runs. Compare Push "

@@ -179,3 +179,37 @@ def test_starts_picture_draws_each_start_with_how_many_runs_solved_it(tmp_path, 
     other_seed = _run_with_episodes(tmp_path / "c", [True, False, True], seed=8)
     assert main([str(first), str(other_seed), "--starts-picture", str(tmp_path / "x.png")]) == 2
     assert "evaluated on other starts" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def _unevaluated_run(folder, config):
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_run_without_final_eval_says_which_case_it_is(tmp_path, capsys):
+    """Before, every one of these said "no final_eval.json (has the run finished?)"."""
+    world_model = _unevaluated_run(tmp_path / "wm", {"kind": "world_model", "preset": "tiny"})
+    assert main([str(world_model)]) == 2
+    err = capsys.readouterr().err
+    assert "is a world model run (config.json kind 'world_model', trained by dmo-train-world-model), not a " \
+           "policy run" in err and "has the run finished" not in err
+
+    policy = _unevaluated_run(tmp_path / "dmo", {"kind": "policy", "method": "dmo", "preset": "tiny"})
+    assert main([str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "this policy run has no final evaluation" in err
+    assert "(--final-eval-episodes 0, the tiny preset's default)" in err
+    assert "re-running its dmo-train-policy command (same settings) with --final-eval-episodes 50" in err
+
+    rung0 = _unevaluated_run(tmp_path / "rung0", {"kind": "rung0", "method": "ppo"})
+    assert main([str(rung0)]) == 2
+    assert "dmo-train-rung0 command (same settings) with --final-eval-episodes 50" in capsys.readouterr().err
+
+    act = _unevaluated_run(tmp_path / "act", {"kind": "policy", "method": "act", "task": "push_t"})
+    assert main([str(act)]) == 2
+    assert f"dmo-train-act evaluates only Go2 runs at the end. Measure it with: dmo-eval-policy {act}" in (
+        capsys.readouterr().err)
+
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert "no final_eval.json and no config.json: not a run folder of" in capsys.readouterr().err
