@@ -213,15 +213,29 @@ def policy_actions(policy: Policy, frames: np.ndarray, executed: np.ndarray) -> 
     return out
 
 
+MIN_DIRECTION_COMMAND = 0.05
+"""A command has a direction to compare only when it is at least this fraction of the action limit (norms): an
+untrained policy's near-zero commands (1 % of the limit, which do not move the agent a pixel) all point the same
+way and gave "direction cosine 0.98" for a policy that does not move."""
+
+
 def _action_gap(proposed: np.ndarray, real: np.ndarray, limit: np.ndarray) -> dict[str, float]:
     """How far actions proposed on imagined frames are from those on the real frames of the same steps: mean
-    |difference| over |action limit|, and the mean cosine of their directions (steps where both move)."""
+    |difference| over |action limit|, and the mean cosine of their directions over the steps where both commands
+    are at least :data:`MIN_DIRECTION_COMMAND` of the limit (``direction_steps``; NaN, not measured, when none)."""
     scale = float(np.linalg.norm(limit))
-    norms = np.linalg.norm(proposed, axis=-1) * np.linalg.norm(real, axis=-1)
-    moving = norms > 1e-6 * scale**2
-    cosine = (proposed * real).sum(-1)[moving] / norms[moving]
+    proposed_norm, real_norm = np.linalg.norm(proposed, axis=-1), np.linalg.norm(real, axis=-1)
+    moving = (proposed_norm >= MIN_DIRECTION_COMMAND * scale) & (real_norm >= MIN_DIRECTION_COMMAND * scale)
+    cosine = (proposed * real).sum(-1)[moving] / (proposed_norm * real_norm)[moving]
     return {"action_gap": float(np.linalg.norm(proposed - real, axis=-1).mean() / scale),
-            "direction_cosine": float(cosine.mean()) if moving.any() else float("nan")}
+            "direction_cosine": float(cosine.mean()) if moving.any() else float("nan"),
+            "direction_steps": int(moving.sum())}
+
+
+def _cosine_text(value: float | None) -> str:
+    """A direction cosine as the notes print it: two decimals, or "not measured" (no step where both commands
+    move: :data:`MIN_DIRECTION_COMMAND`)."""
+    return "not measured" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
 @torch.no_grad()
@@ -264,6 +278,7 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
     }
     per_class: dict[str, dict[str, Any]] = {}
     checks = []
+    unmeasured: list[str] = []  # checks without a scored step, said in the notes instead
     for index, name in enumerate(STEP_CLASSES):
         mask = kind == index
         error = block_error if name == "contact" else agent_error
@@ -274,6 +289,9 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         per_class[name] = {"steps": int(mask.sum()), "model_error_px": model_mean,
                            "baseline_error_px": baseline_mean, "ratio": ratio,
                            "agent_visible": float(agent_seen[mask].mean()) if mask.any() else float("nan")}
+        if name == "wall" and not mask.any():
+            unmeasured.append("wall_push_px not measured (0 scored wall steps: the paths never reached a wall)")
+            continue
         if name == "wall":
             into = paths.clipped_px / np.maximum(np.linalg.norm(paths.clipped_px, axis=-1, keepdims=True), 1e-9)
             push = _mean_px(((agent_pred - agent_next) * into).sum(-1)[mask])
@@ -285,6 +303,9 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
             continue
         what = {"free": "agent error in free steps vs an agent that does not move",
                 "contact": "T error in contact vs a T that does not move"}[name]
+        if not mask.any():  # nothing to measure is no failure: a "FAIL ... nan" read as a bad model
+            unmeasured.append(f"{name}_error_ratio not measured (0 scored {name} steps: {what})")
+            continue
         checks.append(GateCheck(f"{name}_error_ratio", ratio, config.max_error_ratio, "<=",
                                 f"{what} ({mask.sum()} steps: {model_mean:.2f} vs {baseline_mean:.2f} px)"))
     visible = float(agent_seen.mean())
@@ -345,7 +366,8 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         metrics["policy_in_model"] = {"final_gap_px": _mean_px(gap), "final_gap_px_per_episode": gap.tolist(),
                                       "final_agent_visible": float(believed_seen[:, -1].mean())}
     early = min(4, steps - 1)  # the note's "after 5 steps"
-    notes = [f"steps: {', '.join(f'{k} {v}' for k, v in metrics['step_class_counts'].items())}, "
+    notes = [*unmeasured,
+             f"steps: {', '.join(f'{k} {v}' for k, v in metrics['step_class_counts'].items())}, "
              f"unscored {metrics['unscored_steps']}",
              f"open loop from the start: agent error {_mean_px(open_error[:, early]):.1f} px after "
              f"{early + 1} steps, {metrics['open_loop']['final_agent_error_px']:.1f} px after {steps} "
@@ -366,14 +388,18 @@ def policy_path_report(rollout: Rollout, paths: PolicyPaths, context: int,
         gaps = metrics["policy_on_imagined_frames"]
         notes.append("the policy on imagined frames of the real steps acts off by "
                      + ", ".join(f"{gaps[k]['action_gap']:.2f} of its limit (direction cosine "
-                                 f"{gaps[k]['direction_cosine']:.2f}; en route "
-                                 f"{gaps[k].get('en_route_direction_cosine', float('nan')):.2f}, settling "
-                                 f"{gaps[k].get('settling_direction_cosine', float('nan')):.2f}) "
+                                 f"{_cosine_text(gaps[k]['direction_cosine'])}; en route "
+                                 f"{_cosine_text(gaps[k].get('en_route_direction_cosine'))}, settling "
+                                 f"{_cosine_text(gaps[k].get('settling_direction_cosine'))}) "
                                  f"{k.replace('_', '-')}" for k in ("one_step", "open_loop"))
                      + f"; on the real frames with pixel noise of std {config.input_noise:g}: "
-                     f"{gaps['real_noisy']['action_gap']:.2f} (cosine {gaps['real_noisy']['direction_cosine']:.2f}; "
-                     f"en route {gaps['real_noisy'].get('en_route_direction_cosine', float('nan')):.2f}, settling "
-                     f"{gaps['real_noisy'].get('settling_direction_cosine', float('nan')):.2f})")
+                     f"{gaps['real_noisy']['action_gap']:.2f} (cosine "
+                     f"{_cosine_text(gaps['real_noisy']['direction_cosine'])}; en route "
+                     f"{_cosine_text(gaps['real_noisy'].get('en_route_direction_cosine'))}, settling "
+                     f"{_cosine_text(gaps['real_noisy'].get('settling_direction_cosine'))})"
+                     + ("" if any(gaps[k]["direction_steps"] for k in ("one_step", "open_loop", "real_noisy")) else
+                        f" (a direction is compared only where both commands are at least "
+                        f"{MIN_DIRECTION_COMMAND:.0%} of the limit: no step here has both)"))
     if policy_in_model is not None:
         notes.append(f"the policy acting in the model ends {metrics['policy_in_model']['final_gap_px']:.1f} px from "
                      f"where it really ends after {steps} steps (the agent visible in "

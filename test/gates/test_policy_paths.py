@@ -219,3 +219,43 @@ def test_table_haze_measures_the_imagined_frames_only_where_the_real_one_shows_t
     imagined[:, 1] = np.where(real[:, 1] == 255, 250, 0)  # step 1: the table 5 levels off, the agent lost entirely
     imagined[:, 2, ..., 0] = 252  # step 2: 3 levels off in one channel, the agent painted over too
     assert table_haze(real, imagined).tolist() == [0.0, 5.0, 3.0]
+
+
+class Still:
+    """A controller (stand-in recording) and a policy (the report) that never moves: every action is zero, or
+    ``tiny`` (an untrained policy's 1 % of the limit, which moves the agent less than a pixel)."""
+
+    action_limit = np.array([0.3, 0.3])
+
+    def __init__(self, tiny: float = 0.0) -> None:
+        self.tiny = tiny
+
+    def reset(self, *_sim) -> None:
+        pass
+
+    def act(self, _seen) -> np.ndarray:
+        return np.full(2, self.tiny, dtype=np.float32)
+
+    def observe_action(self, action: np.ndarray) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tiny", [0.0, 0.002])
+def test_paths_without_scored_steps_or_moving_commands_are_not_measured_not_failed(tiny):
+    """Before: ``FAIL free_error_ratio nan <= 0.5`` for 0 scored steps and "direction cosine 1.00" (0.98 for an
+    untrained policy) for commands that do not move."""
+    config = PolicyPathConfig(task="reach_fixed", episodes=2, steps=4)
+    still = record_paths(Still(tiny), config, SIZE)
+    report = policy_path_report(oracle(still), still, context=3, config=config, policy=Still(tiny))
+    text = report.format()
+    assert report.metrics["step_class_counts"] == {name: 0 for name in STEP_CLASSES}, text
+    assert "nan" not in text.split("info")[0] and "FAIL" not in text, text
+    assert {check.name for check in report.checks} == {"agent_visible_one_step"} and report.passed
+    for name in ("free_error_ratio", "contact_error_ratio"):
+        assert f"info {name} not measured (0 scored {name.split('_')[0]} steps" in text, text
+    assert "info wall_push_px not measured (0 scored wall steps" in text
+    gaps = report.metrics["policy_on_imagined_frames"]
+    for name in ("one_step", "open_loop", "real_noisy"):
+        assert gaps[name]["direction_steps"] == 0 and np.isnan(gaps[name]["direction_cosine"])
+    assert "(direction cosine not measured; en route not measured, settling not measured) one-step" in text
+    assert "cosine 1.00" not in text and "cosine 0.9" not in text
