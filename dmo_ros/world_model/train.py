@@ -33,7 +33,7 @@ from dmo_ros.training import (
     seed_everything,
     train,
 )
-from dmo_ros.training.checkpoint import recorded_path
+from dmo_ros.training.checkpoint import changed_inputs, recorded_path
 from dmo_ros.training.distributed import World, is_main_process, resolve_device
 from dmo_ros.training.loop import exit_on_interrupt
 from dmo_ros.world_model.config import WorldModelConfig
@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         # rollout_context trains on windows that run on past the real context (validation stays one step)
         train_set = _windows(folders, model_config.context, "train", horizon=model_config.rollout_context + 1)
         val_set = _windows(folders, model_config.context, "val")
+        run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
+                      "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
+        # Refused here, before the model line: that line named the preset given now ("cpu preset") beside the
+        # size of the saved run's model it was not going to train.
+        problem = changed_inputs(args.run_dir, run_config)
+        if problem:
+            raise CheckpointError(problem)
     except (DatasetError, ConfigError, CheckpointError, ValueError) as error:
         print(f"dmo-train-world-model: error: {error}", file=sys.stderr)
         return 2
@@ -123,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {len(train_set)} training windows, {len(val_set) if val_set else 0} validation windows from "
           f"{len(folders)} dataset(s)" + ("" if val_set else " (no validation episodes: validation skipped)"),
           flush=True)
-    run_config = {"kind": KIND, "preset": args.preset, "model": asdict(model_config),
-                  "datasets": [recorded_path(folder) for folder in folders], "robot": robot}
     try:
         result = train(model, train_set, val_set, train_config, args.run_dir, run_config)
     except TrainingError as error:

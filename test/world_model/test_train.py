@@ -75,3 +75,14 @@ def test_bad_inputs_exit_2_with_a_message(dataset: Path, tmp_path: Path, capsys)
     assert main(_args(dataset, tmp_path / "r2", "--steps", "2")) == 0
     assert main(_args(dataset, tmp_path / "r2", "--steps", "4", "--channels", "8", "8")) == 1
     assert "different model" in capsys.readouterr().err
+
+
+def test_a_resume_with_another_preset_is_refused_before_the_model_line(dataset: Path, tmp_path: Path, capsys) -> None:
+    """Before, "0.08 M parameters (cpu preset)" (the tiny run's model under the preset given now) came first."""
+    assert main(_args(dataset, tmp_path / "run", "--steps", "2")) == 0
+    capsys.readouterr()
+    other = [a if a != "tiny" else "cpu" for a in _args(dataset, tmp_path / "run", "--steps", "4")]
+    assert main(other) == 2
+    captured = capsys.readouterr()
+    assert "M parameters" not in captured.out and "cpu preset" not in captured.out, captured.out
+    assert "holds a run trained with --preset tiny (given now: cpu)" in captured.err
