@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             reward_model = load_reward_model(args.reward_run, device)
         if args.goal is not None:
             goal = load_goal_image(args.goal, size=(image_size, image_size),
-                                   notify=lambda text: print(f"goal: {text}"))
+                                   notify=lambda text: print(text, flush=True))
         starts = StartWindows(folders, context=context, split="train", seed=run.seed)
     except (DatasetError, ConfigError, CheckpointError, GateError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -21,7 +21,7 @@ best goal (:class:`~dmo_ros.reward.energy.GoalReward`).
 :func:`load_goal_image` reads PNG/JPEG (and any other format OpenCV decodes) or ``.npy`` arrays
 and returns (H, W, 3) uint8 RGB at the model's size, or (K, H, W, 3) for a goal set (a 4-D
 ``.npy``). Fixable differences are converted with a
-notice (logged as a warning and passed to ``notify``): another size (centre crop to the
+notice (passed to ``notify``, else logged as a warning): another size (centre crop to the
 target aspect, then resize — the dataset converter's rule), grayscale (replicated to RGB),
 an alpha channel (dropped), a channels-first array (transposed). Anything that would need a
 guess is a :class:`GoalImageError` naming the file, the problem and the fix: 16-bit or float
@@ -89,10 +89,13 @@ def _fit(pixels: np.ndarray, size: tuple[int, int], notices: list[str]) -> np.nd
 
 
 def _tell(path: Path, notices: list[str], notify: Callable[[str], None] | None) -> None:
+    """Each notice to ``notify``, or logged as a warning without one: a caller that prints them would otherwise show
+    each one twice (dmo-train-policy printed the resize notice, then Python's last-resort log handler again)."""
     for notice in notices:
         message = f"goal image {path}: {notice}"
-        logger.warning(message)
-        if notify is not None:
+        if notify is None:
+            logger.warning(message)
+        else:
             notify(message)
 
 

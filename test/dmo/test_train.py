@@ -625,3 +625,22 @@ def test_a_resume_with_another_goal_picture_is_refused_before_any_model_loads(po
     err = capsys.readouterr().err
     assert f"holds a run trained with --goal {Path(policy_inputs['goal']).resolve()} (given now: {other})" in err
     assert json.loads((run / "config.json").read_text())["goal"] == str(Path(policy_inputs["goal"]).resolve())
+
+
+def test_a_resized_goal_picture_is_said_once(policy_inputs, tmp_path, capsys, caplog):
+    """It was printed ("goal: goal image … resized …") and logged again (Python's last-resort handler on stderr)."""
+    import logging
+
+    from PIL import Image
+
+    goal = tmp_path / "big_goal.png"
+    Image.open(policy_inputs["goal"]).resize((48, 48)).save(goal)
+    args = _args("ppo", policy_inputs, tmp_path / "ppo", "--max-samples", "32", "--eval-every", "0")
+    args[args.index("--goal") + 1] = str(goal)
+    with caplog.at_level(logging.WARNING, logger="dmo_ros.reward.goal_image"):
+        assert main(args) == 0
+    captured = capsys.readouterr()
+    said = [line for line in (captured.out + captured.err).splitlines() if "resized 48x48 to 32x32" in line]
+    said += [record.message for record in caplog.records if record.name == "dmo_ros.reward.goal_image"]
+    assert said == [f"goal image {goal}: resized 48x48 to 32x32 px (centre crop to the target aspect, then resize, "
+                    "as the dataset converter does)"], said
