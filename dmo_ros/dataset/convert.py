@@ -69,11 +69,13 @@ from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.output_paths import output_folder
 from dmo_ros.recording.bag_reader import (
     DECODE_ERRORS,
+    NO_RECORDING_UNDER,
     BagError,
     BagReader,
     Connection,
     MessageDecoder,
     UndecodableTypeError,
+    find_recordings,
     missing_metadata,
     no_split_readable,
     storage_files,
@@ -225,15 +227,13 @@ def _expand_sources(paths: list[Path]) -> tuple[list[Source], list[SourceReport]
         elif unreadable_splits(path):
             bad.append(SourceReport(str(path), error=no_split_readable(unreadable_splits(path))))
         elif path.is_dir():
-            inner = [p for p in sorted(path.iterdir()) if p.is_dir()]
-            found = [p for p in inner if (p / "metadata.yaml").is_file() or session_splits(p) or storage_files(p)
-                     or unreadable_splits(p)]  # the unreadable ones, to say why and how to fix them
+            found = find_recordings(path)  # at any depth; the unreadable ones too, to say why and how to fix them
             if found:
                 more, more_bad = _expand_sources(found)
                 sources += more
                 bad += more_bad
             else:
-                bad.append(SourceReport(str(path), error="no rosbag2 bag (metadata.yaml) or recorder session here"))
+                bad.append(SourceReport(str(path), error=NO_RECORDING_UNDER))
         else:
             bad.append(SourceReport(str(path), error="does not exist" if not path.exists() else "not a bag folder"))
     return sources, bad

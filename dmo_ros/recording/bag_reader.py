@@ -37,7 +37,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from dmo_ros.recording.bag_writer import SPLIT_LOG, TypeRegistry, UnknownTypeError
+from dmo_ros.recording.bag_writer import SPLIT_LOG, TypeRegistry, UnknownTypeError, session_splits
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 STORAGE_SUFFIXES = (".mcap", ".db3", ".mcap.zstd", ".db3.zstd")
@@ -143,6 +143,46 @@ def unreadable_splits(session: Path | str) -> list[str]:
             problems.append(missing_metadata(split, f"its {entry.get('messages', '?')} messages ({seconds:.1f} s, "
                                                     f"as {SPLIT_LOG} lists them)"))
     return problems
+
+
+def is_recording(folder: Path) -> bool:
+    """Whether ``folder`` is a recording to read or to say why not: a rosbag2 bag (``metadata.yaml``, or storage
+    files without it) or a recorder session (finished splits, or splits that cannot be read)."""
+    return bool((folder / "metadata.yaml").is_file() or session_splits(folder) or storage_files(folder)
+                or unreadable_splits(folder))
+
+
+def find_recordings(folder: Path | str) -> list[Path]:
+    """The recordings (:func:`is_recording`) at any depth under ``folder`` (``[folder]`` when it is one), in path
+    order, without looking inside one (a session's splits are its own) nor into hidden folders (``.git``).
+    ``dmo-convert`` and ``dmo-bag-info`` both find what a folder of recordings holds with it: they used to look one
+    level down only (``dmo-bag-info``: not at all), so ``bags/robot/<session>`` was "no recorder session here"."""
+    found: list[Path] = []
+    seen: set[Path] = set()  # a symbolic link back up the tree is followed once
+
+    def walk(current: Path) -> None:
+        for child in sorted(p for p in current.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            resolved = child.resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            if is_recording(child):
+                found.append(child)
+            else:
+                walk(child)
+
+    folder = Path(folder)
+    if is_recording(folder):
+        return [folder]
+    if folder.is_dir():
+        seen.add(folder.resolve())
+        walk(folder)
+    return found
+
+
+NO_RECORDING_UNDER = ("no rosbag2 bag (a folder with metadata.yaml) or recorder session (split_* bags) here, nor in "
+                      "any folder under it (hidden folders skipped)")
+"""The error for a folder that holds no recording at any depth (after its path): what was searched."""
 
 
 def no_split_readable(problems: list[str]) -> str:

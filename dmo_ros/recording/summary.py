@@ -1,6 +1,7 @@
 """``dmo-bag-info``: what a recording holds, read back from the bags themselves.
 
-Reads recorder sessions (folders of split bags) or single rosbag2 bags, and reports per
+Reads recorder sessions (folders of split bags) or single rosbag2 bags (a folder of them: every one at any depth
+under it, as ``dmo-convert`` finds them), and reports per
 topic: message type, count, rate, the largest gap, whether header stamps are monotonic
 (zero stamps are counted apart), and for images their sizes and encodings (compressed: the
 format, the decoded size of the first image, the mean size), for intent labels the share of
@@ -34,10 +35,12 @@ from dmo_ros.help_text import plain_text
 from dmo_ros.interrupt import stop_on_interrupt
 from dmo_ros.recording.bag_reader import (
     DECODE_ERRORS,
+    NO_RECORDING_UNDER,
     BagError,
     BagReader,
     MessageDecoder,
     UndecodableTypeError,
+    find_recordings,
     missing_metadata,
     no_split_readable,
     storage_files,
@@ -109,6 +112,18 @@ def bag_folders(path: Path) -> list[Path]:
             raise BagError(no_split_readable(unreadable))
         raise FileNotFoundError(f"{path} is neither a rosbag2 bag nor a recorder session with finished splits")
     return splits
+
+
+def recordings_of(path: Path) -> list[Path]:
+    """What ``dmo-bag-info PATH`` reads: ``path`` itself when it is a bag or a session (or not a folder: reading it
+    says why), else the bags and sessions at any depth under it, as ``dmo-convert`` finds them
+    (:func:`~dmo_ros.recording.bag_reader.find_recordings`). ``FileNotFoundError`` when a folder holds none."""
+    if not path.is_dir():
+        return [path]
+    found = find_recordings(path)
+    if not found:
+        raise FileNotFoundError(NO_RECORDING_UNDER)
+    return found
 
 
 def _stamp_ns(message: Any) -> int | None:
@@ -232,15 +247,23 @@ def format_summary(summary: SessionSummary) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dmo-bag-info", description=plain_text(__doc__.split("\n\n")[1]),
                                      epilog="Exit code: 0 every path read, 1 some could not be, 2 none.")
-    parser.add_argument("paths", nargs="+", type=Path, help="recorder session folders or rosbag2 bag folders")
+    parser.add_argument("paths", nargs="+", type=Path,
+                        help="recorder session folders or rosbag2 bag folders, or folders of them (any depth)")
     parser.add_argument("--json", action="store_true",
-                        help="print JSON instead of a table (an object for one path, a list for several)")
+                        help="print JSON instead of a table (an object for one bag or session, a list for several)")
     parser.add_argument("--recover-truncated", action="store_true",
                         help="read the messages written before the cut of a truncated MCAP file")
     options = parser.parse_args(argv)
     summaries, failed = [], 0
     try:
+        targets = []
         for path in options.paths:
+            try:
+                targets += recordings_of(path)
+            except FileNotFoundError as error:
+                print(f"dmo-bag-info: error: {path}: {error}", file=sys.stderr)
+                failed += 1
+        for path in targets:
             try:
                 summary = summarize(path, options.recover_truncated)
             except (OSError, ValueError, ReaderError, sqlite3.DatabaseError) as error:
@@ -252,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_summary(summary), flush=True)
         if options.json and summaries:
             dicts = [s.to_dict() for s in summaries]
-            print(json.dumps(dicts[0] if len(options.paths) == 1 else dicts, indent=1), flush=True)
+            print(json.dumps(dicts[0] if len(options.paths) == len(targets) == 1 else dicts, indent=1), flush=True)
     except BrokenPipeError:  # piped into `head`: the reader has what it wants
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again

@@ -365,3 +365,28 @@ def test_each_out_of_range_field_is_refused_on_its_own(field, message):
     with pytest.raises(ValueError) as raised:
         ConvertConfig(**{field: -1.0})
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("layout", ["one_level", "two_levels", "mixed"])
+def test_a_folder_of_recordings_converts_every_one_at_any_depth(tmp_path, layout):
+    """``dmo-convert bags/`` with sessions two levels down (bags/robot/<session>) said "no rosbag2 bag (metadata.yaml)
+    or recorder session here"."""
+    root = tmp_path / "bags"
+    deep = root / "robot" if layout == "two_levels" else root
+    deep.mkdir(parents=True)
+    expected = [write_session(deep / "20261201-130000", closed=True)]
+    if layout == "mixed":  # a plain bag beside a session, one level further down
+        expected.append(write_bag(root / "field" / "bag", BagSpec(seconds=2.0)))
+    (root / ".cache").mkdir()  # hidden: not searched
+    dataset, reports = convert([root], tmp_path / "ds", ConvertConfig(), log=lambda _: None)
+    assert dataset is not None, [report.error for report in reports]
+    assert [report.path for report in reports] == [str(path) for path in expected]
+    assert all(report.ok and report.samples > 0 for report in reports), reports
+
+
+def test_a_folder_without_recordings_says_what_was_searched(tmp_path):
+    (tmp_path / "bags" / "robot" / "empty").mkdir(parents=True)
+    result = run_convert(str(tmp_path / "bags"), "-o", str(tmp_path / "ds"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"FAILED {tmp_path / 'bags'}: no rosbag2 bag (a folder with metadata.yaml) or recorder session (split_* "
+            "bags) here, nor in any folder under it (hidden folders skipped)") in result.stdout, result.stdout

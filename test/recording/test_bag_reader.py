@@ -14,6 +14,7 @@ from dmo_ros.recording.bag_reader import (
     Connection,
     MessageDecoder,
     UndecodableTypeError,
+    find_recordings,
     mcap_is_truncated,
 )
 
@@ -96,3 +97,27 @@ def test_a_damaged_metadata_yaml_is_one_line_naming_the_file(tmp_path, text, rea
     with pytest.raises(BagError, match=f"metadata.yaml is unreadable: ({reason})") as error:
         bag_metadata(tmp_path)
     assert "\n" not in str(error.value)
+
+
+def _session(folder, seconds: float = 1.0):
+    """A recorder session: one split bag and the manifest."""
+    folder.mkdir(parents=True)
+    write_bag(folder / "split_00000", BagSpec(seconds=seconds))
+    (folder / "session.yaml").write_text("format: dmo_ros split session 1\nclosed: true\n")
+    return folder
+
+
+def test_find_recordings_at_any_depth_without_looking_inside_one(tmp_path):
+    """dmo-convert looked one level down only and dmo-bag-info not at all: bags/robot/<session> was not found."""
+    one = _session(tmp_path / "one_level")
+    two = _session(tmp_path / "a" / "b" / "two_levels")
+    bag = write_bag(tmp_path / "a" / "plain_bag", BagSpec(seconds=1.0))
+    _session(tmp_path / ".hidden" / "skipped")  # hidden folders are not searched
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    assert find_recordings(tmp_path) == [two, bag, one]  # path order; a session's splits are its own
+    assert find_recordings(tmp_path / "a") == [two, bag]
+    assert find_recordings(tmp_path / "empty") == []
+    assert find_recordings(tmp_path / "missing") == []
+    assert find_recordings(one) == [one]  # a session itself, not its splits
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")  # a link back up the tree is followed once
+    assert find_recordings(tmp_path / "a") == [two, bag]

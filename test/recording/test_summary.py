@@ -125,3 +125,37 @@ def test_a_bag_without_metadata_says_how_to_rebuild_it(tmp_path, storage):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{tmp_path / 'bag'} has no metadata.yaml" in result.stderr, result.stderr
     assert f"`ros2 bag reindex {tmp_path / 'bag'} -s {storage}`" in result.stderr
+
+
+def _session(folder, seconds: float = 1.0):
+    """A recorder session: one split bag and the manifest."""
+    folder.mkdir(parents=True)
+    write_bag(folder / "split_00000", BagSpec(seconds=seconds))
+    (folder / "session.yaml").write_text("format: dmo_ros split session 1\nclosed: true\n")
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["one_level", "two_levels", "mixed"])
+def test_a_folder_of_recordings_reads_every_one_at_any_depth(tmp_path, layout, capsys):
+    """``dmo-bag-info bags/t`` (a folder of sessions) was refused while ``dmo-convert bags/t`` read it."""
+    from dmo_ros.recording.summary import main
+
+    root = tmp_path / "t"
+    deep = root / "robot" if layout == "two_levels" else root
+    expected = [_session(deep / "20261201-130000"), _session(deep / "20261201-140000", seconds=2.0)]
+    if layout == "mixed":
+        expected.append(write_bag(root / "zz_field" / "bag", BagSpec(seconds=1.0)))
+    assert main([str(root), "--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert [s["path"] for s in summaries] == [str(path) for path in expected]
+    assert main([str(expected[0]), "--json"]) == 0  # one session named: one object, as before
+    assert json.loads(capsys.readouterr().out)["path"] == str(expected[0])
+
+
+def test_a_folder_without_recordings_says_what_was_searched(tmp_path):
+    (tmp_path / "t" / "robot").mkdir(parents=True)
+    result = bag_info(str(tmp_path / "t"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"dmo-bag-info: error: {tmp_path / 't'}: no rosbag2 bag (a folder with "
+                                     "metadata.yaml) or recorder session (split_* bags) here, nor in any folder under "
+                                     "it (hidden folders skipped)")
