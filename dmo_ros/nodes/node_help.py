@@ -29,33 +29,30 @@ ROS_ARGS_START = "--ros-args"
 ROS_ARGS_END = "--"
 
 
-def help_requested(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` (without the program name) asks for help: ``-h`` or ``--help`` outside the
-    ``--ros-args ... [--]`` blocks. Those blocks belong to rclpy and go to it unchanged."""
-    in_ros_args = False
+def outside_ros_args(argv: Sequence[str]) -> list[str]:
+    """The arguments of ``argv`` (without the program name) outside the ``--ros-args ... [--]`` blocks: the ones a
+    node itself would read. Those blocks belong to rclpy and go to it unchanged."""
+    outside, in_ros_args = [], False
     for argument in argv:
         if argument == ROS_ARGS_START:
             in_ros_args = True
         elif argument == ROS_ARGS_END and in_ros_args:
             in_ros_args = False
-        elif not in_ros_args and argument in HELP_FLAGS:
-            return True
-    return False
+        elif not in_ros_args:
+            outside.append(argument)
+    return outside
+
+
+def help_requested(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` (without the program name) asks for help: ``-h`` or ``--help`` outside the
+    ``--ros-args ... [--]`` blocks."""
+    return any(argument in HELP_FLAGS for argument in outside_ros_args(argv))
 
 
 def unexpected_arguments(argv: Sequence[str]) -> list[str]:
     """The arguments of ``argv`` (without the program name) outside the ``--ros-args ... [--]`` blocks, other than
     ``-h``/``--help``: a node reads none of them."""
-    found = []
-    in_ros_args = False
-    for argument in argv:
-        if argument == ROS_ARGS_START:
-            in_ros_args = True
-        elif argument == ROS_ARGS_END and in_ros_args:
-            in_ros_args = False
-        elif not in_ros_args and argument not in HELP_FLAGS:
-            found.append(argument)
-    return found
+    return [argument for argument in outside_ros_args(argv) if argument not in HELP_FLAGS]
 
 
 def _suggestion(unexpected: Sequence[str], names: Sequence[str]) -> str:
@@ -141,5 +138,5 @@ def node_help(name: str, doc: str | None, parameters: Sequence[type]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["HELP_FLAGS", "help_requested", "node_help", "parameter_types", "unexpected_arguments",
+__all__ = ["HELP_FLAGS", "help_requested", "node_help", "outside_ros_args", "parameter_types", "unexpected_arguments",
            "unexpected_arguments_message"]
