@@ -214,7 +214,7 @@ def changed_settings(saved: dict[str, Any], asked: dict[str, Any], prefix: str =
         dotted = f"{prefix}{name}"
         if dotted in ignore or name not in saved:
             continue
-        old, new = saved[name], json.loads(json.dumps(asked_value))
+        old, new = json.loads(json.dumps(saved[name])), json.loads(json.dumps(asked_value))  # tuples read as lists
         if isinstance(old, dict) and isinstance(new, dict):
             changed += changed_settings(old, new, f"{dotted}.", ignore)
         elif old != new:

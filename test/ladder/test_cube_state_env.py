@@ -183,5 +183,5 @@ def test_the_behind_target_pulls_the_robot_to_the_pushing_spot_on_the_far_side_f
         cube_state_reward(wrong_side, approach=0.0).item())  # the plain term does not see the wrong side
     with pytest.raises(ValueError, match="approach target"):
         cube_state_reward(behind, target="around")
-    with pytest.raises(ValueError, match="approach_target is push_cube's"):
+    with pytest.raises(ValueError, match="approach_target=behind is push_cube's and push_region's"):
         rung0.Rung0Config(task="push_t", approach_target="behind")
