@@ -52,6 +52,7 @@ from dmo_ros.training.options import (
     apply_options,
     changed_settings,
     config_from_dict,
+    describe_changes,
 )
 
 METHOD_NAMES = {"dmo": "dmo", "no-diffusion": "no_diffusion", "ppo": "ppo"}
@@ -277,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         changed = changed_settings(saved.get("configs") or {}, {k: asdict(v) for k, v in configs.items()}) \
             if saved is not None and latest_step(args.run_dir) is not None else []
         if changed:  # a resume may change them (as the model trainers' settings), but says so and keeps the record
-            listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in sorted(changed))
+            listed, record = describe_changes(changed)
             print(f"note: resuming {args.run_dir} with other settings than it was trained with so far: {listed} "
                   "(recorded in config.json's config_changes)", flush=True)
-            config_changes.append({"changed": {name: {"from": old, "to": new} for name, old, new in changed}})
+            config_changes.append({"changed": record})
         device = resolve_device(run.device, World())
         limit = np.maximum(np.asarray(action_statistics(folders)["max_abs"], dtype=np.float64), 1e-3)
 

@@ -52,7 +52,7 @@ from dmo_ros.training.checkpoint import (
 from dmo_ros.training.config import TrainConfig
 from dmo_ros.training.cpu_load import LoadWatch, oversubscription_warning
 from dmo_ros.training.distributed import DeviceError, World, all_reduce_mean, barrier, init_world
-from dmo_ros.training.options import changed_settings
+from dmo_ros.training.options import changed_settings, describe_changes
 
 
 class TrainingError(RuntimeError):
@@ -240,10 +240,10 @@ def _settings_history(run_dir: Path, settings: dict[str, Any]) -> list[dict[str,
         return history
     changed = changed_settings(before, settings, ignore=RESUMABLE_WITHOUT_NOTE)
     if changed:
-        listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in sorted(changed))
+        listed, record = describe_changes(changed)
         print(f"[train] note: resuming {run_dir} at step {step} with other training settings than it was last "
               f"trained with: {listed} (recorded in config.json's train_changes)", flush=True)
-        history.append({"step": step, "changed": {name: {"from": old, "to": new} for name, old, new in changed}})
+        history.append({"step": step, "changed": record})
     return history
 
 

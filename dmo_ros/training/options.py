@@ -222,6 +222,14 @@ def changed_settings(saved: dict[str, Any], asked: dict[str, Any], prefix: str =
     return changed
 
 
+def describe_changes(changed: list[tuple[str, Any, Any]]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """:func:`changed_settings`' result as a resume says it (``"lr 0.01 -> 0.05, ..."``, by name) and as config.json
+    records it (``{name: {"from": old, "to": new}}``)."""
+    text = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in sorted(changed))
+    return text, {name: {"from": old, "to": new} for name, old, new in changed}
+
+
 __all__ = ["ConfigError", "add_dataclass_options", "apply_options", "changed_settings", "config_from_dict",
+           "describe_changes",
            "field_docs", "field_value",
            "finite_float", "given_options"]
